@@ -1,0 +1,23 @@
+//! Types and traits shared on and off chain by FAST DATA.
+//!
+//! Pallets know each other only through the traits declared here and wired in the runtime;
+//! the operator daemon and the SDK use the same types to sign and check tokens, receipts
+//! and sealed keys.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+/// Account identifiers used across the marketplace (sr25519 public keys, as in the runtime).
+pub type AccountId = sp_runtime::AccountId32;
+/// Balance type of the runtime.
+pub type Balance = u128;
+/// Block number type of the runtime.
+pub type BlockNumber = u32;
+
+pub mod traits;
+pub use traits::*;
+
+pub mod api_identity;
+
+pub mod tokens;
+pub mod api_market;

@@ -1,0 +1,142 @@
+//! The interfaces between the marketplace pallets. Each pallet implements one of these
+//! and is handed the others as `Config` types in the runtime, so every pallet can be
+//! tested with mocks.
+
+use alloc::vec::Vec;
+use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
+use scale_info::TypeInfo;
+use sp_core::H256;
+use sp_runtime::{DispatchError, Perbill};
+
+/// Identifier of a data offer.
+pub type OfferId = u64;
+/// Identifier of a stream: `blake2_256(seller ‖ streamName ‖ timestamp)`.
+pub type StreamId = H256;
+/// Identifier of a purchase.
+pub type PurchaseId = u64;
+/// Index of a key epoch of a stream (keys `k_e`, `k_m` rotate per epoch).
+pub type EpochIndex = u32;
+/// Sequence number of a segment within a stream.
+pub type Sequence = u64;
+/// A trust score or credibility in fixed point: `SCORE_ONE` is 1.0.
+pub type Score = u32;
+/// The fixed-point unit of [`Score`].
+pub const SCORE_ONE: Score = 1_000_000;
+/// An X25519 public key (key agreement).
+pub type X25519Public = [u8; 32];
+
+/// Identity facts (implemented by `pallet-did`).
+pub trait IdentityProvider<AccountId> {
+    /// `who` has an active DID holding at least one valid (unexpired, unrevoked) credential
+    /// from a registered issuer.
+    fn is_verified(who: &AccountId) -> bool;
+    /// The X25519 key-agreement key of `who`'s active DID.
+    fn key_agreement_key(who: &AccountId) -> Option<X25519Public>;
+    /// Reputation weights `VI` of the issuers of `who`'s valid credentials, one per credential.
+    fn credential_weights(who: &AccountId) -> Vec<Perbill>;
+}
+
+/// Trust scores (implemented by `pallet-trust`).
+pub trait TrustProvider<AccountId> {
+    /// The current trust score `TS(who)` (eq. 2 of the paper), in [`Score`] fixed point.
+    fn trust_score(who: &AccountId) -> Score;
+}
+
+/// A purchase that has been settled, as seen by the trust pallet.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo)]
+pub struct SettledTrade<AccountId, Balance, BlockNumber> {
+    /// The buyer of the purchase.
+    pub buyer: AccountId,
+    /// The seller of the offer.
+    pub seller: AccountId,
+    /// What the buyer paid in the end (price minus refunds).
+    pub value: Balance,
+    /// Block at which the purchase was settled.
+    pub settled_at: BlockNumber,
+}
+
+/// Settled trades that entitle their two sides to rate each other (implemented by
+/// `pallet-escrow`).
+pub trait SettledTrades<AccountId, Balance, BlockNumber> {
+    /// The settled trade of `purchase`, or `None` if it does not exist or is not settled.
+    fn settled_trade(purchase: PurchaseId) -> Option<SettledTrade<AccountId, Balance, BlockNumber>>;
+}
+
+/// How an offer is paid.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo)]
+pub enum PaymentMode<BlockNumber> {
+    /// A bounded window of recorded data (segments `first..=last`) for a flat price.
+    Batch {
+        /// First sequence number of the window.
+        first: Sequence,
+        /// Last sequence number of the window (inclusive).
+        last: Sequence,
+    },
+    /// A live subscription priced per period, paid in advance for N periods.
+    Stream {
+        /// Length of one period in blocks.
+        period: BlockNumber,
+    },
+}
+
+/// What the escrow pallet needs to know about an offer.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo)]
+pub struct OfferSummary<AccountId, Balance, BlockNumber> {
+    /// The seller.
+    pub seller: AccountId,
+    /// The stream the offer sells, once registered.
+    pub stream: Option<StreamId>,
+    /// Payment mode.
+    pub mode: PaymentMode<BlockNumber>,
+    /// Flat price (batch) or price per period (stream).
+    pub price: Balance,
+    /// Only verified buyers may purchase.
+    pub verified_only: bool,
+    /// Discount for verified buyers.
+    pub verified_discount: Perbill,
+    /// Minimum trust score of the buyer.
+    pub min_trust_score: Score,
+    /// The offer accepts new purchases (not retired).
+    pub active: bool,
+}
+
+/// What the escrow pallet and the operator daemons need to know about a stream.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, TypeInfo)]
+pub struct StreamSummary<AccountId> {
+    /// The seller who owns the stream.
+    pub seller: AccountId,
+    /// The offer the stream belongs to.
+    pub offer: OfferId,
+    /// The operators assigned to host the stream.
+    pub operators: Vec<AccountId>,
+    /// The current key epoch.
+    pub epoch: EpochIndex,
+    /// The stream is open (not closed by its seller).
+    pub open: bool,
+}
+
+/// Offers and streams (implemented by `pallet-offers`).
+pub trait OfferProvider<AccountId, Balance, BlockNumber> {
+    /// The offer `id`.
+    fn offer(id: OfferId) -> Option<OfferSummary<AccountId, Balance, BlockNumber>>;
+    /// The stream `id`.
+    fn stream(id: &StreamId) -> Option<StreamSummary<AccountId>>;
+    /// The commitment `H(k_e ‖ k_m)` of `epoch` of stream `id`.
+    fn epoch_commitment(id: &StreamId, epoch: EpochIndex) -> Option<H256>;
+}
+
+/// The storage network (implemented by `pallet-operators`).
+pub trait OperatorProvider<AccountId, Balance> {
+    /// `who` is a registered, active (not paused, suspended or leaving) operator.
+    fn is_active(who: &AccountId) -> bool;
+    /// The price per MB served by operator `who`.
+    fn price_per_mb(who: &AccountId) -> Option<Balance>;
+    /// Picks `replication` distinct active operators for `stream` at random, weighted by
+    /// stake and trust, and records the assignment.
+    fn assign(stream: &StreamId, replication: u32) -> Result<Vec<AccountId>, DispatchError>;
+    /// The operators currently assigned to `stream` (the assignment lives in
+    /// `pallet-operators`, which reassigns when an operator leaves or is suspended).
+    fn assigned(stream: &StreamId) -> Vec<AccountId>;
+    /// Forgets the assignment of a closed stream.
+    fn release(stream: &StreamId);
+}

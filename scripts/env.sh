@@ -1,0 +1,18 @@
+# Shared environment for every FAST DATA script: one compiler (Debian's rustc 1.96 through
+# the wasm sysroot overlay) and one persistent target dir outside the clone.
+export FASTDATA_HOME="${FASTDATA_HOME:-/var/tmp/fastdata}"
+export FASTDATA_WASM_SYSROOT="${FASTDATA_WASM_SYSROOT:-$FASTDATA_HOME/wasm-sysroot}"
+export FASTDATA_TARGET="${FASTDATA_TARGET:-$FASTDATA_HOME/target}"
+export CARGO_TARGET_DIR="$FASTDATA_TARGET"
+export CARGO_BUILD_RUSTC="$FASTDATA_WASM_SYSROOT/bin/rustc"
+export CARGO_TARGET_WASM32V1_NONE_LINKER=wasm-ld-22
+# Debian's cargo and clippy first, so `cargo clippy` matches the compiler.
+export PATH="/usr/bin:$PATH"
+export CARGO=/usr/bin/cargo
+FASTDATA_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export FASTDATA_ROOT
+# Lints run inside the one build: clippy-driver compiles the workspace's own crates (not
+# dependencies, not the wasm runtime), so tests, binaries and clippy share every artifact.
+export RUSTC_WORKSPACE_WRAPPER="$FASTDATA_HOME/bin/clippy-wrap"
+export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
+export FASTDATA_BIN="$FASTDATA_TARGET/release"

@@ -1,0 +1,67 @@
+# Helpers shared by scripts/demo and scripts/test. Source after env.sh.
+
+say()  { printf '\033[1;34m[%s]\033[0m %s\n' "${SCRIPT_NAME:-fastdata}" "$*"; }
+fail() { printf '\033[1;31m[%s] FAILED:\033[0m %s\n' "${SCRIPT_NAME:-fastdata}" "$*" >&2; exit 1; }
+
+# Runs a command, printing how long it took.
+timed() {
+  local label="$1"; shift
+  local t0=$SECONDS
+  "$@" || fail "$label (exit $?)"
+  say "$label: $((SECONDS - t0)) s"
+}
+
+# Builds the runtime (native + wasm) and the node in the shared release profile.
+build_node() {
+  say "building fastdata-runtime (wasm) and fastdata-node; a cold build takes ~70 min on 2 cores"
+  timed "build runtime + node" cargo build --release --locked -p fastdata-runtime -p fastdata-node
+}
+
+NODE_PID=""
+# start_node <base-path> <rpc-port> [extra args…]: starts a dev node, waits for block 2.
+start_node() {
+  local base="$1" port="$2"; shift 2
+  local log="$FASTDATA_HOME/logs/node-$port.log"
+  mkdir -p "$FASTDATA_HOME/logs"
+  if curl -s -o /dev/null "http://127.0.0.1:$port" 2>/dev/null; then
+    fail "port $port is in use (another node running?); stop it or set FASTDATA_RPC_PORT"
+  fi
+  "$FASTDATA_BIN/fastdata-node" --dev --dev-block-time "${FASTDATA_BLOCK_MS:-1000}" \
+    --base-path "$base" --rpc-port "$port" --rpc-cors all --no-prometheus \
+    --no-telemetry --name fastdata-dev "$@" >"$log" 2>&1 &
+  NODE_PID=$!
+  say "fastdata-node pid $NODE_PID, RPC ws://127.0.0.1:$port, log $log"
+  local i
+  for i in $(seq 1 120); do
+    kill -0 "$NODE_PID" 2>/dev/null || { tail -20 "$log" >&2; fail "node exited during start"; }
+    local n
+    n=$(rpc "$port" chain_getHeader | sed -n 's/.*"number":"\(0x[0-9a-f]*\)".*/\1/p')
+    if [ -n "$n" ] && [ $((n)) -ge 2 ]; then say "node is producing blocks (#$((n)))"; return 0; fi
+    sleep 1
+  done
+  tail -20 "$log" >&2
+  fail "node did not reach block 2 within 120 s"
+}
+
+stop_node() {
+  if [ -n "$NODE_PID" ] && kill -0 "$NODE_PID" 2>/dev/null; then
+    kill -INT "$NODE_PID"; wait "$NODE_PID" 2>/dev/null || true
+    say "node stopped"
+  fi
+  NODE_PID=""
+}
+
+# rpc <port> <method> [params-json]
+rpc() {
+  curl -s -H 'Content-Type: application/json' \
+    -d "{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"$2\",\"params\":${3:-[]}}" \
+    "http://127.0.0.1:$1" 2>/dev/null
+}
+
+# Installs the polkadot.js test dependencies (npm cache outside the clone).
+npm_install() {
+  local dir="$1"
+  say "npm ci in $dir"
+  (cd "$dir" && npm ci --no-audit --no-fund --silent --cache "$FASTDATA_HOME/npm-cache") \
+    || fail "npm ci in $dir"
+}
