@@ -1,0 +1,53 @@
+//! The chain facts an upload token is checked against.
+
+use crate::*;
+use fastdata_primitives::{
+    tokens::{SignedUploadToken, TokenError, UploadToken},
+    OperatorProvider,
+};
+use frame_system::pallet_prelude::BlockNumberFor;
+use sp_core::sr25519;
+
+impl<T: Config> Pallet<T> {
+    /// Checks `token` against chain state and returns the seller whose key must have signed
+    /// it: the stream exists and is open, `token.operator` is assigned to it, and
+    /// `token.epoch` is a retained epoch not after the current one (uploads for the previous
+    /// epoch stay possible while publishers switch keys).
+    pub fn upload_token_facts(
+        token: &UploadToken<T::AccountId, BlockNumberFor<T>>,
+    ) -> Result<T::AccountId, TokenError> {
+        let stream = Streams::<T>::get(token.stream).ok_or(TokenError::UnknownStream)?;
+        if !stream.is_open() {
+            return Err(TokenError::StreamClosed);
+        }
+        if !T::Operators::assigned(&token.stream).contains(&token.operator) {
+            return Err(TokenError::NotAssigned);
+        }
+        if token.epoch > stream.epoch || token.epoch < stream.oldest_epoch {
+            return Err(TokenError::UnknownEpoch);
+        }
+        Ok(stream.seller)
+    }
+
+    /// Full check of an upload token presented to `operator` at the current block: the chain
+    /// facts of [`Self::upload_token_facts`], then the seller's sr25519 signature, the
+    /// addressee, the expiry and a nonce above `last_nonce` (the highest the operator accepted
+    /// for this stream so far).
+    pub fn check_upload_token(
+        token: &SignedUploadToken<T::AccountId, BlockNumberFor<T>>,
+        operator: &T::AccountId,
+        last_nonce: Option<u64>,
+    ) -> Result<(), TokenError>
+    where
+        T::AccountId: AsRef<[u8; 32]>,
+    {
+        let seller = Self::upload_token_facts(&token.payload)?;
+        let key = sr25519::Public::from_raw(*seller.as_ref());
+        token.check(
+            &key,
+            operator,
+            frame_system::Pallet::<T>::block_number(),
+            last_nonce,
+        )
+    }
+}

@@ -1,0 +1,106 @@
+//! Storage invariants checked by `try_state` (and by every test).
+
+use crate::*;
+use alloc::collections::{BTreeMap, BTreeSet};
+use frame_support::traits::{fungible::InspectHold, Get};
+use sp_runtime::TryRuntimeError;
+
+impl<T: Config> Pallet<T> {
+    /// Checks the pallet's invariants:
+    /// - the stake held from each operator equals its recorded stake;
+    /// - [`OperatorCount`] equals the number of records;
+    /// - [`ActiveOperators`] holds exactly the active operators, once each, with their
+    ///   recorded stake and their number of hosted streams (at most `MaxStreamsPerOperator`);
+    /// - every assignment lists distinct active operators, at most `MaxReplication`, and
+    ///   [`StreamsOf`] is its exact reverse index.
+    pub fn do_try_state() -> Result<(), TryRuntimeError> {
+        let mut count = 0u32;
+        for (who, info) in Operators::<T>::iter() {
+            count = count.saturating_add(1);
+            let held = T::Currency::balance_on_hold(&HoldReason::OperatorStake.into(), &who);
+            ensure_state(held == info.stake, "held stake differs from recorded stake")?;
+        }
+        ensure_state(
+            count == OperatorCount::<T>::get(),
+            "operator count is wrong",
+        )?;
+
+        let active = ActiveOperators::<T>::get();
+        let unique: BTreeSet<_> = active.iter().map(|e| &e.who).collect();
+        ensure_state(unique.len() == active.len(), "duplicate in the active set")?;
+        for entry in active.iter() {
+            let info = Operators::<T>::get(&entry.who);
+            ensure_state(
+                info.as_ref()
+                    .is_some_and(|i| i.status == OperatorStatus::Active),
+                "inactive operator in the active set",
+            )?;
+            ensure_state(
+                info.is_some_and(|i| i.stake == entry.stake),
+                "active-set stake differs from the record",
+            )?;
+            ensure_state(
+                entry.streams <= T::MaxStreamsPerOperator::get(),
+                "operator hosts more streams than allowed",
+            )?;
+        }
+        let active_records = Operators::<T>::iter_values()
+            .filter(|i| i.status == OperatorStatus::Active)
+            .count();
+        ensure_state(
+            active_records == active.len(),
+            "active operator missing from active set",
+        )?;
+
+        let mut hosted: BTreeMap<T::AccountId, u32> = BTreeMap::new();
+        for (stream, assigned) in Assignments::<T>::iter() {
+            let unique: BTreeSet<_> = assigned.iter().collect();
+            ensure_state(
+                unique.len() == assigned.len(),
+                "operator assigned twice to a stream",
+            )?;
+            for who in assigned.iter() {
+                ensure_state(
+                    StreamsOf::<T>::contains_key(who, stream),
+                    "assignment missing from the operator's stream index",
+                )?;
+                let n = hosted.entry(who.clone()).or_default();
+                *n = n.saturating_add(1);
+            }
+        }
+        let mut indexed: BTreeMap<T::AccountId, u32> = BTreeMap::new();
+        for (who, stream, ()) in StreamsOf::<T>::iter() {
+            ensure_state(
+                Assignments::<T>::get(stream).is_some_and(|a| a.contains(&who)),
+                "stream index entry without assignment",
+            )?;
+            let n = indexed.entry(who).or_default();
+            *n = n.saturating_add(1);
+        }
+        ensure_state(
+            hosted == indexed,
+            "stream index differs from the assignments",
+        )?;
+        for (who, n) in hosted.iter() {
+            ensure_state(
+                active.iter().any(|e| e.who == *who && e.streams == *n),
+                "stream assigned to an inactive operator or stream count wrong",
+            )?;
+        }
+        ensure_state(
+            active
+                .iter()
+                .all(|e| e.streams == hosted.get(&e.who).copied().unwrap_or(0)),
+            "active-set stream count differs from the index",
+        )?;
+        Ok(())
+    }
+}
+
+fn ensure_state(condition: bool, message: &'static str) -> Result<(), TryRuntimeError> {
+    if condition {
+        Ok(())
+    } else {
+        Err(TryRuntimeError::Other(message))
+    }
+}

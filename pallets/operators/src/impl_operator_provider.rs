@@ -1,0 +1,30 @@
+//! [`OperatorProvider`] for `pallet-offers` and `pallet-escrow`.
+
+use crate::*;
+use alloc::vec::Vec;
+use fastdata_primitives::{OperatorProvider, StreamId};
+use sp_runtime::DispatchError;
+
+impl<T: Config> OperatorProvider<T::AccountId, BalanceOf<T>> for Pallet<T> {
+    fn is_active(who: &T::AccountId) -> bool {
+        Operators::<T>::get(who).is_some_and(|info| info.status == OperatorStatus::Active)
+    }
+
+    fn price_per_mb(who: &T::AccountId) -> Option<BalanceOf<T>> {
+        Operators::<T>::get(who).map(|info| info.price_per_mb)
+    }
+
+    fn assign(stream: &StreamId, replication: u32) -> Result<Vec<T::AccountId>, DispatchError> {
+        Self::do_assign(stream, replication)
+    }
+
+    fn assigned(stream: &StreamId) -> Vec<T::AccountId> {
+        Assignments::<T>::get(stream)
+            .map(|a| a.into_inner())
+            .unwrap_or_default()
+    }
+
+    fn release(stream: &StreamId) {
+        Self::do_release(stream)
+    }
+}

@@ -1,0 +1,474 @@
+//! # Operators pallet
+//!
+//! The storage network of FAST DATA: independent operators run an MQTT broker plus the
+//! `fastdata-operator` daemon, host sellers' encrypted streams and serve them to buyers whose
+//! purchase is on chain.
+//!
+//! ## Overview
+//!
+//! - **Registry.** An operator [registers](Pallet::register) with a stake (held from its
+//!   account under [`HoldReason::OperatorStake`], at least [`Config::MinStake`]), a broker
+//!   endpoint (`mqtt://` / `mqtts://`), an HTTP endpoint (`http://` / `https://`) and a price
+//!   per MB served. It can [update](Pallet::update) them, [bond more](Pallet::bond_extra),
+//!   [pause](Pallet::pause) and [resume](Pallet::resume), and [leave](Pallet::leave): the
+//!   stake stays held (and slashable) for [`Config::UnbondingPeriod`] blocks, then the operator
+//!   [withdraws](Pallet::withdraw) it and its record is removed.
+//! - **Liveness.** Active operators send a [heartbeat](Pallet::heartbeat) at least every
+//!   [`Config::HeartbeatTimeout`] blocks. `on_idle` checks a bounded number of operators per
+//!   block (round robin) and suspends the silent ones.
+//! - **Slashing.** [`Config::SlashOrigin`] (governance) [slashes](Pallet::slash) proven
+//!   misbehaviour, e.g. conflicting signed segment commitments, citing an evidence hash. A
+//!   slash that leaves the stake below the minimum suspends the operator.
+//! - **Assignment.** When `pallet-offers` registers a stream it calls
+//!   [`OperatorProvider::assign`], which picks `R` distinct active operators at random,
+//!   weighted by stake × (1 + trust score, capped at [`Config::MaxTrustBoost`]). Neither
+//!   seller nor buyer chooses. The assignment lives only here. When an operator pauses,
+//!   leaves or is suspended, each of its streams is reassigned to a new operator, and a
+//!   [`Event::StreamReassigned`] event tells the new operator's daemon which replicas to
+//!   backfill from.
+//!
+//! ## Randomness
+//!
+//! [`Config::Randomness`] is the source of assignment randomness. Production (parachain)
+//! runtimes use the relay chain's BABE VRF output read from the relay-chain state proof
+//! (e.g. `cumulus-pallet-parachain-system`'s relay-chain state, the one-epoch-ago randomness
+//! well-known key, as Moonbeam's `pallet-randomness` does), which a collator cannot bias. The
+//! dev runtime uses a block-hash based source such as
+//! `pallet-insecure-randomness-collective-flip`, which is predictable and must never be used
+//! in production. Because the subject mixes in the stream id, which the seller picks, a
+//! seller who could predict the randomness could grind stream names to pick operators;
+//! production randomness must therefore be unknown when the registration is signed.
+//!
+//! ## Invariants (`try_state`)
+//!
+//! Held stake equals the recorded stake of every operator; the active set holds exactly the
+//! active operators, without duplicates; every stream is assigned only to active operators,
+//! without duplicates, and the per-operator stream index mirrors the assignments.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+pub use pallet::*;
+
+#[cfg(feature = "runtime-benchmarks")]
+mod benchmarking;
+mod features;
+mod impl_operator_provider;
+#[cfg(test)]
+mod mock;
+#[cfg(test)]
+mod tests;
+pub mod types;
+pub mod weights;
+
+pub use types::*;
+pub use weights::WeightInfo;
+
+/// Log target of this pallet.
+pub const LOG_TARGET: &str = "runtime::operators";
+
+// FRAME's expansion of `#[pallet::pallet]`, `#[pallet::storage]` and `#[pallet::error]` calls
+// `expect` on values it built itself; the pallet's own logic lives outside this module
+// (`features/`, `impl_*.rs`), where `clippy::expect_used` stays on.
+#[allow(clippy::expect_used)]
+#[frame_support::pallet]
+pub mod pallet {
+    use super::*;
+    use fastdata_primitives::{Score, StreamId, TrustProvider};
+    use frame_support::{
+        pallet_prelude::*,
+        traits::{fungible, OnUnbalanced, Randomness},
+        weights::WeightMeter,
+    };
+    use frame_system::pallet_prelude::*;
+    use sp_core::H256;
+    use sp_runtime::traits::StaticLookup;
+
+    /// Account lookup source of a runtime.
+    pub type AccountIdLookupOf<T> = <<T as frame_system::Config>::Lookup as StaticLookup>::Source;
+
+    #[pallet::pallet]
+    pub struct Pallet<T>(_);
+
+    /// Reasons for which this pallet holds funds.
+    #[pallet::composite_enum]
+    pub enum HoldReason {
+        /// The stake of a registered storage operator.
+        OperatorStake,
+    }
+
+    #[pallet::config]
+    pub trait Config: frame_system::Config {
+        /// The currency in which stakes are held and slashed.
+        type Currency: fungible::Inspect<Self::AccountId>
+            + fungible::Mutate<Self::AccountId>
+            + fungible::MutateHold<Self::AccountId, Reason = Self::RuntimeHoldReason>
+            + fungible::BalancedHold<Self::AccountId>;
+
+        /// The overarching hold reason.
+        type RuntimeHoldReason: From<HoldReason>;
+
+        /// Trust scores of operators, used to weight the assignment.
+        type Trust: TrustProvider<Self::AccountId>;
+
+        /// Source of assignment randomness: the relay chain's VRF in production, a dev source
+        /// (e.g. block-hash based) in the dev runtime. See the crate docs.
+        type Randomness: Randomness<Self::Hash, BlockNumberFor<Self>>;
+
+        /// Origin that may slash operators (governance).
+        type SlashOrigin: EnsureOrigin<Self::RuntimeOrigin>;
+
+        /// Receives slashed stake (e.g. the treasury); `()` burns it.
+        type OnSlash: OnUnbalanced<fungible::Credit<Self::AccountId, Self::Currency>>;
+
+        /// Minimum stake of an active operator. Also pays for the operator's storage.
+        #[pallet::constant]
+        type MinStake: Get<BalanceOf<Self>>;
+
+        /// Blocks between [`Pallet::leave`] and the earliest [`Pallet::withdraw`]; the stake
+        /// stays slashable meanwhile.
+        #[pallet::constant]
+        type UnbondingPeriod: Get<BlockNumberFor<Self>>;
+
+        /// An active operator without a heartbeat for more than this many blocks is suspended.
+        #[pallet::constant]
+        type HeartbeatTimeout: Get<BlockNumberFor<Self>>;
+
+        /// Maximum number of registered operators (active or not).
+        #[pallet::constant]
+        type MaxOperators: Get<u32>;
+
+        /// Maximum number of operators per stream. `pallet-offers`' own maximum must not exceed
+        /// it.
+        #[pallet::constant]
+        type MaxReplication: Get<u32>;
+
+        /// Maximum number of streams one operator hosts; full operators are skipped by the
+        /// assignment. Bounds the work of reassigning an operator's streams.
+        #[pallet::constant]
+        type MaxStreamsPerOperator: Get<u32>;
+
+        /// Maximum length of an endpoint URL in bytes.
+        #[pallet::constant]
+        type MaxUrlLen: Get<u32>;
+
+        /// Maximum number of operators whose heartbeat `on_idle` checks per block.
+        #[pallet::constant]
+        type MaxLivenessChecksPerBlock: Get<u32>;
+
+        /// Cap of the trust score counted in the assignment weight
+        /// `stake × (SCORE_ONE + min(trust, MaxTrustBoost))`.
+        #[pallet::constant]
+        type MaxTrustBoost: Get<Score>;
+
+        /// Weights of this pallet's calls and hooks.
+        type WeightInfo: WeightInfo;
+    }
+
+    /// Registered operators.
+    #[pallet::storage]
+    pub type Operators<T: Config> =
+        StorageMap<_, Blake2_128Concat, T::AccountId, OperatorInfoOf<T>>;
+
+    /// Number of registered operators (at most [`Config::MaxOperators`]).
+    #[pallet::storage]
+    pub type OperatorCount<T: Config> = StorageValue<_, u32, ValueQuery>;
+
+    /// The active operators with their stake and number of hosted streams: the candidates
+    /// for assignment and liveness checks. One compact value, so an assignment reads it once
+    /// instead of every operator's record.
+    #[pallet::storage]
+    pub type ActiveOperators<T: Config> =
+        StorageValue<_, BoundedVec<ActiveOperatorOf<T>, T::MaxOperators>, ValueQuery>;
+
+    /// The operators assigned to each stream. Paid for by the stream deposit in
+    /// `pallet-offers`, removed when the stream is released.
+    #[pallet::storage]
+    pub type Assignments<T: Config> = StorageMap<_, Blake2_128Concat, StreamId, AssignmentOf<T>>;
+
+    /// The streams assigned to each operator (reverse index of [`Assignments`]); at most
+    /// [`Config::MaxStreamsPerOperator`] per operator, counted in [`ActiveOperators`].
+    #[pallet::storage]
+    pub type StreamsOf<T: Config> =
+        StorageDoubleMap<_, Blake2_128Concat, T::AccountId, Blake2_128Concat, StreamId, ()>;
+
+    /// Position in [`ActiveOperators`] where the next liveness check starts.
+    #[pallet::storage]
+    pub type LivenessCursor<T: Config> = StorageValue<_, u32, ValueQuery>;
+
+    #[pallet::event]
+    #[pallet::generate_deposit(pub(super) fn deposit_event)]
+    pub enum Event<T: Config> {
+        /// An operator registered and became active.
+        Registered {
+            /// The operator.
+            operator: T::AccountId,
+            /// Stake held.
+            stake: BalanceOf<T>,
+            /// Broker endpoint.
+            broker_url: UrlOf<T>,
+            /// HTTP endpoint.
+            http_url: UrlOf<T>,
+            /// Price per MB served.
+            price_per_mb: BalanceOf<T>,
+        },
+        /// An operator changed its endpoints or price (the new values).
+        Updated {
+            /// The operator.
+            operator: T::AccountId,
+            /// Broker endpoint.
+            broker_url: UrlOf<T>,
+            /// HTTP endpoint.
+            http_url: UrlOf<T>,
+            /// Price per MB served.
+            price_per_mb: BalanceOf<T>,
+        },
+        /// An operator added stake.
+        StakeBonded {
+            /// The operator.
+            operator: T::AccountId,
+            /// Stake added.
+            amount: BalanceOf<T>,
+            /// Total stake now held.
+            stake: BalanceOf<T>,
+        },
+        /// An operator paused; its streams were reassigned.
+        Paused {
+            /// The operator.
+            operator: T::AccountId,
+        },
+        /// A paused or suspended operator became active again.
+        Resumed {
+            /// The operator.
+            operator: T::AccountId,
+        },
+        /// An operator started leaving; its streams were reassigned.
+        LeaveStarted {
+            /// The operator.
+            operator: T::AccountId,
+            /// First block at which the stake can be withdrawn.
+            unbonding_until: BlockNumberFor<T>,
+        },
+        /// A departed operator withdrew its stake; its record was removed.
+        Withdrawn {
+            /// The operator.
+            operator: T::AccountId,
+            /// Stake released.
+            stake: BalanceOf<T>,
+        },
+        /// An operator sent a heartbeat.
+        HeartbeatReceived {
+            /// The operator.
+            operator: T::AccountId,
+        },
+        /// An operator was suspended; its streams were reassigned.
+        Suspended {
+            /// The operator.
+            operator: T::AccountId,
+            /// Why.
+            reason: SuspensionReason,
+        },
+        /// An operator's stake was slashed.
+        Slashed {
+            /// The operator.
+            operator: T::AccountId,
+            /// Amount taken from the stake.
+            amount: BalanceOf<T>,
+            /// Hash of the evidence (e.g. the conflicting signed commitments).
+            evidence: H256,
+        },
+        /// Operators were assigned to a new stream.
+        StreamAssigned {
+            /// The stream.
+            stream: StreamId,
+            /// The operators hosting it.
+            operators: AssignmentOf<T>,
+        },
+        /// An operator was replaced on a stream. The new operator's daemon must backfill the
+        /// stream from `sources`.
+        StreamReassigned {
+            /// The stream.
+            stream: StreamId,
+            /// The operator that stopped hosting it.
+            from: T::AccountId,
+            /// The operator that now hosts it, or `None` if no active operator had room (the
+            /// stream runs with one replica less).
+            to: Option<T::AccountId>,
+            /// Operators still holding the stream's data, to backfill from.
+            sources: AssignmentOf<T>,
+        },
+        /// The assignment of a closed stream was removed.
+        StreamReleased {
+            /// The stream.
+            stream: StreamId,
+        },
+    }
+
+    #[pallet::error]
+    pub enum Error<T> {
+        /// The account is already a registered operator.
+        AlreadyRegistered,
+        /// The account is not a registered operator.
+        NotRegistered,
+        /// The stake is below the minimum stake: bond more.
+        StakeTooLow,
+        /// The broker endpoint is not a valid `mqtt://` or `mqtts://` URL without user info.
+        InvalidBrokerUrl,
+        /// The HTTP endpoint is not a valid `http://` or `https://` URL without user info.
+        InvalidHttpUrl,
+        /// The maximum number of operators is registered.
+        TooManyOperators,
+        /// The operator is not active.
+        NotActive,
+        /// The operator is neither paused nor suspended, so there is nothing to resume.
+        NotResumable,
+        /// The operator is leaving; only `withdraw` is possible.
+        OperatorLeaving,
+        /// The operator is suspended: resume first.
+        OperatorSuspended,
+        /// The operator has not called `leave`.
+        NotLeaving,
+        /// The unbonding period has not passed yet.
+        StillUnbonding,
+        /// The amount must be greater than zero.
+        ZeroAmount,
+        /// The update changes nothing.
+        NothingToUpdate,
+        /// The replication factor is zero or above the maximum.
+        InvalidReplication,
+        /// The stream already has operators assigned.
+        StreamAlreadyAssigned,
+        /// Fewer active operators with room than the replication factor.
+        NotEnoughOperators,
+    }
+
+    #[pallet::hooks]
+    impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
+        fn on_idle(now: BlockNumberFor<T>, remaining_weight: Weight) -> Weight {
+            let mut meter = WeightMeter::with_limit(remaining_weight);
+            Self::check_liveness(now, &mut meter);
+            meter.consumed()
+        }
+
+        fn integrity_test() {
+            assert!(
+                T::MaxReplication::get() > 0,
+                "MaxReplication must be at least 1"
+            );
+            assert!(
+                T::MaxOperators::get() > 0,
+                "MaxOperators must be at least 1"
+            );
+            assert!(T::MaxUrlLen::get() >= 16, "MaxUrlLen must fit a URL");
+        }
+
+        #[cfg(feature = "try-runtime")]
+        fn try_state(_n: BlockNumberFor<T>) -> Result<(), sp_runtime::TryRuntimeError> {
+            Self::do_try_state()
+        }
+    }
+
+    #[pallet::call(weight = <T as Config>::WeightInfo)]
+    impl<T: Config> Pallet<T> {
+        /// Registers the caller as an active storage operator, holding `stake` (at least
+        /// [`Config::MinStake`]) from its account.
+        ///
+        /// `broker_url` must be an `mqtt://` or `mqtts://` URL and `http_url` an `http://` or
+        /// `https://` URL, both without user info. Emits [`Event::Registered`].
+        #[pallet::call_index(0)]
+        pub fn register(
+            origin: OriginFor<T>,
+            stake: BalanceOf<T>,
+            broker_url: UrlOf<T>,
+            http_url: UrlOf<T>,
+            price_per_mb: BalanceOf<T>,
+        ) -> DispatchResult {
+            let who = ensure_signed(origin)?;
+            Self::do_register(who, stake, broker_url, http_url, price_per_mb)
+        }
+
+        /// Changes the caller's endpoints and/or price; `None` keeps the current value.
+        /// The new price applies to data served from now on. Emits [`Event::Updated`].
+        #[pallet::call_index(1)]
+        pub fn update(
+            origin: OriginFor<T>,
+            broker_url: Option<UrlOf<T>>,
+            http_url: Option<UrlOf<T>>,
+            price_per_mb: Option<BalanceOf<T>>,
+        ) -> DispatchResult {
+            let who = ensure_signed(origin)?;
+            Self::do_update(who, broker_url, http_url, price_per_mb)
+        }
+
+        /// Adds `amount` to the caller's held stake (e.g. after a slash, before resuming).
+        /// Emits [`Event::StakeBonded`].
+        #[pallet::call_index(2)]
+        pub fn bond_extra(origin: OriginFor<T>, amount: BalanceOf<T>) -> DispatchResult {
+            let who = ensure_signed(origin)?;
+            Self::do_bond_extra(who, amount)
+        }
+
+        /// Pauses the caller: it takes no new streams and its current streams are reassigned
+        /// (each with a [`Event::StreamReassigned`]). Emits [`Event::Paused`].
+        #[pallet::call_index(3)]
+        #[pallet::weight(T::WeightInfo::pause(T::MaxStreamsPerOperator::get()))]
+        pub fn pause(origin: OriginFor<T>) -> DispatchResultWithPostInfo {
+            let who = ensure_signed(origin)?;
+            let moved = Self::do_pause(who)?;
+            Ok(Some(T::WeightInfo::pause(moved)).into())
+        }
+
+        /// Makes a paused or suspended caller active again (stake must be at least the
+        /// minimum); starts a fresh heartbeat window. Emits [`Event::Resumed`].
+        #[pallet::call_index(4)]
+        pub fn resume(origin: OriginFor<T>) -> DispatchResult {
+            let who = ensure_signed(origin)?;
+            Self::do_resume(who)
+        }
+
+        /// Starts leaving: the caller's streams are reassigned and its stake stays held (and
+        /// slashable) for [`Config::UnbondingPeriod`]. Emits [`Event::LeaveStarted`].
+        #[pallet::call_index(5)]
+        #[pallet::weight(T::WeightInfo::leave(T::MaxStreamsPerOperator::get()))]
+        pub fn leave(origin: OriginFor<T>) -> DispatchResultWithPostInfo {
+            let who = ensure_signed(origin)?;
+            let moved = Self::do_leave(who)?;
+            Ok(Some(T::WeightInfo::leave(moved)).into())
+        }
+
+        /// After the unbonding period, releases the caller's stake and removes its record.
+        /// Emits [`Event::Withdrawn`].
+        #[pallet::call_index(6)]
+        pub fn withdraw(origin: OriginFor<T>) -> DispatchResult {
+            let who = ensure_signed(origin)?;
+            Self::do_withdraw(who)
+        }
+
+        /// Records that the caller's daemon is alive. Active operators must send one at least
+        /// every [`Config::HeartbeatTimeout`] blocks or be suspended. Emits
+        /// [`Event::HeartbeatReceived`].
+        #[pallet::call_index(7)]
+        pub fn heartbeat(origin: OriginFor<T>) -> DispatchResult {
+            let who = ensure_signed(origin)?;
+            Self::do_heartbeat(who)
+        }
+
+        /// Slashes up to `amount` of `operator`'s stake for misbehaviour proven by the
+        /// evidence whose hash is `evidence`. Only [`Config::SlashOrigin`]. The slashed funds
+        /// go to [`Config::OnSlash`]. If the remaining stake is below the minimum, an active
+        /// or paused operator is suspended. Emits [`Event::Slashed`].
+        #[pallet::call_index(8)]
+        #[pallet::weight(T::WeightInfo::slash(T::MaxStreamsPerOperator::get()))]
+        pub fn slash(
+            origin: OriginFor<T>,
+            operator: AccountIdLookupOf<T>,
+            amount: BalanceOf<T>,
+            evidence: H256,
+        ) -> DispatchResultWithPostInfo {
+            T::SlashOrigin::ensure_origin(origin)?;
+            let operator = T::Lookup::lookup(operator)?;
+            let moved = Self::do_slash(operator, amount, evidence)?;
+            Ok(Some(T::WeightInfo::slash(moved)).into())
+        }
+    }
+}

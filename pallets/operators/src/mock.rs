@@ -1,0 +1,214 @@
+//! Test runtime: frame-system, pallet-balances and this pallet, with a mock trust provider and
+//! a deterministic, seedable randomness source.
+
+use crate as pallet_operators;
+use crate::*;
+use codec::Encode;
+use fastdata_primitives::{Score, TrustProvider, SCORE_ONE};
+use frame_support::{
+    derive_impl, parameter_types,
+    traits::{ConstU32, ConstU64, Hooks, Randomness},
+    weights::Weight,
+};
+use frame_system::EnsureRoot;
+use sp_core::H256;
+use sp_runtime::BuildStorage;
+use std::{cell::RefCell, collections::BTreeMap};
+
+type Block = frame_system::mocking::MockBlock<Test>;
+pub type AccountId = u64;
+pub type Balance = u64;
+
+frame_support::construct_runtime!(
+    pub enum Test {
+        System: frame_system,
+        Balances: pallet_balances,
+        Operators: pallet_operators,
+    }
+);
+
+#[derive_impl(frame_system::config_preludes::TestDefaultConfig)]
+impl frame_system::Config for Test {
+    type Block = Block;
+    type AccountData = pallet_balances::AccountData<Balance>;
+}
+
+#[derive_impl(pallet_balances::config_preludes::TestDefaultConfig)]
+impl pallet_balances::Config for Test {
+    type AccountStore = System;
+    type RuntimeHoldReason = RuntimeHoldReason;
+}
+
+thread_local! {
+    static TRUST: RefCell<BTreeMap<AccountId, Score>> = const { RefCell::new(BTreeMap::new()) };
+    static RANDOM_SEED: RefCell<u64> = const { RefCell::new(0) };
+}
+
+/// Trust scores set by tests (default 0).
+pub struct MockTrust;
+impl TrustProvider<AccountId> for MockTrust {
+    fn trust_score(who: &AccountId) -> Score {
+        TRUST.with(|t| t.borrow().get(who).copied().unwrap_or(0))
+    }
+}
+
+/// Sets the trust score of `who`.
+pub fn set_trust(who: AccountId, score: Score) {
+    TRUST.with(|t| t.borrow_mut().insert(who, score));
+}
+
+/// Deterministic randomness: `blake2_256(subject ‖ seed)`, so the same seed gives the same
+/// assignment and different subjects (streams) get independent values.
+pub struct MockRandomness;
+impl Randomness<H256, u64> for MockRandomness {
+    fn random(subject: &[u8]) -> (H256, u64) {
+        let seed = RANDOM_SEED.with(|s| *s.borrow());
+        (
+            H256(sp_io::hashing::blake2_256(&(subject, seed).encode())),
+            System::block_number(),
+        )
+    }
+}
+
+/// Sets the mock randomness seed.
+pub fn set_random_seed(seed: u64) {
+    RANDOM_SEED.with(|s| *s.borrow_mut() = seed);
+}
+
+pub const MIN_STAKE: Balance = 100;
+pub const UNBONDING: u64 = 10;
+pub const HEARTBEAT_TIMEOUT: u64 = 20;
+pub const MAX_OPERATORS: u32 = 32;
+pub const MAX_REPLICATION: u32 = 5;
+pub const MAX_LIVENESS_CHECKS: u32 = 4;
+pub const ENDOWMENT: Balance = 1_000_000;
+
+parameter_types! {
+    /// Streams per operator; tests lower it to exercise capacity limits.
+    pub static MaxStreamsPerOperator: u32 = 1000;
+    pub const MaxTrustBoost: Score = 4 * SCORE_ONE;
+}
+
+impl pallet_operators::Config for Test {
+    type Currency = Balances;
+    type RuntimeHoldReason = RuntimeHoldReason;
+    type Trust = MockTrust;
+    type Randomness = MockRandomness;
+    type SlashOrigin = EnsureRoot<AccountId>;
+    type OnSlash = ();
+    type MinStake = ConstU64<MIN_STAKE>;
+    type UnbondingPeriod = ConstU64<UNBONDING>;
+    type HeartbeatTimeout = ConstU64<HEARTBEAT_TIMEOUT>;
+    type MaxOperators = ConstU32<MAX_OPERATORS>;
+    type MaxReplication = ConstU32<MAX_REPLICATION>;
+    type MaxStreamsPerOperator = MaxStreamsPerOperator;
+    type MaxUrlLen = ConstU32<64>;
+    type MaxLivenessChecksPerBlock = ConstU32<MAX_LIVENESS_CHECKS>;
+    type MaxTrustBoost = MaxTrustBoost;
+    type WeightInfo = ();
+}
+
+/// A bounded URL from a string.
+pub fn url(s: &str) -> UrlOf<Test> {
+    s.as_bytes().to_vec().try_into().expect("test URL fits")
+}
+
+/// The default broker URL of operator `who`.
+pub fn broker(who: AccountId) -> UrlOf<Test> {
+    url(&format!("mqtts://op{who}.example.com:8883"))
+}
+
+/// The default HTTP URL of operator `who`.
+pub fn http(who: AccountId) -> UrlOf<Test> {
+    url(&format!("https://op{who}.example.com"))
+}
+
+/// Registers `who` with `stake` and default endpoints, price 10.
+pub fn register(who: AccountId, stake: Balance) {
+    frame_support::assert_ok!(Operators::register(
+        RuntimeOrigin::signed(who),
+        stake,
+        broker(who),
+        http(who),
+        10
+    ));
+}
+
+/// Stream id `n` for tests.
+pub fn stream(n: u32) -> fastdata_primitives::StreamId {
+    H256(sp_io::hashing::blake2_256(&(b"stream", n).encode()))
+}
+
+/// Advances to block `n`, running `on_idle` with unlimited weight on each block.
+pub fn run_to_block(n: u64) {
+    run_to_block_with_idle_weight(n, Weight::MAX);
+}
+
+/// Advances to block `n`, running `on_idle` with `weight` on each block.
+pub fn run_to_block_with_idle_weight(n: u64, weight: Weight) {
+    while System::block_number() < n {
+        let next = System::block_number() + 1;
+        System::set_block_number(next);
+        Operators::on_idle(next, weight);
+    }
+}
+
+/// The events of this pallet so far.
+pub fn operator_events() -> Vec<Event<Test>> {
+    System::events()
+        .into_iter()
+        .filter_map(|r| {
+            if let RuntimeEvent::Operators(e) = r.event {
+                Some(e)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// Builds test externalities: accounts `1..=60` endowed, optional operators registered.
+#[derive(Default)]
+pub struct ExtBuilder {
+    operators: Vec<(AccountId, Balance)>,
+}
+
+impl ExtBuilder {
+    /// Registers `(who, stake)` operators at block 1.
+    pub fn operators(mut self, operators: Vec<(AccountId, Balance)>) -> Self {
+        self.operators = operators;
+        self
+    }
+
+    /// The externalities.
+    pub fn build(self) -> sp_io::TestExternalities {
+        let mut storage = frame_system::GenesisConfig::<Test>::default()
+            .build_storage()
+            .unwrap();
+        pallet_balances::GenesisConfig::<Test> {
+            balances: (1..=60).map(|who| (who, ENDOWMENT)).collect(),
+            ..Default::default()
+        }
+        .assimilate_storage(&mut storage)
+        .unwrap();
+        let mut ext = sp_io::TestExternalities::new(storage);
+        ext.execute_with(|| {
+            System::set_block_number(1);
+            TRUST.with(|t| t.borrow_mut().clear());
+            set_random_seed(0);
+            MaxStreamsPerOperator::set(1000);
+            for (who, stake) in self.operators {
+                register(who, stake);
+            }
+        });
+        ext
+    }
+
+    /// Builds, runs `test`, then checks the pallet's invariants.
+    pub fn build_and_execute(self, test: impl FnOnce()) {
+        self.build().execute_with(|| {
+            test();
+            Operators::do_try_state().expect("invariants hold");
+        });
+    }
+}

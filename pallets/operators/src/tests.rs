@@ -1,0 +1,935 @@
+//! Tests of the operators pallet. Every test ends with the `try_state` invariants.
+
+use crate::{
+    mock::*, pallet, ActiveOperator, ActiveOperators, Error, Event, HoldReason, OperatorCount,
+    OperatorStatus, SuspensionReason,
+};
+use fastdata_primitives::{OperatorProvider, SCORE_ONE};
+use frame_support::{
+    assert_noop, assert_ok,
+    traits::{
+        fungible::{Inspect, InspectHold},
+        Hooks,
+    },
+    weights::Weight,
+};
+use sp_core::H256;
+use sp_runtime::{DispatchError, TokenError};
+use std::collections::{BTreeMap, BTreeSet};
+
+fn held(who: AccountId) -> Balance {
+    Balances::balance_on_hold(&HoldReason::OperatorStake.into(), &who)
+}
+
+fn status(who: AccountId) -> Option<OperatorStatus<u64>> {
+    Operators::operator_view(who).map(|v| v.status)
+}
+
+fn assign(n: u32, replication: u32) -> Vec<AccountId> {
+    <Operators as OperatorProvider<_, _>>::assign(&stream(n), replication).expect("assignment")
+}
+
+fn ten_operators() -> ExtBuilder {
+    ExtBuilder::default().operators((1..=10).map(|who| (who, MIN_STAKE)).collect())
+}
+
+// ---------------------------------------------------------------- registration
+
+#[test]
+fn register_holds_stake_and_activates() {
+    ExtBuilder::default().build_and_execute(|| {
+        assert_ok!(Operators::register(
+            RuntimeOrigin::signed(1),
+            150,
+            broker(1),
+            http(1),
+            7
+        ));
+        assert_eq!(held(1), 150);
+        assert_eq!(Balances::balance(&1), ENDOWMENT - 150);
+        let info = pallet::Operators::<Test>::get(1).unwrap();
+        assert_eq!(info.stake, 150);
+        assert_eq!(info.price_per_mb, 7);
+        assert_eq!(info.status, OperatorStatus::Active);
+        assert_eq!(info.last_heartbeat, 1);
+        assert_eq!(Operators::active_operators(), vec![1]);
+        assert_eq!(
+            ActiveOperators::<Test>::get().into_inner(),
+            vec![ActiveOperator {
+                who: 1,
+                stake: 150,
+                streams: 0
+            }]
+        );
+        assert_eq!(OperatorCount::<Test>::get(), 1);
+        System::assert_last_event(
+            Event::Registered {
+                operator: 1,
+                stake: 150,
+                broker_url: broker(1),
+                http_url: http(1),
+                price_per_mb: 7,
+            }
+            .into(),
+        );
+        assert!(<Operators as OperatorProvider<_, _>>::is_active(&1));
+        assert_eq!(
+            <Operators as OperatorProvider<_, _>>::price_per_mb(&1),
+            Some(7)
+        );
+    });
+}
+
+#[test]
+fn register_errors() {
+    ExtBuilder::default()
+        .operators(vec![(1, MIN_STAKE)])
+        .build_and_execute(|| {
+            assert_noop!(
+                Operators::register(RuntimeOrigin::signed(1), MIN_STAKE, broker(1), http(1), 1),
+                Error::<Test>::AlreadyRegistered
+            );
+            assert_noop!(
+                Operators::register(
+                    RuntimeOrigin::signed(2),
+                    MIN_STAKE - 1,
+                    broker(2),
+                    http(2),
+                    1
+                ),
+                Error::<Test>::StakeTooLow
+            );
+            assert_noop!(
+                Operators::register(RuntimeOrigin::signed(2), MIN_STAKE, http(2), http(2), 1),
+                Error::<Test>::InvalidBrokerUrl
+            );
+            assert_noop!(
+                Operators::register(RuntimeOrigin::signed(2), MIN_STAKE, broker(2), broker(2), 1),
+                Error::<Test>::InvalidHttpUrl
+            );
+            assert_noop!(
+                Operators::register(
+                    RuntimeOrigin::signed(2),
+                    MIN_STAKE,
+                    url("mqtt://user:secret@host"),
+                    http(2),
+                    1
+                ),
+                Error::<Test>::InvalidBrokerUrl
+            );
+            // More than the free balance.
+            assert_noop!(
+                Operators::register(
+                    RuntimeOrigin::signed(2),
+                    ENDOWMENT + 1,
+                    broker(2),
+                    http(2),
+                    1
+                ),
+                TokenError::FundsUnavailable
+            );
+            // Unsigned.
+            assert_noop!(
+                Operators::register(RuntimeOrigin::none(), MIN_STAKE, broker(2), http(2), 1),
+                DispatchError::BadOrigin
+            );
+        });
+}
+
+#[test]
+fn register_is_bounded_by_max_operators() {
+    ExtBuilder::default()
+        .operators(
+            (1..=MAX_OPERATORS as u64)
+                .map(|who| (who, MIN_STAKE))
+                .collect(),
+        )
+        .build_and_execute(|| {
+            let who = MAX_OPERATORS as u64 + 1;
+            assert_noop!(
+                Operators::register(
+                    RuntimeOrigin::signed(who),
+                    MIN_STAKE,
+                    broker(who),
+                    http(who),
+                    1
+                ),
+                Error::<Test>::TooManyOperators
+            );
+        });
+}
+
+#[test]
+fn update_replaces_given_fields_only() {
+    ExtBuilder::default()
+        .operators(vec![(1, MIN_STAKE)])
+        .build_and_execute(|| {
+            assert_ok!(Operators::update(
+                RuntimeOrigin::signed(1),
+                None,
+                None,
+                Some(42)
+            ));
+            let info = pallet::Operators::<Test>::get(1).unwrap();
+            assert_eq!(
+                (info.price_per_mb, info.broker_url.clone()),
+                (42, broker(1))
+            );
+            let new_broker = url("mqtt://10.0.0.7:1883");
+            assert_ok!(Operators::update(
+                RuntimeOrigin::signed(1),
+                Some(new_broker.clone()),
+                None,
+                None
+            ));
+            System::assert_last_event(
+                Event::Updated {
+                    operator: 1,
+                    broker_url: new_broker.clone(),
+                    http_url: http(1),
+                    price_per_mb: 42,
+                }
+                .into(),
+            );
+            assert_eq!(
+                pallet::Operators::<Test>::get(1).unwrap().broker_url,
+                new_broker
+            );
+        });
+}
+
+#[test]
+fn update_errors() {
+    ExtBuilder::default()
+        .operators(vec![(1, MIN_STAKE)])
+        .build_and_execute(|| {
+            assert_noop!(
+                Operators::update(RuntimeOrigin::signed(1), None, None, None),
+                Error::<Test>::NothingToUpdate
+            );
+            assert_noop!(
+                Operators::update(RuntimeOrigin::signed(2), None, None, Some(1)),
+                Error::<Test>::NotRegistered
+            );
+            assert_noop!(
+                Operators::update(RuntimeOrigin::signed(1), Some(url("ftp://x")), None, None),
+                Error::<Test>::InvalidBrokerUrl
+            );
+            assert_noop!(
+                Operators::update(RuntimeOrigin::signed(1), None, Some(url("mqtt://x")), None),
+                Error::<Test>::InvalidHttpUrl
+            );
+            assert_ok!(Operators::leave(RuntimeOrigin::signed(1)));
+            assert_noop!(
+                Operators::update(RuntimeOrigin::signed(1), None, None, Some(1)),
+                Error::<Test>::OperatorLeaving
+            );
+        });
+}
+
+#[test]
+fn bond_extra_adds_to_held_stake() {
+    ExtBuilder::default()
+        .operators(vec![(1, MIN_STAKE)])
+        .build_and_execute(|| {
+            assert_ok!(Operators::bond_extra(RuntimeOrigin::signed(1), 50));
+            assert_eq!(held(1), MIN_STAKE + 50);
+            assert_eq!(
+                pallet::Operators::<Test>::get(1).unwrap().stake,
+                MIN_STAKE + 50
+            );
+            System::assert_last_event(
+                Event::StakeBonded {
+                    operator: 1,
+                    amount: 50,
+                    stake: MIN_STAKE + 50,
+                }
+                .into(),
+            );
+        });
+}
+
+#[test]
+fn bond_extra_errors() {
+    ExtBuilder::default()
+        .operators(vec![(1, MIN_STAKE)])
+        .build_and_execute(|| {
+            assert_noop!(
+                Operators::bond_extra(RuntimeOrigin::signed(1), 0),
+                Error::<Test>::ZeroAmount
+            );
+            assert_noop!(
+                Operators::bond_extra(RuntimeOrigin::signed(2), 5),
+                Error::<Test>::NotRegistered
+            );
+            assert_noop!(
+                Operators::bond_extra(RuntimeOrigin::signed(1), ENDOWMENT),
+                TokenError::FundsUnavailable
+            );
+            assert_ok!(Operators::leave(RuntimeOrigin::signed(1)));
+            assert_noop!(
+                Operators::bond_extra(RuntimeOrigin::signed(1), 5),
+                Error::<Test>::OperatorLeaving
+            );
+        });
+}
+
+// ---------------------------------------------------------------- life cycle
+
+#[test]
+fn pause_reassigns_streams_and_resume_reactivates() {
+    ten_operators().build_and_execute(|| {
+        let first = assign(1, 3);
+        let paused = first[0];
+        assert_ok!(Operators::pause(RuntimeOrigin::signed(paused)));
+        assert_eq!(status(paused), Some(OperatorStatus::Paused));
+        assert!(!Operators::active_operators().contains(&paused));
+        assert!(Operators::streams_of(&paused).is_empty());
+        let now = <Operators as OperatorProvider<_, _>>::assigned(&stream(1));
+        assert_eq!(now.len(), 3);
+        assert!(!now.contains(&paused));
+        let replacement = *now.iter().find(|a| !first.contains(a)).unwrap();
+        let sources: Vec<_> = first.iter().copied().filter(|a| *a != paused).collect();
+        assert!(operator_events().contains(&Event::StreamReassigned {
+            stream: stream(1),
+            from: paused,
+            to: Some(replacement),
+            sources: sources.try_into().unwrap(),
+        }));
+        System::assert_last_event(Event::Paused { operator: paused }.into());
+        // Paused operators are never picked.
+        for n in 2..50 {
+            assert!(!assign(n, 5).contains(&paused));
+        }
+
+        run_to_block(5);
+        assert_ok!(Operators::resume(RuntimeOrigin::signed(paused)));
+        assert_eq!(status(paused), Some(OperatorStatus::Active));
+        assert_eq!(
+            pallet::Operators::<Test>::get(paused)
+                .unwrap()
+                .last_heartbeat,
+            5
+        );
+        System::assert_last_event(Event::Resumed { operator: paused }.into());
+    });
+}
+
+#[test]
+fn pause_and_resume_errors() {
+    ExtBuilder::default()
+        .operators(vec![(1, MIN_STAKE)])
+        .build_and_execute(|| {
+            assert_noop!(
+                Operators::pause(RuntimeOrigin::signed(2)),
+                Error::<Test>::NotRegistered
+            );
+            assert_noop!(
+                Operators::resume(RuntimeOrigin::signed(2)),
+                Error::<Test>::NotRegistered
+            );
+            assert_noop!(
+                Operators::resume(RuntimeOrigin::signed(1)),
+                Error::<Test>::NotResumable
+            );
+            assert_ok!(Operators::pause(RuntimeOrigin::signed(1)));
+            assert_noop!(
+                Operators::pause(RuntimeOrigin::signed(1)),
+                Error::<Test>::NotActive
+            );
+            // A slash below the minimum stake blocks resumption until the operator bonds more.
+            assert_ok!(Operators::slash(
+                RuntimeOrigin::root(),
+                1,
+                1,
+                H256::repeat_byte(1)
+            ));
+            assert_eq!(status(1), Some(OperatorStatus::Suspended));
+            assert_noop!(
+                Operators::resume(RuntimeOrigin::signed(1)),
+                Error::<Test>::StakeTooLow
+            );
+            assert_ok!(Operators::bond_extra(RuntimeOrigin::signed(1), 1));
+            assert_ok!(Operators::resume(RuntimeOrigin::signed(1)));
+        });
+}
+
+#[test]
+fn leave_reassigns_streams_and_withdraw_releases_stake() {
+    ten_operators().build_and_execute(|| {
+        for n in 0..30 {
+            assign(n, 3);
+        }
+        let leaver = 1;
+        let hosted = Operators::streams_of(&leaver);
+        assert!(!hosted.is_empty(), "operator 1 hosts some of 30 streams");
+        assert_ok!(Operators::leave(RuntimeOrigin::signed(leaver)));
+        let until = 1 + UNBONDING;
+        assert_eq!(
+            status(leaver),
+            Some(OperatorStatus::Leaving {
+                unbonding_until: until
+            })
+        );
+        System::assert_last_event(
+            Event::LeaveStarted {
+                operator: leaver,
+                unbonding_until: until,
+            }
+            .into(),
+        );
+        for s in &hosted {
+            let now = <Operators as OperatorProvider<_, _>>::assigned(s);
+            assert_eq!(now.len(), 3, "replaced, not dropped");
+            assert!(!now.contains(&leaver));
+        }
+        let reassigned: BTreeSet<_> = operator_events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::StreamReassigned {
+                    stream,
+                    from,
+                    to: Some(_),
+                    ..
+                } if from == leaver => Some(stream),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(reassigned, hosted.iter().copied().collect());
+        // The stake stays held during unbonding.
+        assert_eq!(held(leaver), MIN_STAKE);
+        assert_noop!(
+            Operators::withdraw(RuntimeOrigin::signed(leaver)),
+            Error::<Test>::StillUnbonding
+        );
+        run_to_block(until);
+        assert_ok!(Operators::withdraw(RuntimeOrigin::signed(leaver)));
+        assert_eq!(held(leaver), 0);
+        assert_eq!(Balances::balance(&leaver), ENDOWMENT);
+        assert!(pallet::Operators::<Test>::get(leaver).is_none());
+        assert_eq!(OperatorCount::<Test>::get(), 9);
+        System::assert_last_event(
+            Event::Withdrawn {
+                operator: leaver,
+                stake: MIN_STAKE,
+            }
+            .into(),
+        );
+    });
+}
+
+#[test]
+fn leave_and_withdraw_errors() {
+    ExtBuilder::default()
+        .operators(vec![(1, MIN_STAKE)])
+        .build_and_execute(|| {
+            assert_noop!(
+                Operators::leave(RuntimeOrigin::signed(2)),
+                Error::<Test>::NotRegistered
+            );
+            assert_noop!(
+                Operators::withdraw(RuntimeOrigin::signed(2)),
+                Error::<Test>::NotRegistered
+            );
+            assert_noop!(
+                Operators::withdraw(RuntimeOrigin::signed(1)),
+                Error::<Test>::NotLeaving
+            );
+            assert_ok!(Operators::leave(RuntimeOrigin::signed(1)));
+            assert_noop!(
+                Operators::leave(RuntimeOrigin::signed(1)),
+                Error::<Test>::OperatorLeaving
+            );
+            assert_noop!(
+                Operators::pause(RuntimeOrigin::signed(1)),
+                Error::<Test>::NotActive
+            );
+            assert_noop!(
+                Operators::resume(RuntimeOrigin::signed(1)),
+                Error::<Test>::NotResumable
+            );
+            assert_noop!(
+                Operators::withdraw(RuntimeOrigin::signed(1)),
+                Error::<Test>::StillUnbonding
+            );
+        });
+}
+
+#[test]
+fn reassignment_without_room_drops_the_replica_and_says_so() {
+    ExtBuilder::default()
+        .operators(vec![(1, MIN_STAKE), (2, MIN_STAKE)])
+        .build_and_execute(|| {
+            assign(1, 2);
+            assert_ok!(Operators::leave(RuntimeOrigin::signed(1)));
+            assert_eq!(
+                <Operators as OperatorProvider<_, _>>::assigned(&stream(1)),
+                vec![2]
+            );
+            assert!(operator_events().contains(&Event::StreamReassigned {
+                stream: stream(1),
+                from: 1,
+                to: None,
+                sources: vec![2].try_into().unwrap(),
+            }));
+        });
+}
+
+// ---------------------------------------------------------------- liveness
+
+#[test]
+fn heartbeat_records_block() {
+    ExtBuilder::default()
+        .operators(vec![(1, MIN_STAKE)])
+        .build_and_execute(|| {
+            run_to_block(7);
+            assert_ok!(Operators::heartbeat(RuntimeOrigin::signed(1)));
+            assert_eq!(pallet::Operators::<Test>::get(1).unwrap().last_heartbeat, 7);
+            System::assert_last_event(Event::HeartbeatReceived { operator: 1 }.into());
+        });
+}
+
+#[test]
+fn heartbeat_errors() {
+    ExtBuilder::default()
+        .operators(vec![(1, MIN_STAKE), (2, MIN_STAKE)])
+        .build_and_execute(|| {
+            assert_noop!(
+                Operators::heartbeat(RuntimeOrigin::signed(3)),
+                Error::<Test>::NotRegistered
+            );
+            assert_ok!(Operators::slash(
+                RuntimeOrigin::root(),
+                1,
+                MIN_STAKE,
+                H256::zero()
+            ));
+            assert_noop!(
+                Operators::heartbeat(RuntimeOrigin::signed(1)),
+                Error::<Test>::OperatorSuspended
+            );
+            assert_ok!(Operators::leave(RuntimeOrigin::signed(2)));
+            assert_noop!(
+                Operators::heartbeat(RuntimeOrigin::signed(2)),
+                Error::<Test>::OperatorLeaving
+            );
+        });
+}
+
+#[test]
+fn silent_operators_are_suspended_and_their_streams_reassigned() {
+    ten_operators().build_and_execute(|| {
+        for n in 0..20 {
+            assign(n, 2);
+        }
+        let silent = 3;
+        let hosted = Operators::streams_of(&silent);
+        // Everyone else keeps sending heartbeats.
+        for block in 2..=(2 + HEARTBEAT_TIMEOUT + 10) {
+            run_to_block(block);
+            for who in (1..=10).filter(|w| *w != silent) {
+                assert_ok!(Operators::heartbeat(RuntimeOrigin::signed(who)));
+            }
+        }
+        assert_eq!(status(silent), Some(OperatorStatus::Suspended));
+        assert!(operator_events().contains(&Event::Suspended {
+            operator: silent,
+            reason: SuspensionReason::MissedHeartbeats
+        }));
+        for who in (1..=10).filter(|w| *w != silent) {
+            assert_eq!(status(who), Some(OperatorStatus::Active));
+        }
+        assert!(Operators::streams_of(&silent).is_empty());
+        for s in hosted {
+            let now = <Operators as OperatorProvider<_, _>>::assigned(&s);
+            assert_eq!(now.len(), 2);
+            assert!(!now.contains(&silent));
+        }
+        // Suspension ends with resume.
+        assert_ok!(Operators::resume(RuntimeOrigin::signed(silent)));
+        assert_eq!(status(silent), Some(OperatorStatus::Active));
+    });
+}
+
+#[test]
+fn not_suspended_within_the_timeout() {
+    ten_operators().build_and_execute(|| {
+        run_to_block(1 + HEARTBEAT_TIMEOUT);
+        assert!((1..=10).all(|who| status(who) == Some(OperatorStatus::Active)));
+        run_to_block(1 + HEARTBEAT_TIMEOUT + 5);
+        assert!((1..=10).all(|who| status(who) == Some(OperatorStatus::Suspended)));
+    });
+}
+
+#[test]
+fn liveness_checks_are_bounded_per_block() {
+    ten_operators().build_and_execute(|| {
+        System::set_block_number(2 + HEARTBEAT_TIMEOUT);
+        Operators::on_idle(System::block_number(), Weight::MAX);
+        let suspended = (1..=10)
+            .filter(|w| status(*w) == Some(OperatorStatus::Suspended))
+            .count();
+        assert_eq!(suspended, MAX_LIVENESS_CHECKS as usize);
+        Operators::on_idle(System::block_number(), Weight::MAX);
+        Operators::on_idle(System::block_number(), Weight::MAX);
+        assert!((1..=10).all(|who| status(who) == Some(OperatorStatus::Suspended)));
+    });
+}
+
+#[test]
+fn liveness_checks_respect_the_idle_weight() {
+    ten_operators().build_and_execute(|| {
+        run_to_block_with_idle_weight(5 + HEARTBEAT_TIMEOUT, Weight::zero());
+        assert!((1..=10).all(|who| status(who) == Some(OperatorStatus::Active)));
+        assert_eq!(
+            Operators::on_idle(System::block_number(), Weight::zero()),
+            Weight::zero()
+        );
+    });
+}
+
+// ---------------------------------------------------------------- slashing
+
+#[test]
+fn slash_takes_stake_and_burns_it() {
+    ExtBuilder::default()
+        .operators(vec![(1, 300)])
+        .build_and_execute(|| {
+            let issuance = Balances::total_issuance();
+            let evidence = H256::repeat_byte(9);
+            assert_ok!(Operators::slash(RuntimeOrigin::root(), 1, 50, evidence));
+            assert_eq!(held(1), 250);
+            assert_eq!(pallet::Operators::<Test>::get(1).unwrap().stake, 250);
+            assert_eq!(Balances::total_issuance(), issuance - 50);
+            assert_eq!(status(1), Some(OperatorStatus::Active));
+            System::assert_last_event(
+                Event::Slashed {
+                    operator: 1,
+                    amount: 50,
+                    evidence,
+                }
+                .into(),
+            );
+            // More than the stake: takes what there is.
+            assert_ok!(Operators::slash(RuntimeOrigin::root(), 1, 10_000, evidence));
+            assert_eq!(held(1), 0);
+            assert!(operator_events().contains(&Event::Slashed {
+                operator: 1,
+                amount: 250,
+                evidence
+            }));
+            System::assert_last_event(
+                Event::Suspended {
+                    operator: 1,
+                    reason: SuspensionReason::StakeBelowMinimum,
+                }
+                .into(),
+            );
+        });
+}
+
+#[test]
+fn slash_below_minimum_suspends_and_reassigns() {
+    ten_operators().build_and_execute(|| {
+        for n in 0..20 {
+            assign(n, 3);
+        }
+        let hosted = Operators::streams_of(&4);
+        assert_ok!(Operators::slash(RuntimeOrigin::root(), 4, 1, H256::zero()));
+        assert_eq!(status(4), Some(OperatorStatus::Suspended));
+        for s in hosted {
+            assert!(!<Operators as OperatorProvider<_, _>>::assigned(&s).contains(&4));
+        }
+    });
+}
+
+#[test]
+fn slashing_a_leaving_operator_reduces_what_it_withdraws() {
+    ExtBuilder::default()
+        .operators(vec![(1, 300)])
+        .build_and_execute(|| {
+            assert_ok!(Operators::leave(RuntimeOrigin::signed(1)));
+            assert_ok!(Operators::slash(
+                RuntimeOrigin::root(),
+                1,
+                280,
+                H256::zero()
+            ));
+            assert_eq!(
+                status(1),
+                Some(OperatorStatus::Leaving {
+                    unbonding_until: 1 + UNBONDING
+                })
+            );
+            run_to_block(1 + UNBONDING);
+            assert_ok!(Operators::withdraw(RuntimeOrigin::signed(1)));
+            assert_eq!(Balances::balance(&1), ENDOWMENT - 280);
+        });
+}
+
+#[test]
+fn slash_errors() {
+    ExtBuilder::default()
+        .operators(vec![(1, MIN_STAKE)])
+        .build_and_execute(|| {
+            assert_noop!(
+                Operators::slash(RuntimeOrigin::signed(1), 1, 1, H256::zero()),
+                DispatchError::BadOrigin
+            );
+            assert_noop!(
+                Operators::slash(RuntimeOrigin::root(), 1, 0, H256::zero()),
+                Error::<Test>::ZeroAmount
+            );
+            assert_noop!(
+                Operators::slash(RuntimeOrigin::root(), 2, 1, H256::zero()),
+                Error::<Test>::NotRegistered
+            );
+        });
+}
+
+// ---------------------------------------------------------------- assignment
+
+#[test]
+fn assign_picks_distinct_active_operators_and_records_them() {
+    ten_operators().build_and_execute(|| {
+        let chosen = assign(1, 5);
+        assert_eq!(chosen.len(), 5);
+        assert_eq!(chosen.iter().collect::<BTreeSet<_>>().len(), 5);
+        assert_eq!(
+            <Operators as OperatorProvider<_, _>>::assigned(&stream(1)),
+            chosen
+        );
+        for who in &chosen {
+            assert_eq!(Operators::streams_of(who), vec![stream(1)]);
+            assert!(Operators::is_assigned(&stream(1), who));
+        }
+        System::assert_last_event(
+            Event::StreamAssigned {
+                stream: stream(1),
+                operators: chosen.clone().try_into().unwrap(),
+            }
+            .into(),
+        );
+    });
+}
+
+#[test]
+fn assign_errors() {
+    ExtBuilder::default()
+        .operators(vec![(1, MIN_STAKE), (2, MIN_STAKE)])
+        .build_and_execute(|| {
+            let provider = |n, r| <Operators as OperatorProvider<_, _>>::assign(&stream(n), r);
+            assert_noop!(provider(1, 0), Error::<Test>::InvalidReplication);
+            assert_noop!(
+                provider(1, MAX_REPLICATION + 1),
+                Error::<Test>::InvalidReplication
+            );
+            assert_noop!(provider(1, 3), Error::<Test>::NotEnoughOperators);
+            assert_ok!(provider(1, 2));
+            assert_noop!(provider(1, 1), Error::<Test>::StreamAlreadyAssigned);
+        });
+}
+
+#[test]
+fn assignment_never_picks_paused_suspended_or_leaving_operators() {
+    ten_operators().build_and_execute(|| {
+        assert_ok!(Operators::pause(RuntimeOrigin::signed(1)));
+        assert_ok!(Operators::slash(RuntimeOrigin::root(), 2, 1, H256::zero()));
+        assert_ok!(Operators::leave(RuntimeOrigin::signed(3)));
+        let excluded = [1, 2, 3];
+        for n in 0..200 {
+            let chosen = assign(n, 5);
+            assert_eq!(
+                chosen.iter().collect::<BTreeSet<_>>().len(),
+                5,
+                "no duplicates"
+            );
+            assert!(chosen.iter().all(|who| !excluded.contains(who)));
+        }
+        assert_eq!(ActiveOperators::<Test>::get().len(), 7);
+    });
+}
+
+#[test]
+fn assignment_is_reproducible_for_the_same_randomness() {
+    let run = |seed: u64| -> Vec<Vec<AccountId>> {
+        let mut out = Vec::new();
+        ten_operators().build_and_execute(|| {
+            set_random_seed(seed);
+            out = (0..20).map(|n| assign(n, 3)).collect();
+        });
+        out
+    };
+    assert_eq!(run(7), run(7));
+    assert_ne!(run(7), run(8));
+}
+
+#[test]
+fn assignment_spreads_load_in_proportion_to_stake() {
+    // Stakes 1:1:1:1:1:2:2:2:4:4 (total weight 19).
+    let stakes: Vec<(AccountId, Balance)> = vec![
+        (1, 100),
+        (2, 100),
+        (3, 100),
+        (4, 100),
+        (5, 100),
+        (6, 200),
+        (7, 200),
+        (8, 200),
+        (9, 400),
+        (10, 400),
+    ];
+    ExtBuilder::default()
+        .operators(stakes.clone())
+        .build_and_execute(|| {
+            set_random_seed(2024);
+            let streams = 3_800u32;
+            let mut load: BTreeMap<AccountId, u32> = BTreeMap::new();
+            for n in 0..streams {
+                for who in assign(n, 1) {
+                    *load.entry(who).or_default() += 1;
+                }
+            }
+            let total_weight: u64 = stakes.iter().map(|(_, s)| s / 100).sum();
+            for (who, stake) in stakes {
+                let expected = f64::from(streams) * (stake / 100) as f64 / total_weight as f64;
+                let got = f64::from(*load.get(&who).unwrap_or(&0));
+                // Binomial standard deviation is at most sqrt(expected); allow 4 of them.
+                let tolerance = 4.0 * expected.sqrt();
+                assert!(
+                    (got - expected).abs() <= tolerance,
+                    "operator {who}: {got} streams, expected {expected:.0} ± {tolerance:.0}"
+                );
+            }
+        });
+}
+
+#[test]
+fn assignment_weights_trust() {
+    ExtBuilder::default()
+        .operators(vec![(1, 100), (2, 100), (3, 100)])
+        .build_and_execute(|| {
+            set_trust(1, SCORE_ONE); // weight 2 units
+            set_trust(2, 100 * SCORE_ONE); // capped at MaxTrustBoost: weight 5 units
+            set_random_seed(99);
+            // Operator 2 expects 5/8 of them: below the per-operator maximum of 1000.
+            let streams = 1_400u32;
+            let mut load: BTreeMap<AccountId, u32> = BTreeMap::new();
+            for n in 0..streams {
+                for who in assign(n, 1) {
+                    *load.entry(who).or_default() += 1;
+                }
+            }
+            for (who, units) in [(1, 2.0), (2, 5.0), (3, 1.0)] {
+                let expected = f64::from(streams) * units / 8.0;
+                let got = f64::from(load[&who]);
+                assert!(
+                    (got - expected).abs() <= 4.0 * expected.sqrt(),
+                    "operator {who}: {got} vs {expected}"
+                );
+            }
+        });
+}
+
+#[test]
+fn replicated_assignment_spreads_load_evenly() {
+    ten_operators().build_and_execute(|| {
+        set_random_seed(5);
+        let streams = 1_000u32;
+        for n in 0..streams {
+            let chosen = assign(n, 3);
+            assert_eq!(chosen.iter().collect::<BTreeSet<_>>().len(), 3);
+        }
+        // Equal stakes: each hosts about 3 * 1000 / 10 = 300.
+        for who in 1..=10 {
+            let got = Operators::streams_of(&who).len() as f64;
+            assert!(
+                (got - 300.0).abs() <= 4.0 * 300f64.sqrt(),
+                "operator {who} hosts {got}"
+            );
+        }
+    });
+}
+
+#[test]
+fn full_operators_are_skipped() {
+    ExtBuilder::default()
+        .operators(vec![(1, MIN_STAKE), (2, MIN_STAKE), (3, MIN_STAKE)])
+        .build_and_execute(|| {
+            MaxStreamsPerOperator::set(2);
+            for n in 0..6 {
+                assign(n, 1);
+            }
+            // Six slots used out of 3 × 2: everyone is full.
+            assert!((1..=3).all(|who| Operators::streams_of(&who).len() == 2));
+            assert_noop!(
+                <Operators as OperatorProvider<_, _>>::assign(&stream(99), 1),
+                Error::<Test>::NotEnoughOperators
+            );
+            // Releasing a stream frees room.
+            <Operators as OperatorProvider<_, _>>::release(&stream(0));
+            assert_ok!(<Operators as OperatorProvider<_, _>>::assign(
+                &stream(99),
+                1
+            ));
+        });
+}
+
+#[test]
+fn release_forgets_the_assignment() {
+    ten_operators().build_and_execute(|| {
+        let chosen = assign(1, 3);
+        assign(2, 3);
+        <Operators as OperatorProvider<_, _>>::release(&stream(1));
+        assert!(<Operators as OperatorProvider<_, _>>::assigned(&stream(1)).is_empty());
+        for who in chosen {
+            assert!(!Operators::streams_of(&who).contains(&stream(1)));
+        }
+        System::assert_last_event(Event::StreamReleased { stream: stream(1) }.into());
+        // Releasing an unknown stream is a no-op.
+        <Operators as OperatorProvider<_, _>>::release(&stream(1));
+    });
+}
+
+// ---------------------------------------------------------------- queries
+
+#[test]
+fn views_show_operators_with_trust_and_load() {
+    ten_operators().build_and_execute(|| {
+        set_trust(2, 123);
+        let chosen = assign(1, 5);
+        let view = Operators::operator_view(2).unwrap();
+        assert_eq!(view.account, 2);
+        assert_eq!(view.stake, MIN_STAKE);
+        assert_eq!(view.broker_url, broker(2).into_inner());
+        assert_eq!(view.http_url, http(2).into_inner());
+        assert_eq!(view.trust_score, 123);
+        assert_eq!(view.streams, u32::from(chosen.contains(&2)));
+        assert_eq!(Operators::operator_views().len(), 10);
+        assert!(Operators::operator_view(11).is_none());
+    });
+}
+
+#[test]
+fn try_state_detects_a_stake_mismatch() {
+    ExtBuilder::default()
+        .operators(vec![(1, MIN_STAKE)])
+        .build()
+        .execute_with(|| {
+            assert_ok!(Operators::do_try_state());
+            pallet::Operators::<Test>::mutate(1, |info| info.as_mut().unwrap().stake += 1);
+            assert!(Operators::do_try_state().is_err());
+        });
+}
+
+#[test]
+fn try_state_detects_assignment_to_an_inactive_operator() {
+    ExtBuilder::default()
+        .operators(vec![(1, MIN_STAKE), (2, MIN_STAKE)])
+        .build()
+        .execute_with(|| {
+            assign(1, 2);
+            ActiveOperators::<Test>::mutate(|a| a.retain(|e| e.who != 2));
+            assert!(Operators::do_try_state().is_err());
+        });
+}
