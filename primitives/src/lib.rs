@@ -19,5 +19,13 @@ pub use traits::*;
 
 pub mod api_identity;
 
-pub mod tokens;
+pub mod api_escrow;
 pub mod api_market;
+pub mod escrow;
+pub mod receipt;
+pub mod sealed;
+pub mod tokens;
+
+/// The segment envelope (AES-256-GCM + HMAC-SHA256 with a clear, authenticated header).
+#[cfg(feature = "envelope")]
+pub mod envelope;

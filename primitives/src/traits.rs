@@ -43,7 +43,9 @@ pub trait TrustProvider<AccountId> {
 }
 
 /// A purchase that has been settled, as seen by the trust pallet.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo)]
+#[derive(
+    Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo,
+)]
 pub struct SettledTrade<AccountId, Balance, BlockNumber> {
     /// The buyer of the purchase.
     pub buyer: AccountId,
@@ -59,11 +61,14 @@ pub struct SettledTrade<AccountId, Balance, BlockNumber> {
 /// `pallet-escrow`).
 pub trait SettledTrades<AccountId, Balance, BlockNumber> {
     /// The settled trade of `purchase`, or `None` if it does not exist or is not settled.
-    fn settled_trade(purchase: PurchaseId) -> Option<SettledTrade<AccountId, Balance, BlockNumber>>;
+    fn settled_trade(purchase: PurchaseId)
+        -> Option<SettledTrade<AccountId, Balance, BlockNumber>>;
 }
 
 /// How an offer is paid.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo)]
+#[derive(
+    Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo,
+)]
 pub enum PaymentMode<BlockNumber> {
     /// A bounded window of recorded data (segments `first..=last`) for a flat price.
     Batch {
@@ -80,7 +85,9 @@ pub enum PaymentMode<BlockNumber> {
 }
 
 /// What the escrow pallet needs to know about an offer.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo)]
+#[derive(
+    Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo,
+)]
 pub struct OfferSummary<AccountId, Balance, BlockNumber> {
     /// The seller.
     pub seller: AccountId,

@@ -1,0 +1,206 @@
+//! Invariants of the pallet, checked by `try_state` and after every step of the tests.
+
+#[cfg(any(feature = "try-runtime", test))]
+use crate::*;
+
+#[cfg(any(feature = "try-runtime", test))]
+impl<T: Config> Pallet<T> {
+    /// Checks every invariant of the stored state:
+    ///
+    /// - every purchase's ledger adds up to its price, and closed purchases hold nothing;
+    /// - for every account, the funds on hold for each [`HoldReason`] equal what the stored
+    ///   purchases say: price still held by open purchases (held funds = Σ balances of open
+    ///   purchases), purchase deposits, key deposits, dispute deposits;
+    /// - sealed keys, operator claims and index entries match their purchases and bounds;
+    /// - every purchase but a disputed one has exactly one agenda entry, recorded in its
+    ///   `scheduled_at`, not behind the cursor.
+    pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
+        use alloc::collections::btree_map::BTreeMap;
+        use fastdata_primitives::escrow::PurchaseState;
+        use frame_support::{
+            ensure,
+            traits::{fungible::InspectHold, Get},
+        };
+        use sp_runtime::traits::{Saturating, Zero};
+
+        type Totals<T> = BTreeMap<<T as frame_system::Config>::AccountId, BalanceOf<T>>;
+        fn add<T: Config>(map: &mut Totals<T>, who: &T::AccountId, amount: BalanceOf<T>) {
+            let entry = map.entry(who.clone()).or_insert_with(Zero::zero);
+            *entry = entry.saturating_add(amount);
+        }
+
+        let mut price_held: Totals<T> = BTreeMap::new();
+        let mut purchase_deposits: Totals<T> = BTreeMap::new();
+        let mut key_deposits: Totals<T> = BTreeMap::new();
+        let mut dispute_deposits: Totals<T> = BTreeMap::new();
+        let next_id = NextPurchaseId::<T>::get();
+        let cursor = AgendaCursor::<T>::get();
+
+        for (id, p) in Purchases::<T>::iter() {
+            ensure!(id < next_id, "purchase id at or above NextPurchaseId");
+            ensure!(
+                p.ledger_total() == Some(p.price),
+                "ledger does not add up to the price"
+            );
+            ensure!(
+                p.settled_periods <= p.periods(),
+                "more periods settled than bought"
+            );
+            ensure!(
+                (p.state == PurchaseState::Disputed) == p.dispute.is_some(),
+                "dispute record does not match the state"
+            );
+            if p.state.is_open() {
+                ensure!(p.closed_at.is_none(), "open purchase has a closing block");
+                add::<T>(&mut price_held, &p.buyer, p.ledger.held);
+            } else {
+                ensure!(p.ledger.held.is_zero(), "closed purchase still holds funds");
+                ensure!(
+                    p.closed_at.is_some(),
+                    "closed purchase without closing block"
+                );
+                ensure!(
+                    p.accrued.is_zero(),
+                    "closed purchase with accrued operator pay"
+                );
+            }
+            match p.state {
+                PurchaseState::AwaitingKeys => {
+                    ensure!(p.settled_periods == 0, "period settled before keys");
+                    ensure!(p.ledger.held == p.price, "funds moved before keys");
+                }
+                PurchaseState::Refunded => {
+                    ensure!(
+                        p.ledger.refunded == p.price,
+                        "refunded purchase not fully refunded"
+                    );
+                }
+                PurchaseState::Settled => {
+                    ensure!(
+                        p.all_periods_settled(),
+                        "settled purchase with unsettled periods"
+                    );
+                }
+                PurchaseState::Active | PurchaseState::Disputed => {}
+            }
+            if let Some(dispute) = &p.dispute {
+                add::<T>(&mut dispute_deposits, &p.buyer, dispute.deposit);
+            }
+            add::<T>(&mut purchase_deposits, &p.buyer, p.deposit);
+            add::<T>(&mut key_deposits, &p.seller, p.key_deposits);
+
+            let epochs = SealedKeys::<T>::iter_key_prefix(id).count() as u32;
+            ensure!(epochs == p.epochs_delivered, "sealed key count mismatch");
+            ensure!(
+                epochs <= T::MaxEpochsPerPurchase::get(),
+                "too many sealed keys"
+            );
+            let mut operators = 0u32;
+            let mut accrued = BalanceOf::<T>::zero();
+            for claim in OperatorClaims::<T>::iter_prefix_values(id) {
+                operators = operators.saturating_add(1);
+                accrued = accrued.saturating_add(claim.accrued);
+            }
+            ensure!(operators == p.operators, "operator claim count mismatch");
+            ensure!(
+                operators <= T::MaxOperatorsPerPurchase::get(),
+                "too many operator claims"
+            );
+            ensure!(accrued == p.accrued, "accrued operator pay mismatch");
+
+            ensure!(
+                PurchasesByBuyer::<T>::contains_key(&p.buyer, id),
+                "missing buyer index entry"
+            );
+            ensure!(
+                PurchasesByOffer::<T>::contains_key(p.offer, id),
+                "missing offer index entry"
+            );
+            if let Some(at) = p.scheduled_at {
+                ensure!(
+                    Agenda::<T>::contains_key(at, id),
+                    "scheduled purchase missing from the agenda"
+                );
+                ensure!(
+                    cursor.is_some_and(|c| at >= c),
+                    "purchase scheduled behind the agenda cursor"
+                );
+            } else {
+                ensure!(
+                    p.state == PurchaseState::Disputed,
+                    "purchase without agenda entry (only disputed ones wait for the dispute origin)"
+                );
+            }
+        }
+
+        for (buyer, id) in PurchasesByBuyer::<T>::iter_keys() {
+            ensure!(
+                Purchases::<T>::get(id).is_some_and(|p| p.buyer == buyer),
+                "stale buyer index entry"
+            );
+        }
+        for (offer, id) in PurchasesByOffer::<T>::iter_keys() {
+            ensure!(
+                Purchases::<T>::get(id).is_some_and(|p| p.offer == offer),
+                "stale offer index entry"
+            );
+        }
+        for (id, _) in SealedKeys::<T>::iter_keys() {
+            ensure!(
+                Purchases::<T>::contains_key(id),
+                "sealed keys of a removed purchase"
+            );
+        }
+        for (id, _) in OperatorClaims::<T>::iter_keys() {
+            ensure!(
+                Purchases::<T>::contains_key(id),
+                "claims of a removed purchase"
+            );
+        }
+        for (at, id) in Agenda::<T>::iter_keys() {
+            ensure!(
+                Purchases::<T>::get(id).is_some_and(|p| p.scheduled_at == Some(at)),
+                "agenda entry not recorded in its purchase"
+            );
+        }
+
+        let checks: [(HoldReason, &Totals<T>, &'static str); 4] = [
+            (
+                HoldReason::PurchasePrice,
+                &price_held,
+                "price on hold differs from open purchases' balances",
+            ),
+            (
+                HoldReason::PurchaseDeposit,
+                &purchase_deposits,
+                "purchase deposits on hold differ from stored purchases",
+            ),
+            (
+                HoldReason::KeyDeposit,
+                &key_deposits,
+                "key deposits on hold differ from stored sealed keys",
+            ),
+            (
+                HoldReason::DisputeDeposit,
+                &dispute_deposits,
+                "dispute deposits on hold differ from open disputes",
+            ),
+        ];
+        for who in frame_system::Account::<T>::iter_keys() {
+            for (reason, totals, message) in checks.iter() {
+                let expected = totals.get(&who).copied().unwrap_or_else(Zero::zero);
+                let on_hold = T::Currency::balance_on_hold(&(*reason).into(), &who);
+                ensure!(on_hold == expected, *message);
+            }
+        }
+        for (_, totals, message) in checks.iter() {
+            for (who, amount) in totals.iter() {
+                ensure!(
+                    amount.is_zero() || frame_system::Account::<T>::contains_key(who),
+                    *message
+                );
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,11 @@
+//! The pallet's logic, one file per concern. Calls in `lib.rs` check the origin and
+//! delegate to the `do_*` functions here.
+
+pub mod agenda;
+pub mod disputes;
+pub mod invariants;
+pub mod keys;
+pub mod purchase;
+pub mod queries;
+pub mod receipts;
+pub mod settlement;

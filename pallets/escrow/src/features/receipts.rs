@@ -1,0 +1,94 @@
+//! Operators' claims with the buyer's cumulative receipts.
+
+use crate::*;
+use fastdata_primitives::{
+    escrow::{OperatorClaim, BYTES_PER_MB},
+    receipt::{Receipt, ReceiptRejection},
+    OperatorProvider,
+};
+use frame_support::{ensure, traits::Get};
+use sp_runtime::{traits::Saturating, DispatchResult};
+
+impl<T: Config> Pallet<T> {
+    /// Accepts `receipt` from `operator` if it is the buyer's, for the caller, and newer than
+    /// the last one accepted; accrues the pay for the bytes not yet priced.
+    pub(crate) fn do_claim(
+        operator: T::AccountId,
+        receipt: Receipt<T::AccountId>,
+        signature: T::ReceiptSignature,
+    ) -> DispatchResult {
+        ensure!(receipt.operator == operator, Error::<T>::ForeignReceipt);
+        let id = receipt.purchase;
+        let mut purchase = Purchases::<T>::get(id).ok_or(Error::<T>::UnknownPurchase)?;
+        ensure!(purchase.state.is_open(), Error::<T>::PurchaseClosed);
+        ensure!(purchase.buyer != operator, Error::<T>::BuyerIsOperator);
+        ensure!(
+            receipt.verify(&signature, &purchase.buyer),
+            Error::<T>::InvalidSignature
+        );
+        let price_per_mb =
+            T::Operators::price_per_mb(&operator).ok_or(Error::<T>::NotAnOperator)?;
+
+        let mut claim = match OperatorClaims::<T>::get(id, &operator) {
+            Some(claim) => {
+                let previous = Receipt {
+                    purchase: id,
+                    operator: operator.clone(),
+                    up_to_sequence: claim.up_to_sequence,
+                    bytes: claim.bytes,
+                    nonce: claim.nonce,
+                };
+                receipt
+                    .supersedes(&previous)
+                    .map_err(|rejection| match rejection {
+                        ReceiptRejection::Replayed => Error::<T>::ReplayedReceipt,
+                        ReceiptRejection::Lower => Error::<T>::LowerReceipt,
+                        ReceiptRejection::Stale => Error::<T>::StaleReceipt,
+                    })?;
+                claim
+            }
+            None => {
+                ensure!(
+                    T::Operators::assigned(&purchase.stream).contains(&operator),
+                    Error::<T>::NotAssignedOperator
+                );
+                ensure!(
+                    purchase.operators < T::MaxOperatorsPerPurchase::get(),
+                    Error::<T>::TooManyOperators
+                );
+                purchase.operators = purchase.operators.saturating_add(1);
+                OperatorClaim::default()
+            }
+        };
+
+        let new_bytes = receipt.bytes.saturating_sub(claim.bytes);
+        let accrued = mul_div(
+            price_per_mb,
+            u128::from(new_bytes),
+            u128::from(BYTES_PER_MB),
+        );
+        claim.accrued = claim.accrued.saturating_add(accrued);
+        purchase.accrued = purchase.accrued.saturating_add(accrued);
+        if purchase
+            .delivered_up_to
+            .is_none_or(|up_to| receipt.up_to_sequence > up_to)
+        {
+            purchase.delivered_up_to = Some(receipt.up_to_sequence);
+            purchase.period_delivered = true;
+        }
+        claim.nonce = receipt.nonce;
+        claim.up_to_sequence = receipt.up_to_sequence;
+        claim.bytes = receipt.bytes;
+
+        OperatorClaims::<T>::insert(id, &operator, claim);
+        Purchases::<T>::insert(id, purchase);
+        Self::deposit_event(Event::ReceiptClaimed {
+            purchase: id,
+            operator,
+            up_to_sequence: receipt.up_to_sequence,
+            bytes: receipt.bytes,
+            accrued,
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,252 @@
+//! Settlement of periods, and the money movements every feature uses.
+//!
+//! The rule is written out in the crate documentation ("Settlement rule"); the functions
+//! here implement it step by step and keep the purchase's ledger in step with the holds.
+
+use crate::*;
+use fastdata_primitives::{escrow::PurchaseState, PurchaseId};
+use frame_support::{
+    ensure,
+    traits::{
+        fungible::{Inspect, MutateHold},
+        tokens::{DepositConsequence, Fortitude, Precision, Provenance, Restriction},
+        Get,
+    },
+};
+use frame_system::pallet_prelude::BlockNumberFor;
+use sp_runtime::{
+    traits::{CheckedAdd, CheckedSub, Saturating, UniqueSaturatedInto, Zero},
+    ArithmeticError, DispatchError, DispatchResult,
+};
+
+/// Who a payout from a purchase's held price is for (decides the ledger column).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Payee {
+    /// A storage operator.
+    Operator,
+    /// The seller.
+    Seller,
+    /// The treasury (protocol fee).
+    Treasury,
+}
+
+impl<T: Config> Pallet<T> {
+    /// Settles the next period (extrinsic entry point).
+    pub(crate) fn do_settle(id: PurchaseId) -> DispatchResult {
+        let mut purchase = Purchases::<T>::get(id).ok_or(Error::<T>::UnknownPurchase)?;
+        match purchase.state {
+            PurchaseState::Active => {}
+            PurchaseState::AwaitingKeys => return Err(Error::<T>::KeysNotDelivered.into()),
+            PurchaseState::Disputed => return Err(Error::<T>::PurchaseDisputed.into()),
+            PurchaseState::Settled | PurchaseState::Refunded => {
+                return Err(Error::<T>::PurchaseClosed.into())
+            }
+        }
+        let now = frame_system::Pallet::<T>::block_number();
+        let due = purchase.settlement_due(purchase.settled_periods, T::ClaimGracePeriod::get());
+        ensure!(now >= due, Error::<T>::SettlementNotDue);
+        Self::settle_next_period(id, &mut purchase, now)?;
+        Self::ensure_scheduled(id, &mut purchase, now);
+        Purchases::<T>::insert(id, purchase);
+        Ok(())
+    }
+
+    /// Settles period `settled_periods` of an active purchase by the settlement rule, and
+    /// closes the purchase after its last period. The caller checks that it is due and
+    /// writes the purchase back.
+    pub(crate) fn settle_next_period(
+        id: PurchaseId,
+        purchase: &mut PurchaseOf<T>,
+        now: BlockNumberFor<T>,
+    ) -> DispatchResult {
+        let period = purchase.settled_periods;
+        let budget = purchase.next_period_budget();
+        let cap = T::StorageShare::get().mul_floor(budget);
+        let operators = Self::pay_operators(id, purchase, cap)?;
+        let delivered = purchase.delivered_value(budget);
+        let gross = delivered.saturating_sub(operators);
+        let fee = T::ProtocolFee::get().mul_floor(gross);
+        let seller = gross.saturating_sub(fee);
+        let refunded = budget.saturating_sub(operators).saturating_sub(gross);
+
+        let seller_account = purchase.seller.clone();
+        let seller_paid = Self::pay(id, purchase, &seller_account, seller, Payee::Seller)?;
+        let fee_paid = Self::pay(
+            id,
+            purchase,
+            &T::TreasuryAccount::get(),
+            fee,
+            Payee::Treasury,
+        )?;
+        Self::refund(purchase, refunded)?;
+
+        purchase.settled_periods = period.saturating_add(1);
+        purchase.period_delivered = false;
+        Self::deposit_event(Event::PeriodSettled {
+            purchase: id,
+            period,
+            operators,
+            seller: seller_paid,
+            fee: fee_paid,
+            refunded,
+        });
+        if purchase.all_periods_settled() {
+            Self::close_settled(id, purchase, now);
+        }
+        Ok(())
+    }
+
+    /// Marks a purchase whose money is all paid out as `Settled`.
+    pub(crate) fn close_settled(
+        id: PurchaseId,
+        purchase: &mut PurchaseOf<T>,
+        now: BlockNumberFor<T>,
+    ) {
+        purchase.state = PurchaseState::Settled;
+        purchase.closed_at = Some(now);
+        purchase.period_delivered = false;
+        let value = purchase.price.saturating_sub(purchase.ledger.refunded);
+        Self::deposit_event(Event::PurchaseSettled {
+            purchase: id,
+            value,
+        });
+    }
+
+    /// Pays the operators' accrued pay of `purchase`, scaled down pro rata if it exceeds
+    /// `cap`, and resets their accrual. Returns the total taken from the held price
+    /// (including payouts redirected to the buyer), never more than `cap`.
+    pub(crate) fn pay_operators(
+        id: PurchaseId,
+        purchase: &mut PurchaseOf<T>,
+        cap: BalanceOf<T>,
+    ) -> Result<BalanceOf<T>, DispatchError> {
+        let mut taken = BalanceOf::<T>::zero();
+        if purchase.accrued.is_zero() {
+            return Ok(taken);
+        }
+        let total = purchase.accrued;
+        let claims: alloc::vec::Vec<_> = OperatorClaims::<T>::iter_prefix(id).collect();
+        for (operator, mut claim) in claims {
+            if claim.accrued.is_zero() {
+                continue;
+            }
+            let share = if total <= cap {
+                claim.accrued
+            } else {
+                mul_div(
+                    claim.accrued,
+                    cap.unique_saturated_into(),
+                    total.unique_saturated_into(),
+                )
+            };
+            let share = share.min(cap.saturating_sub(taken));
+            let paid = Self::pay(id, purchase, &operator, share, Payee::Operator)?;
+            taken = taken.saturating_add(share);
+            claim.paid = claim.paid.saturating_add(paid);
+            claim.accrued = Zero::zero();
+            OperatorClaims::<T>::insert(id, &operator, claim);
+            if !paid.is_zero() {
+                Self::deposit_event(Event::OperatorPaid {
+                    purchase: id,
+                    operator,
+                    amount: paid,
+                });
+            }
+        }
+        purchase.accrued = Zero::zero();
+        Ok(taken)
+    }
+
+    /// Moves `amount` of the purchase's held price to `to` and books it for `payee`. If `to`
+    /// cannot receive it (it would stay below the existential deposit), the amount is
+    /// released to the buyer instead and booked as a refund. Returns the amount `to` got.
+    pub(crate) fn pay(
+        id: PurchaseId,
+        purchase: &mut PurchaseOf<T>,
+        to: &T::AccountId,
+        amount: BalanceOf<T>,
+        payee: Payee,
+    ) -> Result<BalanceOf<T>, DispatchError> {
+        if amount.is_zero() {
+            return Ok(amount);
+        }
+        if T::Currency::can_deposit(to, amount, Provenance::Extant) != DepositConsequence::Success {
+            Self::refund(purchase, amount)?;
+            Self::deposit_event(Event::PayoutRedirected {
+                purchase: id,
+                intended: to.clone(),
+                amount,
+            });
+            return Ok(Zero::zero());
+        }
+        let held = purchase
+            .ledger
+            .held
+            .checked_sub(&amount)
+            .ok_or(ArithmeticError::Underflow)?;
+        T::Currency::transfer_on_hold(
+            &HoldReason::PurchasePrice.into(),
+            &purchase.buyer,
+            to,
+            amount,
+            Precision::Exact,
+            Restriction::Free,
+            Fortitude::Force,
+        )?;
+        purchase.ledger.held = held;
+        let column = match payee {
+            Payee::Operator => &mut purchase.ledger.operators,
+            Payee::Seller => &mut purchase.ledger.seller,
+            Payee::Treasury => &mut purchase.ledger.fees,
+        };
+        *column = column
+            .checked_add(&amount)
+            .ok_or(ArithmeticError::Overflow)?;
+        Ok(amount)
+    }
+
+    /// Releases `amount` of the purchase's held price back to the buyer.
+    pub(crate) fn refund(purchase: &mut PurchaseOf<T>, amount: BalanceOf<T>) -> DispatchResult {
+        if amount.is_zero() {
+            return Ok(());
+        }
+        let held = purchase
+            .ledger
+            .held
+            .checked_sub(&amount)
+            .ok_or(ArithmeticError::Underflow)?;
+        Self::release(HoldReason::PurchasePrice, &purchase.buyer, amount)?;
+        purchase.ledger.held = held;
+        purchase.ledger.refunded = purchase
+            .ledger
+            .refunded
+            .checked_add(&amount)
+            .ok_or(ArithmeticError::Overflow)?;
+        Ok(())
+    }
+
+    /// Holds `amount` from `who` for `reason`; [`Error::InsufficientBalance`] if it cannot.
+    pub(crate) fn hold(
+        reason: HoldReason,
+        who: &T::AccountId,
+        amount: BalanceOf<T>,
+    ) -> DispatchResult {
+        if amount.is_zero() {
+            return Ok(());
+        }
+        T::Currency::hold(&reason.into(), who, amount)
+            .map_err(|_| Error::<T>::InsufficientBalance.into())
+    }
+
+    /// Releases exactly `amount` held from `who` for `reason`.
+    pub(crate) fn release(
+        reason: HoldReason,
+        who: &T::AccountId,
+        amount: BalanceOf<T>,
+    ) -> DispatchResult {
+        if amount.is_zero() {
+            return Ok(());
+        }
+        T::Currency::release(&reason.into(), who, amount, Precision::Exact).map(|_| ())
+    }
+}

@@ -1,0 +1,29 @@
+//! Traits this pallet implements for the other pallets.
+
+use crate::*;
+use fastdata_primitives::{escrow::PurchaseState, PurchaseId, SettledTrade, SettledTrades};
+use frame_system::pallet_prelude::BlockNumberFor;
+use sp_runtime::traits::Saturating;
+
+/// The trust pallet lets buyer and seller rate each other once per settled purchase.
+///
+/// Only purchases closed by settlement count (including an upheld dispute): a purchase
+/// refunded because the keys never came is no trade, so it gives no rating (ratings cannot
+/// be had without paying the protocol fee). The trade is available until the purchase is
+/// reaped, `RetentionPeriod` blocks after it closed.
+impl<T: Config> SettledTrades<T::AccountId, BalanceOf<T>, BlockNumberFor<T>> for Pallet<T> {
+    fn settled_trade(
+        purchase: PurchaseId,
+    ) -> Option<SettledTrade<T::AccountId, BalanceOf<T>, BlockNumberFor<T>>> {
+        let p = Purchases::<T>::get(purchase)?;
+        if p.state != PurchaseState::Settled {
+            return None;
+        }
+        Some(SettledTrade {
+            value: p.price.saturating_sub(p.ledger.refunded),
+            settled_at: p.closed_at?,
+            buyer: p.buyer,
+            seller: p.seller,
+        })
+    }
+}

@@ -1,0 +1,223 @@
+//! Stored types of the escrow pallet and their small helpers.
+
+use codec::{Decode, Encode, MaxEncodedLen};
+use fastdata_primitives::{
+    escrow::{DisputeInfo, PurchaseLedger, PurchaseState, PurchaseTerms},
+    EpochIndex, OfferId, Sequence, StreamId, X25519Public,
+};
+use frame_support::traits::fungible;
+use frame_system::pallet_prelude::BlockNumberFor;
+use scale_info::TypeInfo;
+use sp_runtime::{
+    helpers_128bit::multiply_by_rational_with_rounding,
+    traits::{Bounded, One, UniqueSaturatedFrom, UniqueSaturatedInto, Zero},
+    Rounding,
+};
+
+use crate::Config;
+
+/// Balance type of the pallet's currency.
+pub type BalanceOf<T> =
+    <<T as Config>::Currency as fungible::Inspect<<T as frame_system::Config>::AccountId>>::Balance;
+
+/// A purchase as stored, with the types of the runtime.
+pub type PurchaseOf<T> =
+    Purchase<<T as frame_system::Config>::AccountId, BalanceOf<T>, BlockNumberFor<T>>;
+
+/// An operator claim as stored, with the runtime's balance.
+pub type OperatorClaimOf<T> = fastdata_primitives::escrow::OperatorClaim<BalanceOf<T>>;
+
+/// A purchase: who bought what, its deadlines, its progress and where its money went.
+///
+/// Invariant: `ledger.held + ledger.operators + ledger.seller + ledger.fees +
+/// ledger.refunded == price`, and `ledger.held` is zero once the purchase is closed.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, MaxEncodedLen, TypeInfo)]
+pub struct Purchase<AccountId, Balance, BlockNumber> {
+    /// The buyer, from whom the price is held.
+    pub buyer: AccountId,
+    /// The seller of the offer, who delivers keys and is paid the delivered share.
+    pub seller: AccountId,
+    /// The offer bought.
+    pub offer: OfferId,
+    /// The offer's stream.
+    pub stream: StreamId,
+    /// What was bought (batch window or stream periods).
+    pub terms: PurchaseTerms<BlockNumber>,
+    /// The buyer's X25519 key-agreement key at purchase time; keys are sealed to it.
+    pub buyer_key: X25519Public,
+    /// The price held (after the verified-buyer discount).
+    pub price: Balance,
+    /// Storage deposit held from the buyer until the purchase is reaped.
+    pub deposit: Balance,
+    /// Block of the purchase; access starts here.
+    pub start: BlockNumber,
+    /// First block after access (end of the last period / of the batch download window).
+    pub end: BlockNumber,
+    /// Last block at which the keys of the first epoch may be delivered.
+    pub key_deadline: BlockNumber,
+    /// For streams, the epoch that was current at purchase time: its keys activate the
+    /// purchase, and no earlier epoch is sold. `None` for batches.
+    pub first_epoch: Option<EpochIndex>,
+    /// Life-cycle state.
+    pub state: PurchaseState,
+    /// Number of epochs whose sealed keys are stored.
+    pub epochs_delivered: u32,
+    /// Total key deposits held from the seller for this purchase's sealed keys.
+    pub key_deposits: Balance,
+    /// Number of settled periods.
+    pub settled_periods: u32,
+    /// Highest sequence number acknowledged by the buyer to any operator.
+    pub delivered_up_to: Option<Sequence>,
+    /// Streams: the buyer acknowledged new data since the last settled period.
+    pub period_delivered: bool,
+    /// Number of operators with a claim record for this purchase.
+    pub operators: u32,
+    /// Operators' pay accrued since the last settled period (sum of their `accrued`).
+    pub accrued: Balance,
+    /// Where the price went so far.
+    pub ledger: PurchaseLedger<Balance>,
+    /// The open dispute, while `state` is `Disputed`.
+    pub dispute: Option<DisputeInfo<Balance, BlockNumber>>,
+    /// Block at which the purchase was settled or refunded.
+    pub closed_at: Option<BlockNumber>,
+    /// The agenda block holding this purchase's one live agenda entry, if any.
+    pub scheduled_at: Option<BlockNumber>,
+}
+
+impl<AccountId, Balance, BlockNumber> Purchase<AccountId, Balance, BlockNumber>
+where
+    Balance: sp_runtime::traits::AtLeast32BitUnsigned + Copy,
+    BlockNumber: sp_runtime::traits::AtLeast32BitUnsigned + Copy,
+{
+    /// Number of settlement periods.
+    pub fn periods(&self) -> u32 {
+        self.terms.periods()
+    }
+
+    /// The purchase has settled every period (or a dispute closed it early).
+    pub fn all_periods_settled(&self) -> bool {
+        self.settled_periods >= self.periods()
+    }
+
+    /// Last block of access to period `index` plus one: `start + period · (index + 1)` for a
+    /// stream, `end` for a batch. Saturating (only reachable values were checked at purchase).
+    pub fn period_end(&self, index: u32) -> BlockNumber {
+        match self.terms {
+            PurchaseTerms::Batch { .. } => self.end,
+            PurchaseTerms::Stream { period, .. } => {
+                let count = BlockNumber::from(index.saturating_add(1));
+                self.start.saturating_add(period.saturating_mul(count))
+            }
+        }
+    }
+
+    /// First block at which period `index` may be settled: its end plus the claim grace.
+    pub fn settlement_due(&self, index: u32, grace: BlockNumber) -> BlockNumber {
+        self.period_end(index).saturating_add(grace)
+    }
+
+    /// The budget of the next period to settle: an equal share `price / periods` of the
+    /// price, and for the last period whatever is still held (so rounding dust goes there).
+    pub fn next_period_budget(&self) -> Balance {
+        let periods = self.periods();
+        if self.settled_periods.saturating_add(1) >= periods {
+            self.ledger.held
+        } else {
+            (self.price / Balance::from(periods.max(1))).min(self.ledger.held)
+        }
+    }
+
+    /// The share of `budget` the buyer received: for a batch, the fraction of the window
+    /// `first..=last` covered by `delivered_up_to`; for a stream period, all of it if the
+    /// buyer acknowledged new data in the period, otherwise nothing.
+    pub fn delivered_value(&self, budget: Balance) -> Balance {
+        match self.terms {
+            PurchaseTerms::Batch { first, last } => {
+                let covered = match self.delivered_up_to {
+                    Some(up_to) if up_to >= first => u128::from(up_to.min(last))
+                        .saturating_sub(u128::from(first))
+                        .saturating_add(1),
+                    _ => 0,
+                };
+                let len = self.terms.batch_len().unwrap_or(1);
+                mul_div(budget, covered, len)
+            }
+            PurchaseTerms::Stream { .. } => {
+                if self.period_delivered {
+                    budget
+                } else {
+                    Zero::zero()
+                }
+            }
+        }
+    }
+
+    /// The block at which the agenda should next look at this purchase, given what it is
+    /// waiting for; `None` while disputed (the dispute origin moves it on).
+    pub fn next_due(&self, grace: BlockNumber, retention: BlockNumber) -> Option<BlockNumber> {
+        match self.state {
+            PurchaseState::AwaitingKeys => Some(self.key_deadline.saturating_add(One::one())),
+            PurchaseState::Active => Some(self.settlement_due(self.settled_periods, grace)),
+            PurchaseState::Disputed => None,
+            PurchaseState::Settled | PurchaseState::Refunded => {
+                Some(self.closed_at.unwrap_or(self.end).saturating_add(retention))
+            }
+        }
+    }
+
+    /// `held + operators + seller + fees + refunded`, or `None` on overflow.
+    pub fn ledger_total(&self) -> Option<Balance> {
+        let l = &self.ledger;
+        l.held
+            .checked_add(&l.operators)?
+            .checked_add(&l.seller)?
+            .checked_add(&l.fees)?
+            .checked_add(&l.refunded)
+    }
+}
+
+/// `value · numerator / denominator`, rounded down, computed in 128 bits without
+/// intermediate overflow; saturates at the type's maximum, and is zero for a zero
+/// denominator.
+pub fn mul_div<B>(value: B, numerator: u128, denominator: u128) -> B
+where
+    B: UniqueSaturatedInto<u128> + UniqueSaturatedFrom<u128> + Bounded + Zero,
+{
+    if denominator == 0 {
+        return B::zero();
+    }
+    let value: u128 = value.unique_saturated_into();
+    match multiply_by_rational_with_rounding(value, numerator, denominator, Rounding::Down) {
+        Some(result) => B::unique_saturated_from(result),
+        None => B::max_value(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mul_div_edges() {
+        assert_eq!(mul_div(100u64, 1, 3), 33);
+        assert_eq!(mul_div(100u64, 3, 3), 100);
+        assert_eq!(mul_div(100u64, 0, 3), 0);
+        assert_eq!(mul_div(100u64, 3, 0), 0);
+        assert_eq!(
+            mul_div(u64::MAX, u128::from(u64::MAX), u128::from(u64::MAX)),
+            u64::MAX
+        );
+        assert_eq!(
+            mul_div(u64::MAX, 2, 1),
+            u64::MAX,
+            "saturates in the target type"
+        );
+        assert_eq!(
+            mul_div(u128::MAX, u128::MAX, 1),
+            u128::MAX,
+            "saturates when 128 bits overflow"
+        );
+        assert_eq!(mul_div(u128::MAX, u128::MAX, u128::MAX), u128::MAX);
+        assert_eq!(mul_div(u128::MAX, 1, 2), u128::MAX / 2);
+    }
+}

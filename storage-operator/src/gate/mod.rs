@@ -1,0 +1,142 @@
+//! The broker gate: how the daemon's decisions reach the MQTT broker.
+//!
+//! One trait, [`BrokerGate`], two real backends:
+//!
+//! - [`vernemq::VernemqGate`] (production, the paper's broker): VerneMQ asks the daemon over
+//!   HTTP webhooks (`auth_on_register`, `auth_on_publish`, `auth_on_subscribe` and the `_m5`
+//!   variants) and the daemon answers from its local view. Grants are therefore implicit;
+//!   revocation drops the daemon's session record (later publishes/subscribes are refused)
+//!   and, when VerneMQ's HTTP API is configured, disconnects the client.
+//! - [`mosquitto::MosquittoGate`] (dev and CI): Mosquitto cannot ask, so the daemon pushes
+//!   state into its dynamic-security plugin over `$CONTROL/dynamic-security/v1`: a client with
+//!   a per-stream publish role for an admitted seller, a client with a per-stream subscribe
+//!   role for an admitted buyer, deleted (and thereby disconnected) on revocation.
+//!
+//! Clients of both backends can get broker credentials the same way: present an upload token
+//! or access request to `POST /v1/broker/session` and connect with the returned username and
+//! password. With VerneMQ a client may instead connect directly with username `upload` or
+//! `access` and the hex-encoded SCALE token as password (the paper's flow).
+
+pub mod mosquitto;
+pub mod vernemq;
+
+use async_trait::async_trait;
+use fastdata_primitives::{PurchaseId, StreamId};
+use serde::Serialize;
+
+use crate::{
+    auth::{stream_topic, Principal},
+    chain::ChainView,
+};
+
+/// Credentials a client uses to connect to the broker after it was admitted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BrokerCredentials {
+    /// MQTT username.
+    pub username: String,
+    /// MQTT password.
+    pub password: String,
+    /// The topic the client may publish to (seller) or subscribe to (buyer).
+    pub topic: String,
+    /// `publish` or `subscribe`.
+    pub access: &'static str,
+}
+
+/// What to take away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revocation {
+    /// The buyer grants of a purchase (ended, refunded, out of its access period).
+    Purchase(PurchaseId),
+    /// Every grant on a stream (closed, or no longer assigned to this operator).
+    Stream(StreamId),
+}
+
+/// A broker command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// The broker did not answer in time.
+    #[error("broker did not answer within the timeout")]
+    Timeout,
+    /// The broker refused a command.
+    #[error("broker refused {command}: {message}")]
+    Refused {
+        /// The command.
+        command: String,
+        /// The broker's error text.
+        message: String,
+    },
+    /// The connection to the broker failed.
+    #[error("broker connection: {0}")]
+    Connection(String),
+    /// The principal cannot be granted broker access (e.g. the daemon itself).
+    #[error("nothing to grant for this principal")]
+    NothingToGrant,
+}
+
+/// The broker access-control backend.
+#[async_trait]
+pub trait BrokerGate: Send + Sync + 'static {
+    /// Backend name for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// Lets an admitted principal onto the broker and returns its credentials.
+    async fn grant(&self, principal: &Principal) -> Result<BrokerCredentials, GateError>;
+
+    /// Takes grants away (idempotent).
+    async fn revoke(&self, revocation: Revocation) -> Result<(), GateError>;
+
+    /// Revokes every grant that `view` no longer justifies (called on each finalized block
+    /// and at start-up). Returns how many principals were revoked.
+    async fn reconcile(
+        &self,
+        view: &dyn ChainView,
+        me: &fastdata_primitives::AccountId,
+    ) -> Result<usize, GateError>;
+}
+
+/// Topic and access kind of a principal's grant.
+pub(crate) fn grant_scope(principal: &Principal) -> Result<(String, &'static str), GateError> {
+    match principal {
+        Principal::Seller { stream, .. } => Ok((stream_topic(stream), "publish")),
+        Principal::Buyer { stream, .. } => Ok((stream_topic(stream), "subscribe")),
+        Principal::Operator => Err(GateError::NothingToGrant),
+    }
+}
+
+/// Whether `principal`'s grant is still justified by the chain view (the same rules as
+/// [`crate::auth::Authorizer::still_valid`], without logging or metrics).
+pub(crate) fn justified(
+    view: &dyn ChainView,
+    me: &fastdata_primitives::AccountId,
+    principal: &Principal,
+) -> bool {
+    match principal {
+        Principal::Seller { stream, seller, .. } => view
+            .stream(stream)
+            .is_some_and(|s| s.open && s.operators.contains(me) && &s.seller == seller),
+        Principal::Buyer {
+            purchase, stream, ..
+        } => {
+            let now = view.finalized_block();
+            view.purchase(*purchase).is_some_and(|p| {
+                p.state == fastdata_primitives::escrow::PurchaseState::Active
+                    && now >= p.access.start
+                    && now < p.access.end
+                    && &p.stream == stream
+            }) && view
+                .stream(stream)
+                .is_some_and(|s| s.operators.contains(me))
+        }
+        Principal::Operator => true,
+    }
+}
+
+/// A random credential string of `bytes` random bytes, hex-encoded.
+pub(crate) fn random_secret(bytes: usize) -> Result<String, GateError> {
+    use rand_core::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand_core::OsRng
+        .try_fill_bytes(&mut buf)
+        .map_err(|e| GateError::Connection(format!("random number generator: {e}")))?;
+    Ok(hex::encode(buf))
+}

@@ -1,0 +1,459 @@
+//! Mosquitto backend: the daemon drives the dynamic-security plugin at run time.
+//!
+//! Mosquitto cannot ask the daemon, so the daemon tells it. It connects as the dynsec admin
+//! (the client created by `mosquitto_ctrl dynsec init`) and publishes JSON commands to
+//! `$CONTROL/dynamic-security/v1`, reading answers on `$CONTROL/dynamic-security/v1/response`
+//! (matched by `correlationData`). Per stream there are two roles:
+//!
+//! - `fd-pub-<stream hex>`: `publishClientSend` on `fast/<stream hex>/data`;
+//! - `fd-sub-<stream hex>`: `subscribeLiteral` and `publishClientReceive` on the same topic;
+//!
+//! and per admitted principal one client: `fd-seller-<stream hex>` with the publish role, or
+//! `fd-buyer-<purchase id>` with the subscribe role, each with a fresh random password handed
+//! to the presenter of the token. Revocation deletes the client, which also disconnects it.
+//! The default ACL access is set to deny publishing, receiving and subscribing, so a client
+//! has exactly what its roles give it.
+//!
+//! On start-up [`MosquittoGate::adopt_existing`] takes over the `fd-*` clients a previous run
+//! created (the plugin persists them) and deletes those the chain view no longer justifies.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use fastdata_primitives::{AccountId, PurchaseId, StreamId};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{json, Value};
+use sp_core::H256;
+use tokio::sync::{oneshot, watch};
+
+use super::{
+    grant_scope, justified, random_secret, BrokerCredentials, BrokerGate, GateError, Revocation,
+};
+use crate::{auth::Principal, chain::ChainView, metrics::Metrics};
+
+/// Topic the plugin reads commands from.
+pub const CONTROL_TOPIC: &str = "$CONTROL/dynamic-security/v1";
+/// Topic the plugin answers on.
+pub const RESPONSE_TOPIC: &str = "$CONTROL/dynamic-security/v1/response";
+
+/// How to reach the broker as the dynsec admin.
+#[derive(Clone, Debug)]
+pub struct MosquittoConfig {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Admin username.
+    pub username: String,
+    /// Admin password.
+    pub password: String,
+    /// Client id of the control connection.
+    pub client_id: String,
+    /// How long to wait for the plugin's answer.
+    pub timeout: Duration,
+}
+
+type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>;
+
+/// The Mosquitto dynamic-security backend.
+pub struct MosquittoGate {
+    client: AsyncClient,
+    pending: Pending,
+    next: AtomicU64,
+    granted: Mutex<HashMap<String, Principal>>,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for MosquittoGate {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Username of the broker client of `principal`.
+pub fn client_name(principal: &Principal) -> Option<String> {
+    match principal {
+        Principal::Seller { stream, .. } => {
+            Some(format!("fd-seller-{}", hex::encode(stream.as_bytes())))
+        }
+        Principal::Buyer { purchase, .. } => Some(format!("fd-buyer-{purchase}")),
+        Principal::Operator => None,
+    }
+}
+
+fn pub_role(stream: &StreamId) -> String {
+    format!("fd-pub-{}", hex::encode(stream.as_bytes()))
+}
+
+fn sub_role(stream: &StreamId) -> String {
+    format!("fd-sub-{}", hex::encode(stream.as_bytes()))
+}
+
+fn acl(role: &str, acltype: &str, topic: &str) -> Value {
+    json!({ "command": "addRoleACL", "rolename": role, "acltype": acltype, "topic": topic, "priority": 0, "allow": true })
+}
+
+/// Commands are sent in order; `must_succeed` marks the ones whose error fails the grant
+/// (the others are idempotent set-ups whose "already exists"/"not found" errors are expected).
+struct Step {
+    command: Value,
+    must_succeed: bool,
+}
+
+fn step(command: Value, must_succeed: bool) -> Step {
+    Step {
+        command,
+        must_succeed,
+    }
+}
+
+impl MosquittoGate {
+    /// Connects to the broker as the dynsec admin, subscribes to the response topic and sets
+    /// the default ACL access to deny.
+    pub async fn connect(
+        config: MosquittoConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, GateError> {
+        let mut options =
+            MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
+        options.set_credentials(config.username.clone(), config.password.clone());
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_clean_session(true);
+        options.set_max_packet_size(1024 * 1024, 1024 * 1024);
+        let (client, mut eventloop) = AsyncClient::new(options, 256);
+        let pending: Pending = Arc::default();
+        let (ready_tx, mut ready_rx) = watch::channel(false);
+        let task = {
+            let client = client.clone();
+            let pending = pending.clone();
+            tokio::spawn(async move {
+                loop {
+                    match eventloop.poll().await {
+                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            if let Err(e) = client.try_subscribe(RESPONSE_TOPIC, QoS::AtLeastOnce) {
+                                tracing::warn!("dynsec: cannot subscribe to responses: {e}");
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::SubAck(_))) => {
+                            let _ = ready_tx.send(true);
+                        }
+                        Ok(Event::Incoming(Packet::Publish(publish)))
+                            if publish.topic == RESPONSE_TOPIC =>
+                        {
+                            dispatch(&pending, &publish.payload);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            let _ = ready_tx.send(false);
+                            tracing::warn!("dynsec control connection: {e}; reconnecting");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                }
+            })
+        };
+        let gate = Arc::new(Self {
+            client,
+            pending,
+            next: AtomicU64::new(1),
+            granted: Mutex::new(HashMap::new()),
+            timeout: config.timeout,
+            metrics,
+            task,
+        });
+        tokio::time::timeout(config.timeout, ready_rx.wait_for(|ready| *ready))
+            .await
+            .map_err(|_| {
+                GateError::Connection(format!(
+                    "no connection to {}:{} as {}",
+                    config.host, config.port, config.username
+                ))
+            })?
+            .map_err(|e| GateError::Connection(e.to_string()))?;
+        gate.run(vec![step(
+            json!({
+                "command": "setDefaultACLAccess",
+                "acls": [
+                    { "acltype": "publishClientSend", "allow": false },
+                    { "acltype": "publishClientReceive", "allow": false },
+                    { "acltype": "subscribe", "allow": false },
+                    { "acltype": "unsubscribe", "allow": true }
+                ]
+            }),
+            true,
+        )])
+        .await?;
+        Ok(gate)
+    }
+
+    /// Sends `commands` in one control message and returns the plugin's answers in order.
+    pub async fn command(&self, mut commands: Vec<Value>) -> Result<Vec<Value>, GateError> {
+        let mut waiting = Vec::with_capacity(commands.len());
+        {
+            let mut pending = lock(&self.pending);
+            for command in &mut commands {
+                let id = format!("fd-{}", self.next.fetch_add(1, Ordering::Relaxed));
+                command["correlationData"] = json!(id);
+                let (tx, rx) = oneshot::channel();
+                pending.insert(id.clone(), tx);
+                waiting.push((id, rx));
+            }
+        }
+        let payload = json!({ "commands": commands }).to_string();
+        if let Err(e) = self
+            .client
+            .publish(CONTROL_TOPIC, QoS::AtLeastOnce, false, payload)
+            .await
+        {
+            self.forget(&waiting);
+            return Err(GateError::Connection(e.to_string()));
+        }
+        let mut answers = Vec::with_capacity(waiting.len());
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        for (id, rx) in waiting.iter_mut() {
+            match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(answer)) => answers.push(answer),
+                _ => {
+                    lock(&self.pending).remove(id);
+                    self.forget(&waiting);
+                    return Err(GateError::Timeout);
+                }
+            }
+        }
+        Ok(answers)
+    }
+
+    fn forget(&self, waiting: &[(String, oneshot::Receiver<Value>)]) {
+        let mut pending = lock(&self.pending);
+        for (id, _) in waiting {
+            pending.remove(id);
+        }
+    }
+
+    async fn run(&self, steps: Vec<Step>) -> Result<(), GateError> {
+        let must: Vec<bool> = steps.iter().map(|s| s.must_succeed).collect();
+        let answers = self
+            .command(steps.into_iter().map(|s| s.command).collect())
+            .await?;
+        for (answer, must_succeed) in answers.iter().zip(must) {
+            if let Some(error) = answer.get("error").and_then(Value::as_str) {
+                let command = answer
+                    .get("command")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_owned();
+                if must_succeed {
+                    return Err(GateError::Refused {
+                        command,
+                        message: error.to_owned(),
+                    });
+                }
+                tracing::debug!(%command, "dynsec (expected): {error}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_clients(&self, names: Vec<String>) -> Result<(), GateError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let steps = names
+            .iter()
+            .map(|n| step(json!({ "command": "deleteClient", "username": n }), false))
+            .collect();
+        let result = self.run(steps).await;
+        self.metrics.gate("revoke", result.is_ok());
+        let mut granted = lock(&self.granted);
+        for n in &names {
+            granted.remove(n);
+        }
+        result
+    }
+
+    /// Usernames of every client the plugin knows.
+    pub async fn list_clients(&self) -> Result<Vec<String>, GateError> {
+        let answers = self
+            .command(vec![
+                json!({ "command": "listClients", "verbose": false, "count": -1, "offset": 0 }),
+            ])
+            .await?;
+        let clients = answers
+            .first()
+            .and_then(|a| a.pointer("/data/clients"))
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(clients)
+    }
+
+    /// Takes over the `fd-*` clients of a previous run: keeps those the view justifies,
+    /// deletes the others. Returns how many were deleted.
+    pub async fn adopt_existing(
+        &self,
+        view: &dyn ChainView,
+        me: &AccountId,
+    ) -> Result<usize, GateError> {
+        let mut stale = Vec::new();
+        for name in self.list_clients().await? {
+            let principal = if let Some(hex_id) = name.strip_prefix("fd-seller-") {
+                let mut id = [0u8; 32];
+                hex::decode_to_slice(hex_id, &mut id)
+                    .ok()
+                    .and_then(|()| view.stream(&H256(id)))
+                    .map(|s| Principal::Seller {
+                        stream: s.stream,
+                        seller: s.seller,
+                        epoch: s.epoch,
+                    })
+            } else if let Some(id) = name.strip_prefix("fd-buyer-") {
+                id.parse::<PurchaseId>()
+                    .ok()
+                    .and_then(|id| view.purchase(id))
+                    .map(|p| Principal::Buyer {
+                        purchase: p.id,
+                        stream: p.stream,
+                        buyer: p.buyer,
+                    })
+            } else {
+                continue;
+            };
+            match principal {
+                Some(p) if justified(view, me, &p) => {
+                    lock(&self.granted).insert(name, p);
+                }
+                _ => stale.push(name),
+            }
+        }
+        let n = stale.len();
+        self.delete_clients(stale).await?;
+        Ok(n)
+    }
+}
+
+fn dispatch(pending: &Pending, payload: &[u8]) {
+    let Ok(message) = serde_json::from_slice::<Value>(payload) else {
+        tracing::warn!("dynsec: unparseable response");
+        return;
+    };
+    let Some(responses) = message.get("responses").and_then(Value::as_array) else {
+        return;
+    };
+    let mut pending = lock(pending);
+    for response in responses {
+        if let Some(id) = response.get("correlationData").and_then(Value::as_str) {
+            if let Some(tx) = pending.remove(id) {
+                let _ = tx.send(response.clone());
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl BrokerGate for MosquittoGate {
+    fn backend(&self) -> &'static str {
+        "mosquitto"
+    }
+
+    async fn grant(&self, principal: &Principal) -> Result<BrokerCredentials, GateError> {
+        let (topic, access) = grant_scope(principal)?;
+        let username = client_name(principal).ok_or(GateError::NothingToGrant)?;
+        let password = random_secret(24)?;
+        let (role, acls) = match principal {
+            Principal::Seller { stream, .. } => (pub_role(stream), vec!["publishClientSend"]),
+            Principal::Buyer { stream, .. } => (
+                sub_role(stream),
+                vec!["subscribeLiteral", "publishClientReceive"],
+            ),
+            Principal::Operator => return Err(GateError::NothingToGrant),
+        };
+        let mut steps = vec![step(
+            json!({ "command": "createRole", "rolename": role }),
+            false,
+        )];
+        for acltype in acls {
+            steps.push(step(acl(&role, acltype, &topic), false));
+        }
+        // A new grant replaces the previous client of the same principal (and disconnects it).
+        steps.push(step(
+            json!({ "command": "deleteClient", "username": username }),
+            false,
+        ));
+        steps.push(step(
+            json!({ "command": "createClient", "username": username, "password": password }),
+            true,
+        ));
+        steps.push(step(json!({ "command": "addClientRole", "username": username, "rolename": role, "priority": 0 }), true));
+        let result = self.run(steps).await;
+        self.metrics.gate("grant", result.is_ok());
+        result?;
+        lock(&self.granted).insert(username.clone(), principal.clone());
+        tracing::info!(%username, ?principal, "dynsec client granted");
+        Ok(BrokerCredentials {
+            username,
+            password,
+            topic,
+            access,
+        })
+    }
+
+    async fn revoke(&self, revocation: Revocation) -> Result<(), GateError> {
+        let names: Vec<String> = {
+            let granted = lock(&self.granted);
+            let mut names: Vec<String> = granted
+                .iter()
+                .filter(|(_, p)| match (revocation, p) {
+                    (Revocation::Purchase(id), Principal::Buyer { purchase, .. }) => {
+                        *purchase == id
+                    }
+                    (
+                        Revocation::Stream(id),
+                        Principal::Buyer { stream, .. } | Principal::Seller { stream, .. },
+                    ) => *stream == id,
+                    _ => false,
+                })
+                .map(|(n, _)| n.clone())
+                .collect();
+            // Also the deterministic names, in case the grant predates this process.
+            match revocation {
+                Revocation::Purchase(id) => names.push(format!("fd-buyer-{id}")),
+                Revocation::Stream(id) => {
+                    names.push(format!("fd-seller-{}", hex::encode(id.as_bytes())))
+                }
+            }
+            names.sort();
+            names.dedup();
+            names
+        };
+        tracing::info!(?revocation, clients = names.len(), "dynsec clients revoked");
+        self.delete_clients(names).await
+    }
+
+    async fn reconcile(&self, view: &dyn ChainView, me: &AccountId) -> Result<usize, GateError> {
+        let stale: Vec<String> = lock(&self.granted)
+            .iter()
+            .filter(|(_, p)| !justified(view, me, p))
+            .map(|(n, _)| n.clone())
+            .collect();
+        let n = stale.len();
+        self.delete_clients(stale).await?;
+        Ok(n)
+    }
+}

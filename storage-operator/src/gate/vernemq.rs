@@ -1,0 +1,1057 @@
+//! VerneMQ backend: the daemon answers VerneMQ's webhooks from its local view.
+//!
+//! Configure VerneMQ with `plugins.vmq_webhooks = on` and one webhook per hook pointing at the
+//! daemon's webhook listener (see `storage-operator/vernemq.conf`). Every hook is a `POST` with
+//! header `vernemq-hook: <name>` and a JSON body; the daemon serves them at
+//! `POST /vernemq/<hook name>` (and at `POST /vernemq`, dispatching on the header).
+//!
+//! Answers, exactly as VerneMQ's webhook documentation specifies them:
+//!
+//! | hook                      | allowed                                      | refused |
+//! |---------------------------|----------------------------------------------|---------|
+//! | `auth_on_register(_m5)`   | `{"result":"ok"}` (+ `modifiers` for sellers: `max_message_size`) | `{"result":{"error":"not_allowed"}}` |
+//! | `auth_on_publish(_m5)`    | `{"result":"ok"}` (+ `modifiers: {"retain": false}` if retain was set) | same |
+//! | `auth_on_subscribe`       | `{"result":"ok"}`; some topics refused: `{"result":"ok","topics":[{"topic":…,"qos":128}]}` | same |
+//! | `auth_on_subscribe_m5`    | `{"result":"ok"}`; some refused: `{"result":"ok","modifiers":{"topics":[{"topic":…,"qos":135}]}}` | same |
+//! | `on_client_offline`, `on_client_gone` | `{}` (the daemon forgets the session) | |
+//!
+//! Garbage (bodies that are not the hook's JSON) gets HTTP 400 with
+//! `{"result":{"error":"<reason>"}}`; VerneMQ treats any non-200 answer as a refusal.
+//! Publish payloads arrive base64-encoded (VerneMQ's default `base64payload = on`).
+//!
+//! Answers are never cached (no `cache-control` header): a refund or an unassignment takes
+//! effect at the next hook call.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use async_trait::async_trait;
+use axum::{
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::post,
+    Json, Router,
+};
+use base64::Engine;
+use fastdata_primitives::{envelope::MAX_ENVELOPE_LEN, AccountId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{
+    grant_scope, justified, random_secret, BrokerCredentials, BrokerGate, GateError, Revocation,
+};
+use crate::{
+    auth::{decode_hex_scale, AccessRequest, Authorizer, Principal, Refusal, UploadToken},
+    chain::ChainView,
+    http_client::HttpClient,
+};
+
+/// Username with which a seller's publisher connects directly with its upload token.
+pub const UPLOAD_USERNAME: &str = "upload";
+/// Username with which a buyer's subscriber connects directly with its access request.
+pub const ACCESS_USERNAME: &str = "access";
+/// Largest webhook body accepted (a publish carries a base64 envelope).
+pub const MAX_WEBHOOK_BODY: usize = MAX_ENVELOPE_LEN * 4 / 3 + 64 * 1024;
+
+/// QoS value that refuses one topic of an MQTT 3.1.1 subscription.
+const QOS_REFUSED_V3: u8 = 128;
+/// Reason code "Not authorized" that refuses one topic of an MQTT 5 subscription.
+const QOS_REFUSED_V5: u8 = 135;
+
+/// VerneMQ's HTTP management API, used to disconnect revoked clients.
+#[derive(Clone, Debug)]
+pub struct VernemqApi {
+    /// Base URL, e.g. `http://127.0.0.1:8888`.
+    pub base_url: String,
+    /// API key (created with `vmq-admin api-key create`).
+    pub api_key: String,
+}
+
+#[derive(Default)]
+struct Sessions {
+    /// Credentials minted by [`BrokerGate::grant`], by username.
+    minted: HashMap<String, (String, Principal)>,
+    /// Registered clients, by (mountpoint, client id).
+    connected: HashMap<(String, String), Principal>,
+}
+
+/// The VerneMQ webhook backend.
+pub struct VernemqGate {
+    auth: Arc<Authorizer>,
+    sessions: Mutex<Sessions>,
+    operator_username: String,
+    operator_password: String,
+    base64_payload: bool,
+    api: Option<(VernemqApi, HttpClient)>,
+}
+
+#[derive(Deserialize)]
+struct RegisterRequest {
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    mountpoint: String,
+    client_id: String,
+}
+
+#[derive(Deserialize)]
+struct PublishRequest {
+    #[serde(default)]
+    mountpoint: String,
+    client_id: String,
+    topic: String,
+    #[serde(default)]
+    payload: Option<String>,
+    #[serde(default)]
+    retain: bool,
+}
+
+#[derive(Deserialize)]
+struct TopicQos {
+    topic: String,
+    qos: u8,
+}
+
+#[derive(Deserialize)]
+struct SubscribeRequest {
+    #[serde(default)]
+    mountpoint: String,
+    client_id: String,
+    topics: Vec<TopicQos>,
+}
+
+#[derive(Deserialize)]
+struct ClientRequest {
+    #[serde(default)]
+    mountpoint: String,
+    client_id: String,
+}
+
+/// `{"result":"ok"}`.
+pub fn ok() -> Value {
+    json!({ "result": "ok" })
+}
+
+/// `{"result":{"error":"not_allowed"}}`.
+pub fn not_allowed() -> Value {
+    json!({ "result": { "error": "not_allowed" } })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl VernemqGate {
+    /// A gate for `auth`; the daemon's own clients authenticate with the operator credentials.
+    pub fn new(
+        auth: Arc<Authorizer>,
+        operator_username: String,
+        operator_password: String,
+        api: Option<VernemqApi>,
+    ) -> Self {
+        Self {
+            auth,
+            sessions: Mutex::new(Sessions::default()),
+            operator_username,
+            operator_password,
+            base64_payload: true,
+            api: api.map(|api| (api, HttpClient::new())),
+        }
+    }
+
+    /// Payloads arrive as plain strings instead of base64 (`base64payload = off`).
+    pub fn with_plain_payloads(mut self) -> Self {
+        self.base64_payload = false;
+        self
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Number of registered clients the gate remembers.
+    pub fn connected_clients(&self) -> usize {
+        self.sessions().connected.len()
+    }
+
+    /// Answers one webhook call: HTTP status and JSON body. Blocking (may commit a nonce).
+    pub fn handle(&self, hook: &str, body: &[u8]) -> (StatusCode, Value) {
+        let result = match hook {
+            "auth_on_register" | "auth_on_register_m5" => parse(body).map(|r| self.on_register(r)),
+            "auth_on_publish" | "auth_on_publish_m5" => parse(body).map(|r| self.on_publish(r)),
+            "auth_on_subscribe" => parse(body).map(|r| self.on_subscribe(r, false)),
+            "auth_on_subscribe_m5" => parse(body).map(|r| self.on_subscribe(r, true)),
+            "on_client_offline" | "on_client_gone" => parse(body).map(|r| self.on_client_gone(r)),
+            other => {
+                tracing::warn!(hook = other, "unknown VerneMQ hook");
+                return (
+                    StatusCode::NOT_FOUND,
+                    json!({ "result": { "error": "unknown hook" } }),
+                );
+            }
+        };
+        match result {
+            Ok(answer) => (StatusCode::OK, answer),
+            Err(detail) => {
+                tracing::warn!(hook, "malformed webhook body: {detail}");
+                (
+                    StatusCode::BAD_REQUEST,
+                    json!({ "result": { "error": format!("malformed {hook} body: {detail}") } }),
+                )
+            }
+        }
+    }
+
+    fn admit(&self, request: &RegisterRequest) -> Result<Principal, Refusal> {
+        let username = request
+            .username
+            .as_deref()
+            .ok_or(Refusal::UnknownCredentials)?;
+        let password = request.password.as_deref().unwrap_or_default();
+        if username == self.operator_username {
+            return if constant_time_eq(password.as_bytes(), self.operator_password.as_bytes()) {
+                Ok(Principal::Operator)
+            } else {
+                Err(Refusal::UnknownCredentials)
+            };
+        }
+        match username {
+            UPLOAD_USERNAME => {
+                let token: UploadToken = decode_hex_scale("upload token", password)?;
+                self.auth.admit_upload(&token)
+            }
+            ACCESS_USERNAME => {
+                let request: AccessRequest = decode_hex_scale("access request", password)?;
+                self.auth
+                    .admit_access(&request)
+                    .map(|(principal, _)| principal)
+            }
+            minted => {
+                let principal = {
+                    let sessions = self.sessions();
+                    match sessions.minted.get(minted) {
+                        Some((secret, principal))
+                            if constant_time_eq(secret.as_bytes(), password.as_bytes()) =>
+                        {
+                            principal.clone()
+                        }
+                        _ => return Err(Refusal::UnknownCredentials),
+                    }
+                };
+                self.auth.still_valid(&principal)?;
+                Ok(principal)
+            }
+        }
+    }
+
+    fn on_register(&self, request: RegisterRequest) -> Value {
+        match self.admit(&request) {
+            Ok(principal) => {
+                tracing::info!(client_id = %request.client_id, ?principal, "client registered");
+                let seller = matches!(principal, Principal::Seller { .. });
+                self.sessions()
+                    .connected
+                    .insert((request.mountpoint, request.client_id), principal);
+                if seller {
+                    json!({ "result": "ok", "modifiers": { "max_message_size": MAX_ENVELOPE_LEN + 1024 } })
+                } else {
+                    ok()
+                }
+            }
+            Err(refusal) => {
+                tracing::info!(client_id = %request.client_id, reason = refusal.code(), "register refused: {refusal}");
+                not_allowed()
+            }
+        }
+    }
+
+    fn principal_of(&self, mountpoint: &str, client_id: &str) -> Option<Principal> {
+        self.sessions()
+            .connected
+            .get(&(mountpoint.to_owned(), client_id.to_owned()))
+            .cloned()
+    }
+
+    fn on_publish(&self, request: PublishRequest) -> Value {
+        let Some(principal) = self.principal_of(&request.mountpoint, &request.client_id) else {
+            tracing::info!(client_id = %request.client_id, "publish from an unknown client refused");
+            return not_allowed();
+        };
+        let payload = match request.payload.as_deref().map(|p| self.decode_payload(p)) {
+            Some(Ok(bytes)) => bytes,
+            Some(Err(e)) => {
+                tracing::info!(client_id = %request.client_id, "publish refused: payload {e}");
+                return not_allowed();
+            }
+            None => {
+                tracing::info!(client_id = %request.client_id, "publish refused: no payload in the hook body");
+                return not_allowed();
+            }
+        };
+        match self
+            .auth
+            .may_publish(&principal, &request.topic, Some(&payload))
+        {
+            Ok(()) if request.retain => json!({ "result": "ok", "modifiers": { "retain": false } }),
+            Ok(()) => ok(),
+            Err(_) => not_allowed(),
+        }
+    }
+
+    fn decode_payload(&self, payload: &str) -> Result<Vec<u8>, String> {
+        if payload.len() > MAX_WEBHOOK_BODY {
+            return Err("too large".into());
+        }
+        if self.base64_payload {
+            base64::engine::general_purpose::STANDARD
+                .decode(payload)
+                .map_err(|e| format!("not base64: {e}"))
+        } else {
+            Ok(payload.as_bytes().to_vec())
+        }
+    }
+
+    fn on_subscribe(&self, request: SubscribeRequest, m5: bool) -> Value {
+        let Some(principal) = self.principal_of(&request.mountpoint, &request.client_id) else {
+            tracing::info!(client_id = %request.client_id, "subscribe from an unknown client refused");
+            return not_allowed();
+        };
+        if request.topics.is_empty() {
+            return not_allowed();
+        }
+        let decisions: Vec<bool> = request
+            .topics
+            .iter()
+            .map(|t| self.auth.may_subscribe(&principal, &t.topic).is_ok())
+            .collect();
+        if decisions.iter().all(|allowed| *allowed) {
+            return ok();
+        }
+        if decisions.iter().all(|allowed| !*allowed) {
+            return not_allowed();
+        }
+        let refused = if m5 { QOS_REFUSED_V5 } else { QOS_REFUSED_V3 };
+        let topics: Vec<Value> = request
+            .topics
+            .iter()
+            .zip(&decisions)
+            .map(|(t, allowed)| json!({ "topic": t.topic, "qos": if *allowed { t.qos } else { refused } }))
+            .collect();
+        if m5 {
+            json!({ "result": "ok", "modifiers": { "topics": topics } })
+        } else {
+            json!({ "result": "ok", "topics": topics })
+        }
+    }
+
+    fn on_client_gone(&self, request: ClientRequest) -> Value {
+        self.sessions()
+            .connected
+            .remove(&(request.mountpoint, request.client_id));
+        json!({})
+    }
+
+    /// Removes the sessions `matches` selects and disconnects them through the API, if set.
+    async fn drop_sessions(&self, matches: impl Fn(&Principal) -> bool) -> usize {
+        let dropped: Vec<(String, String)> = {
+            let mut sessions = self.sessions();
+            sessions.minted.retain(|_, (_, p)| !matches(p));
+            let dropped: Vec<_> = sessions
+                .connected
+                .iter()
+                .filter(|(_, p)| matches(p))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in &dropped {
+                sessions.connected.remove(key);
+            }
+            dropped
+        };
+        if let Some((api, client)) = &self.api {
+            for (mountpoint, client_id) in &dropped {
+                let mut url = format!(
+                    "{}/api/v1/session/disconnect?client-id={}&--cleanup",
+                    api.base_url.trim_end_matches('/'),
+                    urlencode(client_id)
+                );
+                if !mountpoint.is_empty() {
+                    url.push_str(&format!("&--mountpoint={}", urlencode(mountpoint)));
+                }
+                let auth = format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{}:", api.api_key))
+                );
+                match client
+                    .get(&url, &[("authorization", auth)], 64 * 1024)
+                    .await
+                {
+                    Ok((status, _)) if status.is_success() => {}
+                    Ok((status, body)) => {
+                        tracing::warn!(%client_id, %status, "VerneMQ disconnect failed: {}", String::from_utf8_lossy(&body))
+                    }
+                    Err(e) => tracing::warn!(%client_id, "VerneMQ disconnect failed: {e}"),
+                }
+            }
+        }
+        dropped.len()
+    }
+
+    /// The webhook routes (`POST /vernemq/{hook}` and `POST /vernemq` with the hook header).
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/vernemq", post(hook_by_header))
+            .route("/vernemq/{hook}", post(hook_by_path))
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
+            .with_state(self)
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| e.to_string())
+}
+
+async fn answer(gate: Arc<VernemqGate>, hook: String, body: Bytes) -> Response {
+    match tokio::task::spawn_blocking(move || gate.handle(&hook, &body)).await {
+        Ok((status, value)) => (status, Json(value)).into_response(),
+        Err(e) => {
+            tracing::error!("webhook handler failed: {e}");
+            (StatusCode::INTERNAL_SERVER_ERROR, Json(not_allowed())).into_response()
+        }
+    }
+}
+
+async fn hook_by_path(
+    State(gate): State<Arc<VernemqGate>>,
+    Path(hook): Path<String>,
+    body: Bytes,
+) -> Response {
+    answer(gate, hook, body).await
+}
+
+async fn hook_by_header(
+    State(gate): State<Arc<VernemqGate>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let hook = headers
+        .get("vernemq-hook")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    answer(gate, hook, body).await
+}
+
+#[async_trait]
+impl BrokerGate for VernemqGate {
+    fn backend(&self) -> &'static str {
+        "vernemq"
+    }
+
+    async fn grant(&self, principal: &Principal) -> Result<BrokerCredentials, GateError> {
+        let (topic, access) = grant_scope(principal)?;
+        let username = format!("fd-{}", random_secret(8)?);
+        let password = random_secret(24)?;
+        self.sessions()
+            .minted
+            .insert(username.clone(), (password.clone(), principal.clone()));
+        Ok(BrokerCredentials {
+            username,
+            password,
+            topic,
+            access,
+        })
+    }
+
+    async fn revoke(&self, revocation: Revocation) -> Result<(), GateError> {
+        let n = self
+            .drop_sessions(|p| match (revocation, p) {
+                (Revocation::Purchase(id), Principal::Buyer { purchase, .. }) => *purchase == id,
+                (
+                    Revocation::Stream(id),
+                    Principal::Buyer { stream, .. } | Principal::Seller { stream, .. },
+                ) => *stream == id,
+                _ => false,
+            })
+            .await;
+        tracing::info!(?revocation, sessions = n, "VerneMQ grants revoked");
+        Ok(())
+    }
+
+    async fn reconcile(&self, view: &dyn ChainView, me: &AccountId) -> Result<usize, GateError> {
+        Ok(self.drop_sessions(|p| !justified(view, me, p)).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Contract tests: request bodies copied from VerneMQ's webhook documentation (with our
+    //! topics and credentials filled in), answers pinned byte for byte.
+    use super::*;
+    use crate::{
+        auth::{
+            stream_topic,
+            tests::{access_request, fixture, upload_token, Fixture},
+            to_hex_scale,
+        },
+        chain::ChainEvent,
+    };
+    use axum::body::Body;
+    use fastdata_primitives::envelope::{seal, EpochKeys, SegmentHeader};
+    use tower::ServiceExt;
+
+    fn gate(f: &Fixture) -> Arc<VernemqGate> {
+        Arc::new(VernemqGate::new(
+            f.auth.clone(),
+            "operator".into(),
+            "s3cret".into(),
+            None,
+        ))
+    }
+
+    fn call(gate: &VernemqGate, hook: &str, body: Value) -> (StatusCode, Value) {
+        gate.handle(hook, body.to_string().as_bytes())
+    }
+
+    // The documented answers, as JSON values (key order is not part of the contract).
+    fn answer(text: &str) -> Value {
+        serde_json::from_str(text).unwrap()
+    }
+    const OK: &str = r#"{"result":"ok"}"#;
+    const NOT_ALLOWED: &str = r#"{"result":{"error":"not_allowed"}}"#;
+
+    fn register_body(username: &str, password: &str, client_id: &str) -> Value {
+        json!({
+            "peer_addr": "127.0.0.1",
+            "peer_port": 8888,
+            "username": username,
+            "password": password,
+            "mountpoint": "",
+            "client_id": client_id,
+            "clean_session": false
+        })
+    }
+
+    fn register_m5_body(username: &str, password: &str, client_id: &str) -> Value {
+        json!({
+            "peer_addr": "127.0.0.1",
+            "peer_port": 8888,
+            "mountpoint": "",
+            "client_id": client_id,
+            "username": username,
+            "password": password,
+            "clean_start": true,
+            "properties": {}
+        })
+    }
+
+    fn segment(f: &Fixture, sequence: u64) -> String {
+        let keys = EpochKeys::new([1; 32], [2; 32]);
+        let header = SegmentHeader {
+            stream: f.stream,
+            epoch: 0,
+            sequence,
+            timestamp: 0,
+        };
+        base64::engine::general_purpose::STANDARD.encode(seal(&keys, &header, b"21.5").unwrap())
+    }
+
+    fn publish_body(f: &Fixture, client_id: &str, topic: &str, payload: &str) -> Value {
+        let _ = f;
+        json!({
+            "username": "upload",
+            "client_id": client_id,
+            "mountpoint": "",
+            "qos": 1,
+            "topic": topic,
+            "payload": payload,
+            "retain": false
+        })
+    }
+
+    #[test]
+    fn seller_register_and_publish_contract() {
+        let f = fixture();
+        let gate = gate(&f);
+        let token = to_hex_scale(&upload_token(&f, 1, 20));
+        let (status, body) = call(
+            &gate,
+            "auth_on_register",
+            register_body("upload", &token, "seller-1"),
+        );
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            body,
+            answer(&format!(
+                r#"{{"result":"ok","modifiers":{{"max_message_size":{}}}}}"#,
+                MAX_ENVELOPE_LEN + 1024
+            ))
+        );
+
+        let topic = stream_topic(&f.stream);
+        let (_, body) = call(
+            &gate,
+            "auth_on_publish",
+            publish_body(&f, "seller-1", &topic, &segment(&f, 1)),
+        );
+        assert_eq!(body, answer(OK));
+        // Retained publishes are accepted with retain cleared.
+        let mut retained = publish_body(&f, "seller-1", &topic, &segment(&f, 2));
+        retained["retain"] = json!(true);
+        assert_eq!(
+            call(&gate, "auth_on_publish", retained).1,
+            answer(r#"{"result":"ok","modifiers":{"retain":false}}"#)
+        );
+        // m5 publish body.
+        let m5 = json!({
+            "username": "upload", "mountpoint": "", "client_id": "seller-1", "qos": 1,
+            "topic": topic, "payload": segment(&f, 3), "retain": false, "properties": {}
+        });
+        assert_eq!(call(&gate, "auth_on_publish_m5", m5).1, answer(OK));
+
+        // Wrong topic, garbage payload, not base64, missing payload.
+        let other = stream_topic(&sp_core::H256::repeat_byte(8));
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_publish",
+                publish_body(&f, "seller-1", &other, &segment(&f, 4))
+            )
+            .1,
+            answer(NOT_ALLOWED)
+        );
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_publish",
+                publish_body(&f, "seller-1", &topic, "Z2FyYmFnZQ==")
+            )
+            .1,
+            answer(NOT_ALLOWED)
+        );
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_publish",
+                publish_body(&f, "seller-1", &topic, "***")
+            )
+            .1,
+            answer(NOT_ALLOWED)
+        );
+        let mut missing = publish_body(&f, "seller-1", &topic, "");
+        missing.as_object_mut().unwrap().remove("payload");
+        assert_eq!(
+            call(&gate, "auth_on_publish", missing).1,
+            answer(NOT_ALLOWED)
+        );
+        // Unknown client.
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_publish",
+                publish_body(&f, "nobody", &topic, &segment(&f, 5))
+            )
+            .1,
+            answer(NOT_ALLOWED)
+        );
+        // The seller may not subscribe.
+        let sub = json!({"client_id": "seller-1", "mountpoint": "", "username": "upload", "topics": [{"topic": topic, "qos": 1}]});
+        assert_eq!(call(&gate, "auth_on_subscribe", sub).1, answer(NOT_ALLOWED));
+    }
+
+    #[test]
+    fn unassigned_seller_cannot_publish() {
+        let f = fixture();
+        let gate = gate(&f);
+        let token = to_hex_scale(&upload_token(&f, 1, 20));
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_register_m5",
+                register_m5_body("upload", &token, "s")
+            )
+            .1["result"],
+            "ok"
+        );
+        f.view
+            .apply(ChainEvent::StreamUnassigned { stream: f.stream });
+        let topic = stream_topic(&f.stream);
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_publish",
+                publish_body(&f, "s", &topic, &segment(&f, 1))
+            )
+            .1,
+            answer(NOT_ALLOWED)
+        );
+        // And a fresh token is refused at register.
+        let token = to_hex_scale(&upload_token(&f, 2, 20));
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_register",
+                register_body("upload", &token, "s")
+            )
+            .1,
+            answer(NOT_ALLOWED)
+        );
+    }
+
+    #[test]
+    fn register_refusals() {
+        let f = fixture();
+        let gate = gate(&f);
+        let token = to_hex_scale(&upload_token(&f, 1, 20));
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_register",
+                register_body("upload", &token, "a")
+            )
+            .1["result"],
+            "ok"
+        );
+        // Replayed token.
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_register",
+                register_body("upload", &token, "b")
+            )
+            .1,
+            answer(NOT_ALLOWED)
+        );
+        // Garbage token, unknown username, wrong operator password, no username.
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_register",
+                register_body("upload", "0xdeadbeef", "c")
+            )
+            .1,
+            answer(NOT_ALLOWED)
+        );
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_register",
+                register_body("mallory", "pw", "d")
+            )
+            .1,
+            answer(NOT_ALLOWED)
+        );
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_register",
+                register_body("operator", "wrong", "e")
+            )
+            .1,
+            answer(NOT_ALLOWED)
+        );
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_register",
+                register_body("operator", "s3cret", "e")
+            )
+            .1,
+            answer(OK)
+        );
+        let anonymous = json!({"peer_addr": "127.0.0.1", "peer_port": 1, "mountpoint": "", "client_id": "x", "clean_session": true});
+        assert_eq!(
+            call(&gate, "auth_on_register", anonymous).1,
+            answer(NOT_ALLOWED)
+        );
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_register",
+                json!({"username": null, "client_id": "y"})
+            )
+            .1,
+            answer(NOT_ALLOWED)
+        );
+    }
+
+    #[test]
+    fn buyer_subscribe_contract_v3_and_m5() {
+        let f = fixture();
+        let gate = gate(&f);
+        let topic = stream_topic(&f.stream);
+        let other = stream_topic(&sp_core::H256::repeat_byte(8));
+
+        // Without a purchase the access request is refused.
+        let unpaid = to_hex_scale(&access_request(&f, 99, 1));
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_register",
+                register_body("access", &unpaid, "buyer")
+            )
+            .1,
+            answer(NOT_ALLOWED)
+        );
+
+        let request = to_hex_scale(&access_request(&f, 1, 1));
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_register",
+                register_body("access", &request, "buyer")
+            )
+            .1,
+            answer(OK)
+        );
+        let sub = |topics: Value| json!({"client_id": "buyer", "mountpoint": "", "username": "access", "topics": topics});
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_subscribe",
+                sub(json!([{"topic": topic, "qos": 1}]))
+            )
+            .1,
+            answer(OK)
+        );
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_subscribe",
+                sub(json!([{"topic": topic, "qos": 1}, {"topic": other, "qos": 2}]))
+            )
+            .1,
+            answer(&format!(
+                r#"{{"result":"ok","topics":[{{"topic":"{topic}","qos":1}},{{"topic":"{other}","qos":128}}]}}"#
+            ))
+        );
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_subscribe",
+                sub(json!([{"topic": "#", "qos": 0}]))
+            )
+            .1,
+            answer(NOT_ALLOWED)
+        );
+
+        let m5 = |topics: Value| json!({"username": "access", "mountpoint": "", "client_id": "buyer", "topics": topics, "properties": {}});
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_subscribe_m5",
+                m5(json!([{"topic": topic, "qos": 1}]))
+            )
+            .1,
+            answer(OK)
+        );
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_subscribe_m5",
+                m5(json!([{"topic": other, "qos": 1}, {"topic": topic, "qos": 0}]))
+            )
+            .1,
+            answer(&format!(
+                r#"{{"modifiers":{{"topics":[{{"qos":135,"topic":"{other}"}},{{"qos":0,"topic":"{topic}"}}]}},"result":"ok"}}"#
+            ))
+        );
+
+        // Buyers cannot publish.
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_publish",
+                publish_body(&f, "buyer", &topic, &segment(&f, 1))
+            )
+            .1,
+            answer(NOT_ALLOWED)
+        );
+
+        // Refund: the next subscribe is refused.
+        f.view.apply(ChainEvent::PurchaseRefunded { purchase: 1 });
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_subscribe",
+                sub(json!([{"topic": topic, "qos": 1}]))
+            )
+            .1,
+            answer(NOT_ALLOWED)
+        );
+    }
+
+    #[test]
+    fn client_gone_forgets_the_session() {
+        let f = fixture();
+        let gate = gate(&f);
+        let request = to_hex_scale(&access_request(&f, 1, 1));
+        call(
+            &gate,
+            "auth_on_register",
+            register_body("access", &request, "buyer"),
+        );
+        assert_eq!(gate.connected_clients(), 1);
+        assert_eq!(
+            call(
+                &gate,
+                "on_client_gone",
+                json!({"client_id": "buyer", "mountpoint": ""})
+            )
+            .1,
+            json!({})
+        );
+        assert_eq!(gate.connected_clients(), 0);
+    }
+
+    #[tokio::test]
+    async fn minted_credentials_work_until_revoked() {
+        let f = fixture();
+        let gate = gate(&f);
+        let (principal, _) = f.auth.admit_access(&access_request(&f, 1, 1)).unwrap();
+        let creds = gate.grant(&principal).await.unwrap();
+        assert_eq!(creds.access, "subscribe");
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_register",
+                register_body(&creds.username, "wrong", "b")
+            )
+            .1,
+            answer(NOT_ALLOWED)
+        );
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_register",
+                register_body(&creds.username, &creds.password, "b")
+            )
+            .1,
+            answer(OK)
+        );
+        gate.revoke(Revocation::Purchase(1)).await.unwrap();
+        assert_eq!(gate.connected_clients(), 0);
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_register",
+                register_body(&creds.username, &creds.password, "b")
+            )
+            .1,
+            answer(NOT_ALLOWED)
+        );
+    }
+
+    #[tokio::test]
+    async fn reconcile_drops_unjustified_sessions() {
+        let f = fixture();
+        let gate = gate(&f);
+        let request = to_hex_scale(&access_request(&f, 1, 1));
+        call(
+            &gate,
+            "auth_on_register",
+            register_body("access", &request, "buyer"),
+        );
+        assert_eq!(gate.reconcile(f.view.as_ref(), &f.me).await.unwrap(), 0);
+        f.view.apply(ChainEvent::Finalized { number: 60 });
+        assert_eq!(gate.reconcile(f.view.as_ref(), &f.me).await.unwrap(), 1);
+        assert_eq!(gate.connected_clients(), 0);
+    }
+
+    #[tokio::test]
+    async fn http_routes_and_garbage() {
+        let f = fixture();
+        let app = gate(&f).router();
+        let post = |uri: &str, hook: Option<&str>, body: &'static str| {
+            let mut req = axum::http::Request::post(uri).header("content-type", "application/json");
+            if let Some(h) = hook {
+                req = req.header("vernemq-hook", h);
+            }
+            req.body(Body::from(body)).unwrap()
+        };
+        let read = |resp: Response| async move {
+            let status = resp.status();
+            let bytes = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (status, String::from_utf8(bytes.to_vec()).unwrap())
+        };
+        let body = r#"{"peer_addr":"127.0.0.1","peer_port":8888,"username":"operator","password":"s3cret","mountpoint":"","client_id":"op","clean_session":false}"#;
+        let (status, text) = read(
+            app.clone()
+                .oneshot(post("/vernemq/auth_on_register", None, body))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((status, answer(&text)), (StatusCode::OK, answer(OK)));
+        let (status, text) = read(
+            app.clone()
+                .oneshot(post("/vernemq", Some("auth_on_register"), body))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((status, answer(&text)), (StatusCode::OK, answer(OK)));
+        // Garbage JSON, wrong shape, unknown hook.
+        let (status, text) = read(
+            app.clone()
+                .oneshot(post("/vernemq/auth_on_publish", None, "{not json"))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            answer(&text)["result"]["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("malformed auth_on_publish body"),
+            "{text}"
+        );
+        let (status, _) = read(
+            app.clone()
+                .oneshot(post(
+                    "/vernemq/auth_on_subscribe",
+                    None,
+                    r#"{"topics":"x"}"#,
+                ))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _) = read(
+            app.clone()
+                .oneshot(post("/vernemq/format_disk", None, "{}"))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, _) = read(app.oneshot(post("/vernemq", None, body)).await.unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}

@@ -1,0 +1,385 @@
+//! Ingest: subscribe to every assigned stream on the local broker and store each segment.
+//!
+//! # "An acknowledged segment is on disk"
+//!
+//! The daemon's broker session is persistent (`clean_session = false`, fixed client id) and
+//! its subscriptions are QoS 1 with **manual acks**. A received PUBLISH is validated, written
+//! in a redb transaction committed with `Durability::Immediate` (fsync), and only then is its
+//! PUBACK sent. If the daemon dies between receive and commit, the broker still holds the
+//! message as unacknowledged in the daemon's session and redelivers it on reconnect; if it
+//! dies after the commit but before the PUBACK, the redelivered copy is a duplicate and is
+//! ignored (`(stream, sequence)` is the key). Segments are written in groups (all that arrived
+//! while the previous commit ran, up to [`MAX_BATCH`]) so one fsync covers many segments.
+//!
+//! Invalid segments (not an envelope, oversized, header naming another stream, future epoch,
+//! unknown topic) are acknowledged without being stored — redelivering them would not make
+//! them valid — and counted in `segments_in{result="refused"}`.
+//!
+//! After storing, the highest stored sequence per stream is compared with the new one; a jump
+//! asks the replicator to backfill the hole from another operator.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use fastdata_primitives::{Sequence, StreamId};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::{
+    auth::{parse_stream_topic, stream_topic, Authorizer},
+    chain::ChainEvent,
+    metrics::Metrics,
+    replication::BackfillRequest,
+    store::{NewSegment, Store},
+};
+
+/// Largest group of segments committed together.
+pub const MAX_BATCH: usize = 1024;
+
+/// How the ingest client reaches the broker.
+#[derive(Clone, Debug)]
+pub struct IngestConfig {
+    /// Broker host.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Username of the daemon's own broker account.
+    pub username: String,
+    /// Its password.
+    pub password: String,
+    /// Fixed client id (the persistent session hangs on it).
+    pub client_id: String,
+}
+
+/// Validates and stores segments; tracks the highest sequence per stream for gap detection.
+pub struct SegmentWriter {
+    auth: Arc<Authorizer>,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    highest: HashMap<StreamId, Sequence>,
+    backfill: Option<mpsc::Sender<BackfillRequest>>,
+}
+
+impl SegmentWriter {
+    /// A writer; gaps are reported to `backfill` if given.
+    pub fn new(
+        auth: Arc<Authorizer>,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        backfill: Option<mpsc::Sender<BackfillRequest>>,
+    ) -> Self {
+        Self {
+            auth,
+            store,
+            metrics,
+            highest: HashMap::new(),
+            backfill,
+        }
+    }
+
+    /// Validates one received message: the topic must be a hosted stream's, the payload a
+    /// valid envelope of that stream.
+    pub fn validate(&self, topic: &str, payload: &[u8]) -> Option<NewSegment> {
+        let Some(stream) = parse_stream_topic(topic) else {
+            tracing::info!(%topic, "segment refused: not a stream topic");
+            return None;
+        };
+        match self.auth.check_segment(&stream, payload) {
+            Ok(header) => Some(NewSegment {
+                stream,
+                sequence: header.sequence,
+                envelope: payload.to_vec(),
+            }),
+            Err(refusal) => {
+                tracing::info!(%topic, "segment refused: {refusal}");
+                None
+            }
+        }
+    }
+
+    /// Stores a group of messages durably (blocking). Returns `Err` if the store failed; then
+    /// nothing may be acknowledged.
+    pub fn write(
+        &mut self,
+        messages: &[(String, Vec<u8>)],
+    ) -> Result<(), crate::store::StoreError> {
+        let mut segments = Vec::with_capacity(messages.len());
+        for (topic, payload) in messages {
+            match self.validate(topic, payload) {
+                Some(segment) => segments.push(segment),
+                None => self.metrics.segment("refused"),
+            }
+        }
+        if segments.is_empty() {
+            return Ok(());
+        }
+        let now = self.auth.view().finalized_block();
+        let inserted = self.store.insert_segments(&segments, now)?;
+        for (segment, new) in segments.iter().zip(inserted) {
+            if !new {
+                self.metrics.segment("duplicate");
+                continue;
+            }
+            self.metrics.segment("stored");
+            self.metrics
+                .segment_bytes_in
+                .inc_by(segment.envelope.len() as u64);
+            self.observe(segment.stream, segment.sequence)?;
+        }
+        Ok(())
+    }
+
+    /// Notes that `sequence` of `stream` is stored; asks for a backfill on a forward jump.
+    fn observe(
+        &mut self,
+        stream: StreamId,
+        sequence: Sequence,
+    ) -> Result<(), crate::store::StoreError> {
+        let highest = match self.highest.get(&stream) {
+            Some(h) => Some(*h),
+            None => {
+                // First segment of this stream seen by this process: the highest stored below it.
+                let below = if sequence == 0 {
+                    Vec::new()
+                } else {
+                    self.store.sequences(&stream, 0, sequence - 1)?
+                };
+                below.last().copied()
+            }
+        };
+        match highest {
+            Some(h) if sequence > h.saturating_add(1) => {
+                let request = BackfillRequest {
+                    stream,
+                    from: h + 1,
+                    to: sequence - 1,
+                };
+                tracing::info!(?request, "sequence gap, asking for backfill");
+                if let Some(tx) = &self.backfill {
+                    if tx.try_send(request).is_err() {
+                        tracing::warn!("backfill queue full; the gap will be retried on the next assignment sync");
+                    }
+                }
+                self.highest.insert(stream, sequence);
+            }
+            Some(h) if sequence <= h => {}
+            _ => {
+                self.highest.insert(stream, sequence);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the ingest client until `shutdown` turns true.
+pub async fn run(
+    config: IngestConfig,
+    writer: SegmentWriter,
+    mut chain_events: broadcast::Receiver<ChainEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let view = writer.auth.view().clone();
+    let mut options = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
+    options.set_credentials(config.username.clone(), config.password.clone());
+    options.set_clean_session(false);
+    options.set_manual_acks(true);
+    options.set_keep_alive(Duration::from_secs(30));
+    let max = fastdata_primitives::envelope::MAX_ENVELOPE_LEN + 1024;
+    options.set_max_packet_size(max, max);
+    let (client, mut eventloop) = AsyncClient::new(options, 1024);
+
+    // Messages go to a blocking writer thread through a bounded channel (back-pressure: when
+    // the disk is slow the event loop stops reading and the broker queues).
+    let (tx, rx) = mpsc::channel::<Publish>(4 * MAX_BATCH);
+    let writer_task = tokio::spawn(write_loop(writer, rx, client.clone()));
+
+    loop {
+        tokio::select! {
+            _ = crate::stopped(&mut shutdown) => break,
+            event = chain_events.recv() => match event {
+                Ok(ChainEvent::StreamAssigned(a)) => {
+                    if let Err(e) = client.subscribe(stream_topic(&a.stream), QoS::AtLeastOnce).await {
+                        tracing::warn!("cannot subscribe to stream: {e}");
+                    }
+                }
+                Ok(ChainEvent::StreamUnassigned { stream }) => {
+                    if let Err(e) = client.unsubscribe(stream_topic(&stream)).await {
+                        tracing::warn!("cannot unsubscribe: {e}");
+                    }
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "ingest lagged behind chain events; resubscribing");
+                    for s in view.streams() {
+                        let _ = client.subscribe(stream_topic(&s.stream), QoS::AtLeastOnce).await;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => {}
+            },
+            polled = eventloop.poll() => match polled {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    tracing::info!(session_present = ack.session_present, "ingest connected to the broker");
+                    for s in view.streams() {
+                        if let Err(e) = client.try_subscribe(stream_topic(&s.stream), QoS::AtLeastOnce) {
+                            tracing::warn!("cannot subscribe: {e}");
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    if tx.send(publish).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!("ingest connection: {e}; reconnecting");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = crate::stopped(&mut shutdown) => {}
+                    }
+                }
+            },
+        }
+    }
+    drop(tx);
+    let _ = writer_task.await;
+    let _ = client.disconnect().await;
+    // Let the DISCONNECT go out.
+    let _ = tokio::time::timeout(Duration::from_millis(200), async {
+        while eventloop.poll().await.is_ok() {}
+    })
+    .await;
+}
+
+async fn write_loop(writer: SegmentWriter, mut rx: mpsc::Receiver<Publish>, client: AsyncClient) {
+    let mut writer = Some(writer);
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let messages: Vec<(String, Vec<u8>)> = batch
+            .iter()
+            .map(|p| (p.topic.clone(), p.payload.to_vec()))
+            .collect();
+        // Retry until the store accepts the batch: acking before commit would lose data.
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let Some(mut w) = writer.take() else { return };
+            let messages = messages.clone();
+            let joined = tokio::task::spawn_blocking(move || {
+                let result = w.write(&messages);
+                (w, result)
+            })
+            .await;
+            match joined {
+                Ok((w, Ok(()))) => {
+                    writer = Some(w);
+                    break;
+                }
+                Ok((w, Err(e))) => {
+                    writer = Some(w);
+                    tracing::error!("storing segments failed, retrying in {delay:?}: {e}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+                Err(e) => {
+                    tracing::error!("segment writer crashed: {e}");
+                    return;
+                }
+            }
+        }
+        for publish in &batch {
+            if let Err(e) = client.ack(publish).await {
+                tracing::warn!("cannot ack: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::tests::fixture;
+    use fastdata_primitives::envelope::{seal, EpochKeys, SegmentHeader};
+    use sp_core::H256;
+
+    fn envelope(stream: StreamId, sequence: Sequence) -> Vec<u8> {
+        let keys = EpochKeys::new([1; 32], [2; 32]);
+        seal(
+            &keys,
+            &SegmentHeader {
+                stream,
+                epoch: 0,
+                sequence,
+                timestamp: 0,
+            },
+            b"payload",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn stores_valid_segments_ignores_duplicates_refuses_garbage_and_reports_gaps() {
+        let f = fixture();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let (tx, mut rx) = mpsc::channel(16);
+        let mut writer =
+            SegmentWriter::new(f.auth.clone(), store.clone(), metrics.clone(), Some(tx));
+        let topic = stream_topic(&f.stream);
+        let other = H256::repeat_byte(8);
+        writer
+            .write(&[
+                (topic.clone(), envelope(f.stream, 1)),
+                (topic.clone(), envelope(f.stream, 2)),
+                (topic.clone(), envelope(f.stream, 2)),
+                (topic.clone(), b"garbage".to_vec()),
+                (topic.clone(), envelope(other, 3)),
+                (stream_topic(&other), envelope(other, 3)),
+                ("random/topic".into(), envelope(f.stream, 4)),
+                (
+                    topic.clone(),
+                    vec![1u8; fastdata_primitives::envelope::MAX_ENVELOPE_LEN + 1],
+                ),
+            ])
+            .unwrap();
+        assert_eq!(store.sequences(&f.stream, 0, 100).unwrap(), vec![1, 2]);
+        assert_eq!(store.count(&other).unwrap(), 0);
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"segments_in_total{result="stored"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"segments_in_total{result="duplicate"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"segments_in_total{result="refused"} 5"#),
+            "{text}"
+        );
+        assert!(rx.try_recv().is_err());
+
+        // A jump from 2 to 6 asks for 3..=5.
+        writer
+            .write(&[(topic.clone(), envelope(f.stream, 6))])
+            .unwrap();
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            BackfillRequest {
+                stream: f.stream,
+                from: 3,
+                to: 5
+            }
+        );
+        // Filling the hole asks for nothing more.
+        writer
+            .write(&[(topic.clone(), envelope(f.stream, 4))])
+            .unwrap();
+        assert!(rx.try_recv().is_err());
+    }
+}

@@ -1,0 +1,29 @@
+//! `fastdata-operator`: the daemon a FAST DATA storage operator runs next to its MQTT broker.
+//!
+//! It decides from its local view of chain state ([`chain`]) who may publish and subscribe
+//! ([`auth`]), enforces that on the broker ([`gate`]: VerneMQ webhooks or Mosquitto dynamic
+//! security), stores every segment of its assigned streams durably ([`ingest`], [`store`]),
+//! serves purchased ranges over HTTP within a window of the buyer's receipts ([`api`]), keeps
+//! receipts and claims payment ([`receipts`]), and backfills gaps from other operators
+//! ([`replication`]). [`daemon`] wires it all; `main.rs` is the CLI.
+//!
+//! The chain follower (subxt) is not here yet: [`chain::ChainView`] and
+//! [`receipts::ClaimSubmitter`] are the seams it plugs into.
+
+pub mod api;
+pub mod auth;
+pub mod chain;
+pub mod config;
+pub mod daemon;
+pub mod gate;
+pub mod http_client;
+pub mod ingest;
+pub mod metrics;
+pub mod receipts;
+pub mod replication;
+pub mod store;
+
+/// Resolves once `shutdown` is (or becomes) true; never holds the watch lock afterwards.
+pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}

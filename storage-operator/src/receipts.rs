@@ -1,0 +1,500 @@
+//! Receipts and claims: how the operator gets paid.
+//!
+//! Buyers post cumulative receipts ([`Receipt`], signed with the buyer's sr25519 key) to
+//! `POST /v1/receipts`. The daemon keeps the latest valid one per purchase in redb (it is what
+//! the escrow pallet pays for) and uses it to bound serving: at most
+//! `serving.ahead_segments` past the receipted sequence. A [`ClaimSubmitter`] sends the
+//! receipts not yet claimed to the chain in batches, every `claims.interval_secs`.
+//!
+//! Wire form of a posted receipt: SCALE of `(Receipt<AccountId32>, sr25519::Signature)`, raw
+//! (`application/octet-stream`) or as `0x`-hex text.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use codec::Encode;
+use fastdata_primitives::{
+    escrow::PurchaseState,
+    receipt::{self, ReceiptRejection},
+    AccountId, PurchaseId,
+};
+use sp_core::sr25519;
+use tokio::sync::watch;
+
+use crate::{
+    auth::{decode_scale, public_key, Refusal},
+    chain::ChainView,
+    metrics::Metrics,
+    store::{Store, StoreError},
+};
+
+/// A buyer's receipt as this daemon handles it.
+pub type Receipt = receipt::Receipt<AccountId>;
+/// A receipt with the buyer's signature (the wire and storage form).
+pub type SignedReceipt = (Receipt, sr25519::Signature);
+
+/// Why a receipt was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReceiptError {
+    /// Not a SCALE `(Receipt, Signature)`.
+    #[error("{0}")]
+    Malformed(Refusal),
+    /// The purchase is unknown here.
+    #[error("unknown purchase {0}")]
+    UnknownPurchase(PurchaseId),
+    /// The purchase is settled or refunded; nothing can be claimed any more.
+    #[error("purchase {0} is closed")]
+    PurchaseClosed(PurchaseId),
+    /// The receipt names another operator.
+    #[error("receipt is addressed to another operator")]
+    WrongOperator,
+    /// Not signed by the purchase's buyer.
+    #[error("bad signature: sign the receipt with the buyer account of the purchase")]
+    BadSignature,
+    /// Does not supersede the stored receipt.
+    #[error(
+        "receipt does not supersede the last one: {0:?} (use a higher nonce and cumulative counts)"
+    )]
+    NotNewer(ReceiptRejection),
+    /// Local storage failed.
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+impl ReceiptError {
+    /// Short reason for metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ReceiptError::Malformed(_) => "malformed",
+            ReceiptError::UnknownPurchase(_) => "unknown_purchase",
+            ReceiptError::PurchaseClosed(_) => "purchase_closed",
+            ReceiptError::WrongOperator => "wrong_operator",
+            ReceiptError::BadSignature => "bad_signature",
+            ReceiptError::NotNewer(ReceiptRejection::Replayed) => "replayed",
+            ReceiptError::NotNewer(_) => "not_newer",
+            ReceiptError::Storage(_) => "storage",
+        }
+    }
+}
+
+impl From<StoreError> for ReceiptError {
+    fn from(e: StoreError) -> Self {
+        ReceiptError::Storage(e.to_string())
+    }
+}
+
+/// The latest receipts, per purchase.
+pub struct ReceiptBook {
+    me: AccountId,
+    view: Arc<dyn ChainView>,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl ReceiptBook {
+    /// A book for operator `me`.
+    pub fn new(
+        me: AccountId,
+        view: Arc<dyn ChainView>,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            me,
+            view,
+            store,
+            metrics,
+        }
+    }
+
+    /// Checks and stores a posted receipt (blocking: one durable write).
+    pub fn accept(&self, bytes: &[u8]) -> Result<Receipt, ReceiptError> {
+        let result = self.check_and_store(bytes);
+        match &result {
+            Ok(r) => {
+                self.metrics.receipt("accepted");
+                tracing::debug!(
+                    purchase = r.purchase,
+                    up_to = r.up_to_sequence,
+                    bytes = r.bytes,
+                    "receipt accepted"
+                );
+            }
+            Err(e) => {
+                self.metrics.receipt(e.code());
+                tracing::info!(reason = e.code(), "receipt refused: {e}");
+            }
+        }
+        result
+    }
+
+    fn check_and_store(&self, bytes: &[u8]) -> Result<Receipt, ReceiptError> {
+        let (receipt, signature): SignedReceipt =
+            decode_scale("receipt", bytes).map_err(ReceiptError::Malformed)?;
+        let purchase = self
+            .view
+            .purchase(receipt.purchase)
+            .ok_or(ReceiptError::UnknownPurchase(receipt.purchase))?;
+        if matches!(
+            purchase.state,
+            PurchaseState::Settled | PurchaseState::Refunded
+        ) {
+            return Err(ReceiptError::PurchaseClosed(purchase.id));
+        }
+        if receipt.operator != self.me {
+            return Err(ReceiptError::WrongOperator);
+        }
+        if !receipt.verify_sr25519(&signature, &public_key(&purchase.buyer)) {
+            return Err(ReceiptError::BadSignature);
+        }
+        self.store.update_receipt(receipt.purchase, |stored| {
+            if let Some(stored) = stored {
+                // Stored bytes were validated when written; undecodable ones are replaced.
+                if let Ok((previous, _)) = decode_scale::<SignedReceipt>("stored receipt", stored) {
+                    receipt
+                        .supersedes(&previous)
+                        .map_err(ReceiptError::NotNewer)?;
+                }
+            }
+            Ok::<_, ReceiptError>((receipt.clone(), signature).encode())
+        })??;
+        Ok(receipt)
+    }
+
+    /// The latest receipt of `purchase`.
+    pub fn latest(&self, purchase: PurchaseId) -> Result<Option<SignedReceipt>, StoreError> {
+        Ok(self
+            .store
+            .receipt(purchase)?
+            .and_then(|bytes| decode_scale("stored receipt", &bytes).ok()))
+    }
+
+    /// Receipts newer than what was last claimed, oldest purchase first.
+    pub fn unclaimed(&self) -> Result<Vec<Claim>, StoreError> {
+        let mut claims = Vec::new();
+        for (purchase, bytes) in self.store.receipts()? {
+            let Ok((receipt, signature)) = decode_scale::<SignedReceipt>("stored receipt", &bytes)
+            else {
+                continue;
+            };
+            if self
+                .store
+                .claimed(purchase)?
+                .is_none_or(|claimed| claimed < receipt.nonce)
+            {
+                claims.push(Claim { receipt, signature });
+            }
+        }
+        Ok(claims)
+    }
+}
+
+/// A claim: the latest receipt of one purchase, to be sent to `pallet-escrow`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The receipt (its `purchase`, `operator`, `up_to_sequence`, `bytes`, `nonce`).
+    pub receipt: Receipt,
+    /// The buyer's signature.
+    pub signature: sr25519::Signature,
+}
+
+/// What the chain said about one claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// Included and accepted; do not send this receipt again.
+    Accepted,
+    /// The runtime refused it for good (stale, replayed, purchase closed); do not retry.
+    Rejected(String),
+    /// Not decided (no connection, transaction dropped); retry later.
+    Failed(String),
+}
+
+/// Sends claims to the escrow pallet. The subxt implementation signs one
+/// `Escrow::claim(purchase, receipt, signature)` per claim (batched with `Utility::batch_all`
+/// or sent one by one) with the operator key and reports an outcome per claim, in order.
+#[async_trait]
+pub trait ClaimSubmitter: Send + Sync + 'static {
+    /// Submits `claims`; returns one outcome per claim, in the same order.
+    async fn submit(&self, claims: &[Claim]) -> Vec<ClaimOutcome>;
+}
+
+/// The submitter used while no chain connection exists: keeps every claim pending.
+pub struct NoChainSubmitter;
+
+#[async_trait]
+impl ClaimSubmitter for NoChainSubmitter {
+    async fn submit(&self, claims: &[Claim]) -> Vec<ClaimOutcome> {
+        claims
+            .iter()
+            .map(|_| ClaimOutcome::Failed("no chain connection configured".into()))
+            .collect()
+    }
+}
+
+/// Result counts of one claim round.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClaimRound {
+    /// Accepted claims.
+    pub accepted: usize,
+    /// Rejected claims.
+    pub rejected: usize,
+    /// Failed claims (retried next round).
+    pub failed: usize,
+}
+
+/// Submits every unclaimed receipt, `batch` claims per call.
+pub async fn claim_round(
+    book: &ReceiptBook,
+    submitter: &dyn ClaimSubmitter,
+    batch: usize,
+) -> Result<ClaimRound, StoreError> {
+    let mut round = ClaimRound::default();
+    let claims = book.unclaimed()?;
+    for chunk in claims.chunks(batch.max(1)) {
+        let outcomes = submitter.submit(chunk).await;
+        for (i, claim) in chunk.iter().enumerate() {
+            let outcome = outcomes
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| ClaimOutcome::Failed("submitter returned no outcome".into()));
+            match outcome {
+                ClaimOutcome::Accepted => {
+                    book.store
+                        .set_claimed(claim.receipt.purchase, claim.receipt.nonce)?;
+                    book.metrics.claim("accepted");
+                    round.accepted += 1;
+                }
+                ClaimOutcome::Rejected(reason) => {
+                    tracing::warn!(
+                        purchase = claim.receipt.purchase,
+                        "claim rejected for good: {reason}"
+                    );
+                    book.store
+                        .set_claimed(claim.receipt.purchase, claim.receipt.nonce)?;
+                    book.metrics.claim("rejected");
+                    round.rejected += 1;
+                }
+                ClaimOutcome::Failed(reason) => {
+                    tracing::debug!(
+                        purchase = claim.receipt.purchase,
+                        "claim not decided, will retry: {reason}"
+                    );
+                    book.metrics.claim("failed");
+                    round.failed += 1;
+                }
+            }
+        }
+    }
+    Ok(round)
+}
+
+/// Runs claim rounds every `interval` until `shutdown`, and one last round at shutdown.
+pub async fn run_claims(
+    book: Arc<ReceiptBook>,
+    submitter: Arc<dyn ClaimSubmitter>,
+    interval: Duration,
+    batch: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let stop = tokio::select! {
+            _ = tokio::time::sleep(interval) => false,
+            _ = crate::stopped(&mut shutdown) => true,
+        };
+        match claim_round(&book, submitter.as_ref(), batch).await {
+            Ok(round) if round != ClaimRound::default() => tracing::info!(?round, "claim round"),
+            Ok(_) => {}
+            Err(e) => tracing::error!("claim round failed: {e}"),
+        }
+        if stop || *shutdown.borrow() {
+            break;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        auth::tests::{fixture, pair},
+        chain::ChainEvent,
+    };
+    use std::sync::Mutex;
+
+    fn book(f: &crate::auth::tests::Fixture) -> (tempfile::TempDir, ReceiptBook) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        (
+            dir,
+            ReceiptBook::new(
+                f.me.clone(),
+                f.view.clone(),
+                store,
+                Arc::new(Metrics::new()),
+            ),
+        )
+    }
+
+    fn signed(f: &crate::auth::tests::Fixture, up_to: u64, bytes: u64, nonce: u64) -> Vec<u8> {
+        let receipt = Receipt {
+            purchase: 1,
+            operator: f.me.clone(),
+            up_to_sequence: up_to,
+            bytes,
+            nonce,
+        };
+        let signature = receipt.sign_sr25519(&f.buyer);
+        (receipt, signature).encode()
+    }
+
+    #[test]
+    fn keeps_the_latest_valid_receipt() {
+        let f = fixture();
+        let (_d, book) = book(&f);
+        assert_eq!(
+            book.accept(&signed(&f, 10, 1000, 1))
+                .unwrap()
+                .up_to_sequence,
+            10
+        );
+        assert_eq!(
+            book.accept(&signed(&f, 10, 1000, 1)),
+            Err(ReceiptError::NotNewer(ReceiptRejection::Replayed))
+        );
+        assert_eq!(
+            book.accept(&signed(&f, 9, 2000, 2)),
+            Err(ReceiptError::NotNewer(ReceiptRejection::Lower))
+        );
+        assert_eq!(
+            book.accept(&signed(&f, 10, 1000, 3)),
+            Err(ReceiptError::NotNewer(ReceiptRejection::Stale))
+        );
+        assert!(book.accept(&signed(&f, 20, 2000, 4)).is_ok());
+        assert_eq!(book.latest(1).unwrap().unwrap().0.up_to_sequence, 20);
+    }
+
+    #[test]
+    fn refuses_bad_receipts() {
+        let f = fixture();
+        let (_d, book) = book(&f);
+        assert!(matches!(
+            book.accept(b"garbage"),
+            Err(ReceiptError::Malformed(_))
+        ));
+        let mut trailing = signed(&f, 1, 1, 1);
+        trailing.push(0);
+        assert!(matches!(
+            book.accept(&trailing),
+            Err(ReceiptError::Malformed(_))
+        ));
+        // Signed by someone else.
+        let receipt = Receipt {
+            purchase: 1,
+            operator: f.me.clone(),
+            up_to_sequence: 1,
+            bytes: 1,
+            nonce: 1,
+        };
+        let forged = (receipt.clone(), receipt.sign_sr25519(&pair(99))).encode();
+        assert_eq!(book.accept(&forged), Err(ReceiptError::BadSignature));
+        // For another operator, for an unknown purchase.
+        let other = Receipt {
+            operator: AccountId::new([9; 32]),
+            ..receipt.clone()
+        };
+        assert_eq!(
+            book.accept(&(other.clone(), other.sign_sr25519(&f.buyer)).encode()),
+            Err(ReceiptError::WrongOperator)
+        );
+        let unknown = Receipt {
+            purchase: 5,
+            ..receipt.clone()
+        };
+        assert_eq!(
+            book.accept(&(unknown.clone(), unknown.sign_sr25519(&f.buyer)).encode()),
+            Err(ReceiptError::UnknownPurchase(5))
+        );
+        // Closed purchase.
+        f.view.apply(ChainEvent::PurchaseEnded { purchase: 1 });
+        assert_eq!(
+            book.accept(&signed(&f, 1, 1, 1)),
+            Err(ReceiptError::PurchaseClosed(1))
+        );
+        assert!(book.latest(1).unwrap().is_none());
+    }
+
+    struct Scripted {
+        outcomes: Mutex<Vec<Vec<ClaimOutcome>>>,
+        seen: Mutex<Vec<Vec<u64>>>,
+    }
+
+    #[async_trait]
+    impl ClaimSubmitter for Scripted {
+        async fn submit(&self, claims: &[Claim]) -> Vec<ClaimOutcome> {
+            self.seen
+                .lock()
+                .unwrap()
+                .push(claims.iter().map(|c| c.receipt.nonce).collect());
+            let mut outcomes = self.outcomes.lock().unwrap();
+            if outcomes.is_empty() {
+                vec![]
+            } else {
+                outcomes.remove(0)
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn claims_are_batched_and_retried_until_decided() {
+        let f = fixture();
+        let (_d, book) = book(&f);
+        book.accept(&signed(&f, 10, 1000, 1)).unwrap();
+        let submitter = Scripted {
+            outcomes: Mutex::new(vec![
+                vec![ClaimOutcome::Failed("node down".into())],
+                vec![ClaimOutcome::Accepted],
+            ]),
+            seen: Mutex::new(vec![]),
+        };
+        assert_eq!(
+            claim_round(&book, &submitter, 8).await.unwrap(),
+            ClaimRound {
+                failed: 1,
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            claim_round(&book, &submitter, 8).await.unwrap(),
+            ClaimRound {
+                accepted: 1,
+                ..Default::default()
+            }
+        );
+        // Nothing new: nothing submitted.
+        assert_eq!(
+            claim_round(&book, &submitter, 8).await.unwrap(),
+            ClaimRound::default()
+        );
+        // A newer receipt is claimed again; a missing outcome counts as failed.
+        book.accept(&signed(&f, 20, 2000, 2)).unwrap();
+        assert_eq!(
+            claim_round(&book, &submitter, 8).await.unwrap(),
+            ClaimRound {
+                failed: 1,
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            *submitter.seen.lock().unwrap(),
+            vec![vec![1], vec![1], vec![2]]
+        );
+        // NoChainSubmitter keeps everything pending.
+        assert_eq!(
+            claim_round(&book, &NoChainSubmitter, 8)
+                .await
+                .unwrap()
+                .failed,
+            1
+        );
+    }
+}

@@ -1,0 +1,535 @@
+//! Durable storage in one redb database: segments, anti-replay nonces, receipts and claims.
+//!
+//! # Durability
+//!
+//! Every write is a redb write transaction committed with [`Durability::Immediate`]: when
+//! `commit()` returns, the data and the new root are fsync'ed, and a crash at any point (kill
+//! -9, power loss) leaves either the old or the new state, never a mix. The ingest path acks a
+//! QoS 1 message to the broker only after the transaction holding it committed (see
+//! `ingest.rs`), so an acknowledged segment is on disk; an unacknowledged one is redelivered by
+//! the broker from the daemon's persistent session.
+//!
+//! # Layout
+//!
+//! | table      | key                                  | value                              |
+//! |------------|--------------------------------------|------------------------------------|
+//! | `segments` | stream (32) ‖ sequence (u64 BE)      | stored-at block (u32 BE) ‖ envelope |
+//! | `nonces`   | context bytes (kind ‖ signer ‖ …)    | last accepted nonce                |
+//! | `receipts` | purchase id                          | SCALE `(Receipt, Signature)`        |
+//! | `claimed`  | purchase id                          | nonce of the last receipt claimed   |
+//!
+//! Big-endian sequence numbers make the byte order of keys the order of `(stream, sequence)`,
+//! so a range read is one B-tree scan.
+
+use std::path::Path;
+
+use fastdata_primitives::{BlockNumber, PurchaseId, Sequence, StreamId};
+use redb::{Database, Durability, ReadableTable, TableDefinition};
+
+const SEGMENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("segments");
+const NONCES: TableDefinition<&[u8], u64> = TableDefinition::new("nonces");
+const RECEIPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("receipts");
+const CLAIMED: TableDefinition<u64, u64> = TableDefinition::new("claimed");
+
+/// A storage failure (disk full, I/O error, corruption). The operation changed nothing.
+#[derive(Debug, thiserror::Error)]
+#[error("storage error: {0}")]
+pub struct StoreError(Box<redb::Error>);
+
+macro_rules! redb_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                Self(Box::new(e.into()))
+            }
+        }
+    )*};
+}
+redb_from!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A segment to store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewSegment {
+    /// Its stream.
+    pub stream: StreamId,
+    /// Its sequence number.
+    pub sequence: Sequence,
+    /// The whole envelope, as received.
+    pub envelope: Vec<u8>,
+}
+
+/// A stored segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSegment {
+    /// Its sequence number.
+    pub sequence: Sequence,
+    /// Finalized block when it was stored (for retention).
+    pub stored_at: BlockNumber,
+    /// The envelope.
+    pub envelope: Vec<u8>,
+}
+
+fn segment_key(stream: &StreamId, sequence: Sequence) -> [u8; 40] {
+    let mut key = [0u8; 40];
+    key[..32].copy_from_slice(stream.as_bytes());
+    key[32..].copy_from_slice(&sequence.to_be_bytes());
+    key
+}
+
+fn sequence_of(key: &[u8]) -> Sequence {
+    let mut seq = [0u8; 8];
+    if key.len() == 40 {
+        seq.copy_from_slice(&key[32..]);
+    }
+    Sequence::from_be_bytes(seq)
+}
+
+fn split_value(value: &[u8]) -> (BlockNumber, &[u8]) {
+    if value.len() < 4 {
+        return (0, &[]);
+    }
+    let mut at = [0u8; 4];
+    at.copy_from_slice(&value[..4]);
+    (BlockNumber::from_be_bytes(at), &value[4..])
+}
+
+/// The daemon's database.
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path` and its tables.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(SEGMENTS)?;
+            txn.open_table(NONCES)?;
+            txn.open_table(RECEIPTS)?;
+            txn.open_table(CLAIMED)?;
+        }
+        txn.commit()?;
+        Ok(Self { db })
+    }
+
+    fn write(&self) -> Result<redb::WriteTransaction, StoreError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate);
+        Ok(txn)
+    }
+
+    /// Stores `segments` in one durable transaction; a segment whose `(stream, sequence)` is
+    /// already stored is left as it is (duplicates are ignored, never overwritten). Returns,
+    /// per segment, whether it was new. When this returns `Ok`, the segments are on disk.
+    pub fn insert_segments(
+        &self,
+        segments: &[NewSegment],
+        now: BlockNumber,
+    ) -> Result<Vec<bool>, StoreError> {
+        let txn = self.write()?;
+        let mut inserted = Vec::with_capacity(segments.len());
+        {
+            let mut table = txn.open_table(SEGMENTS)?;
+            let mut value = Vec::new();
+            for segment in segments {
+                let key = segment_key(&segment.stream, segment.sequence);
+                if table.get(key.as_slice())?.is_some() {
+                    inserted.push(false);
+                    continue;
+                }
+                value.clear();
+                value.extend_from_slice(&now.to_be_bytes());
+                value.extend_from_slice(&segment.envelope);
+                table.insert(key.as_slice(), value.as_slice())?;
+                inserted.push(true);
+            }
+        }
+        txn.commit()?;
+        Ok(inserted)
+    }
+
+    /// The segment `(stream, sequence)`, if stored.
+    pub fn segment(
+        &self,
+        stream: &StreamId,
+        sequence: Sequence,
+    ) -> Result<Option<StoredSegment>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SEGMENTS)?;
+        let key = segment_key(stream, sequence);
+        Ok(table.get(key.as_slice())?.map(|value| {
+            let (stored_at, envelope) = split_value(value.value());
+            StoredSegment {
+                sequence,
+                stored_at,
+                envelope: envelope.to_vec(),
+            }
+        }))
+    }
+
+    /// Stored segments of `stream` with `from <= sequence <= to`, in order, at most `limit`.
+    pub fn segments(
+        &self,
+        stream: &StreamId,
+        from: Sequence,
+        to: Sequence,
+        limit: usize,
+    ) -> Result<Vec<StoredSegment>, StoreError> {
+        if from > to || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SEGMENTS)?;
+        let start = segment_key(stream, from);
+        let end = segment_key(stream, to);
+        let mut out = Vec::new();
+        for entry in table.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
+            let (key, value) = entry?;
+            let (stored_at, envelope) = split_value(value.value());
+            out.push(StoredSegment {
+                sequence: sequence_of(key.value()),
+                stored_at,
+                envelope: envelope.to_vec(),
+            });
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stored sequence numbers of `stream` in `from..=to` (for gap detection).
+    pub fn sequences(
+        &self,
+        stream: &StreamId,
+        from: Sequence,
+        to: Sequence,
+    ) -> Result<Vec<Sequence>, StoreError> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SEGMENTS)?;
+        let start = segment_key(stream, from);
+        let end = segment_key(stream, to);
+        let mut out = Vec::new();
+        for entry in table.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
+            let (key, _) = entry?;
+            out.push(sequence_of(key.value()));
+        }
+        Ok(out)
+    }
+
+    /// The highest stored sequence of `stream`.
+    pub fn last_sequence(&self, stream: &StreamId) -> Result<Option<Sequence>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SEGMENTS)?;
+        let start = segment_key(stream, 0);
+        let end = segment_key(stream, Sequence::MAX);
+        let last = table
+            .range::<&[u8]>(start.as_slice()..=end.as_slice())?
+            .next_back();
+        match last {
+            Some(entry) => Ok(Some(sequence_of(entry?.0.value()))),
+            None => Ok(None),
+        }
+    }
+
+    /// Number of stored segments of `stream`.
+    pub fn count(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SEGMENTS)?;
+        let start = segment_key(stream, 0);
+        let end = segment_key(stream, Sequence::MAX);
+        let mut n = 0;
+        for entry in table.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
+            entry?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Deletes the segments of `stream` stored before block `before` (retention). Returns how
+    /// many were deleted.
+    pub fn prune(&self, stream: &StreamId, before: BlockNumber) -> Result<u64, StoreError> {
+        let txn = self.write()?;
+        let mut removed = 0;
+        {
+            let mut table = txn.open_table(SEGMENTS)?;
+            let start = segment_key(stream, 0);
+            let end = segment_key(stream, Sequence::MAX);
+            let mut expired = Vec::new();
+            for entry in table.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
+                let (key, value) = entry?;
+                if split_value(value.value()).0 < before {
+                    expired.push(key.value().to_vec());
+                }
+            }
+            for key in expired {
+                table.remove(key.as_slice())?;
+                removed += 1;
+            }
+        }
+        txn.commit()?;
+        Ok(removed)
+    }
+
+    /// Runs `check` with the last nonce accepted in `context` and, if it returns `Ok(nonce)`,
+    /// durably records `nonce` as the new last one — all in one write transaction, so two
+    /// concurrent presentations of the same token cannot both pass.
+    pub fn with_nonce<E>(
+        &self,
+        context: &[u8],
+        check: impl FnOnce(Option<u64>) -> Result<u64, E>,
+    ) -> Result<Result<(), E>, StoreError> {
+        let txn = self.write()?;
+        let outcome = {
+            let mut table = txn.open_table(NONCES)?;
+            let last = table.get(context)?.map(|v| v.value());
+            match check(last) {
+                Ok(nonce) => {
+                    table.insert(context, nonce)?;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        if outcome.is_ok() {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
+        Ok(outcome)
+    }
+
+    /// The last nonce accepted in `context`.
+    pub fn last_nonce(&self, context: &[u8]) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(NONCES)?;
+        Ok(table.get(context)?.map(|v| v.value()))
+    }
+
+    /// Runs `update` with the stored receipt bytes of `purchase`; if it returns new bytes, they
+    /// replace the stored ones durably (one transaction).
+    pub fn update_receipt<E>(
+        &self,
+        purchase: PurchaseId,
+        update: impl FnOnce(Option<&[u8]>) -> Result<Vec<u8>, E>,
+    ) -> Result<Result<(), E>, StoreError> {
+        let txn = self.write()?;
+        let outcome = {
+            let mut table = txn.open_table(RECEIPTS)?;
+            let current = table.get(purchase)?.map(|v| v.value().to_vec());
+            match update(current.as_deref()) {
+                Ok(bytes) => {
+                    table.insert(purchase, bytes.as_slice())?;
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        if outcome.is_ok() {
+            txn.commit()?;
+        } else {
+            txn.abort()?;
+        }
+        Ok(outcome)
+    }
+
+    /// The stored receipt bytes of `purchase`.
+    pub fn receipt(&self, purchase: PurchaseId) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(RECEIPTS)?;
+        Ok(table.get(purchase)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Every stored receipt, by purchase.
+    pub fn receipts(&self) -> Result<Vec<(PurchaseId, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(RECEIPTS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            out.push((k.value(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Nonce of the last receipt of `purchase` accepted on chain.
+    pub fn claimed(&self, purchase: PurchaseId) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CLAIMED)?;
+        Ok(table.get(purchase)?.map(|v| v.value()))
+    }
+
+    /// Records that the receipt of `purchase` with `nonce` was accepted on chain.
+    pub fn set_claimed(&self, purchase: PurchaseId, nonce: u64) -> Result<(), StoreError> {
+        let txn = self.write()?;
+        {
+            let mut table = txn.open_table(CLAIMED)?;
+            let current = table.get(purchase)?.map(|v| v.value());
+            if current.is_none_or(|c| c < nonce) {
+                table.insert(purchase, nonce)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sp_core::H256;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.redb")).unwrap();
+        (dir, store)
+    }
+
+    fn seg(stream: u8, sequence: Sequence, body: &[u8]) -> NewSegment {
+        NewSegment {
+            stream: H256::repeat_byte(stream),
+            sequence,
+            envelope: body.to_vec(),
+        }
+    }
+
+    #[test]
+    fn duplicates_are_ignored_and_never_overwrite() {
+        let (_dir, store) = store();
+        let s = H256::repeat_byte(1);
+        assert_eq!(
+            store
+                .insert_segments(&[seg(1, 1, b"a"), seg(1, 2, b"b")], 5)
+                .unwrap(),
+            vec![true, true]
+        );
+        assert_eq!(
+            store
+                .insert_segments(&[seg(1, 2, b"X"), seg(1, 3, b"c")], 6)
+                .unwrap(),
+            vec![false, true]
+        );
+        assert_eq!(store.segment(&s, 2).unwrap().unwrap().envelope, b"b");
+        assert_eq!(store.segment(&s, 2).unwrap().unwrap().stored_at, 5);
+        assert_eq!(store.count(&s).unwrap(), 3);
+        // Duplicates inside one batch too.
+        assert_eq!(
+            store
+                .insert_segments(&[seg(1, 9, b"x"), seg(1, 9, b"y")], 6)
+                .unwrap(),
+            vec![true, false]
+        );
+    }
+
+    #[test]
+    fn ranges_are_ordered_and_per_stream() {
+        let (_dir, store) = store();
+        let segs: Vec<_> = [5u64, 1, 300, 256, 2]
+            .iter()
+            .map(|s| seg(1, *s, &s.to_le_bytes()))
+            .collect();
+        store.insert_segments(&segs, 1).unwrap();
+        store.insert_segments(&[seg(2, 3, b"other")], 1).unwrap();
+        let s = H256::repeat_byte(1);
+        let got: Vec<_> = store
+            .segments(&s, 0, u64::MAX, 100)
+            .unwrap()
+            .iter()
+            .map(|x| x.sequence)
+            .collect();
+        assert_eq!(got, vec![1, 2, 5, 256, 300]);
+        let got: Vec<_> = store
+            .segments(&s, 2, 256, 2)
+            .unwrap()
+            .iter()
+            .map(|x| x.sequence)
+            .collect();
+        assert_eq!(got, vec![2, 5]);
+        assert_eq!(store.sequences(&s, 3, 299).unwrap(), vec![5, 256]);
+        assert_eq!(store.last_sequence(&s).unwrap(), Some(300));
+        assert_eq!(store.last_sequence(&H256::repeat_byte(2)).unwrap(), Some(3));
+        assert_eq!(store.last_sequence(&H256::repeat_byte(3)).unwrap(), None);
+        assert!(store.segments(&s, 10, 1, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn retention_prunes_old_segments_only() {
+        let (_dir, store) = store();
+        store
+            .insert_segments(&[seg(1, 1, b"a"), seg(1, 2, b"b")], 10)
+            .unwrap();
+        store.insert_segments(&[seg(1, 3, b"c")], 20).unwrap();
+        store.insert_segments(&[seg(2, 1, b"z")], 1).unwrap();
+        assert_eq!(store.prune(&H256::repeat_byte(1), 15).unwrap(), 2);
+        assert_eq!(
+            store.sequences(&H256::repeat_byte(1), 0, 10).unwrap(),
+            vec![3]
+        );
+        assert_eq!(store.count(&H256::repeat_byte(2)).unwrap(), 1);
+    }
+
+    #[test]
+    fn nonces_are_checked_and_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            let accept = |n: u64| {
+                move |last: Option<u64>| {
+                    if last.is_some_and(|l| n <= l) {
+                        Err("replayed")
+                    } else {
+                        Ok(n)
+                    }
+                }
+            };
+            assert_eq!(store.with_nonce(b"ctx", accept(5)).unwrap(), Ok(()));
+            assert_eq!(
+                store.with_nonce(b"ctx", accept(5)).unwrap(),
+                Err("replayed")
+            );
+            assert_eq!(
+                store.with_nonce(b"ctx", accept(4)).unwrap(),
+                Err("replayed")
+            );
+            assert_eq!(store.with_nonce(b"other", accept(1)).unwrap(), Ok(()));
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.last_nonce(b"ctx").unwrap(), Some(5));
+    }
+
+    #[test]
+    fn receipts_and_claims_roundtrip() {
+        let (_dir, store) = store();
+        assert_eq!(
+            store
+                .update_receipt(1, |cur| {
+                    assert!(cur.is_none());
+                    Ok::<_, ()>(vec![1])
+                })
+                .unwrap(),
+            Ok(())
+        );
+        assert_eq!(
+            store
+                .update_receipt(1, |_| Err::<Vec<u8>, _>("no"))
+                .unwrap(),
+            Err("no")
+        );
+        assert_eq!(store.receipt(1).unwrap(), Some(vec![1]));
+        assert_eq!(store.receipts().unwrap(), vec![(1, vec![1])]);
+        store.set_claimed(1, 4).unwrap();
+        store.set_claimed(1, 3).unwrap();
+        assert_eq!(store.claimed(1).unwrap(), Some(4));
+    }
+}

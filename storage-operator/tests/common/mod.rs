@@ -1,0 +1,289 @@
+//! Helpers shared by the integration tests: a real Mosquitto with the dynamic-security plugin
+//! on a free port, keys, tokens, segments, configs.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use codec::Encode;
+use fastdata_operator::{
+    chain::{ChainEvent, InMemoryChainView, PurchaseInfo, StreamAssignment},
+    config::Config,
+    http_client::HttpClient,
+};
+use fastdata_primitives::{
+    envelope::{seal, EpochKeys, SegmentHeader},
+    escrow::{AccessPeriod, PurchaseState, PurchaseTerms},
+    tokens::{AccessRequest, Signed, UploadToken},
+    AccountId, BlockNumber, PurchaseId, Sequence, StreamId,
+};
+use sp_core::{sr25519, Pair, H256};
+
+pub const DYNSEC_PLUGIN: &str = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so";
+pub const ADMIN_USER: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "admin-secret";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_for_port(port: u16, timeout: Duration) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < timeout, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A Mosquitto process, killed on drop.
+pub struct Mosquitto {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Child,
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Mosquitto {
+    /// Starts mosquitto on a free port with the dynsec plugin, configured as DESIGN.md asks
+    /// (no queue limit, so nothing is dropped for a slow subscriber).
+    pub fn start(dir: &Path) -> Self {
+        assert!(
+            Path::new("/usr/sbin/mosquitto").exists() && Path::new(DYNSEC_PLUGIN).exists(),
+            "mosquitto and its dynamic-security plugin are required (scripts/setup installs them)"
+        );
+        let dynsec = dir.join("dynsec.json");
+        let status = Command::new("mosquitto_ctrl")
+            .args(["dynsec", "init"])
+            .arg(&dynsec)
+            .args([ADMIN_USER, ADMIN_PASSWORD])
+            .stdout(Stdio::null())
+            .status()
+            .expect("mosquitto_ctrl runs");
+        assert!(status.success(), "mosquitto_ctrl dynsec init failed");
+        let port = free_port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "per_listener_settings false\n\
+                 listener {port} 127.0.0.1\n\
+                 allow_anonymous false\n\
+                 plugin {DYNSEC_PLUGIN}\n\
+                 plugin_opt_config_file {}\n\
+                 persistence false\n\
+                 max_queued_messages 0\n\
+                 max_inflight_messages 0\n\
+                 log_type error\n\
+                 log_type warning\n\
+                 log_type notice\n\
+                 log_type information\n",
+                dynsec.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("mosquitto.log")).unwrap();
+        let child = Command::new("/usr/sbin/mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("mosquitto starts");
+        wait_for_port(port, Duration::from_secs(10));
+        Self {
+            port,
+            dir: dir.to_path_buf(),
+            child,
+        }
+    }
+}
+
+pub fn pair(seed: u8) -> sr25519::Pair {
+    sr25519::Pair::from_seed(&[seed; 32])
+}
+
+pub fn account(pair: &sr25519::Pair) -> AccountId {
+    AccountId::from(pair.public())
+}
+
+pub fn seed_suri(seed: u8) -> String {
+    format!("0x{}", hex::encode([seed; 32]))
+}
+
+pub const STREAM: StreamId = H256([7; 32]);
+
+pub fn assignment(seller: &sr25519::Pair, operators: &[AccountId]) -> StreamAssignment {
+    StreamAssignment {
+        stream: STREAM,
+        seller: account(seller),
+        offer: 1,
+        epoch: 0,
+        operators: operators.to_vec(),
+        retention: 0,
+        open: true,
+    }
+}
+
+pub fn purchase(id: PurchaseId, buyer: &sr25519::Pair, end: BlockNumber) -> PurchaseInfo {
+    PurchaseInfo {
+        id,
+        buyer: account(buyer),
+        stream: STREAM,
+        offer: 1,
+        terms: PurchaseTerms::Stream {
+            period: end,
+            periods: 1,
+        },
+        access: AccessPeriod {
+            start: 0,
+            end,
+            first_epoch: Some(0),
+            epochs: vec![0],
+        },
+        state: PurchaseState::Active,
+    }
+}
+
+pub fn view_with(events: Vec<ChainEvent>) -> std::sync::Arc<InMemoryChainView> {
+    let view = InMemoryChainView::shared();
+    view.apply(ChainEvent::Finalized { number: 10 });
+    view.apply_all(events);
+    view
+}
+
+pub fn upload_token(seller: &sr25519::Pair, operator: &AccountId, nonce: u64) -> String {
+    let token = Signed::sign(
+        UploadToken {
+            stream: STREAM,
+            operator: operator.clone(),
+            epoch: 0,
+            expiry: 1_000u32,
+            nonce,
+        },
+        seller,
+    );
+    format!("0x{}", hex::encode(token.encode()))
+}
+
+pub fn access_request(
+    buyer: &sr25519::Pair,
+    operator: &AccountId,
+    purchase: PurchaseId,
+    nonce: u64,
+) -> String {
+    let request = Signed::sign(
+        AccessRequest {
+            purchase,
+            operator: operator.clone(),
+            expiry: 1_000u32,
+            nonce,
+        },
+        buyer,
+    );
+    format!("0x{}", hex::encode(request.encode()))
+}
+
+pub fn keys() -> EpochKeys {
+    EpochKeys::new([0x11; 32], [0x22; 32])
+}
+
+pub fn segment(sequence: Sequence) -> Vec<u8> {
+    let header = SegmentHeader {
+        stream: STREAM,
+        epoch: 0,
+        sequence,
+        timestamp: 1_700_000_000_000 + sequence,
+    };
+    seal(&keys(), &header, format!("reading {sequence}").as_bytes()).unwrap()
+}
+
+pub fn mosquitto_config(data_dir: &Path, broker_port: u16, suri: &str) -> Config {
+    Config::from_toml(&format!(
+        r#"
+        [operator]
+        suri = "{suri}"
+        data_dir = "{}"
+        [http]
+        listen = "127.0.0.1:0"
+        [broker]
+        kind = "mosquitto"
+        port = {broker_port}
+        username = "{ADMIN_USER}"
+        password = "{ADMIN_PASSWORD}"
+        [serving]
+        ahead_segments = 8
+        [claims]
+        interval_secs = 1
+        batch = 4
+        "#,
+        data_dir.display()
+    ))
+    .unwrap()
+}
+
+/// A config for daemons that need no broker (VerneMQ kind: the broker calls us). The ingest
+/// client keeps retrying an unused port, which is harmless.
+pub fn vernemq_config(data_dir: &Path, suri: &str, ahead: u64) -> Config {
+    Config::from_toml(&format!(
+        r#"
+        [operator]
+        suri = "{suri}"
+        data_dir = "{}"
+        [http]
+        listen = "127.0.0.1:0"
+        [broker]
+        kind = "vernemq"
+        port = {}
+        username = "operator"
+        password = "operator-secret"
+        [vernemq]
+        webhook_listen = "127.0.0.1:0"
+        [serving]
+        ahead_segments = {ahead}
+        "#,
+        data_dir.display(),
+        free_port()
+    ))
+    .unwrap()
+}
+
+pub async fn post_json(url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let (status, bytes) = HttpClient::new()
+        .post(
+            url,
+            &[("content-type", "application/json".into())],
+            body.to_string(),
+            1 << 20,
+        )
+        .await
+        .unwrap();
+    (
+        status.as_u16(),
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+pub async fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check()
+}
