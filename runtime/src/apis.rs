@@ -14,10 +14,18 @@ use sp_runtime::{
 };
 use sp_version::RuntimeVersion;
 
+use fastdata_primitives::{
+    api_identity::{DidDocumentInfo, ReputationInfo},
+    api_market::{OfferListing, OfferPage, OperatorView, StreamView},
+    escrow::PurchaseView,
+    tokens::{SignedUploadToken, TokenError},
+    EpochIndex, OfferId, PurchaseId, Score, StreamId, X25519Public,
+};
+
 use crate::{
-    configs::ConsensusHook, AccountId, AuraId, Balance, Block, Executive, Nonce, ParachainInfo,
-    ParachainSystem, Runtime, RuntimeCall, RuntimeGenesisConfig, SessionKeys, System,
-    TransactionPayment, SLOT_DURATION, VERSION,
+    configs::ConsensusHook, AccountId, AuraId, Balance, Block, BlockNumber, Did, Escrow, Executive,
+    Nonce, Offers, Operators, ParachainInfo, ParachainSystem, Runtime, RuntimeCall,
+    RuntimeGenesisConfig, SessionKeys, System, TransactionPayment, Trust, SLOT_DURATION, VERSION,
 };
 
 impl_runtime_apis! {
@@ -202,6 +210,96 @@ impl_runtime_apis! {
     impl cumulus_primitives_core::TargetBlockRate<Block> for Runtime {
         fn target_block_rate() -> u32 {
             1
+        }
+    }
+
+    impl fastdata_primitives::api_identity::DidApi<Block, AccountId, Balance, BlockNumber> for Runtime {
+        fn did_document(who: AccountId) -> Option<DidDocumentInfo<AccountId, Balance, BlockNumber>> {
+            Did::did_document(&who)
+        }
+
+        fn is_verified(who: AccountId) -> bool {
+            Did::is_verified(&who)
+        }
+
+        fn key_agreement_key(who: AccountId) -> Option<X25519Public> {
+            Did::key_agreement_key(&who)
+        }
+    }
+
+    impl fastdata_primitives::api_identity::TrustApi<Block, AccountId> for Runtime {
+        fn trust_score(who: AccountId) -> Score {
+            Trust::trust_score(&who)
+        }
+
+        fn credibility(who: AccountId) -> Score {
+            Trust::credibility(&who)
+        }
+
+        fn reputation(who: AccountId) -> ReputationInfo {
+            Trust::reputation(&who)
+        }
+
+        fn trust_scores(who: Vec<AccountId>) -> Vec<Score> {
+            Trust::trust_scores(who)
+        }
+    }
+
+    impl fastdata_primitives::api_market::OffersApi<Block, AccountId, Balance, BlockNumber> for Runtime {
+        fn offers(start: OfferId, limit: u32) -> OfferPage<AccountId, Balance, BlockNumber> {
+            Offers::offers_page(start, limit)
+        }
+
+        fn offers_by_seller(seller: AccountId) -> Vec<OfferListing<AccountId, Balance, BlockNumber>> {
+            Offers::offers_by_seller(&seller)
+        }
+
+        fn offer(id: OfferId) -> Option<OfferListing<AccountId, Balance, BlockNumber>> {
+            Offers::offer_listing(id)
+        }
+
+        fn stream(id: StreamId) -> Option<StreamView<AccountId, BlockNumber>> {
+            Offers::stream_view(id)
+        }
+
+        fn check_upload_token(
+            token: SignedUploadToken<AccountId, BlockNumber>,
+            operator: AccountId,
+            last_nonce: Option<u64>,
+        ) -> Result<(), TokenError> {
+            Offers::check_upload_token(&token, &operator, last_nonce)
+        }
+    }
+
+    impl fastdata_primitives::api_market::OperatorsApi<Block, AccountId, Balance, BlockNumber> for Runtime {
+        fn operator(who: AccountId) -> Option<OperatorView<AccountId, Balance, BlockNumber>> {
+            Operators::operator_view(who)
+        }
+
+        fn operators() -> Vec<OperatorView<AccountId, Balance, BlockNumber>> {
+            Operators::operator_views()
+        }
+
+        fn streams_of(who: AccountId) -> Vec<StreamId> {
+            Operators::streams_of(&who)
+        }
+    }
+
+    impl fastdata_primitives::api_escrow::EscrowApi<Block, AccountId, Balance, BlockNumber> for Runtime {
+        fn purchases_of_buyer(buyer: AccountId) -> Vec<PurchaseId> {
+            Escrow::purchases_of_buyer(&buyer)
+        }
+
+        fn purchases_of_offer(offer: OfferId) -> Vec<PurchaseId> {
+            Escrow::purchases_of_offer(offer)
+        }
+
+        fn purchase(id: PurchaseId) -> Option<PurchaseView<AccountId, Balance, BlockNumber>> {
+            Escrow::purchase_view(id)
+        }
+
+        fn sealed_key(id: PurchaseId, epoch: EpochIndex) -> Option<Vec<u8>> {
+            Escrow::sealed_key(id, epoch)
         }
     }
 

@@ -8,9 +8,13 @@ use sp_genesis_builder::{PresetId, DEV_RUNTIME_PRESET, LOCAL_TESTNET_RUNTIME_PRE
 use sp_keyring::Sr25519Keyring;
 
 use crate::{
-    AccountId, AuraConfig, AuraId, BalancesConfig, ParachainInfoConfig, RuntimeGenesisConfig,
-    SudoConfig, PARACHAIN_ID, UNIT,
+    configs::TreasuryAccount, AccountId, AuraConfig, AuraId, BalancesConfig, DidConfig,
+    ParachainInfoConfig, RuntimeGenesisConfig, SudoConfig, EXISTENTIAL_DEPOSIT, PARACHAIN_ID, UNIT,
 };
+use sp_runtime::Perbill;
+
+/// Name of the dev credential issuer (Alice) registered at genesis.
+pub const DEV_ISSUER_NAME: &[u8] = b"FAST DATA Dev KYC";
 
 /// Balance of every funded dev account: one million FAST.
 pub const ENDOWMENT: u128 = 1_000_000 * UNIT;
@@ -21,18 +25,32 @@ fn genesis(
     root: AccountId,
     para_id: u32,
 ) -> Value {
+    let mut balances: Vec<(AccountId, u128)> =
+        endowed.iter().cloned().map(|a| (a, ENDOWMENT)).collect();
+    balances.push((TreasuryAccount::get(), EXISTENTIAL_DEPOSIT));
     build_struct_json_patch!(RuntimeGenesisConfig {
-        balances: BalancesConfig {
-            balances: endowed.iter().cloned().map(|a| (a, ENDOWMENT)).collect::<Vec<_>>(),
+        balances: BalancesConfig { balances },
+        did: DidConfig {
+            issuers: vec![(
+                root.clone(),
+                DEV_ISSUER_NAME.to_vec(),
+                Perbill::from_percent(100)
+            )],
         },
-        parachain_info: ParachainInfoConfig { parachain_id: para_id.into() },
-        aura: AuraConfig { authorities: collators },
+        parachain_info: ParachainInfoConfig {
+            parachain_id: para_id.into()
+        },
+        aura: AuraConfig {
+            authorities: collators
+        },
         sudo: SudoConfig { key: Some(root) },
     })
 }
 
 fn dev_accounts() -> Vec<AccountId> {
-    Sr25519Keyring::well_known().map(|k| k.to_account_id()).collect()
+    Sr25519Keyring::well_known()
+        .map(|k| k.to_account_id())
+        .collect()
 }
 
 fn development() -> Value {
@@ -46,7 +64,10 @@ fn development() -> Value {
 
 fn local_testnet() -> Value {
     genesis(
-        vec![Sr25519Keyring::Alice.public().into(), Sr25519Keyring::Bob.public().into()],
+        vec![
+            Sr25519Keyring::Alice.public().into(),
+            Sr25519Keyring::Bob.public().into(),
+        ],
         dev_accounts(),
         Sr25519Keyring::Alice.to_account_id(),
         PARACHAIN_ID,
@@ -65,5 +86,8 @@ pub fn get_preset(id: &PresetId) -> Option<Vec<u8>> {
 
 /// Names of the presets.
 pub fn preset_names() -> Vec<PresetId> {
-    vec![PresetId::from(DEV_RUNTIME_PRESET), PresetId::from(LOCAL_TESTNET_RUNTIME_PRESET)]
+    vec![
+        PresetId::from(DEV_RUNTIME_PRESET),
+        PresetId::from(LOCAL_TESTNET_RUNTIME_PRESET),
+    ]
 }

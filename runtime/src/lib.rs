@@ -169,10 +169,21 @@ mod runtime {
     pub type Aura = pallet_aura;
     #[runtime::pallet_index(24)]
     pub type AuraExt = cumulus_pallet_aura_ext;
+
+    // The marketplace.
+    #[runtime::pallet_index(50)]
+    pub type Did = pallet_did;
+    #[runtime::pallet_index(51)]
+    pub type Trust = pallet_trust;
+    #[runtime::pallet_index(52)]
+    pub type Operators = pallet_operators;
+    #[runtime::pallet_index(53)]
+    pub type Offers = pallet_offers;
+    #[runtime::pallet_index(54)]
+    pub type Escrow = pallet_escrow;
 }
 
 cumulus_pallet_parachain_system::register_validate_block! {
     Runtime = Runtime,
     BlockExecutor = cumulus_pallet_aura_ext::BlockExecutor::<Runtime, Executive>,
 }
-

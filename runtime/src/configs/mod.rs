@@ -1,5 +1,8 @@
 //! One `impl Config` per pallet of the runtime.
 
+mod marketplace;
+pub use marketplace::{ParentHashRandomness, TreasuryAccount};
+
 use frame_support::{
     derive_impl,
     dispatch::DispatchClass,
@@ -172,7 +175,8 @@ impl cumulus_pallet_parachain_system::Config for Runtime {
     type ReservedDmpWeight = ReservedDmpWeight;
     type XcmpMessageHandler = ();
     type ReservedXcmpWeight = ReservedXcmpWeight;
-    type CheckAssociatedRelayNumber = cumulus_pallet_parachain_system::RelayNumberMonotonicallyIncreases;
+    type CheckAssociatedRelayNumber =
+        cumulus_pallet_parachain_system::RelayNumberMonotonicallyIncreases;
     type WeightInfo = ();
     type ConsensusHook = ConsensusHook;
     type RelayParentOffset = ConstU32<0>;

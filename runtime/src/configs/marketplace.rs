@@ -1,0 +1,196 @@
+//! The marketplace pallets: identity, trust, offers, operators and escrow, wired to each
+//! other through the traits of `fastdata-primitives`.
+
+use frame_support::{parameter_types, traits::Randomness, PalletId};
+use frame_system::EnsureRoot;
+use sp_runtime::{
+    traits::{AccountIdConversion, Hash as HashT, Verify},
+    Perbill,
+};
+
+use crate::{
+    AccountId, Balance, Balances, BlockNumber, Did, Escrow, Hash, Offers, Operators, Runtime,
+    RuntimeHoldReason, Signature, System, Trust, DAYS, MICROUNIT, MILLIUNIT, MINUTES, UNIT,
+};
+use fastdata_primitives::SCORE_ONE;
+
+/// Dev randomness for operator assignment: `blake2_256(subject ‖ parent hash)`.
+///
+/// Predictable by block authors and sellers (who can grind stream names); production must
+/// read the relay chain's BABE randomness from the relay state proof instead.
+pub struct ParentHashRandomness;
+impl Randomness<Hash, BlockNumber> for ParentHashRandomness {
+    fn random(subject: &[u8]) -> (Hash, BlockNumber) {
+        let parent = System::parent_hash();
+        let mut preimage = subject.to_vec();
+        preimage.extend_from_slice(parent.as_ref());
+        (
+            <Runtime as frame_system::Config>::Hashing::hash(&preimage),
+            System::block_number().saturating_sub(1),
+        )
+    }
+}
+
+parameter_types! {
+    pub const DidDeposit: Balance = 100 * MILLIUNIT;
+    pub const CredentialDeposit: Balance = 50 * MILLIUNIT;
+    pub const DidByteDeposit: Balance = 100 * MICROUNIT;
+}
+
+impl pallet_did::Config for Runtime {
+    type Currency = Balances;
+    type RuntimeHoldReason = RuntimeHoldReason;
+    type IssuerOrigin = EnsureRoot<AccountId>;
+    type DidDeposit = DidDeposit;
+    type CredentialDeposit = CredentialDeposit;
+    type ByteDeposit = DidByteDeposit;
+    type MaxServices = frame_support::traits::ConstU32<8>;
+    type MaxServiceFieldLength = frame_support::traits::ConstU32<32>;
+    type MaxServiceUrlLength = frame_support::traits::ConstU32<256>;
+    type MaxIssuers = frame_support::traits::ConstU32<64>;
+    type MaxIssuerNameLength = frame_support::traits::ConstU32<64>;
+    type MaxCredentialTypeLength = frame_support::traits::ConstU32<32>;
+    type MaxCredentialsPerDid = frame_support::traits::ConstU32<16>;
+    type WeightInfo = pallet_did::weights::SubstrateWeight<Runtime>;
+}
+
+parameter_types! {
+    pub const RatingDeposit: Balance = 10 * MILLIUNIT;
+    /// Trust epochs are an hour of dev blocks, so a demo sees the window move.
+    pub const TrustEpochLength: BlockNumber = 60 * MINUTES;
+    pub const WindowEpochs: u32 = 30;
+    pub const RatingPeriod: BlockNumber = 14 * DAYS;
+    pub const PriorWeight: u32 = SCORE_ONE;
+    pub const BaseCredibility: u32 = SCORE_ONE / 2;
+    pub const ContextWeight: Perbill = Perbill::from_percent(20);
+    pub const ReferenceValue: Balance = 10 * UNIT;
+}
+
+impl pallet_trust::Config for Runtime {
+    type Currency = Balances;
+    type RuntimeHoldReason = RuntimeHoldReason;
+    type Identity = Did;
+    type Trades = Escrow;
+    type RatingDeposit = RatingDeposit;
+    type EpochLength = TrustEpochLength;
+    type WindowEpochs = WindowEpochs;
+    type RatingPeriod = RatingPeriod;
+    type PriorWeight = PriorWeight;
+    type BaseCredibility = BaseCredibility;
+    type ContextWeight = ContextWeight;
+    type ReferenceValue = ReferenceValue;
+    type WeightInfo = pallet_trust::weights::SubstrateWeight<Runtime>;
+    #[cfg(feature = "runtime-benchmarks")]
+    type BenchmarkHelper = crate::benchmarks::Helper;
+}
+
+parameter_types! {
+    pub const MinStake: Balance = 100 * UNIT;
+    pub const UnbondingPeriod: BlockNumber = 10 * MINUTES;
+    pub const HeartbeatTimeout: BlockNumber = 10 * MINUTES;
+    pub const MaxTrustBoost: u32 = 4 * SCORE_ONE;
+}
+
+impl pallet_operators::Config for Runtime {
+    type Currency = Balances;
+    type RuntimeHoldReason = RuntimeHoldReason;
+    type Trust = Trust;
+    type Randomness = ParentHashRandomness;
+    type SlashOrigin = EnsureRoot<AccountId>;
+    type OnSlash = ();
+    type MinStake = MinStake;
+    type UnbondingPeriod = UnbondingPeriod;
+    type HeartbeatTimeout = HeartbeatTimeout;
+    type MaxOperators = frame_support::traits::ConstU32<100>;
+    type MaxReplication = frame_support::traits::ConstU32<5>;
+    type MaxStreamsPerOperator = frame_support::traits::ConstU32<256>;
+    type MaxUrlLen = frame_support::traits::ConstU32<256>;
+    type MaxLivenessChecksPerBlock = frame_support::traits::ConstU32<8>;
+    type MaxTrustBoost = MaxTrustBoost;
+    type WeightInfo = pallet_operators::weights::SubstrateWeight<Runtime>;
+}
+
+parameter_types! {
+    pub const OfferDeposit: Balance = UNIT;
+    pub const OfferByteDeposit: Balance = 10 * MILLIUNIT;
+    pub const StreamDeposit: Balance = 2 * UNIT;
+    pub const EpochDeposit: Balance = 10 * MILLIUNIT;
+    pub const MaxBatchSegments: u64 = 10_000_000;
+    pub const MinPeriod: BlockNumber = 10;
+    pub const MaxRetention: BlockNumber = 365 * DAYS;
+    pub const RemovalDelay: BlockNumber = 100;
+}
+
+impl pallet_offers::Config for Runtime {
+    type Currency = Balances;
+    type RuntimeHoldReason = RuntimeHoldReason;
+    type Identity = Did;
+    type Trust = Trust;
+    type Operators = Operators;
+    type OfferDeposit = OfferDeposit;
+    type ByteDeposit = OfferByteDeposit;
+    type StreamDeposit = StreamDeposit;
+    type EpochDeposit = EpochDeposit;
+    type MaxTopicLen = frame_support::traits::ConstU32<128>;
+    type MaxStreamNameLen = frame_support::traits::ConstU32<64>;
+    type MaxOffersPerSeller = frame_support::traits::ConstU32<100>;
+    type MaxReplication = frame_support::traits::ConstU32<5>;
+    type MaxRetainedEpochs = frame_support::traits::ConstU32<1024>;
+    type MaxBatchSegments = MaxBatchSegments;
+    type MinPeriod = MinPeriod;
+    type MaxRetention = MaxRetention;
+    type RemovalDelay = RemovalDelay;
+    type MaxPageSize = frame_support::traits::ConstU32<100>;
+    type WeightInfo = pallet_offers::weights::SubstrateWeight<Runtime>;
+    #[cfg(feature = "runtime-benchmarks")]
+    type BenchmarkHelper = crate::benchmarks::Helper;
+}
+
+parameter_types! {
+    /// The protocol treasury: receives the protocol fee of every settlement.
+    pub TreasuryAccount: AccountId = TREASURY_PALLET_ID.into_account_truncating();
+    pub const ProtocolFee: Perbill = Perbill::from_percent(2);
+    pub const StorageShare: Perbill = Perbill::from_percent(20);
+    pub const PurchaseDeposit: Balance = 10 * MILLIUNIT;
+    pub const KeyDepositBase: Balance = 5 * MILLIUNIT;
+    pub const KeyDepositPerByte: Balance = 10 * MICROUNIT;
+    pub const DisputeDeposit: Balance = UNIT;
+    pub const KeyDeliveryPeriod: BlockNumber = 10 * MINUTES;
+    pub const ClaimGracePeriod: BlockNumber = 5 * MINUTES;
+    pub const BatchAccessPeriod: BlockNumber = DAYS;
+    pub const RetentionPeriod: BlockNumber = 30 * DAYS;
+}
+
+/// Pallet id whose account is the protocol treasury.
+pub const TREASURY_PALLET_ID: PalletId = PalletId(*b"fd/trsry");
+
+impl pallet_escrow::Config for Runtime {
+    type Currency = Balances;
+    type RuntimeHoldReason = RuntimeHoldReason;
+    type Identity = Did;
+    type Trust = Trust;
+    type Offers = Offers;
+    type Operators = Operators;
+    type ReceiptSignature = Signature;
+    type ReceiptSigner = <Signature as Verify>::Signer;
+    type DisputeOrigin = EnsureRoot<AccountId>;
+    type TreasuryAccount = TreasuryAccount;
+    type ProtocolFee = ProtocolFee;
+    type StorageShare = StorageShare;
+    type PurchaseDeposit = PurchaseDeposit;
+    type KeyDepositBase = KeyDepositBase;
+    type KeyDepositPerByte = KeyDepositPerByte;
+    type DisputeDeposit = DisputeDeposit;
+    type KeyDeliveryPeriod = KeyDeliveryPeriod;
+    type ClaimGracePeriod = ClaimGracePeriod;
+    type BatchAccessPeriod = BatchAccessPeriod;
+    type RetentionPeriod = RetentionPeriod;
+    type MaxPeriods = frame_support::traits::ConstU32<365>;
+    type MaxEpochsPerPurchase = frame_support::traits::ConstU32<256>;
+    type MaxOperatorsPerPurchase = frame_support::traits::ConstU32<8>;
+    type MaxSealedKeyLen =
+        frame_support::traits::ConstU32<{ fastdata_primitives::sealed::MAX_SEALED_KEY_LEN }>;
+    type WeightInfo = pallet_escrow::weights::SubstrateWeight<Runtime>;
+    #[cfg(feature = "runtime-benchmarks")]
+    type BenchmarkHelper = crate::benchmarks::Helper;
+}
