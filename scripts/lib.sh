@@ -11,10 +11,12 @@ timed() {
   say "$label: $((SECONDS - t0)) s"
 }
 
-# Builds the runtime (native + wasm) and the node in the shared release profile.
-build_node() {
-  say "building fastdata-runtime (wasm) and fastdata-node; a cold build takes ~70 min on 2 cores"
-  timed "build runtime + node" cargo build --release --locked -p fastdata-runtime -p fastdata-node
+# Builds the whole workspace (runtime native + wasm, node, daemons, tests) in the shared
+# release profile. Always the same package and target selection, so features unify the same
+# way in every run and no dependency is compiled twice.
+build_all() {
+  say "building the workspace (runtime wasm, node, tools, tests); cold: ~80 min on 2 cores"
+  timed "build workspace" cargo build --release --locked --workspace --all-targets
 }
 
 NODE_PID=""

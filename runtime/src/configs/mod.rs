@@ -20,10 +20,11 @@ use pallet_transaction_payment::{FungibleAdapter, Multiplier, TargetedFeeAdjustm
 use sp_runtime::{traits::Bounded, FixedPointNumber, Perbill, Perquintill};
 use sp_version::RuntimeVersion;
 
+// `RuntimeOrigin`, `RuntimeTask` and `PalletInfo` are injected by `derive_impl` below.
 use crate::{
-    AccountId, Aura, AuraId, Balance, Balances, Block, Hash, Nonce, Runtime, RuntimeCall,
-    RuntimeEvent, RuntimeFreezeReason, RuntimeHoldReason, System, EXISTENTIAL_DEPOSIT, MICROUNIT,
-    MILLIUNIT, SLOT_DURATION, VERSION,
+    AccountId, Aura, AuraId, Balance, Balances, Block, Hash, Nonce, PalletInfo, Runtime,
+    RuntimeCall, RuntimeEvent, RuntimeFreezeReason, RuntimeHoldReason, RuntimeOrigin, RuntimeTask,
+    System, EXISTENTIAL_DEPOSIT, MICROUNIT, MILLIUNIT, SLOT_DURATION, VERSION,
 };
 
 /// ~5% of the block weight is used by `on_initialize` handlers.
@@ -52,8 +53,12 @@ pub type ConsensusHook = cumulus_pallet_aura_ext::FixedVelocityConsensusHook<
 
 parameter_types! {
     pub const Version: RuntimeVersion = VERSION;
-    pub RuntimeBlockLength: BlockLength =
-        BlockLength::max_with_normal_ratio(5 * 1024 * 1024, NORMAL_DISPATCH_RATIO);
+    pub RuntimeBlockLength: BlockLength = BlockLength::builder()
+        .max_length(5 * 1024 * 1024)
+        .modify_max_length_for_class(DispatchClass::Normal, |max| {
+            *max = NORMAL_DISPATCH_RATIO * *max
+        })
+        .build();
     pub RuntimeBlockWeights: BlockWeights = BlockWeights::builder()
         .base_block(BlockExecutionWeight::get())
         .for_class(DispatchClass::all(), |weights| {
