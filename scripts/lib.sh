@@ -37,7 +37,7 @@ start_node() {
   for i in $(seq 1 120); do
     kill -0 "$NODE_PID" 2>/dev/null || { tail -20 "$log" >&2; fail "node exited during start"; }
     local n
-    n=$(rpc "$port" chain_getHeader | sed -n 's/.*"number":"\(0x[0-9a-f]*\)".*/\1/p')
+    n=$(rpc "$port" chain_getHeader | sed -n 's/.*"number":"\(0x[0-9a-f]*\)".*/\1/p' || true)
     if [ -n "$n" ] && [ $((n)) -ge 2 ]; then say "node is producing blocks (#$((n)))"; return 0; fi
     sleep 1
   done
@@ -55,7 +55,7 @@ stop_node() {
 
 # rpc <port> <method> [params-json]
 rpc() {
-  curl -s -H 'Content-Type: application/json' \
+  curl -s --max-time 10 -H 'Content-Type: application/json' \
     -d "{\"id\":1,\"jsonrpc\":\"2.0\",\"method\":\"$2\",\"params\":${3:-[]}}" \
     "http://127.0.0.1:$1" 2>/dev/null
 }

@@ -1,11 +1,55 @@
-//! FAST DATA SDK: typed access to the FAST DATA chain for sellers and buyers, on subxt.
+//! FAST DATA SDK: everything a seller or a buyer needs to trade IIoT data streams on the
+//! FAST DATA chain, on [subxt] (chain) and [rumqttc] (operator brokers).
 //!
-//! This crate will hold the seller and buyer flows (offers, streams, purchases, sealed keys,
-//! receipts) and the `fastdata` CLI. Today it provides the chain connection used by the
-//! tools and tests.
+//! - [`FastData`] is one connection to a node plus the account acting through it. Its methods
+//!   are grouped by role: identity ([`identity`]: DIDs, issuers, credentials), seller
+//!   ([`seller`]: offers, streams, epochs, key delivery), buyer ([`buyer`]: listings with
+//!   trust scores, purchases, sealed keys, ratings, disputes).
+//! - [`keystore::Keystore`] keeps the secrets that never go on chain: the X25519
+//!   key-agreement key of a DID and the seller's per-epoch data keys (file mode 0600).
+//! - [`operator::OperatorClient`] speaks the storage operator daemon's HTTP protocol
+//!   (broker sessions, segment downloads, receipts); [`publish::StreamPublisher`] seals and
+//!   publishes segments to every assigned operator's broker; [`receive`] downloads or
+//!   subscribes, fails over between replicas, and hands out verified plaintext in sequence
+//!   order with no gaps or duplicates.
+//!
+//! Chain access: transactions are built from the runtime's pallet and call names with the
+//! arguments encoded by the very types the runtime uses (`fastdata-primitives`), and runtime
+//! APIs are called by name and decoded into those types, so no type is duplicated between
+//! the chain and this crate. `tests/metadata.rs` checks `metadata/fastdata.scale` against a
+//! running node (stale metadata fails the test).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), fastdata_sdk::Error> {
+//! use fastdata_sdk::{account::Account, FastData};
+//! let alice = Account::from_suri("//Alice")?;
+//! let chain = FastData::connect(fastdata_sdk::DEFAULT_URL, alice).await?;
+//! for offer in chain.offers(0, 20).await?.offers {
+//!     println!("{} {} trust {}", offer.id, String::from_utf8_lossy(&offer.topic), offer.seller_trust_score);
+//! }
+//! # Ok(()) }
+//! ```
 
+pub use fastdata_primitives as primitives;
 pub use subxt;
 pub use subxt_signer;
+
+pub mod account;
+pub mod buyer;
+pub mod chain;
+pub mod error;
+pub mod http;
+pub mod identity;
+pub mod keystore;
+pub mod operator;
+pub mod publish;
+pub mod receive;
+pub mod runtime;
+pub mod seller;
+
+pub use account::Account;
+pub use chain::FastData;
+pub use error::Error;
 
 /// The chain configuration: FAST DATA uses Substrate's defaults (sr25519 `MultiSignature`,
 /// `AccountId32`, `u32` block numbers, `MultiAddress<AccountId32, ()>`).
@@ -20,4 +64,44 @@ pub const DEFAULT_URL: &str = "ws://127.0.0.1:9944";
 /// Connects to the node at `url` (plain `ws://` is accepted for local nodes).
 pub async fn connect(url: &str) -> Result<Client, subxt::Error> {
     Ok(Client::from_insecure_url(url).await?)
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before 1970).
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A nonce for tokens, access requests and receipts: strictly increasing within the process
+/// and, being based on the clock in microseconds, across restarts.
+pub fn fresh_nonce() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last.saturating_add(1));
+        match LAST.compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nonces_strictly_increase() {
+        let mut last = 0;
+        for _ in 0..10_000 {
+            let n = super::fresh_nonce();
+            assert!(n > last);
+            last = n;
+        }
+    }
 }

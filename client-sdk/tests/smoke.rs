@@ -26,7 +26,12 @@ async fn free_balance(api: &fastdata_sdk::Client, who: [u8; 32]) -> u128 {
     }
     let at = api.at_current_block().await.expect("latest block");
     let addr = dynamic::storage::<([u8; 32],), AccountInfo>("System", "Account");
-    match at.storage().try_fetch(addr, (who,)).await.expect("storage query") {
+    match at
+        .storage()
+        .try_fetch(addr, (who,))
+        .await
+        .expect("storage query")
+    {
         Some(v) => v.decode().expect("AccountInfo decodes").data.free,
         None => 0,
     }
@@ -35,7 +40,9 @@ async fn free_balance(api: &fastdata_sdk::Client, who: [u8; 32]) -> u128 {
 #[tokio::test]
 #[ignore = "needs a running fastdata-node; run by scripts/test"]
 async fn transfer_is_finalized_with_events() {
-    let api = fastdata_sdk::connect(&url()).await.expect("connect to the node");
+    let api = fastdata_sdk::connect(&url())
+        .await
+        .expect("connect to the node");
     let alice = dev::alice();
     // A fresh account per run, so re-runs against a persistent chain still start at zero.
     let nonce = std::time::SystemTime::now()
@@ -53,7 +60,10 @@ async fn transfer_is_finalized_with_events() {
     let tx = dynamic::transaction(
         "Balances",
         "transfer_keep_alive",
-        (Value::unnamed_variant("Id", [Value::from_bytes(dest_id)]), amount),
+        (
+            Value::unnamed_variant("Id", [Value::from_bytes(dest_id)]),
+            amount,
+        ),
     );
     let events = api
         .at_current_block()
@@ -79,14 +89,19 @@ async fn transfer_is_finalized_with_events() {
         .filter_map(|e| e.ok())
         .find(|e| e.pallet_name() == "Balances" && e.event_name() == "Transfer")
         .expect("a Balances.Transfer event");
-    let t: Transfer = transfer.decode_fields_unchecked_as().expect("Transfer fields");
+    let t: Transfer = transfer
+        .decode_fields_unchecked_as()
+        .expect("Transfer fields");
     assert_eq!(t.from, alice.public_key().0);
     assert_eq!(t.to, dest_id);
     assert_eq!(t.amount, amount);
 
     assert_eq!(free_balance(&api, dest_id).await, amount);
     let after_alice = free_balance(&api, alice.public_key().0).await;
-    assert!(after_alice < before_alice - amount, "Alice paid the amount plus a fee");
+    assert!(
+        after_alice < before_alice - amount,
+        "Alice paid the amount plus a fee"
+    );
     println!("transfer finalized: {amount} planck to 0x{}", hex(&dest_id));
 }
 

@@ -42,6 +42,13 @@ pub trait TrustProvider<AccountId> {
     fn trust_score(who: &AccountId) -> Score;
 }
 
+/// Reputation: the trust score and the credibility it is built on (implemented by
+/// `pallet-trust`; offers and operators only need the [`TrustProvider`] part).
+pub trait Reputation<AccountId>: TrustProvider<AccountId> {
+    /// The credibility `Cr(who)` (eq. 1 of the paper), in [`Score`] fixed point.
+    fn credibility(who: &AccountId) -> Score;
+}
+
 /// A purchase that has been settled, as seen by the trust pallet.
 #[derive(
     Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo,

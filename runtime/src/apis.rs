@@ -6,6 +6,8 @@ use frame_support::{
     weights::Weight,
 };
 use sp_api::impl_runtime_apis;
+// Provides `create_extrinsics` and `check_extrinsics` on inherent data.
+use crate::InherentDataExt;
 use sp_core::{crypto::KeyTypeId, OpaqueMetadata};
 use sp_runtime::{
     traits::Block as BlockT,

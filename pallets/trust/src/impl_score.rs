@@ -3,7 +3,9 @@
 
 use crate::*;
 use alloc::vec::Vec;
-use fastdata_primitives::{api_identity::ReputationInfo, IdentityProvider, TrustProvider};
+use fastdata_primitives::{
+    api_identity::ReputationInfo, IdentityProvider, Reputation, TrustProvider,
+};
 use frame_support::pallet_prelude::Get;
 use frame_system::pallet_prelude::BlockNumberFor;
 use sp_runtime::{traits::Saturating, PerThing, Perbill};
@@ -173,5 +175,11 @@ impl<T: Config> Pallet<T> {
 impl<T: Config> TrustProvider<T::AccountId> for Pallet<T> {
     fn trust_score(who: &T::AccountId) -> Score {
         Pallet::<T>::trust_score(who)
+    }
+}
+
+impl<T: Config> Reputation<T::AccountId> for Pallet<T> {
+    fn credibility(who: &T::AccountId) -> Score {
+        Pallet::<T>::credibility(who)
     }
 }

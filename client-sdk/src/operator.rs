@@ -1,0 +1,393 @@
+//! Talking to storage operator daemons (`storage-operator`, see its `src/api.rs`):
+//!
+//! | request | used by |
+//! |---|---|
+//! | `POST /v1/broker/session` `{"upload_token":"0x…"}` / `{"access_request":"0x…"}` → `{"username","password","topic","access"}` | publisher, live receiver |
+//! | `GET /v1/purchases/{id}/segments?from=&to=` with header `x-fastdata-access: 0x…` → segment frames | batch receiver |
+//! | `POST /v1/receipts` body `0x` + hex SCALE `(Receipt, sr25519 signature)` | receivers |
+//!
+//! Tokens and requests are SCALE-encoded `fastdata_primitives::tokens::Signed<…>` in hex;
+//! frames are `u32` big-endian length + envelope. Each token and request carries a fresh nonce
+//! ([`crate::fresh_nonce`]) since the daemon refuses replays.
+
+use codec::Encode;
+use fastdata_primitives::{
+    api_market::OperatorView,
+    envelope::MAX_ENVELOPE_LEN,
+    receipt::Receipt,
+    tokens::{AccessRequest, Signed, UploadToken},
+    AccountId, Balance, BlockNumber, EpochIndex, PurchaseId, Sequence, StreamId,
+};
+use hyper::{body::Bytes, Method};
+use serde::Deserialize;
+
+use crate::{account::Account, chain::FastData, error::Error, http::HttpClient};
+
+/// Header carrying a buyer's access request.
+pub const ACCESS_HEADER: &str = "x-fastdata-access";
+/// Largest batch download body read at once.
+pub const MAX_DOWNLOAD: usize = 64 * 1024 * 1024;
+
+/// Where an operator is reached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorEndpoint {
+    /// Its account (the addressee of tokens, requests and receipts).
+    pub account: AccountId,
+    /// `mqtt://host:port` of its broker.
+    pub broker_url: String,
+    /// `http://host:port` of its daemon.
+    pub http_url: String,
+}
+
+impl OperatorEndpoint {
+    /// Broker host and port from `mqtt://host:port` (port 1883 if absent).
+    pub fn broker_host_port(&self) -> Result<(String, u16), Error> {
+        parse_mqtt_url(&self.broker_url).ok_or_else(|| Error::Operator {
+            operator: self.broker_url.clone(),
+            detail: "broker URL is not mqtt://host[:port] (mqtts is not supported by this SDK yet)"
+                .into(),
+        })
+    }
+}
+
+/// `mqtt://host[:port]` → `(host, port)`.
+pub fn parse_mqtt_url(url: &str) -> Option<(String, u16)> {
+    let rest = url
+        .strip_prefix("mqtt://")
+        .or_else(|| url.strip_prefix("tcp://"))?;
+    let rest = rest.trim_end_matches('/');
+    match rest.rsplit_once(':') {
+        Some((host, port)) => Some((host.to_owned(), port.parse().ok()?)),
+        None if !rest.is_empty() => Some((rest.to_owned(), 1883)),
+        None => None,
+    }
+}
+
+/// Broker credentials handed out by `POST /v1/broker/session`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct BrokerCredentials {
+    /// MQTT username.
+    pub username: String,
+    /// MQTT password.
+    pub password: String,
+    /// The topic to publish to (seller) or subscribe to (buyer).
+    pub topic: String,
+    /// `publish` or `subscribe`.
+    pub access: String,
+}
+
+/// One answer of a segment download.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Download {
+    /// Envelopes, in increasing sequence order.
+    pub envelopes: Vec<Vec<u8>>,
+    /// Upper bound of the range the operator sent (`x-fastdata-served-to`).
+    pub served_to: Option<Sequence>,
+    /// Highest sequence the current receipt allows (`x-fastdata-window-end`).
+    pub window_end: Option<Sequence>,
+}
+
+/// Splits a body into frames, refusing truncated or oversized ones.
+pub fn decode_frames(mut body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut frames = Vec::new();
+    while !body.is_empty() {
+        if body.len() < 4 {
+            return Err("truncated frame length".into());
+        }
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&body[..4]);
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_ENVELOPE_LEN {
+            return Err(format!("frame of {len} bytes exceeds the envelope limit"));
+        }
+        let rest = &body[4..];
+        if rest.len() < len {
+            return Err("truncated frame".into());
+        }
+        frames.push(rest[..len].to_vec());
+        body = &rest[len..];
+    }
+    Ok(frames)
+}
+
+fn hex_scale(value: &impl Encode) -> String {
+    format!("0x{}", hex::encode(value.encode()))
+}
+
+/// An HTTP client for one operator daemon.
+#[derive(Clone)]
+pub struct OperatorClient {
+    http: HttpClient,
+    endpoint: OperatorEndpoint,
+}
+
+impl OperatorClient {
+    /// A client for `endpoint`.
+    pub fn new(endpoint: OperatorEndpoint) -> Self {
+        Self {
+            http: HttpClient::new(),
+            endpoint,
+        }
+    }
+
+    /// The operator.
+    pub fn endpoint(&self) -> &OperatorEndpoint {
+        &self.endpoint
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.endpoint.http_url.trim_end_matches('/'))
+    }
+
+    fn refused(&self, status: hyper::StatusCode, body: &[u8]) -> Error {
+        #[derive(Deserialize)]
+        struct ApiError {
+            error: String,
+            message: String,
+        }
+        let detail = match serde_json::from_slice::<ApiError>(body) {
+            Ok(e) => format!("{} ({}): {}", e.error, status.as_u16(), e.message),
+            Err(_) => format!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            ),
+        };
+        Error::Operator {
+            operator: self.endpoint.http_url.clone(),
+            detail,
+        }
+    }
+
+    fn transport(&self, e: String) -> Error {
+        Error::Operator {
+            operator: self.endpoint.http_url.clone(),
+            detail: format!("unreachable: {e}"),
+        }
+    }
+
+    async fn session(&self, body: serde_json::Value) -> Result<BrokerCredentials, Error> {
+        let answer = self
+            .http
+            .send(
+                Method::POST,
+                &self.url("/v1/broker/session"),
+                &[("content-type", "application/json".into())],
+                Bytes::from(body.to_string()),
+                64 * 1024,
+            )
+            .await
+            .map_err(|e| self.transport(e))?;
+        if !answer.status.is_success() {
+            return Err(self.refused(answer.status, &answer.body));
+        }
+        serde_json::from_slice(&answer.body).map_err(|e| Error::Operator {
+            operator: self.endpoint.http_url.clone(),
+            detail: format!("unexpected session answer: {e}"),
+        })
+    }
+
+    /// Signs an upload token for `stream`/`epoch` valid until `expiry` and trades it for
+    /// publish credentials on the operator's broker.
+    pub async fn upload_session(
+        &self,
+        seller: &Account,
+        stream: StreamId,
+        epoch: EpochIndex,
+        expiry: BlockNumber,
+    ) -> Result<BrokerCredentials, Error> {
+        let token = Signed::sign(
+            UploadToken {
+                stream,
+                operator: self.endpoint.account.clone(),
+                epoch,
+                expiry,
+                nonce: crate::fresh_nonce(),
+            },
+            seller.pair(),
+        );
+        self.session(serde_json::json!({ "upload_token": hex_scale(&token) }))
+            .await
+    }
+
+    fn access_request(&self, buyer: &Account, purchase: PurchaseId, expiry: BlockNumber) -> String {
+        hex_scale(&Signed::sign(
+            AccessRequest {
+                purchase,
+                operator: self.endpoint.account.clone(),
+                expiry,
+                nonce: crate::fresh_nonce(),
+            },
+            buyer.pair(),
+        ))
+    }
+
+    /// Trades a signed access request for subscribe credentials on the operator's broker.
+    pub async fn access_session(
+        &self,
+        buyer: &Account,
+        purchase: PurchaseId,
+        expiry: BlockNumber,
+    ) -> Result<BrokerCredentials, Error> {
+        let request = self.access_request(buyer, purchase, expiry);
+        self.session(serde_json::json!({ "access_request": request }))
+            .await
+    }
+
+    /// Downloads segments `from..=to` of `purchase` (the operator caps the range by the buyer's
+    /// entitlement and its receipt window).
+    pub async fn download(
+        &self,
+        buyer: &Account,
+        purchase: PurchaseId,
+        expiry: BlockNumber,
+        from: Option<Sequence>,
+        to: Option<Sequence>,
+    ) -> Result<Download, Error> {
+        let mut query = Vec::new();
+        if let Some(from) = from {
+            query.push(format!("from={from}"));
+        }
+        if let Some(to) = to {
+            query.push(format!("to={to}"));
+        }
+        let path = if query.is_empty() {
+            format!("/v1/purchases/{purchase}/segments")
+        } else {
+            format!("/v1/purchases/{purchase}/segments?{}", query.join("&"))
+        };
+        let answer = self
+            .http
+            .send(
+                Method::GET,
+                &self.url(&path),
+                &[(ACCESS_HEADER, self.access_request(buyer, purchase, expiry))],
+                Bytes::new(),
+                MAX_DOWNLOAD,
+            )
+            .await
+            .map_err(|e| self.transport(e))?;
+        if !answer.status.is_success() {
+            return Err(self.refused(answer.status, &answer.body));
+        }
+        let header = |name: &str| {
+            answer
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<Sequence>().ok())
+        };
+        let envelopes = decode_frames(&answer.body).map_err(|detail| Error::Operator {
+            operator: self.endpoint.http_url.clone(),
+            detail,
+        })?;
+        Ok(Download {
+            envelopes,
+            served_to: header("x-fastdata-served-to"),
+            window_end: header("x-fastdata-window-end"),
+        })
+    }
+
+    /// Signs and posts a cumulative receipt for data received from this operator.
+    pub async fn post_receipt(
+        &self,
+        buyer: &Account,
+        purchase: PurchaseId,
+        up_to_sequence: Sequence,
+        bytes: u64,
+    ) -> Result<Receipt<AccountId>, Error> {
+        let receipt = Receipt {
+            purchase,
+            operator: self.endpoint.account.clone(),
+            up_to_sequence,
+            bytes,
+            nonce: crate::fresh_nonce(),
+        };
+        let signature = receipt.sign_sr25519(buyer.pair());
+        let body = format!("0x{}", hex::encode((&receipt, signature).encode()));
+        let answer = self
+            .http
+            .send(
+                Method::POST,
+                &self.url("/v1/receipts"),
+                &[("content-type", "text/plain".into())],
+                Bytes::from(body),
+                64 * 1024,
+            )
+            .await
+            .map_err(|e| self.transport(e))?;
+        if !answer.status.is_success() {
+            return Err(self.refused(answer.status, &answer.body));
+        }
+        Ok(receipt)
+    }
+}
+
+/// An operator as the runtime lists it.
+pub type Operator = OperatorView<AccountId, Balance, BlockNumber>;
+
+impl FastData {
+    /// The operator `who`.
+    pub async fn operator(&self, who: &AccountId) -> Result<Option<Operator>, Error> {
+        self.runtime_api("OperatorsApi_operator", who).await
+    }
+
+    /// Every registered operator.
+    pub async fn operators(&self) -> Result<Vec<Operator>, Error> {
+        self.runtime_api("OperatorsApi_operators", ()).await
+    }
+
+    /// The endpoints of the operators currently assigned to `stream`, in assignment order.
+    pub async fn stream_endpoints(
+        &self,
+        stream: &StreamId,
+    ) -> Result<Vec<OperatorEndpoint>, Error> {
+        let view = self
+            .stream(stream)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no stream {stream:?} on chain")))?;
+        let mut out = Vec::new();
+        for account in view.operators {
+            if let Some(op) = self.operator(&account).await? {
+                out.push(OperatorEndpoint {
+                    account,
+                    broker_url: String::from_utf8_lossy(&op.broker_url).into_owned(),
+                    http_url: String::from_utf8_lossy(&op.http_url).into_owned(),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mqtt_urls() {
+        assert_eq!(
+            parse_mqtt_url("mqtt://127.0.0.1:1884"),
+            Some(("127.0.0.1".into(), 1884))
+        );
+        assert_eq!(
+            parse_mqtt_url("mqtt://broker.example"),
+            Some(("broker.example".into(), 1883))
+        );
+        assert_eq!(parse_mqtt_url("mqtts://x:8883"), None);
+        assert_eq!(parse_mqtt_url("mqtt://"), None);
+        assert_eq!(parse_mqtt_url("mqtt://h:notaport"), None);
+    }
+
+    #[test]
+    fn frames_refuse_garbage() {
+        let mut body = Vec::new();
+        body.extend_from_slice(&3u32.to_be_bytes());
+        body.extend_from_slice(b"abc");
+        body.extend_from_slice(&0u32.to_be_bytes());
+        assert_eq!(decode_frames(&body).unwrap(), vec![b"abc".to_vec(), vec![]]);
+        assert!(decode_frames(&body[..body.len() - 1]).is_err());
+        assert!(decode_frames(&[0, 0]).is_err());
+        assert!(decode_frames(&u32::MAX.to_be_bytes()).is_err());
+    }
+}

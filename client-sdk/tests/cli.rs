@@ -1,0 +1,89 @@
+//! The `fastdata` binary without a node: help, keystore handling, and the exit codes and
+//! messages a person can act on.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+fn fastdata(args: &[&str], keystore: &std::path::Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fastdata"))
+        .args(args)
+        .env("FASTDATA_KEYSTORE", keystore)
+        .env_remove("FASTDATA_SURI")
+        .env_remove("FASTDATA_ACCOUNT")
+        .env_remove("FASTDATA_WS")
+        .output()
+        .expect("fastdata runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_lists_every_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = fastdata(&["--help"], &dir.path().join("ks.json"));
+    assert_eq!(code, 0);
+    for cmd in [
+        "did", "issuer", "offer", "stream", "publish", "buy", "receive", "rate", "dispute",
+    ] {
+        assert!(out.contains(cmd), "{cmd} missing from --help:\n{out}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = fastdata(&["rate", "1", "101"], &dir.path().join("ks.json"));
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn missing_account_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = fastdata(&["offer", "retire", "1"], &dir.path().join("ks.json"));
+    assert_eq!(code, 9, "{err}");
+    assert!(err.contains("--suri"), "{err}");
+    let (code, _, err) = fastdata(
+        &["--account", "nobody", "offer", "retire", "1"],
+        &dir.path().join("ks.json"),
+    );
+    assert_eq!(code, 9, "{err}");
+    assert!(err.contains("did create --name nobody"), "{err}");
+}
+
+#[test]
+fn unreachable_node_exits_3_with_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("ws://127.0.0.1:{port}");
+    let (code, _, err) = fastdata(
+        &[
+            "--url", &url, "--suri", "//Alice", "--json", "offer", "list",
+        ],
+        &dir.path().join("ks.json"),
+    );
+    assert_eq!(code, 3, "{err}");
+    let v: serde_json::Value = serde_json::from_str(err.trim()).expect("JSON error on stderr");
+    assert_eq!(v["exit_code"], 3);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("is fastdata-node running"),
+        "{err}"
+    );
+}
+
+#[test]
+fn empty_keystore_lists_no_accounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = fastdata(&["--json", "did", "accounts"], &dir.path().join("ks.json"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "[]");
+}

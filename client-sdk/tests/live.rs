@@ -1,0 +1,291 @@
+//! End to end on a running dev node (`scripts/test` starts one; `FASTDATA_WS` overrides the
+//! URL): DIDs, an issuer's credential, an offer, a stream, a purchase, sealed keys delivered
+//! by the seller's key-delivery pass and opened by the buyer against the on-chain
+//! commitment, an epoch rotation, a dispute; and the keys never appear in clear in chain
+//! storage or in any event.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use fastdata_primitives::{
+    api_market::{Licence, OfferTerms},
+    escrow::{DisputeReason, PurchaseState},
+    PaymentMode,
+};
+use fastdata_sdk::{
+    chain::arg,
+    identity::lookup,
+    keystore::Keystore,
+    subxt::rpcs::{rpc_params, RpcClient},
+    Account, Error, FastData,
+};
+use sp_core::H256;
+use sp_runtime::Perbill;
+
+const UNIT: u128 = 1_000_000_000_000;
+
+fn url() -> String {
+    std::env::var("FASTDATA_WS").unwrap_or_else(|_| fastdata_sdk::DEFAULT_URL.to_string())
+}
+
+async fn funded(alice: &FastData, amount: u128) -> Account {
+    let (account, _) = Account::generate().unwrap();
+    alice
+        .submit(
+            "Balances",
+            "transfer_keep_alive",
+            (
+                arg(lookup(&account.account_id())),
+                arg(codec::Compact(amount)),
+            ),
+        )
+        .await
+        .expect("Alice funds a fresh account");
+    account
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every storage value of the chain at the finalized head.
+async fn all_storage(url: &str) -> Vec<(String, Vec<u8>)> {
+    let rpc = RpcClient::from_insecure_url(url).await.unwrap();
+    let mut out = Vec::new();
+    let mut start: Option<String> = None;
+    loop {
+        let keys: Vec<String> = rpc
+            .request(
+                "state_getKeysPaged",
+                rpc_params!["0x", 1000u32, start.clone()],
+            )
+            .await
+            .unwrap();
+        if keys.is_empty() {
+            break;
+        }
+        for key in &keys {
+            let value: Option<String> = rpc
+                .request("state_getStorage", rpc_params![key.clone()])
+                .await
+                .unwrap();
+            if let Some(v) = value {
+                out.push((
+                    key.clone(),
+                    hex::decode(v.trim_start_matches("0x")).unwrap(),
+                ));
+            }
+        }
+        let done = keys.len() < 1000;
+        start = keys.last().cloned();
+        if done {
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test]
+#[ignore = "needs a running fastdata-node; run by scripts/test"]
+async fn did_offer_purchase_and_sealed_keys_end_to_end() {
+    let url = url();
+    let alice = FastData::connect(&url, Account::from_suri("//Alice").unwrap())
+        .await
+        .expect("node reachable");
+    let start_block = alice.finalized_number().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut seller_ks = Keystore::open(dir.path().join("seller.json")).unwrap();
+    let mut buyer_ks = Keystore::open(dir.path().join("buyer.json")).unwrap();
+
+    // Accounts: a storage operator, a seller and a buyer, funded by Alice.
+    let operator = alice.as_account(funded(&alice, 1_000 * UNIT).await);
+    let seller = alice.as_account(funded(&alice, 1_000 * UNIT).await);
+    let buyer = alice.as_account(funded(&alice, 1_000 * UNIT).await);
+    operator
+        .submit(
+            "Operators",
+            "register",
+            (
+                arg(200 * UNIT),
+                arg(b"mqtt://127.0.0.1:1883".to_vec()),
+                arg(b"http://127.0.0.1:8088".to_vec()),
+                arg(UNIT / 1000),
+            ),
+        )
+        .await
+        .expect("operator registers");
+
+    // Identity: DIDs with X25519 keys; Alice (the dev issuer) attests KYC to the seller.
+    let seller_key = seller.create_did(&mut seller_ks, Vec::new()).await.unwrap();
+    let buyer_key = buyer.create_did(&mut buyer_ks, Vec::new()).await.unwrap();
+    let seller_id = seller.account().account_id();
+    let buyer_id = buyer.account().account_id();
+    assert_eq!(
+        seller.key_agreement_key(&seller_id).await.unwrap(),
+        Some(seller_key)
+    );
+    assert!(!seller.is_verified(&seller_id).await.unwrap());
+
+    // An unverified seller cannot list, and the error says what to do.
+    let terms = OfferTerms {
+        licence: Licence::InternalUse,
+        resale_allowed: false,
+        verified_only: false,
+        verified_discount: Perbill::zero(),
+        min_trust_score: 0,
+        retention: 1_000,
+        replication: 1,
+    };
+    let refused = seller
+        .create_offer(
+            "plant7/press/temperature",
+            PaymentMode::Stream { period: 20 },
+            UNIT,
+            terms.clone(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, Error::Dispatch { .. }), "{refused}");
+    assert!(refused.to_string().contains("issuer attest"), "{refused}");
+
+    let expires = alice.finalized_number().await.unwrap() + 100_000;
+    let credential = alice
+        .attest_credential(&seller_id, b"KYC", H256::repeat_byte(1), expires)
+        .await
+        .unwrap();
+    assert!(seller.is_verified(&seller_id).await.unwrap());
+    let doc = seller.did_document(&seller_id).await.unwrap().unwrap();
+    assert_eq!(doc.credentials[0].id, credential);
+    assert_eq!(doc.key_agreement, seller_key);
+
+    // Seller: offer, stream with the epoch-0 commitment; operators assigned by the chain.
+    let offer = seller
+        .create_offer(
+            "plant7/press/temperature",
+            PaymentMode::Stream { period: 20 },
+            UNIT,
+            terms,
+        )
+        .await
+        .unwrap();
+    let registered = seller
+        .register_stream(&mut seller_ks, offer, "press-line-1")
+        .await
+        .unwrap();
+    assert!(!registered.operators.is_empty());
+    let stream = registered.stream;
+    let epoch0 = seller_ks.epoch_keys(&stream, 0).unwrap();
+    assert_eq!(
+        seller.epoch_commitment(&stream, 0).await.unwrap(),
+        Some(epoch0.commitment())
+    );
+    let endpoints = buyer.stream_endpoints(&stream).await.unwrap();
+    assert_eq!(endpoints.len(), registered.operators.len());
+
+    // Buyer: the listing shows the seller's trust score; buy one period.
+    let listed = buyer.all_offers().await.unwrap();
+    let listing = listed.iter().find(|o| o.id == offer).expect("offer listed");
+    assert_eq!(listing.seller, seller_id);
+    assert_eq!(listing.stream, Some(stream));
+    assert_eq!(
+        listing.seller_trust_score,
+        buyer.trust_score(&seller_id).await.unwrap()
+    );
+    let purchase = buyer.buy(offer, 1, 2 * UNIT).await.unwrap();
+    let view = buyer.purchase(purchase).await.unwrap().unwrap();
+    assert_eq!(view.state, PurchaseState::AwaitingKeys);
+    assert_eq!(view.buyer_key, buyer_key);
+    assert!(buyer
+        .purchases_of_buyer(&buyer_id)
+        .await
+        .unwrap()
+        .contains(&purchase));
+
+    // Seller's key-delivery pass seals epoch 0 to the buyer; the buyer opens and checks it.
+    let delivered = seller.deliver_due_keys(&seller_ks).await.unwrap();
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    assert_eq!(delivered[0].result, Ok(()));
+    let active = buyer
+        .wait_for_keys(purchase, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(active.state, PurchaseState::Active);
+    let opened = buyer.open_keys(&buyer_ks, &active, 0).await.unwrap();
+    assert_eq!(opened, epoch0);
+    // Nothing more is due, so a second pass delivers nothing.
+    assert!(seller
+        .deliver_due_keys(&seller_ks)
+        .await
+        .unwrap()
+        .is_empty());
+    // Another keystore cannot open the buyer's keys.
+    let stranger_ks = Keystore::open(dir.path().join("nobody.json")).unwrap();
+    assert!(buyer.open_keys(&stranger_ks, &active, 0).await.is_err());
+
+    // Rotation: epoch 1 is delivered to the paying buyer too.
+    let epoch = seller.rotate_epoch(&mut seller_ks, &stream).await.unwrap();
+    assert_eq!(epoch, 1);
+    let delivered = seller.deliver_due_keys(&seller_ks).await.unwrap();
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    let view = buyer.purchase(purchase).await.unwrap().unwrap();
+    let keys = buyer.purchase_keys(&buyer_ks, &view).await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[&1], seller_ks.epoch_keys(&stream, 1).unwrap());
+
+    // No key in clear anywhere: every storage value and every event since the test began.
+    let secrets: Vec<[u8; 32]> = [0, 1]
+        .iter()
+        .flat_map(|e| {
+            let k = seller_ks.epoch_keys(&stream, *e).unwrap();
+            [k.k_e, k.k_m]
+        })
+        .collect();
+    let storage = all_storage(&url).await;
+    assert!(storage.len() > 10);
+    for (key, value) in &storage {
+        for s in &secrets {
+            assert!(
+                !contains(value, s),
+                "a data key is in clear in storage {key}"
+            );
+        }
+    }
+    let head = alice.finalized_number().await.unwrap();
+    for n in start_block..=head {
+        let at = alice.client().at_block(n).await.unwrap();
+        let events = at.events().fetch().await.unwrap();
+        for s in &secrets {
+            assert!(
+                !contains(events.bytes(), s),
+                "a data key is in clear in the events of block {n}"
+            );
+        }
+        let extrinsics = at.extrinsics().fetch().await.unwrap();
+        for ext in extrinsics.iter() {
+            let ext = ext.unwrap();
+            for s in &secrets {
+                assert!(
+                    !contains(ext.bytes(), s),
+                    "a data key is in clear in an extrinsic of block {n}"
+                );
+            }
+        }
+    }
+
+    // Rating needs a settled purchase; the error says so. Then the buyer disputes.
+    assert!(buyer.rate(purchase, 90, None).await.is_err());
+    buyer
+        .dispute(
+            purchase,
+            DisputeReason::KeysMissing,
+            Some(H256::repeat_byte(9)),
+        )
+        .await
+        .unwrap();
+    let disputed = buyer.purchase(purchase).await.unwrap().unwrap();
+    assert_eq!(disputed.state, PurchaseState::Disputed);
+    assert_eq!(
+        disputed.dispute.map(|d| d.reason),
+        Some(DisputeReason::KeysMissing)
+    );
+}
