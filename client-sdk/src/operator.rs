@@ -13,7 +13,7 @@
 use codec::Encode;
 use fastdata_primitives::{
     api_market::OperatorView,
-    envelope::MAX_ENVELOPE_LEN,
+    envelope,
     receipt::Receipt,
     tokens::{AccessRequest, Signed, UploadToken},
     AccountId, Balance, BlockNumber, EpochIndex, PurchaseId, Sequence, StreamId,
@@ -85,29 +85,6 @@ pub struct Download {
     pub served_to: Option<Sequence>,
     /// Highest sequence the current receipt allows (`x-fastdata-window-end`).
     pub window_end: Option<Sequence>,
-}
-
-/// Splits a body into frames, refusing truncated or oversized ones.
-pub fn decode_frames(mut body: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    let mut frames = Vec::new();
-    while !body.is_empty() {
-        if body.len() < 4 {
-            return Err("truncated frame length".into());
-        }
-        let mut len = [0u8; 4];
-        len.copy_from_slice(&body[..4]);
-        let len = u32::from_be_bytes(len) as usize;
-        if len > MAX_ENVELOPE_LEN {
-            return Err(format!("frame of {len} bytes exceeds the envelope limit"));
-        }
-        let rest = &body[4..];
-        if rest.len() < len {
-            return Err("truncated frame".into());
-        }
-        frames.push(rest[..len].to_vec());
-        body = &rest[len..];
-    }
-    Ok(frames)
 }
 
 fn hex_scale(value: &impl Encode) -> String {
@@ -277,10 +254,14 @@ impl OperatorClient {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<Sequence>().ok())
         };
-        let envelopes = decode_frames(&answer.body).map_err(|detail| Error::Operator {
-            operator: self.endpoint.http_url.clone(),
-            detail,
-        })?;
+        let envelopes = envelope::decode_frames(&answer.body)
+            .map_err(|detail| Error::Operator {
+                operator: self.endpoint.http_url.clone(),
+                detail,
+            })?
+            .into_iter()
+            .map(<[u8]>::to_vec)
+            .collect();
         Ok(Download {
             envelopes,
             served_to: header("x-fastdata-served-to"),
@@ -377,17 +358,5 @@ mod tests {
         assert_eq!(parse_mqtt_url("mqtts://x:8883"), None);
         assert_eq!(parse_mqtt_url("mqtt://"), None);
         assert_eq!(parse_mqtt_url("mqtt://h:notaport"), None);
-    }
-
-    #[test]
-    fn frames_refuse_garbage() {
-        let mut body = Vec::new();
-        body.extend_from_slice(&3u32.to_be_bytes());
-        body.extend_from_slice(b"abc");
-        body.extend_from_slice(&0u32.to_be_bytes());
-        assert_eq!(decode_frames(&body).unwrap(), vec![b"abc".to_vec(), vec![]]);
-        assert!(decode_frames(&body[..body.len() - 1]).is_err());
-        assert!(decode_frames(&[0, 0]).is_err());
-        assert!(decode_frames(&u32::MAX.to_be_bytes()).is_err());
     }
 }

@@ -357,9 +357,58 @@ pub fn open(keys: &EpochKeys, bytes: &[u8]) -> Result<OpenedSegment, EnvelopeErr
     })
 }
 
+/// Appends one envelope to a download body as a frame: 4-byte big-endian length, then the
+/// bytes. Operators serve segment ranges and replicas in this framing.
+pub fn encode_frame(out: &mut Vec<u8>, envelope: &[u8]) {
+    out.extend_from_slice(&(envelope.len() as u32).to_be_bytes());
+    out.extend_from_slice(envelope);
+}
+
+/// Splits a download body into its envelopes, refusing truncated frames and frames longer
+/// than [`MAX_ENVELOPE_LEN`].
+pub fn decode_frames(mut body: &[u8]) -> Result<Vec<&[u8]>, alloc::string::String> {
+    let mut frames = Vec::new();
+    while !body.is_empty() {
+        if body.len() < 4 {
+            return Err("truncated frame length".into());
+        }
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&body[..4]);
+        let len = u32::from_be_bytes(len) as usize;
+        if len > MAX_ENVELOPE_LEN {
+            return Err(alloc::format!(
+                "frame of {len} bytes exceeds the envelope limit"
+            ));
+        }
+        let rest = &body[4..];
+        if rest.len() < len {
+            return Err("truncated frame".into());
+        }
+        frames.push(&rest[..len]);
+        body = &rest[len..];
+    }
+    Ok(frames)
+}
+
 #[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_roundtrip_and_refuse_garbage() {
+        let mut out = Vec::new();
+        encode_frame(&mut out, b"abc");
+        encode_frame(&mut out, b"");
+        encode_frame(&mut out, b"defg");
+        assert_eq!(
+            decode_frames(&out).unwrap(),
+            vec![&b"abc"[..], b"", b"defg"]
+        );
+        assert!(decode_frames(&out[..out.len() - 1]).is_err());
+        assert!(decode_frames(&[0, 0]).is_err());
+        assert!(decode_frames(&u32::MAX.to_be_bytes()).is_err());
+        assert!(decode_frames(&[]).unwrap().is_empty());
+    }
 
     fn keys() -> EpochKeys {
         EpochKeys::new([0x11; 32], [0x22; 32])

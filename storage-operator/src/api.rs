@@ -29,9 +29,7 @@ use axum::{
     Json, Router,
 };
 use fastdata_primitives::{
-    envelope::{self, MAX_ENVELOPE_LEN},
-    tokens::TokenError,
-    AccountId, PurchaseId, Sequence, StreamId,
+    envelope, tokens::TokenError, AccountId, PurchaseId, Sequence, StreamId,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -58,34 +56,8 @@ const MAX_SMALL_BODY: usize = 8 * 1024;
 /// Segments read from the store per step of a streamed download.
 const READ_CHUNK: usize = 256;
 
-/// Appends one frame.
-pub fn encode_frame(out: &mut Vec<u8>, envelope: &[u8]) {
-    out.extend_from_slice(&(envelope.len() as u32).to_be_bytes());
-    out.extend_from_slice(envelope);
-}
-
-/// Splits a body into frames, refusing truncated or oversized ones.
-pub fn decode_frames(mut body: &[u8]) -> Result<Vec<&[u8]>, String> {
-    let mut frames = Vec::new();
-    while !body.is_empty() {
-        if body.len() < 4 {
-            return Err("truncated frame length".into());
-        }
-        let mut len = [0u8; 4];
-        len.copy_from_slice(&body[..4]);
-        let len = u32::from_be_bytes(len) as usize;
-        if len > MAX_ENVELOPE_LEN {
-            return Err(format!("frame of {len} bytes exceeds the envelope limit"));
-        }
-        let rest = &body[4..];
-        if rest.len() < len {
-            return Err("truncated frame".into());
-        }
-        frames.push(&rest[..len]);
-        body = &rest[len..];
-    }
-    Ok(frames)
-}
+/// The download framing lives with the envelope format, shared with the SDK.
+pub use fastdata_primitives::envelope::{decode_frames, encode_frame};
 
 /// Shared state of the HTTP handlers.
 pub struct Node {
@@ -561,25 +533,4 @@ fn check_replica(
         })
         .map_err(|e| Refusal::Storage(e.to_string()))?
         .map_err(Refusal::Token)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_roundtrip_and_refuse_garbage() {
-        let mut out = Vec::new();
-        encode_frame(&mut out, b"abc");
-        encode_frame(&mut out, b"");
-        encode_frame(&mut out, b"defg");
-        assert_eq!(
-            decode_frames(&out).unwrap(),
-            vec![&b"abc"[..], b"", b"defg"]
-        );
-        assert!(decode_frames(&out[..out.len() - 1]).is_err());
-        assert!(decode_frames(&[0, 0]).is_err());
-        assert!(decode_frames(&u32::MAX.to_be_bytes()).is_err());
-        assert!(decode_frames(&[]).unwrap().is_empty());
-    }
 }
