@@ -162,15 +162,7 @@ impl FastData {
         args: impl Encode,
     ) -> Result<R, Error> {
         let at = self.client.at_current_block().await?;
-        let bytes = at
-            .runtime_apis()
-            .call_raw(method, Some(&args.encode()))
-            .await
-            .map_err(|e| Error::Chain(format!("runtime API {method}: {e}")))?;
-        codec::DecodeAll::decode_all(&mut &bytes[..]).map_err(|e| Error::Decode {
-            what: "runtime API answer",
-            detail: format!("{method}: {e}"),
-        })
+        runtime_api_at(&at, method, args).await
     }
 
     /// Reads raw storage at the last finalized block (`None` if absent).
@@ -214,6 +206,30 @@ impl FastData {
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
     }
+}
+
+/// The chain as of one block.
+pub type AtBlock = subxt::client::ClientAtBlock<
+    crate::FastDataConfig,
+    subxt::client::OnlineClientAtBlockImpl<crate::FastDataConfig>,
+>;
+
+/// Calls runtime API `method` (e.g. `OperatorsApi_streams_of`) with SCALE-encoded `args` at
+/// block `at` and decodes the whole answer as `R`.
+pub async fn runtime_api_at<R: Decode>(
+    at: &AtBlock,
+    method: &str,
+    args: impl Encode,
+) -> Result<R, Error> {
+    let bytes = at
+        .runtime_apis()
+        .call_raw(method, Some(&args.encode()))
+        .await
+        .map_err(|e| Error::Chain(format!("runtime API {method}: {e}")))?;
+    codec::DecodeAll::decode_all(&mut &bytes[..]).map_err(|e| Error::Decode {
+        what: "runtime API answer",
+        detail: format!("{method}: {e}"),
+    })
 }
 
 /// Wraps a SCALE-encodable value as a transaction argument.
@@ -274,6 +290,19 @@ pub const CALLS: &[(&str, &str, &[&str])] = &[
     ("Escrow", "refund_missing_keys", &["purchase"]),
     ("Escrow", "settle", &["purchase"]),
     ("Escrow", "dispute", &["purchase", "reason", "evidence"]),
+    ("Escrow", "claim", &["receipt", "signature"]),
+    (
+        "Operators",
+        "register",
+        &["stake", "broker_url", "http_url", "price_per_mb"],
+    ),
+    (
+        "Operators",
+        "update",
+        &["broker_url", "http_url", "price_per_mb"],
+    ),
+    ("Operators", "resume", &[]),
+    ("Operators", "heartbeat", &[]),
     ("Trust", "rate", &["purchase", "score", "comment"]),
 ];
 
@@ -303,6 +332,7 @@ pub const RUNTIME_APIS: &[(&str, &str)] = &[
     ("OffersApi", "stream"),
     ("OperatorsApi", "operator"),
     ("OperatorsApi", "operators"),
+    ("OperatorsApi", "streams_of"),
     ("EscrowApi", "purchases_of_buyer"),
     ("EscrowApi", "purchases_of_offer"),
     ("EscrowApi", "purchase"),

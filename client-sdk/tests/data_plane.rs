@@ -7,9 +7,7 @@
 
 use std::{
     collections::BTreeMap,
-    net::TcpListener,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -18,6 +16,7 @@ use fastdata_operator::{
     chain::{ChainEvent, InMemoryChainView, PurchaseInfo, StreamAssignment},
     config::Config,
     daemon::Daemon,
+    mosquitto::Mosquitto,
     receipts::NoChainSubmitter,
 };
 use fastdata_primitives::{
@@ -33,72 +32,10 @@ use fastdata_sdk::{
 };
 use sp_core::H256;
 
-const DYNSEC_PLUGIN: &str = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so";
 const STREAM: StreamId = H256([0x5a; 32]);
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Mosquitto {
-    port: u16,
-    child: Child,
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Mosquitto {
-    fn start(dir: &Path) -> Option<Self> {
-        if !Path::new("/usr/sbin/mosquitto").exists() || !Path::new(DYNSEC_PLUGIN).exists() {
-            eprintln!("mosquitto with the dynamic-security plugin is not installed (scripts/setup installs it); skipping");
-            return None;
-        }
-        std::fs::create_dir_all(dir).unwrap();
-        let dynsec = dir.join("dynsec.json");
-        let status = Command::new("mosquitto_ctrl")
-            .args(["dynsec", "init"])
-            .arg(&dynsec)
-            .args(["admin", "admin-secret"])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let port = free_port();
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "per_listener_settings false\nlistener {port} 127.0.0.1\nallow_anonymous false\n\
-                 plugin {DYNSEC_PLUGIN}\nplugin_opt_config_file {}\npersistence false\n\
-                 max_queued_messages 0\nmax_inflight_messages 0\n",
-                dynsec.display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("mosquitto.log")).unwrap();
-        let child = Command::new("/usr/sbin/mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(10));
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(Self { port, child })
-    }
+    fastdata_operator::mosquitto::free_port().unwrap()
 }
 
 struct Operator {
@@ -113,7 +50,7 @@ async fn operator(
     view: Arc<InMemoryChainView>,
     ahead: u64,
 ) -> Option<Operator> {
-    let broker = Mosquitto::start(&dir.join("broker"))?;
+    let broker = Mosquitto::start(&dir.join("broker"), free_port(), "admin-secret").unwrap();
     let config = Config::from_toml(&format!(
         r#"
         [operator]

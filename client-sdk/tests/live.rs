@@ -288,4 +288,10 @@ async fn did_offer_purchase_and_sealed_keys_end_to_end() {
         disputed.dispute.map(|d| d.reason),
         Some(DisputeReason::KeysMissing)
     );
+
+    // The operator has no daemon: it leaves, so no later stream is assigned to it.
+    operator
+        .submit("Operators", "leave", ())
+        .await
+        .expect("operator leaves");
 }

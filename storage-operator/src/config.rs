@@ -22,8 +22,13 @@
 //! # api_key = "…"
 //!
 //! [chain]
-//! # Until the subxt follower lands, the chain facts come from a fixture file.
-//! fixture = "chain.toml"
+//! url = "ws://127.0.0.1:9944"   # follow this node (or: fixture = "chain.toml" for tests)
+//! heartbeat = true
+//! [chain.register]              # register / update this operator at start-up
+//! stake = "200000000000000"     # planck
+//! broker_url = "mqtt://203.0.113.7:1883"
+//! http_url = "http://203.0.113.7:8080"
+//! price_per_mb = "1000000000"
 //!
 //! [serving]
 //! ahead_segments = 256      # served past the buyer's last receipt
@@ -151,12 +156,67 @@ impl Default for VernemqSection {
     }
 }
 
-/// `[chain]`.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// `[chain]`: a node to follow (`url`), or a fixture file (tests); not both.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainSection {
+    /// WebSocket RPC URL of a FAST DATA node (`ws://` or `wss://`).
+    pub url: Option<String>,
     /// A fixture file describing chain state (dev, tests).
     pub fixture: Option<PathBuf>,
+    /// Send `Operators::heartbeat` (needed to stay active).
+    #[serde(default = "default_true")]
+    pub heartbeat: bool,
+    /// Register (or update) the operator on chain at start-up.
+    pub register: Option<RegisterSection>,
+}
+
+impl Default for ChainSection {
+    fn default() -> Self {
+        Self {
+            url: None,
+            fixture: None,
+            heartbeat: true,
+            register: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `[chain.register]`. Amounts are in planck (1 FAST = 10^12 planck), written as strings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterSection {
+    /// Stake to hold.
+    pub stake: Amount,
+    /// Public `mqtt://` or `mqtts://` URL of the broker.
+    pub broker_url: String,
+    /// Public `http://` or `https://` URL of this daemon's HTTP API.
+    pub http_url: String,
+    /// Price per MB served.
+    pub price_per_mb: Amount,
+}
+
+/// An amount of planck, written as a decimal string (TOML integers stop at 2^63).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Amount(pub u128);
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.trim()
+            .replace('_', "")
+            .parse::<u128>()
+            .map(Amount)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "amount {text:?} is not a whole number of planck ({e})"
+                ))
+            })
+    }
 }
 
 /// `[serving]`.
@@ -205,7 +265,9 @@ impl Default for ClaimsSection {
 impl Config {
     /// Parses a configuration from TOML text.
     pub fn from_toml(text: &str) -> anyhow::Result<Self> {
-        Ok(toml::from_str(text)?)
+        let config: Self = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
     }
 
     /// Reads and parses a configuration file.
@@ -213,6 +275,34 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
         Self::from_toml(&text).map_err(|e| anyhow::anyhow!("bad config {}: {e}", path.display()))
+    }
+
+    /// Checks what serde cannot: one chain source, and URL schemes.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.chain.url.is_some() && self.chain.fixture.is_some() {
+            anyhow::bail!("[chain] has both url and fixture; keep one");
+        }
+        if let Some(url) = &self.chain.url {
+            if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+                anyhow::bail!("chain.url {url:?} must start with ws:// or wss://");
+            }
+        }
+        if let Some(register) = &self.chain.register {
+            if self.chain.url.is_none() {
+                anyhow::bail!("[chain.register] needs chain.url");
+            }
+            if !(register.broker_url.starts_with("mqtt://")
+                || register.broker_url.starts_with("mqtts://"))
+            {
+                anyhow::bail!("chain.register.broker_url must start with mqtt:// or mqtts://");
+            }
+            if !(register.http_url.starts_with("http://")
+                || register.http_url.starts_with("https://"))
+            {
+                anyhow::bail!("chain.register.http_url must start with http:// or https://");
+            }
+        }
+        Ok(())
     }
 
     /// The operator key from `operator.suri`.
@@ -251,6 +341,29 @@ mod tests {
         assert!(config.operator_pair().is_ok());
         assert!(Config::from_toml("[operator]\nsuri = 1").is_err());
         assert!(Config::from_toml(&format!("{text}\n[bogus]\nx = 1")).is_err());
+    }
+
+    #[test]
+    fn chain_section_is_checked() {
+        let base = "[operator]\nsuri = \"//Bob\"\ndata_dir = \"/tmp/x\"\n[broker]\nkind = \"mosquitto\"\nusername = \"a\"\npassword = \"b\"\n";
+        let good = format!(
+            "{base}[chain]\nurl = \"ws://127.0.0.1:9944\"\n[chain.register]\nstake = \"200_000_000_000_000\"\nbroker_url = \"mqtt://127.0.0.1:1883\"\nhttp_url = \"http://127.0.0.1:8080\"\nprice_per_mb = \"1000\"\n"
+        );
+        let config = Config::from_toml(&good).unwrap();
+        let register = config.chain.register.unwrap();
+        assert_eq!(register.stake, Amount(200_000_000_000_000));
+        assert!(config.chain.heartbeat);
+        for bad in [
+            good.replace("ws://", "http://"),
+            good.replace("mqtt://", "tcp://"),
+            good.replace("http://127.0.0.1:8080", "ftp://x"),
+            good.replace("\"1000\"", "\"-5\""),
+            good.replace("\"1000\"", "1000"),
+            format!("{base}[chain]\nurl = \"ws://a\"\nfixture = \"c.toml\"\n"),
+            format!("{base}[chain.register]\nstake = \"1\"\nbroker_url = \"mqtt://a\"\nhttp_url = \"http://a\"\nprice_per_mb = \"1\"\n"),
+        ] {
+            assert!(Config::from_toml(&bad).is_err(), "accepted: {bad}");
+        }
     }
 
     #[test]

@@ -5,20 +5,21 @@
 //! security), stores every segment of its assigned streams durably ([`ingest`], [`store`]),
 //! serves purchased ranges over HTTP within a window of the buyer's receipts ([`api`]), keeps
 //! receipts and claims payment ([`receipts`]), and backfills gaps from other operators
-//! ([`replication`]). [`daemon`] wires it all; `main.rs` is the CLI.
-//!
-//! The chain follower (subxt) is not here yet: [`chain::ChainView`] and
-//! [`receipts::ClaimSubmitter`] are the seams it plugs into.
+//! ([`replication`]). [`follower`] keeps the view in line with a node's finalized blocks,
+//! registers the operator, sends heartbeats and submits claims (subxt). [`daemon`] wires it
+//! all; `main.rs` is the CLI.
 
 pub mod api;
 pub mod auth;
 pub mod chain;
 pub mod config;
 pub mod daemon;
+pub mod follower;
 pub mod gate;
 pub mod http_client;
 pub mod ingest;
 pub mod metrics;
+pub mod mosquitto;
 pub mod receipts;
 pub mod replication;
 pub mod store;

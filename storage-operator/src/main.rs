@@ -8,7 +8,8 @@ use fastdata_operator::{
     chain::{ChainView, Fixture, InMemoryChainView},
     config::{BrokerKind, Config},
     daemon::Daemon,
-    receipts::NoChainSubmitter,
+    follower::{ChainClaimSubmitter, Follower, Registration},
+    receipts::{ClaimSubmitter, NoChainSubmitter},
 };
 
 /// FAST DATA storage operator daemon.
@@ -30,9 +31,12 @@ struct Cli {
     /// Overrides `broker.port`.
     #[arg(long)]
     broker_port: Option<u16>,
-    /// Overrides `chain.fixture`.
+    /// Overrides `chain.fixture` (and clears `chain.url`).
     #[arg(long)]
     chain_fixture: Option<PathBuf>,
+    /// Overrides `chain.url` (and clears `chain.fixture`).
+    #[arg(long)]
+    chain_url: Option<String>,
     /// Log filter (`RUST_LOG` syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -82,28 +86,95 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if let Some(fixture) = cli.chain_fixture {
         config.chain.fixture = Some(fixture);
+        config.chain.url = None;
     }
+    if let Some(url) = cli.chain_url {
+        config.chain.url = Some(url);
+        config.chain.fixture = None;
+    }
+    config.validate()?;
 
     let view = InMemoryChainView::shared();
-    match &config.chain.fixture {
-        Some(path) => {
+    let mut follower = None;
+    let submitter: Arc<dyn ClaimSubmitter> = match (&config.chain.url, &config.chain.fixture) {
+        (Some(url), _) => {
+            let account = fastdata_sdk::Account::from_suri(&config.operator.suri)
+                .map_err(|e| anyhow::anyhow!("operator.suri: {e}"))?;
+            let registration = config.chain.register.as_ref().map(|r| Registration {
+                stake: r.stake.0,
+                broker_url: r.broker_url.clone(),
+                http_url: r.http_url.clone(),
+                price_per_mb: r.price_per_mb.0,
+            });
+            let f = Follower::new(url.clone(), account.clone(), view.clone())
+                .with_registration(registration)
+                .with_heartbeats(config.chain.heartbeat);
+            let chain = connect_with_retry(&f, url).await?;
+            tracing::info!(
+                streams = view.streams().len(),
+                block = view.finalized_block(),
+                "chain view synchronised from {url}"
+            );
+            follower = Some((f, chain));
+            Arc::new(ChainClaimSubmitter::new(url.clone(), account))
+        }
+        (None, Some(path)) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read chain fixture {}", path.display()))?;
-            let fixture = Fixture::from_toml(&text).with_context(|| format!("bad chain fixture {}", path.display()))?;
+            let fixture = Fixture::from_toml(&text)
+                .with_context(|| format!("bad chain fixture {}", path.display()))?;
             view.apply_all(fixture.events()?);
-            tracing::info!(streams = view.streams().len(), "chain state loaded from fixture {}", path.display());
+            tracing::info!(
+                streams = view.streams().len(),
+                "chain state loaded from fixture {}",
+                path.display()
+            );
+            Arc::new(NoChainSubmitter)
         }
-        None => tracing::warn!(
-            "no chain source configured ([chain] fixture): no stream is assigned, every request will be refused"
-        ),
-    }
+        (None, None) => {
+            tracing::warn!(
+                "no chain source configured ([chain] url or fixture): no stream is assigned, every request will be refused"
+            );
+            Arc::new(NoChainSubmitter)
+        }
+    };
 
-    let daemon = Daemon::start(config, view, Arc::new(NoChainSubmitter)).await?;
+    let daemon = Daemon::start(config, view, submitter).await?;
+    let (stop_follower, stop_rx) = tokio::sync::watch::channel(false);
+    let follower_task = follower.map(|(f, chain)| tokio::spawn(f.run(Some(chain), stop_rx)));
     println!("listening on {}", daemon.http_addr);
     wait_for_signal().await;
     tracing::info!("shutting down");
+    let _ = stop_follower.send(true);
+    if let Some(task) = follower_task {
+        let _ = task.await;
+    }
     daemon.shutdown().await;
     Ok(())
+}
+
+/// Connects the follower, retrying for 60 s while the node is unreachable; a refused
+/// registration fails at once.
+async fn connect_with_retry(
+    follower: &Follower,
+    url: &str,
+) -> anyhow::Result<fastdata_sdk::FastData> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match follower.connect().await {
+            Ok(chain) => return Ok(chain),
+            Err(e @ fastdata_sdk::Error::Dispatch { .. }) => {
+                anyhow::bail!("the chain refused the operator registration: {e}")
+            }
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                anyhow::bail!("cannot use the node at {url}: {e}; is it running?")
+            }
+            Err(e) => {
+                tracing::info!("waiting for the node at {url}: {e}");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
+    }
 }
 
 async fn wait_for_signal() {

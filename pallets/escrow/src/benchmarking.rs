@@ -120,13 +120,16 @@ fn signed_receipt<T: Config>(
     (receipt, signature)
 }
 
-/// Every operator but the last `skip` claims enough bytes to exceed the storage share.
+/// Every operator but the last `skip` claims enough bytes to exceed the storage share, each
+/// assigned to the stream just before its first claim (a stream has fewer replicas than a
+/// purchase may have operators; the others were reassigned away).
 fn claim_all<T: Config>(w: &World<T>, id: PurchaseId, skip: usize) -> Result<(), BenchmarkError> {
     for operator in w
         .operators
         .iter()
         .take(w.operators.len().saturating_sub(skip))
     {
+        T::BenchmarkHelper::assign(w.offer, operator);
         let (receipt, signature) = signed_receipt::<T>(w, id, operator, u64::MAX / 2);
         Escrow::<T>::claim(
             RawOrigin::Signed(operator.clone()).into(),
@@ -209,6 +212,7 @@ mod benchmarks {
             .last()
             .cloned()
             .ok_or(BenchmarkError::Stop("no operators"))?;
+        T::BenchmarkHelper::assign(w.offer, &operator);
         let (receipt, signature) = signed_receipt::<T>(&w, id, &operator, u64::MAX / 2);
 
         #[extrinsic_call]

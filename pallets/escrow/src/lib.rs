@@ -157,7 +157,7 @@ pub mod pallet {
     pub trait BenchmarkHelper<T: Config> {
         /// A buyer account, distinct per `seed`, that can sign receipts with
         /// `T::ReceiptSignature`, has a DID with an X25519 key-agreement key, is verified and
-        /// has the maximum trust score.
+        /// meets the minimum trust score of the offers made by [`Self::offer`].
         fn buyer(seed: u32) -> T::AccountId;
         /// `signer`'s signature of `message` (`signer` was returned by [`Self::buyer`]).
         fn sign(signer: &T::AccountId, message: &[u8]) -> T::ReceiptSignature;
@@ -173,6 +173,11 @@ pub mod pallet {
             epochs: EpochIndex,
             operators: &[T::AccountId],
         ) -> OfferId;
+        /// Makes `operator` (one of those given to [`Self::offer`]) an operator assigned to
+        /// the stream of `offer`, replacing another one if the assignment is full, as a
+        /// reassignment would: purchases outlive assignments, so a purchase can have claims
+        /// from more operators than a stream has replicas.
+        fn assign(offer: OfferId, operator: &T::AccountId);
     }
 
     /// Configuration of the escrow pallet.

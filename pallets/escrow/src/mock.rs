@@ -526,4 +526,16 @@ impl crate::BenchmarkHelper<Test> for MockBenchmarkHelper {
             id
         })
     }
+
+    fn assign(offer: OfferId, operator: &AccountId) {
+        with_state(|s| {
+            let Some(stream) = s.offers.get(&offer).and_then(|o| o.stream) else {
+                return;
+            };
+            let assigned = s.assigned.entry(stream).or_default();
+            if !assigned.contains(operator) {
+                assigned.push(operator.clone());
+            }
+        });
+    }
 }

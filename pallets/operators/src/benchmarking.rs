@@ -88,10 +88,13 @@ fn host_streams<T: Config>(who: &T::AccountId, s: u32, others: &[T::AccountId]) 
     });
 }
 
-/// A full registry: `who` plus `MaxOperators - 1` others; `who` hosts `s` streams.
+/// A full registry: `who` plus `MaxOperators - 1` others, all with the costliest trust
+/// scores (reassignment computes them all); `who` hosts `s` streams.
 fn full_registry_hosting<T: Config>(s: u32) -> T::AccountId {
     let others = operators::<T>(T::MaxOperators::get().saturating_sub(1));
+    others.iter().for_each(T::BenchmarkHelper::make_trusted);
     let who = funded::<T>("target", 0);
+    T::BenchmarkHelper::make_trusted(&who);
     register_operator::<T>(&who);
     host_streams::<T>(&who, s, &others);
     who

@@ -67,6 +67,21 @@ pub use weights::WeightInfo;
 /// Log target of this pallet.
 pub const LOG_TARGET: &str = "runtime::operators";
 
+/// What the benchmarks need from the runtime.
+#[cfg(feature = "runtime-benchmarks")]
+pub trait BenchmarkHelper<AccountId> {
+    /// Makes `who`'s trust score ([`Config::Trust`]) as costly to compute as it can be (e.g. a
+    /// DID with the most credentials): assigning and reassigning streams computes the score
+    /// of every active operator.
+    fn make_trusted(who: &AccountId);
+}
+
+/// No setup: for runtimes whose trust scores cost the same for every account.
+#[cfg(feature = "runtime-benchmarks")]
+impl<AccountId> BenchmarkHelper<AccountId> for () {
+    fn make_trusted(_who: &AccountId) {}
+}
+
 // FRAME's expansion of `#[pallet::pallet]`, `#[pallet::storage]` and `#[pallet::error]` calls
 // `expect` on values it built itself; the pallet's own logic lives outside this module
 // (`features/`, `impl_*.rs`), where `clippy::expect_used` stays on.
@@ -163,6 +178,10 @@ pub mod pallet {
 
         /// Weights of this pallet's calls and hooks.
         type WeightInfo: WeightInfo;
+
+        /// Benchmark setup from the runtime.
+        #[cfg(feature = "runtime-benchmarks")]
+        type BenchmarkHelper: BenchmarkHelper<Self::AccountId>;
     }
 
     /// Registered operators.

@@ -106,6 +106,8 @@ impl pallet_operators::Config for Test {
     type MaxLivenessChecksPerBlock = ConstU32<MAX_LIVENESS_CHECKS>;
     type MaxTrustBoost = MaxTrustBoost;
     type WeightInfo = ();
+    #[cfg(feature = "runtime-benchmarks")]
+    type BenchmarkHelper = ();
 }
 
 /// A bounded URL from a string.

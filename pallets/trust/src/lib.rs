@@ -92,8 +92,6 @@ mod mock;
 #[cfg(test)]
 mod tests;
 pub mod types;
-#[cfg(all(test, feature = "runtime-benchmarks"))]
-mod weight_gen;
 pub mod weights;
 
 pub use fastdata_primitives::{Score, SCORE_ONE};

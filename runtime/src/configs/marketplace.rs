@@ -108,6 +108,8 @@ impl pallet_operators::Config for Runtime {
     type MaxLivenessChecksPerBlock = frame_support::traits::ConstU32<8>;
     type MaxTrustBoost = MaxTrustBoost;
     type WeightInfo = pallet_operators::weights::SubstrateWeight<Runtime>;
+    #[cfg(feature = "runtime-benchmarks")]
+    type BenchmarkHelper = crate::benchmarks::Helper;
 }
 
 parameter_types! {

@@ -3,9 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
-    net::TcpListener,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::Path,
     time::{Duration, Instant},
 };
 
@@ -23,16 +21,11 @@ use fastdata_primitives::{
 };
 use sp_core::{sr25519, Pair, H256};
 
-pub const DYNSEC_PLUGIN: &str = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so";
-pub const ADMIN_USER: &str = "admin";
+pub use fastdata_operator::mosquitto::ADMIN_USER;
 pub const ADMIN_PASSWORD: &str = "admin-secret";
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    fastdata_operator::mosquitto::free_port().unwrap()
 }
 
 pub fn wait_for_port(port: u16, timeout: Duration) {
@@ -43,72 +36,15 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
     }
 }
 
-/// A Mosquitto process, killed on drop.
-pub struct Mosquitto {
-    pub port: u16,
-    pub dir: PathBuf,
-    child: Child,
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// A Mosquitto with the dynsec plugin on a free port (killed on drop).
+pub struct Mosquitto;
 
 impl Mosquitto {
-    /// Starts mosquitto on a free port with the dynsec plugin, configured as DESIGN.md asks
-    /// (no queue limit, so nothing is dropped for a slow subscriber).
-    pub fn start(dir: &Path) -> Self {
-        assert!(
-            Path::new("/usr/sbin/mosquitto").exists() && Path::new(DYNSEC_PLUGIN).exists(),
-            "mosquitto and its dynamic-security plugin are required (scripts/setup installs them)"
-        );
-        let dynsec = dir.join("dynsec.json");
-        let status = Command::new("mosquitto_ctrl")
-            .args(["dynsec", "init"])
-            .arg(&dynsec)
-            .args([ADMIN_USER, ADMIN_PASSWORD])
-            .stdout(Stdio::null())
-            .status()
-            .expect("mosquitto_ctrl runs");
-        assert!(status.success(), "mosquitto_ctrl dynsec init failed");
-        let port = free_port();
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "per_listener_settings false\n\
-                 listener {port} 127.0.0.1\n\
-                 allow_anonymous false\n\
-                 plugin {DYNSEC_PLUGIN}\n\
-                 plugin_opt_config_file {}\n\
-                 persistence false\n\
-                 max_queued_messages 0\n\
-                 max_inflight_messages 0\n\
-                 log_type error\n\
-                 log_type warning\n\
-                 log_type notice\n\
-                 log_type information\n",
-                dynsec.display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join("mosquitto.log")).unwrap();
-        let child = Command::new("/usr/sbin/mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("mosquitto starts");
-        wait_for_port(port, Duration::from_secs(10));
-        Self {
-            port,
-            dir: dir.to_path_buf(),
-            child,
-        }
+    /// Starts mosquitto on a free port with the dynsec plugin (scripts/setup installs it).
+    #[allow(clippy::new_ret_no_self)]
+    pub fn start(dir: &Path) -> fastdata_operator::mosquitto::Mosquitto {
+        fastdata_operator::mosquitto::Mosquitto::start(dir, free_port(), ADMIN_PASSWORD)
+            .expect("mosquitto starts")
     }
 }
 

@@ -1,0 +1,285 @@
+//! `fastdata-demo`: one trade through the whole marketplace against a running node. Three
+//! storage operators (Mosquitto + `fastdata-operator`) register; an issuer verifies a seller;
+//! the seller streams simulated sensor readings; a buyer buys a recorded batch and a live
+//! period, receives and verifies every segment, operators claim, the live purchase settles,
+//! both sides rate each other, and the listing shows the new trust score. Prints balances
+//! before and after. Accounts are stable across runs (re-running works on a kept chain).
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::Parser;
+use fastdata_e2e::{
+    free_balance, publish, reading, receive, seeded_account, Network, Trader, UNIT,
+};
+use fastdata_primitives::{
+    api_market::{Licence, OfferTerms},
+    escrow::PurchaseState,
+    AccountId, Balance, PaymentMode, SCORE_ONE,
+};
+use sp_runtime::Perbill;
+
+/// Runs the FAST DATA demo trade against a node.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Node WebSocket URL.
+    #[arg(long, default_value = fastdata_sdk::DEFAULT_URL)]
+    url: String,
+    /// Working directory (brokers, operator databases, keystores, logs).
+    #[arg(long, default_value = "/var/tmp/fastdata/demo")]
+    dir: PathBuf,
+    /// Segments the seller publishes per purchase.
+    #[arg(long, default_value_t = 30)]
+    segments: u64,
+    /// Keep the operators running after the trade until Ctrl-C.
+    #[arg(long)]
+    stay: bool,
+}
+
+fn fast(planck: Balance) -> String {
+    format!("{:.4} FAST", planck as f64 / UNIT as f64)
+}
+
+fn score(s: u32) -> String {
+    format!("{:.3}", s as f64 / SCORE_ONE as f64)
+}
+
+fn step(text: &str) {
+    println!("\n▶ {text}");
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    tokio::select! {
+        result = run(cli) => match result {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("demo failed: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        },
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted; operators stopped");
+            std::process::ExitCode::from(130)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cli.dir)?;
+    step("starting three storage operators (Mosquitto + fastdata-operator each)");
+    let net = Network::start(&cli.url, &cli.dir, 3, Some("demo")).await?;
+    for op in &net.operators {
+        println!(
+            "  {}  {}  {}",
+            op.account.address(),
+            op.endpoint.broker_url,
+            op.endpoint.http_url
+        );
+    }
+    let alice = net.alice.clone();
+
+    step("onboarding: DIDs for seller and buyer; the dev issuer (Alice) attests KYC");
+    let mut seller = Trader::onboard(
+        &alice,
+        seeded_account(Some("demo/seller"))?,
+        &cli.dir.join("seller.json"),
+        true,
+    )
+    .await?;
+    let buyer = Trader::onboard(
+        &alice,
+        seeded_account(Some("demo/buyer"))?,
+        &cli.dir.join("buyer.json"),
+        true,
+    )
+    .await?;
+    let parties: Vec<(&str, AccountId)> = [("seller", seller.id()), ("buyer", buyer.id())]
+        .into_iter()
+        .chain(net.operators.iter().enumerate().map(|(i, o)| {
+            (
+                ["operator 0", "operator 1", "operator 2"][i],
+                o.account.account_id(),
+            )
+        }))
+        .collect();
+    let mut before = Vec::new();
+    for (_, who) in &parties {
+        before.push(free_balance(&alice, who).await?);
+    }
+    println!(
+        "  seller {} (verified), buyer {} (verified)",
+        seller.chain.account().did(),
+        buyer.chain.account().did()
+    );
+
+    let terms = OfferTerms {
+        licence: Licence::InternalUse,
+        resale_allowed: false,
+        verified_only: true,
+        verified_discount: Perbill::from_percent(10),
+        min_trust_score: 0,
+        retention: 10_000,
+        replication: 3,
+    };
+    let n = cli.segments.max(1);
+    let run_id = fastdata_sdk::now_millis();
+
+    step("seller lists a recorded batch and a live stream; the chain assigns operators");
+    let batch_offer = seller
+        .chain
+        .create_offer(
+            "plant7/press/temperature (batch)",
+            PaymentMode::Batch {
+                first: 0,
+                last: n - 1,
+            },
+            5 * UNIT,
+            terms.clone(),
+        )
+        .await?;
+    let live_offer = seller
+        .chain
+        .create_offer(
+            "plant7/press/temperature (live)",
+            PaymentMode::Stream { period: 20 },
+            10 * UNIT,
+            terms,
+        )
+        .await?;
+    let batch_stream = seller
+        .chain
+        .register_stream(
+            &mut seller.keystore,
+            batch_offer,
+            &format!("press-batch-{run_id}"),
+        )
+        .await?;
+    let live_stream = seller
+        .chain
+        .register_stream(
+            &mut seller.keystore,
+            live_offer,
+            &format!("press-live-{run_id}"),
+        )
+        .await?;
+    println!(
+        "  offers #{batch_offer} (batch) and #{live_offer} (live), {} operators each",
+        live_stream.operators.len()
+    );
+
+    step(&format!(
+        "seller publishes {n} encrypted sensor readings to each stream"
+    ));
+    let batch_data: Vec<Vec<u8>> = (0..n).map(|i| reading("press-batch", i)).collect();
+    let live_data: Vec<Vec<u8>> = (0..n).map(|i| reading("press-live", i)).collect();
+    let batch_endpoints = publish(&seller, batch_stream.stream, 0, 0, &batch_data).await?;
+    let live_endpoints = publish(&seller, live_stream.stream, 0, 0, &live_data).await?;
+
+    step("buyer buys both; seller delivers the keys sealed to the buyer's X25519 key");
+    let batch_purchase = buyer.chain.buy(batch_offer, 1, 5 * UNIT).await?;
+    let live_purchase = buyer.chain.buy(live_offer, 1, 10 * UNIT).await?;
+    let deliveries = seller.chain.deliver_due_keys(&seller.keystore).await?;
+    println!(
+        "  purchases #{batch_purchase} and #{live_purchase}; {} key deliveries",
+        deliveries.len()
+    );
+    for p in [batch_purchase, live_purchase] {
+        buyer
+            .chain
+            .wait_for_keys(p, Duration::from_secs(60))
+            .await?;
+    }
+
+    step("buyer downloads, decrypts and verifies every segment (receipts go to the operators)");
+    for (name, purchase, endpoints, data) in [
+        ("batch", batch_purchase, batch_endpoints, &batch_data),
+        ("live", live_purchase, live_endpoints, &live_data),
+    ] {
+        let (segments, summary) = receive(&buyer, purchase, endpoints, 0, n - 1).await?;
+        let ok = segments.len() as u64 == n
+            && segments
+                .iter()
+                .zip(data.iter())
+                .enumerate()
+                .all(|(i, ((s, p), d))| *s == i as u64 && p == d);
+        anyhow::ensure!(
+            ok,
+            "{name}: received data differs from what the seller published"
+        );
+        println!(
+            "  {name}: {n} segments, byte-for-byte equal, {} rejected, {} duplicates",
+            summary.rejected, summary.duplicates
+        );
+    }
+
+    step("operators claim with the buyer's receipts; the live period settles (≈70 blocks)");
+    let settled = buyer
+        .chain
+        .wait_for("settlement", Duration::from_secs(300), || async {
+            let p = buyer.chain.purchase(live_purchase).await?.context_none()?;
+            if p.state == PurchaseState::Settled {
+                return Ok(Some(p));
+            }
+            let now = buyer.chain.finalized_number().await?;
+            if p.next_settlement.is_some_and(|at| at <= now) {
+                let _ = buyer.chain.settle(live_purchase).await;
+            }
+            Ok(None)
+        })
+        .await?;
+    let l = &settled.ledger;
+    println!(
+        "  price {} → operators {}, seller {}, protocol fee {}, refunded {}",
+        fast(settled.price),
+        fast(l.operators),
+        fast(l.seller),
+        fast(l.fees),
+        fast(l.refunded)
+    );
+
+    step("buyer and seller rate each other");
+    let trust_before = buyer.chain.trust_score(&seller.id()).await?;
+    buyer.chain.rate(live_purchase, 95, None).await?;
+    seller.chain.rate(live_purchase, 90, None).await?;
+    let listing = buyer
+        .chain
+        .offer(live_offer)
+        .await?
+        .context("offer vanished")?;
+    println!(
+        "  seller trust score {} → {} (listing shows {})",
+        score(trust_before),
+        score(buyer.chain.trust_score(&seller.id()).await?),
+        score(listing.seller_trust_score)
+    );
+
+    println!("\nBalances (free)        before            after");
+    for ((name, who), b) in parties.iter().zip(before) {
+        let a = free_balance(&alice, who).await?;
+        println!("  {name:<12} {:>18} {:>18}", fast(b), fast(a));
+    }
+    println!("\nDemo trade complete. Logs: {}", cli.dir.display());
+    if cli.stay {
+        println!("Operators keep running; Ctrl-C stops them.");
+        std::future::pending::<()>().await;
+    }
+    net.stop(false).await
+}
+
+trait ContextNone<T> {
+    fn context_none(self) -> Result<T, fastdata_sdk::Error>;
+}
+
+impl<T> ContextNone<T> for Option<T> {
+    fn context_none(self) -> Result<T, fastdata_sdk::Error> {
+        self.ok_or_else(|| fastdata_sdk::Error::NotFound("purchase vanished".into()))
+    }
+}

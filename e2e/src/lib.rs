@@ -1,0 +1,509 @@
+//! The whole FAST DATA marketplace on one machine, for the end-to-end tests and the demo: a
+//! running node (started by `scripts/test` or `scripts/demo`), [`Network`] of Mosquitto
+//! brokers each with its `fastdata-operator` daemon (real processes that register on chain,
+//! follow finalized blocks and claim), and sellers and buyers acting through the SDK
+//! ([`Trader`]).
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context};
+use fastdata_operator::mosquitto::{free_port, Mosquitto};
+use fastdata_primitives::{
+    api_market::OperatorStatus, envelope::EpochKeys, AccountId, Balance, BlockNumber, EpochIndex,
+    OfferId, PurchaseId, Sequence, StreamId,
+};
+use fastdata_sdk::{
+    chain::arg,
+    identity::lookup,
+    keystore::Keystore,
+    operator::OperatorEndpoint,
+    publish::StreamPublisher,
+    receive::{Receiver, Summary, Verifier},
+    Account, FastData,
+};
+use sp_core::H256;
+
+/// 1 FAST in planck.
+pub const UNIT: Balance = 1_000_000_000_000;
+/// Stake each operator holds.
+pub const OPERATOR_STAKE: Balance = 200 * UNIT;
+/// Price per MB each operator asks.
+pub const OPERATOR_PRICE_PER_MB: Balance = UNIT / 10;
+const BROKER_PASSWORD: &str = "fastdata-e2e-admin";
+
+/// The node URL: `FASTDATA_WS`, or the local default.
+pub fn node_url() -> String {
+    std::env::var("FASTDATA_WS").unwrap_or_else(|_| fastdata_sdk::DEFAULT_URL.to_string())
+}
+
+/// The `fastdata-operator` binary: `$FASTDATA_BIN/fastdata-operator`, or next to the running
+/// executable (or one level up, for test executables in `deps/`).
+pub fn operator_binary() -> anyhow::Result<PathBuf> {
+    if let Ok(dir) = std::env::var("FASTDATA_BIN") {
+        return Ok(PathBuf::from(dir).join("fastdata-operator"));
+    }
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().map(Path::to_path_buf);
+    while let Some(d) = dir {
+        let candidate = d.join("fastdata-operator");
+        if candidate.exists() {
+            return Ok(candidate);
+        }
+        dir = d.parent().map(Path::to_path_buf);
+    }
+    bail!(
+        "fastdata-operator not found next to {}; set FASTDATA_BIN",
+        exe.display()
+    )
+}
+
+/// Sends `amount` from `from` to `to` unless `to` already has at least `amount`.
+pub async fn fund(from: &FastData, to: &AccountId, amount: Balance) -> anyhow::Result<()> {
+    if free_balance(from, to).await? >= amount {
+        return Ok(());
+    }
+    from.submit(
+        "Balances",
+        "transfer_keep_alive",
+        (arg(lookup(to)), arg(codec::Compact(amount))),
+    )
+    .await
+    .with_context(|| format!("funding {to}"))?;
+    Ok(())
+}
+
+/// The free balance of `who` at the last finalized block.
+pub async fn free_balance(chain: &FastData, who: &AccountId) -> anyhow::Result<Balance> {
+    let at = chain.client().at_current_block().await?;
+    let address = fastdata_sdk::runtime::fastdata::storage()
+        .system()
+        .account();
+    let info = at
+        .storage()
+        .try_fetch(address, (subxt_account(who),))
+        .await?;
+    Ok(match info {
+        Some(info) => info.decode()?.data.free,
+        None => 0,
+    })
+}
+
+fn subxt_account(who: &AccountId) -> fastdata_sdk::subxt::utils::AccountId32 {
+    fastdata_sdk::subxt::utils::AccountId32(*who.as_ref())
+}
+
+/// One storage operator: a Mosquitto broker and a `fastdata-operator` process.
+pub struct OperatorNode {
+    /// The operator account.
+    pub account: Account,
+    /// Its endpoints as registered on chain.
+    pub endpoint: OperatorEndpoint,
+    /// Its broker.
+    pub broker: Mosquitto,
+    dir: PathBuf,
+    config: PathBuf,
+    child: Option<Child>,
+}
+
+impl OperatorNode {
+    fn start(dir: &Path, account: Account, url: &str) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let broker = Mosquitto::start(&dir.join("broker"), free_port()?, BROKER_PASSWORD)?;
+        let http_port = free_port()?;
+        let endpoint = OperatorEndpoint {
+            account: account.account_id(),
+            broker_url: format!("mqtt://127.0.0.1:{}", broker.port),
+            http_url: format!("http://127.0.0.1:{http_port}"),
+        };
+        let config = dir.join("operator.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"[operator]
+suri = "0x{seed}"
+data_dir = "{data}"
+[http]
+listen = "127.0.0.1:{http_port}"
+[broker]
+kind = "mosquitto"
+port = {mqtt}
+username = "admin"
+password = "{BROKER_PASSWORD}"
+client_id_prefix = "op-{http_port}"
+[chain]
+url = "{url}"
+[chain.register]
+stake = "{OPERATOR_STAKE}"
+broker_url = "{broker_url}"
+http_url = "{http_url}"
+price_per_mb = "{OPERATOR_PRICE_PER_MB}"
+[serving]
+ahead_segments = 64
+[claims]
+interval_secs = 2
+batch = 16
+"#,
+                seed = hex::encode(account_seed(&account)?),
+                data = dir.join("data").display(),
+                mqtt = broker.port,
+                broker_url = endpoint.broker_url,
+                http_url = endpoint.http_url,
+            ),
+        )?;
+        let mut node = Self {
+            account,
+            endpoint,
+            broker,
+            dir: dir.to_path_buf(),
+            config,
+            child: None,
+        };
+        node.spawn()?;
+        Ok(node)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("operator.log"))?;
+        let child = Command::new(operator_binary()?)
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info,fastdata_operator=debug")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start fastdata-operator")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Kills the daemon with SIGKILL (no shutdown at all).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again on the same data directory.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        self.spawn()
+    }
+
+    /// The daemon's log file.
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("operator.log")
+    }
+
+    /// Whether the daemon process is running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+impl Drop for OperatorNode {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl OperatorNode {
+    /// Stops the daemon: SIGTERM for a graceful stop, SIGKILL if it lingers past 5 s.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGTERM for a graceful stop, then SIGKILL if it lingers.
+            let _ = Command::new("kill")
+                .arg(child.id().to_string())
+                .stderr(Stdio::null())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The 32-byte seed of accounts made by [`seeded_account`].
+fn account_seed(account: &Account) -> anyhow::Result<[u8; 32]> {
+    SEEDS
+        .lock()
+        .map_err(|_| anyhow::anyhow!("seed registry poisoned"))?
+        .get(&account.account_id())
+        .copied()
+        .context("operator accounts must come from seeded_account")
+}
+
+static SEEDS: std::sync::Mutex<BTreeMap<AccountId, [u8; 32]>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// An account from a seed derived from `label` (the same label gives the same account), or a
+/// random one when `label` is `None`.
+pub fn seeded_account(label: Option<&str>) -> anyhow::Result<Account> {
+    let seed = match label {
+        Some(label) => sp_io::hashing::blake2_256(label.as_bytes()),
+        None => Account::generate()?.1,
+    };
+    let account = Account::from_seed(&seed);
+    SEEDS
+        .lock()
+        .map_err(|_| anyhow::anyhow!("seed registry poisoned"))?
+        .insert(account.account_id(), seed);
+    Ok(account)
+}
+
+/// Storage operators for one node.
+pub struct Network {
+    /// Alice (sudo, dev issuer), who funds everyone.
+    pub alice: FastData,
+    /// The operators.
+    pub operators: Vec<OperatorNode>,
+}
+
+impl Network {
+    /// Starts `count` operators under `dir`, funds their accounts from Alice and waits until
+    /// each is registered and active on chain with its endpoints. `labels` names the operator
+    /// accounts (stable across runs); `None` makes fresh accounts.
+    pub async fn start(
+        url: &str,
+        dir: &Path,
+        count: usize,
+        labels: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let alice = FastData::connect(url, Account::from_suri("//Alice")?)
+            .await
+            .context("is fastdata-node running?")?;
+        let mut operators = Vec::new();
+        for i in 0..count {
+            let label = labels.map(|l| format!("{l}/operator/{i}"));
+            let account = seeded_account(label.as_deref())?;
+            fund(&alice, &account.account_id(), OPERATOR_STAKE + 100 * UNIT).await?;
+            operators.push(OperatorNode::start(
+                &dir.join(format!("operator-{i}")),
+                account,
+                url,
+            )?);
+        }
+        let network = Self { alice, operators };
+        for op in &network.operators {
+            network.wait_active(op).await?;
+        }
+        Ok(network)
+    }
+
+    async fn wait_active(&self, op: &OperatorNode) -> anyhow::Result<()> {
+        let who = op.account.account_id();
+        let http = op.endpoint.http_url.as_bytes().to_vec();
+        self.alice
+            .wait_for("operator registration", Duration::from_secs(90), || async {
+                Ok(self
+                    .alice
+                    .operator(&who)
+                    .await?
+                    .filter(|o| o.status == OperatorStatus::Active && o.http_url == http))
+            })
+            .await
+            .with_context(|| {
+                format!(
+                    "operator {who} did not become active; see {}",
+                    op.log().display()
+                )
+            })?;
+        Ok(())
+    }
+
+    /// The endpoints of all operators.
+    pub fn endpoints(&self) -> Vec<OperatorEndpoint> {
+        self.operators.iter().map(|o| o.endpoint.clone()).collect()
+    }
+
+    /// Stops every operator; with `leave`, each then leaves the operator set on chain (after
+    /// its daemon stopped, so their transactions cannot race) and no new stream is assigned
+    /// to it.
+    pub async fn stop(mut self, leave: bool) -> anyhow::Result<()> {
+        for op in &mut self.operators {
+            op.stop();
+        }
+        let mut failed = Vec::new();
+        if leave {
+            for op in &self.operators {
+                let chain = self.alice.as_account(op.account.clone());
+                if let Err(e) = chain.submit("Operators", "leave", ()).await {
+                    failed.push(format!("{}: {e}", op.account.address()));
+                }
+            }
+        }
+        drop(self.operators);
+        anyhow::ensure!(
+            failed.is_empty(),
+            "operators did not leave: {}",
+            failed.join("; ")
+        );
+        Ok(())
+    }
+}
+
+/// A seller or buyer: a connection acting as its account and its keystore.
+pub struct Trader {
+    /// The chain connection.
+    pub chain: FastData,
+    /// Its keystore (X25519 key-agreement secret, epoch keys).
+    pub keystore: Keystore,
+}
+
+impl Trader {
+    /// A funded trader with a DID; `verified` has Alice (the dev issuer) attest KYC.
+    pub async fn onboard(
+        alice: &FastData,
+        account: Account,
+        keystore: &Path,
+        verified: bool,
+    ) -> anyhow::Result<Self> {
+        fund(alice, &account.account_id(), 1_000 * UNIT).await?;
+        let chain = alice.as_account(account);
+        let mut keystore = Keystore::open(keystore)?;
+        let me = chain.account().account_id();
+        if chain.did_document(&me).await?.is_none() {
+            chain.create_did(&mut keystore, Vec::new()).await?;
+        }
+        if verified && !chain.is_verified(&me).await? {
+            let expires = alice.finalized_number().await? + 1_000_000;
+            alice
+                .attest_credential(&me, b"KYC", H256::repeat_byte(1), expires)
+                .await?;
+        }
+        Ok(Self { chain, keystore })
+    }
+
+    /// The account id.
+    pub fn id(&self) -> AccountId {
+        self.chain.account().account_id()
+    }
+}
+
+/// Publishes `payloads` to the stream's assigned operators as epoch `epoch` from sequence
+/// `first`, waiting (up to 60 s) until the operators know the stream, then until every
+/// segment is acknowledged. Returns the operators the stream is assigned to.
+pub async fn publish(
+    seller: &Trader,
+    stream: StreamId,
+    epoch: EpochIndex,
+    first: Sequence,
+    payloads: &[Vec<u8>],
+) -> anyhow::Result<Vec<OperatorEndpoint>> {
+    let keys = seller
+        .keystore
+        .epoch_keys(&stream, epoch)
+        .context("the seller's keystore has no keys for this epoch")?;
+    let endpoints = seller.chain.stream_endpoints(&stream).await?;
+    let expiry = seller.chain.finalized_number().await? + 10_000;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut publisher = loop {
+        // Operators learn of the stream from finalized blocks; wait until all accept.
+        let publisher = StreamPublisher::connect(
+            seller.chain.account(),
+            stream,
+            epoch,
+            keys.clone(),
+            &endpoints,
+            expiry,
+            first,
+        )
+        .await;
+        let accepted = match publisher {
+            Ok(p) if p.status().len() == endpoints.len() => break p,
+            Ok(p) => {
+                let n = p.status().len();
+                let _ = p.close(Duration::from_secs(1)).await;
+                n
+            }
+            Err(_) => 0,
+        };
+        if Instant::now() > deadline {
+            bail!(
+                "only {accepted} of {} operators accept uploads after 60 s",
+                endpoints.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    for payload in payloads {
+        publisher.publish(payload).await?;
+    }
+    publisher.flush(Duration::from_secs(60)).await?;
+    publisher.close(Duration::from_secs(10)).await?;
+    Ok(endpoints)
+}
+
+/// Downloads `first..=last` of `purchase` with every delivered epoch's keys (opened and
+/// checked against the commitments), through `endpoints` in order. Returns the plaintexts
+/// in sequence order and the receiver's summary.
+pub async fn receive(
+    buyer: &Trader,
+    purchase: PurchaseId,
+    endpoints: Vec<OperatorEndpoint>,
+    first: Sequence,
+    last: Sequence,
+) -> anyhow::Result<(Vec<(Sequence, Vec<u8>)>, Summary)> {
+    let view = buyer
+        .chain
+        .purchase(purchase)
+        .await?
+        .context("purchase not on chain")?;
+    let keys = buyer.chain.purchase_keys(&buyer.keystore, &view).await?;
+    let expiry = buyer.chain.finalized_number().await? + 10_000;
+    let mut receiver = Receiver::new(
+        buyer.chain.account().clone(),
+        purchase,
+        Verifier::new(view.stream, keys),
+        endpoints,
+        expiry,
+        Some(first),
+    );
+    let mut out = Vec::new();
+    let summary = receiver
+        .download(Some(last), |segment| {
+            out.push((segment.header.sequence, segment.payload));
+            Ok(())
+        })
+        .await?;
+    Ok((out, summary))
+}
+
+/// A deterministic, recognisable sensor reading for sequence `i` of `stream_label`.
+pub fn reading(stream_label: &str, i: u64) -> Vec<u8> {
+    let value = 20.0 + ((i as f64) / 7.0).sin() * 5.0;
+    format!("{{\"sensor\":\"{stream_label}\",\"seq\":{i},\"celsius\":{value:.3}}}").into_bytes()
+}
+
+/// The last finalized block.
+pub async fn block(chain: &FastData) -> anyhow::Result<BlockNumber> {
+    Ok(chain.finalized_number().await?)
+}
+
+/// Helper for assertions: the offer's listing.
+pub async fn listing(
+    chain: &FastData,
+    offer: OfferId,
+) -> anyhow::Result<fastdata_sdk::seller::Offer> {
+    chain.offer(offer).await?.context("offer not listed")
+}
+
+/// Epoch keys known to the seller for `stream`, for tamper tests.
+pub fn seller_keys(seller: &Trader, stream: &StreamId, epoch: EpochIndex) -> Option<EpochKeys> {
+    seller.keystore.epoch_keys(stream, epoch)
+}
