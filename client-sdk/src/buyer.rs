@@ -7,7 +7,7 @@ use fastdata_primitives::{
     api_market::OfferPage,
     envelope::EpochKeys,
     escrow::{DisputeReason, PurchaseState, PurchaseView},
-    sealed, AccountId, Balance, BlockNumber, EpochIndex, OfferId, PurchaseId,
+    sealed, AccountId, Balance, BlockNumber, EpochIndex, OfferId, PurchaseId, Sequence,
 };
 use sp_core::H256;
 
@@ -15,6 +15,8 @@ use crate::{
     chain::{arg, FastData, Included},
     error::Error,
     keystore::Keystore,
+    operator::OperatorEndpoint,
+    receive::{Receiver, Verifier},
 };
 
 /// A purchase with its access period, delivered epochs, state and ledger.
@@ -158,6 +160,30 @@ impl FastData {
             keys.insert(*epoch, self.open_keys(keystore, purchase, *epoch).await?);
         }
         Ok(keys)
+    }
+
+    /// A [`Receiver`] for `purchase`, trying `operators` in order (usually
+    /// [`Self::stream_endpoints`]), with every delivered epoch's keys opened and checked
+    /// against the commitments, and access requests valid for `valid_for` blocks from now.
+    /// `first`: see [`Receiver::new`].
+    pub async fn receiver(
+        &self,
+        keystore: &Keystore,
+        purchase: &Purchase,
+        operators: Vec<OperatorEndpoint>,
+        first: Option<Sequence>,
+        valid_for: BlockNumber,
+    ) -> Result<Receiver, Error> {
+        let keys = self.purchase_keys(keystore, purchase).await?;
+        let expiry = self.finalized_number().await?.saturating_add(valid_for);
+        Ok(Receiver::new(
+            self.account().clone(),
+            purchase.id,
+            Verifier::new(purchase.stream, keys),
+            operators,
+            expiry,
+            first,
+        ))
     }
 
     /// Rates the other side of a settled purchase (`score` 0..=100).

@@ -5,7 +5,6 @@
 //! ([`Trader`]).
 
 use std::{
-    collections::BTreeMap,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -14,17 +13,12 @@ use std::{
 use anyhow::{bail, Context};
 use fastdata_operator::mosquitto::{free_port, Mosquitto};
 use fastdata_primitives::{
-    api_market::OperatorStatus, envelope::EpochKeys, AccountId, Balance, BlockNumber, EpochIndex,
-    OfferId, PurchaseId, Sequence, StreamId,
+    api_market::OperatorStatus, escrow::PurchaseState, AccountId, Balance, EpochIndex, PurchaseId,
+    Sequence, StreamId,
 };
 use fastdata_sdk::{
-    chain::arg,
-    identity::lookup,
-    keystore::Keystore,
-    operator::OperatorEndpoint,
-    publish::StreamPublisher,
-    receive::{Receiver, Summary, Verifier},
-    Account, FastData,
+    buyer::Purchase, chain::arg, identity::lookup, keystore::Keystore, operator::OperatorEndpoint,
+    publish::StreamPublisher, receive::Summary, Account, FastData,
 };
 use sp_core::H256;
 
@@ -111,8 +105,9 @@ pub struct OperatorNode {
 }
 
 impl OperatorNode {
-    fn start(dir: &Path, account: Account, url: &str) -> anyhow::Result<Self> {
+    fn start(dir: &Path, seed: [u8; 32], url: &str) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
+        let account = Account::from_seed(&seed);
         let broker = Mosquitto::start(&dir.join("broker"), free_port()?, BROKER_PASSWORD)?;
         let http_port = free_port()?;
         let endpoint = OperatorEndpoint {
@@ -148,7 +143,7 @@ ahead_segments = 64
 interval_secs = 2
 batch = 16
 "#,
-                seed = hex::encode(account_seed(&account)?),
+                seed = hex::encode(seed),
                 data = dir.join("data").display(),
                 mqtt = broker.port,
                 broker_url = endpoint.broker_url,
@@ -238,32 +233,18 @@ impl OperatorNode {
     }
 }
 
-/// The 32-byte seed of accounts made by [`seeded_account`].
-fn account_seed(account: &Account) -> anyhow::Result<[u8; 32]> {
-    SEEDS
-        .lock()
-        .map_err(|_| anyhow::anyhow!("seed registry poisoned"))?
-        .get(&account.account_id())
-        .copied()
-        .context("operator accounts must come from seeded_account")
-}
-
-static SEEDS: std::sync::Mutex<BTreeMap<AccountId, [u8; 32]>> =
-    std::sync::Mutex::new(BTreeMap::new());
-
-/// An account from a seed derived from `label` (the same label gives the same account), or a
-/// random one when `label` is `None`.
-pub fn seeded_account(label: Option<&str>) -> anyhow::Result<Account> {
-    let seed = match label {
+/// A 32-byte seed derived from `label` (the same label gives the same account), or a random
+/// one when `label` is `None`.
+pub fn seed(label: Option<&str>) -> anyhow::Result<[u8; 32]> {
+    Ok(match label {
         Some(label) => sp_io::hashing::blake2_256(label.as_bytes()),
         None => Account::generate()?.1,
-    };
-    let account = Account::from_seed(&seed);
-    SEEDS
-        .lock()
-        .map_err(|_| anyhow::anyhow!("seed registry poisoned"))?
-        .insert(account.account_id(), seed);
-    Ok(account)
+    })
+}
+
+/// The account of [`seed`]`(label)`.
+pub fn seeded_account(label: Option<&str>) -> anyhow::Result<Account> {
+    Ok(Account::from_seed(&seed(label)?))
 }
 
 /// Storage operators for one node.
@@ -290,11 +271,12 @@ impl Network {
         let mut operators = Vec::new();
         for i in 0..count {
             let label = labels.map(|l| format!("{l}/operator/{i}"));
-            let account = seeded_account(label.as_deref())?;
-            fund(&alice, &account.account_id(), OPERATOR_STAKE + 100 * UNIT).await?;
+            let seed = seed(label.as_deref())?;
+            let account = Account::from_seed(&seed).account_id();
+            fund(&alice, &account, OPERATOR_STAKE + 100 * UNIT).await?;
             operators.push(OperatorNode::start(
                 &dir.join(format!("operator-{i}")),
-                account,
+                seed,
                 url,
             )?);
         }
@@ -464,16 +446,10 @@ pub async fn receive(
         .purchase(purchase)
         .await?
         .context("purchase not on chain")?;
-    let keys = buyer.chain.purchase_keys(&buyer.keystore, &view).await?;
-    let expiry = buyer.chain.finalized_number().await? + 10_000;
-    let mut receiver = Receiver::new(
-        buyer.chain.account().clone(),
-        purchase,
-        Verifier::new(view.stream, keys),
-        endpoints,
-        expiry,
-        Some(first),
-    );
+    let mut receiver = buyer
+        .chain
+        .receiver(&buyer.keystore, &view, endpoints, Some(first), 10_000)
+        .await?;
     let mut out = Vec::new();
     let summary = receiver
         .download(Some(last), |segment| {
@@ -490,20 +466,28 @@ pub fn reading(stream_label: &str, i: u64) -> Vec<u8> {
     format!("{{\"sensor\":\"{stream_label}\",\"seq\":{i},\"celsius\":{value:.3}}}").into_bytes()
 }
 
-/// The last finalized block.
-pub async fn block(chain: &FastData) -> anyhow::Result<BlockNumber> {
-    Ok(chain.finalized_number().await?)
-}
-
-/// Helper for assertions: the offer's listing.
-pub async fn listing(
+/// Waits (at most `timeout`) until `purchase` is settled, triggering settlement whenever a
+/// period is due (the runtime's `on_idle` may get there first). Returns the settled purchase.
+pub async fn settled(
     chain: &FastData,
-    offer: OfferId,
-) -> anyhow::Result<fastdata_sdk::seller::Offer> {
-    chain.offer(offer).await?.context("offer not listed")
-}
-
-/// Epoch keys known to the seller for `stream`, for tamper tests.
-pub fn seller_keys(seller: &Trader, stream: &StreamId, epoch: EpochIndex) -> Option<EpochKeys> {
-    seller.keystore.epoch_keys(stream, epoch)
+    purchase: PurchaseId,
+    timeout: Duration,
+) -> anyhow::Result<Purchase> {
+    let settled = chain
+        .wait_for("settlement", timeout, || async {
+            let p = chain.purchase(purchase).await?.ok_or_else(|| {
+                fastdata_sdk::Error::NotFound(format!("purchase {purchase} vanished"))
+            })?;
+            if p.state == PurchaseState::Settled {
+                return Ok(Some(p));
+            }
+            let now = chain.finalized_number().await?;
+            if p.next_settlement.is_some_and(|at| at <= now) {
+                // Losing the race to on_idle or another caller is fine.
+                let _ = chain.settle(purchase).await;
+            }
+            Ok(None)
+        })
+        .await?;
+    Ok(settled)
 }

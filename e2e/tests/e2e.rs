@@ -7,7 +7,9 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
-use fastdata_e2e::{node_url, publish, reading, receive, seeded_account, Network, Trader, UNIT};
+use fastdata_e2e::{
+    node_url, publish, reading, receive, seeded_account, settled, Network, Trader, UNIT,
+};
 use fastdata_primitives::{
     api_market::{Licence, OfferTerms},
     escrow::PurchaseState,
@@ -155,19 +157,7 @@ async fn stream_purchase_delivered_claimed_settled_and_rated() {
     assert_eq!(claimed.state, PurchaseState::Active);
 
     // Settlement (anyone may trigger it; on_idle does it too) pays per the pallet's rule.
-    let settled = buyer
-        .chain
-        .wait_for("settlement", Duration::from_secs(240), || async {
-            let p = buyer.chain.purchase(purchase).await?.unwrap();
-            if p.state == PurchaseState::Settled {
-                return Ok(Some(p));
-            }
-            let now = buyer.chain.finalized_number().await?;
-            if p.next_settlement.is_some_and(|at| at <= now) {
-                let _ = buyer.chain.settle(purchase).await;
-            }
-            Ok(None)
-        })
+    let settled = settled(&buyer.chain, purchase, Duration::from_secs(240))
         .await
         .unwrap();
     let l = &settled.ledger;

@@ -32,7 +32,6 @@ use fastdata_sdk::{
     account::{did_of, parse_account},
     keystore::Keystore,
     publish::{SimulatedSensor, StreamPublisher},
-    receive::{Receiver, Verifier},
     Account, Error, FastData,
 };
 use indicatif::{ProgressBar, ProgressStyle};
@@ -1178,23 +1177,16 @@ async fn receive(ctx: &Ctx, args: ReceiveArgs) -> anyhow::Result<()> {
             )
         });
     }
-    let keys = chain.purchase_keys(&keystore, &purchase).await?;
-    let endpoints = chain.stream_endpoints(&purchase.stream).await?;
-    let expiry = chain.finalized_number().await?.saturating_add(600);
     let (first, last) = match purchase.terms {
         PurchaseTerms::Batch { first, last } => {
             (Some(args.from.unwrap_or(first).max(first)), Some(last))
         }
         PurchaseTerms::Stream { .. } => (args.from, None),
     };
-    let mut receiver = Receiver::new(
-        chain.account().clone(),
-        purchase.id,
-        Verifier::new(purchase.stream, keys),
-        endpoints,
-        expiry,
-        first,
-    );
+    let endpoints = chain.stream_endpoints(&purchase.stream).await?;
+    let mut receiver = chain
+        .receiver(&keystore, &purchase, endpoints, first, 600)
+        .await?;
     let mut out: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)

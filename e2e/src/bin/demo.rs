@@ -10,11 +10,10 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::Parser;
 use fastdata_e2e::{
-    free_balance, publish, reading, receive, seeded_account, Network, Trader, UNIT,
+    free_balance, publish, reading, receive, seeded_account, settled, Network, Trader, UNIT,
 };
 use fastdata_primitives::{
     api_market::{Licence, OfferTerms},
-    escrow::PurchaseState,
     AccountId, Balance, PaymentMode, SCORE_ONE,
 };
 use sp_runtime::Perbill;
@@ -221,20 +220,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 
     step("operators claim with the buyer's receipts; the live period settles (≈70 blocks)");
-    let settled = buyer
-        .chain
-        .wait_for("settlement", Duration::from_secs(300), || async {
-            let p = buyer.chain.purchase(live_purchase).await?.context_none()?;
-            if p.state == PurchaseState::Settled {
-                return Ok(Some(p));
-            }
-            let now = buyer.chain.finalized_number().await?;
-            if p.next_settlement.is_some_and(|at| at <= now) {
-                let _ = buyer.chain.settle(live_purchase).await;
-            }
-            Ok(None)
-        })
-        .await?;
+    let settled = settled(&buyer.chain, live_purchase, Duration::from_secs(300)).await?;
     let l = &settled.ledger;
     println!(
         "  price {} → operators {}, seller {}, protocol fee {}, refunded {}",
@@ -272,14 +258,4 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         std::future::pending::<()>().await;
     }
     net.stop(false).await
-}
-
-trait ContextNone<T> {
-    fn context_none(self) -> Result<T, fastdata_sdk::Error>;
-}
-
-impl<T> ContextNone<T> for Option<T> {
-    fn context_none(self) -> Result<T, fastdata_sdk::Error> {
-        self.ok_or_else(|| fastdata_sdk::Error::NotFound("purchase vanished".into()))
-    }
 }
