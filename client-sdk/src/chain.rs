@@ -165,6 +165,48 @@ impl FastData {
         runtime_api_at(&at, method, args).await
     }
 
+    /// Sends `amount` planck to `to` (`Balances::transfer_keep_alive`).
+    pub async fn transfer(
+        &self,
+        to: &fastdata_primitives::AccountId,
+        amount: fastdata_primitives::Balance,
+    ) -> Result<Included, Error> {
+        self.submit(
+            "Balances",
+            "transfer_keep_alive",
+            (
+                arg(crate::identity::lookup(to)),
+                arg(codec::Compact(amount)),
+            ),
+        )
+        .await
+    }
+
+    /// The free balance of `who` at the last finalized block (0 for an unknown account).
+    pub async fn free_balance(
+        &self,
+        who: &fastdata_primitives::AccountId,
+    ) -> Result<fastdata_primitives::Balance, Error> {
+        let at = self.client.at_current_block().await?;
+        let address = crate::runtime::fastdata::storage().system().account();
+        let info = at
+            .storage()
+            .try_fetch(address, (subxt::utils::AccountId32(*who.as_ref()),))
+            .await
+            .map_err(|e| Error::Chain(format!("System.Account of {who}: {e}")))?;
+        match info {
+            Some(info) => Ok(info
+                .decode()
+                .map_err(|e| Error::Decode {
+                    what: "account info",
+                    detail: e.to_string(),
+                })?
+                .data
+                .free),
+            None => Ok(0),
+        }
+    }
+
     /// Reads raw storage at the last finalized block (`None` if absent).
     pub async fn storage_raw(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, Error> {
         let at = self.client.at_current_block().await?;
@@ -340,7 +382,7 @@ pub const RUNTIME_APIS: &[(&str, &str)] = &[
 ];
 
 /// Storage items the SDK reads raw: pallet, item.
-pub const STORAGE: &[(&str, &str)] = &[("Offers", "EpochCommitments")];
+pub const STORAGE: &[(&str, &str)] = &[("Offers", "EpochCommitments"), ("System", "Account")];
 
 #[cfg(test)]
 mod tests {

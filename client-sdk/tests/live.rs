@@ -14,7 +14,6 @@ use fastdata_primitives::{
 };
 use fastdata_sdk::{
     chain::arg,
-    identity::lookup,
     keystore::Keystore,
     subxt::rpcs::{rpc_params, RpcClient},
     Account, Error, FastData,
@@ -31,14 +30,7 @@ fn url() -> String {
 async fn funded(alice: &FastData, amount: u128) -> Account {
     let (account, _) = Account::generate().unwrap();
     alice
-        .submit(
-            "Balances",
-            "transfer_keep_alive",
-            (
-                arg(lookup(&account.account_id())),
-                arg(codec::Compact(amount)),
-            ),
-        )
+        .transfer(&account.account_id(), amount)
         .await
         .expect("Alice funds a fresh account");
     account

@@ -17,8 +17,8 @@ use fastdata_primitives::{
     Sequence, StreamId,
 };
 use fastdata_sdk::{
-    buyer::Purchase, chain::arg, identity::lookup, keystore::Keystore, operator::OperatorEndpoint,
-    publish::StreamPublisher, receive::Summary, Account, FastData,
+    buyer::Purchase, keystore::Keystore, operator::OperatorEndpoint, publish::StreamPublisher,
+    receive::Summary, Account, FastData,
 };
 use sp_core::H256;
 
@@ -58,37 +58,12 @@ pub fn operator_binary() -> anyhow::Result<PathBuf> {
 
 /// Sends `amount` from `from` to `to` unless `to` already has at least `amount`.
 pub async fn fund(from: &FastData, to: &AccountId, amount: Balance) -> anyhow::Result<()> {
-    if free_balance(from, to).await? >= amount {
-        return Ok(());
+    if from.free_balance(to).await? < amount {
+        from.transfer(to, amount)
+            .await
+            .with_context(|| format!("funding {to}"))?;
     }
-    from.submit(
-        "Balances",
-        "transfer_keep_alive",
-        (arg(lookup(to)), arg(codec::Compact(amount))),
-    )
-    .await
-    .with_context(|| format!("funding {to}"))?;
     Ok(())
-}
-
-/// The free balance of `who` at the last finalized block.
-pub async fn free_balance(chain: &FastData, who: &AccountId) -> anyhow::Result<Balance> {
-    let at = chain.client().at_current_block().await?;
-    let address = fastdata_sdk::runtime::fastdata::storage()
-        .system()
-        .account();
-    let info = at
-        .storage()
-        .try_fetch(address, (subxt_account(who),))
-        .await?;
-    Ok(match info {
-        Some(info) => info.decode()?.data.free,
-        None => 0,
-    })
-}
-
-fn subxt_account(who: &AccountId) -> fastdata_sdk::subxt::utils::AccountId32 {
-    fastdata_sdk::subxt::utils::AccountId32(*who.as_ref())
 }
 
 /// One storage operator: a Mosquitto broker and a `fastdata-operator` process.

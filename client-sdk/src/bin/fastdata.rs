@@ -578,18 +578,7 @@ async fn did(ctx: &Ctx, cmd: DidCommand) -> anyhow::Result<()> {
                     if let Some(amount) = fund {
                         let funder = ctx.chain().await?;
                         funder
-                            .submit(
-                                "Balances",
-                                "transfer_keep_alive",
-                                (
-                                    fastdata_sdk::chain::arg(fastdata_sdk::identity::lookup(
-                                        &account.account_id(),
-                                    )),
-                                    fastdata_sdk::chain::arg(codec::Compact(
-                                        Balance::from(amount) * FAST,
-                                    )),
-                                ),
-                            )
+                            .transfer(&account.account_id(), Balance::from(amount) * FAST)
                             .await?;
                     }
                     account

@@ -9,9 +9,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::Parser;
-use fastdata_e2e::{
-    free_balance, publish, reading, receive, seeded_account, settled, Network, Trader, UNIT,
-};
+use fastdata_e2e::{publish, reading, receive, seeded_account, settled, Network, Trader, UNIT};
 use fastdata_primitives::{
     api_market::{Licence, OfferTerms},
     AccountId, Balance, PaymentMode, SCORE_ONE,
@@ -111,7 +109,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .collect();
     let mut before = Vec::new();
     for (_, who) in &parties {
-        before.push(free_balance(&alice, who).await?);
+        before.push(alice.free_balance(who).await?);
     }
     println!(
         "  seller {} (verified), buyer {} (verified)",
@@ -249,7 +247,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     println!("\nBalances (free)        before            after");
     for ((name, who), b) in parties.iter().zip(before) {
-        let a = free_balance(&alice, who).await?;
+        let a = alice.free_balance(who).await?;
         println!("  {name:<12} {:>18} {:>18}", fast(b), fast(a));
     }
     println!("\nDemo trade complete. Logs: {}", cli.dir.display());
