@@ -1,4 +1,5 @@
-//! A small pooled HTTP/1.1 client (plain `http://`) for operator daemons.
+//! A small pooled HTTP/1.1 client (plain `http://`): the SDK talks to operator daemons with
+//! it, and the daemons use it for replication and VerneMQ's management API.
 
 use std::time::Duration;
 
@@ -40,6 +41,33 @@ impl HttpClient {
         Self {
             inner: Client::builder(TokioExecutor::new()).build_http(),
         }
+    }
+
+    /// `GET url` with extra headers: status and body (read up to `limit` bytes).
+    pub async fn get(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        limit: usize,
+    ) -> Result<(StatusCode, Bytes), String> {
+        let answer = self
+            .send(Method::GET, url, headers, Bytes::new(), limit)
+            .await?;
+        Ok((answer.status, answer.body))
+    }
+
+    /// `POST url` with extra headers and `body`: status and body (read up to `limit` bytes).
+    pub async fn post(
+        &self,
+        url: &str,
+        headers: &[(&str, String)],
+        body: impl Into<Bytes>,
+        limit: usize,
+    ) -> Result<(StatusCode, Bytes), String> {
+        let answer = self
+            .send(Method::POST, url, headers, body.into(), limit)
+            .await?;
+        Ok((answer.status, answer.body))
     }
 
     /// Sends a request; the body of the answer is read up to `limit` bytes.

@@ -16,7 +16,6 @@ pub mod config;
 pub mod daemon;
 pub mod follower;
 pub mod gate;
-pub mod http_client;
 pub mod ingest;
 pub mod metrics;
 pub mod mosquitto;

@@ -13,6 +13,7 @@
 //! increasing), and stores it with the same duplicate rule as ingest, so a segment is never
 //! stored twice whatever the order of live ingest and backfill.
 
+use fastdata_sdk::http::HttpClient;
 use std::{
     collections::HashSet,
     sync::{
@@ -34,7 +35,6 @@ use crate::{
     api::{decode_frames, REPLICA_HEADER},
     auth::to_hex_scale,
     chain::{ChainEvent, ChainView},
-    http_client::HttpClient,
     metrics::Metrics,
     store::{NewSegment, Store},
 };

@@ -6,6 +6,7 @@
 
 mod common;
 
+use fastdata_sdk::http::HttpClient;
 use std::{
     process::{Child, Command, Stdio},
     sync::{
@@ -19,7 +20,6 @@ use common::*;
 use fastdata_operator::{
     api::{decode_frames, ACCESS_HEADER},
     auth::stream_topic,
-    http_client::HttpClient,
     store::Store,
 };
 use fastdata_primitives::envelope;

@@ -249,7 +249,7 @@ async fn unpaid_refused_paid_granted_refund_revoked() {
         .await
     );
 
-    let metrics = fastdata_operator::http_client::HttpClient::new()
+    let metrics = fastdata_sdk::http::HttpClient::new()
         .get(
             &format!("http://{}/metrics", daemon.http_addr),
             &[],

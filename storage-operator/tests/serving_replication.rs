@@ -4,6 +4,7 @@
 
 mod common;
 
+use fastdata_sdk::http::HttpClient;
 use std::{sync::Arc, time::Duration};
 
 use codec::Encode;
@@ -13,7 +14,6 @@ use fastdata_operator::{
     auth::to_hex_scale,
     chain::{ChainEvent, InMemoryChainView},
     daemon::Daemon,
-    http_client::HttpClient,
     receipts::{NoChainSubmitter, Receipt},
     replication::{BackfillRequest, ReplicaRequest},
     store::NewSegment,

@@ -22,6 +22,7 @@
 //! Answers are never cached (no `cache-control` header): a refund or an unassignment takes
 //! effect at the next hook call.
 
+use fastdata_sdk::http::HttpClient;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
@@ -47,7 +48,6 @@ use super::{
 use crate::{
     auth::{decode_hex_scale, AccessRequest, Authorizer, Principal, Refusal, UploadToken},
     chain::ChainView,
-    http_client::HttpClient,
 };
 
 /// Username with which a seller's publisher connects directly with its upload token.

@@ -2,6 +2,7 @@
 //! on a free port, keys, tokens, segments, configs.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use fastdata_sdk::http::HttpClient;
 use std::{
     path::Path,
     time::{Duration, Instant},
@@ -11,7 +12,6 @@ use codec::Encode;
 use fastdata_operator::{
     chain::{ChainEvent, InMemoryChainView, PurchaseInfo, StreamAssignment},
     config::Config,
-    http_client::HttpClient,
 };
 use fastdata_primitives::{
     envelope::{seal, EpochKeys, SegmentHeader},
