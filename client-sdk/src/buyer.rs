@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use codec::Encode;
 use fastdata_primitives::{
     api_market::OfferPage,
     envelope::EpochKeys,
@@ -10,10 +11,12 @@ use fastdata_primitives::{
     sealed, AccountId, Balance, BlockNumber, EpochIndex, OfferId, PurchaseId, Sequence,
 };
 use sp_core::H256;
+use sp_runtime::Perbill;
 
 use crate::{
     chain::{arg, FastData, Included},
     error::Error,
+    identity::RawCall,
     keystore::Keystore,
     operator::OperatorEndpoint,
     receive::{Receiver, Verifier},
@@ -210,6 +213,24 @@ impl FastData {
             (arg(purchase), arg(reason), arg(evidence)),
         )
         .await
+    }
+
+    /// Resolves a dispute through `Sudo::sudo` (dev chains: the acting account must be the sudo
+    /// key, production chains decide by governance): operators keep their accrued pay and
+    /// `refund_ratio` of the rest goes back to the buyer; 0 rejects the dispute.
+    pub async fn sudo_resolve_dispute(
+        &self,
+        purchase: PurchaseId,
+        refund_ratio: Perbill,
+    ) -> Result<Included, Error> {
+        let call = self
+            .encode_call(
+                "Escrow",
+                "resolve_dispute",
+                (purchase, refund_ratio).encode(),
+            )
+            .await?;
+        self.submit("Sudo", "sudo", (arg(RawCall(call)),)).await
     }
 
     /// Settles the next due period of a purchase (anyone; free when it succeeds).

@@ -328,6 +328,7 @@ pub const CALLS: &[(&str, &str, &[&str])] = &[
     ("Offers", "rotate_epoch", &["stream", "commitment"]),
     ("Offers", "close_stream", &["stream"]),
     ("Escrow", "purchase", &["offer", "periods", "max_price"]),
+    ("Escrow", "resolve_dispute", &["purchase", "refund_ratio"]),
     ("Escrow", "deliver_keys", &["purchase", "epoch", "sealed"]),
     ("Escrow", "refund_missing_keys", &["purchase"]),
     ("Escrow", "settle", &["purchase"]),

@@ -7,18 +7,24 @@
 
 use std::{collections::BTreeSet, time::Duration};
 
+use codec::Encode;
 use fastdata_e2e::{
     node_url, publish, reading, receive, seeded_account, settled, Network, Trader, UNIT,
 };
 use fastdata_primitives::{
     api_market::{Licence, OfferTerms},
-    escrow::PurchaseState,
-    PaymentMode, SCORE_ONE,
+    escrow::{DisputeReason, PurchaseState},
+    tokens::{AccessRequest, Signed, UploadToken},
+    PaymentMode, PurchaseId, SCORE_ONE,
 };
 use fastdata_sdk::{
+    fresh_nonce,
+    http::HttpClient,
+    operator::{OperatorClient, OperatorEndpoint, ACCESS_HEADER},
     receive::{Receiver, Verifier},
     Error,
 };
+use hyper::{body::Bytes, Method};
 use sp_runtime::Perbill;
 
 fn terms(replication: u32, verified_only: bool) -> OfferTerms<u32> {
@@ -299,6 +305,284 @@ async fn batch_purchase_survives_kill9_of_an_operator() {
     .await
     .expect("the restarted operator serves again");
     assert_eq!(again.into_iter().map(|(_, p)| p).collect::<Vec<_>>(), data);
+
+    net.stop(true).await.unwrap();
+}
+
+/// A raw request to an operator's HTTP API; returns the status and the JSON error code.
+async fn raw(
+    http: &HttpClient,
+    method: Method,
+    url: String,
+    headers: &[(&str, String)],
+    body: String,
+) -> (u16, String) {
+    let answer = http
+        .send(method, &url, headers, Bytes::from(body), 1 << 20)
+        .await
+        .unwrap();
+    let code = serde_json::from_slice::<serde_json::Value>(&answer.body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+        .unwrap_or_default();
+    (answer.status.as_u16(), code)
+}
+
+fn hex_scale(value: &impl Encode) -> String {
+    format!("0x{}", hex::encode(value.encode()))
+}
+
+/// The error code an operator answered a download of `purchase` by `buyer` with.
+async fn download_refusal(op: &OperatorClient, buyer: &Trader, purchase: PurchaseId) -> String {
+    match op
+        .download(buyer.chain.account(), purchase, u32::MAX, Some(0), None)
+        .await
+    {
+        Ok(d) => format!("served {} segments", d.envelopes.len()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a running fastdata-node; run by scripts/test"]
+async fn forged_and_replayed_refused_missing_keys_refunded_dispute_revokes() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Network::start(&node_url(), dir.path(), 2, None)
+        .await
+        .unwrap();
+    let alice = net.alice.clone();
+    let mut traders = Vec::new();
+    for (name, verified) in [("s", true), ("b1", false), ("b2", false)] {
+        let path = dir.path().join(format!("{name}.json"));
+        let account = seeded_account(None).unwrap();
+        traders.push(
+            Trader::onboard(&alice, account, &path, verified)
+                .await
+                .unwrap(),
+        );
+    }
+    let (buyer2, buyer1, mut seller) = (
+        traders.pop().unwrap(),
+        traders.pop().unwrap(),
+        traders.pop().unwrap(),
+    );
+
+    let price = 5 * UNIT;
+    let offer = seller
+        .chain
+        .create_offer(
+            "plant7/boiler/pressure",
+            PaymentMode::Stream { period: 20 },
+            price,
+            terms(2, false),
+        )
+        .await
+        .unwrap();
+    let stream = seller
+        .chain
+        .register_stream(&mut seller.keystore, offer, "boiler-1")
+        .await
+        .unwrap()
+        .stream;
+    let data = payloads("boiler-1", 10);
+    let endpoints = publish(&seller, stream, 0, 0, &data).await.unwrap();
+    assert_eq!(endpoints.len(), 2);
+    let (op, other) = (&endpoints[0], &endpoints[1]);
+    let http = HttpClient::new();
+    let session_url = format!("{}/v1/broker/session", op.http_url);
+    let json = [("content-type", "application/json".to_owned())];
+    let expiry = alice.finalized_number().await.unwrap() + 1_000;
+
+    // Upload tokens: signed by someone else than the seller, addressed to the other operator,
+    // replayed, or not a token at all — each refused with its own code.
+    let token = |signer: &Trader, operator: &OperatorEndpoint, nonce: u64| {
+        let token = UploadToken {
+            stream,
+            operator: operator.account.clone(),
+            epoch: 0,
+            expiry,
+            nonce,
+        };
+        let signed = Signed::sign(token, signer.chain.account().pair());
+        serde_json::json!({ "upload_token": hex_scale(&signed) }).to_string()
+    };
+    let forged = token(&buyer1, op, fresh_nonce());
+    let cases = [
+        (forged, 401, "bad_signature"),
+        (token(&seller, other, fresh_nonce()), 403, "wrong_operator"),
+        (
+            r#"{"upload_token":"0xdeadbeef"}"#.to_owned(),
+            400,
+            "malformed",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let got = raw(&http, Method::POST, session_url.clone(), &json, body).await;
+        assert_eq!(got, (status, code.to_owned()));
+    }
+    let good = token(&seller, op, fresh_nonce());
+    let first = raw(
+        &http,
+        Method::POST,
+        session_url.clone(),
+        &json,
+        good.clone(),
+    )
+    .await;
+    assert_eq!(first.0, 200, "{first:?}");
+    let replay = raw(&http, Method::POST, session_url.clone(), &json, good).await;
+    assert_eq!(replay, (403, "replayed".to_owned()));
+
+    // Buyer 1 pays but the seller never delivers its keys: the operators serve nothing, and
+    // after the key deadline the whole price goes back to the buyer.
+    let p1 = buyer1.chain.buy(offer, 1, price).await.unwrap();
+    let after_buy = buyer1.chain.free_balance(&buyer1.id()).await.unwrap();
+    let v1 = buyer1.chain.purchase(p1).await.unwrap().unwrap();
+    assert_eq!(v1.state, PurchaseState::AwaitingKeys);
+    let client = OperatorClient::new(op.clone());
+    let refusal = alice
+        .wait_for(
+            "the operator to see purchase 1",
+            Duration::from_secs(30),
+            || async {
+                let r = download_refusal(&client, &buyer1, p1).await;
+                Ok((!r.contains("unknown_purchase")).then_some(r))
+            },
+        )
+        .await
+        .unwrap();
+    assert!(refusal.contains("purchase_not_active"), "{refusal}");
+
+    // Buyer 2 pays and gets its keys: served once per access request, never twice.
+    let p2 = buyer2.chain.buy(offer, 1, price).await.unwrap();
+    let v2 = buyer2.chain.purchase(p2).await.unwrap().unwrap();
+    let keys = seller.keystore.epoch_keys(&stream, 0).unwrap();
+    seller.chain.deliver_keys(&v2, 0, &keys).await.unwrap();
+    buyer2
+        .chain
+        .wait_for_keys(p2, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let access = |signer: &Trader, nonce: u64| {
+        let request = AccessRequest {
+            purchase: p2,
+            operator: op.account.clone(),
+            expiry,
+            nonce,
+        };
+        let signed = Signed::sign(request, signer.chain.account().pair());
+        vec![(ACCESS_HEADER, hex_scale(&signed))]
+    };
+    let segments_url = format!("{}/v1/purchases/{p2}/segments?from=0&to=9", op.http_url);
+    let served = alice
+        .wait_for(
+            "the operator to serve purchase 2",
+            Duration::from_secs(30),
+            || async {
+                let r = download_refusal(&client, &buyer2, p2).await;
+                Ok(r.starts_with("served").then_some(r))
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(served, "served 10 segments");
+    // A request signed now carries a nonce above the ones the SDK used above.
+    let request = access(&buyer2, fresh_nonce());
+    let once = raw(
+        &http,
+        Method::GET,
+        segments_url.clone(),
+        &request,
+        String::new(),
+    )
+    .await;
+    assert_eq!(once.0, 200, "{once:?}");
+    let twice = raw(
+        &http,
+        Method::GET,
+        segments_url.clone(),
+        &request,
+        String::new(),
+    )
+    .await;
+    assert_eq!(twice, (403, "replayed".to_owned()));
+    let stolen = access(&buyer1, fresh_nonce());
+    let forged = raw(
+        &http,
+        Method::GET,
+        segments_url.clone(),
+        &stolen,
+        String::new(),
+    )
+    .await;
+    assert_eq!(forged, (401, "bad_signature".to_owned()));
+    let (plain, summary) = receive(&buyer2, p2, endpoints.clone(), 0, 9).await.unwrap();
+    assert_eq!(plain.into_iter().map(|(_, p)| p).collect::<Vec<_>>(), data);
+    assert_eq!(summary.rejected, 0);
+
+    // Buyer 2 disputes: access stops at once; the upheld dispute refunds it in full and
+    // access stays revoked.
+    buyer2
+        .chain
+        .dispute(p2, DisputeReason::DataNotDelivered, None)
+        .await
+        .unwrap();
+    let revoked = alice
+        .wait_for(
+            "the operator to revoke purchase 2",
+            Duration::from_secs(30),
+            || async {
+                let r = download_refusal(&client, &buyer2, p2).await;
+                Ok((!r.starts_with("served")).then_some(r))
+            },
+        )
+        .await
+        .unwrap();
+    assert!(revoked.contains("purchase_not_active"), "{revoked}");
+    alice
+        .sudo_resolve_dispute(p2, Perbill::one())
+        .await
+        .unwrap();
+    let resolved = alice.purchase(p2).await.unwrap().unwrap();
+    assert_eq!(resolved.state, PurchaseState::Settled);
+    let l = &resolved.ledger;
+    assert_eq!(l.held, 0, "{l:?}");
+    assert_eq!(
+        l.operators + l.seller + l.fees + l.refunded,
+        v2.price,
+        "{l:?}"
+    );
+    assert_eq!(l.refunded, v2.price - l.operators, "{l:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let still = download_refusal(&client, &buyer2, p2).await;
+    assert!(still.contains("purchase_not_active"), "{still}");
+
+    // Purchase 1 after its key deadline: refunded in full (anyone may trigger it; on_idle
+    // may get there first), and still not served.
+    let refunded = alice
+        .wait_for(
+            "the missing-keys refund",
+            Duration::from_secs(180),
+            || async {
+                let p = alice.purchase(p1).await?.unwrap();
+                if p.state == PurchaseState::Refunded {
+                    return Ok(Some(p));
+                }
+                if alice.finalized_number().await? > p.key_deadline {
+                    let _ = alice.refund_missing_keys(p1).await;
+                }
+                Ok(None)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(refunded.ledger.refunded, v1.price);
+    assert_eq!(refunded.ledger.held, 0);
+    let back = buyer1.chain.free_balance(&buyer1.id()).await.unwrap() - after_buy;
+    assert!(back >= v1.price, "buyer got {back} back of {}", v1.price);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = download_refusal(&client, &buyer1, p1).await;
+    assert!(after.contains("purchase_not_active"), "{after}");
 
     net.stop(true).await.unwrap();
 }

@@ -1,0 +1,8 @@
+//! PVF prepare worker, versioned like the relay node it runs beside.
+
+polkadot_node_core_pvf_common::decl_worker_main!(
+	"prepare-worker",
+	polkadot_node_core_pvf_prepare_worker::worker_entrypoint,
+	polkadot_node_primitives::NODE_VERSION,
+	"fastdata",
+);
