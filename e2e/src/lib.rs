@@ -35,23 +35,28 @@ pub fn node_url() -> String {
     std::env::var("FASTDATA_WS").unwrap_or_else(|_| fastdata_sdk::DEFAULT_URL.to_string())
 }
 
-/// The `fastdata-operator` binary: `$FASTDATA_BIN/fastdata-operator`, or next to the running
-/// executable (or one level up, for test executables in `deps/`).
+/// The `fastdata-operator` binary (see [`binary`]).
 pub fn operator_binary() -> anyhow::Result<PathBuf> {
+    binary("fastdata-operator")
+}
+
+/// A binary of this workspace: `$FASTDATA_BIN/<name>`, or next to the running executable (or
+/// one level up, for test executables in `deps/`).
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     if let Ok(dir) = std::env::var("FASTDATA_BIN") {
-        return Ok(PathBuf::from(dir).join("fastdata-operator"));
+        return Ok(PathBuf::from(dir).join(name));
     }
     let exe = std::env::current_exe()?;
     let mut dir = exe.parent().map(Path::to_path_buf);
     while let Some(d) = dir {
-        let candidate = d.join("fastdata-operator");
+        let candidate = d.join(name);
         if candidate.exists() {
             return Ok(candidate);
         }
         dir = d.parent().map(Path::to_path_buf);
     }
     bail!(
-        "fastdata-operator not found next to {}; set FASTDATA_BIN",
+        "{name} not found next to {}; set FASTDATA_BIN",
         exe.display()
     )
 }
