@@ -19,6 +19,7 @@ use fastdata_primitives::{
     AccountId, Balance, BlockNumber, EpochIndex, PurchaseId, Sequence, StreamId,
 };
 use hyper::{body::Bytes, Method};
+use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 use serde::Deserialize;
 
 use crate::{account::Account, chain::FastData, error::Error, http::HttpClient};
@@ -33,34 +34,76 @@ pub const MAX_DOWNLOAD: usize = 64 * 1024 * 1024;
 pub struct OperatorEndpoint {
     /// Its account (the addressee of tokens, requests and receipts).
     pub account: AccountId,
-    /// `mqtt://host:port` of its broker.
+    /// `mqtt://host:port` (or `mqtts://host:port`, TLS) of its broker.
     pub broker_url: String,
-    /// `http://host:port` of its daemon.
+    /// `http://host:port` (or `https://host:port`) of its daemon.
     pub http_url: String,
 }
 
 impl OperatorEndpoint {
-    /// Broker host and port from `mqtt://host:port` (port 1883 if absent).
-    pub fn broker_host_port(&self) -> Result<(String, u16), Error> {
-        parse_mqtt_url(&self.broker_url).ok_or_else(|| Error::Operator {
+    /// Where the broker listens, from [`broker_url`](Self::broker_url).
+    pub fn broker_address(&self) -> Result<BrokerAddress, Error> {
+        parse_broker_url(&self.broker_url).ok_or_else(|| Error::Operator {
             operator: self.broker_url.clone(),
-            detail: "broker URL is not mqtt://host[:port] (mqtts is not supported by this SDK yet)"
-                .into(),
+            detail: "broker URL is not mqtt://host[:port] or mqtts://host[:port]".into(),
         })
     }
 }
 
-/// `mqtt://host[:port]` → `(host, port)`.
-pub fn parse_mqtt_url(url: &str) -> Option<(String, u16)> {
-    let rest = url
-        .strip_prefix("mqtt://")
-        .or_else(|| url.strip_prefix("tcp://"))?;
-    let rest = rest.trim_end_matches('/');
-    match rest.rsplit_once(':') {
-        Some((host, port)) => Some((host.to_owned(), port.parse().ok()?)),
-        None if !rest.is_empty() => Some((rest.to_owned(), 1883)),
-        None => None,
+/// An MQTT broker's address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerAddress {
+    /// Host name or IP address (also the name its TLS certificate must carry).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Connect over TLS (`mqtts://`).
+    pub tls: bool,
+}
+
+impl BrokerAddress {
+    /// rumqttc options for a connection as `client_id`; over TLS they trust the system's roots
+    /// and the CAs of `$FASTDATA_CA_CERT` ([`crate::http::default_tls_config`]).
+    pub fn mqtt_options(&self, client_id: impl Into<String>) -> Result<MqttOptions, Error> {
+        let mut options = MqttOptions::new(client_id, self.host.clone(), self.port);
+        if self.tls {
+            let config = crate::http::default_tls_config().map_err(|detail| Error::Operator {
+                operator: format!("mqtts://{}:{}", self.host, self.port),
+                detail,
+            })?;
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
+        }
+        Ok(options)
     }
+}
+
+/// `mqtt://host[:port]` (also `tcp://`; port 1883 if absent) or `mqtts://host[:port]` (also
+/// `ssl://`; TLS, port 8883 if absent) → its [`BrokerAddress`].
+pub fn parse_broker_url(url: &str) -> Option<BrokerAddress> {
+    let (rest, tls) = if let Some(rest) = url
+        .strip_prefix("mqtt://")
+        .or_else(|| url.strip_prefix("tcp://"))
+    {
+        (rest, false)
+    } else {
+        let rest = url
+            .strip_prefix("mqtts://")
+            .or_else(|| url.strip_prefix("ssl://"))?;
+        (rest, true)
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) => (host, port.parse().ok()?),
+        None => (rest, if tls { 8883 } else { 1883 }),
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some(BrokerAddress {
+        host: host.to_owned(),
+        port,
+        tls,
+    })
 }
 
 /// Broker credentials handed out by `POST /v1/broker/session`.
@@ -346,17 +389,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mqtt_urls() {
+    fn broker_urls() {
+        let at = |host: &str, port, tls| {
+            Some(BrokerAddress {
+                host: host.into(),
+                port,
+                tls,
+            })
+        };
         assert_eq!(
-            parse_mqtt_url("mqtt://127.0.0.1:1884"),
-            Some(("127.0.0.1".into(), 1884))
+            parse_broker_url("mqtt://127.0.0.1:1884"),
+            at("127.0.0.1", 1884, false)
         );
         assert_eq!(
-            parse_mqtt_url("mqtt://broker.example"),
-            Some(("broker.example".into(), 1883))
+            parse_broker_url("mqtt://broker.example"),
+            at("broker.example", 1883, false)
         );
-        assert_eq!(parse_mqtt_url("mqtts://x:8883"), None);
-        assert_eq!(parse_mqtt_url("mqtt://"), None);
-        assert_eq!(parse_mqtt_url("mqtt://h:notaport"), None);
+        assert_eq!(parse_broker_url("mqtts://x:8884/"), at("x", 8884, true));
+        assert_eq!(parse_broker_url("mqtts://x"), at("x", 8883, true));
+        assert_eq!(parse_broker_url("ssl://x:1"), at("x", 1, true));
+        assert_eq!(parse_broker_url("mqtt://"), None);
+        assert_eq!(parse_broker_url("mqtts://:8883"), None);
+        assert_eq!(parse_broker_url("mqtt://h:notaport"), None);
+        assert_eq!(parse_broker_url("http://h:1"), None);
     }
 }

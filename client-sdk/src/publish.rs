@@ -21,7 +21,7 @@ use fastdata_primitives::{
     envelope::{self, EpochKeys, SegmentHeader},
     BlockNumber, EpochIndex, Sequence, StreamId,
 };
-use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, Outgoing, Packet, QoS};
 
 use crate::{
     account::Account,
@@ -136,11 +136,11 @@ impl StreamPublisher {
         endpoint: &OperatorEndpoint,
         expiry: BlockNumber,
     ) -> Result<Link, Error> {
-        let (host, port) = endpoint.broker_host_port()?;
+        let broker = endpoint.broker_address()?;
         let credentials = OperatorClient::new(endpoint.clone())
             .upload_session(seller, stream, epoch, expiry)
             .await?;
-        let mut options = MqttOptions::new(credentials.username.clone(), host, port);
+        let mut options = broker.mqtt_options(credentials.username.clone())?;
         options.set_credentials(credentials.username.clone(), credentials.password.clone());
         options.set_keep_alive(Duration::from_secs(30));
         options.set_clean_session(false);

@@ -21,7 +21,7 @@ use fastdata_primitives::{
     envelope::{self, EpochKeys, OpenedSegment},
     BlockNumber, EpochIndex, PurchaseId, Sequence, StreamId,
 };
-use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, Packet, QoS};
 
 use crate::{
     account::Account,
@@ -393,19 +393,19 @@ impl Receiver {
                     continue;
                 }
             };
-            let (host, port) = match op.endpoint().broker_host_port() {
-                Ok(hp) => hp,
+            let client_id = format!("{}-{}", credentials.username, crate::fresh_nonce());
+            let mut options = match op
+                .endpoint()
+                .broker_address()
+                .and_then(|broker| broker.mqtt_options(client_id))
+            {
+                Ok(options) => options,
                 Err(e) => {
                     fruitless += 1;
                     self.failover(e.to_string());
                     continue;
                 }
             };
-            let mut options = MqttOptions::new(
-                format!("{}-{}", credentials.username, crate::fresh_nonce()),
-                host,
-                port,
-            );
             options.set_credentials(credentials.username.clone(), credentials.password.clone());
             options.set_keep_alive(Duration::from_secs(15));
             options.set_max_packet_size(

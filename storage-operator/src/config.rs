@@ -8,11 +8,17 @@
 //!
 //! [http]
 //! listen = "0.0.0.0:8080"
+//! # tls_cert = "/etc/fastdata/cert.pem"  # serve HTTPS: certificate chain (PEM), with tls_key
+//! # tls_key = "/etc/fastdata/key.pem"    # its private key (PEM: PKCS#8, PKCS#1 or SEC1)
+//! # ca_cert = "/etc/fastdata/ca.pem"     # extra CAs (PEM) for outgoing TLS: other operators'
+//! #                                      # https:// APIs, VerneMQ's API, the broker (tls = true);
+//! #                                      # default: $FASTDATA_CA_CERT; system roots always
 //!
 //! [broker]
 //! kind = "mosquitto"        # or "vernemq"
-//! host = "127.0.0.1"
+//! host = "127.0.0.1"        # with tls = true, the name (or IP) its certificate carries
 //! port = 1883
+//! # tls = true              # connect over TLS (mqtts), e.g. port 8883
 //! username = "admin"        # mosquitto: the dynsec admin; vernemq: the daemon's own account
 //! password = "…"
 //!
@@ -38,7 +44,7 @@
 //! batch = 32
 //! ```
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use serde::Deserialize;
 
@@ -93,13 +99,46 @@ pub struct OperatorSection {
 pub struct HttpSection {
     /// Listen address of the HTTP API.
     pub listen: SocketAddr,
+    /// Certificate chain (PEM) to serve the API over HTTPS with; needs `tls_key`.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert`.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Extra CA certificates (PEM) trusted by the daemon's outgoing TLS connections (other
+    /// operators, VerneMQ's API, the broker with `broker.tls`), besides the system's roots.
+    /// Without it, `$FASTDATA_CA_CERT` is used if set.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl Default for HttpSection {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            tls_cert: None,
+            tls_key: None,
+            ca_cert: None,
         }
+    }
+}
+
+impl HttpSection {
+    /// The HTTPS server configuration from `tls_cert` and `tls_key` (files read and checked
+    /// now), or `None` for plain HTTP.
+    pub fn server_tls(&self) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => crate::tls::server_config(cert, key).map(Some),
+            (None, None) => Ok(None),
+            (Some(_), None) => anyhow::bail!("[http] tls_cert is set but tls_key is not; set both"),
+            (None, Some(_)) => anyhow::bail!("[http] tls_key is set but tls_cert is not; set both"),
+        }
+    }
+
+    /// The client configuration of outgoing TLS: system roots plus `ca_cert` (or
+    /// `$FASTDATA_CA_CERT`).
+    pub fn client_tls(&self) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+        crate::tls::client_config(self.ca_cert.as_deref())
     }
 }
 
@@ -122,6 +161,10 @@ pub struct BrokerSection {
     /// Client id prefix of the daemon's connections (`<prefix>-ingest`, `<prefix>-control`).
     #[serde(default = "default_client_prefix")]
     pub client_id_prefix: String,
+    /// Connect to the broker over TLS (its certificate must name `host`; trusted CAs as for
+    /// `http.ca_cert`).
+    #[serde(default)]
+    pub tls: bool,
 }
 
 fn default_host() -> String {
@@ -277,8 +320,13 @@ impl Config {
         Self::from_toml(&text).map_err(|e| anyhow::anyhow!("bad config {}: {e}", path.display()))
     }
 
-    /// Checks what serde cannot: one chain source, and URL schemes.
+    /// Checks what serde cannot: one chain source, URL schemes, and the TLS files (read and
+    /// parsed).
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.http.server_tls()?;
+        if self.http.ca_cert.is_some() {
+            self.http.client_tls()?;
+        }
         if self.chain.url.is_some() && self.chain.fixture.is_some() {
             anyhow::bail!("[chain] has both url and fixture; keep one");
         }

@@ -4,6 +4,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use fastdata_primitives::AccountId;
+use fastdata_sdk::http::HttpClient;
 use sp_core::Pair;
 use tokio::{sync::watch, task::JoinHandle};
 
@@ -22,6 +23,7 @@ use crate::{
     receipts::{self, ClaimSubmitter, ReceiptBook},
     replication::{BackfillRequest, Replicator},
     store::Store,
+    tls::TlsListener,
 };
 
 /// A running daemon.
@@ -30,6 +32,8 @@ pub struct Daemon {
     pub node: Arc<Node>,
     /// Where the HTTP API listens.
     pub http_addr: SocketAddr,
+    /// Whether the API is served over HTTPS (`[http] tls_cert`).
+    pub https: bool,
     /// Where the VerneMQ webhooks listen, with that backend.
     pub webhook_addr: Option<SocketAddr>,
     backfill: tokio::sync::mpsc::Sender<BackfillRequest>,
@@ -46,6 +50,11 @@ impl Daemon {
         submitter: Arc<dyn ClaimSubmitter>,
     ) -> anyhow::Result<Self> {
         let pair = config.operator_pair()?;
+        // TLS material first: a bad file stops the start-up before anything else happens.
+        let server_tls = config.http.server_tls()?;
+        let client_tls = config.http.client_tls()?;
+        let broker_tls = config.broker.tls.then(|| client_tls.clone());
+        let http_client = HttpClient::with_tls_config(client_tls);
         let me = AccountId::from(pair.public());
         std::fs::create_dir_all(&config.operator.data_dir).with_context(|| {
             format!(
@@ -85,6 +94,7 @@ impl Daemon {
                         password: config.broker.password.clone(),
                         client_id: format!("{prefix}-control"),
                         timeout: Duration::from_secs(10),
+                        tls: broker_tls.clone(),
                     },
                     metrics.clone(),
                 )
@@ -102,12 +112,15 @@ impl Daemon {
                     }),
                     _ => None,
                 };
-                let gate = Arc::new(VernemqGate::new(
-                    auth.clone(),
-                    config.broker.username.clone(),
-                    config.broker.password.clone(),
-                    api,
-                ));
+                let gate = Arc::new(
+                    VernemqGate::new(
+                        auth.clone(),
+                        config.broker.username.clone(),
+                        config.broker.password.clone(),
+                        api,
+                    )
+                    .with_http_client(http_client.clone()),
+                );
                 let listener = tokio::net::TcpListener::bind(config.vernemq.webhook_listen)
                     .await
                     .with_context(|| {
@@ -139,19 +152,21 @@ impl Daemon {
             .await
             .with_context(|| format!("cannot listen on {}", config.http.listen))?;
         let http_addr = listener.local_addr()?;
-        tasks.push(serve(
-            listener,
-            api::router(node.clone()),
-            shutdown_rx.clone(),
-        ));
+        let https = server_tls.is_some();
+        tasks.push(match server_tls {
+            Some(tls) => serve(
+                TlsListener::new(listener, tls)?,
+                api::router(node.clone()),
+                shutdown_rx.clone(),
+            ),
+            None => serve(listener, api::router(node.clone()), shutdown_rx.clone()),
+        });
 
         let (backfill_tx, backfill_rx) = tokio::sync::mpsc::channel(1024);
-        let replicator = Arc::new(Replicator::new(
-            pair,
-            view.clone(),
-            store.clone(),
-            metrics.clone(),
-        ));
+        let replicator = Arc::new(
+            Replicator::new(pair, view.clone(), store.clone(), metrics.clone())
+                .with_http_client(http_client),
+        );
         tasks.push(tokio::spawn(replicator.run(
             backfill_rx,
             replication_events,
@@ -170,6 +185,7 @@ impl Daemon {
             username: config.broker.username.clone(),
             password: config.broker.password.clone(),
             client_id: format!("{prefix}-ingest"),
+            tls: broker_tls,
         };
         tasks.push(tokio::spawn(ingest::run(
             ingest_config,
@@ -200,15 +216,22 @@ impl Daemon {
             Duration::from_secs(config.serving.retention_sweep_secs.max(1)),
             shutdown_rx,
         )));
-        tracing::info!(%http_addr, ?webhook_addr, operator = %node.me, "operator daemon started");
+        tracing::info!(%http_addr, https, ?webhook_addr, operator = %node.me, "operator daemon started");
         Ok(Self {
             node,
             http_addr,
+            https,
             webhook_addr,
             backfill: backfill_tx,
             shutdown,
             tasks,
         })
+    }
+
+    /// `http://<http_addr>` or `https://<http_addr>`.
+    pub fn http_url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.http_addr)
     }
 
     /// Asks the replicator to fill `request` from the other operators of the stream (what
@@ -235,11 +258,15 @@ impl Daemon {
     }
 }
 
-fn serve(
-    listener: tokio::net::TcpListener,
+fn serve<L>(
+    listener: L,
     router: axum::Router,
     mut shutdown: watch::Receiver<bool>,
-) -> JoinHandle<()> {
+) -> JoinHandle<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     tokio::spawn(async move {
         let stop = async move {
             let _ = crate::stopped(&mut shutdown).await;

@@ -21,7 +21,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use fastdata_primitives::{Sequence, StreamId};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::{
@@ -48,6 +48,8 @@ pub struct IngestConfig {
     pub password: String,
     /// Fixed client id (the persistent session hangs on it).
     pub client_id: String,
+    /// TLS settings to connect over TLS with (`broker.tls`); plain TCP without.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Validates and stores segments; tracks the highest sequence per stream for gap detection.
@@ -180,6 +182,11 @@ pub async fn run(
     let view = writer.auth.view().clone();
     let mut options = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
     options.set_credentials(config.username.clone(), config.password.clone());
+    if let Some(tls) = &config.tls {
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            tls.clone(),
+        )));
+    }
     options.set_clean_session(false);
     options.set_manual_acks(true);
     options.set_keep_alive(Duration::from_secs(30));

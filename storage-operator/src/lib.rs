@@ -6,8 +6,8 @@
 //! serves purchased ranges over HTTP within a window of the buyer's receipts ([`api`]), keeps
 //! receipts and claims payment ([`receipts`]), and backfills gaps from other operators
 //! ([`replication`]). [`follower`] keeps the view in line with a node's finalized blocks,
-//! registers the operator, sends heartbeats and submits claims (subxt). [`daemon`] wires it
-//! all; `main.rs` is the CLI.
+//! registers the operator, sends heartbeats and submits claims (subxt). [`tls`] serves the API
+//! over HTTPS. [`daemon`] wires it all; `main.rs` is the CLI.
 
 pub mod api;
 pub mod auth;
@@ -22,6 +22,7 @@ pub mod mosquitto;
 pub mod receipts;
 pub mod replication;
 pub mod store;
+pub mod tls;
 
 /// Resolves once `shutdown` is (or becomes) true; never holds the watch lock afterwards.
 pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {

@@ -127,6 +127,12 @@ impl Replicator {
         }
     }
 
+    /// Uses `client` for requests to other operators (e.g. one trusting `http.ca_cert`).
+    pub fn with_http_client(mut self, client: HttpClient) -> Self {
+        self.client = client;
+        self
+    }
+
     fn next_nonce(&self) -> u64 {
         // Milliseconds since the epoch, strictly increasing within this process.
         let now = now_millis();

@@ -28,7 +28,7 @@ use std::{
 
 use async_trait::async_trait;
 use fastdata_primitives::{AccountId, PurchaseId, StreamId};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use serde_json::{json, Value};
 use sp_core::H256;
 use tokio::sync::{oneshot, watch};
@@ -58,6 +58,8 @@ pub struct MosquittoConfig {
     pub client_id: String,
     /// How long to wait for the plugin's answer.
     pub timeout: Duration,
+    /// TLS settings to connect over TLS with (`broker.tls`); plain TCP without.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>;
@@ -130,6 +132,11 @@ impl MosquittoGate {
         let mut options =
             MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
         options.set_credentials(config.username.clone(), config.password.clone());
+        if let Some(tls) = &config.tls {
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                tls.clone(),
+            )));
+        }
         options.set_keep_alive(Duration::from_secs(30));
         options.set_clean_session(true);
         options.set_max_packet_size(1024 * 1024, 1024 * 1024);

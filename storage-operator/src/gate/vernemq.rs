@@ -168,6 +168,14 @@ impl VernemqGate {
         }
     }
 
+    /// Uses `client` for VerneMQ's API (e.g. one trusting `http.ca_cert`).
+    pub fn with_http_client(mut self, client: HttpClient) -> Self {
+        if let Some((_, http)) = &mut self.api {
+            *http = client;
+        }
+        self
+    }
+
     /// Payloads arrive as plain strings instead of base64 (`base64payload = off`).
     pub fn with_plain_payloads(mut self) -> Self {
         self.base64_payload = false;
