@@ -32,6 +32,10 @@ struct Cli {
     /// Keep the operators running after the trade until Ctrl-C.
     #[arg(long)]
     stay: bool,
+    /// Stop after delivery: no settlement wait and no ratings (slow chains, e.g. a
+    /// parachain on zombienet).
+    #[arg(long)]
+    no_settle: bool,
 }
 
 fn fast(planck: Balance) -> String {
@@ -217,33 +221,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         );
     }
 
-    step("operators claim with the buyer's receipts; the live period settles (≈70 blocks)");
-    let settled = settled(&buyer.chain, live_purchase, Duration::from_secs(300)).await?;
-    let l = &settled.ledger;
-    println!(
-        "  price {} → operators {}, seller {}, protocol fee {}, refunded {}",
-        fast(settled.price),
-        fast(l.operators),
-        fast(l.seller),
-        fast(l.fees),
-        fast(l.refunded)
-    );
+    if !cli.no_settle {
+        step("operators claim with the buyer's receipts; the live period settles (≈70 blocks)");
+        let settled = settled(&buyer.chain, live_purchase, Duration::from_secs(300)).await?;
+        let l = &settled.ledger;
+        println!(
+            "  price {} → operators {}, seller {}, protocol fee {}, refunded {}",
+            fast(settled.price),
+            fast(l.operators),
+            fast(l.seller),
+            fast(l.fees),
+            fast(l.refunded)
+        );
 
-    step("buyer and seller rate each other");
-    let trust_before = buyer.chain.trust_score(&seller.id()).await?;
-    buyer.chain.rate(live_purchase, 95, None).await?;
-    seller.chain.rate(live_purchase, 90, None).await?;
-    let listing = buyer
-        .chain
-        .offer(live_offer)
-        .await?
-        .context("offer vanished")?;
-    println!(
-        "  seller trust score {} → {} (listing shows {})",
-        score(trust_before),
-        score(buyer.chain.trust_score(&seller.id()).await?),
-        score(listing.seller_trust_score)
-    );
+        step("buyer and seller rate each other");
+        let trust_before = buyer.chain.trust_score(&seller.id()).await?;
+        buyer.chain.rate(live_purchase, 95, None).await?;
+        seller.chain.rate(live_purchase, 90, None).await?;
+        let listing = buyer
+            .chain
+            .offer(live_offer)
+            .await?
+            .context("offer vanished")?;
+        println!(
+            "  seller trust score {} → {} (listing shows {})",
+            score(trust_before),
+            score(buyer.chain.trust_score(&seller.id()).await?),
+            score(listing.seller_trust_score)
+        );
+    }
 
     println!("\nBalances (free)        before            after");
     for ((name, who), b) in parties.iter().zip(before) {

@@ -1,0 +1,1 @@
+//! Only the test in `tests/` matters; see `zombienet/README.md`.
