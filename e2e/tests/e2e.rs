@@ -5,7 +5,7 @@
 //! end.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{collections::BTreeSet, path::Path, time::Duration};
 
 use codec::Encode;
 use fastdata_e2e::{
@@ -15,14 +15,15 @@ use fastdata_primitives::{
     api_market::{Licence, OfferTerms},
     escrow::{DisputeReason, PurchaseState},
     tokens::{AccessRequest, Signed, UploadToken},
-    PaymentMode, PurchaseId, SCORE_ONE,
+    Balance, OfferId, PaymentMode, PurchaseId, SCORE_ONE,
 };
 use fastdata_sdk::{
     fresh_nonce,
     http::HttpClient,
     operator::{OperatorClient, OperatorEndpoint, ACCESS_HEADER},
     receive::{Receiver, Verifier},
-    Error,
+    seller::RegisteredStream,
+    Error, FastData,
 };
 use hyper::{body::Bytes, Method};
 use sp_runtime::Perbill;
@@ -43,6 +44,43 @@ fn payloads(label: &str, n: u64) -> Vec<Vec<u8>> {
     (0..n).map(|i| reading(label, i)).collect()
 }
 
+/// Fresh funded traders with DIDs, one per `(keystore name, verified)`, in order.
+async fn traders(alice: &FastData, dir: &Path, specs: &[(&str, bool)]) -> Vec<Trader> {
+    let mut out = Vec::new();
+    for (name, verified) in specs {
+        let path = dir.join(format!("{name}.json"));
+        let account = seeded_account(None).unwrap();
+        out.push(
+            Trader::onboard(alice, account, &path, *verified)
+                .await
+                .unwrap(),
+        );
+    }
+    out
+}
+
+/// The seller lists an offer and registers its stream `name`.
+async fn list(
+    seller: &mut Trader,
+    topic: &str,
+    mode: PaymentMode<u32>,
+    price: Balance,
+    terms: OfferTerms<u32>,
+    name: &str,
+) -> (OfferId, RegisteredStream) {
+    let offer = seller
+        .chain
+        .create_offer(topic, mode, price, terms)
+        .await
+        .unwrap();
+    let registered = seller
+        .chain
+        .register_stream(&mut seller.keystore, offer, name)
+        .await
+        .unwrap();
+    (offer, registered)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a running fastdata-node; run by scripts/test"]
 async fn stream_purchase_delivered_claimed_settled_and_rated() {
@@ -51,41 +89,24 @@ async fn stream_purchase_delivered_claimed_settled_and_rated() {
         .await
         .unwrap();
     let alice = net.alice.clone();
-    let seller = Trader::onboard(
-        &alice,
-        seeded_account(None).unwrap(),
-        &dir.path().join("s.json"),
-        true,
-    )
-    .await
-    .unwrap();
-    let buyer = Trader::onboard(
-        &alice,
-        seeded_account(None).unwrap(),
-        &dir.path().join("b.json"),
-        true,
-    )
-    .await
-    .unwrap();
+    let [seller, buyer] = traders(&alice, dir.path(), &[("s", true), ("b", true)])
+        .await
+        .try_into()
+        .ok()
+        .unwrap();
     let mut seller = seller;
 
     // The seller lists a live stream (20-block periods) replicated on all three operators.
     let price = 10 * UNIT;
-    let offer = seller
-        .chain
-        .create_offer(
-            "plant7/press/temperature",
-            PaymentMode::Stream { period: 20 },
-            price,
-            terms(3, false),
-        )
-        .await
-        .unwrap();
-    let registered = seller
-        .chain
-        .register_stream(&mut seller.keystore, offer, "press-line-1")
-        .await
-        .unwrap();
+    let (offer, registered) = list(
+        &mut seller,
+        "plant7/press/temperature",
+        PaymentMode::Stream { period: 20 },
+        price,
+        terms(3, false),
+        "press-line-1",
+    )
+    .await;
     let mine: BTreeSet<_> = net
         .operators
         .iter()
@@ -206,47 +227,27 @@ async fn batch_purchase_survives_kill9_of_an_operator() {
         .await
         .unwrap();
     let alice = net.alice.clone();
-    let mut seller = Trader::onboard(
+    let [seller, verified, unverified] = traders(
         &alice,
-        seeded_account(None).unwrap(),
-        &dir.path().join("s.json"),
-        true,
+        dir.path(),
+        &[("s", true), ("v", true), ("u", false)],
     )
     .await
+    .try_into()
+    .ok()
     .unwrap();
-    let verified = Trader::onboard(
-        &alice,
-        seeded_account(None).unwrap(),
-        &dir.path().join("v.json"),
-        true,
-    )
-    .await
-    .unwrap();
-    let unverified = Trader::onboard(
-        &alice,
-        seeded_account(None).unwrap(),
-        &dir.path().join("u.json"),
-        false,
-    )
-    .await
-    .unwrap();
+    let mut seller = seller;
 
     // A verified-buyers-only batch of 30 recorded segments, on two of the three operators.
-    let offer = seller
-        .chain
-        .create_offer(
-            "plant7/press/vibration",
-            PaymentMode::Batch { first: 0, last: 29 },
-            5 * UNIT,
-            terms(2, true),
-        )
-        .await
-        .unwrap();
-    let registered = seller
-        .chain
-        .register_stream(&mut seller.keystore, offer, "press-vib")
-        .await
-        .unwrap();
+    let (offer, registered) = list(
+        &mut seller,
+        "plant7/press/vibration",
+        PaymentMode::Batch { first: 0, last: 29 },
+        5 * UNIT,
+        terms(2, true),
+        "press-vib",
+    )
+    .await;
     assert_eq!(registered.operators.len(), 2);
     let data = payloads("press-vib", 30);
     let endpoints = publish(&seller, registered.stream, 0, 0, &data)
@@ -351,39 +352,28 @@ async fn forged_and_replayed_refused_missing_keys_refunded_dispute_revokes() {
         .await
         .unwrap();
     let alice = net.alice.clone();
-    let mut traders = Vec::new();
-    for (name, verified) in [("s", true), ("b1", false), ("b2", false)] {
-        let path = dir.path().join(format!("{name}.json"));
-        let account = seeded_account(None).unwrap();
-        traders.push(
-            Trader::onboard(&alice, account, &path, verified)
-                .await
-                .unwrap(),
-        );
-    }
-    let (buyer2, buyer1, mut seller) = (
-        traders.pop().unwrap(),
-        traders.pop().unwrap(),
-        traders.pop().unwrap(),
-    );
+    let [seller, buyer1, buyer2] = traders(
+        &alice,
+        dir.path(),
+        &[("s", true), ("b1", false), ("b2", false)],
+    )
+    .await
+    .try_into()
+    .ok()
+    .unwrap();
+    let mut seller = seller;
 
     let price = 5 * UNIT;
-    let offer = seller
-        .chain
-        .create_offer(
-            "plant7/boiler/pressure",
-            PaymentMode::Stream { period: 20 },
-            price,
-            terms(2, false),
-        )
-        .await
-        .unwrap();
-    let stream = seller
-        .chain
-        .register_stream(&mut seller.keystore, offer, "boiler-1")
-        .await
-        .unwrap()
-        .stream;
+    let (offer, registered) = list(
+        &mut seller,
+        "plant7/boiler/pressure",
+        PaymentMode::Stream { period: 20 },
+        price,
+        terms(2, false),
+        "boiler-1",
+    )
+    .await;
+    let stream = registered.stream;
     let data = payloads("boiler-1", 10);
     let endpoints = publish(&seller, stream, 0, 0, &data).await.unwrap();
     assert_eq!(endpoints.len(), 2);

@@ -420,6 +420,12 @@ fn deliver_keys_activates_and_the_buyer_can_open_them() {
             .into(),
         );
         System::assert_last_event(Event::PurchaseActivated { purchase: id }.into());
+        // The agenda entry moves from the key deadline to the first settlement.
+        let due = p.settlement_due(0, GRACE);
+        assert_ne!(due, p.key_deadline + 1);
+        assert_eq!(p.scheduled_at, Some(due));
+        assert!(Agenda::<Test>::contains_key(due, id));
+        assert!(!Agenda::<Test>::contains_key(p.key_deadline + 1, id));
         // The buyer opens them with its secret and checks them against the commitment.
         let stored = Escrow::sealed_key(id, 0).expect("stored");
         assert_eq!(stored, bytes.into_inner());

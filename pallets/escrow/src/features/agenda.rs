@@ -48,6 +48,15 @@ impl<T: Config> Pallet<T> {
         }
     }
 
+    /// Moves the agenda entry of a stored purchase to its current next due block (after a
+    /// change of state that changes what is due next).
+    pub(crate) fn reschedule(id: PurchaseId, purchase: &mut PurchaseOf<T>, now: BlockNumberFor<T>) {
+        if let Some(at) = purchase.scheduled_at.take() {
+            Agenda::<T>::remove(at, id);
+        }
+        Self::ensure_scheduled(id, purchase, now);
+    }
+
     /// Weight of processing one agenda entry: the heaviest of the work it can do.
     pub fn agenda_entry_weight() -> Weight {
         T::WeightInfo::settle()

@@ -57,6 +57,8 @@ impl<T: Config> Pallet<T> {
         if purchase.state == PurchaseState::AwaitingKeys && activates {
             purchase.state = PurchaseState::Active;
             Self::deposit_event(Event::PurchaseActivated { purchase: id });
+            // Its next automatic step is now the first settlement, not the key deadline.
+            Self::reschedule(id, &mut purchase, frame_system::Pallet::<T>::block_number());
         }
         Purchases::<T>::insert(id, purchase);
         Ok(())
