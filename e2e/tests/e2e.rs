@@ -5,7 +5,7 @@
 //! end.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{collections::BTreeSet, path::Path, time::Duration};
+use std::{collections::BTreeSet, time::Duration};
 
 use codec::Encode;
 use fastdata_e2e::{
@@ -23,10 +23,11 @@ use fastdata_sdk::{
     operator::{OperatorClient, OperatorEndpoint, ACCESS_HEADER},
     receive::{Receiver, Verifier},
     seller::RegisteredStream,
-    Error, FastData,
+    Error,
 };
 use hyper::{body::Bytes, Method};
 use sp_runtime::Perbill;
+use tempfile::TempDir;
 
 fn terms(replication: u32, verified_only: bool) -> OfferTerms<u32> {
     OfferTerms {
@@ -44,19 +45,28 @@ fn payloads(label: &str, n: u64) -> Vec<Vec<u8>> {
     (0..n).map(|i| reading(label, i)).collect()
 }
 
-/// Fresh funded traders with DIDs, one per `(keystore name, verified)`, in order.
-async fn traders(alice: &FastData, dir: &Path, specs: &[(&str, bool)]) -> Vec<Trader> {
-    let mut out = Vec::new();
+/// A temp dir, `operators` live operators, and fresh funded traders with DIDs, one per
+/// `(keystore name, verified)`.
+async fn setup<const N: usize>(
+    operators: usize,
+    specs: [(&str, bool); N],
+) -> (TempDir, Network, [Trader; N]) {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Network::start(&node_url(), dir.path(), operators, None)
+        .await
+        .unwrap();
+    let mut traders = Vec::new();
     for (name, verified) in specs {
-        let path = dir.join(format!("{name}.json"));
+        let path = dir.path().join(format!("{name}.json"));
         let account = seeded_account(None).unwrap();
-        out.push(
-            Trader::onboard(alice, account, &path, *verified)
+        traders.push(
+            Trader::onboard(&net.alice, account, &path, verified)
                 .await
                 .unwrap(),
         );
     }
-    out
+    let traders = traders.try_into().ok().unwrap();
+    (dir, net, traders)
 }
 
 /// The seller lists an offer and registers its stream `name`.
@@ -84,16 +94,7 @@ async fn list(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a running fastdata-node; run by scripts/test"]
 async fn stream_purchase_delivered_claimed_settled_and_rated() {
-    let dir = tempfile::tempdir().unwrap();
-    let net = Network::start(&node_url(), dir.path(), 3, None)
-        .await
-        .unwrap();
-    let alice = net.alice.clone();
-    let [seller, buyer] = traders(&alice, dir.path(), &[("s", true), ("b", true)])
-        .await
-        .try_into()
-        .ok()
-        .unwrap();
+    let (_dir, net, [seller, buyer]) = setup(3, [("s", true), ("b", true)]).await;
     let mut seller = seller;
 
     // The seller lists a live stream (20-block periods) replicated on all three operators.
@@ -222,20 +223,8 @@ async fn stream_purchase_delivered_claimed_settled_and_rated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a running fastdata-node; run by scripts/test"]
 async fn batch_purchase_survives_kill9_of_an_operator() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut net = Network::start(&node_url(), dir.path(), 3, None)
-        .await
-        .unwrap();
-    let alice = net.alice.clone();
-    let [seller, verified, unverified] = traders(
-        &alice,
-        dir.path(),
-        &[("s", true), ("v", true), ("u", false)],
-    )
-    .await
-    .try_into()
-    .ok()
-    .unwrap();
+    let (_dir, mut net, [seller, verified, unverified]) =
+        setup(3, [("s", true), ("v", true), ("u", false)]).await;
     let mut seller = seller;
 
     // A verified-buyers-only batch of 30 recorded segments, on two of the three operators.
@@ -347,20 +336,9 @@ async fn download_refusal(op: &OperatorClient, buyer: &Trader, purchase: Purchas
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a running fastdata-node; run by scripts/test"]
 async fn forged_and_replayed_refused_missing_keys_refunded_dispute_revokes() {
-    let dir = tempfile::tempdir().unwrap();
-    let net = Network::start(&node_url(), dir.path(), 2, None)
-        .await
-        .unwrap();
+    let (_dir, net, [seller, buyer1, buyer2]) =
+        setup(2, [("s", true), ("b1", false), ("b2", false)]).await;
     let alice = net.alice.clone();
-    let [seller, buyer1, buyer2] = traders(
-        &alice,
-        dir.path(),
-        &[("s", true), ("b1", false), ("b2", false)],
-    )
-    .await
-    .try_into()
-    .ok()
-    .unwrap();
     let mut seller = seller;
 
     let price = 5 * UNIT;
