@@ -4,9 +4,9 @@
 //! - date: 2026-11-26
 //! - machine: `vm`, CPU `AMD EPYC`
 //! - frame-benchmarking-cli 64.0.0, `Compiled` wasm execution
-//! - 50 steps, 20 repeats
+//! - 25 steps, 10 repeats
 //! - proof sizes estimated for maps of 1000000 entries plus 2 trie layers
-//! - command: `/var/tmp/fastdata/target/release/fastdata-node benchmark pallet --runtime /var/tmp/fastdata/target-bench/release/wbuild/fastdata-runtime/fastdata_runtime.compact.compressed.wasm --genesis-builder runtime --genesis-builder-preset development --pallet pallet_balances --extrinsic * --steps 50 --repeat 20 --min-duration 0 --template scripts/weight-template.hbs --output benchmarks/weights/pallet_balances.rs --no-storage-info --no-min-squares --no-median-slopes`
+//! - command: `/var/tmp/fastdata/target/release/fastdata-node benchmark pallet --runtime /var/tmp/fastdata/target-bench/release/wbuild/fastdata-runtime/fastdata_runtime.compact.compressed.wasm --genesis-builder runtime --genesis-builder-preset development --pallet pallet_balances --extrinsic * --steps 25 --repeat 10 --min-duration 0 --template scripts/weight-template.hbs --output benchmarks/weights/pallet_balances.rs --no-storage-info --no-min-squares --no-median-slopes`
 
 #![cfg_attr(rustfmt, rustfmt_skip)]
 #![allow(unused_parens, unused_imports)]
@@ -121,100 +121,100 @@ impl WeightInfo for () {
 mod measured {
 	use super::*;
 
-	/// `transfer_allow_death`: fastest run 46_059 ns; proof
+	/// `transfer_allow_death`: fastest run 48_402 ns; proof
 	/// size recorded `0` B, estimated
 	/// `3593` B.
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | transfer_allow_death | time 46530000 | proof 3593 | reads 1 | writes 1 | max
+	// report | transfer_allow_death | time 49444000 | proof 3593 | reads 1 | writes 1 | max
 	pub fn transfer_allow_death<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(46_530_000, 3_593)
+		Weight::from_parts(49_444_000, 3_593)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `transfer_keep_alive`: fastest run 35_673 ns; proof
+	/// `transfer_keep_alive`: fastest run 38_147 ns; proof
 	/// size recorded `0` B, estimated
 	/// `3593` B.
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | transfer_keep_alive | time 36635000 | proof 3593 | reads 1 | writes 1 | max
+	// report | transfer_keep_alive | time 38868000 | proof 3593 | reads 1 | writes 1 | max
 	pub fn transfer_keep_alive<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(36_635_000, 3_593)
+		Weight::from_parts(38_868_000, 3_593)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `force_set_balance_creating`: fastest run 17_486 ns; proof
+	/// `force_set_balance_creating`: fastest run 18_347 ns; proof
 	/// size recorded `39` B, estimated
 	/// `3593` B.
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | force_set_balance_creating | time 17837000 | proof 3593 | reads 1 | writes 1 | max
+	// report | force_set_balance_creating | time 19029000 | proof 3593 | reads 1 | writes 1 | max
 	pub fn force_set_balance_creating<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(17_837_000, 3_593)
+		Weight::from_parts(19_029_000, 3_593)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `force_set_balance_killing`: fastest run 18_437 ns; proof
+	/// `force_set_balance_killing`: fastest run 18_918 ns; proof
 	/// size recorded `174` B, estimated
 	/// `3593` B.
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | force_set_balance_killing | time 18848000 | proof 3593 | reads 1 | writes 1 | max
+	// report | force_set_balance_killing | time 19500000 | proof 3593 | reads 1 | writes 1 | max
 	pub fn force_set_balance_killing<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(18_848_000, 3_593)
+		Weight::from_parts(19_500_000, 3_593)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `force_transfer`: fastest run 48_953 ns; proof
+	/// `force_transfer`: fastest run 50_836 ns; proof
 	/// size recorded `140` B, estimated
 	/// `6196` B.
 	/// Storage: `System::Account` (r:2 w:2)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | force_transfer | time 49654000 | proof 6196 | reads 2 | writes 2 | max
+	// report | force_transfer | time 51807000 | proof 6196 | reads 2 | writes 2 | max
 	pub fn force_transfer<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(49_654_000, 6_196)
+		Weight::from_parts(51_807_000, 6_196)
 			.saturating_add(D::get().reads(2))
 			.saturating_add(D::get().writes(2))
 	}
 
-	/// `transfer_all`: fastest run 45_107 ns; proof
+	/// `transfer_all`: fastest run 47_641 ns; proof
 	/// size recorded `0` B, estimated
 	/// `3593` B.
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | transfer_all | time 45758000 | proof 3593 | reads 1 | writes 1 | max
+	// report | transfer_all | time 48162000 | proof 3593 | reads 1 | writes 1 | max
 	pub fn transfer_all<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(45_758_000, 3_593)
+		Weight::from_parts(48_162_000, 3_593)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `force_unreserve`: fastest run 15_032 ns; proof
+	/// `force_unreserve`: fastest run 15_994 ns; proof
 	/// size recorded `174` B, estimated
 	/// `3593` B.
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | force_unreserve | time 15503000 | proof 3593 | reads 1 | writes 1 | max
+	// report | force_unreserve | time 16664000 | proof 3593 | reads 1 | writes 1 | max
 	pub fn force_unreserve<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(15_503_000, 3_593)
+		Weight::from_parts(16_664_000, 3_593)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `upgrade_accounts`: fastest run 14_662 ns; proof
+	/// `upgrade_accounts`: fastest run 15_564 ns; proof
 	/// size recorded `0 + u * 85` B, estimated
 	/// `990 + u * 2603` B.
 	/// Component `u` measured over `1..=1000`.
-	/// Storage: `System::Account` (r:999 w:999)
+	/// Storage: `System::Account` (r:1000 w:1000)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | upgrade_accounts | time 14922000 u:12658768 | proof 990 u:2603 | reads 0 u:1 | writes 0 u:1 | max u:1000
+	// report | upgrade_accounts | time 15743000 u:16664407 | proof 990 u:2603 | reads 0 u:1 | writes 0 u:1 | max u:1000
 	pub fn upgrade_accounts<D: Get<RuntimeDbWeight>>(u: u32) -> Weight {
-		Weight::from_parts(14_922_000, 990)
-			.saturating_add(Weight::from_parts(12_658_768, 0).saturating_mul(u.into()))
+		Weight::from_parts(15_743_000, 990)
+			.saturating_add(Weight::from_parts(16_664_407, 0).saturating_mul(u.into()))
 			.saturating_add(Weight::from_parts(0, 2_603).saturating_mul(u.into()))
 			.saturating_add(D::get().reads(0))
 			.saturating_add(D::get().reads(1).saturating_mul(u.into()))
@@ -222,32 +222,32 @@ mod measured {
 			.saturating_add(D::get().writes(1).saturating_mul(u.into()))
 	}
 
-	/// `force_adjust_total_issuance`: fastest run 4_417 ns; proof
+	/// `force_adjust_total_issuance`: fastest run 4_957 ns; proof
 	/// size recorded `0` B, estimated
 	/// `0` B.
-	// report | force_adjust_total_issuance | time 4597000 | proof 0 | reads 0 | writes 0 | max
+	// report | force_adjust_total_issuance | time 5408000 | proof 0 | reads 0 | writes 0 | max
 	pub fn force_adjust_total_issuance<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(4_597_000, 0)
+		Weight::from_parts(5_408_000, 0)
 			.saturating_add(D::get().reads(0))
 			.saturating_add(D::get().writes(0))
 	}
 
-	/// `burn_allow_death`: fastest run 26_920 ns; proof
+	/// `burn_allow_death`: fastest run 31_327 ns; proof
 	/// size recorded `0` B, estimated
 	/// `0` B.
-	// report | burn_allow_death | time 27521000 | proof 0 | reads 0 | writes 0 | max
+	// report | burn_allow_death | time 31968000 | proof 0 | reads 0 | writes 0 | max
 	pub fn burn_allow_death<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(27_521_000, 0)
+		Weight::from_parts(31_968_000, 0)
 			.saturating_add(D::get().reads(0))
 			.saturating_add(D::get().writes(0))
 	}
 
-	/// `burn_keep_alive`: fastest run 17_566 ns; proof
+	/// `burn_keep_alive`: fastest run 20_691 ns; proof
 	/// size recorded `0` B, estimated
 	/// `0` B.
-	// report | burn_keep_alive | time 17887000 | proof 0 | reads 0 | writes 0 | max
+	// report | burn_keep_alive | time 21593000 | proof 0 | reads 0 | writes 0 | max
 	pub fn burn_keep_alive<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(17_887_000, 0)
+		Weight::from_parts(21_593_000, 0)
 			.saturating_add(D::get().reads(0))
 			.saturating_add(D::get().writes(0))
 	}

@@ -4,9 +4,9 @@
 //! - date: 2026-11-26
 //! - machine: `vm`, CPU `AMD EPYC`
 //! - frame-benchmarking-cli 64.0.0, `Compiled` wasm execution
-//! - 50 steps, 20 repeats
+//! - 25 steps, 10 repeats
 //! - proof sizes estimated for maps of 1000000 entries plus 2 trie layers
-//! - command: `/var/tmp/fastdata/target/release/fastdata-node benchmark pallet --runtime /var/tmp/fastdata/target-bench/release/wbuild/fastdata-runtime/fastdata_runtime.compact.compressed.wasm --genesis-builder runtime --genesis-builder-preset development --pallet pallet_did --extrinsic * --steps 50 --repeat 20 --min-duration 0 --template scripts/weight-template.hbs --output pallets/did/src/weights.rs --no-storage-info --no-min-squares --no-median-slopes`
+//! - command: `/var/tmp/fastdata/target/release/fastdata-node benchmark pallet --runtime /var/tmp/fastdata/target-bench/release/wbuild/fastdata-runtime/fastdata_runtime.compact.compressed.wasm --genesis-builder runtime --genesis-builder-preset development --pallet pallet_did --extrinsic * --steps 25 --repeat 10 --min-duration 0 --template scripts/weight-template.hbs --output pallets/did/src/weights.rs --no-storage-info --no-min-squares --no-median-slopes`
 
 #![cfg_attr(rustfmt, rustfmt_skip)]
 #![allow(unused_parens, unused_imports)]
@@ -113,7 +113,7 @@ impl WeightInfo for () {
 mod measured {
 	use super::*;
 
-	/// `create_did`: fastest run 51_617 ns; proof
+	/// `create_did`: fastest run 52_258 ns; proof
 	/// size recorded `204` B, estimated
 	/// `6166` B.
 	/// Storage: `Did::Dids` (r:1 w:1)
@@ -122,26 +122,26 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
-	// report | create_did | time 52288000 | proof 6166 | reads 3 | writes 3 | max
+	// report | create_did | time 53690000 | proof 6166 | reads 3 | writes 3 | max
 	pub fn create_did<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(52_288_000, 6_166)
+		Weight::from_parts(53_690_000, 6_166)
 			.saturating_add(D::get().reads(3))
 			.saturating_add(D::get().writes(3))
 	}
 
-	/// `rotate_key_agreement`: fastest run 15_564 ns; proof
+	/// `rotate_key_agreement`: fastest run 16_324 ns; proof
 	/// size recorded `2829` B, estimated
 	/// `6166` B.
 	/// Storage: `Did::Dids` (r:1 w:1)
 	/// Proof: `Did::Dids` (`max_values`: None, `max_size`: Some(2701), added: 5176, mode: `MaxEncodedLen`)
-	// report | rotate_key_agreement | time 16084000 | proof 6166 | reads 1 | writes 1 | max
+	// report | rotate_key_agreement | time 17536000 | proof 6166 | reads 1 | writes 1 | max
 	pub fn rotate_key_agreement<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(16_084_000, 6_166)
+		Weight::from_parts(17_536_000, 6_166)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `set_services`: fastest run 54_551 ns; proof
+	/// `set_services`: fastest run 55_422 ns; proof
 	/// size recorded `392` B, estimated
 	/// `6166` B.
 	/// Storage: `Did::Dids` (r:1 w:1)
@@ -150,15 +150,15 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
-	// report | set_services | time 55583000 | proof 6166 | reads 3 | writes 3 | max
+	// report | set_services | time 55783000 | proof 6166 | reads 3 | writes 3 | max
 	pub fn set_services<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(55_583_000, 6_166)
+		Weight::from_parts(55_783_000, 6_166)
 			.saturating_add(D::get().reads(3))
 			.saturating_add(D::get().writes(3))
 	}
 
-	/// `deactivate_did`: fastest run 47_481 ns; proof
-	/// size recorded `3071 + c * 324` B, estimated
+	/// `deactivate_did`: fastest run 48_293 ns; proof
+	/// size recorded `3079 + c * 323` B, estimated
 	/// `6166 + c * 2704` B.
 	/// Component `c` measured over `0..=16`.
 	/// Storage: `Did::Dids` (r:1 w:1)
@@ -169,10 +169,10 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:17 w:17)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
-	// report | deactivate_did | time 50564588 c:35437193 | proof 6166 c:2704 | reads 4 c:3 | writes 3 c:3 | max c:16
+	// report | deactivate_did | time 50163972 c:36123156 | proof 6166 c:2704 | reads 4 c:3 | writes 3 c:3 | max c:16
 	pub fn deactivate_did<D: Get<RuntimeDbWeight>>(c: u32) -> Weight {
-		Weight::from_parts(50_564_588, 6_166)
-			.saturating_add(Weight::from_parts(35_437_193, 0).saturating_mul(c.into()))
+		Weight::from_parts(50_163_972, 6_166)
+			.saturating_add(Weight::from_parts(36_123_156, 0).saturating_mul(c.into()))
 			.saturating_add(Weight::from_parts(0, 2_704).saturating_mul(c.into()))
 			.saturating_add(D::get().reads(4))
 			.saturating_add(D::get().reads(3).saturating_mul(c.into()))
@@ -180,47 +180,47 @@ mod measured {
 			.saturating_add(D::get().writes(3).saturating_mul(c.into()))
 	}
 
-	/// `register_issuer`: fastest run 11_667 ns; proof
+	/// `register_issuer`: fastest run 12_128 ns; proof
 	/// size recorded `165` B, estimated
 	/// `3587` B.
 	/// Storage: `Did::Issuers` (r:1 w:1)
 	/// Proof: `Did::Issuers` (`max_values`: None, `max_size`: Some(122), added: 2597, mode: `MaxEncodedLen`)
 	/// Storage: `Did::IssuerCount` (r:1 w:1)
 	/// Proof: `Did::IssuerCount` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
-	// report | register_issuer | time 11918000 | proof 3587 | reads 2 | writes 2 | max
+	// report | register_issuer | time 12389000 | proof 3587 | reads 2 | writes 2 | max
 	pub fn register_issuer<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(11_918_000, 3_587)
+		Weight::from_parts(12_389_000, 3_587)
 			.saturating_add(D::get().reads(2))
 			.saturating_add(D::get().writes(2))
 	}
 
-	/// `set_issuer_weight`: fastest run 10_215 ns; proof
+	/// `set_issuer_weight`: fastest run 10_325 ns; proof
 	/// size recorded `253` B, estimated
 	/// `3587` B.
 	/// Storage: `Did::Issuers` (r:1 w:1)
 	/// Proof: `Did::Issuers` (`max_values`: None, `max_size`: Some(122), added: 2597, mode: `MaxEncodedLen`)
-	// report | set_issuer_weight | time 10446000 | proof 3587 | reads 1 | writes 1 | max
+	// report | set_issuer_weight | time 10856000 | proof 3587 | reads 1 | writes 1 | max
 	pub fn set_issuer_weight<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(10_446_000, 3_587)
+		Weight::from_parts(10_856_000, 3_587)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `remove_issuer`: fastest run 11_317 ns; proof
+	/// `remove_issuer`: fastest run 11_698 ns; proof
 	/// size recorded `208` B, estimated
 	/// `3587` B.
 	/// Storage: `Did::Issuers` (r:1 w:1)
 	/// Proof: `Did::Issuers` (`max_values`: None, `max_size`: Some(122), added: 2597, mode: `MaxEncodedLen`)
 	/// Storage: `Did::IssuerCount` (r:1 w:1)
 	/// Proof: `Did::IssuerCount` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
-	// report | remove_issuer | time 11648000 | proof 3587 | reads 2 | writes 2 | max
+	// report | remove_issuer | time 12108000 | proof 3587 | reads 2 | writes 2 | max
 	pub fn remove_issuer<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(11_648_000, 3_587)
+		Weight::from_parts(12_108_000, 3_587)
 			.saturating_add(D::get().reads(2))
 			.saturating_add(D::get().writes(2))
 	}
 
-	/// `attest_credential`: fastest run 64_336 ns; proof
+	/// `attest_credential`: fastest run 67_000 ns; proof
 	/// size recorded `3598` B, estimated
 	/// `6166` B.
 	/// Storage: `Did::Issuers` (r:1 w:0)
@@ -233,26 +233,26 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
-	// report | attest_credential | time 65888000 | proof 6166 | reads 5 | writes 4 | max
+	// report | attest_credential | time 67761000 | proof 6166 | reads 5 | writes 4 | max
 	pub fn attest_credential<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(65_888_000, 6_166)
+		Weight::from_parts(67_761_000, 6_166)
 			.saturating_add(D::get().reads(5))
 			.saturating_add(D::get().writes(4))
 	}
 
-	/// `revoke_credential`: fastest run 11_337 ns; proof
+	/// `revoke_credential`: fastest run 12_068 ns; proof
 	/// size recorded `363` B, estimated
 	/// `3671` B.
 	/// Storage: `Did::Credentials` (r:1 w:1)
 	/// Proof: `Did::Credentials` (`max_values`: None, `max_size`: Some(206), added: 2681, mode: `MaxEncodedLen`)
-	// report | revoke_credential | time 11847000 | proof 3671 | reads 1 | writes 1 | max
+	// report | revoke_credential | time 12519000 | proof 3671 | reads 1 | writes 1 | max
 	pub fn revoke_credential<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(11_847_000, 3_671)
+		Weight::from_parts(12_519_000, 3_671)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `remove_credential`: fastest run 49_964 ns; proof
+	/// `remove_credential`: fastest run 51_877 ns; proof
 	/// size recorded `3252` B, estimated
 	/// `6166` B.
 	/// Storage: `Did::Credentials` (r:1 w:1)
@@ -263,9 +263,9 @@ mod measured {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
 	/// Storage: `Did::Dids` (r:1 w:1)
 	/// Proof: `Did::Dids` (`max_values`: None, `max_size`: Some(2701), added: 5176, mode: `MaxEncodedLen`)
-	// report | remove_credential | time 50666000 | proof 6166 | reads 4 | writes 4 | max
+	// report | remove_credential | time 53670000 | proof 6166 | reads 4 | writes 4 | max
 	pub fn remove_credential<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(50_666_000, 6_166)
+		Weight::from_parts(53_670_000, 6_166)
 			.saturating_add(D::get().reads(4))
 			.saturating_add(D::get().writes(4))
 	}

@@ -4,9 +4,9 @@
 //! - date: 2026-11-26
 //! - machine: `vm`, CPU `AMD EPYC`
 //! - frame-benchmarking-cli 64.0.0, `Compiled` wasm execution
-//! - 50 steps, 20 repeats
+//! - 25 steps, 10 repeats
 //! - proof sizes estimated for maps of 1000000 entries plus 2 trie layers
-//! - command: `/var/tmp/fastdata/target/release/fastdata-node benchmark pallet --runtime /var/tmp/fastdata/target-bench/release/wbuild/fastdata-runtime/fastdata_runtime.compact.compressed.wasm --genesis-builder runtime --genesis-builder-preset development --pallet pallet_escrow --extrinsic * --steps 50 --repeat 20 --min-duration 0 --template scripts/weight-template.hbs --output pallets/escrow/src/weights.rs --no-storage-info --no-min-squares --no-median-slopes`
+//! - command: `/var/tmp/fastdata/target/release/fastdata-node benchmark pallet --runtime /var/tmp/fastdata/target-bench/release/wbuild/fastdata-runtime/fastdata_runtime.compact.compressed.wasm --genesis-builder runtime --genesis-builder-preset development --pallet pallet_escrow --extrinsic * --steps 25 --repeat 10 --min-duration 0 --template scripts/weight-template.hbs --output pallets/escrow/src/weights.rs --no-storage-info --no-min-squares --no-median-slopes`
 
 #![cfg_attr(rustfmt, rustfmt_skip)]
 #![allow(unused_parens, unused_imports)]
@@ -97,7 +97,7 @@ impl WeightInfo for () {
 mod measured {
 	use super::*;
 
-	/// `purchase`: fastest run 246_718 ns; proof
+	/// `purchase`: fastest run 257_845 ns; proof
 	/// size recorded `6855` B, estimated
 	/// `46567` B.
 	/// Storage: `Offers::Offers` (r:1 w:0)
@@ -130,14 +130,14 @@ mod measured {
 	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(418), added: 2893, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::PurchasesByOffer` (r:0 w:1)
 	/// Proof: `Escrow::PurchasesByOffer` (`max_values`: None, `max_size`: Some(32), added: 2507, mode: `MaxEncodedLen`)
-	// report | purchase | time 251525000 | proof 46567 | reads 42 | writes 8 | max
+	// report | purchase | time 261440000 | proof 46567 | reads 42 | writes 8 | max
 	pub fn purchase<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(251_525_000, 46_567)
+		Weight::from_parts(261_440_000, 46_567)
 			.saturating_add(D::get().reads(42))
 			.saturating_add(D::get().writes(8))
 	}
 
-	/// `deliver_keys`: fastest run 77_545 ns; proof
+	/// `deliver_keys`: fastest run 80_460 ns; proof
 	/// size recorded `2301` B, estimated
 	/// `3883` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
@@ -150,14 +150,18 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
-	// report | deliver_keys | time 79449000 | proof 3883 | reads 5 | writes 4 | max
+	/// Storage: `Escrow::AgendaCursor` (r:1 w:0)
+	/// Proof: `Escrow::AgendaCursor` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
+	/// Storage: `Escrow::Agenda` (r:0 w:2)
+	/// Proof: `Escrow::Agenda` (`max_values`: None, `max_size`: Some(28), added: 2503, mode: `MaxEncodedLen`)
+	// report | deliver_keys | time 82954000 | proof 3883 | reads 6 | writes 6 | max
 	pub fn deliver_keys<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(79_449_000, 3_883)
-			.saturating_add(D::get().reads(5))
-			.saturating_add(D::get().writes(4))
+		Weight::from_parts(82_954_000, 3_883)
+			.saturating_add(D::get().reads(6))
+			.saturating_add(D::get().writes(6))
 	}
 
-	/// `refund_missing_keys`: fastest run 99_718 ns; proof
+	/// `refund_missing_keys`: fastest run 102_703 ns; proof
 	/// size recorded `1956` B, estimated
 	/// `24345` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
@@ -168,14 +172,14 @@ mod measured {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::OperatorClaims` (r:9 w:8)
 	/// Proof: `Escrow::OperatorClaims` (`max_values`: None, `max_size`: Some(120), added: 2595, mode: `MaxEncodedLen`)
-	// report | refund_missing_keys | time 103454000 | proof 24345 | reads 12 | writes 11 | max
+	// report | refund_missing_keys | time 104956000 | proof 24345 | reads 12 | writes 11 | max
 	pub fn refund_missing_keys<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(103_454_000, 24_345)
+		Weight::from_parts(104_956_000, 24_345)
 			.saturating_add(D::get().reads(12))
 			.saturating_add(D::get().writes(11))
 	}
 
-	/// `claim`: fastest run 65_858 ns; proof
+	/// `claim`: fastest run 67_520 ns; proof
 	/// size recorded `1590` B, estimated
 	/// `4074` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
@@ -186,14 +190,14 @@ mod measured {
 	/// Proof: `Escrow::OperatorClaims` (`max_values`: None, `max_size`: Some(120), added: 2595, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::Assignments` (r:1 w:0)
 	/// Proof: `Operators::Assignments` (`max_values`: None, `max_size`: Some(209), added: 2684, mode: `MaxEncodedLen`)
-	// report | claim | time 68132000 | proof 4074 | reads 4 | writes 2 | max
+	// report | claim | time 68472000 | proof 4074 | reads 4 | writes 2 | max
 	pub fn claim<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(68_132_000, 4_074)
+		Weight::from_parts(68_472_000, 4_074)
 			.saturating_add(D::get().reads(4))
 			.saturating_add(D::get().writes(2))
 	}
 
-	/// `settle`: fastest run 417_132 ns; proof
+	/// `settle`: fastest run 437_363 ns; proof
 	/// size recorded `3240` B, estimated
 	/// `29623` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
@@ -204,14 +208,14 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
-	// report | settle | time 419436000 | proof 29623 | reads 22 | writes 21 | max
+	// report | settle | time 451234000 | proof 29623 | reads 22 | writes 21 | max
 	pub fn settle<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(419_436_000, 29_623)
+		Weight::from_parts(451_234_000, 29_623)
 			.saturating_add(D::get().reads(22))
 			.saturating_add(D::get().writes(21))
 	}
 
-	/// `dispute`: fastest run 56_775 ns; proof
+	/// `dispute`: fastest run 58_748 ns; proof
 	/// size recorded `1231` B, estimated
 	/// `3883` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
@@ -220,14 +224,14 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
-	// report | dispute | time 58057000 | proof 3883 | reads 3 | writes 3 | max
+	// report | dispute | time 60641000 | proof 3883 | reads 3 | writes 3 | max
 	pub fn dispute<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(58_057_000, 3_883)
+		Weight::from_parts(60_641_000, 3_883)
 			.saturating_add(D::get().reads(3))
 			.saturating_add(D::get().writes(3))
 	}
 
-	/// `resolve_dispute`: fastest run 493_326 ns; proof
+	/// `resolve_dispute`: fastest run 492_605 ns; proof
 	/// size recorded `3281` B, estimated
 	/// `29623` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
@@ -238,14 +242,14 @@ mod measured {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::OperatorClaims` (r:9 w:8)
 	/// Proof: `Escrow::OperatorClaims` (`max_values`: None, `max_size`: Some(120), added: 2595, mode: `MaxEncodedLen`)
-	// report | resolve_dispute | time 498434000 | proof 29623 | reads 22 | writes 21 | max
+	// report | resolve_dispute | time 502961000 | proof 29623 | reads 22 | writes 21 | max
 	pub fn resolve_dispute<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(498_434_000, 29_623)
+		Weight::from_parts(502_961_000, 29_623)
 			.saturating_add(D::get().reads(22))
 			.saturating_add(D::get().writes(21))
 	}
 
-	/// `reap`: fastest run 359_746 ns; proof
+	/// `reap`: fastest run 373_938 ns; proof
 	/// size recorded `14465` B, estimated
 	/// `707806` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
@@ -264,9 +268,9 @@ mod measured {
 	/// Proof: `Escrow::PurchasesByBuyer` (`max_values`: None, `max_size`: Some(64), added: 2539, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::PurchasesByOffer` (r:0 w:1)
 	/// Proof: `Escrow::PurchasesByOffer` (`max_values`: None, `max_size`: Some(32), added: 2507, mode: `MaxEncodedLen`)
-	// report | reap | time 367167000 | proof 707806 | reads 269 | writes 272 | max
+	// report | reap | time 387148000 | proof 707806 | reads 269 | writes 272 | max
 	pub fn reap<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(367_167_000, 707_806)
+		Weight::from_parts(387_148_000, 707_806)
 			.saturating_add(D::get().reads(269))
 			.saturating_add(D::get().writes(272))
 	}

@@ -4,9 +4,9 @@
 //! - date: 2026-11-26
 //! - machine: `vm`, CPU `AMD EPYC`
 //! - frame-benchmarking-cli 64.0.0, `Compiled` wasm execution
-//! - 50 steps, 20 repeats
+//! - 25 steps, 10 repeats
 //! - proof sizes estimated for maps of 1000000 entries plus 2 trie layers
-//! - command: `/var/tmp/fastdata/target/release/fastdata-node benchmark pallet --runtime /var/tmp/fastdata/target-bench/release/wbuild/fastdata-runtime/fastdata_runtime.compact.compressed.wasm --genesis-builder runtime --genesis-builder-preset development --pallet pallet_offers --extrinsic * --steps 50 --repeat 20 --min-duration 0 --template scripts/weight-template.hbs --output pallets/offers/src/weights.rs --no-storage-info --no-min-squares --no-median-slopes`
+//! - command: `/var/tmp/fastdata/target/release/fastdata-node benchmark pallet --runtime /var/tmp/fastdata/target-bench/release/wbuild/fastdata-runtime/fastdata_runtime.compact.compressed.wasm --genesis-builder runtime --genesis-builder-preset development --pallet pallet_offers --extrinsic * --steps 25 --repeat 10 --min-duration 0 --template scripts/weight-template.hbs --output pallets/offers/src/weights.rs --no-storage-info --no-min-squares --no-median-slopes`
 
 #![cfg_attr(rustfmt, rustfmt_skip)]
 #![allow(unused_parens, unused_imports)]
@@ -89,7 +89,7 @@ impl WeightInfo for () {
 mod measured {
 	use super::*;
 
-	/// `create_offer`: fastest run 81_762 ns; proof
+	/// `create_offer`: fastest run 93_910 ns; proof
 	/// size recorded `2653` B, estimated
 	/// `6352` B.
 	/// Storage: `Did::Dids` (r:1 w:0)
@@ -106,45 +106,45 @@ mod measured {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
 	/// Storage: `Offers::Offers` (r:0 w:1)
 	/// Proof: `Offers::Offers` (`max_values`: None, `max_size`: Some(320), added: 2795, mode: `MaxEncodedLen`)
-	// report | create_offer | time 85338000 | proof 6352 | reads 7 | writes 4 | max
+	// report | create_offer | time 105868000 | proof 6352 | reads 7 | writes 4 | max
 	pub fn create_offer<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(85_338_000, 6_352)
+		Weight::from_parts(105_868_000, 6_352)
 			.saturating_add(D::get().reads(7))
 			.saturating_add(D::get().writes(4))
 	}
 
-	/// `update_offer`: fastest run 18_107 ns; proof
+	/// `update_offer`: fastest run 40_100 ns; proof
 	/// size recorded `468` B, estimated
 	/// `3785` B.
 	/// Storage: `Offers::Offers` (r:1 w:1)
 	/// Proof: `Offers::Offers` (`max_values`: None, `max_size`: Some(320), added: 2795, mode: `MaxEncodedLen`)
-	// report | update_offer | time 22564000 | proof 3785 | reads 1 | writes 1 | max
+	// report | update_offer | time 50025000 | proof 3785 | reads 1 | writes 1 | max
 	pub fn update_offer<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(22_564_000, 3_785)
+		Weight::from_parts(50_025_000, 3_785)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `retire_offer`: fastest run 11_918 ns; proof
+	/// `retire_offer`: fastest run 12_098 ns; proof
 	/// size recorded `403` B, estimated
 	/// `3785` B.
 	/// Storage: `Offers::Offers` (r:1 w:1)
 	/// Proof: `Offers::Offers` (`max_values`: None, `max_size`: Some(320), added: 2795, mode: `MaxEncodedLen`)
-	// report | retire_offer | time 12548000 | proof 3785 | reads 1 | writes 1 | max
+	// report | retire_offer | time 14441000 | proof 3785 | reads 1 | writes 1 | max
 	pub fn retire_offer<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(12_548_000, 3_785)
+		Weight::from_parts(14_441_000, 3_785)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `register_stream`: fastest run 9_216_403 ns; proof
-	/// size recorded `135423` B, estimated
-	/// `4564052` B.
-	/// Storage: `Did::Dids` (r:101 w:0)
+	/// `register_stream`: fastest run 178_066 ns; proof
+	/// size recorded `9444` B, estimated
+	/// `7087` B.
+	/// Storage: `Did::Dids` (r:1 w:0)
 	/// Proof: `Did::Dids` (`max_values`: None, `max_size`: Some(2701), added: 5176, mode: `MaxEncodedLen`)
-	/// Storage: `Did::Credentials` (r:1702 w:0)
+	/// Storage: `Did::Credentials` (r:2 w:0)
 	/// Proof: `Did::Credentials` (`max_values`: None, `max_size`: Some(206), added: 2681, mode: `MaxEncodedLen`)
-	/// Storage: `Did::Issuers` (r:16 w:0)
+	/// Storage: `Did::Issuers` (r:1 w:0)
 	/// Proof: `Did::Issuers` (`max_values`: None, `max_size`: Some(122), added: 2597, mode: `MaxEncodedLen`)
 	/// Storage: `Offers::Offers` (r:1 w:1)
 	/// Proof: `Offers::Offers` (`max_values`: None, `max_size`: Some(320), added: 2795, mode: `MaxEncodedLen`)
@@ -155,23 +155,21 @@ mod measured {
 	/// Storage: `Operators::Assignments` (r:1 w:1)
 	/// Proof: `Operators::Assignments` (`max_values`: None, `max_size`: Some(209), added: 2684, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::ActiveOperators` (r:1 w:1)
-	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5202), added: 5697, mode: `MaxEncodedLen`)
-	/// Storage: `Trust::RatingWindows` (r:100 w:0)
-	/// Proof: `Trust::RatingWindows` (`max_values`: None, `max_size`: Some(1249), added: 3724, mode: `MaxEncodedLen`)
+	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
 	/// Storage: `System::ParentHash` (r:1 w:0)
 	/// Proof: `System::ParentHash` (`max_values`: Some(1), `max_size`: Some(32), added: 527, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::StreamsOf` (r:0 w:5)
 	/// Proof: `Operators::StreamsOf` (`max_values`: None, `max_size`: Some(96), added: 2571, mode: `MaxEncodedLen`)
 	/// Storage: `Offers::EpochCommitments` (r:0 w:1)
 	/// Proof: `Offers::EpochCommitments` (`max_values`: None, `max_size`: Some(92), added: 2567, mode: `MaxEncodedLen`)
-	// report | register_stream | time 9347890000 | proof 4564052 | reads 1925 | writes 11 | max
+	// report | register_stream | time 196974000 | proof 7087 | reads 10 | writes 11 | max
 	pub fn register_stream<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(9_347_890_000, 4_564_052)
-			.saturating_add(D::get().reads(1925))
+		Weight::from_parts(196_974_000, 7_087)
+			.saturating_add(D::get().reads(10))
 			.saturating_add(D::get().writes(11))
 	}
 
-	/// `rotate_epoch`: fastest run 63_735 ns; proof
+	/// `rotate_epoch`: fastest run 80_851 ns; proof
 	/// size recorded `1190` B, estimated
 	/// `3694` B.
 	/// Storage: `Offers::Streams` (r:1 w:1)
@@ -180,34 +178,34 @@ mod measured {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
 	/// Storage: `Offers::EpochCommitments` (r:0 w:1)
 	/// Proof: `Offers::EpochCommitments` (`max_values`: None, `max_size`: Some(92), added: 2567, mode: `MaxEncodedLen`)
-	// report | rotate_epoch | time 67721000 | proof 3694 | reads 2 | writes 3 | max
+	// report | rotate_epoch | time 97185000 | proof 3694 | reads 2 | writes 3 | max
 	pub fn rotate_epoch<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(67_721_000, 3_694)
+		Weight::from_parts(97_185_000, 3_694)
 			.saturating_add(D::get().reads(2))
 			.saturating_add(D::get().writes(3))
 	}
 
-	/// `close_stream`: fastest run 51_417 ns; proof
-	/// size recorded `6207` B, estimated
-	/// `6687` B.
+	/// `close_stream`: fastest run 78_948 ns; proof
+	/// size recorded `6607` B, estimated
+	/// `7087` B.
 	/// Storage: `Offers::Streams` (r:1 w:1)
 	/// Proof: `Offers::Streams` (`max_values`: None, `max_size`: Some(195), added: 2670, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::Assignments` (r:1 w:1)
 	/// Proof: `Operators::Assignments` (`max_values`: None, `max_size`: Some(209), added: 2684, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::ActiveOperators` (r:1 w:1)
-	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5202), added: 5697, mode: `MaxEncodedLen`)
+	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
 	/// Storage: `Offers::Offers` (r:1 w:1)
 	/// Proof: `Offers::Offers` (`max_values`: None, `max_size`: Some(320), added: 2795, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::StreamsOf` (r:0 w:5)
 	/// Proof: `Operators::StreamsOf` (`max_values`: None, `max_size`: Some(96), added: 2571, mode: `MaxEncodedLen`)
-	// report | close_stream | time 55653000 | proof 6687 | reads 4 | writes 9 | max
+	// report | close_stream | time 88492000 | proof 7087 | reads 4 | writes 9 | max
 	pub fn close_stream<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(55_653_000, 6_687)
+		Weight::from_parts(88_492_000, 7_087)
 			.saturating_add(D::get().reads(4))
 			.saturating_add(D::get().writes(9))
 	}
 
-	/// `remove_offer`: fastest run 97_456 ns; proof
+	/// `remove_offer`: fastest run 116_734 ns; proof
 	/// size recorded `1576` B, estimated
 	/// `4315` B.
 	/// Component `e` measured over `1..=1024`.
@@ -219,12 +217,12 @@ mod measured {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
 	/// Storage: `Offers::OffersBySeller` (r:1 w:1)
 	/// Proof: `Offers::OffersBySeller` (`max_values`: None, `max_size`: Some(850), added: 3325, mode: `MaxEncodedLen`)
-	/// Storage: `Offers::EpochCommitments` (r:0 w:1023)
+	/// Storage: `Offers::EpochCommitments` (r:0 w:1024)
 	/// Proof: `Offers::EpochCommitments` (`max_values`: None, `max_size`: Some(92), added: 2567, mode: `MaxEncodedLen`)
-	// report | remove_offer | time 86174357 e:1763606 | proof 4315 | reads 4 | writes 4 e:1 | max e:1024
+	// report | remove_offer | time 124889295 e:1834807 | proof 4315 | reads 4 | writes 4 e:1 | max e:1024
 	pub fn remove_offer<D: Get<RuntimeDbWeight>>(e: u32) -> Weight {
-		Weight::from_parts(86_174_357, 4_315)
-			.saturating_add(Weight::from_parts(1_763_606, 0).saturating_mul(e.into()))
+		Weight::from_parts(124_889_295, 4_315)
+			.saturating_add(Weight::from_parts(1_834_807, 0).saturating_mul(e.into()))
 			.saturating_add(D::get().reads(4))
 			.saturating_add(D::get().writes(4))
 			.saturating_add(D::get().writes(1).saturating_mul(e.into()))

@@ -114,6 +114,7 @@ mod benchmarks {
     fn register() {
         operators::<T>(T::MaxOperators::get().saturating_sub(1));
         let caller = funded::<T>("caller", 0);
+        T::BenchmarkHelper::make_trusted(&caller);
         let stake = T::MinStake::get();
         let broker_url = max_url::<T>(b"mqtts://");
         let http_url = max_url::<T>(b"https://");
@@ -219,8 +220,8 @@ mod benchmarks {
 
     #[benchmark]
     fn heartbeat() {
-        let caller = funded::<T>("caller", 0);
-        register_operator::<T>(&caller);
+        // The costliest trust score to refresh, in the largest active set to search.
+        let caller = full_registry_hosting::<T>(0);
 
         #[extrinsic_call]
         _(RawOrigin::Signed(caller.clone()));

@@ -21,7 +21,10 @@
 //!   slash that leaves the stake below the minimum suspends the operator.
 //! - **Assignment.** When `pallet-offers` registers a stream it calls
 //!   [`OperatorProvider::assign`], which picks `R` distinct active operators at random,
-//!   weighted by stake × (1 + trust score, capped at [`Config::MaxTrustBoost`]). Neither
+//!   weighted by stake × (1 + trust score, capped at [`Config::MaxTrustBoost`]). The trust
+//!   score counted is the one computed at the operator's registration, resumption or latest
+//!   heartbeat (so at most a heartbeat interval old), which keeps an assignment to one read
+//!   of the active set. Neither
 //!   seller nor buyer chooses. The assignment lives only here. When an operator pauses,
 //!   leaves or is suspended, each of its streams is reassigned to a new operator, and a
 //!   [`Event::StreamReassigned`] event tells the new operator's daemon which replicas to
@@ -464,7 +467,8 @@ pub mod pallet {
         }
 
         /// Records that the caller's daemon is alive. Active operators must send one at least
-        /// every [`Config::HeartbeatTimeout`] blocks or be suspended. Emits
+        /// every [`Config::HeartbeatTimeout`] blocks or be suspended; each one also refreshes
+        /// the trust score their assignment weight counts. Emits
         /// [`Event::HeartbeatReceived`].
         #[pallet::call_index(7)]
         pub fn heartbeat(origin: OriginFor<T>) -> DispatchResult {

@@ -58,7 +58,8 @@ fn register_holds_stake_and_activates() {
             vec![ActiveOperator {
                 who: 1,
                 stake: 150,
-                streams: 0
+                streams: 0,
+                trust: 0
             }]
         );
         assert_eq!(OperatorCount::<Test>::get(), 1);
@@ -811,6 +812,9 @@ fn assignment_weights_trust() {
         .build_and_execute(|| {
             set_trust(1, SCORE_ONE); // weight 2 units
             set_trust(2, 100 * SCORE_ONE); // capped at MaxTrustBoost: weight 5 units
+                                           // The assignment counts the scores as of the operators' latest heartbeats.
+            assert_ok!(Operators::heartbeat(RuntimeOrigin::signed(1)));
+            assert_ok!(Operators::heartbeat(RuntimeOrigin::signed(2)));
             set_random_seed(99);
             // Operator 2 expects 5/8 of them: below the per-operator maximum of 1000.
             let streams = 1_400u32;
@@ -828,6 +832,36 @@ fn assignment_weights_trust() {
                     "operator {who}: {got} vs {expected}"
                 );
             }
+        });
+}
+
+#[test]
+fn heartbeats_refresh_the_trust_the_assignment_counts() {
+    ExtBuilder::default()
+        .operators(vec![(1, 100), (2, 100)])
+        .build_and_execute(|| {
+            let cached = |who: AccountId| {
+                ActiveOperators::<Test>::get()
+                    .iter()
+                    .find(|e| e.who == who)
+                    .map(|e| e.trust)
+            };
+            assert_eq!(cached(1), Some(0));
+            set_trust(1, 3 * SCORE_ONE);
+            set_trust(2, 100 * SCORE_ONE);
+            // A new score counts only from the operator's next heartbeat.
+            assert_eq!(cached(1), Some(0));
+            assert_ok!(Operators::heartbeat(RuntimeOrigin::signed(1)));
+            assert_ok!(Operators::heartbeat(RuntimeOrigin::signed(2)));
+            assert_eq!(cached(1), Some(3 * SCORE_ONE));
+            assert_eq!(cached(2), Some(4 * SCORE_ONE));
+            // A paused operator's heartbeat refreshes nothing; resuming computes it afresh.
+            assert_ok!(Operators::pause(RuntimeOrigin::signed(1)));
+            set_trust(1, SCORE_ONE);
+            assert_ok!(Operators::heartbeat(RuntimeOrigin::signed(1)));
+            assert_eq!(cached(1), None);
+            assert_ok!(Operators::resume(RuntimeOrigin::signed(1)));
+            assert_eq!(cached(1), Some(SCORE_ONE));
         });
 }
 

@@ -8,6 +8,7 @@ use scale_info::TypeInfo;
 pub use fastdata_primitives::api_market::OperatorStatus;
 
 use crate::Config;
+use fastdata_primitives::Score;
 
 /// Balance type of the pallet's currency.
 pub type BalanceOf<T> =
@@ -58,6 +59,10 @@ pub struct ActiveOperator<AccountId, Balance> {
     pub stake: Balance,
     /// Number of streams it hosts (entries of [`crate::StreamsOf`]).
     pub streams: u32,
+    /// Its trust score capped at [`crate::Config::MaxTrustBoost`], as of its registration,
+    /// resumption or latest heartbeat. Kept here so that an assignment reads one value
+    /// instead of computing the score of every active operator.
+    pub trust: Score,
 }
 
 /// Why an operator was suspended.

@@ -4,9 +4,9 @@
 //! - date: 2026-11-26
 //! - machine: `vm`, CPU `AMD EPYC`
 //! - frame-benchmarking-cli 64.0.0, `Compiled` wasm execution
-//! - 50 steps, 20 repeats
+//! - 25 steps, 10 repeats
 //! - proof sizes estimated for maps of 1000000 entries plus 2 trie layers
-//! - command: `/var/tmp/fastdata/target/release/fastdata-node benchmark pallet --runtime /var/tmp/fastdata/target-bench/release/wbuild/fastdata-runtime/fastdata_runtime.compact.compressed.wasm --genesis-builder runtime --genesis-builder-preset development --pallet pallet_operators --extrinsic * --steps 50 --repeat 20 --min-duration 0 --template scripts/weight-template.hbs --output pallets/operators/src/weights.rs --no-storage-info --no-min-squares --no-median-slopes`
+//! - command: `/var/tmp/fastdata/target/release/fastdata-node benchmark pallet --runtime /var/tmp/fastdata/target-bench/release/wbuild/fastdata-runtime/fastdata_runtime.compact.compressed.wasm --genesis-builder runtime --genesis-builder-preset development --pallet pallet_operators --extrinsic * --steps 25 --repeat 10 --min-duration 0 --template scripts/weight-template.hbs --output pallets/operators/src/weights.rs --no-storage-info --no-min-squares --no-median-slopes`
 
 #![cfg_attr(rustfmt, rustfmt_skip)]
 #![allow(unused_parens, unused_imports)]
@@ -121,9 +121,9 @@ impl WeightInfo for () {
 mod measured {
 	use super::*;
 
-	/// `register`: fastest run 62_884 ns; proof
-	/// size recorded `6648` B, estimated
-	/// `6687` B.
+	/// `register`: fastest run 210_263 ns; proof
+	/// size recorded `11183` B, estimated
+	/// `46567` B.
 	/// Storage: `Operators::Operators` (r:1 w:1)
 	/// Proof: `Operators::Operators` (`max_values`: None, `max_size`: Some(609), added: 3084, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::OperatorCount` (r:1 w:1)
@@ -132,30 +132,38 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
+	/// Storage: `Did::Dids` (r:1 w:0)
+	/// Proof: `Did::Dids` (`max_values`: None, `max_size`: Some(2701), added: 5176, mode: `MaxEncodedLen`)
+	/// Storage: `Did::Credentials` (r:17 w:0)
+	/// Proof: `Did::Credentials` (`max_values`: None, `max_size`: Some(206), added: 2681, mode: `MaxEncodedLen`)
+	/// Storage: `Did::Issuers` (r:16 w:0)
+	/// Proof: `Did::Issuers` (`max_values`: None, `max_size`: Some(122), added: 2597, mode: `MaxEncodedLen`)
+	/// Storage: `Trust::RatingWindows` (r:1 w:0)
+	/// Proof: `Trust::RatingWindows` (`max_values`: None, `max_size`: Some(1249), added: 3724, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::ActiveOperators` (r:1 w:1)
-	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5202), added: 5697, mode: `MaxEncodedLen`)
-	// report | register | time 65768000 | proof 6687 | reads 5 | writes 5 | max
+	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
+	// report | register | time 227250000 | proof 46567 | reads 40 | writes 5 | max
 	pub fn register<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(65_768_000, 6_687)
-			.saturating_add(D::get().reads(5))
+		Weight::from_parts(227_250_000, 46_567)
+			.saturating_add(D::get().reads(40))
 			.saturating_add(D::get().writes(5))
 	}
 
-	/// `update`: fastest run 11_798 ns; proof
+	/// `update`: fastest run 12_088 ns; proof
 	/// size recorded `694` B, estimated
 	/// `4074` B.
 	/// Storage: `Operators::Operators` (r:1 w:1)
 	/// Proof: `Operators::Operators` (`max_values`: None, `max_size`: Some(609), added: 3084, mode: `MaxEncodedLen`)
-	// report | update | time 12178000 | proof 4074 | reads 1 | writes 1 | max
+	// report | update | time 12719000 | proof 4074 | reads 1 | writes 1 | max
 	pub fn update<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(12_178_000, 4_074)
+		Weight::from_parts(12_719_000, 4_074)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `bond_extra`: fastest run 49_564 ns; proof
-	/// size recorded `892` B, estimated
-	/// `6687` B.
+	/// `bond_extra`: fastest run 50_786 ns; proof
+	/// size recorded `896` B, estimated
+	/// `7087` B.
 	/// Storage: `Operators::Operators` (r:1 w:1)
 	/// Proof: `Operators::Operators` (`max_values`: None, `max_size`: Some(609), added: 3084, mode: `MaxEncodedLen`)
 	/// Storage: `System::Account` (r:1 w:1)
@@ -163,95 +171,87 @@ mod measured {
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::ActiveOperators` (r:1 w:1)
-	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5202), added: 5697, mode: `MaxEncodedLen`)
-	// report | bond_extra | time 50686000 | proof 6687 | reads 4 | writes 4 | max
+	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
+	// report | bond_extra | time 51347000 | proof 7087 | reads 4 | writes 4 | max
 	pub fn bond_extra<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(50_686_000, 6_687)
+		Weight::from_parts(51_347_000, 7_087)
 			.saturating_add(D::get().reads(4))
 			.saturating_add(D::get().writes(4))
 	}
 
-	/// `pause`: fastest run 52_458 ns; proof
-	/// size recorded `135126 + s * 139` B, estimated
-	/// `4513113 + s * 2684` B.
+	/// `pause`: fastest run 66_439 ns; proof
+	/// size recorded `7784 + s * 139` B, estimated
+	/// `7087 + s * 2684` B.
 	/// Component `s` measured over `0..=256`.
 	/// Storage: `Operators::Operators` (r:1 w:1)
 	/// Proof: `Operators::Operators` (`max_values`: None, `max_size`: Some(609), added: 3084, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::ActiveOperators` (r:1 w:1)
-	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5202), added: 5697, mode: `MaxEncodedLen`)
+	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::StreamsOf` (r:257 w:512)
 	/// Proof: `Operators::StreamsOf` (`max_values`: None, `max_size`: Some(96), added: 2571, mode: `MaxEncodedLen`)
-	/// Storage: `Did::Dids` (r:99 w:0)
-	/// Proof: `Did::Dids` (`max_values`: None, `max_size`: Some(2701), added: 5176, mode: `MaxEncodedLen`)
-	/// Storage: `Did::Credentials` (r:1683 w:0)
-	/// Proof: `Did::Credentials` (`max_values`: None, `max_size`: Some(206), added: 2681, mode: `MaxEncodedLen`)
-	/// Storage: `Did::Issuers` (r:16 w:0)
-	/// Proof: `Did::Issuers` (`max_values`: None, `max_size`: Some(122), added: 2597, mode: `MaxEncodedLen`)
-	/// Storage: `Trust::RatingWindows` (r:99 w:0)
-	/// Proof: `Trust::RatingWindows` (`max_values`: None, `max_size`: Some(1249), added: 3724, mode: `MaxEncodedLen`)
 	/// Storage: `System::ParentHash` (r:1 w:0)
 	/// Proof: `System::ParentHash` (`max_values`: Some(1), `max_size`: Some(32), added: 527, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::Assignments` (r:256 w:256)
 	/// Proof: `Operators::Assignments` (`max_values`: None, `max_size`: Some(209), added: 2684, mode: `MaxEncodedLen`)
-	// report | pause | time 8596929397 s:22245435 | proof 4513113 s:2684 | reads 1754 s:3 | writes 2 s:3 | max s:256
+	// report | pause | time 38872261 s:16469891 | proof 7087 s:2684 | reads 4 s:2 | writes 2 s:3 | max s:256
 	pub fn pause<D: Get<RuntimeDbWeight>>(s: u32) -> Weight {
-		Weight::from_parts(8_596_929_397, 4_513_113)
-			.saturating_add(Weight::from_parts(22_245_435, 0).saturating_mul(s.into()))
+		Weight::from_parts(38_872_261, 7_087)
+			.saturating_add(Weight::from_parts(16_469_891, 0).saturating_mul(s.into()))
 			.saturating_add(Weight::from_parts(0, 2_684).saturating_mul(s.into()))
-			.saturating_add(D::get().reads(1754))
-			.saturating_add(D::get().reads(3).saturating_mul(s.into()))
+			.saturating_add(D::get().reads(4))
+			.saturating_add(D::get().reads(2).saturating_mul(s.into()))
 			.saturating_add(D::get().writes(2))
 			.saturating_add(D::get().writes(3).saturating_mul(s.into()))
 	}
 
-	/// `resume`: fastest run 45_868 ns; proof
-	/// size recorded `6471` B, estimated
-	/// `6687` B.
+	/// `resume`: fastest run 208_741 ns; proof
+	/// size recorded `12706` B, estimated
+	/// `46567` B.
 	/// Storage: `Operators::Operators` (r:1 w:1)
 	/// Proof: `Operators::Operators` (`max_values`: None, `max_size`: Some(609), added: 3084, mode: `MaxEncodedLen`)
+	/// Storage: `Did::Dids` (r:1 w:0)
+	/// Proof: `Did::Dids` (`max_values`: None, `max_size`: Some(2701), added: 5176, mode: `MaxEncodedLen`)
+	/// Storage: `Did::Credentials` (r:17 w:0)
+	/// Proof: `Did::Credentials` (`max_values`: None, `max_size`: Some(206), added: 2681, mode: `MaxEncodedLen`)
+	/// Storage: `Did::Issuers` (r:16 w:0)
+	/// Proof: `Did::Issuers` (`max_values`: None, `max_size`: Some(122), added: 2597, mode: `MaxEncodedLen`)
+	/// Storage: `Trust::RatingWindows` (r:1 w:0)
+	/// Proof: `Trust::RatingWindows` (`max_values`: None, `max_size`: Some(1249), added: 3724, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::ActiveOperators` (r:1 w:1)
-	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5202), added: 5697, mode: `MaxEncodedLen`)
-	// report | resume | time 55643000 | proof 6687 | reads 2 | writes 2 | max
+	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
+	// report | resume | time 212958000 | proof 46567 | reads 37 | writes 2 | max
 	pub fn resume<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(55_643_000, 6_687)
-			.saturating_add(D::get().reads(2))
+		Weight::from_parts(212_958_000, 46_567)
+			.saturating_add(D::get().reads(37))
 			.saturating_add(D::get().writes(2))
 	}
 
-	/// `leave`: fastest run 63_575 ns; proof
-	/// size recorded `135126 + s * 139` B, estimated
-	/// `4513113 + s * 2684` B.
+	/// `leave`: fastest run 61_422 ns; proof
+	/// size recorded `7784 + s * 139` B, estimated
+	/// `7087 + s * 2684` B.
 	/// Component `s` measured over `0..=256`.
 	/// Storage: `Operators::Operators` (r:1 w:1)
 	/// Proof: `Operators::Operators` (`max_values`: None, `max_size`: Some(609), added: 3084, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::ActiveOperators` (r:1 w:1)
-	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5202), added: 5697, mode: `MaxEncodedLen`)
+	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::StreamsOf` (r:257 w:512)
 	/// Proof: `Operators::StreamsOf` (`max_values`: None, `max_size`: Some(96), added: 2571, mode: `MaxEncodedLen`)
-	/// Storage: `Did::Dids` (r:99 w:0)
-	/// Proof: `Did::Dids` (`max_values`: None, `max_size`: Some(2701), added: 5176, mode: `MaxEncodedLen`)
-	/// Storage: `Did::Credentials` (r:1683 w:0)
-	/// Proof: `Did::Credentials` (`max_values`: None, `max_size`: Some(206), added: 2681, mode: `MaxEncodedLen`)
-	/// Storage: `Did::Issuers` (r:16 w:0)
-	/// Proof: `Did::Issuers` (`max_values`: None, `max_size`: Some(122), added: 2597, mode: `MaxEncodedLen`)
-	/// Storage: `Trust::RatingWindows` (r:99 w:0)
-	/// Proof: `Trust::RatingWindows` (`max_values`: None, `max_size`: Some(1249), added: 3724, mode: `MaxEncodedLen`)
 	/// Storage: `System::ParentHash` (r:1 w:0)
 	/// Proof: `System::ParentHash` (`max_values`: Some(1), `max_size`: Some(32), added: 527, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::Assignments` (r:256 w:256)
 	/// Proof: `Operators::Assignments` (`max_values`: None, `max_size`: Some(209), added: 2684, mode: `MaxEncodedLen`)
-	// report | leave | time 9203685931 s:21677143 | proof 4513113 s:2684 | reads 1754 s:3 | writes 2 s:3 | max s:256
+	// report | leave | time 79269067 s:15741057 | proof 7087 s:2684 | reads 4 s:2 | writes 2 s:3 | max s:256
 	pub fn leave<D: Get<RuntimeDbWeight>>(s: u32) -> Weight {
-		Weight::from_parts(9_203_685_931, 4_513_113)
-			.saturating_add(Weight::from_parts(21_677_143, 0).saturating_mul(s.into()))
+		Weight::from_parts(79_269_067, 7_087)
+			.saturating_add(Weight::from_parts(15_741_057, 0).saturating_mul(s.into()))
 			.saturating_add(Weight::from_parts(0, 2_684).saturating_mul(s.into()))
-			.saturating_add(D::get().reads(1754))
-			.saturating_add(D::get().reads(3).saturating_mul(s.into()))
+			.saturating_add(D::get().reads(4))
+			.saturating_add(D::get().reads(2).saturating_mul(s.into()))
 			.saturating_add(D::get().writes(2))
 			.saturating_add(D::get().writes(3).saturating_mul(s.into()))
 	}
 
-	/// `withdraw`: fastest run 40_801 ns; proof
+	/// `withdraw`: fastest run 43_675 ns; proof
 	/// size recorded `841` B, estimated
 	/// `4074` B.
 	/// Storage: `Operators::Operators` (r:1 w:1)
@@ -262,28 +262,38 @@ mod measured {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::OperatorCount` (r:1 w:1)
 	/// Proof: `Operators::OperatorCount` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
-	// report | withdraw | time 41462000 | proof 4074 | reads 4 | writes 4 | max
+	// report | withdraw | time 44687000 | proof 4074 | reads 4 | writes 4 | max
 	pub fn withdraw<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(41_462_000, 4_074)
+		Weight::from_parts(44_687_000, 4_074)
 			.saturating_add(D::get().reads(4))
 			.saturating_add(D::get().writes(4))
 	}
 
-	/// `heartbeat`: fastest run 9_935 ns; proof
-	/// size recorded `694` B, estimated
-	/// `4074` B.
+	/// `heartbeat`: fastest run 205_016 ns; proof
+	/// size recorded `12762` B, estimated
+	/// `46567` B.
 	/// Storage: `Operators::Operators` (r:1 w:1)
 	/// Proof: `Operators::Operators` (`max_values`: None, `max_size`: Some(609), added: 3084, mode: `MaxEncodedLen`)
-	// report | heartbeat | time 10225000 | proof 4074 | reads 1 | writes 1 | max
+	/// Storage: `Did::Dids` (r:1 w:0)
+	/// Proof: `Did::Dids` (`max_values`: None, `max_size`: Some(2701), added: 5176, mode: `MaxEncodedLen`)
+	/// Storage: `Did::Credentials` (r:17 w:0)
+	/// Proof: `Did::Credentials` (`max_values`: None, `max_size`: Some(206), added: 2681, mode: `MaxEncodedLen`)
+	/// Storage: `Did::Issuers` (r:16 w:0)
+	/// Proof: `Did::Issuers` (`max_values`: None, `max_size`: Some(122), added: 2597, mode: `MaxEncodedLen`)
+	/// Storage: `Trust::RatingWindows` (r:1 w:0)
+	/// Proof: `Trust::RatingWindows` (`max_values`: None, `max_size`: Some(1249), added: 3724, mode: `MaxEncodedLen`)
+	/// Storage: `Operators::ActiveOperators` (r:1 w:1)
+	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
+	// report | heartbeat | time 216363000 | proof 46567 | reads 37 | writes 2 | max
 	pub fn heartbeat<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(10_225_000, 4_074)
-			.saturating_add(D::get().reads(1))
-			.saturating_add(D::get().writes(1))
+		Weight::from_parts(216_363_000, 46_567)
+			.saturating_add(D::get().reads(37))
+			.saturating_add(D::get().writes(2))
 	}
 
-	/// `slash`: fastest run 94_381 ns; proof
-	/// size recorded `136286 + s * 139` B, estimated
-	/// `4513113 + s * 2684` B.
+	/// `slash`: fastest run 105_518 ns; proof
+	/// size recorded `8944 + s * 139` B, estimated
+	/// `7087 + s * 2684` B.
 	/// Component `s` measured over `0..=256`.
 	/// Storage: `Operators::Operators` (r:1 w:1)
 	/// Proof: `Operators::Operators` (`max_values`: None, `max_size`: Some(609), added: 3084, mode: `MaxEncodedLen`)
@@ -292,83 +302,67 @@ mod measured {
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::ActiveOperators` (r:1 w:1)
-	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5202), added: 5697, mode: `MaxEncodedLen`)
+	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::StreamsOf` (r:257 w:512)
 	/// Proof: `Operators::StreamsOf` (`max_values`: None, `max_size`: Some(96), added: 2571, mode: `MaxEncodedLen`)
-	/// Storage: `Did::Dids` (r:99 w:0)
-	/// Proof: `Did::Dids` (`max_values`: None, `max_size`: Some(2701), added: 5176, mode: `MaxEncodedLen`)
-	/// Storage: `Did::Credentials` (r:1683 w:0)
-	/// Proof: `Did::Credentials` (`max_values`: None, `max_size`: Some(206), added: 2681, mode: `MaxEncodedLen`)
-	/// Storage: `Did::Issuers` (r:16 w:0)
-	/// Proof: `Did::Issuers` (`max_values`: None, `max_size`: Some(122), added: 2597, mode: `MaxEncodedLen`)
-	/// Storage: `Trust::RatingWindows` (r:99 w:0)
-	/// Proof: `Trust::RatingWindows` (`max_values`: None, `max_size`: Some(1249), added: 3724, mode: `MaxEncodedLen`)
 	/// Storage: `System::ParentHash` (r:1 w:0)
 	/// Proof: `System::ParentHash` (`max_values`: Some(1), `max_size`: Some(32), added: 527, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::Assignments` (r:256 w:256)
 	/// Proof: `Operators::Assignments` (`max_values`: None, `max_size`: Some(209), added: 2684, mode: `MaxEncodedLen`)
-	// report | slash | time 9214974403 s:20705916 | proof 4513113 s:2684 | reads 1756 s:3 | writes 4 s:3 | max s:256
+	// report | slash | time 109499993 s:15700650 | proof 7087 s:2684 | reads 6 s:2 | writes 4 s:3 | max s:256
 	pub fn slash<D: Get<RuntimeDbWeight>>(s: u32) -> Weight {
-		Weight::from_parts(9_214_974_403, 4_513_113)
-			.saturating_add(Weight::from_parts(20_705_916, 0).saturating_mul(s.into()))
+		Weight::from_parts(109_499_993, 7_087)
+			.saturating_add(Weight::from_parts(15_700_650, 0).saturating_mul(s.into()))
 			.saturating_add(Weight::from_parts(0, 2_684).saturating_mul(s.into()))
-			.saturating_add(D::get().reads(1756))
-			.saturating_add(D::get().reads(3).saturating_mul(s.into()))
+			.saturating_add(D::get().reads(6))
+			.saturating_add(D::get().reads(2).saturating_mul(s.into()))
 			.saturating_add(D::get().writes(4))
 			.saturating_add(D::get().writes(3).saturating_mul(s.into()))
 	}
 
-	/// `check_liveness`: fastest run 1_282 ns; proof
-	/// size recorded `598 + n * 138` B, estimated
-	/// `6687 + n * 3084` B.
+	/// `check_liveness`: fastest run 1_412 ns; proof
+	/// size recorded `598 + n * 142` B, estimated
+	/// `7087 + n * 3084` B.
 	/// Component `n` measured over `0..=8`.
 	/// Storage: `Operators::ActiveOperators` (r:1 w:0)
-	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5202), added: 5697, mode: `MaxEncodedLen`)
+	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::LivenessCursor` (r:1 w:1)
 	/// Proof: `Operators::LivenessCursor` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::Operators` (r:8 w:0)
 	/// Proof: `Operators::Operators` (`max_values`: None, `max_size`: Some(609), added: 3084, mode: `MaxEncodedLen`)
-	// report | check_liveness | time 3412654 n:3468730 | proof 6687 n:3084 | reads 2 n:1 | writes 1 | max n:8
+	// report | check_liveness | time 3670102 n:3545297 | proof 7087 n:3084 | reads 2 n:1 | writes 1 | max n:8
 	pub fn check_liveness<D: Get<RuntimeDbWeight>>(n: u32) -> Weight {
-		Weight::from_parts(3_412_654, 6_687)
-			.saturating_add(Weight::from_parts(3_468_730, 0).saturating_mul(n.into()))
+		Weight::from_parts(3_670_102, 7_087)
+			.saturating_add(Weight::from_parts(3_545_297, 0).saturating_mul(n.into()))
 			.saturating_add(Weight::from_parts(0, 3_084).saturating_mul(n.into()))
 			.saturating_add(D::get().reads(2))
 			.saturating_add(D::get().reads(1).saturating_mul(n.into()))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `suspend_silent`: fastest run 76_013 ns; proof
-	/// size recorded `137169 + s * 139` B, estimated
-	/// `4513113 + s * 2684` B.
+	/// `suspend_silent`: fastest run 85_378 ns; proof
+	/// size recorded `9827 + s * 139` B, estimated
+	/// `25662 + s * 2684` B.
 	/// Component `s` measured over `0..=256`.
 	/// Storage: `Operators::ActiveOperators` (r:1 w:1)
-	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5202), added: 5697, mode: `MaxEncodedLen`)
+	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::LivenessCursor` (r:1 w:1)
 	/// Proof: `Operators::LivenessCursor` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::Operators` (r:8 w:1)
 	/// Proof: `Operators::Operators` (`max_values`: None, `max_size`: Some(609), added: 3084, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::StreamsOf` (r:257 w:512)
 	/// Proof: `Operators::StreamsOf` (`max_values`: None, `max_size`: Some(96), added: 2571, mode: `MaxEncodedLen`)
-	/// Storage: `Did::Dids` (r:99 w:0)
-	/// Proof: `Did::Dids` (`max_values`: None, `max_size`: Some(2701), added: 5176, mode: `MaxEncodedLen`)
-	/// Storage: `Did::Credentials` (r:1683 w:0)
-	/// Proof: `Did::Credentials` (`max_values`: None, `max_size`: Some(206), added: 2681, mode: `MaxEncodedLen`)
-	/// Storage: `Did::Issuers` (r:16 w:0)
-	/// Proof: `Did::Issuers` (`max_values`: None, `max_size`: Some(122), added: 2597, mode: `MaxEncodedLen`)
-	/// Storage: `Trust::RatingWindows` (r:99 w:0)
-	/// Proof: `Trust::RatingWindows` (`max_values`: None, `max_size`: Some(1249), added: 3724, mode: `MaxEncodedLen`)
 	/// Storage: `System::ParentHash` (r:1 w:0)
 	/// Proof: `System::ParentHash` (`max_values`: Some(1), `max_size`: Some(32), added: 527, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::Assignments` (r:256 w:256)
 	/// Proof: `Operators::Assignments` (`max_values`: None, `max_size`: Some(209), added: 2684, mode: `MaxEncodedLen`)
-	// report | suspend_silent | time 8870859535 s:18997140 | proof 4513113 s:2684 | reads 1762 s:3 | writes 3 s:3 | max s:256
+	// report | suspend_silent | time 84676164 s:15032361 | proof 25662 s:2684 | reads 12 s:2 | writes 3 s:3 | max s:256
 	pub fn suspend_silent<D: Get<RuntimeDbWeight>>(s: u32) -> Weight {
-		Weight::from_parts(8_870_859_535, 4_513_113)
-			.saturating_add(Weight::from_parts(18_997_140, 0).saturating_mul(s.into()))
+		Weight::from_parts(84_676_164, 25_662)
+			.saturating_add(Weight::from_parts(15_032_361, 0).saturating_mul(s.into()))
 			.saturating_add(Weight::from_parts(0, 2_684).saturating_mul(s.into()))
-			.saturating_add(D::get().reads(1762))
-			.saturating_add(D::get().reads(3).saturating_mul(s.into()))
+			.saturating_add(D::get().reads(12))
+			.saturating_add(D::get().reads(2).saturating_mul(s.into()))
 			.saturating_add(D::get().writes(3))
 			.saturating_add(D::get().writes(3).saturating_mul(s.into()))
 	}

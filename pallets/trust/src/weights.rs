@@ -4,9 +4,9 @@
 //! - date: 2026-11-26
 //! - machine: `vm`, CPU `AMD EPYC`
 //! - frame-benchmarking-cli 64.0.0, `Compiled` wasm execution
-//! - 50 steps, 20 repeats
+//! - 25 steps, 10 repeats
 //! - proof sizes estimated for maps of 1000000 entries plus 2 trie layers
-//! - command: `/var/tmp/fastdata/target/release/fastdata-node benchmark pallet --runtime /var/tmp/fastdata/target-bench/release/wbuild/fastdata-runtime/fastdata_runtime.compact.compressed.wasm --genesis-builder runtime --genesis-builder-preset development --pallet pallet_trust --extrinsic * --steps 50 --repeat 20 --min-duration 0 --template scripts/weight-template.hbs --output pallets/trust/src/weights.rs --no-storage-info --no-min-squares --no-median-slopes`
+//! - command: `/var/tmp/fastdata/target/release/fastdata-node benchmark pallet --runtime /var/tmp/fastdata/target-bench/release/wbuild/fastdata-runtime/fastdata_runtime.compact.compressed.wasm --genesis-builder runtime --genesis-builder-preset development --pallet pallet_trust --extrinsic * --steps 25 --repeat 10 --min-duration 0 --template scripts/weight-template.hbs --output pallets/trust/src/weights.rs --no-storage-info --no-min-squares --no-median-slopes`
 
 #![cfg_attr(rustfmt, rustfmt_skip)]
 #![allow(unused_parens, unused_imports)]
@@ -49,7 +49,7 @@ impl WeightInfo for () {
 mod measured {
 	use super::*;
 
-	/// `rate`: fastest run 108_922 ns; proof
+	/// `rate`: fastest run 112_678 ns; proof
 	/// size recorded `5600` B, estimated
 	/// `11714` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:0)
@@ -68,14 +68,14 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
-	// report | rate | time 111887000 | proof 11714 | reads 14 | writes 4 | max
+	// report | rate | time 118657000 | proof 11714 | reads 14 | writes 4 | max
 	pub fn rate<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(111_887_000, 11_714)
+		Weight::from_parts(118_657_000, 11_714)
 			.saturating_add(D::get().reads(14))
 			.saturating_add(D::get().writes(4))
 	}
 
-	/// `reap_rating`: fastest run 47_341 ns; proof
+	/// `reap_rating`: fastest run 46_389 ns; proof
 	/// size recorded `1674` B, estimated
 	/// `4714` B.
 	/// Storage: `Trust::Ratings` (r:1 w:1)
@@ -86,9 +86,9 @@ mod measured {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
 	/// Storage: `Trust::RatingWindows` (r:1 w:1)
 	/// Proof: `Trust::RatingWindows` (`max_values`: None, `max_size`: Some(1249), added: 3724, mode: `MaxEncodedLen`)
-	// report | reap_rating | time 48332000 | proof 4714 | reads 4 | writes 4 | max
+	// report | reap_rating | time 47731000 | proof 4714 | reads 4 | writes 4 | max
 	pub fn reap_rating<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(48_332_000, 4_714)
+		Weight::from_parts(47_731_000, 4_714)
 			.saturating_add(D::get().reads(4))
 			.saturating_add(D::get().writes(4))
 	}

@@ -23,7 +23,7 @@ struct Candidates<T: Config> {
 }
 
 impl<T: Config> Candidates<T> {
-    /// Reads the active set and the trust score of each active operator.
+    /// Reads the active set with each operator's cached trust score.
     fn load() -> Self {
         let entries = ActiveOperators::<T>::get();
         let cap = u128::MAX / u128::from(T::MaxOperators::get().max(1));
@@ -31,7 +31,7 @@ impl<T: Config> Candidates<T> {
             .iter()
             .map(|entry| {
                 let stake: u128 = entry.stake.unique_saturated_into();
-                let trust: Score = T::Trust::trust_score(&entry.who).min(T::MaxTrustBoost::get());
+                let trust: Score = entry.trust.min(T::MaxTrustBoost::get());
                 stake
                     .saturating_mul(u128::from(SCORE_ONE.saturating_add(trust)))
                     .min(cap)
@@ -105,6 +105,12 @@ fn random_u128<H: Encode>(seed: &H, stream: &StreamId, index: u32) -> u128 {
 }
 
 impl<T: Config> Pallet<T> {
+    /// `who`'s trust score ([`Config::Trust`]) capped at [`Config::MaxTrustBoost`]: what the
+    /// assignment weight counts.
+    pub(crate) fn capped_trust(who: &T::AccountId) -> Score {
+        T::Trust::trust_score(who).min(T::MaxTrustBoost::get())
+    }
+
     /// Picks `replication` distinct active operators for `stream`, weighted by stake and trust,
     /// and records the assignment.
     pub(crate) fn do_assign(

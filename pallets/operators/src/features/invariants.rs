@@ -10,7 +10,8 @@ impl<T: Config> Pallet<T> {
     /// - the stake held from each operator equals its recorded stake;
     /// - [`OperatorCount`] equals the number of records;
     /// - [`ActiveOperators`] holds exactly the active operators, once each, with their
-    ///   recorded stake and their number of hosted streams (at most `MaxStreamsPerOperator`);
+    ///   recorded stake, their number of hosted streams (at most `MaxStreamsPerOperator`) and
+    ///   a cached trust score within `MaxTrustBoost`;
     /// - every assignment lists distinct active operators, at most `MaxReplication`, and
     ///   [`StreamsOf`] is its exact reverse index.
     pub fn do_try_state() -> Result<(), TryRuntimeError> {
@@ -42,6 +43,10 @@ impl<T: Config> Pallet<T> {
             ensure_state(
                 entry.streams <= T::MaxStreamsPerOperator::get(),
                 "operator hosts more streams than allowed",
+            )?;
+            ensure_state(
+                entry.trust <= T::MaxTrustBoost::get(),
+                "cached trust score above the cap",
             )?;
         }
         let active_records = Operators::<T>::iter_values()

@@ -37,6 +37,7 @@ impl<T: Config> Pallet<T> {
                 who: who.clone(),
                 stake: info.stake,
                 streams: 0,
+                trust: Self::capped_trust(&who),
             };
             ActiveOperators::<T>::try_append(entry).map_err(|_| Error::<T>::TooManyOperators)?;
             info.status = OperatorStatus::Active;
@@ -98,12 +99,21 @@ impl<T: Config> Pallet<T> {
         Ok(())
     }
 
-    /// Records a heartbeat of `who`.
+    /// Records a heartbeat of `who` and, if it is active, refreshes the trust score its
+    /// assignment weight counts.
     pub(crate) fn do_heartbeat(who: T::AccountId) -> DispatchResult {
         Operators::<T>::try_mutate(&who, |maybe| {
             let info = maybe.as_mut().ok_or(Error::<T>::NotRegistered)?;
             match info.status {
-                OperatorStatus::Active | OperatorStatus::Paused => {}
+                OperatorStatus::Active => {
+                    let trust = Self::capped_trust(&who);
+                    ActiveOperators::<T>::mutate(|active| {
+                        if let Some(entry) = active.iter_mut().find(|e| e.who == who) {
+                            entry.trust = trust;
+                        }
+                    });
+                }
+                OperatorStatus::Paused => {}
                 OperatorStatus::Suspended => return Err(Error::<T>::OperatorSuspended.into()),
                 OperatorStatus::Leaving { .. } => return Err(Error::<T>::OperatorLeaving.into()),
             }

@@ -35,6 +35,7 @@ impl<T: Config> Pallet<T> {
             who: who.clone(),
             stake,
             streams: 0,
+            trust: Self::capped_trust(&who),
         })
         .map_err(|_| Error::<T>::TooManyOperators)?;
         OperatorCount::<T>::put(count.saturating_add(1));
