@@ -35,6 +35,17 @@ use crate::{
 /// Largest group of segments committed together.
 pub const MAX_BATCH: usize = 1024;
 
+/// Most QoS 1 deliveries the broker may have in flight (sent, not yet acknowledged) to one
+/// client: the `max_inflight_messages` the brokers must be configured with (see
+/// `mosquitto.conf`, `vernemq.conf`). It bounds what the daemon holds unacknowledged.
+pub const BROKER_MAX_INFLIGHT: usize = 1000;
+
+/// Capacity of the ingest client's request queue (acks, subscriptions). Every unacknowledged
+/// delivery yields one ack, so with [`BROKER_MAX_INFLIGHT`] below it the writer's acks never
+/// wait for room while the event loop waits for the writer, which would deadlock them; the
+/// rest is room for subscriptions.
+const REQUEST_CAPACITY: usize = 4 * MAX_BATCH;
+
 /// How the ingest client reaches the broker.
 #[derive(Clone, Debug)]
 pub struct IngestConfig {
@@ -192,10 +203,11 @@ pub async fn run(
     options.set_keep_alive(Duration::from_secs(30));
     let max = fastdata_primitives::envelope::MAX_ENVELOPE_LEN + 1024;
     options.set_max_packet_size(max, max);
-    let (client, mut eventloop) = AsyncClient::new(options, 1024);
+    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
 
     // Messages go to a blocking writer thread through a bounded channel (back-pressure: when
-    // the disk is slow the event loop stops reading and the broker queues).
+    // the disk is slow the event loop stops reading and the broker queues). The broker's
+    // in-flight window keeps fewer messages unacknowledged than the channel holds.
     let (tx, rx) = mpsc::channel::<Publish>(4 * MAX_BATCH);
     let writer_task = tokio::spawn(write_loop(writer, rx, client.clone()));
 

@@ -85,9 +85,10 @@ impl Mosquitto {
         let mut text = format!(
             "per_listener_settings false\nlistener {port} 127.0.0.1\nallow_anonymous false\n\
              plugin {DYNSEC_PLUGIN}\nplugin_opt_config_file {}\npersistence false\n\
-             max_queued_messages 0\nmax_inflight_messages 0\nlog_type error\n\
+             max_queued_messages 0\nmax_inflight_messages {inflight}\nlog_type error\n\
              log_type warning\nlog_type notice\nlog_type information\n",
-            dynsec.display()
+            dynsec.display(),
+            inflight = crate::ingest::BROKER_MAX_INFLIGHT,
         );
         if let Some(tls) = tls {
             for (what, path) in [("certificate", &tls.cert), ("key", &tls.key)] {
