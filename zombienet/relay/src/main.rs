@@ -1,5 +1,8 @@
 //! `polkadot`: the relay chain node of the local zombienet network (rococo-local).
 
-fn main() -> polkadot_cli::Result<()> {
-	polkadot_cli::run()
+fn main() {
+	if let Err(e) = polkadot_cli::run() {
+		eprintln!("Error: {e}");
+		std::process::exit(1);
+	}
 }
