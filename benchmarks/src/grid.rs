@@ -582,37 +582,18 @@ async fn connect_publisher(
         .epoch_keys(&seller.stream, 0)
         .context("the seller's keystore has no epoch-0 keys")?;
     let expiry = retry("block number", || seller.chain.finalized_number()).await? + 100_000;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        // Operators learn of the stream from finalized blocks; wait until all accept.
-        let accepted = match StreamPublisher::connect(
-            seller.chain.account(),
-            seller.stream,
-            0,
-            keys.clone(),
-            endpoints,
-            expiry,
-            0,
-        )
-        .await
-        {
-            Ok(p) if p.status().len() == endpoints.len() => return Ok(p),
-            Ok(p) => {
-                let n = p.status().len();
-                let _ = p.close(Duration::from_secs(1)).await;
-                n
-            }
-            Err(_) => 0,
-        };
-        if Instant::now() > deadline {
-            bail!(
-                "seller {}: only {accepted} of {} operators accept uploads after 90 s",
-                seller.index,
-                endpoints.len()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    fastdata_e2e::connect_publisher(
+        seller.chain.account(),
+        seller.stream,
+        0,
+        keys,
+        endpoints,
+        expiry,
+        0,
+        Duration::from_secs(90),
+    )
+    .await
+    .with_context(|| format!("seller {}", seller.index))
 }
 
 #[allow(clippy::too_many_arguments)]

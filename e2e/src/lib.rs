@@ -13,8 +13,8 @@ use std::{
 use anyhow::{bail, Context};
 use fastdata_operator::mosquitto::{free_port, Mosquitto};
 use fastdata_primitives::{
-    api_market::OperatorStatus, escrow::PurchaseState, AccountId, Balance, EpochIndex, PurchaseId,
-    Sequence, StreamId,
+    api_market::OperatorStatus, envelope::EpochKeys, escrow::PurchaseState, AccountId, Balance,
+    BlockNumber, EpochIndex, PurchaseId, Sequence, StreamId,
 };
 use fastdata_sdk::{
     buyer::Purchase, keystore::Keystore, operator::OperatorEndpoint, publish::StreamPublisher,
@@ -373,21 +373,53 @@ pub async fn publish(
         .context("the seller's keystore has no keys for this epoch")?;
     let endpoints = seller.chain.stream_endpoints(&stream).await?;
     let expiry = seller.chain.finalized_number().await? + 10_000;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut publisher = loop {
-        // Operators learn of the stream from finalized blocks; wait until all accept.
-        let publisher = StreamPublisher::connect(
-            seller.chain.account(),
+    let mut publisher = connect_publisher(
+        seller.chain.account(),
+        stream,
+        epoch,
+        keys,
+        &endpoints,
+        expiry,
+        first,
+        Duration::from_secs(60),
+    )
+    .await?;
+    for payload in payloads {
+        publisher.publish(payload).await?;
+    }
+    publisher.flush(Duration::from_secs(60)).await?;
+    publisher.close(Duration::from_secs(10)).await?;
+    Ok(endpoints)
+}
+
+/// Connects a publisher of `stream`/`epoch` from sequence `first` to every one of
+/// `endpoints`, retrying (the operators learn of a new stream from finalized blocks) until all
+/// accept uploads or `timeout` passes.
+#[allow(clippy::too_many_arguments)]
+pub async fn connect_publisher(
+    seller: &Account,
+    stream: StreamId,
+    epoch: EpochIndex,
+    keys: EpochKeys,
+    endpoints: &[OperatorEndpoint],
+    expiry: BlockNumber,
+    first: Sequence,
+    timeout: Duration,
+) -> anyhow::Result<StreamPublisher> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let accepted = match StreamPublisher::connect(
+            seller,
             stream,
             epoch,
             keys.clone(),
-            &endpoints,
+            endpoints,
             expiry,
             first,
         )
-        .await;
-        let accepted = match publisher {
-            Ok(p) if p.status().len() == endpoints.len() => break p,
+        .await
+        {
+            Ok(p) if p.status().len() == endpoints.len() => return Ok(p),
             Ok(p) => {
                 let n = p.status().len();
                 let _ = p.close(Duration::from_secs(1)).await;
@@ -397,18 +429,12 @@ pub async fn publish(
         };
         if Instant::now() > deadline {
             bail!(
-                "only {accepted} of {} operators accept uploads after 60 s",
+                "only {accepted} of {} operators accept uploads after {timeout:?}",
                 endpoints.len()
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    for payload in payloads {
-        publisher.publish(payload).await?;
     }
-    publisher.flush(Duration::from_secs(60)).await?;
-    publisher.close(Duration::from_secs(10)).await?;
-    Ok(endpoints)
 }
 
 /// Downloads `first..=last` of `purchase` with every delivered epoch's keys (opened and
