@@ -244,6 +244,18 @@ impl InMemoryChainView {
         let _ = self.events.send(event);
     }
 
+    /// Every known operator HTTP endpoint, by operator.
+    pub fn endpoints(&self) -> Vec<(AccountId, String)> {
+        let mut endpoints: Vec<_> = self
+            .read()
+            .endpoints
+            .iter()
+            .map(|(a, u)| (a.clone(), u.clone()))
+            .collect();
+        endpoints.sort();
+        endpoints
+    }
+
     /// Applies several events in order.
     pub fn apply_all(&self, events: impl IntoIterator<Item = ChainEvent>) {
         for event in events {

@@ -10,12 +10,19 @@
 //! Because a refresh compares whole state, a block missed while disconnected cannot leave the
 //! view stale: the next snapshot contains its effects.
 
-use std::{collections::BTreeSet, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use codec::Decode;
+use futures_util::{StreamExt, TryStreamExt};
 
 use fastdata_primitives::{
     api_market::{OfferListing, OperatorStatus, OperatorView, StreamView},
     escrow::{PurchaseState, PurchaseView},
-    AccountId, Balance, BlockNumber, PurchaseId, StreamId,
+    AccountId, Balance, BlockNumber, OfferId, PurchaseId, StreamId,
 };
 use fastdata_sdk::{
     chain::{arg, runtime_api_at, AtBlock},
@@ -28,11 +35,15 @@ use crate::{
     receipts::{Claim, ClaimOutcome, ClaimSubmitter},
 };
 
-/// Pallets whose events trigger a refresh.
+/// Pallets whose events can change what this operator must know.
 pub const MARKET_PALLETS: &[&str] = &["Offers", "Operators", "Escrow"];
 
-/// A full refresh happens at least every this many finalized blocks.
-pub const FULL_REFRESH_BLOCKS: u64 = 20;
+/// A full refresh happens at least every this many finalized blocks, as a safety net under
+/// the incremental updates.
+pub const FULL_REFRESH_BLOCKS: u64 = 100;
+
+/// Runtime API calls in flight at once while reading a snapshot.
+pub const READ_CONCURRENCY: usize = 16;
 
 /// Everything this operator needs to know, read at one block.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -47,47 +58,245 @@ pub struct Snapshot {
     pub endpoints: Vec<(AccountId, String)>,
 }
 
-/// Reads the [`Snapshot`] of operator `me` at block `at`.
-pub async fn snapshot(at: &AtBlock, me: &AccountId) -> Result<Snapshot, Error> {
-    let ids: Vec<StreamId> = runtime_api_at(at, "OperatorsApi_streams_of", me).await?;
-    let mut streams = Vec::with_capacity(ids.len());
-    let mut offers = BTreeSet::new();
-    for id in ids {
+/// The chain state the follower reads, at one block.
+#[async_trait::async_trait]
+pub trait ChainReader: Sync {
+    /// The block read.
+    fn number(&self) -> BlockNumber;
+    /// Streams assigned to operator `me`.
+    async fn streams_of(&self, me: &AccountId) -> Result<Vec<StreamId>, Error>;
+    /// A stream with its offer's retention; `None` if the stream is gone.
+    async fn assignment(&self, stream: StreamId) -> Result<Option<StreamAssignment>, Error>;
+    /// Purchases of an offer still on chain.
+    async fn purchase_ids(&self, offer: OfferId) -> Result<Vec<PurchaseId>, Error>;
+    /// A purchase; `None` if it is gone (reaped).
+    async fn purchase(&self, id: PurchaseId) -> Result<Option<PurchaseInfo>, Error>;
+    /// HTTP endpoints of all operators.
+    async fn endpoints(&self) -> Result<Vec<(AccountId, String)>, Error>;
+}
+
+#[async_trait::async_trait]
+impl ChainReader for AtBlock {
+    fn number(&self) -> BlockNumber {
+        self.block_number() as BlockNumber
+    }
+
+    async fn streams_of(&self, me: &AccountId) -> Result<Vec<StreamId>, Error> {
+        runtime_api_at(self, "OperatorsApi_streams_of", me).await
+    }
+
+    async fn assignment(&self, id: StreamId) -> Result<Option<StreamAssignment>, Error> {
         let stream: Option<StreamView<AccountId, BlockNumber>> =
-            runtime_api_at(at, "OffersApi_stream", id).await?;
-        let Some(stream) = stream else { continue };
+            runtime_api_at(self, "OffersApi_stream", id).await?;
+        let Some(stream) = stream else {
+            return Ok(None);
+        };
         let offer: Option<OfferListing<AccountId, Balance, BlockNumber>> =
-            runtime_api_at(at, "OffersApi_offer", stream.offer).await?;
-        offers.insert(stream.offer);
-        streams.push(assignment(stream, offer.map_or(0, |o| o.terms.retention)));
+            runtime_api_at(self, "OffersApi_offer", stream.offer).await?;
+        Ok(Some(assignment(
+            stream,
+            offer.map_or(0, |o| o.terms.retention),
+        )))
+    }
+
+    async fn purchase_ids(&self, offer: OfferId) -> Result<Vec<PurchaseId>, Error> {
+        runtime_api_at(self, "EscrowApi_purchases_of_offer", offer).await
+    }
+
+    async fn purchase(&self, id: PurchaseId) -> Result<Option<PurchaseInfo>, Error> {
+        let view: Option<PurchaseView<AccountId, Balance, BlockNumber>> =
+            runtime_api_at(self, "EscrowApi_purchase", id).await?;
+        Ok(view.map(purchase_info))
+    }
+
+    async fn endpoints(&self) -> Result<Vec<(AccountId, String)>, Error> {
+        let operators: Vec<OperatorView<AccountId, Balance, BlockNumber>> =
+            runtime_api_at(self, "OperatorsApi_operators", ()).await?;
+        Ok(operators
+            .into_iter()
+            .filter_map(|o| {
+                String::from_utf8(o.http_url)
+                    .ok()
+                    .map(|url| (o.account, url))
+            })
+            .collect())
+    }
+}
+
+/// Runs `read` for every key, [`READ_CONCURRENCY`] at a time, keeping the keys' order.
+async fn read_all<K, V, F, Fut>(keys: Vec<K>, read: F) -> Result<Vec<(K, V)>, Error>
+where
+    K: Clone,
+    F: Fn(K) -> Fut,
+    Fut: std::future::Future<Output = Result<V, Error>>,
+{
+    futures_util::stream::iter(keys)
+        .map(|key| {
+            let value = read(key.clone());
+            async move { value.await.map(|v| (key, v)) }
+        })
+        .buffered(READ_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+/// Reads the [`Snapshot`] of operator `me`.
+pub async fn snapshot(chain: &dyn ChainReader, me: &AccountId) -> Result<Snapshot, Error> {
+    let ids = chain.streams_of(me).await?;
+    let streams: Vec<StreamAssignment> = read_all(ids, |id| chain.assignment(id))
+        .await?
+        .into_iter()
+        .filter_map(|(_, s)| s)
+        .collect();
+    let offers: BTreeSet<OfferId> = streams.iter().map(|s| s.offer).collect();
+    let mut purchase_ids = Vec::new();
+    for (_, ids) in read_all(offers.into_iter().collect(), |o| chain.purchase_ids(o)).await? {
+        purchase_ids.extend(ids);
     }
     let mine: BTreeSet<StreamId> = streams.iter().map(|s| s.stream).collect();
-    let mut purchases = Vec::new();
-    for offer in offers {
-        let ids: Vec<PurchaseId> =
-            runtime_api_at(at, "EscrowApi_purchases_of_offer", offer).await?;
-        for id in ids {
-            let view: Option<PurchaseView<AccountId, Balance, BlockNumber>> =
-                runtime_api_at(at, "EscrowApi_purchase", id).await?;
-            if let Some(view) = view.filter(|p| mine.contains(&p.stream)) {
-                purchases.push(purchase_info(view));
-            }
-        }
-    }
-    let operators: Vec<OperatorView<AccountId, Balance, BlockNumber>> =
-        runtime_api_at(at, "OperatorsApi_operators", ()).await?;
-    let endpoints = operators
+    let purchases = read_all(purchase_ids, |id| chain.purchase(id))
+        .await?
         .into_iter()
-        .filter_map(|o| {
-            String::from_utf8(o.http_url)
-                .ok()
-                .map(|url| (o.account, url))
-        })
+        .filter_map(|(_, p)| p.filter(|p| mine.contains(&p.stream)))
         .collect();
     Ok(Snapshot {
-        number: at.block_number() as BlockNumber,
+        number: chain.number(),
         streams,
         purchases,
+        endpoints: chain.endpoints().await?,
+    })
+}
+
+/// What one block's marketplace events touched, from their pallet, variant and first field
+/// (every marketplace event names its subject first).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// An event the follower does not know: read everything.
+    pub unknown: bool,
+    /// Assignments may have changed: re-read this operator's stream list.
+    pub assignments: bool,
+    /// Streams whose facts (epoch, operators, closing) may have changed.
+    pub streams: BTreeSet<StreamId>,
+    /// Offers whose terms may have changed.
+    pub offers: BTreeSet<OfferId>,
+    /// Purchases that may have changed or gone.
+    pub purchases: BTreeSet<PurchaseId>,
+    /// Operator endpoints may have changed.
+    pub endpoints: bool,
+}
+
+impl Touched {
+    /// Nothing this operator follows changed.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Notes one event given its pallet, variant and SCALE-encoded fields. Events of other
+    /// pallets are ignored; an undecodable subject counts as an unknown event.
+    pub fn note(&mut self, pallet: &str, variant: &str, fields: &[u8]) {
+        fn first<T: Decode>(fields: &[u8]) -> Option<T> {
+            T::decode(&mut &fields[..]).ok()
+        }
+        let known = match (pallet, variant) {
+            ("Escrow", _) => first(fields).map(|p| {
+                self.purchases.insert(p);
+            }),
+            ("Offers", "OfferCreated") => Some(()),
+            ("Offers", "OfferUpdated" | "OfferRetired") => first(fields).map(|o| {
+                self.offers.insert(o);
+            }),
+            ("Offers", "OfferRemoved") => first(fields).map(|o| {
+                self.offers.insert(o);
+                self.assignments = true;
+            }),
+            ("Offers", "EpochRotated" | "StreamClosed") => first(fields).map(|s| {
+                self.streams.insert(s);
+            }),
+            ("Offers", "StreamRegistered")
+            | ("Operators", "StreamAssigned" | "StreamReassigned" | "StreamReleased") => {
+                first(fields).map(|s| {
+                    self.streams.insert(s);
+                    self.assignments = true;
+                })
+            }
+            ("Operators", "Registered" | "Updated") => {
+                self.endpoints = true;
+                Some(())
+            }
+            // Stake, liveness and status changes reach this operator's streams only through
+            // the assignment events above.
+            (
+                "Operators",
+                "HeartbeatReceived" | "StakeBonded" | "Paused" | "Resumed" | "LeaveStarted"
+                | "Withdrawn" | "Suspended" | "Slashed",
+            ) => Some(()),
+            (pallet, _) if !MARKET_PALLETS.contains(&pallet) => Some(()),
+            _ => None,
+        };
+        if known.is_none() {
+            tracing::debug!(pallet, variant, "unknown marketplace event; full refresh");
+            self.unknown = true;
+        }
+    }
+}
+
+/// The [`Snapshot`] at `chain`'s block, from the view's current state and fresh reads of only
+/// what `touched` names: the stream list when assignments changed, touched and newly assigned
+/// streams (and the purchases of new ones), touched purchases, and the endpoints.
+pub async fn update(
+    chain: &dyn ChainReader,
+    me: &AccountId,
+    view: &InMemoryChainView,
+    touched: &Touched,
+) -> Result<Snapshot, Error> {
+    let mut streams: BTreeMap<StreamId, StreamAssignment> =
+        view.streams().into_iter().map(|s| (s.stream, s)).collect();
+    let mut new = BTreeSet::new();
+    if touched.assignments {
+        let ids: BTreeSet<StreamId> = chain.streams_of(me).await?.into_iter().collect();
+        streams.retain(|id, _| ids.contains(id));
+        new.extend(ids.into_iter().filter(|id| !streams.contains_key(id)));
+    }
+    let reread: Vec<StreamId> = streams
+        .values()
+        .filter(|s| touched.streams.contains(&s.stream) || touched.offers.contains(&s.offer))
+        .map(|s| s.stream)
+        .chain(new.iter().copied())
+        .collect();
+    for (id, fresh) in read_all(reread, |id| chain.assignment(id)).await? {
+        match fresh {
+            Some(s) => streams.insert(id, s),
+            None => streams.remove(&id),
+        };
+    }
+    let mut purchases: BTreeMap<PurchaseId, PurchaseInfo> = streams
+        .keys()
+        .flat_map(|s| view.purchases_of(s))
+        .map(|p| (p.id, p))
+        .collect();
+    let new_offers: BTreeSet<OfferId> = new
+        .iter()
+        .filter_map(|id| streams.get(id).map(|s| s.offer))
+        .collect();
+    let mut reread: BTreeSet<PurchaseId> = touched.purchases.clone();
+    for (_, ids) in read_all(new_offers.into_iter().collect(), |o| chain.purchase_ids(o)).await? {
+        reread.extend(ids);
+    }
+    for (id, fresh) in read_all(reread.into_iter().collect(), |id| chain.purchase(id)).await? {
+        match fresh.filter(|p| streams.contains_key(&p.stream)) {
+            Some(p) => purchases.insert(id, p),
+            None => purchases.remove(&id),
+        };
+    }
+    let endpoints = if touched.endpoints {
+        chain.endpoints().await?
+    } else {
+        view.endpoints()
+    };
+    Ok(Snapshot {
+        number: chain.number(),
+        streams: streams.into_values().collect(),
+        purchases: purchases.into_values().collect(),
         endpoints,
     })
 }
@@ -233,16 +442,23 @@ impl Follower {
             ensure_registered(&chain, registration).await?;
         }
         let at = chain.client().at_current_block().await?;
-        self.refresh(&at).await?;
+        self.refresh(&at, None).await?;
         Ok(chain)
     }
 
-    async fn refresh(&self, at: &AtBlock) -> Result<(), Error> {
-        let snapshot = snapshot(at, &self.account.account_id()).await?;
+    /// Brings the view to block `at`: a full snapshot without `touched`, else reads only
+    /// what `touched` names.
+    async fn refresh(&self, at: &AtBlock, touched: Option<&Touched>) -> Result<(), Error> {
+        let me = self.account.account_id();
+        let snapshot = match touched {
+            None => snapshot(at, &me).await?,
+            Some(touched) => update(at, &me, &self.view, touched).await?,
+        };
         let events = diff(self.view.as_ref(), &snapshot);
         if events.len() > 1 {
             tracing::debug!(
                 block = snapshot.number,
+                full = touched.is_none(),
                 changes = events.len() - 1,
                 "chain view updated"
             );
@@ -313,11 +529,12 @@ impl Follower {
                 .at()
                 .await
                 .map_err(|e| Error::Chain(format!("block {number}: {e}")))?;
-            if number.saturating_sub(last_refresh) >= FULL_REFRESH_BLOCKS
-                || touches_market(&at).await?
-            {
-                self.refresh(&at).await?;
+            let touched = market_changes(&at).await?;
+            if touched.unknown || number.saturating_sub(last_refresh) >= FULL_REFRESH_BLOCKS {
+                self.refresh(&at, None).await?;
                 last_refresh = number;
+            } else if !touched.is_empty() {
+                self.refresh(&at, Some(&touched)).await?;
             } else {
                 self.view.apply(ChainEvent::Finalized {
                     number: number as BlockNumber,
@@ -353,19 +570,19 @@ async fn heartbeat_interval(chain: &FastData) -> Result<Option<u64>, Error> {
     }
 }
 
-async fn touches_market(at: &AtBlock) -> Result<bool, Error> {
+/// What the marketplace events of block `at` touched.
+async fn market_changes(at: &AtBlock) -> Result<Touched, Error> {
     let events = at
         .events()
         .fetch()
         .await
         .map_err(|e| Error::Chain(format!("events of block {}: {e}", at.block_number())))?;
+    let mut touched = Touched::default();
     for event in events.iter() {
         let event = event.map_err(|e| Error::Chain(format!("undecodable event: {e}")))?;
-        if MARKET_PALLETS.contains(&event.pallet_name()) {
-            return Ok(true);
-        }
+        touched.note(event.pallet_name(), event.event_name(), event.field_bytes());
     }
-    Ok(false)
+    Ok(touched)
 }
 
 /// Registers the operator, or brings its endpoints and price in line with `registration`, or
@@ -492,10 +709,8 @@ impl ClaimSubmitter for ChainClaimSubmitter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fastdata_primitives::{
-        escrow::{AccessPeriod, PurchaseTerms},
-        OfferId,
-    };
+    use codec::Encode;
+    use fastdata_primitives::escrow::{AccessPeriod, PurchaseTerms};
 
     fn account(n: u8) -> AccountId {
         AccountId::new([n; 32])
@@ -639,5 +854,189 @@ mod tests {
                 ChainEvent::Finalized { number: 9 }
             ]
         );
+    }
+
+    /// A chain in memory that counts its reads.
+    #[derive(Default)]
+    struct FakeChain {
+        number: BlockNumber,
+        assigned: Vec<StreamId>,
+        streams: std::collections::HashMap<StreamId, StreamAssignment>,
+        purchases: std::collections::HashMap<PurchaseId, PurchaseInfo>,
+        endpoints: Vec<(AccountId, String)>,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl FakeChain {
+        fn read(&self) {
+            self.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        fn reads(&self) -> usize {
+            self.reads.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ChainReader for FakeChain {
+        fn number(&self) -> BlockNumber {
+            self.number
+        }
+        async fn streams_of(&self, _me: &AccountId) -> Result<Vec<StreamId>, Error> {
+            self.read();
+            Ok(self.assigned.clone())
+        }
+        async fn assignment(&self, id: StreamId) -> Result<Option<StreamAssignment>, Error> {
+            self.read();
+            Ok(self.streams.get(&id).cloned())
+        }
+        async fn purchase_ids(&self, offer: OfferId) -> Result<Vec<PurchaseId>, Error> {
+            self.read();
+            let mut ids: Vec<_> = self
+                .purchases
+                .values()
+                .filter(|p| p.offer == offer)
+                .map(|p| p.id)
+                .collect();
+            ids.sort();
+            Ok(ids)
+        }
+        async fn purchase(&self, id: PurchaseId) -> Result<Option<PurchaseInfo>, Error> {
+            self.read();
+            Ok(self.purchases.get(&id).cloned())
+        }
+        async fn endpoints(&self) -> Result<Vec<(AccountId, String)>, Error> {
+            self.read();
+            Ok(self.endpoints.clone())
+        }
+    }
+
+    fn sorted(mut s: Snapshot) -> Snapshot {
+        s.streams.sort_by_key(|s| s.stream);
+        s.purchases.sort_by_key(|p| p.id);
+        s.endpoints.sort();
+        s
+    }
+
+    #[tokio::test]
+    async fn incremental_update_equals_a_full_snapshot_and_reads_only_what_changed() {
+        let me = account(9);
+        let mut chain = FakeChain {
+            number: 5,
+            assigned: vec![StreamId::repeat_byte(1), StreamId::repeat_byte(2)],
+            endpoints: vec![(account(9), "http://127.0.0.1:1".into())],
+            ..Default::default()
+        };
+        for s in [stream(1, 0), stream(2, 0), stream(3, 0)] {
+            chain.streams.insert(s.stream, s);
+        }
+        for p in [
+            purchase(1, 1, PurchaseState::Active),
+            purchase(2, 1, PurchaseState::AwaitingKeys),
+            purchase(3, 2, PurchaseState::Active),
+            purchase(5, 3, PurchaseState::Active),
+            purchase(6, 3, PurchaseState::Settled),
+        ] {
+            chain.purchases.insert(p.id, p);
+        }
+        let view = InMemoryChainView::new();
+        view.apply_all(diff(&view, &snapshot(&chain, &me).await.unwrap()));
+        assert_eq!(view.purchases_of(&StreamId::repeat_byte(1)).len(), 2);
+        assert!(view.purchase(5).is_none(), "stream 3 is not ours yet");
+
+        // One block: purchase 2 refunded, purchase 4 bought, purchase 3 reaped, stream 3
+        // assigned to us (with purchases 5 and 6 already made), stream 1's epoch rotated.
+        chain.number = 6;
+        chain.purchases.get_mut(&2).unwrap().state = PurchaseState::Refunded;
+        let bought = purchase(4, 2, PurchaseState::Active);
+        chain.purchases.insert(4, bought.clone());
+        chain.purchases.remove(&3);
+        chain.assigned.push(StreamId::repeat_byte(3));
+        chain.streams.insert(StreamId::repeat_byte(1), stream(1, 1));
+        let mut touched = Touched::default();
+        touched.note("Escrow", "RefundedForMissingKeys", &2u64.encode());
+        touched.note("Escrow", "Purchased", &(4u64, 2u64).encode());
+        touched.note("Escrow", "PurchaseReaped", &3u64.encode());
+        touched.note(
+            "Operators",
+            "StreamReassigned",
+            &StreamId::repeat_byte(3).encode(),
+        );
+        touched.note("Offers", "EpochRotated", &StreamId::repeat_byte(1).encode());
+        touched.note("Operators", "HeartbeatReceived", &account(7).encode());
+        assert!(!touched.unknown);
+
+        let before = chain.reads();
+        let incremental = update(&chain, &me, &view, &touched).await.unwrap();
+        let reads = chain.reads() - before;
+        // streams_of, streams 1 and 3, the purchase ids of offer 3, purchases 2, 3, 4, 5, 6.
+        assert_eq!(reads, 9);
+        let before = chain.reads();
+        let full = snapshot(&chain, &me).await.unwrap();
+        assert!(chain.reads() - before > reads);
+        assert_eq!(sorted(incremental.clone()), sorted(full));
+
+        let events = diff(&view, &incremental);
+        assert!(events.contains(&ChainEvent::PurchaseRefunded { purchase: 2 }));
+        assert!(events.contains(&ChainEvent::PurchaseEnded { purchase: 3 }));
+        assert!(events.contains(&ChainEvent::PurchaseUpdated(bought)));
+        assert!(events.contains(&ChainEvent::StreamAssigned(stream(3, 0))));
+        view.apply_all(events);
+        assert_eq!(
+            view.stream(&StreamId::repeat_byte(1)).map(|s| s.epoch),
+            Some(1)
+        );
+        assert_eq!(
+            view.purchase(5).map(|p| p.state),
+            Some(PurchaseState::Active)
+        );
+        assert_eq!(
+            view.purchase(6).map(|p| p.state),
+            Some(PurchaseState::Settled)
+        );
+        assert_eq!(view.finalized_block(), 6);
+
+        // A quiet block after it changes nothing and reads nothing.
+        let before = chain.reads();
+        let quiet = update(&chain, &me, &view, &Touched::default())
+            .await
+            .unwrap();
+        assert_eq!(chain.reads(), before);
+        assert_eq!(
+            diff(&view, &quiet),
+            vec![ChainEvent::Finalized { number: 6 }]
+        );
+    }
+
+    #[test]
+    fn touched_names_the_subjects_of_marketplace_events() {
+        let stream = StreamId::repeat_byte(4);
+        let mut t = Touched::default();
+        t.note("Balances", "Transfer", &[1, 2, 3]);
+        t.note("Trust", "Rated", &7u64.encode());
+        t.note("Operators", "HeartbeatReceived", &account(1).encode());
+        assert!(t.is_empty(), "{t:?}");
+
+        t.note("Escrow", "KeysDelivered", &(7u64, 0u32).encode());
+        t.note("Offers", "OfferUpdated", &5u64.encode());
+        t.note("Offers", "StreamClosed", &stream.encode());
+        assert_eq!(t.purchases, BTreeSet::from([7]));
+        assert_eq!(t.offers, BTreeSet::from([5]));
+        assert_eq!(t.streams, BTreeSet::from([stream]));
+        assert!(!t.assignments && !t.endpoints && !t.unknown);
+
+        t.note("Operators", "StreamReleased", &stream.encode());
+        t.note("Operators", "Updated", &account(1).encode());
+        assert!(t.assignments && t.endpoints && !t.unknown);
+
+        for (pallet, variant, fields) in [
+            ("Escrow", "Purchased", vec![1u8, 2]),
+            ("Offers", "SomethingNew", 1u64.encode()),
+            ("Operators", "StreamAssigned", vec![0u8; 5]),
+        ] {
+            let mut t = Touched::default();
+            t.note(pallet, variant, &fields);
+            assert!(t.unknown, "{pallet}.{variant}");
+        }
     }
 }

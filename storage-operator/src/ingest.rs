@@ -36,15 +36,18 @@ use crate::{
 pub const MAX_BATCH: usize = 1024;
 
 /// Most QoS 1 deliveries the broker may have in flight (sent, not yet acknowledged) to one
-/// client: the `max_inflight_messages` the brokers must be configured with (see
-/// `mosquitto.conf`, `vernemq.conf`). It bounds what the daemon holds unacknowledged.
+/// client: the `max_inflight_messages` the brokers are configured with (see `mosquitto.conf`,
+/// `vernemq.conf`). It bounds what the daemon holds unacknowledged when the broker keeps to
+/// it; liveness does not depend on it (Mosquitto 2.0.11, Debian 12's, overshoots it: its
+/// in-flight quota accounting was fixed in 2.0.13).
 pub const BROKER_MAX_INFLIGHT: usize = 1000;
 
-/// Capacity of the ingest client's request queue (acks, subscriptions). Every unacknowledged
-/// delivery yields one ack, so with [`BROKER_MAX_INFLIGHT`] below it the writer's acks never
-/// wait for room while the event loop waits for the writer, which would deadlock them; the
-/// rest is room for subscriptions.
-const REQUEST_CAPACITY: usize = 4 * MAX_BATCH;
+/// Capacity of the ingest client's request queue (acks, subscriptions): unbounded in effect.
+/// The event loop stops reading while the writer's queue is full, so the writer's acks must
+/// never wait for the event loop, or each would wait for the other. The queue holds at most
+/// one ack per message received and not yet acknowledged on the wire, which the broker's
+/// in-flight window and the writer's queue bound in practice.
+const REQUEST_CAPACITY: usize = usize::MAX;
 
 /// How the ingest client reaches the broker.
 #[derive(Clone, Debug)]
@@ -206,8 +209,8 @@ pub async fn run(
     let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
 
     // Messages go to a blocking writer thread through a bounded channel (back-pressure: when
-    // the disk is slow the event loop stops reading and the broker queues). The broker's
-    // in-flight window keeps fewer messages unacknowledged than the channel holds.
+    // the disk is slow the event loop stops reading and the broker queues). The writer's acks
+    // never block (see REQUEST_CAPACITY), so it drains the channel while the loop waits.
     let (tx, rx) = mpsc::channel::<Publish>(4 * MAX_BATCH);
     let writer_task = tokio::spawn(write_loop(writer, rx, client.clone()));
 
