@@ -36,7 +36,7 @@ use fastdata_sdk::{
     keystore::Keystore,
     operator::OperatorEndpoint,
     publish::StreamPublisher,
-    receive::{Receiver, Verifier},
+    receive::{Receiver, Verifier, OPERATOR_LAG_PATIENCE},
     Account, FastData,
 };
 use futures_util::future::join_all;
@@ -699,9 +699,9 @@ async fn run_group(
         let restarts = restarts.clone();
         let mut stop = stop_rx.clone();
         followers.push(tokio::spawn(async move {
-            // Operators learn of the purchase from finalized blocks, and a receiver gives up
-            // when every operator refused it: start it again where it stopped until told to
-            // stop.
+            // Operators learn of the purchase from finalized blocks (the receiver waits for
+            // them), and a receiver gives up when every operator failed it: start it again
+            // where it stopped until told to stop.
             let mut first = Some(0);
             loop {
                 let mut receiver = Receiver::new(
@@ -711,7 +711,8 @@ async fn run_group(
                     operators.clone(),
                     expiry,
                     first,
-                );
+                )
+                .with_patience(OPERATOR_LAG_PATIENCE);
                 let recorder = recorder.clone();
                 let mut stopped = stop.clone();
                 let result = receiver

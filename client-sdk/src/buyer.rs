@@ -168,7 +168,9 @@ impl FastData {
     /// A [`Receiver`] for `purchase`, trying `operators` in order (usually
     /// [`Self::stream_endpoints`]), with every delivered epoch's keys opened and checked
     /// against the commitments, and access requests valid for `valid_for` blocks from now.
-    /// `first`: see [`Receiver::new`].
+    /// `first`: see [`Receiver::new`]. For an active purchase the receiver waits up to
+    /// [`OPERATOR_LAG_PATIENCE`](crate::receive::OPERATOR_LAG_PATIENCE) for operators that
+    /// have not yet seen it.
     pub async fn receiver(
         &self,
         keystore: &Keystore,
@@ -179,14 +181,19 @@ impl FastData {
     ) -> Result<Receiver, Error> {
         let keys = self.purchase_keys(keystore, purchase).await?;
         let expiry = self.finalized_number().await?.saturating_add(valid_for);
-        Ok(Receiver::new(
+        let receiver = Receiver::new(
             self.account().clone(),
             purchase.id,
             Verifier::new(purchase.stream, keys),
             operators,
             expiry,
             first,
-        ))
+        );
+        Ok(if purchase.state == PurchaseState::Active {
+            receiver.with_patience(crate::receive::OPERATOR_LAG_PATIENCE)
+        } else {
+            receiver
+        })
     }
 
     /// Rates the other side of a settled purchase (`score` 0..=100).

@@ -65,6 +65,9 @@ pub enum Error {
     Operator {
         /// The operator's endpoint.
         operator: String,
+        /// The operator's error code (`unknown_purchase`, `replayed`, …) when it answered
+        /// with one.
+        code: Option<String>,
         /// Its error code and message, or the transport error.
         detail: String,
     },
@@ -145,6 +148,19 @@ fn hint_suffix(error: &str) -> String {
 
 /// Result of the SDK.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The operator refused because it does not know the purchase, or not as active. Right
+    /// after a purchase or a key delivery its chain view may lag by a block or two, so for a
+    /// purchase known active on chain this means "ask again shortly".
+    pub fn is_operator_behind(&self) -> bool {
+        matches!(
+            self,
+            Error::Operator { code: Some(code), .. }
+                if code == "unknown_purchase" || code == "purchase_not_active"
+        )
+    }
+}
 
 #[cfg(test)]
 mod tests {

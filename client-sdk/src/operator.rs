@@ -45,6 +45,7 @@ impl OperatorEndpoint {
     pub fn broker_address(&self) -> Result<BrokerAddress, Error> {
         parse_broker_url(&self.broker_url).ok_or_else(|| Error::Operator {
             operator: self.broker_url.clone(),
+            code: None,
             detail: "broker URL is not mqtt://host[:port] or mqtts://host[:port]".into(),
         })
     }
@@ -69,6 +70,7 @@ impl BrokerAddress {
         if self.tls {
             let config = crate::http::default_tls_config().map_err(|detail| Error::Operator {
                 operator: format!("mqtts://{}:{}", self.host, self.port),
+                code: None,
                 detail,
             })?;
             options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(config)));
@@ -165,16 +167,23 @@ impl OperatorClient {
             error: String,
             message: String,
         }
-        let detail = match serde_json::from_slice::<ApiError>(body) {
-            Ok(e) => format!("{} ({}): {}", e.error, status.as_u16(), e.message),
-            Err(_) => format!(
-                "HTTP {}: {}",
-                status.as_u16(),
-                String::from_utf8_lossy(&body[..body.len().min(200)])
+        let (code, detail) = match serde_json::from_slice::<ApiError>(body) {
+            Ok(e) => {
+                let detail = format!("{} ({}): {}", e.error, status.as_u16(), e.message);
+                (Some(e.error), detail)
+            }
+            Err(_) => (
+                None,
+                format!(
+                    "HTTP {}: {}",
+                    status.as_u16(),
+                    String::from_utf8_lossy(&body[..body.len().min(200)])
+                ),
             ),
         };
         Error::Operator {
             operator: self.endpoint.http_url.clone(),
+            code,
             detail,
         }
     }
@@ -182,6 +191,7 @@ impl OperatorClient {
     fn transport(&self, e: String) -> Error {
         Error::Operator {
             operator: self.endpoint.http_url.clone(),
+            code: None,
             detail: format!("unreachable: {e}"),
         }
     }
@@ -203,6 +213,7 @@ impl OperatorClient {
         }
         serde_json::from_slice(&answer.body).map_err(|e| Error::Operator {
             operator: self.endpoint.http_url.clone(),
+            code: None,
             detail: format!("unexpected session answer: {e}"),
         })
     }
@@ -300,6 +311,7 @@ impl OperatorClient {
         let envelopes = envelope::decode_frames(&answer.body)
             .map_err(|detail| Error::Operator {
                 operator: self.endpoint.http_url.clone(),
+                code: None,
                 detail,
             })?
             .into_iter()

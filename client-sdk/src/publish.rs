@@ -207,6 +207,7 @@ impl StreamPublisher {
                     task.abort();
                     return Err(Error::Operator {
                         operator: endpoint.broker_url.clone(),
+                        code: None,
                         detail: refused.clone(),
                     });
                 }
@@ -215,6 +216,7 @@ impl StreamPublisher {
                 task.abort();
                 return Err(Error::Operator {
                     operator: endpoint.broker_url.clone(),
+                    code: None,
                     detail: "no connection to the broker within 10 s".into(),
                 });
             }

@@ -174,7 +174,17 @@ pub struct Receiver {
     reorder: Reorderer,
     summary: Summary,
     last_error: Option<String>,
+    patience: Duration,
+    behind_since: Option<tokio::time::Instant>,
 }
+
+/// How long [`BuyerChain::receiver`](crate::buyer::BuyerChain::receiver) waits for operators
+/// that do not yet know an active purchase (their chain views trail finality by a block or
+/// two).
+pub const OPERATOR_LAG_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Pause before asking again an operator that is behind the chain.
+const BEHIND_RETRY: Duration = Duration::from_millis(500);
 
 impl Receiver {
     /// A receiver for `purchase` as `buyer`, trying `operators` in order; access requests are
@@ -200,7 +210,38 @@ impl Receiver {
             reorder: Reorderer::new(first),
             summary: Summary::default(),
             last_error: None,
+            patience: Duration::ZERO,
+            behind_since: None,
         }
+    }
+
+    /// Waits up to `patience` for operators that refuse because they do not yet know the
+    /// purchase as active ([`Error::is_operator_behind`]) instead of counting the refusal as a
+    /// failure. Only for purchases known active on chain; the default is not to wait.
+    pub fn with_patience(mut self, patience: Duration) -> Self {
+        self.patience = patience;
+        self
+    }
+
+    /// On a refusal by an operator behind the chain, while patience lasts: moves to the next
+    /// operator after a pause and returns `true`.
+    async fn wait_if_behind(&mut self, error: &Error) -> bool {
+        if !error.is_operator_behind() {
+            return false;
+        }
+        let since = *self
+            .behind_since
+            .get_or_insert_with(tokio::time::Instant::now);
+        if since.elapsed() >= self.patience {
+            return false;
+        }
+        tracing::debug!("operator is behind the chain, asking again: {error}");
+        self.last_error = Some(error.to_string());
+        if !self.operators.is_empty() {
+            self.current = (self.current + 1) % self.operators.len();
+        }
+        tokio::time::sleep(BEHIND_RETRY).await;
+        true
     }
 
     /// Counters so far.
@@ -311,11 +352,14 @@ impl Receiver {
             {
                 Ok(d) => d,
                 Err(e) => {
-                    fruitless += 1;
-                    self.failover(e.to_string());
+                    if !self.wait_if_behind(&e).await {
+                        fruitless += 1;
+                        self.failover(e.to_string());
+                    }
                     continue;
                 }
             };
+            self.behind_since = None;
             let mut progressed = false;
             let mut bad = None;
             for envelope_bytes in &download.envelopes {
@@ -388,11 +432,14 @@ impl Receiver {
             {
                 Ok(c) => c,
                 Err(e) => {
-                    fruitless += 1;
-                    self.failover(e.to_string());
+                    if !self.wait_if_behind(&e).await {
+                        fruitless += 1;
+                        self.failover(e.to_string());
+                    }
                     continue;
                 }
             };
+            self.behind_since = None;
             let client_id = format!("{}-{}", credentials.username, crate::fresh_nonce());
             let mut options = match op
                 .endpoint()

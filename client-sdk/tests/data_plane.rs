@@ -108,8 +108,14 @@ fn view(operators: &[AccountId], last: u64) -> Arc<InMemoryChainView> {
         retention: 0,
         open: true,
     }));
-    view.apply(ChainEvent::PurchaseUpdated(PurchaseInfo {
-        id: 1,
+    view.apply(ChainEvent::PurchaseUpdated(active_purchase(1, last)));
+    view
+}
+
+/// The buyer's active batch purchase `id` of segments `0..=last`.
+fn active_purchase(id: u64, last: u64) -> PurchaseInfo {
+    PurchaseInfo {
+        id,
         buyer: buyer().account_id(),
         stream: STREAM,
         offer: 1,
@@ -121,8 +127,7 @@ fn view(operators: &[AccountId], last: u64) -> Arc<InMemoryChainView> {
             epochs: vec![0],
         },
         state: PurchaseState::Active,
-    }));
-    view
+    }
 }
 
 fn tmp() -> (tempfile::TempDir, PathBuf) {
@@ -262,7 +267,7 @@ async fn buyer_without_purchase_gets_nothing() {
     let (_guard, dir) = tmp();
     let a_id = Account::from_seed(&[2; 32]).account_id();
     let view = view(&[a_id], 9);
-    let Some(a) = operator(&dir.join("a"), 2, view, 8).await else {
+    let Some(a) = operator(&dir.join("a"), 2, view.clone(), 8).await else {
         return;
     };
     let mut publisher = StreamPublisher::connect(
@@ -308,6 +313,34 @@ async fn buyer_without_purchase_gets_nothing() {
             "{text}"
         );
     }
+
+    // Purchase 2 is made, but the operator's view learns of it only 2 s later: a patient
+    // receiver asks again meanwhile instead of giving up, then gets every segment.
+    let mut patient = Receiver::new(
+        buyer(),
+        2,
+        Verifier::new(STREAM, BTreeMap::from([(0, keys())])),
+        vec![a.endpoint.clone()],
+        1_000,
+        Some(0),
+    )
+    .with_patience(Duration::from_secs(30));
+    let later = view.clone();
+    let announce = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        later.apply(ChainEvent::PurchaseUpdated(active_purchase(2, 9)));
+    });
+    let mut got = Vec::new();
+    let summary = patient
+        .download(Some(9), |segment| {
+            got.push(segment.payload[0]);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    announce.await.unwrap();
+    assert_eq!(got, (0..10).collect::<Vec<u8>>());
+    assert_eq!(summary.failovers, 0, "{summary:?}");
     a.daemon.shutdown().await;
 }
 

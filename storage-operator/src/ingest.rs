@@ -42,12 +42,13 @@ pub const MAX_BATCH: usize = 1024;
 /// in-flight quota accounting was fixed in 2.0.13).
 pub const BROKER_MAX_INFLIGHT: usize = 1000;
 
-/// Capacity of the ingest client's request queue (acks, subscriptions): unbounded in effect.
+/// Capacity of the ingest client's request queue (acks, subscriptions): unbounded in effect
+/// (the queue grows as used; its limit is far above anything outstanding).
 /// The event loop stops reading while the writer's queue is full, so the writer's acks must
 /// never wait for the event loop, or each would wait for the other. The queue holds at most
 /// one ack per message received and not yet acknowledged on the wire, which the broker's
 /// in-flight window and the writer's queue bound in practice.
-const REQUEST_CAPACITY: usize = usize::MAX;
+const REQUEST_CAPACITY: usize = 1 << 24;
 
 /// How the ingest client reaches the broker.
 #[derive(Clone, Debug)]
