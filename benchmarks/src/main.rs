@@ -322,14 +322,12 @@ async fn grid(args: GridArgs) -> anyhow::Result<()> {
     let progress = grid::Progress { cells: bar };
     let t0 = Instant::now();
     let mut rows = Vec::new();
-    let result = grid::run(
-        &spec,
-        &args.url,
-        &grid::work_dir(&dir),
-        &progress,
-        &mut rows,
-    )
-    .await;
+    // Ctrl-C or SIGTERM ends the run like an error: what was measured is kept.
+    let work = grid::work_dir(&dir);
+    let result = tokio::select! {
+        result = grid::run(&spec, &args.url, &work, &progress, &mut rows) => result,
+        _ = fastdata_operator::termination_signal() => Err(anyhow::anyhow!("interrupted")),
+    };
     progress.cells.finish_and_clear();
     let mut meta = vec![
         Meta {

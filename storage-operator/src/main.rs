@@ -143,7 +143,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let (stop_follower, stop_rx) = tokio::sync::watch::channel(false);
     let follower_task = follower.map(|(f, chain)| tokio::spawn(f.run(Some(chain), stop_rx)));
     println!("listening on {}", daemon.http_addr);
-    wait_for_signal().await;
+    fastdata_operator::termination_signal().await;
     tracing::info!("shutting down");
     let _ = stop_follower.send(true);
     if let Some(task) = follower_task {
@@ -174,28 +174,5 @@ async fn connect_with_retry(
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         }
-    }
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
