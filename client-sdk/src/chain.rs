@@ -3,6 +3,9 @@
 //! Transactions are submitted by pallet and call name with their arguments SCALE-encoded by
 //! the runtime's own types from `fastdata-primitives` (wrapped in [`Static`]); every
 //! transaction waits for finalization (in `--dev` mode transactions go Ready → Finalized).
+//! The nonce is read at the last finalized block, so an account's transactions from one
+//! process are submitted one at a time ([`FastData::submit`] holds a per-account lock until
+//! finalization): two in flight would be signed with the same nonce, and one would be dropped.
 //! Runtime APIs (`OffersApi`, `EscrowApi`, `DidApi`, `TrustApi`, `OperatorsApi`) are called
 //! by name and their answers decoded into the same types.
 
@@ -11,6 +14,24 @@ use fastdata_primitives::BlockNumber;
 use subxt::{ext::scale_encode::EncodeAsFields, utils::Static};
 
 use crate::{account::Account, error::Error, Client};
+
+/// One lock per account that submits transactions from this process.
+fn submission_lock(
+    account: &fastdata_primitives::AccountId,
+) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    use std::{
+        collections::HashMap,
+        sync::{Arc, Mutex, OnceLock},
+    };
+    static LOCKS: OnceLock<
+        Mutex<HashMap<fastdata_primitives::AccountId, Arc<tokio::sync::Mutex<()>>>>,
+    > = OnceLock::new();
+    let mut locks = LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    locks.entry(account.clone()).or_default().clone()
+}
 
 /// An event emitted by a transaction: pallet, name and SCALE-encoded fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,13 +123,16 @@ impl FastData {
     }
 
     /// Signs `pallet::call(data)` as the acting account, submits it and waits until it is
-    /// finalized. A failed dispatch is an [`Error::Dispatch`] naming the pallet error.
+    /// finalized. A failed dispatch is an [`Error::Dispatch`] naming the pallet error. The
+    /// account's other transactions from this process wait meanwhile (see the module docs).
     pub async fn submit<CallData: EncodeAsFields>(
         &self,
         pallet: &str,
         call: &str,
         data: CallData,
     ) -> Result<Included, Error> {
+        let lock = submission_lock(&self.account.account_id());
+        let _turn = lock.lock().await;
         let tx = subxt::dynamic::tx(pallet, call, data);
         let progress = self
             .client

@@ -287,3 +287,28 @@ async fn did_offer_purchase_and_sealed_keys_end_to_end() {
         .await
         .expect("operator leaves");
 }
+
+/// Transactions of one account sent at once over separate connections (as an operator's
+/// heartbeats and claims are) all land: each is signed with the nonce after the previous.
+#[tokio::test]
+#[ignore = "needs a running fastdata-node; run by scripts/test"]
+async fn concurrent_transactions_of_one_account_all_land() {
+    let alice = FastData::connect(&url(), Account::from_suri("//Alice").unwrap())
+        .await
+        .unwrap();
+    let sender = funded(&alice, 100 * UNIT).await;
+    let (receiver, _) = Account::generate().unwrap();
+    let to = receiver.account_id();
+    let mut sends = Vec::new();
+    for n in 1..=3u128 {
+        let chain = FastData::connect(&url(), sender.clone()).await.unwrap();
+        let to = to.clone();
+        sends.push(tokio::spawn(
+            async move { chain.transfer(&to, n * UNIT).await },
+        ));
+    }
+    for send in sends {
+        send.await.unwrap().expect("every transfer lands");
+    }
+    assert_eq!(alice.free_balance(&to).await.unwrap(), 6 * UNIT);
+}

@@ -2,13 +2,13 @@
 //! blocks of a FAST DATA node (subxt), registers the operator on chain, sends heartbeats and
 //! submits claims ([`ChainClaimSubmitter`]).
 //!
-//! On every (re)connection the follower reads a full [`Snapshot`] of the facts this operator
-//! needs at the last finalized block (its streams with their offers' retention, the purchases
-//! of those streams, every operator's HTTP endpoint) through the runtime APIs and applies the
-//! difference to the view ([`diff`]). After that it refreshes at each finalized block whose
-//! events touch the marketplace pallets, and every [`FULL_REFRESH_BLOCKS`] blocks in any case.
-//! Because a refresh compares whole state, a block missed while disconnected cannot leave the
-//! view stale: the next snapshot contains its effects.
+//! On every (re)connection, and every [`FULL_REFRESH_BLOCKS`] blocks, the follower reads a
+//! full [`Snapshot`] of the facts this operator needs (its streams with their offers'
+//! retention, the purchases of those streams, every operator's HTTP endpoint) through the
+//! runtime APIs and applies the difference to the view ([`diff`]). In between, each finalized
+//! block's marketplace events name what changed ([`Touched`]): only those streams, offers and
+//! purchases are read again ([`update`]) and the same [`diff`] applies them. A block missed
+//! while disconnected cannot leave the view stale: reconnecting reads a full snapshot.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -545,7 +545,7 @@ impl Follower {
                     last_heartbeat = Some(number);
                     let chain = chain.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = chain.submit("Operators", "heartbeat", ()).await {
+                        if let Err(e) = keep_alive(&chain).await {
                             tracing::warn!("heartbeat failed: {e}");
                         }
                     });
@@ -553,6 +553,21 @@ impl Follower {
             }
         }
     }
+}
+
+/// Sends a heartbeat; an operator the runtime suspended (missed heartbeats, stake below
+/// the minimum) resumes instead, which the runtime refuses while the stake is too low.
+async fn keep_alive(chain: &FastData) -> Result<(), Error> {
+    let me = chain.account().account_id();
+    let view: Option<OperatorView<AccountId, Balance, BlockNumber>> =
+        chain.runtime_api("OperatorsApi_operator", &me).await?;
+    if view.is_some_and(|v| v.status == OperatorStatus::Suspended) {
+        tracing::warn!(operator = %me, "suspended by the runtime; resuming");
+        chain.submit("Operators", "resume", ()).await?;
+        tracing::info!(operator = %me, "resumed");
+        return Ok(());
+    }
+    chain.submit("Operators", "heartbeat", ()).await.map(drop)
 }
 
 /// Blocks between heartbeats: a third of the runtime's `HeartbeatTimeout`, or `None` if the

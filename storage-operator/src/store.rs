@@ -99,6 +99,11 @@ fn split_value(value: &[u8]) -> (BlockNumber, &[u8]) {
     (BlockNumber::from_be_bytes(at), &value[4..])
 }
 
+/// Memory redb may use to cache pages. Its default (1 GiB) lets the cache, and the daemon's
+/// memory, grow with the data stored; segments are written once and read a few times, so a
+/// small cache serves them as well.
+pub const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// The daemon's database.
 pub struct Store {
     db: Database,
@@ -107,7 +112,9 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database at `path` and its tables.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path)?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)?;
         let txn = db.begin_write()?;
         {
             txn.open_table(SEGMENTS)?;
