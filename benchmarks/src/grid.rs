@@ -820,6 +820,16 @@ async fn run_group(
         let _ = p.close(Duration::from_secs(5)).await;
     }
     drop(plain_subs);
+    // Close the group's streams: operators host a bounded number, and the next group needs
+    // the room.
+    let closed = join_all(group.iter().map(|s| s.chain.close_stream(&s.stream))).await;
+    for (s, result) in group.iter().zip(closed) {
+        if let (Err(e), Ok(())) = (result, &outcome) {
+            outcome =
+                Err(anyhow::Error::new(e)
+                    .context(format!("closing the stream of seller {}", s.index)));
+        }
+    }
     group.clear();
     outcome
 }
