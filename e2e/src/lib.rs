@@ -304,8 +304,21 @@ impl Network {
         if leave {
             for op in &self.operators {
                 let chain = self.alice.as_account(op.account.clone());
-                if let Err(e) = chain.submit("Operators", "leave", ()).await {
-                    failed.push(format!("{}: {e}", op.account.address()));
+                // A transaction the stopped daemon sent last (a claim, a heartbeat) may still
+                // be in the pool with the nonce read at the finalized block: wait it out.
+                let mut attempt = 0;
+                loop {
+                    match chain.submit("Operators", "leave", ()).await {
+                        Ok(_) => break,
+                        Err(e) if attempt < 10 && e.to_string().contains("is not valid") => {
+                            attempt += 1;
+                            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                        }
+                        Err(e) => {
+                            failed.push(format!("{}: {e}", op.account.address()));
+                            break;
+                        }
+                    }
                 }
             }
         }
