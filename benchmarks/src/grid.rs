@@ -79,6 +79,16 @@ pub struct Tag {
 }
 
 impl Tag {
+    /// The tag of a message sent now.
+    pub fn now(cell: u16, phase: u8, seller: u16) -> Self {
+        Self {
+            cell,
+            phase,
+            seller,
+            sent_us: now_us(),
+        }
+    }
+
     /// A payload of `size` bytes (at least 16) starting with this tag.
     pub fn payload(&self, size: usize) -> Vec<u8> {
         let mut out = vec![0x2a; size.max(spec::MIN_MESSAGE)];
@@ -882,12 +892,7 @@ async fn run_cell(
         cell: cell_id,
         ..Seen::default()
     };
-    let tag = |phase: u8, seller: u16| Tag {
-        cell: cell_id,
-        phase,
-        seller,
-        sent_us: now_us(),
-    };
+    let tag = |phase: u8, seller: u16| Tag::now(cell_id, phase, seller);
 
     // Warm-up: every receiver (plain and FAST DATA) hears from every seller. A receiver that
     // subscribed late catches up when the next warm-up shows it a gap, so repeat until all did.
@@ -952,13 +957,7 @@ async fn run_cell(
                 let mut pacer = Pacer::new(interval, duration);
                 let mut sent = 0u64;
                 while pacer.tick().await {
-                    let payload = Tag {
-                        cell: cell_id,
-                        phase: PACED,
-                        seller: index,
-                        sent_us: now_us(),
-                    }
-                    .payload(size);
+                    let payload = Tag::now(cell_id, PACED, index).payload(size);
                     for link in &pubs[k] {
                         link.client
                             .publish(topic.clone(), QoS::AtLeastOnce, false, payload.clone())
@@ -990,13 +989,7 @@ async fn run_cell(
                     let mut pacer = Pacer::new(interval, duration);
                     let mut sent = 0u64;
                     while pacer.tick().await {
-                        let payload = Tag {
-                            cell: cell_id,
-                            phase: PACED,
-                            seller: index,
-                            sent_us: now_us(),
-                        }
-                        .payload(size);
+                        let payload = Tag::now(cell_id, PACED, index).payload(size);
                         p.publish(&payload).await?;
                         sent += 1;
                     }
@@ -1045,13 +1038,7 @@ async fn run_cell(
                     .map(|l| l.acked.load(Ordering::Relaxed) + u64::from(n))
                     .collect();
                 for _ in 0..n {
-                    let payload = Tag {
-                        cell: cell_id,
-                        phase: BURST,
-                        seller: index,
-                        sent_us: now_us(),
-                    }
-                    .payload(size);
+                    let payload = Tag::now(cell_id, BURST, index).payload(size);
                     for link in &pubs[k] {
                         link.client
                             .publish(topic.clone(), QoS::AtLeastOnce, false, payload.clone())
@@ -1092,13 +1079,7 @@ async fn run_cell(
                     let p = publisher.as_mut().context("publisher lost")?;
                     let begin = Instant::now();
                     for _ in 0..n {
-                        let payload = Tag {
-                            cell: cell_id,
-                            phase: BURST,
-                            seller: index,
-                            sent_us: now_us(),
-                        }
-                        .payload(size);
+                        let payload = Tag::now(cell_id, BURST, index).payload(size);
                         p.publish(&payload).await?;
                     }
                     p.flush(Duration::from_secs(300)).await?;

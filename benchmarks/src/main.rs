@@ -245,24 +245,7 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     };
     let t0 = Instant::now();
     let rows = operator::run(&cfg).await?;
-    let meta = vec![
-        Meta {
-            key: "mode".into(),
-            value: "operator".into(),
-        },
-        Meta {
-            key: "started".into(),
-            value: started,
-        },
-        Meta {
-            key: "wall_s".into(),
-            value: format!("{:.0}", t0.elapsed().as_secs_f64()),
-        },
-        Meta {
-            key: "reps".into(),
-            value: "1".into(),
-        },
-    ];
+    let meta = run_meta("operator", started, t0, 1);
     // Keep the broker's and the daemon's logs of a stalled ingest for inspection.
     let stalled = rows
         .iter()
@@ -271,6 +254,22 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&cfg.work);
     }
     finish(&dir, &rows, meta, &args.report, &args.out)
+}
+
+/// The facts every run records first: mode, start, wall time so far and repetitions.
+fn run_meta(mode: &str, started: String, t0: Instant, reps: u32) -> Vec<Meta> {
+    [
+        ("mode", mode.to_owned()),
+        ("started", started),
+        ("wall_s", format!("{:.0}", t0.elapsed().as_secs_f64())),
+        ("reps", reps.to_string()),
+    ]
+    .into_iter()
+    .map(|(key, value)| Meta {
+        key: key.into(),
+        value,
+    })
+    .collect()
 }
 
 async fn grid(args: GridArgs) -> anyhow::Result<()> {
@@ -329,23 +328,8 @@ async fn grid(args: GridArgs) -> anyhow::Result<()> {
         _ = fastdata_operator::termination_signal() => Err(anyhow::anyhow!("interrupted")),
     };
     progress.cells.finish_and_clear();
-    let mut meta = vec![
-        Meta {
-            key: "mode".into(),
-            value: mode.into(),
-        },
-        Meta {
-            key: "started".into(),
-            value: started,
-        },
-        Meta {
-            key: "wall_s".into(),
-            value: format!("{:.0}", t0.elapsed().as_secs_f64()),
-        },
-        Meta {
-            key: "reps".into(),
-            value: spec.reps.to_string(),
-        },
+    let mut meta = run_meta(mode, started, t0, spec.reps);
+    meta.extend([
         Meta {
             key: "duration_s".into(),
             value: spec.duration.as_secs().to_string(),
@@ -354,7 +338,7 @@ async fn grid(args: GridArgs) -> anyhow::Result<()> {
             key: "url".into(),
             value: args.url.clone(),
         },
-    ];
+    ]);
     if let Err(e) = &result {
         // Keep what was measured, and say why the run stopped; the work directory (logs)
         // stays for inspection.
