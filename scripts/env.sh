@@ -17,3 +17,6 @@ export RUSTC_WORKSPACE_WRAPPER="$FASTDATA_HOME/bin/clippy-wrap"
 export CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__"
 export FASTDATA_BIN="$FASTDATA_TARGET/release"
 export WASM_BUILD_WORKSPACE_HINT="$FASTDATA_ROOT"
+# frame-benchmarking-cli (in the node for `benchmark pallet`) carries a second wasm runtime
+# that only `benchmark storage` uses; we never run that, so its wasm is not built.
+export SKIP_FRAME_STORAGE_ACCESS_TEST_RUNTIME_WASM_BUILD=1

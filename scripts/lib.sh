@@ -16,7 +16,8 @@ timed() {
 # way in every run and no dependency is compiled twice.
 build_all() {
   say "building the workspace (runtime wasm, node, tools, tests); cold: ~80 min on 2 cores"
-  timed "build workspace" cargo build --release --locked --workspace --all-targets
+  # --timings: per-crate times in $CARGO_TARGET_DIR/cargo-timings/cargo-timing.html
+  timed "build workspace" cargo build --release --locked --workspace --all-targets --timings
 }
 
 NODE_PID=""
