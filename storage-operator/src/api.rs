@@ -2,7 +2,7 @@
 //!
 //! | route | who | what |
 //! |---|---|---|
-//! | `GET /health` | anyone | `ok` |
+//! | `GET /health` | anyone | `{"status":"ok"|"unavailable","tasks":[{"name","state",…}]}`: each supervised task's state (`starting`, `running`, `restarting` with `attempt` and `last_error`, `failed` with `error`, `stopped`) and `restarts`; HTTP 503 unless every task is running |
 //! | `GET /metrics` | Prometheus | text exposition |
 //! | `POST /v1/broker/session` | seller, buyer | `{"upload_token":"0x…"}` or `{"access_request":"0x…"}` (hex SCALE) → broker credentials `{"username","password","topic","access"}` |
 //! | `GET /v1/purchases/{id}/segments?from=&to=` | buyer | header `x-fastdata-access: 0x…` (hex SCALE signed access request for `id`) → segment frames |
@@ -43,6 +43,7 @@ use crate::{
     receipts::{ReceiptBook, ReceiptError},
     replication::{SignedReplicaRequest, REPLICA_PAGE},
     store::Store,
+    supervisor::{Health, TaskState},
 };
 
 /// Header carrying a buyer's access request.
@@ -77,6 +78,8 @@ pub struct Node {
     pub receipts: Arc<ReceiptBook>,
     /// Serving window past the last receipt.
     pub ahead: u64,
+    /// The supervised tasks' states (`GET /health`).
+    pub health: Health,
     /// First sequence each live purchase is entitled to (cached).
     entitlement: Mutex<HashMap<PurchaseId, Sequence>>,
 }
@@ -103,8 +106,15 @@ impl Node {
             gate,
             receipts,
             ahead,
+            health: Health::default(),
             entitlement: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Reports `health` (the daemon's supervisor's) on `GET /health`.
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = health;
+        self
     }
 }
 
@@ -196,7 +206,7 @@ async fn blocking<T: Send + 'static>(
 /// The API routes.
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
-        .route("/health", get(|| async { "ok" }))
+        .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/broker/session", post(broker_session))
         .route("/v1/purchases/{id}/segments", get(purchase_segments))
@@ -207,6 +217,17 @@ pub fn router(node: Arc<Node>) -> Router {
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_SMALL_BODY))
         .with_state(node)
+}
+
+async fn health(State(node): State<Arc<Node>>) -> Response {
+    let tasks = node.health.tasks();
+    let up = tasks.iter().all(|t| t.state == TaskState::Running);
+    let (status, text) = if up {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    (status, Json(json!({ "status": text, "tasks": tasks }))).into_response()
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> Response {

@@ -155,13 +155,44 @@ pub enum Refusal {
     NotPermitted(&'static str),
     /// A segment failed validation.
     #[error("segment refused: {0}")]
-    Segment(String),
+    Segment(SegmentFault),
     /// The credentials are unknown.
     #[error("unknown credentials: present an upload token or access request")]
     UnknownCredentials,
     /// Local storage failed; try again.
     #[error("storage failure, try again later: {0}")]
     Storage(String),
+}
+
+/// Why a segment failed validation.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum SegmentFault {
+    /// Not a well-formed envelope, or over the size limit.
+    #[error("{0}")]
+    Envelope(envelope::EnvelopeError),
+    /// The header names another stream than the topic's.
+    #[error("header names stream 0x{}, published on another stream's topic", hex::encode(.0.as_bytes()))]
+    WrongStream(StreamId),
+    /// The header's epoch is not open on chain yet.
+    #[error("epoch {epoch} is not open on chain (current {current})")]
+    FutureEpoch {
+        /// The segment's epoch.
+        epoch: EpochIndex,
+        /// The stream's current epoch.
+        current: EpochIndex,
+    },
+}
+
+impl SegmentFault {
+    /// Short reason for metrics (`segments_refused_total{reason}`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SegmentFault::Envelope(envelope::EnvelopeError::TooLong) => "too_large",
+            SegmentFault::Envelope(_) => "malformed",
+            SegmentFault::WrongStream(_) => "wrong_stream",
+            SegmentFault::FutureEpoch { .. } => "future_epoch",
+        }
+    }
 }
 
 fn token_message(e: &TokenError) -> &'static str {
@@ -433,23 +464,20 @@ impl Authorizer {
         stream: &StreamId,
         payload: &[u8],
     ) -> Result<SegmentHeader, Refusal> {
-        let header =
-            envelope::parse_header(payload).map_err(|e| Refusal::Segment(e.to_string()))?;
+        let header = envelope::parse_header(payload)
+            .map_err(|e| Refusal::Segment(SegmentFault::Envelope(e)))?;
         if &header.stream != stream {
-            return Err(Refusal::Segment(format!(
-                "header names stream 0x{}, published on another stream's topic",
-                hex::encode(header.stream.as_bytes())
-            )));
+            return Err(Refusal::Segment(SegmentFault::WrongStream(header.stream)));
         }
         let assigned = self
             .view
             .stream(stream)
             .ok_or(Refusal::Token(TokenError::UnknownStream))?;
         if header.epoch > assigned.epoch {
-            return Err(Refusal::Segment(format!(
-                "epoch {} is not open on chain (current {})",
-                header.epoch, assigned.epoch
-            )));
+            return Err(Refusal::Segment(SegmentFault::FutureEpoch {
+                epoch: header.epoch,
+                current: assigned.epoch,
+            }));
         }
         Ok(header)
     }
@@ -770,12 +798,12 @@ pub(crate) mod tests {
         // Garbage, oversized, header of another stream, future epoch.
         assert!(matches!(
             f.auth.may_publish(&principal, &topic, Some(b"garbage")),
-            Err(Refusal::Segment(_))
+            Err(Refusal::Segment(fault)) if fault.reason() == "malformed"
         ));
         let huge = vec![1u8; envelope::MAX_ENVELOPE_LEN + 1];
         assert!(matches!(
             f.auth.may_publish(&principal, &topic, Some(&huge)),
-            Err(Refusal::Segment(_))
+            Err(Refusal::Segment(fault)) if fault.reason() == "too_large"
         ));
         let other = seal(
             &keys,
@@ -788,12 +816,15 @@ pub(crate) mod tests {
         .unwrap();
         assert!(matches!(
             f.auth.may_publish(&principal, &topic, Some(&other)),
-            Err(Refusal::Segment(_))
+            Err(Refusal::Segment(SegmentFault::WrongStream(s))) if s == H256::repeat_byte(8)
         ));
         let future = seal(&keys, &SegmentHeader { epoch: 1, ..header }, b"x").unwrap();
         assert!(matches!(
             f.auth.may_publish(&principal, &topic, Some(&future)),
-            Err(Refusal::Segment(_))
+            Err(Refusal::Segment(SegmentFault::FutureEpoch {
+                epoch: 1,
+                current: 0
+            }))
         ));
         // Sellers cannot subscribe; unassigned sellers cannot publish.
         assert_eq!(

@@ -42,6 +42,12 @@
 //! [claims]
 //! interval_secs = 60
 //! batch = 32
+//!
+//! [supervision]             # restarts of the long-running tasks (see `supervisor.rs`)
+//! max_restarts = 10         # failures in a row before the daemon exits non-zero
+//! initial_backoff_ms = 500  # doubled after each failure …
+//! max_backoff_ms = 30000    # … up to this
+//! reset_after_secs = 60     # a task up this long starts its count over
 //! ```
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
@@ -81,6 +87,9 @@ pub struct Config {
     /// Claim submission.
     #[serde(default)]
     pub claims: ClaimsSection,
+    /// Restarts of the long-running tasks.
+    #[serde(default)]
+    pub supervision: SupervisionSection,
 }
 
 /// `[operator]`.
@@ -305,6 +314,72 @@ impl Default for ClaimsSection {
     }
 }
 
+/// `[supervision]`: how failing tasks are restarted (see [`crate::supervisor::Policy`]).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisionSection {
+    /// Failures in a row of one task after which the daemon exits non-zero (0: the first).
+    pub max_restarts: u32,
+    /// Back-off before the first restart, in milliseconds; doubled for each further one.
+    pub initial_backoff_ms: u64,
+    /// Cap of the back-off, in milliseconds.
+    pub max_backoff_ms: u64,
+    /// A task up this many seconds starts its count of failures over.
+    pub reset_after_secs: u64,
+}
+
+/// Largest back-off accepted (one hour): larger values are unit mistakes.
+pub const MAX_BACKOFF_MS: u64 = 3_600_000;
+
+impl Default for SupervisionSection {
+    fn default() -> Self {
+        let policy = crate::supervisor::Policy::default();
+        Self {
+            max_restarts: policy.max_restarts,
+            initial_backoff_ms: policy.initial_backoff.as_millis() as u64,
+            max_backoff_ms: policy.max_backoff.as_millis() as u64,
+            reset_after_secs: policy.reset_after.as_secs(),
+        }
+    }
+}
+
+impl SupervisionSection {
+    /// Checks the values: back-offs of 1 ms to one hour, initial not above max, a reset
+    /// period of at least a second.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.initial_backoff_ms == 0 {
+            anyhow::bail!("supervision.initial_backoff_ms must be at least 1");
+        }
+        if self.max_backoff_ms > MAX_BACKOFF_MS {
+            anyhow::bail!(
+                "supervision.max_backoff_ms = {} is more than one hour ({MAX_BACKOFF_MS}); the value is in milliseconds",
+                self.max_backoff_ms
+            );
+        }
+        if self.initial_backoff_ms > self.max_backoff_ms {
+            anyhow::bail!(
+                "supervision.initial_backoff_ms = {} is above supervision.max_backoff_ms = {}",
+                self.initial_backoff_ms,
+                self.max_backoff_ms
+            );
+        }
+        if self.reset_after_secs == 0 {
+            anyhow::bail!("supervision.reset_after_secs must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The restart policy.
+    pub fn policy(&self) -> crate::supervisor::Policy {
+        crate::supervisor::Policy {
+            max_restarts: self.max_restarts,
+            initial_backoff: std::time::Duration::from_millis(self.initial_backoff_ms),
+            max_backoff: std::time::Duration::from_millis(self.max_backoff_ms),
+            reset_after: std::time::Duration::from_secs(self.reset_after_secs),
+        }
+    }
+}
+
 impl Config {
     /// Parses a configuration from TOML text.
     pub fn from_toml(text: &str) -> anyhow::Result<Self> {
@@ -320,9 +395,10 @@ impl Config {
         Self::from_toml(&text).map_err(|e| anyhow::anyhow!("bad config {}: {e}", path.display()))
     }
 
-    /// Checks what serde cannot: one chain source, URL schemes, and the TLS files (read and
-    /// parsed).
+    /// Checks what serde cannot: one chain source, URL schemes, the supervision limits, and
+    /// the TLS files (read and parsed).
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.supervision.validate()?;
         self.http.server_tls()?;
         if self.http.ca_cert.is_some() {
             self.http.client_tls()?;
@@ -411,6 +487,46 @@ mod tests {
             format!("{base}[chain.register]\nstake = \"1\"\nbroker_url = \"mqtt://a\"\nhttp_url = \"http://a\"\nprice_per_mb = \"1\"\n"),
         ] {
             assert!(Config::from_toml(&bad).is_err(), "accepted: {bad}");
+        }
+    }
+
+    #[test]
+    fn supervision_section_defaults_and_checks() {
+        let base = "[operator]\nsuri = \"//Bob\"\ndata_dir = \"/tmp/x\"\n[broker]\nkind = \"mosquitto\"\nusername = \"a\"\npassword = \"b\"\n";
+        let config = Config::from_toml(base).unwrap();
+        assert_eq!(
+            config.supervision.policy(),
+            crate::supervisor::Policy::default()
+        );
+        let config = Config::from_toml(&format!(
+            "{base}[supervision]\nmax_restarts = 3\ninitial_backoff_ms = 100\n"
+        ))
+        .unwrap();
+        let policy = config.supervision.policy();
+        assert_eq!(policy.max_restarts, 3);
+        assert_eq!(policy.initial_backoff.as_millis(), 100);
+        assert_eq!(policy.max_backoff.as_secs(), 30);
+        for (bad, says) in [
+            (
+                "initial_backoff_ms = 0",
+                "initial_backoff_ms must be at least 1",
+            ),
+            (
+                "initial_backoff_ms = 5000\nmax_backoff_ms = 1000",
+                "is above supervision.max_backoff_ms",
+            ),
+            ("max_backoff_ms = 86400000", "more than one hour"),
+            (
+                "reset_after_secs = 0",
+                "reset_after_secs must be at least 1",
+            ),
+            ("max_restarts = -1", "max_restarts"),
+            ("restarts = 3", "unknown field"),
+        ] {
+            let err = Config::from_toml(&format!("{base}[supervision]\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{bad}: {err}");
         }
     }
 

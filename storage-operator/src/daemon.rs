@@ -1,4 +1,5 @@
-//! Wiring: builds every part of the daemon from a [`Config`], runs it, shuts it down.
+//! Wiring: builds every part of the daemon from a [`Config`], runs each long-running part as
+//! a named task under a [`Supervisor`] (see [`tasks`] for the names), shuts it down.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -6,7 +7,6 @@ use anyhow::Context;
 use fastdata_primitives::AccountId;
 use fastdata_sdk::http::HttpClient;
 use sp_core::Pair;
-use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
     api::{self, Node},
@@ -23,6 +23,7 @@ use crate::{
     receipts::{self, ClaimSubmitter, ReceiptBook},
     replication::{BackfillRequest, Replicator},
     store::Store,
+    supervisor::{Restart, Supervisor, TaskContext, TaskError, TaskFailure, TaskStatus},
     tls::TlsListener,
 };
 
@@ -37,18 +38,68 @@ pub struct Daemon {
     /// Where the VerneMQ webhooks listen, with that backend.
     pub webhook_addr: Option<SocketAddr>,
     backfill: tokio::sync::mpsc::Sender<BackfillRequest>,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    supervisor: Supervisor,
+}
+
+/// Task names, as `/health`, the metrics and the logs show them.
+pub mod tasks {
+    /// The HTTP API server.
+    pub const HTTP: &str = "http";
+    /// The TLS handshakes of the HTTPS API.
+    pub const HTTPS_ACCEPTOR: &str = "https-acceptor";
+    /// The VerneMQ webhook server.
+    pub const WEBHOOKS: &str = "webhooks";
+    /// The Mosquitto dynsec control connection.
+    pub const BROKER_GATE: &str = crate::gate::mosquitto::CONTROL_TASK;
+    /// Broker grants kept in line with the chain view.
+    pub const GATE_SYNC: &str = "gate-sync";
+    /// The broker subscription that stores segments.
+    pub const INGEST: &str = "ingest";
+    /// Backfill from other operators.
+    pub const REPLICATION: &str = "replication";
+    /// Claim rounds.
+    pub const CLAIMS: &str = "claims";
+    /// Retention sweeps.
+    pub const RETENTION: &str = "retention";
+    /// The chain follower (added by the binary with `[chain] url`).
+    pub const CHAIN_FOLLOWER: &str = crate::follower::TASK;
 }
 
 impl Daemon {
     /// Builds and starts every part: store, gate, HTTP API (and webhooks), ingest,
-    /// replication, gate sync, claims, retention.
+    /// replication, gate sync, claims, retention, each a supervised task (see
+    /// [`crate::supervisor`]). A part that cannot start fails the start-up, after the
+    /// parts already running are stopped.
     pub async fn start(
         config: Config,
         view: Arc<dyn ChainView>,
         submitter: Arc<dyn ClaimSubmitter>,
     ) -> anyhow::Result<Self> {
+        let metrics = Arc::new(Metrics::new());
+        let supervisor = Supervisor::new(config.supervision.policy(), metrics.clone());
+        match Self::build(&config, view, submitter, metrics, &supervisor).await {
+            Ok(parts) => Ok(Self {
+                node: parts.node,
+                http_addr: parts.http_addr,
+                https: parts.https,
+                webhook_addr: parts.webhook_addr,
+                backfill: parts.backfill,
+                supervisor,
+            }),
+            Err(e) => {
+                supervisor.shutdown().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn build(
+        config: &Config,
+        view: Arc<dyn ChainView>,
+        submitter: Arc<dyn ClaimSubmitter>,
+        metrics: Arc<Metrics>,
+        supervisor: &Supervisor,
+    ) -> anyhow::Result<Parts> {
         let pair = config.operator_pair()?;
         // TLS material first: a bad file stops the start-up before anything else happens.
         let server_tls = config.http.server_tls()?;
@@ -67,17 +118,15 @@ impl Daemon {
             Store::open(&db_path)
                 .with_context(|| format!("cannot open the database {}", db_path.display()))?,
         );
-        let metrics = Arc::new(Metrics::new());
         let auth = Arc::new(Authorizer::new(
             me.clone(),
             view.clone(),
             store.clone(),
             metrics.clone(),
         ));
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut tasks = Vec::new();
 
-        // Subscribe to chain events before anything reads the view, so no event is missed.
+        // Subscribe to chain events before anything reads the view, so no event is missed;
+        // restarted tasks subscribe again and resynchronise from the view.
         let gate_events = view.subscribe();
         let ingest_events = view.subscribe();
         let replication_events = view.subscribe();
@@ -86,7 +135,7 @@ impl Daemon {
         let mut webhook_addr = None;
         let gate: Arc<dyn BrokerGate> = match config.broker.kind {
             BrokerKind::Mosquitto => {
-                let gate = MosquittoGate::connect(
+                let (gate, connection) = MosquittoGate::new(
                     MosquittoConfig {
                         host: config.broker.host.clone(),
                         port: config.broker.port,
@@ -97,9 +146,14 @@ impl Daemon {
                         tls: broker_tls.clone(),
                     },
                     metrics.clone(),
-                )
-                .await
-                .context("cannot reach the Mosquitto dynamic-security plugin")?;
+                );
+                supervisor.spawn(tasks::BROKER_GATE, Restart::OnError, move |ctx| {
+                    let connection = connection.clone();
+                    async move { connection.run(ctx).await }
+                });
+                gate.initialize()
+                    .await
+                    .context("cannot reach the Mosquitto dynamic-security plugin")?;
                 let stale = gate.adopt_existing(view.as_ref(), &me).await?;
                 tracing::info!(stale, "took over dynsec clients of the previous run");
                 gate
@@ -127,7 +181,8 @@ impl Daemon {
                         format!("cannot listen on {}", config.vernemq.webhook_listen)
                     })?;
                 webhook_addr = Some(listener.local_addr()?);
-                tasks.push(serve(listener, gate.clone().router(), shutdown_rx.clone()));
+                let router = gate.clone().router();
+                supervisor.spawn_once(tasks::WEBHOOKS, move |ctx| serve(listener, router, ctx));
                 gate
             }
         };
@@ -138,47 +193,53 @@ impl Daemon {
             store.clone(),
             metrics.clone(),
         ));
-        let node = Arc::new(Node::new(
-            me.clone(),
-            auth.clone(),
-            view.clone(),
-            store.clone(),
-            metrics.clone(),
-            gate.clone(),
-            receipts.clone(),
-            config.serving.ahead_segments,
-        ));
+        let node = Arc::new(
+            Node::new(
+                me.clone(),
+                auth.clone(),
+                view.clone(),
+                store.clone(),
+                metrics.clone(),
+                gate.clone(),
+                receipts.clone(),
+                config.serving.ahead_segments,
+            )
+            .with_health(supervisor.health()),
+        );
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.http.listen))?;
         let http_addr = listener.local_addr()?;
         let https = server_tls.is_some();
-        tasks.push(match server_tls {
-            Some(tls) => serve(
-                TlsListener::new(listener, tls)?,
-                api::router(node.clone()),
-                shutdown_rx.clone(),
-            ),
-            None => serve(listener, api::router(node.clone()), shutdown_rx.clone()),
-        });
+        let router = api::router(node.clone());
+        match server_tls {
+            Some(tls) => {
+                let (listener, acceptor) = TlsListener::with_acceptor(listener, tls)?;
+                supervisor.spawn_once(tasks::HTTPS_ACCEPTOR, move |ctx| async move {
+                    acceptor.await;
+                    if ctx.stopping() {
+                        Ok(())
+                    } else {
+                        Err(TaskError::fatal("the TLS accept loop stopped"))
+                    }
+                });
+                supervisor.spawn_once(tasks::HTTP, move |ctx| serve(listener, router, ctx));
+            }
+            None => supervisor.spawn_once(tasks::HTTP, move |ctx| serve(listener, router, ctx)),
+        }
 
         let (backfill_tx, backfill_rx) = tokio::sync::mpsc::channel(1024);
         let replicator = Arc::new(
             Replicator::new(pair, view.clone(), store.clone(), metrics.clone())
                 .with_http_client(http_client),
         );
-        tasks.push(tokio::spawn(replicator.run(
-            backfill_rx,
-            replication_events,
-            shutdown_rx.clone(),
-        )));
+        supervisor.spawn_once(tasks::REPLICATION, move |ctx| async move {
+            replicator
+                .run(backfill_rx, replication_events, ctx.shutdown)
+                .await;
+            Ok(())
+        });
 
-        let writer = SegmentWriter::new(
-            auth.clone(),
-            store.clone(),
-            metrics.clone(),
-            Some(backfill_tx.clone()),
-        );
         let ingest_config = IngestConfig {
             host: config.broker.host.clone(),
             port: config.broker.port,
@@ -187,44 +248,71 @@ impl Daemon {
             client_id: format!("{prefix}-ingest"),
             tls: broker_tls,
         };
-        tasks.push(tokio::spawn(ingest::run(
-            ingest_config,
-            writer,
-            ingest_events,
-            shutdown_rx.clone(),
-        )));
-
-        tasks.push(tokio::spawn(gate_sync(
-            gate,
-            view.clone(),
-            me,
+        let mut ingest_events = Some(ingest_events);
+        let (ingest_auth, ingest_store, ingest_metrics, ingest_view, ingest_backfill) = (
+            auth.clone(),
+            store.clone(),
             metrics.clone(),
-            gate_events,
-            shutdown_rx.clone(),
-        )));
-        tasks.push(tokio::spawn(receipts::run_claims(
-            receipts,
-            submitter,
-            Duration::from_secs(config.claims.interval_secs.max(1)),
-            config.claims.batch,
-            shutdown_rx.clone(),
-        )));
-        tasks.push(tokio::spawn(retention(
-            view,
-            store,
-            metrics,
-            Duration::from_secs(config.serving.retention_sweep_secs.max(1)),
-            shutdown_rx,
-        )));
+            view.clone(),
+            backfill_tx.clone(),
+        );
+        supervisor.spawn(tasks::INGEST, Restart::OnError, move |ctx| {
+            let writer = SegmentWriter::new(
+                ingest_auth.clone(),
+                ingest_store.clone(),
+                ingest_metrics.clone(),
+                Some(ingest_backfill.clone()),
+            );
+            let events = ingest_events
+                .take()
+                .unwrap_or_else(|| ingest_view.subscribe());
+            ingest::run(ingest_config.clone(), writer, events, ctx)
+        });
+
+        let mut gate_events = Some(gate_events);
+        let (sync_view, sync_me, sync_metrics) = (view.clone(), me.clone(), metrics.clone());
+        supervisor.spawn(tasks::GATE_SYNC, Restart::OnError, move |ctx| {
+            let events = gate_events.take().unwrap_or_else(|| sync_view.subscribe());
+            gate_sync(
+                gate.clone(),
+                sync_view.clone(),
+                sync_me.clone(),
+                sync_metrics.clone(),
+                events,
+                ctx,
+            )
+        });
+
+        let claim_interval = Duration::from_secs(config.claims.interval_secs.max(1));
+        let claim_batch = config.claims.batch;
+        supervisor.spawn(tasks::CLAIMS, Restart::OnError, move |ctx| {
+            receipts::run_claims(
+                receipts.clone(),
+                submitter.clone(),
+                claim_interval,
+                claim_batch,
+                ctx,
+            )
+        });
+
+        let sweep = Duration::from_secs(config.serving.retention_sweep_secs.max(1));
+        let retention_metrics = metrics;
+        supervisor.spawn(tasks::RETENTION, Restart::OnError, move |ctx| {
+            retention(
+                view.clone(),
+                store.clone(),
+                retention_metrics.clone(),
+                sweep,
+                ctx,
+            )
+        });
         tracing::info!(%http_addr, https, ?webhook_addr, operator = %node.me, "operator daemon started");
-        Ok(Self {
+        Ok(Parts {
             node,
             http_addr,
             https,
             webhook_addr,
             backfill: backfill_tx,
-            shutdown,
-            tasks,
         })
     }
 
@@ -243,66 +331,113 @@ impl Daemon {
             .map_err(|_| anyhow::anyhow!("the replicator stopped"))
     }
 
-    /// Stops every task (HTTP servers finish their requests) and waits for them.
-    pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        for task in self.tasks {
-            if tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .is_err()
-            {
-                tracing::warn!("a task did not stop within 10 s");
+    /// Runs one more supervised task under the daemon's policy (the binary adds the chain
+    /// follower this way); it shows in `/health` and its failure fails the daemon.
+    pub fn supervise<F, Fut>(&self, name: &'static str, restart: Restart, task: F)
+    where
+        F: FnMut(TaskContext) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), TaskError>> + Send + 'static,
+    {
+        self.supervisor.spawn(name, restart, task);
+    }
+
+    /// Every task's state (what `GET /health` shows).
+    pub fn health(&self) -> Vec<TaskStatus> {
+        self.supervisor.health().tasks()
+    }
+
+    /// Resolves with the first task that failed for good.
+    pub async fn failed(&self) -> TaskFailure {
+        self.supervisor.failed().await
+    }
+
+    /// Runs until `stop` resolves (then stops cleanly: `Ok`) or a task fails for good (then
+    /// stops every task and returns the failure, naming the task).
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let failure = tokio::select! {
+            _ = stop => None,
+            failure = self.supervisor.failed() => Some(failure),
+        };
+        match failure {
+            None => {
+                tracing::info!("shutting down");
+                self.shutdown().await;
+                Ok(())
+            }
+            Some(failure) => {
+                tracing::error!("{failure}; shutting down");
+                self.shutdown().await;
+                Err(failure.into())
             }
         }
+    }
+
+    /// Stops every task (HTTP servers finish their requests) and waits for them.
+    pub async fn shutdown(self) {
+        self.supervisor.shutdown().await;
         tracing::info!("operator daemon stopped");
     }
 }
 
-fn serve<L>(
-    listener: L,
-    router: axum::Router,
-    mut shutdown: watch::Receiver<bool>,
-) -> JoinHandle<()>
+/// What [`Daemon::build`] starts.
+struct Parts {
+    node: Arc<Node>,
+    http_addr: SocketAddr,
+    https: bool,
+    webhook_addr: Option<SocketAddr>,
+    backfill: tokio::sync::mpsc::Sender<BackfillRequest>,
+}
+
+/// Serves `router` on `listener` until the daemon stops; any other end fails the daemon.
+async fn serve<L>(listener: L, router: axum::Router, ctx: TaskContext) -> Result<(), TaskError>
 where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
 {
-    tokio::spawn(async move {
-        let stop = async move {
-            let _ = crate::stopped(&mut shutdown).await;
-        };
-        if let Err(e) = axum::serve(listener, router)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!("HTTP server failed: {e}");
-        }
-    })
+    let mut shutdown = ctx.shutdown.clone();
+    let stop = async move { crate::stopped(&mut shutdown).await };
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(stop)
+        .await;
+    match served {
+        Ok(()) if ctx.stopping() => Ok(()),
+        Ok(()) => Err(TaskError::fatal("the server stopped")),
+        Err(e) => Err(TaskError::fatal(format!("the server failed: {e}"))),
+    }
 }
 
 /// Keeps broker grants in line with the chain: revokes on purchase end/refund and on
 /// unassignment, and reconciles on every finalized block (access periods run out by time).
+/// A failed broker command is retried at the next block; the broker connection's own task
+/// reports a broker that is gone.
 async fn gate_sync(
     gate: Arc<dyn BrokerGate>,
     view: Arc<dyn ChainView>,
     me: AccountId,
     metrics: Arc<Metrics>,
     mut events: tokio::sync::broadcast::Receiver<ChainEvent>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+    mut ctx: TaskContext,
+) -> Result<(), TaskError> {
+    ctx.ready();
     metrics.streams.set(view.streams().len() as i64);
     if let Err(e) = gate.reconcile(view.as_ref(), &me).await {
         tracing::warn!("initial gate reconcile failed: {e}");
     }
     loop {
         let event = tokio::select! {
-            _ = crate::stopped(&mut shutdown) => return,
+            _ = ctx.stopped() => return Ok(()),
             event = events.recv() => event,
         };
         let result = match event {
             Ok(
                 ChainEvent::PurchaseEnded { purchase } | ChainEvent::PurchaseRefunded { purchase },
-            ) => gate.revoke(Revocation::Purchase(purchase)).await,
+            ) => {
+                metrics.purchase_closed(purchase);
+                gate.revoke(Revocation::Purchase(purchase)).await
+            }
             Ok(ChainEvent::StreamUnassigned { stream }) => {
                 metrics.streams.set(view.streams().len() as i64);
                 gate.revoke(Revocation::Stream(stream)).await
@@ -311,8 +446,12 @@ async fn gate_sync(
                 metrics.streams.set(view.streams().len() as i64);
                 gate.reconcile(view.as_ref(), &me).await.map(|_| ())
             }
-            Ok(ChainEvent::Finalized { .. } | ChainEvent::PurchaseUpdated(_)) | Err(_) => {
+            Ok(ChainEvent::Finalized { .. } | ChainEvent::PurchaseUpdated(_))
+            | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                 gate.reconcile(view.as_ref(), &me).await.map(|_| ())
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                return Err(TaskError::transient("the chain view's events ended"))
             }
             Ok(_) => Ok(()),
         };
@@ -322,17 +461,19 @@ async fn gate_sync(
     }
 }
 
-/// Deletes segments older than their stream's retention.
+/// Deletes segments older than their stream's retention; a sweep the store fails ends the
+/// run with the error.
 async fn retention(
     view: Arc<dyn ChainView>,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     period: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
+    mut ctx: TaskContext,
+) -> Result<(), TaskError> {
+    ctx.ready();
     loop {
         tokio::select! {
-            _ = crate::stopped(&mut shutdown) => return,
+            _ = ctx.stopped() => return Ok(()),
             _ = tokio::time::sleep(period) => {}
         }
         let now = view.finalized_block();
@@ -345,8 +486,14 @@ async fn retention(
                 Ok(Ok(n)) => {
                     metrics.segments_pruned.inc_by(n);
                 }
-                Ok(Err(e)) => tracing::error!("retention sweep failed: {e}"),
-                Err(e) => tracing::error!("retention sweep crashed: {e}"),
+                Ok(Err(e)) => {
+                    return Err(TaskError::transient(format!("retention sweep failed: {e}")))
+                }
+                Err(e) => {
+                    return Err(TaskError::transient(format!(
+                        "retention sweep crashed: {e}"
+                    )))
+                }
             }
         }
     }

@@ -9,6 +9,10 @@
 //! block's marketplace events name what changed ([`Touched`]): only those streams, offers and
 //! purchases are read again ([`update`]) and the same [`diff`] applies them. A block missed
 //! while disconnected cannot leave the view stale: reconnecting reads a full snapshot.
+//!
+//! The daemon runs the follower as the supervised task [`TASK`] ([`Follower::task`]): a
+//! connection that fails or drops ends the run, and the supervisor reconnects with back-off;
+//! a registration the chain refuses is fatal.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -32,8 +36,17 @@ use tokio::sync::{watch, Mutex};
 
 use crate::{
     chain::{ChainEvent, ChainView, InMemoryChainView, PurchaseInfo, StreamAssignment},
+    metrics::Metrics,
     receipts::{Claim, ClaimOutcome, ClaimSubmitter},
+    supervisor::{TaskContext, TaskError},
 };
+
+/// The follower's task name (in `/health`, metrics and logs).
+pub const TASK: &str = "chain-follower";
+
+/// How often the node's finalized head is read while following, for
+/// `chain_follower_lag_blocks`.
+pub const HEAD_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Pallets whose events can change what this operator must know.
 pub const MARKET_PALLETS: &[&str] = &["Offers", "Operators", "Escrow"];
@@ -408,6 +421,7 @@ pub struct Follower {
     view: Arc<InMemoryChainView>,
     registration: Option<Registration>,
     heartbeats: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl Follower {
@@ -419,7 +433,14 @@ impl Follower {
             view,
             registration: None,
             heartbeats: true,
+            metrics: Arc::new(Metrics::new()),
         }
+    }
+
+    /// Reports the node's head and the last block applied in `metrics` (the daemon's).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Registers (or updates) the operator at every connection.
@@ -467,34 +488,57 @@ impl Follower {
         Ok(())
     }
 
-    /// Follows finalized blocks until `shutdown`; reconnects (with back-off) and resyncs after
-    /// any connection error. `chain` is a connection from [`Self::connect`], if one is open.
-    pub async fn run(self, mut chain: Option<FastData>, mut shutdown: watch::Receiver<bool>) {
-        let mut backoff = Duration::from_millis(500);
-        loop {
-            let connection = match chain.take() {
-                Some(chain) => Ok(chain),
-                None => self.connect().await,
-            };
-            let result = match connection {
-                Ok(connection) => {
-                    backoff = Duration::from_millis(500);
-                    self.follow(connection, &mut shutdown).await
-                }
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(()) => return,
-                Err(e) => tracing::warn!(
-                    "chain follower: {e}; reconnecting to {} in {backoff:?}",
-                    self.url
-                ),
+    /// One supervised run: uses `chain` (a connection from [`Self::connect`]) or connects,
+    /// reports itself up, and follows finalized blocks until the daemon stops (`Ok`). A
+    /// connection that fails or drops is a transient error, a refused registration a fatal
+    /// one.
+    pub async fn run(
+        &self,
+        chain: Option<FastData>,
+        mut ctx: TaskContext,
+    ) -> Result<(), TaskError> {
+        let chain = match chain {
+            Some(chain) => chain,
+            None => {
+                let connected = tokio::select! {
+                    _ = ctx.stopped() => return Ok(()),
+                    connected = self.connect() => connected,
+                };
+                connected.map_err(|e| match e {
+                    Error::Dispatch { .. } => TaskError::fatal(format!(
+                        "the chain refused the operator registration: {e}"
+                    )),
+                    e => TaskError::transient(e),
+                })?
             }
-            tokio::select! {
-                _ = crate::stopped(&mut shutdown) => return,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(30));
+        };
+        ctx.ready();
+        self.follow(chain, &mut ctx.shutdown)
+            .await
+            .map_err(|e| TaskError::transient(format!("{}: {e}", self.url)))
+    }
+
+    /// The supervised task: each attempt is a [`Self::run`], the first with `first`.
+    pub fn task(
+        self: Arc<Self>,
+        first: Option<FastData>,
+    ) -> impl FnMut(TaskContext) -> futures_util::future::BoxFuture<'static, Result<(), TaskError>>
+           + Send
+           + 'static {
+        let mut first = first;
+        move |ctx| {
+            let this = self.clone();
+            let chain = first.take();
+            Box::pin(async move { this.run(chain, ctx).await })
+        }
+    }
+
+    /// Reads the node's finalized head into the lag metric (best effort).
+    async fn probe_head(&self, chain: &FastData) {
+        match tokio::time::timeout(HEAD_PROBE_INTERVAL, chain.finalized_number()).await {
+            Ok(Ok(number)) => self.metrics.chain_head(u64::from(number)),
+            Ok(Err(e)) => tracing::debug!("cannot read the finalized head: {e}"),
+            Err(_) => tracing::debug!("no finalized head within {HEAD_PROBE_INTERVAL:?}"),
         }
     }
 
@@ -515,16 +559,25 @@ impl Follower {
         };
         let mut last_heartbeat: Option<u64> = None;
         let mut last_refresh = 0u64;
+        let mut head_probe = tokio::time::interval(HEAD_PROBE_INTERVAL);
+        head_probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.metrics
+            .chain_processed(u64::from(self.view.finalized_block()));
         tracing::info!(url = %self.url, "following finalized blocks");
         loop {
             let block = tokio::select! {
                 _ = crate::stopped(shutdown) => return Ok(()),
+                _ = head_probe.tick() => {
+                    self.probe_head(&chain).await;
+                    continue;
+                }
                 block = blocks.next() => block,
             };
             let block = block
                 .ok_or_else(|| Error::Chain("the finalized block subscription ended".into()))?
                 .map_err(|e| Error::Chain(format!("finalized block stream: {e}")))?;
             let number = block.number();
+            self.metrics.chain_head(number);
             let at = block
                 .at()
                 .await
@@ -540,6 +593,7 @@ impl Follower {
                     number: number as BlockNumber,
                 });
             }
+            self.metrics.chain_processed(number);
             if let Some(every) = heartbeat_every {
                 if last_heartbeat.is_none_or(|last| number.saturating_sub(last) >= every) {
                     last_heartbeat = Some(number);
@@ -708,7 +762,9 @@ impl ClaimSubmitter for ChainClaimSubmitter {
                 )
                 .await
             {
-                Ok(_) => ClaimOutcome::Accepted,
+                Ok(included) => ClaimOutcome::Accepted {
+                    accrued: accrued(&included),
+                },
                 Err(Error::Dispatch { error }) => ClaimOutcome::Rejected(error),
                 Err(e) => {
                     *guard = None;
@@ -718,6 +774,20 @@ impl ClaimSubmitter for ChainClaimSubmitter {
             outcomes.push(outcome);
         }
         outcomes
+    }
+}
+
+/// The pay accrued by a claim, from its `Escrow::ReceiptClaimed` event
+/// `(purchase, operator, up_to_sequence, bytes, accrued)`; 0 if the event is missing.
+fn accrued(included: &fastdata_sdk::chain::Included) -> Balance {
+    match included
+        .decode_event::<(PurchaseId, AccountId, u64, u64, Balance)>("Escrow", "ReceiptClaimed")
+    {
+        Ok((_, _, _, _, accrued)) => accrued,
+        Err(e) => {
+            tracing::warn!("claim accepted, accrued pay unknown: {e}");
+            0
+        }
     }
 }
 

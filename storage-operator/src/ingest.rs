@@ -17,19 +17,28 @@
 //!
 //! After storing, the highest stored sequence per stream is compared with the new one; a jump
 //! asks the replicator to backfill the hole from another operator.
+//!
+//! The client is the supervised task `ingest` ([`run`]): a lost broker connection or a store
+//! error ends the run, and the supervisor restarts it with back-off; nothing unstored is
+//! acknowledged, so nothing is lost meanwhile.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use fastdata_primitives::tokens::TokenError;
 use fastdata_primitives::{Sequence, StreamId};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
-use tokio::sync::{broadcast, mpsc, watch};
+use rumqttc::{
+    AsyncClient, Event, MqttOptions, Packet, Publish, QoS, SubscribeFilter, TlsConfiguration,
+    Transport,
+};
+use tokio::sync::{broadcast, mpsc};
 
 use crate::{
-    auth::{parse_stream_topic, stream_topic, Authorizer},
+    auth::{parse_stream_topic, stream_topic, Authorizer, Refusal},
     chain::ChainEvent,
     metrics::Metrics,
     replication::BackfillRequest,
     store::{NewSegment, Store},
+    supervisor::{TaskContext, TaskError},
 };
 
 /// Largest group of segments committed together.
@@ -96,19 +105,28 @@ impl SegmentWriter {
     /// Validates one received message: the topic must be a hosted stream's, the payload a
     /// valid envelope of that stream.
     pub fn validate(&self, topic: &str, payload: &[u8]) -> Option<NewSegment> {
+        self.check(topic, payload).ok()
+    }
+
+    /// [`Self::validate`], with the refusal reason of `segments_refused_total`.
+    fn check(&self, topic: &str, payload: &[u8]) -> Result<NewSegment, &'static str> {
         let Some(stream) = parse_stream_topic(topic) else {
             tracing::info!(%topic, "segment refused: not a stream topic");
-            return None;
+            return Err("not_stream_topic");
         };
         match self.auth.check_segment(&stream, payload) {
-            Ok(header) => Some(NewSegment {
+            Ok(header) => Ok(NewSegment {
                 stream,
                 sequence: header.sequence,
                 envelope: payload.to_vec(),
             }),
             Err(refusal) => {
                 tracing::info!(%topic, "segment refused: {refusal}");
-                None
+                Err(match &refusal {
+                    Refusal::Segment(fault) => fault.reason(),
+                    Refusal::Token(TokenError::UnknownStream) => "unknown_stream",
+                    other => other.code(),
+                })
             }
         }
     }
@@ -121,9 +139,12 @@ impl SegmentWriter {
     ) -> Result<(), crate::store::StoreError> {
         let mut segments = Vec::with_capacity(messages.len());
         for (topic, payload) in messages {
-            match self.validate(topic, payload) {
-                Some(segment) => segments.push(segment),
-                None => self.metrics.segment("refused"),
+            match self.check(topic, payload) {
+                Ok(segment) => segments.push(segment),
+                Err(reason) => {
+                    self.metrics.segment("refused");
+                    self.metrics.segment_refused(reason);
+                }
             }
         }
         if segments.is_empty() {
@@ -134,6 +155,7 @@ impl SegmentWriter {
         for (segment, new) in segments.iter().zip(inserted) {
             if !new {
                 self.metrics.segment("duplicate");
+                self.metrics.segments_dropped("duplicate", 1);
                 continue;
             }
             self.metrics.segment("stored");
@@ -187,13 +209,21 @@ impl SegmentWriter {
     }
 }
 
-/// Runs the ingest client until `shutdown` turns true.
+/// Topics per SUBSCRIBE packet when (re)subscribing to every hosted stream.
+const SUBSCRIBE_CHUNK: usize = 256;
+
+/// One run of the ingest client (a supervised task, see [`crate::supervisor`]): connects to
+/// the broker, subscribes to every hosted stream, reports itself up once subscribed, and
+/// stores what arrives until the daemon stops (`Ok`). A broker connection that fails or
+/// drops, or a write the store refuses, ends the run with an error; the supervisor starts a
+/// new one after its back-off, and the broker redelivers every unacknowledged segment to the
+/// persistent session.
 pub async fn run(
     config: IngestConfig,
     writer: SegmentWriter,
     mut chain_events: broadcast::Receiver<ChainEvent>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+    mut ctx: TaskContext,
+) -> Result<(), TaskError> {
     let view = writer.auth.view().clone();
     let mut options = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
     options.set_credentials(config.username.clone(), config.password.clone());
@@ -213,11 +243,22 @@ pub async fn run(
     // the disk is slow the event loop stops reading and the broker queues). The writer's acks
     // never block (see REQUEST_CAPACITY), so it drains the channel while the loop waits.
     let (tx, rx) = mpsc::channel::<Publish>(4 * MAX_BATCH);
-    let writer_task = tokio::spawn(write_loop(writer, rx, client.clone()));
+    let mut writer_task = tokio::spawn(write_loop(writer, rx, client.clone()));
+    let mut writer_done = false;
+    // SUBACKs still awaited from the subscriptions sent at CONNACK.
+    let mut awaiting_subacks = 0usize;
 
-    loop {
+    let result = loop {
         tokio::select! {
-            _ = crate::stopped(&mut shutdown) => break,
+            _ = ctx.stopped() => break Ok(()),
+            joined = &mut writer_task => {
+                writer_done = true;
+                break Err(match joined {
+                    Ok(Err(e)) => e,
+                    Ok(Ok(())) => TaskError::transient("the segment writer stopped"),
+                    Err(e) => TaskError::transient(format!("the segment writer crashed: {e}")),
+                });
+            }
             event = chain_events.recv() => match event {
                 Ok(ChainEvent::StreamAssigned(a)) => {
                     if let Err(e) = client.subscribe(stream_topic(&a.stream), QoS::AtLeastOnce).await {
@@ -236,44 +277,74 @@ pub async fn run(
                         let _ = client.subscribe(stream_topic(&s.stream), QoS::AtLeastOnce).await;
                     }
                 }
-                Err(broadcast::error::RecvError::Closed) => {}
+                Err(broadcast::error::RecvError::Closed) => {
+                    break Err(TaskError::transient("the chain view's events ended"));
+                }
             },
             polled = eventloop.poll() => match polled {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     tracing::info!(session_present = ack.session_present, "ingest connected to the broker");
-                    for s in view.streams() {
-                        if let Err(e) = client.try_subscribe(stream_topic(&s.stream), QoS::AtLeastOnce) {
-                            tracing::warn!("cannot subscribe: {e}");
+                    let topics: Vec<SubscribeFilter> = view
+                        .streams()
+                        .iter()
+                        .map(|s| SubscribeFilter::new(stream_topic(&s.stream), QoS::AtLeastOnce))
+                        .collect();
+                    awaiting_subacks = 0;
+                    for chunk in topics.chunks(SUBSCRIBE_CHUNK) {
+                        match client.try_subscribe_many(chunk.to_vec()) {
+                            Ok(()) => awaiting_subacks += 1,
+                            Err(e) => tracing::warn!("cannot subscribe: {e}"),
                         }
+                    }
+                    if awaiting_subacks == 0 {
+                        ctx.ready();
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) if awaiting_subacks > 0 => {
+                    awaiting_subacks -= 1;
+                    if awaiting_subacks == 0 {
+                        ctx.ready();
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    if tx.send(publish).await.is_err() {
-                        break;
-                    }
+                    // A closed channel means the writer stopped: its error ends the run at
+                    // the next turn, and the segment is not acknowledged.
+                    let _ = tx.send(publish).await;
                 }
                 Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!("ingest connection: {e}; reconnecting");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        _ = crate::stopped(&mut shutdown) => {}
-                    }
-                }
+                Err(e) => break Err(TaskError::transient(format!(
+                    "broker connection to {}:{}: {e}", config.host, config.port
+                ))),
             },
         }
-    }
+    };
     drop(tx);
-    let _ = writer_task.await;
-    let _ = client.disconnect().await;
-    // Let the DISCONNECT go out.
-    let _ = tokio::time::timeout(Duration::from_millis(200), async {
-        while eventloop.poll().await.is_ok() {}
-    })
-    .await;
+    if !writer_done {
+        match writer_task.await {
+            Ok(Err(e)) => tracing::warn!("segment writer: {e}"),
+            Err(e) => tracing::warn!("segment writer crashed: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
+    if result.is_ok() {
+        let _ = client.disconnect().await;
+        // Let the DISCONNECT go out.
+        let _ = tokio::time::timeout(Duration::from_millis(200), async {
+            while eventloop.poll().await.is_ok() {}
+        })
+        .await;
+    }
+    result
 }
 
-async fn write_loop(writer: SegmentWriter, mut rx: mpsc::Receiver<Publish>, client: AsyncClient) {
+/// Stores what arrives in groups and acknowledges each group once it is committed. Ends with
+/// `Ok` when the channel closes, with an error when the store refuses a group (nothing of it
+/// is acknowledged: the broker redelivers it to the next session).
+async fn write_loop(
+    writer: SegmentWriter,
+    mut rx: mpsc::Receiver<Publish>,
+    client: AsyncClient,
+) -> Result<(), TaskError> {
     let mut writer = Some(writer);
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -287,31 +358,25 @@ async fn write_loop(writer: SegmentWriter, mut rx: mpsc::Receiver<Publish>, clie
             .iter()
             .map(|p| (p.topic.clone(), p.payload.to_vec()))
             .collect();
-        // Retry until the store accepts the batch: acking before commit would lose data.
-        let mut delay = Duration::from_millis(100);
-        loop {
-            let Some(mut w) = writer.take() else { return };
-            let messages = messages.clone();
-            let joined = tokio::task::spawn_blocking(move || {
-                let result = w.write(&messages);
-                (w, result)
-            })
-            .await;
-            match joined {
-                Ok((w, Ok(()))) => {
-                    writer = Some(w);
-                    break;
-                }
-                Ok((w, Err(e))) => {
-                    writer = Some(w);
-                    tracing::error!("storing segments failed, retrying in {delay:?}: {e}");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-                Err(e) => {
-                    tracing::error!("segment writer crashed: {e}");
-                    return;
-                }
+        let Some(mut w) = writer.take() else {
+            return Ok(());
+        };
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = w.write(&messages);
+            (w, result)
+        })
+        .await;
+        match joined {
+            Ok((w, Ok(()))) => writer = Some(w),
+            Ok((_, Err(e))) => {
+                return Err(TaskError::transient(format!(
+                    "storing segments failed: {e}"
+                )))
+            }
+            Err(e) => {
+                return Err(TaskError::transient(format!(
+                    "the segment writer crashed: {e}"
+                )))
             }
         }
         for publish in &batch {
@@ -320,6 +385,7 @@ async fn write_loop(writer: SegmentWriter, mut rx: mpsc::Receiver<Publish>, clie
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -383,6 +449,24 @@ mod tests {
         );
         assert!(
             text.contains(r#"segments_in_total{result="refused"} 5"#),
+            "{text}"
+        );
+        for reason in [
+            "malformed",
+            "wrong_stream",
+            "unknown_stream",
+            "not_stream_topic",
+            "too_large",
+        ] {
+            assert!(
+                text.contains(&format!(
+                    "fastdata_operator_segments_refused_total{{reason=\"{reason}\"}} 1"
+                )),
+                "{reason}: {text}"
+            );
+        }
+        assert!(
+            text.contains(r#"fastdata_operator_segments_dropped_total{reason="duplicate"} 1"#),
             "{text}"
         );
         assert!(rx.try_recv().is_err());

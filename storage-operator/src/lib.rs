@@ -7,7 +7,8 @@
 //! receipts and claims payment ([`receipts`]), and backfills gaps from other operators
 //! ([`replication`]). [`follower`] keeps the view in line with a node's finalized blocks,
 //! registers the operator, sends heartbeats and submits claims (subxt). [`tls`] serves the API
-//! over HTTPS. [`daemon`] wires it all; `main.rs` is the CLI.
+//! over HTTPS. [`daemon`] wires it all, each long-running part a named task restarted or
+//! failed by the [`supervisor`]; `main.rs` is the CLI.
 
 pub mod api;
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod mosquitto;
 pub mod receipts;
 pub mod replication;
 pub mod store;
+pub mod supervisor;
 pub mod tls;
 
 /// Resolves at the first Ctrl-C (SIGINT) or SIGTERM.

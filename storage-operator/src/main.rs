@@ -8,8 +8,9 @@ use fastdata_operator::{
     chain::{ChainView, Fixture, InMemoryChainView},
     config::{BrokerKind, Config},
     daemon::Daemon,
-    follower::{ChainClaimSubmitter, Follower, Registration},
+    follower::{self, ChainClaimSubmitter, Follower, Registration},
     receipts::{ClaimSubmitter, NoChainSubmitter},
+    supervisor::{Policy, Restart},
 };
 
 /// FAST DATA storage operator daemon.
@@ -109,7 +110,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let f = Follower::new(url.clone(), account.clone(), view.clone())
                 .with_registration(registration)
                 .with_heartbeats(config.chain.heartbeat);
-            let chain = connect_with_retry(&f, url).await?;
+            let chain = connect_with_retry(&f, url, config.supervision.policy()).await?;
             tracing::info!(
                 streams = view.streams().len(),
                 block = view.finalized_block(),
@@ -140,38 +141,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
 
     let daemon = Daemon::start(config, view, submitter).await?;
-    let (stop_follower, stop_rx) = tokio::sync::watch::channel(false);
-    let follower_task = follower.map(|(f, chain)| tokio::spawn(f.run(Some(chain), stop_rx)));
-    println!("listening on {}", daemon.http_addr);
-    fastdata_operator::termination_signal().await;
-    tracing::info!("shutting down");
-    let _ = stop_follower.send(true);
-    if let Some(task) = follower_task {
-        let _ = task.await;
+    if let Some((f, chain)) = follower {
+        let f = Arc::new(f.with_metrics(daemon.node.metrics.clone()));
+        daemon.supervise(follower::TASK, Restart::OnError, f.task(Some(chain)));
     }
-    daemon.shutdown().await;
-    Ok(())
+    println!("listening on {}", daemon.http_addr);
+    // A clean stop (SIGTERM, Ctrl-C) returns Ok; a task that fails for good returns its error.
+    daemon
+        .run_until(fastdata_operator::termination_signal())
+        .await
 }
 
-/// Connects the follower, retrying for 60 s while the node is unreachable; a refused
-/// registration fails at once.
+/// Connects the follower at start-up, retrying with the supervision policy's back-off while
+/// the node is unreachable; a refused registration fails at once.
 async fn connect_with_retry(
     follower: &Follower,
     url: &str,
+    policy: Policy,
 ) -> anyhow::Result<fastdata_sdk::FastData> {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut failures = 0;
     loop {
         match follower.connect().await {
             Ok(chain) => return Ok(chain),
-            Err(e @ fastdata_sdk::Error::Dispatch { .. }) => {
-                anyhow::bail!("the chain refused the operator registration: {e}")
-            }
-            Err(e) if tokio::time::Instant::now() >= deadline => {
-                anyhow::bail!("cannot use the node at {url}: {e}; is it running?")
-            }
+            Err(e @ fastdata_sdk::Error::Dispatch { .. }) => anyhow::bail!(
+                "task {}: the chain refused the operator registration: {e}",
+                follower::TASK
+            ),
+            Err(e) if failures >= policy.max_restarts => anyhow::bail!(
+                "task {}: cannot use the node at {url} after {} attempts ([supervision] max_restarts = {}): {e}; is it running?",
+                follower::TASK,
+                failures + 1,
+                policy.max_restarts
+            ),
             Err(e) => {
-                tracing::info!("waiting for the node at {url}: {e}");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                failures += 1;
+                let backoff = policy.backoff(failures);
+                tracing::info!("waiting for the node at {url}: {e}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
             }
         }
     }

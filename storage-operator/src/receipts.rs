@@ -16,16 +16,16 @@ use codec::Encode;
 use fastdata_primitives::{
     escrow::PurchaseState,
     receipt::{self, ReceiptRejection},
-    AccountId, PurchaseId,
+    AccountId, Balance, PurchaseId,
 };
 use sp_core::sr25519;
-use tokio::sync::watch;
 
 use crate::{
     auth::{decode_scale, public_key, Refusal},
     chain::ChainView,
     metrics::Metrics,
     store::{Store, StoreError},
+    supervisor::{TaskContext, TaskError},
 };
 
 /// A buyer's receipt as this daemon handles it.
@@ -113,6 +113,7 @@ impl ReceiptBook {
         match &result {
             Ok(r) => {
                 self.metrics.receipt("accepted");
+                self.metrics.purchase_receipt(r.purchase);
                 tracing::debug!(
                     purchase = r.purchase,
                     up_to = r.up_to_sequence,
@@ -201,8 +202,12 @@ pub struct Claim {
 /// What the chain said about one claim.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClaimOutcome {
-    /// Included and accepted; do not send this receipt again.
-    Accepted,
+    /// Included and accepted; do not send this receipt again. `accrued`: the pay it accrued
+    /// (planck, from the `ReceiptClaimed` event).
+    Accepted {
+        /// Planck accrued by the claim.
+        accrued: Balance,
+    },
     /// The runtime refused it for good (stale, replayed, purchase closed); do not retry.
     Rejected(String),
     /// Not decided (no connection, transaction dropped); retry later.
@@ -242,7 +247,8 @@ pub struct ClaimRound {
     pub failed: usize,
 }
 
-/// Submits every unclaimed receipt, `batch` claims per call.
+/// Submits every unclaimed receipt, `batch` claims per call. Afterwards `claims_pending` is
+/// the number of claims still undecided.
 pub async fn claim_round(
     book: &ReceiptBook,
     submitter: &dyn ClaimSubmitter,
@@ -258,10 +264,11 @@ pub async fn claim_round(
                 .cloned()
                 .unwrap_or_else(|| ClaimOutcome::Failed("submitter returned no outcome".into()));
             match outcome {
-                ClaimOutcome::Accepted => {
+                ClaimOutcome::Accepted { accrued } => {
                     book.store
                         .set_claimed(claim.receipt.purchase, claim.receipt.nonce)?;
                     book.metrics.claim("accepted");
+                    book.metrics.claim_earned(accrued);
                     round.accepted += 1;
                 }
                 ClaimOutcome::Rejected(reason) => {
@@ -285,29 +292,35 @@ pub async fn claim_round(
             }
         }
     }
+    book.metrics
+        .claims_pending
+        .set(i64::try_from(round.failed).unwrap_or(i64::MAX));
     Ok(round)
 }
 
-/// Runs claim rounds every `interval` until `shutdown`, and one last round at shutdown.
+/// Runs claim rounds every `interval` until the daemon stops, and one last round then (the
+/// supervised task `claims`). A round the store fails ends the run with the error.
 pub async fn run_claims(
     book: Arc<ReceiptBook>,
     submitter: Arc<dyn ClaimSubmitter>,
     interval: Duration,
     batch: usize,
-    mut shutdown: watch::Receiver<bool>,
-) {
+    mut ctx: TaskContext,
+) -> Result<(), TaskError> {
+    ctx.ready();
     loop {
         let stop = tokio::select! {
             _ = tokio::time::sleep(interval) => false,
-            _ = crate::stopped(&mut shutdown) => true,
+            _ = ctx.stopped() => true,
         };
         match claim_round(&book, submitter.as_ref(), batch).await {
             Ok(round) if round != ClaimRound::default() => tracing::info!(?round, "claim round"),
             Ok(_) => {}
-            Err(e) => tracing::error!("claim round failed: {e}"),
+            Err(e) if stop => tracing::error!("last claim round failed: {e}"),
+            Err(e) => return Err(TaskError::transient(format!("claim round failed: {e}"))),
         }
-        if stop || *shutdown.borrow() {
-            break;
+        if stop || ctx.stopping() {
+            return Ok(());
         }
     }
 }
@@ -452,7 +465,7 @@ mod tests {
         let submitter = Scripted {
             outcomes: Mutex::new(vec![
                 vec![ClaimOutcome::Failed("node down".into())],
-                vec![ClaimOutcome::Accepted],
+                vec![ClaimOutcome::Accepted { accrued: 1_500 }],
             ]),
             seen: Mutex::new(vec![]),
         };
@@ -463,12 +476,38 @@ mod tests {
                 ..Default::default()
             }
         );
+        let text = book.metrics.render();
+        assert!(
+            text.contains("fastdata_operator_claims_pending 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fastdata_operator_claims_earned_total 0\n"),
+            "{text}"
+        );
         assert_eq!(
             claim_round(&book, &submitter, 8).await.unwrap(),
             ClaimRound {
                 accepted: 1,
                 ..Default::default()
             }
+        );
+        let text = book.metrics.render();
+        assert!(
+            text.contains("fastdata_operator_claims_pending 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fastdata_operator_claims_earned_total 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fastdata_operator_claims_earned_planck_total 1500\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fastdata_operator_purchase_receipts{purchase=\"1\"} 1\n"),
+            "{text}"
         );
         // Nothing new: nothing submitted.
         assert_eq!(

@@ -234,14 +234,18 @@ impl Replicator {
             }
             let mut segments = Vec::with_capacity(frames.len());
             let mut last = None;
+            let page = frames.len() as u64;
             for frame in frames {
-                let header = envelope::parse_header(frame)
-                    .map_err(|e| format!("peer sent a bad envelope: {e}"))?;
+                let header = envelope::parse_header(frame).map_err(|e| {
+                    self.metrics.segments_dropped("peer_invalid", page);
+                    format!("peer sent a bad envelope: {e}")
+                })?;
                 if header.stream != request.stream
                     || header.sequence < from
                     || header.sequence > request.to
                     || last.is_some_and(|l| header.sequence <= l)
                 {
+                    self.metrics.segments_dropped("peer_invalid", page);
                     return Err(format!(
                         "peer sent sequence {} outside {from}..={}",
                         header.sequence, request.to
@@ -263,6 +267,8 @@ impl Replicator {
                     .map_err(|e| e.to_string())?;
             let n = inserted.iter().filter(|new| **new).count() as u64;
             self.metrics.segments_backfilled.inc_by(n);
+            self.metrics
+                .segments_dropped("duplicate", inserted.len() as u64 - n);
             stored += n;
             match last {
                 Some(l) if l < request.to => from = l + 1,

@@ -79,26 +79,42 @@ pub fn client_config(ca_cert: Option<&Path>) -> anyhow::Result<Arc<ClientConfig>
 pub struct TlsListener {
     incoming: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
     local_addr: SocketAddr,
-    acceptor: JoinHandle<()>,
+    acceptor: Option<JoinHandle<()>>,
 }
 
 impl Drop for TlsListener {
     fn drop(&mut self) {
-        self.acceptor.abort();
+        if let Some(acceptor) = &self.acceptor {
+            acceptor.abort();
+        }
     }
 }
 
 impl TlsListener {
-    /// Serves TLS with `config` on `listener`.
+    /// Serves TLS with `config` on `listener` (the accept loop runs in its own task).
     pub fn new(listener: TcpListener, config: Arc<ServerConfig>) -> io::Result<Self> {
+        let (mut this, accept) = Self::with_acceptor(listener, config)?;
+        this.acceptor = Some(tokio::spawn(accept));
+        Ok(this)
+    }
+
+    /// The listener and its accept loop, for the caller to run (the daemon supervises it);
+    /// the loop ends when the listener is dropped.
+    pub fn with_acceptor(
+        listener: TcpListener,
+        config: Arc<ServerConfig>,
+    ) -> io::Result<(Self, impl std::future::Future<Output = ()> + Send + 'static)> {
         let local_addr = listener.local_addr()?;
         let (tx, incoming) = mpsc::channel(64);
-        let acceptor = tokio::spawn(accept_loop(listener, TlsAcceptor::from(config), tx));
-        Ok(Self {
-            incoming,
-            local_addr,
-            acceptor,
-        })
+        let accept = accept_loop(listener, TlsAcceptor::from(config), tx);
+        Ok((
+            Self {
+                incoming,
+                local_addr,
+                acceptor: None,
+            },
+            accept,
+        ))
     }
 }
 

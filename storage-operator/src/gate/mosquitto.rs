@@ -16,6 +16,10 @@
 //!
 //! On start-up [`MosquittoGate::adopt_existing`] takes over the `fd-*` clients a previous run
 //! created (the plugin persists them) and deletes those the chain view no longer justifies.
+//!
+//! The control connection is driven by the supervised task [`CONTROL_TASK`]
+//! ([`ControlConnection::run`]): a lost connection ends the run and the supervisor reconnects
+//! with back-off; meanwhile commands fail at once with [`GateError::Connection`].
 
 use std::{
     collections::HashMap,
@@ -28,7 +32,9 @@ use std::{
 
 use async_trait::async_trait;
 use fastdata_primitives::{AccountId, PurchaseId, StreamId};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
+};
 use serde_json::{json, Value};
 use sp_core::H256;
 use tokio::sync::{oneshot, watch};
@@ -36,7 +42,15 @@ use tokio::sync::{oneshot, watch};
 use super::{
     grant_scope, justified, random_secret, BrokerCredentials, BrokerGate, GateError, Revocation,
 };
-use crate::{auth::Principal, chain::ChainView, metrics::Metrics};
+use crate::{
+    auth::Principal,
+    chain::ChainView,
+    metrics::Metrics,
+    supervisor::{TaskContext, TaskError},
+};
+
+/// The control connection's task name.
+pub const CONTROL_TASK: &str = "broker-gate";
 
 /// Topic the plugin reads commands from.
 pub const CONTROL_TOPIC: &str = "$CONTROL/dynamic-security/v1";
@@ -72,12 +86,59 @@ pub struct MosquittoGate {
     granted: Mutex<HashMap<String, Principal>>,
     timeout: Duration,
     metrics: Arc<Metrics>,
-    task: tokio::task::JoinHandle<()>,
+    connected: watch::Receiver<bool>,
+    target: String,
 }
 
-impl Drop for MosquittoGate {
-    fn drop(&mut self) {
-        self.task.abort();
+/// The gate's connection to the broker as the dynsec admin: what polls it, restarted by the
+/// supervisor.
+pub struct ControlConnection {
+    eventloop: tokio::sync::Mutex<EventLoop>,
+    client: AsyncClient,
+    pending: Pending,
+    connected: watch::Sender<bool>,
+    target: String,
+}
+
+impl ControlConnection {
+    /// One run: polls the connection (a new run reconnects) until the daemon stops (`Ok`);
+    /// up once the response topic is subscribed; a connection error ends the run, failing
+    /// the commands waiting for answers.
+    pub async fn run(&self, mut ctx: TaskContext) -> Result<(), TaskError> {
+        let mut eventloop = self.eventloop.lock().await;
+        let result = loop {
+            let polled = tokio::select! {
+                _ = ctx.stopped() => break Ok(()),
+                polled = eventloop.poll() => polled,
+            };
+            match polled {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    if let Err(e) = self.client.try_subscribe(RESPONSE_TOPIC, QoS::AtLeastOnce) {
+                        tracing::warn!("dynsec: cannot subscribe to responses: {e}");
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    self.connected.send_replace(true);
+                    ctx.ready();
+                }
+                Ok(Event::Incoming(Packet::Publish(publish)))
+                    if publish.topic == RESPONSE_TOPIC =>
+                {
+                    dispatch(&self.pending, &publish.payload);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    break Err(TaskError::transient(format!(
+                        "dynsec control connection to {}: {e}",
+                        self.target
+                    )))
+                }
+            }
+        };
+        self.connected.send_replace(false);
+        // Waiting commands fail now rather than at their timeout.
+        lock(&self.pending).clear();
+        result
     }
 }
 
@@ -123,12 +184,12 @@ fn step(command: Value, must_succeed: bool) -> Step {
 }
 
 impl MosquittoGate {
-    /// Connects to the broker as the dynsec admin, subscribes to the response topic and sets
-    /// the default ACL access to deny.
-    pub async fn connect(
+    /// The gate and its control connection (not connected yet: run the connection under the
+    /// supervisor, then [`Self::initialize`]).
+    pub fn new(
         config: MosquittoConfig,
         metrics: Arc<Metrics>,
-    ) -> Result<Arc<Self>, GateError> {
+    ) -> (Arc<Self>, Arc<ControlConnection>) {
         let mut options =
             MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
         options.set_credentials(config.username.clone(), config.password.clone());
@@ -140,38 +201,17 @@ impl MosquittoGate {
         options.set_keep_alive(Duration::from_secs(30));
         options.set_clean_session(true);
         options.set_max_packet_size(1024 * 1024, 1024 * 1024);
-        let (client, mut eventloop) = AsyncClient::new(options, 256);
+        let (client, eventloop) = AsyncClient::new(options, 256);
         let pending: Pending = Arc::default();
-        let (ready_tx, mut ready_rx) = watch::channel(false);
-        let task = {
-            let client = client.clone();
-            let pending = pending.clone();
-            tokio::spawn(async move {
-                loop {
-                    match eventloop.poll().await {
-                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                            if let Err(e) = client.try_subscribe(RESPONSE_TOPIC, QoS::AtLeastOnce) {
-                                tracing::warn!("dynsec: cannot subscribe to responses: {e}");
-                            }
-                        }
-                        Ok(Event::Incoming(Packet::SubAck(_))) => {
-                            let _ = ready_tx.send(true);
-                        }
-                        Ok(Event::Incoming(Packet::Publish(publish)))
-                            if publish.topic == RESPONSE_TOPIC =>
-                        {
-                            dispatch(&pending, &publish.payload);
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            let _ = ready_tx.send(false);
-                            tracing::warn!("dynsec control connection: {e}; reconnecting");
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                        }
-                    }
-                }
-            })
-        };
+        let (connected_tx, connected) = watch::channel(false);
+        let target = format!("{}:{} as {}", config.host, config.port, config.username);
+        let connection = Arc::new(ControlConnection {
+            eventloop: tokio::sync::Mutex::new(eventloop),
+            client: client.clone(),
+            pending: pending.clone(),
+            connected: connected_tx,
+            target: target.clone(),
+        });
         let gate = Arc::new(Self {
             client,
             pending,
@@ -179,18 +219,21 @@ impl MosquittoGate {
             granted: Mutex::new(HashMap::new()),
             timeout: config.timeout,
             metrics,
-            task,
+            connected,
+            target,
         });
-        tokio::time::timeout(config.timeout, ready_rx.wait_for(|ready| *ready))
+        (gate, connection)
+    }
+
+    /// Waits (up to the command timeout) for the control connection and sets the default
+    /// ACL access to deny.
+    pub async fn initialize(&self) -> Result<(), GateError> {
+        let mut connected = self.connected.clone();
+        tokio::time::timeout(self.timeout, connected.wait_for(|up| *up))
             .await
-            .map_err(|_| {
-                GateError::Connection(format!(
-                    "no connection to {}:{} as {}",
-                    config.host, config.port, config.username
-                ))
-            })?
+            .map_err(|_| GateError::Connection(format!("no connection to {}", self.target)))?
             .map_err(|e| GateError::Connection(e.to_string()))?;
-        gate.run(vec![step(
+        self.run(vec![step(
             json!({
                 "command": "setDefaultACLAccess",
                 "acls": [
@@ -202,12 +245,17 @@ impl MosquittoGate {
             }),
             true,
         )])
-        .await?;
-        Ok(gate)
+        .await
     }
 
     /// Sends `commands` in one control message and returns the plugin's answers in order.
     pub async fn command(&self, mut commands: Vec<Value>) -> Result<Vec<Value>, GateError> {
+        if !*self.connected.borrow() {
+            return Err(GateError::Connection(format!(
+                "not connected to {}",
+                self.target
+            )));
+        }
         let mut waiting = Vec::with_capacity(commands.len());
         {
             let mut pending = lock(&self.pending);
@@ -233,7 +281,14 @@ impl MosquittoGate {
         for (id, rx) in waiting.iter_mut() {
             match tokio::time::timeout_at(deadline, rx).await {
                 Ok(Ok(answer)) => answers.push(answer),
-                _ => {
+                Ok(Err(_)) => {
+                    self.forget(&waiting);
+                    return Err(GateError::Connection(format!(
+                        "lost the connection to {}",
+                        self.target
+                    )));
+                }
+                Err(_) => {
                     lock(&self.pending).remove(id);
                     self.forget(&waiting);
                     return Err(GateError::Timeout);

@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: a real Mosquitto with the dynamic-security plugin
 //! on a free port, keys, tokens, segments, configs.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code)]
 
 use fastdata_sdk::http::HttpClient;
 use std::{
@@ -279,4 +279,60 @@ impl Pki {
     pub fn ca_pem(&self) -> Vec<u8> {
         std::fs::read(&self.ca).unwrap()
     }
+}
+
+/// The daemon binary cargo built for this test run.
+pub fn daemon_binary() -> std::path::PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_fastdata-operator") {
+        return path.into();
+    }
+    if let Ok(path) = std::env::var("CARGO_BIN_EXE_fastdata-operator") {
+        return path.into();
+    }
+    // target/<profile>/deps/operator-<hash> → target/<profile>/fastdata-operator
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path = profile_dir.join("fastdata-operator");
+    assert!(
+        path.exists(),
+        "daemon binary not found at {}",
+        path.display()
+    );
+    path
+}
+
+/// GET `url`: the status and the body as text; status 0 when nothing answers.
+pub async fn get_text(url: &str) -> (u16, String) {
+    match HttpClient::new().get(url, &[], 1 << 22).await {
+        Ok((status, body)) => (status.as_u16(), String::from_utf8_lossy(&body).into_owned()),
+        Err(e) => (0, e),
+    }
+}
+
+/// The value of sample `key` (metric name with its labels, as exposed) in a text exposition.
+pub fn metric(text: &str, key: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        line.strip_prefix(key)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// `GET <base>/health`: the status and the JSON body (`Null` when nothing answers).
+pub async fn health(base: &str) -> (u16, serde_json::Value) {
+    let (status, body) = get_text(&format!("{base}/health")).await;
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Task `name` in a `/health` body.
+pub fn task<'a>(health: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    health["tasks"]
+        .as_array()?
+        .iter()
+        .find(|t| t["name"] == name)
 }

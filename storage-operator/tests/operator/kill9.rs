@@ -1,10 +1,7 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Nothing acknowledged is lost: the real `fastdata-operator` binary is killed with SIGKILL
 //! in the middle of a stream, its database reopens with every stored segment, and after a
 //! restart every segment the seller published is there exactly once. A final SIGTERM shows
 //! the graceful shutdown.
-
-mod common;
 
 use fastdata_sdk::http::HttpClient;
 use std::{
@@ -16,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use common::*;
+use crate::common::*;
 use fastdata_operator::{
     api::{decode_frames, ACCESS_HEADER},
     auth::stream_topic,
@@ -43,26 +40,6 @@ fn spawn_daemon(config: &std::path::Path, log: &std::path::Path) -> Child {
         .stdin(Stdio::null())
         .spawn()
         .expect("the daemon binary starts")
-}
-
-/// The daemon binary cargo built for this test run.
-fn daemon_binary() -> std::path::PathBuf {
-    if let Some(path) = option_env!("CARGO_BIN_EXE_fastdata-operator") {
-        return path.into();
-    }
-    if let Ok(path) = std::env::var("CARGO_BIN_EXE_fastdata-operator") {
-        return path.into();
-    }
-    // target/<profile>/deps/kill9-<hash> → target/<profile>/fastdata-operator
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = profile_dir.join("fastdata-operator");
-    assert!(
-        path.exists(),
-        "daemon binary not found at {}",
-        path.display()
-    );
-    path
 }
 
 async fn stored_count(http: u16) -> u64 {

@@ -1,14 +1,11 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! Serving a purchased range over HTTP within the receipt window, receipts, and replication
 //! between two daemons in one process.
-
-mod common;
 
 use fastdata_sdk::http::HttpClient;
 use std::{sync::Arc, time::Duration};
 
+use crate::common::*;
 use codec::Encode;
-use common::*;
 use fastdata_operator::{
     api::{decode_frames, ACCESS_HEADER, REPLICA_HEADER},
     auth::to_hex_scale,

@@ -1,13 +1,10 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! The Mosquitto backend against a real broker with the dynamic-security plugin: unpaid
 //! subscribers are refused, buyers are granted after their purchase appears in the chain
 //! view and revoked after a refund, unassigned sellers cannot publish.
 
-mod common;
-
 use std::{sync::Arc, time::Duration};
 
-use common::*;
+use crate::common::*;
 use fastdata_operator::{
     auth::stream_topic, chain::ChainEvent, daemon::Daemon, receipts::NoChainSubmitter,
 };

@@ -1,0 +1,10 @@
+//! The operator daemon's integration tests, one binary (each test file would link the whole
+//! dependency graph again).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod kill9;
+mod mosquitto_gate;
+mod serving_replication;
+mod supervision;
+mod tls;
