@@ -97,13 +97,21 @@ pub fn find_pid(needle: &str) -> Option<u32> {
     })
 }
 
-/// The build profile of this binary.
-pub fn profile() -> &'static str {
-    if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    }
+/// The cargo profile this binary was built with: the name of the directory it sits in under
+/// the target dir (`production` for measurements; `release` is tuned for compile time).
+pub fn profile() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            let dir = exe.parent()?.file_name()?.to_str()?.to_owned();
+            // `cargo test` binaries sit one level deeper, in `<profile>/deps`.
+            if dir == "deps" {
+                Some(exe.parent()?.parent()?.file_name()?.to_str()?.to_owned())
+            } else {
+                Some(dir)
+            }
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The machine description every run records.
@@ -119,7 +127,7 @@ pub fn describe() -> Vec<Meta> {
         },
         Meta {
             key: "profile".into(),
-            value: profile().into(),
+            value: profile(),
         },
     ];
     if let Some(mib) = mem_total_mib() {

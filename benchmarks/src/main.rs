@@ -364,6 +364,13 @@ fn main() -> std::process::ExitCode {
         )
         .init();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Report(_)) && machine::profile() != "production" {
+        eprintln!(
+            "fastdata-bench: built with the `{}` profile; measurements belong to \
+             `cargo build --profile production` (FASTDATA_BIN=$FASTDATA_TARGET/production)",
+            machine::profile()
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -321,7 +321,7 @@ pub fn double_map_key(
     key
 }
 
-/// Every call the SDK submits: pallet, call, argument names in order. `tests/metadata.rs`
+/// Every call the SDK submits: pallet, call, argument names in order. `tests/sdk/metadata.rs`
 /// checks them against `metadata/fastdata.scale`, so a runtime change that breaks the SDK fails
 /// a test instead of a user's transaction.
 pub const CALLS: &[(&str, &str, &[&str])] = &[

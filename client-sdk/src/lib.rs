@@ -16,7 +16,7 @@
 //! Chain access: transactions are built from the runtime's pallet and call names with the
 //! arguments encoded by the very types the runtime uses (`fastdata-primitives`), and runtime
 //! APIs are called by name and decoded into those types, so no type is duplicated between
-//! the chain and this crate. `tests/metadata.rs` checks `metadata/fastdata.scale` against a
+//! the chain and this crate. `tests/sdk/metadata.rs` checks `metadata/fastdata.scale` against a
 //! running node (stale metadata fails the test).
 //!
 //! ```no_run

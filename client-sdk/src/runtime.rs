@@ -4,7 +4,7 @@
 //! than the SDK's flows.
 //!
 //! The SDK's flows submit the same calls with the runtime's own `fastdata-primitives` types
-//! ([`crate::chain`]); `tests/metadata.rs` checks that both encode identically.
+//! ([`crate::chain`]); `tests/sdk/metadata.rs` checks that both encode identically.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

@@ -1,6 +1,5 @@
 //! The `fastdata` binary without a node: help, keystore handling, and the exit codes and
 //! messages a person can act on.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
 

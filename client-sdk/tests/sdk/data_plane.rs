@@ -3,7 +3,6 @@
 //! chain view is fed by hand. Seller → brokers → operators → buyer, byte for byte; a forged
 //! segment on one replica is rejected and the buyer fails over; a buyer without a purchase
 //! gets nothing; live following delivers new segments in order.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     collections::BTreeMap,

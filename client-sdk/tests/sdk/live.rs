@@ -3,7 +3,6 @@
 //! by the seller's key-delivery pass and opened by the buyer against the on-chain
 //! commitment, an epoch rotation, a dispute; and the keys never appear in clear in chain
 //! storage or in any event.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

@@ -6,7 +6,6 @@
 //! - `exported_metadata_is_current` (needs a node, `#[ignore]`, run by `scripts/test`): the
 //!   file is byte-for-byte what the running node serves from `state_getMetadata`, so a runtime
 //!   change without `scripts/export-metadata` fails.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use fastdata_sdk::chain::{CALLS, EVENTS, RUNTIME_APIS, STORAGE};
 use fastdata_sdk::subxt::metadata::Metadata;

@@ -1,8 +1,6 @@
 //! Smoke test against a running node (`scripts/test` starts one): a balance transfer from
 //! Alice to a fresh account is finalized and its events and balances are as expected.
 
-#![allow(clippy::expect_used, clippy::unwrap_used)]
-
 use fastdata_sdk::subxt::dynamic::{self, Value};
 use fastdata_sdk::subxt::ext::scale_decode::{self, DecodeAsType};
 use fastdata_sdk::subxt_signer::sr25519::{dev, Keypair};

@@ -1,7 +1,6 @@
 //! The `fastdata` command line against a running dev node and a live operator: a seller and a
 //! buyer made by the CLI trade a file, and the buyer's output equals the seller's input byte
 //! for byte. Run by `scripts/test` with the other end-to-end tests (`--test-threads=1`).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{path::Path, process::Command};
 

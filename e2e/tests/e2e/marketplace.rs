@@ -3,7 +3,6 @@
 //! chain, follow finalized blocks, gate their brokers and claim. Run one at a time
 //! (`--test-threads=1`): every test adds operators to the same chain and removes them at the
 //! end.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{collections::BTreeSet, time::Duration};
 

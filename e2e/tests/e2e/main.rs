@@ -1,0 +1,5 @@
+//! The end-to-end tests, one binary; all need a running dev node (`scripts/test`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli_trade;
+mod marketplace;
