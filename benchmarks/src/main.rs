@@ -364,11 +364,11 @@ fn main() -> std::process::ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Report(_)) && machine::profile() != "production" {
+    let profile = machine::profile();
+    if !matches!(cli.command, Command::Report(_)) && profile != "production" {
         eprintln!(
-            "fastdata-bench: built with the `{}` profile; measurements belong to \
-             `cargo build --profile production` (FASTDATA_BIN=$FASTDATA_TARGET/production)",
-            machine::profile()
+            "fastdata-bench: built with the `{profile}` profile; measurements belong to \
+             `cargo build --profile production` (FASTDATA_BIN=$FASTDATA_TARGET/production)"
         );
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
