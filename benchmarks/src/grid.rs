@@ -594,6 +594,7 @@ async fn connect_publisher(
     let expiry = retry("block number", || seller.chain.finalized_number()).await? + 100_000;
     fastdata_e2e::connect_publisher(
         seller.chain.account(),
+        seller.chain.genesis(),
         seller.stream,
         0,
         keys,
@@ -703,7 +704,12 @@ async fn run_group(
         })
         .await?;
         let expiry = retry("block number", || buyer.finalized_number()).await? + 100_000;
-        let (account, id, stream) = (buyer.account().clone(), purchase.id, purchase.stream);
+        let (account, genesis, id, stream) = (
+            buyer.account().clone(),
+            buyer.genesis(),
+            purchase.id,
+            purchase.stream,
+        );
         let operators = endpoints[index].clone();
         let recorder = recorder.clone();
         let restarts = restarts.clone();
@@ -716,6 +722,7 @@ async fn run_group(
             loop {
                 let mut receiver = Receiver::new(
                     account.clone(),
+                    genesis,
                     id,
                     Verifier::new(stream, keys.clone()),
                     operators.clone(),

@@ -40,6 +40,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{machine, results::Row, stats};
 
+/// The genesis hash of the benchmark's fixture chain: the daemon is configured with it and
+/// every token and request is signed for it.
+const GENESIS: H256 = H256::repeat_byte(0xbe);
+
 /// Settings of the operator benchmark.
 #[derive(Clone, Debug)]
 pub struct OperatorBench {
@@ -259,6 +263,7 @@ pub fn auth_bench(cfg: &OperatorBench, rows: &mut Vec<Row>) -> anyhow::Result<()
     );
     let auth = Authorizer::new(
         state.me.clone(),
+        GENESIS,
         view.clone(),
         store,
         Arc::new(Metrics::new()),
@@ -281,6 +286,7 @@ pub fn auth_bench(cfg: &OperatorBench, rows: &mut Vec<Row>) -> anyhow::Result<()
                     nonce: u64::from(i / streams) + 1,
                 },
                 &state.sellers[s as usize],
+                &GENESIS,
             )
         })
         .collect();
@@ -296,6 +302,7 @@ pub fn auth_bench(cfg: &OperatorBench, rows: &mut Vec<Row>) -> anyhow::Result<()
                     nonce: u64::from(i / purchases) + 1,
                 },
                 state.buyer_of(purchase),
+                &GENESIS,
             )
         })
         .collect();
@@ -314,6 +321,7 @@ pub fn auth_bench(cfg: &OperatorBench, rows: &mut Vec<Row>) -> anyhow::Result<()
                 &state.me,
                 view.finalized_block(),
                 None,
+                &GENESIS,
             )
             .map_err(|e| format!("{e:?}"))
     })?;
@@ -329,6 +337,7 @@ pub fn auth_bench(cfg: &OperatorBench, rows: &mut Vec<Row>) -> anyhow::Result<()
                 &state.me,
                 view.finalized_block(),
                 None,
+                &GENESIS,
             )
             .map_err(|e| format!("{e:?}"))
     })?;
@@ -472,7 +481,7 @@ fn start_daemon(
         format!(
             "[operator]\nsuri = \"0x{}\"\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\
              [broker]\nkind = \"mosquitto\"\nport = {}\nusername = \"{ADMIN_USER}\"\npassword = \"{BROKER_PASSWORD}\"\n\
-             client_id_prefix = \"bench-{http_port}\"\n[chain]\nfixture = \"{}\"\n",
+             client_id_prefix = \"bench-{http_port}\"\n[chain]\nfixture = \"{}\"\ngenesis = \"{GENESIS:?}\"\n",
             hex::encode(operator_seed()),
             dir.join("data").display(),
             broker.port,
@@ -550,6 +559,7 @@ pub async fn ingest_bench(cfg: &OperatorBench, rows: &mut Vec<Row>) -> anyhow::R
         let seller = Account::from_seed(&seller_seed(p));
         let publisher = StreamPublisher::connect(
             &seller,
+            GENESIS,
             stream_id(p),
             0,
             EpochKeys::new([3; 32], [4; 32]),

@@ -78,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
     let expiry = buyer.finalized_number().await? + 600;
     let mut receiver = Receiver::new(
         buyer.account().clone(),
+        buyer.genesis(),
         purchase.id,
         Verifier::new(purchase.stream, keys),
         endpoints,

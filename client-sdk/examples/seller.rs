@@ -82,8 +82,12 @@ async fn main() -> anyhow::Result<()> {
         .epoch_keys(&stream.stream, 0)
         .ok_or_else(|| anyhow::anyhow!("epoch-0 keys missing from the keystore"))?;
     let expiry = seller.finalized_number().await? + 14_400;
+    // Batch buyers get the keys of the epochs whose sequences meet their window.
+    keystore.record_epoch_start(&stream.stream, 0, 0);
+    keystore.save()?;
     let mut publisher = StreamPublisher::connect(
         seller.account(),
+        seller.genesis(),
         stream.stream,
         0,
         keys,

@@ -183,6 +183,7 @@ impl FastData {
         let expiry = self.finalized_number().await?.saturating_add(valid_for);
         let receiver = Receiver::new(
             self.account().clone(),
+            self.genesis(),
             purchase.id,
             Verifier::new(purchase.stream, keys),
             operators,

@@ -11,6 +11,7 @@
 
 use codec::{Decode, Encode};
 use fastdata_primitives::BlockNumber;
+use sp_core::H256;
 use subxt::{ext::scale_encode::EncodeAsFields, utils::Static};
 
 use crate::{account::Account, error::Error, Client};
@@ -114,6 +115,12 @@ impl FastData {
     /// The acting account.
     pub fn account(&self) -> &Account {
         &self.account
+    }
+
+    /// The genesis hash of the connected chain, which every off-chain signature (upload
+    /// tokens, access requests, receipts) is bound to.
+    pub fn genesis(&self) -> H256 {
+        H256(self.client.genesis_hash().0)
     }
 
     /// The number of the last finalized block.
@@ -370,6 +377,7 @@ pub const CALLS: &[(&str, &str, &[&str])] = &[
     ),
     ("Operators", "resume", &[]),
     ("Operators", "heartbeat", &[]),
+    ("Operators", "attest_heads", &["heads"]),
     ("Trust", "rate", &["purchase", "score", "comment"]),
 ];
 

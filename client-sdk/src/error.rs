@@ -160,6 +160,11 @@ impl Error {
                 if code == "unknown_purchase" || code == "purchase_not_active"
         )
     }
+
+    /// The operator refused an error code `code` (see the daemon's API docs).
+    pub fn is_operator_code(&self, code: &str) -> bool {
+        matches!(self, Error::Operator { code: Some(c), .. } if c == code)
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@
 //!   opens the sealed data keys). Old secrets are kept after a rotation so keys sealed to them
 //!   still open;
 //! - per stream (seller side): the data keys `k_e`, `k_m` of every epoch (their commitment is
-//!   on chain), the first sequence published under each epoch, and the next sequence to use.
+//!   on chain), the first sequence published under each epoch and the block at which each
+//!   rotated epoch was opened (so that the key-delivery service gives a purchase exactly the
+//!   epochs it bought, see [`crate::seller::epochs_due`]), and the next sequence to use. Files
+//!   written before these records existed still open; their epochs are simply unrecorded.
 //!
 //! Writes go to a temporary file in the same directory that is renamed over the old one, so a
 //! crash never leaves a half-written keystore.
@@ -19,7 +22,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use fastdata_primitives::{envelope::EpochKeys, EpochIndex, Sequence, StreamId};
+use fastdata_primitives::{envelope::EpochKeys, BlockNumber, EpochIndex, Sequence, StreamId};
 use serde::{Deserialize, Serialize};
 use sp_core::crypto::Ss58Codec;
 use zeroize::Zeroize;
@@ -34,9 +37,23 @@ pub struct StreamSecrets {
     /// `epoch → first sequence published under it`.
     #[serde(default)]
     pub epoch_starts: BTreeMap<EpochIndex, Sequence>,
+    /// `epoch → block at which its rotation was seen finalized` (rotated epochs only).
+    #[serde(default)]
+    pub epoch_opened: BTreeMap<EpochIndex, BlockNumber>,
     /// The next sequence number to publish.
     #[serde(default)]
     pub next_sequence: Sequence,
+}
+
+/// What the seller's keystore recorded of one epoch of a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpochRecord {
+    /// The epoch.
+    pub epoch: EpochIndex,
+    /// First sequence published under it, if recorded.
+    pub first_sequence: Option<Sequence>,
+    /// Block by which it was opened, if recorded.
+    pub opened_at: Option<BlockNumber>,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -242,7 +259,7 @@ impl Keystore {
             .find(|s| fastdata_primitives::sealed::x25519_public_key(s).is_ok_and(|p| &p == public))
     }
 
-    /// Stores the keys of `epoch` of `stream` (and, if known, its first sequence).
+    /// Stores the keys of `epoch` of `stream`.
     pub fn set_epoch_keys(&mut self, stream: &StreamId, epoch: EpochIndex, keys: &EpochKeys) {
         self.stream_mut(stream).epochs.insert(
             epoch,
@@ -251,6 +268,50 @@ impl Keystore {
                 format!("0x{}", hex::encode(keys.k_m)),
             ),
         );
+    }
+
+    /// Records that publishing under `epoch` of `stream` starts at sequence `first`, unless a
+    /// start is already recorded (sequences only grow, so the first record is the start).
+    /// Every publisher must record it before its first segment of an epoch: batch purchases get
+    /// the keys of the epochs whose sequence ranges meet their window.
+    pub fn record_epoch_start(&mut self, stream: &StreamId, epoch: EpochIndex, first: Sequence) {
+        self.stream_mut(stream)
+            .epoch_starts
+            .entry(epoch)
+            .or_insert(first);
+    }
+
+    /// Records that `epoch` of `stream` was opened (rotated to) by block `block`.
+    pub fn record_epoch_opened(
+        &mut self,
+        stream: &StreamId,
+        epoch: EpochIndex,
+        block: BlockNumber,
+    ) {
+        self.stream_mut(stream).epoch_opened.insert(epoch, block);
+    }
+
+    /// What is recorded of each epoch of `stream` that has keys or a recorded start, by epoch.
+    pub fn epochs(&self, stream: &StreamId) -> Vec<EpochRecord> {
+        let Some(secrets) = self.stream(stream) else {
+            return Vec::new();
+        };
+        let mut epochs: Vec<EpochIndex> = secrets
+            .epochs
+            .keys()
+            .chain(secrets.epoch_starts.keys())
+            .copied()
+            .collect();
+        epochs.sort_unstable();
+        epochs.dedup();
+        epochs
+            .into_iter()
+            .map(|epoch| EpochRecord {
+                epoch,
+                first_sequence: secrets.epoch_starts.get(&epoch).copied(),
+                opened_at: secrets.epoch_opened.get(&epoch).copied(),
+            })
+            .collect()
     }
 
     /// The keys of `epoch` of `stream`.
@@ -319,6 +380,64 @@ mod tests {
         assert_eq!(ks.epoch_keys(&stream, 4), None);
         assert_eq!(ks.stream(&stream).unwrap().next_sequence, 42);
         assert_eq!(ks.streams(), vec![stream]);
+    }
+
+    #[test]
+    fn epoch_records_persist_and_old_files_still_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keystore.json");
+        let stream = H256::repeat_byte(6);
+        let mut ks = Keystore::open(&path).unwrap();
+        ks.set_epoch_keys(&stream, 0, &EpochKeys::new([1; 32], [2; 32]));
+        ks.set_epoch_keys(&stream, 1, &EpochKeys::new([3; 32], [4; 32]));
+        ks.record_epoch_start(&stream, 0, 0);
+        ks.record_epoch_start(&stream, 1, 40);
+        // A later publisher of the same epoch does not move its start.
+        ks.record_epoch_start(&stream, 1, 55);
+        ks.record_epoch_opened(&stream, 1, 120);
+        ks.save().unwrap();
+        let ks = Keystore::open(&path).unwrap();
+        assert_eq!(
+            ks.epochs(&stream),
+            vec![
+                EpochRecord {
+                    epoch: 0,
+                    first_sequence: Some(0),
+                    opened_at: None
+                },
+                EpochRecord {
+                    epoch: 1,
+                    first_sequence: Some(40),
+                    opened_at: Some(120)
+                },
+            ]
+        );
+        assert!(ks.epochs(&H256::repeat_byte(7)).is_empty());
+
+        // A file written before the epoch records existed.
+        let old = dir.path().join("old.json");
+        let key = hex::encode(stream.as_bytes());
+        let json = format!(
+            r#"{{"version":1,"streams":{{"{key}":{{"epochs":{{"0":["0x{}","0x{}"]}},"next_sequence":9}}}}}}"#,
+            hex::encode([1u8; 32]),
+            hex::encode([2u8; 32])
+        );
+        std::fs::write(&old, json).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let ks = Keystore::open(&old).unwrap();
+        assert_eq!(
+            ks.epochs(&stream),
+            vec![EpochRecord {
+                epoch: 0,
+                first_sequence: None,
+                opened_at: None
+            }]
+        );
+        assert_eq!(ks.stream(&stream).unwrap().next_sequence, 9);
     }
 
     #[test]

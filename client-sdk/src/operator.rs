@@ -2,13 +2,17 @@
 //!
 //! | request | used by |
 //! |---|---|
+//! | `GET /v1/terms` → `{"operator","genesis","receipt_window"}` | receivers (receipt window W, chain check) |
 //! | `POST /v1/broker/session` `{"upload_token":"0x…"}` / `{"access_request":"0x…"}` → `{"username","password","topic","access"}` | publisher, live receiver |
 //! | `GET /v1/purchases/{id}/segments?from=&to=` with header `x-fastdata-access: 0x…` → segment frames | batch receiver |
 //! | `POST /v1/receipts` body `0x` + hex SCALE `(Receipt, sr25519 signature)` | receivers |
 //!
 //! Tokens and requests are SCALE-encoded `fastdata_primitives::tokens::Signed<…>` in hex;
 //! frames are `u32` big-endian length + envelope. Each token and request carries a fresh nonce
-//! ([`crate::fresh_nonce`]) since the daemon refuses replays.
+//! ([`crate::fresh_nonce`]) since the daemon refuses replays. Tokens, requests and receipts
+//! are signed for the genesis hash of the chain the operator serves
+//! ([`FastData::genesis`](crate::FastData::genesis)): the daemon refuses anything signed for
+//! another network.
 
 use codec::Encode;
 use fastdata_primitives::{
@@ -21,6 +25,7 @@ use fastdata_primitives::{
 use hyper::{body::Bytes, Method};
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 use serde::Deserialize;
+use sp_core::H256;
 
 use crate::{account::Account, chain::FastData, error::Error, http::HttpClient};
 
@@ -119,6 +124,20 @@ pub struct BrokerCredentials {
     pub topic: String,
     /// `publish` or `subscribe`.
     pub access: String,
+    /// The receipt window W the operator holds a live subscriber to, if it says.
+    #[serde(default)]
+    pub receipt_window: Option<u64>,
+}
+
+/// What an operator publishes at `GET /v1/terms`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorTerms {
+    /// The operator's account (SS58), as it states it.
+    pub operator: String,
+    /// The genesis hash every signature must be made for.
+    pub genesis: H256,
+    /// The receipt window W: segments a buyer may obtain past its last receipt.
+    pub receipt_window: u64,
 }
 
 /// One answer of a segment download.
@@ -136,25 +155,32 @@ fn hex_scale(value: &impl Encode) -> String {
     format!("0x{}", hex::encode(value.encode()))
 }
 
-/// An HTTP client for one operator daemon.
+/// An HTTP client for one operator daemon of the chain with genesis hash `genesis`.
 #[derive(Clone)]
 pub struct OperatorClient {
     http: HttpClient,
     endpoint: OperatorEndpoint,
+    genesis: H256,
 }
 
 impl OperatorClient {
-    /// A client for `endpoint`.
-    pub fn new(endpoint: OperatorEndpoint) -> Self {
+    /// A client for `endpoint`, signing for the chain with genesis hash `genesis`.
+    pub fn new(endpoint: OperatorEndpoint, genesis: H256) -> Self {
         Self {
             http: HttpClient::new(),
             endpoint,
+            genesis,
         }
     }
 
     /// The operator.
     pub fn endpoint(&self) -> &OperatorEndpoint {
         &self.endpoint
+    }
+
+    /// The genesis hash everything is signed for.
+    pub fn genesis(&self) -> H256 {
+        self.genesis
     }
 
     fn url(&self, path: &str) -> String {
@@ -218,6 +244,48 @@ impl OperatorClient {
         })
     }
 
+    /// The operator's published terms, or `None` if the daemon predates `GET /v1/terms`.
+    pub async fn terms(&self) -> Result<Option<OperatorTerms>, Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            operator: String,
+            genesis: String,
+            receipt_window: u64,
+        }
+        let answer = self
+            .http
+            .send(
+                Method::GET,
+                &self.url("/v1/terms"),
+                &[],
+                Bytes::new(),
+                64 * 1024,
+            )
+            .await
+            .map_err(|e| self.transport(e))?;
+        if answer.status == hyper::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !answer.status.is_success() {
+            return Err(self.refused(answer.status, &answer.body));
+        }
+        let unexpected = |detail: String| Error::Operator {
+            operator: self.endpoint.http_url.clone(),
+            code: None,
+            detail: format!("unexpected terms: {detail}"),
+        };
+        let raw: Raw =
+            serde_json::from_slice(&answer.body).map_err(|e| unexpected(e.to_string()))?;
+        let mut genesis = [0u8; 32];
+        hex::decode_to_slice(raw.genesis.trim_start_matches("0x"), &mut genesis)
+            .map_err(|e| unexpected(format!("genesis {:?}: {e}", raw.genesis)))?;
+        Ok(Some(OperatorTerms {
+            operator: raw.operator,
+            genesis: H256(genesis),
+            receipt_window: raw.receipt_window,
+        }))
+    }
+
     /// Signs an upload token for `stream`/`epoch` valid until `expiry` and trades it for
     /// publish credentials on the operator's broker.
     pub async fn upload_session(
@@ -236,6 +304,7 @@ impl OperatorClient {
                 nonce: crate::fresh_nonce(),
             },
             seller.pair(),
+            &self.genesis,
         );
         self.session(serde_json::json!({ "upload_token": hex_scale(&token) }))
             .await
@@ -250,6 +319,7 @@ impl OperatorClient {
                 nonce: crate::fresh_nonce(),
             },
             buyer.pair(),
+            &self.genesis,
         ))
     }
 
@@ -339,7 +409,7 @@ impl OperatorClient {
             bytes,
             nonce: crate::fresh_nonce(),
         };
-        let signature = receipt.sign_sr25519(buyer.pair());
+        let signature = receipt.sign_sr25519(buyer.pair(), &self.genesis);
         let body = format!("0x{}", hex::encode((&receipt, signature).encode()));
         let answer = self
             .http

@@ -22,6 +22,7 @@ use fastdata_primitives::{
     BlockNumber, EpochIndex, Sequence, StreamId,
 };
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, Outgoing, Packet, QoS};
+use sp_core::H256;
 
 use crate::{
     account::Account,
@@ -89,11 +90,14 @@ pub struct StreamPublisher {
 
 impl StreamPublisher {
     /// Connects to the brokers of `operators` with upload tokens for `stream`/`epoch` valid
-    /// until block `expiry`; the first segment published gets `next_sequence`. Operators
-    /// that refuse or cannot be reached are skipped with a warning; it fails only if none
-    /// accepts.
+    /// until block `expiry`, signed for the chain with genesis hash `genesis`
+    /// ([`FastData::genesis`](crate::FastData::genesis)); the first segment published gets
+    /// `next_sequence`. Operators that refuse or cannot be reached are skipped with a warning;
+    /// it fails only if none accepts.
+    #[allow(clippy::too_many_arguments)]
     pub async fn connect(
         seller: &Account,
+        genesis: H256,
         stream: StreamId,
         epoch: EpochIndex,
         keys: EpochKeys,
@@ -104,7 +108,7 @@ impl StreamPublisher {
         let mut links = Vec::new();
         let mut errors = Vec::new();
         for endpoint in operators {
-            match Self::link(seller, stream, epoch, endpoint, expiry).await {
+            match Self::link(seller, genesis, stream, epoch, endpoint, expiry).await {
                 Ok(link) => links.push(link),
                 Err(e) => {
                     tracing::warn!(operator = %endpoint.http_url, "not publishing there: {e}");
@@ -131,13 +135,14 @@ impl StreamPublisher {
 
     async fn link(
         seller: &Account,
+        genesis: H256,
         stream: StreamId,
         epoch: EpochIndex,
         endpoint: &OperatorEndpoint,
         expiry: BlockNumber,
     ) -> Result<Link, Error> {
         let broker = endpoint.broker_address()?;
-        let credentials = OperatorClient::new(endpoint.clone())
+        let credentials = OperatorClient::new(endpoint.clone(), genesis)
             .upload_session(seller, stream, epoch, expiry)
             .await?;
         let mut options = broker.mqtt_options(credentials.username.clone())?;

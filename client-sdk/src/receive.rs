@@ -4,17 +4,25 @@
 //!   ciphertext, then σ_d) and checks that the header names the purchased stream.
 //! - [`Reorderer`] turns segments arriving in any order, possibly twice, into a gap-free,
 //!   duplicate-free sequence.
-//! - [`Receiver::download`] fetches a range over the operators' HTTP API, posting a cumulative
-//!   receipt after every chunk (operators serve only a window ahead of the last receipt),
-//!   and fails over to the next operator when one is unreachable, refuses, has a gap, or
-//!   serves a segment that does not verify.
+//! - [`Receiver::download`] fetches a range over the operators' HTTP API and fails over to the
+//!   next operator when one is unreachable, refuses, has a gap, or serves a segment that does
+//!   not verify.
 //! - [`Receiver::follow`] catches up over HTTP, then subscribes to the live topic on an
 //!   operator's broker (credentials from `POST /v1/broker/session`), fills gaps over HTTP and
 //!   fails over to another replica when the broker connection drops.
+//!
+//! Receipts: operators serve a buyer at most a receipt window of W segments beyond its last
+//! receipt, and cut off a live subscriber whose receipts fall more than W behind the stream
+//! head; the chain pays each period only for receipted data. Both paths therefore post a
+//! cumulative receipt to every operator that served data at least every max(1, W/4) segments
+//! received from it and at most [`RECEIPT_INTERVAL`] after the first unreceipted one
+//! ([`ReceiptCadence`]), after every HTTP chunk, when leaving an operator, and when done. A
+//! receipt to an operator never acknowledges more than it served or than was delivered in
+//! order.
 
 use std::{
     collections::{BTreeMap, HashMap},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use fastdata_primitives::{
@@ -22,6 +30,7 @@ use fastdata_primitives::{
     BlockNumber, EpochIndex, PurchaseId, Sequence, StreamId,
 };
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, Packet, QoS};
+use sp_core::H256;
 
 use crate::{
     account::Account,
@@ -161,6 +170,126 @@ pub struct Summary {
     pub up_to: Option<Sequence>,
 }
 
+/// Segments between receipts to an operator while the receiver knows no receipt window.
+/// It must be at most W/4 for the smallest receipt window W operators publish (32 segments),
+/// so that a receiver is never cut off; [`Receiver::with_receipt_window`] sets a known W.
+pub const DEFAULT_RECEIPT_EVERY: u64 = 8;
+const _: () = assert!(DEFAULT_RECEIPT_EVERY >= 1 && DEFAULT_RECEIPT_EVERY <= 32 / 4);
+
+/// Longest time data received from an operator stays unreceipted while data flows.
+pub const RECEIPT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// First pause before a refused receipt is tried again; it doubles with every failure up to
+/// [`RECEIPT_RETRY_MAX`].
+const RECEIPT_RETRY: Duration = Duration::from_millis(250);
+/// First pause after a receipt was refused as beyond what the operator stored: a live segment
+/// can reach the subscriber a moment before the operator's own copy is stored.
+const RECEIPT_RETRY_UNSTORED: Duration = Duration::from_millis(20);
+/// Pause before asking again for a live session refused while the receipt window is used up
+/// (the receipts posted meanwhile move it).
+const WINDOW_RETRY: Duration = Duration::from_millis(100);
+/// Live sessions refused in a row for a used-up window before it counts as a failure.
+const WINDOW_RETRIES: u32 = 50;
+/// Longest pause between attempts to deliver a receipt.
+const RECEIPT_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// When a receipt to one operator is due: once `max(1, W/4)` segments arrived from it since
+/// its last receipt, or `interval` after the first of them, whichever comes first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptCadence {
+    every: u64,
+    interval: Duration,
+    unreceipted: u64,
+    since: Option<Instant>,
+    retry_at: Option<Instant>,
+    failures: u32,
+}
+
+impl ReceiptCadence {
+    /// The cadence for an operator with receipt window `window` (segments), receipting data
+    /// at most `interval` after it arrived.
+    pub fn new(window: u64, interval: Duration) -> Self {
+        Self {
+            every: (window / 4).max(1),
+            interval,
+            unreceipted: 0,
+            since: None,
+            retry_at: None,
+            failures: 0,
+        }
+    }
+
+    /// The cadence before any receipt window is known ([`DEFAULT_RECEIPT_EVERY`],
+    /// [`RECEIPT_INTERVAL`]).
+    pub fn default_cadence() -> Self {
+        Self::new(DEFAULT_RECEIPT_EVERY * 4, RECEIPT_INTERVAL)
+    }
+
+    /// Segments between receipts.
+    pub fn every(&self) -> u64 {
+        self.every
+    }
+
+    /// Segments received since the last receipt.
+    pub fn unreceipted(&self) -> u64 {
+        self.unreceipted
+    }
+
+    /// Uses the receipt window `window` the operator published.
+    pub fn set_window(&mut self, window: u64) {
+        self.every = (window / 4).max(1);
+    }
+
+    /// Learns a (possibly smaller) receipt window: the cadence only ever gets faster.
+    pub fn narrow(&mut self, window: u64) {
+        self.every = self.every.min((window / 4).max(1));
+    }
+
+    /// `segments` more arrived at `now`.
+    pub fn received(&mut self, segments: u64, now: Instant) {
+        if segments == 0 {
+            return;
+        }
+        self.unreceipted = self.unreceipted.saturating_add(segments);
+        self.since.get_or_insert(now);
+    }
+
+    /// A receipt is due at `now`.
+    pub fn due(&self, now: Instant) -> bool {
+        if self.unreceipted == 0 || self.retry_at.is_some_and(|at| now < at) {
+            return false;
+        }
+        self.unreceipted >= self.every
+            || self
+                .since
+                .is_some_and(|since| now.saturating_duration_since(since) >= self.interval)
+    }
+
+    /// A receipt covering everything received was accepted (or nothing new was left to
+    /// acknowledge).
+    pub fn sent(&mut self) {
+        self.unreceipted = 0;
+        self.since = None;
+        self.retry_at = None;
+        self.failures = 0;
+    }
+
+    /// A receipt was refused or not delivered at `now`: try again after a pause that doubles
+    /// with each failure in a row.
+    pub fn failed(&mut self, now: Instant) {
+        self.failed_after(now, RECEIPT_RETRY);
+    }
+
+    /// As [`ReceiptCadence::failed`], starting from a pause of `first`.
+    pub fn failed_after(&mut self, now: Instant, first: Duration) {
+        let pause = first
+            .saturating_mul(1u32 << self.failures.min(16))
+            .min(RECEIPT_RETRY_MAX);
+        self.failures = self.failures.saturating_add(1);
+        self.retry_at = Some(now + pause);
+    }
+}
+
 /// Receives the data of one purchase from the stream's operators.
 pub struct Receiver {
     buyer: Account,
@@ -170,6 +299,11 @@ pub struct Receiver {
     expiry: BlockNumber,
     current: usize,
     bytes_from: HashMap<usize, u64>,
+    /// Highest verified sequence received from each operator.
+    seen_from: HashMap<usize, Sequence>,
+    cadence: Vec<ReceiptCadence>,
+    /// Operators whose terms were read (or that publish none).
+    terms_read: Vec<bool>,
     receipted: HashMap<usize, (Sequence, u64)>,
     reorder: Reorderer,
     summary: Summary,
@@ -187,25 +321,36 @@ pub const OPERATOR_LAG_PATIENCE: Duration = Duration::from_secs(30);
 const BEHIND_RETRY: Duration = Duration::from_millis(500);
 
 impl Receiver {
-    /// A receiver for `purchase` as `buyer`, trying `operators` in order; access requests are
-    /// valid until block `expiry`. `first` is the first sequence wanted (`None`: from the
-    /// start of the purchase's entitlement).
+    /// A receiver for `purchase` as `buyer`, trying `operators` in order; access requests and
+    /// receipts are signed for the chain with genesis hash `genesis`
+    /// ([`FastData::genesis`](crate::FastData::genesis)) and requests are valid until block
+    /// `expiry`. `first` is the first sequence wanted (`None`: from the start of the
+    /// purchase's entitlement).
     pub fn new(
         buyer: Account,
+        genesis: H256,
         purchase: PurchaseId,
         verifier: Verifier,
         operators: Vec<OperatorEndpoint>,
         expiry: BlockNumber,
         first: Option<Sequence>,
     ) -> Self {
+        let cadence = vec![ReceiptCadence::default_cadence(); operators.len()];
+        let terms_read = vec![false; operators.len()];
         Self {
             buyer,
             purchase,
             verifier,
-            operators: operators.into_iter().map(OperatorClient::new).collect(),
+            operators: operators
+                .into_iter()
+                .map(|endpoint| OperatorClient::new(endpoint, genesis))
+                .collect(),
             expiry,
             current: 0,
             bytes_from: HashMap::new(),
+            seen_from: HashMap::new(),
+            cadence,
+            terms_read,
             receipted: HashMap::new(),
             reorder: Reorderer::new(first),
             summary: Summary::default(),
@@ -221,6 +366,56 @@ impl Receiver {
     pub fn with_patience(mut self, patience: Duration) -> Self {
         self.patience = patience;
         self
+    }
+
+    /// Receipts go out every max(1, `window`/4) segments to every operator, until an
+    /// operator publishes its own window W at `GET /v1/terms`, which the receiver reads before
+    /// the first request to it (until then: every [`DEFAULT_RECEIPT_EVERY`]).
+    pub fn with_receipt_window(mut self, window: u64) -> Self {
+        for cadence in &mut self.cadence {
+            cadence.set_window(window);
+        }
+        self
+    }
+
+    /// Reads the terms of operator `index` once: its receipt window sets the cadence, and an
+    /// operator of another chain is an error (it would refuse every signature).
+    async fn read_terms(&mut self, index: usize) -> Result<(), Error> {
+        if self.terms_read.get(index) != Some(&false) {
+            return Ok(());
+        }
+        let Some(op) = self.operators.get(index) else {
+            return Ok(());
+        };
+        match op.terms().await {
+            Ok(Some(terms)) => {
+                if terms.genesis != op.genesis() {
+                    return Err(Error::Operator {
+                        operator: op.endpoint().http_url.clone(),
+                        code: Some("wrong_chain".into()),
+                        detail: format!(
+                            "serves another chain (genesis {:?}; this client signs for {:?})",
+                            terms.genesis,
+                            op.genesis()
+                        ),
+                    });
+                }
+                if let Some(cadence) = self.cadence.get_mut(index) {
+                    cadence.set_window(terms.receipt_window);
+                }
+                self.terms_read[index] = true;
+            }
+            // An older daemon: keep the default cadence.
+            Ok(None) => self.terms_read[index] = true,
+            // Unreachable: the request that follows reports it.
+            Err(e) => tracing::debug!("terms not read: {e}"),
+        }
+        Ok(())
+    }
+
+    /// The receipt cadence towards each operator, in the order given to [`Receiver::new`].
+    pub fn receipt_cadence(&self) -> &[ReceiptCadence] {
+        &self.cadence
     }
 
     /// On a refusal by an operator behind the chain, while patience lasts: moves to the next
@@ -282,7 +477,13 @@ impl Receiver {
                 return Err(e);
             }
         };
-        *self.bytes_from.entry(self.current).or_default() += envelope_bytes.len() as u64;
+        let from = self.current;
+        *self.bytes_from.entry(from).or_default() += envelope_bytes.len() as u64;
+        let seen = self.seen_from.entry(from).or_default();
+        *seen = (*seen).max(segment.header.sequence);
+        if let Some(cadence) = self.cadence.get_mut(from) {
+            cadence.received(1, Instant::now());
+        }
         let ready = self.reorder.push(segment);
         let progressed = !ready.is_empty();
         for segment in ready {
@@ -293,34 +494,94 @@ impl Receiver {
         Ok(progressed)
     }
 
-    async fn receipt(&mut self) {
-        let Some(up_to) = self.reorder.delivered_up_to() else {
+    /// Posts a cumulative receipt to operator `index` for what it served and was delivered in
+    /// order, unless it would acknowledge nothing new.
+    async fn receipt_to(&mut self, index: usize) {
+        let (Some(delivered), Some(seen)) =
+            (self.reorder.delivered_up_to(), self.seen_from.get(&index))
+        else {
             return;
         };
-        let bytes = self.bytes_from.get(&self.current).copied().unwrap_or(0);
-        if bytes == 0 || self.receipted.get(&self.current) == Some(&(up_to, bytes)) {
+        let up_to = delivered.min(*seen);
+        let bytes = self.bytes_from.get(&index).copied().unwrap_or(0);
+        let (Some(op), Some(cadence)) = (self.operators.get(index), self.cadence.get_mut(index))
+        else {
+            return;
+        };
+        if bytes == 0 || self.receipted.get(&index) == Some(&(up_to, bytes)) {
+            cadence.sent();
             return;
         }
-        if let Some(op) = self.operators.get(self.current) {
-            match op
-                .post_receipt(&self.buyer, self.purchase, up_to, bytes)
-                .await
-            {
-                Ok(_) => {
-                    self.receipted.insert(self.current, (up_to, bytes));
+        match op
+            .post_receipt(&self.buyer, self.purchase, up_to, bytes)
+            .await
+        {
+            Ok(_) => {
+                self.receipted.insert(index, (up_to, bytes));
+                cadence.sent();
+            }
+            Err(e) => {
+                tracing::info!(operator = %op.endpoint().http_url, "receipt not accepted: {e}");
+                if e.is_operator_code("beyond_served") {
+                    cadence.failed_after(Instant::now(), RECEIPT_RETRY_UNSTORED);
+                } else {
+                    cadence.failed(Instant::now());
                 }
-                Err(e) => tracing::info!("receipt not accepted: {e}"),
+            }
+        }
+    }
+
+    /// Posts the receipts that are due ([`ReceiptCadence::due`]).
+    async fn receipts_due(&mut self) {
+        let now = Instant::now();
+        for index in 0..self.cadence.len() {
+            if self.cadence[index].due(now) {
+                self.receipt_to(index).await;
+            }
+        }
+    }
+
+    /// Posts a final receipt to every operator with unreceipted data.
+    async fn final_receipts(&mut self) {
+        for index in 0..self.cadence.len() {
+            if self.cadence[index].unreceipted() > 0 {
+                self.receipt_to(index).await;
+            }
+        }
+    }
+
+    /// Learns the receipt window of operator `index` from a download answer: the window ends
+    /// W segments past the last receipt it accepted.
+    fn learn_window(&mut self, index: usize, window_end: Option<Sequence>) {
+        if let (Some(end), Some((up_to, _)), Some(cadence)) = (
+            window_end,
+            self.receipted.get(&index),
+            self.cadence.get_mut(index),
+        ) {
+            if end > *up_to {
+                cadence.narrow(end - up_to);
             }
         }
     }
 
     /// Downloads up to `last` (inclusive; `None`: whatever the operators have) over HTTP,
-    /// handing verified segments in order to `sink`. Fails over between operators; fails when
-    /// every operator failed twice in a row without progress.
+    /// handing verified segments in order to `sink`, with receipts as described in the
+    /// [module docs](self) and a final one to every operator that served data. Fails over
+    /// between operators; fails when every operator failed twice in a row without progress.
     pub async fn download(
         &mut self,
         last: Option<Sequence>,
         mut sink: impl FnMut(OpenedSegment) -> Result<(), Error>,
+    ) -> Result<Summary, Error> {
+        let result = self.download_inner(last, &mut sink).await;
+        self.final_receipts().await;
+        result
+    }
+
+    async fn download_inner(
+        &mut self,
+        last: Option<Sequence>,
+        sink: &mut impl FnMut(OpenedSegment) -> Result<(), Error>,
     ) -> Result<Summary, Error> {
         if self.operators.is_empty() {
             return Err(Error::NoOperator("the stream has no operators".into()));
@@ -344,6 +605,11 @@ impl Receiver {
             if last.is_none() && exhausted >= self.operators.len() {
                 return Ok(self.summary());
             }
+            if let Err(e) = self.read_terms(self.current).await {
+                fruitless += 1;
+                self.failover(e.to_string());
+                continue;
+            }
             let op = self.operators[self.current].clone();
             let from = self.reorder.next_expected();
             let download = match op
@@ -360,10 +626,11 @@ impl Receiver {
                 }
             };
             self.behind_since = None;
+            self.learn_window(self.current, download.window_end);
             let mut progressed = false;
             let mut bad = None;
             for envelope_bytes in &download.envelopes {
-                match self.accept(envelope_bytes, &mut sink) {
+                match self.accept(envelope_bytes, sink) {
                     Ok(p) => progressed |= p,
                     Err(Error::Segment(e)) => {
                         bad = Some(e);
@@ -375,11 +642,13 @@ impl Receiver {
                     }
                     Err(e) => return Err(e),
                 }
+                self.receipts_due().await;
             }
             if progressed {
                 fruitless = 0;
                 exhausted = 0;
-                self.receipt().await;
+                // The operator's window moves only with receipts: acknowledge the whole chunk.
+                self.receipt_to(self.current).await;
             }
             if let Some(why) = bad {
                 fruitless += 1;
@@ -403,35 +672,75 @@ impl Receiver {
     }
 
     /// Follows the stream live until `stop` resolves: catches up over HTTP, subscribes to an
-    /// operator's broker, fills gaps over HTTP, and fails over when the broker drops. Posts a
-    /// receipt every `receipt_every`.
+    /// operator's broker, fills gaps over HTTP, and fails over when the broker drops.
+    /// Receipts follow [`ReceiptCadence`], with data left unreceipted at most `receipt_every`
+    /// (capped at [`RECEIPT_INTERVAL`]), and a final one to every operator when it stops.
     pub async fn follow(
         &mut self,
         mut sink: impl FnMut(OpenedSegment) -> Result<(), Error>,
         receipt_every: Duration,
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<Summary, Error> {
+        let interval = receipt_every.clamp(Duration::from_millis(10), RECEIPT_INTERVAL);
+        for cadence in &mut self.cadence {
+            cadence.interval = interval;
+        }
+        let result = self.follow_inner(&mut sink, interval, stop).await;
+        self.final_receipts().await;
+        result
+    }
+
+    async fn follow_inner(
+        &mut self,
+        sink: &mut impl FnMut(OpenedSegment) -> Result<(), Error>,
+        interval: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<Summary, Error> {
         tokio::pin!(stop);
         let mut fruitless = 0usize;
+        let mut window_refusals = 0u32;
         loop {
             if fruitless >= 2 * self.operators.len().max(1) {
                 return Err(Error::NoOperator(
                     self.last_error.clone().unwrap_or_default(),
                 ));
             }
-            // Catch up over HTTP from whoever has the data.
-            match self.download(None, &mut sink).await {
+            // Catch up over HTTP from whoever has the data (after a cut-off by an operator
+            // whose receipt window was used up, too).
+            let before = self.reorder.next_expected();
+            match self.download_inner(None, sink).await {
                 Ok(_) => {}
                 Err(Error::NoOperator(e)) => self.last_error = Some(e),
                 Err(e) => return Err(e),
             }
+            if self.reorder.next_expected() != before {
+                fruitless = 0;
+            }
+            if self.operators.is_empty() {
+                return Err(Error::NoOperator("the stream has no operators".into()));
+            }
+            // The operator grants a live session only while the receipts leave room in the
+            // window: acknowledge everything received from it first.
+            self.receipt_to(self.current).await;
             let op = self.operators[self.current].clone();
             let credentials = match op
                 .access_session(&self.buyer, self.purchase, self.expiry)
                 .await
             {
                 Ok(c) => c,
+                Err(e)
+                    if e.is_operator_code("receipt_window") && window_refusals < WINDOW_RETRIES =>
+                {
+                    window_refusals += 1;
+                    tracing::debug!("receipt window used up, receipting and asking again: {e}");
+                    tokio::select! {
+                        _ = &mut stop => return Ok(self.summary()),
+                        _ = tokio::time::sleep(WINDOW_RETRY) => {}
+                    }
+                    continue;
+                }
                 Err(e) => {
+                    window_refusals = 0;
                     if !self.wait_if_behind(&e).await {
                         fruitless += 1;
                         self.failover(e.to_string());
@@ -440,6 +749,13 @@ impl Receiver {
                 }
             };
             self.behind_since = None;
+            window_refusals = 0;
+            if let (Some(window), Some(cadence)) = (
+                credentials.receipt_window,
+                self.cadence.get_mut(self.current),
+            ) {
+                cadence.set_window(window);
+            }
             let client_id = format!("{}-{}", credentials.username, crate::fresh_nonce());
             let mut options = match op
                 .endpoint()
@@ -460,17 +776,18 @@ impl Receiver {
                 envelope::MAX_ENVELOPE_LEN + 1024,
             );
             let (client, mut eventloop) = AsyncClient::new(options, 256);
-            let mut ticker = tokio::time::interval(receipt_every);
+            // Checks the time-based part of the cadence and the gap timer.
+            let mut ticker = tokio::time::interval((interval / 4).max(Duration::from_millis(10)));
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut gap_since: Option<tokio::time::Instant> = None;
             let outcome: Result<(), String> = loop {
                 tokio::select! {
                     _ = &mut stop => {
                         let _ = client.disconnect().await;
-                        self.receipt().await;
                         return Ok(self.summary());
                     }
                     _ = ticker.tick() => {
-                        self.receipt().await;
+                        self.receipts_due().await;
                         if let Some(since) = gap_since {
                             if since.elapsed() > Duration::from_secs(2) {
                                 break Err(format!("gap at sequence {:?}", self.reorder.gap()));
@@ -487,7 +804,7 @@ impl Receiver {
                             }
                         }
                         Ok(Event::Incoming(Packet::Publish(publish))) => {
-                            match self.accept(&publish.payload, &mut sink) {
+                            match self.accept(&publish.payload, sink) {
                                 Ok(_) => {
                                     fruitless = 0;
                                     gap_since = match (self.reorder.gap(), gap_since) {
@@ -495,6 +812,7 @@ impl Receiver {
                                         (Some(_), None) => Some(tokio::time::Instant::now()),
                                         (Some(_), since) => since,
                                     };
+                                    self.receipts_due().await;
                                 }
                                 Err(Error::Segment(e)) => break Err(format!("live segment does not verify: {e}")),
                                 Err(Error::Envelope(e)) => break Err(format!("live segment is not an envelope: {e}")),
@@ -507,6 +825,8 @@ impl Receiver {
                 }
             };
             let _ = client.disconnect().await;
+            // Acknowledge what the operator being left served before moving on.
+            self.receipt_to(self.current).await;
             if let Err(why) = outcome {
                 fruitless += 1;
                 self.failover(why);
@@ -571,6 +891,84 @@ mod tests {
         let ready = r.push(v.open(&sealed(6, 0)).unwrap());
         assert_eq!(ready.len(), 2);
         assert_eq!(r.delivered_up_to(), Some(7));
+    }
+
+    #[test]
+    fn receipt_cadence_every_quarter_window_or_interval() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // W = 32: a receipt every 8 segments, or 2 s after the first unreceipted one.
+        let mut c = ReceiptCadence::new(32, RECEIPT_INTERVAL);
+        assert_eq!(c.every(), 8);
+        assert!(!c.due(t0), "nothing received, nothing due");
+        c.received(7, t0);
+        assert!(!c.due(at(1_999)));
+        c.received(1, at(100));
+        assert!(c.due(at(100)), "8 segments make a receipt due at once");
+        c.sent();
+        assert_eq!(c.unreceipted(), 0);
+        assert!(!c.due(at(10_000)), "nothing new since the receipt");
+        // One segment alone is receipted 2 s after it arrived, not before.
+        c.received(1, at(3_000));
+        c.received(1, at(4_500));
+        assert!(!c.due(at(4_999)));
+        assert!(c.due(at(5_000)));
+        // A refused receipt is retried after 250 ms, then 500 ms, …
+        c.failed(at(5_000));
+        assert!(!c.due(at(5_249)));
+        assert!(c.due(at(5_250)));
+        c.failed(at(5_250));
+        assert!(!c.due(at(5_749)));
+        assert!(c.due(at(5_750)));
+        // …capped at 30 s however often it failed.
+        for _ in 0..40 {
+            c.failed(at(6_000));
+        }
+        assert!(!c.due(at(35_999)));
+        assert!(c.due(at(36_000)));
+        c.sent();
+        assert!(!c.due(at(36_000)));
+    }
+
+    #[test]
+    fn receipt_cadence_follows_the_window() {
+        for (window, every) in [(0, 1), (1, 1), (3, 1), (4, 1), (8, 2), (32, 8), (256, 64)] {
+            assert_eq!(
+                ReceiptCadence::new(window, RECEIPT_INTERVAL).every(),
+                every,
+                "W = {window}"
+            );
+        }
+        // The default keeps within a quarter of the smallest window operators publish.
+        let default = ReceiptCadence::default_cadence();
+        assert_eq!(default.every(), DEFAULT_RECEIPT_EVERY);
+        // A published window replaces the default; an observed smaller one narrows it.
+        let mut c = ReceiptCadence::default_cadence();
+        c.set_window(256);
+        assert_eq!(c.every(), 64);
+        c.narrow(16);
+        assert_eq!(c.every(), 4);
+        c.narrow(1_000);
+        assert_eq!(c.every(), 4);
+        // Receipting at this cadence, a receiver never holds more than max(1, W/4)
+        // unreceipted segments.
+        for window in [1u64, 2, 5, 32, 100] {
+            let mut c = ReceiptCadence::new(window, RECEIPT_INTERVAL);
+            let mut most = 0;
+            for _ in 0..1_000 {
+                c.received(1, t0());
+                most = most.max(c.unreceipted());
+                if c.due(t0()) {
+                    c.sent();
+                }
+            }
+            assert_eq!(most, (window / 4).max(1), "W = {window}");
+        }
+    }
+
+    fn t0() -> Instant {
+        static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *T0.get_or_init(Instant::now)
     }
 
     #[test]

@@ -11,15 +11,16 @@ use fastdata_primitives::{
     envelope::EpochKeys,
     escrow::{PurchaseState, PurchaseTerms},
     sealed, AccountId, Balance, BlockNumber, EpochIndex, OfferId, PaymentMode, PurchaseId,
-    StreamId,
+    Sequence, StreamId,
 };
 use sp_core::H256;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::{
     buyer::Purchase,
     chain::{arg, double_map_key, FastData, Included},
     error::Error,
-    keystore::Keystore,
+    keystore::{EpochRecord, Keystore},
 };
 
 /// An offer listing with the seller's trust score.
@@ -49,13 +50,24 @@ pub struct Delivery {
     pub result: Result<(), String>,
 }
 
-/// The epochs a seller still owes a purchase: for a live purchase every epoch from the one
-/// current at purchase time up to the stream's current epoch, for a batch every epoch the
-/// seller holds keys for (up to the current one); minus those already delivered.
+/// The epochs a seller still owes a purchase, minus those already delivered, among the epochs
+/// up to the stream's `current_epoch` that the seller's keystore records (`known`):
+///
+/// - **Stream**: the epoch current at purchase time (`access.first_epoch`) and every later
+///   one opened before the access ended (`opened_at < access.end`). An epoch whose opening
+///   block is not recorded counts as opened at `now`, the block at which the key-delivery
+///   service sees it.
+/// - **Batch** `first..=last`: only the epochs whose sequence ranges meet the window. Epoch
+///   `e` covers its recorded first sequence up to the one before the next recorded start.
+///   Where a start is not recorded the range is widened to the neighbouring records, so an
+///   epoch that may hold data of the window is never withheld; an unrecorded epoch newer than
+///   every recorded start holds no data yet. A keystore that records no start at all (written
+///   before the records existed) gives every epoch.
 pub fn epochs_due(
     purchase: &Purchase,
     current_epoch: EpochIndex,
-    known: &[EpochIndex],
+    known: &[EpochRecord],
+    now: BlockNumber,
 ) -> Vec<EpochIndex> {
     if !matches!(
         purchase.state,
@@ -63,16 +75,64 @@ pub fn epochs_due(
     ) {
         return Vec::new();
     }
-    let first = match purchase.terms {
-        PurchaseTerms::Stream { .. } => purchase.access.first_epoch.unwrap_or(current_epoch),
-        PurchaseTerms::Batch { .. } => 0,
-    };
-    known
+    let starts: BTreeMap<EpochIndex, Sequence> = known
+        .iter()
+        .filter_map(|k| k.first_sequence.map(|s| (k.epoch, s)))
+        .collect();
+    let mut epochs: Vec<EpochRecord> = known
         .iter()
         .copied()
-        .filter(|e| *e >= first && *e <= current_epoch)
-        .filter(|e| !purchase.access.epochs.contains(e))
-        .collect()
+        .filter(|k| k.epoch <= current_epoch && !purchase.access.epochs.contains(&k.epoch))
+        .collect();
+    epochs.sort_unstable_by_key(|k| k.epoch);
+    epochs.dedup_by_key(|k| k.epoch);
+    match purchase.terms {
+        PurchaseTerms::Stream { .. } => {
+            let first = purchase.access.first_epoch.unwrap_or(current_epoch);
+            epochs
+                .iter()
+                .filter(|k| {
+                    k.epoch == first
+                        || (k.epoch > first && k.opened_at.unwrap_or(now) < purchase.access.end)
+                })
+                .map(|k| k.epoch)
+                .collect()
+        }
+        PurchaseTerms::Batch { first, last } => epochs
+            .iter()
+            .filter(|k| {
+                epoch_range(&starts, k.epoch).is_some_and(|(lo, hi)| lo <= last && hi >= first)
+            })
+            .map(|k| k.epoch)
+            .collect(),
+    }
+}
+
+/// The sequences `epoch` may cover given the recorded first sequences `starts`, or `None` if
+/// it covers none.
+fn epoch_range(
+    starts: &BTreeMap<EpochIndex, Sequence>,
+    epoch: EpochIndex,
+) -> Option<(Sequence, Sequence)> {
+    if starts.is_empty() {
+        return Some((0, Sequence::MAX));
+    }
+    let earlier = starts.range(..epoch).next_back().map(|(_, s)| *s);
+    let later = epoch
+        .checked_add(1)
+        .and_then(|next| starts.range(next..).next())
+        .map(|(_, s)| *s);
+    let lo = match (starts.get(&epoch), earlier, later) {
+        (Some(start), _, _) => *start,
+        // Opened after the newest recorded start and never published under.
+        (None, Some(_), None) => return None,
+        (None, earlier, _) => earlier.unwrap_or(0),
+    };
+    let hi = match later {
+        Some(next) => next.checked_sub(1)?,
+        None => Sequence::MAX,
+    };
+    (lo <= hi).then_some((lo, hi))
 }
 
 impl FastData {
@@ -149,8 +209,8 @@ impl FastData {
         })
     }
 
-    /// Opens the next key epoch of `stream` with fresh keys (kept in `keystore`). Returns the
-    /// new epoch.
+    /// Opens the next key epoch of `stream` with fresh keys (kept in `keystore`, with the
+    /// finalized block at which the rotation was seen). Returns the new epoch.
     pub async fn rotate_epoch(
         &self,
         keystore: &mut Keystore,
@@ -176,6 +236,12 @@ impl FastData {
             .await?;
         let (_stream, epoch): (StreamId, EpochIndex) =
             included.decode_event("Offers", "EpochRotated")?;
+        let seen = self.finalized_number().await?;
+        keystore.record_epoch_opened(stream, epoch, seen);
+        if let Err(e) = keystore.save() {
+            // The key-delivery service then dates the epoch when it first sees it.
+            tracing::warn!("opening block of epoch {epoch} not recorded: {e}");
+        }
         Ok(epoch)
     }
 
@@ -244,32 +310,48 @@ impl FastData {
     }
 
     /// One pass of the key-delivery service: for every stream of the acting seller with keys
-    /// in `keystore`, delivers the keys every open purchase is owed. Errors of single
-    /// deliveries are reported in the result and do not stop the pass.
+    /// in `keystore`, delivers the keys every open purchase is owed ([`epochs_due`]). Errors
+    /// of single deliveries are reported in the result and do not stop the pass.
     pub async fn deliver_due_keys(&self, keystore: &Keystore) -> Result<Vec<Delivery>, Error> {
+        self.deliver_due_keys_seen(keystore, &mut HashMap::new())
+            .await
+    }
+
+    /// [`FastData::deliver_due_keys`], dating the epochs whose opening block the keystore
+    /// does not record by the block at which they were first seen (kept in `seen` across
+    /// passes).
+    async fn deliver_due_keys_seen(
+        &self,
+        keystore: &Keystore,
+        seen: &mut HashMap<(StreamId, EpochIndex), BlockNumber>,
+    ) -> Result<Vec<Delivery>, Error> {
         let mut deliveries = Vec::new();
         let me = self.account().account_id();
+        let now = self.finalized_number().await?;
         for offer in self.offers_by_seller(&me).await? {
             let Some(stream_id) = offer.stream else {
                 continue;
             };
-            let Some(secrets) = keystore.stream(&stream_id) else {
+            let mut known = keystore.epochs(&stream_id);
+            if known.is_empty() {
                 continue;
-            };
-            let known: Vec<EpochIndex> = secrets.epochs.keys().copied().collect();
+            }
             let Some(stream) = self.stream(&stream_id).await? else {
                 continue;
             };
+            for record in &mut known {
+                if record.opened_at.is_none() && record.epoch <= stream.epoch {
+                    record.opened_at = Some(*seen.entry((stream_id, record.epoch)).or_insert(now));
+                }
+            }
             for id in self.purchases_of_offer(offer.id).await? {
                 let Some(purchase) = self.purchase(id).await? else {
                     continue;
                 };
-                if purchase.state == PurchaseState::AwaitingKeys
-                    && self.finalized_number().await? > purchase.key_deadline
-                {
+                if purchase.state == PurchaseState::AwaitingKeys && now > purchase.key_deadline {
                     continue;
                 }
-                for epoch in epochs_due(&purchase, stream.epoch, &known) {
+                for epoch in epochs_due(&purchase, stream.epoch, &known, now) {
                     let Some(keys) = keystore.epoch_keys(&stream_id, epoch) else {
                         continue;
                     };
@@ -300,6 +382,7 @@ impl FastData {
     ) -> Result<(), Error> {
         tokio::pin!(stop);
         let mut last = None;
+        let mut seen = HashMap::new();
         loop {
             let now = self.finalized_number().await?;
             if last != Some(now) {
@@ -307,7 +390,7 @@ impl FastData {
                 if let Err(e) = keystore.reload() {
                     tracing::warn!("keystore not re-read, using the keys loaded before: {e}");
                 }
-                match self.deliver_due_keys(keystore).await {
+                match self.deliver_due_keys_seen(keystore, &mut seen).await {
                     Ok(done) => done.iter().for_each(&mut report),
                     Err(e) => tracing::warn!("key delivery pass failed, retrying: {e}"),
                 }
@@ -325,6 +408,7 @@ mod tests {
     use super::*;
     use fastdata_primitives::escrow::{AccessPeriod, PurchaseLedger};
 
+    /// A purchase with access `1..100`.
     fn purchase(
         terms: PurchaseTerms<BlockNumber>,
         first: Option<EpochIndex>,
@@ -351,6 +435,8 @@ mod tests {
             settled_periods: 0,
             next_settlement: None,
             delivered_up_to: None,
+            start_head: None,
+            period_heads: vec![],
             ledger: PurchaseLedger::default(),
             accrued: 0,
             operators: vec![],
@@ -359,26 +445,127 @@ mod tests {
         }
     }
 
-    #[test]
-    fn live_purchases_get_epochs_from_their_first() {
-        let live = PurchaseTerms::Stream {
-            period: 10,
-            periods: 2,
-        };
-        let p = purchase(live, Some(2), vec![], PurchaseState::AwaitingKeys);
-        assert_eq!(epochs_due(&p, 3, &[0, 1, 2, 3, 4]), vec![2, 3]);
-        let p = purchase(live, Some(2), vec![2], PurchaseState::Active);
-        assert_eq!(epochs_due(&p, 3, &[0, 1, 2, 3]), vec![3]);
-        let p = purchase(live, Some(2), vec![2], PurchaseState::Settled);
-        assert!(epochs_due(&p, 3, &[0, 1, 2, 3]).is_empty());
+    /// Epochs `0..` with the given first sequences and opening blocks.
+    fn records(epochs: &[(Option<Sequence>, Option<BlockNumber>)]) -> Vec<EpochRecord> {
+        epochs
+            .iter()
+            .enumerate()
+            .map(|(epoch, (first_sequence, opened_at))| EpochRecord {
+                epoch: epoch as EpochIndex,
+                first_sequence: *first_sequence,
+                opened_at: *opened_at,
+            })
+            .collect()
+    }
+
+    const LIVE: PurchaseTerms<BlockNumber> = PurchaseTerms::Stream {
+        period: 10,
+        periods: 2,
+    };
+
+    fn batch(first: Sequence, last: Sequence) -> PurchaseTerms<BlockNumber> {
+        PurchaseTerms::Batch { first, last }
     }
 
     #[test]
-    fn batch_purchases_get_every_known_epoch() {
-        let batch = PurchaseTerms::Batch { first: 0, last: 9 };
-        let p = purchase(batch, None, vec![1], PurchaseState::Active);
-        assert_eq!(epochs_due(&p, 2, &[0, 1, 2]), vec![0, 2]);
-        let p = purchase(batch, None, vec![], PurchaseState::Refunded);
-        assert!(epochs_due(&p, 2, &[0]).is_empty());
+    fn stream_purchases_get_epochs_from_their_first_until_access_ends() {
+        // Epochs 3 and 4 opened at blocks 50 and 120; access ends at block 100.
+        let known = records(&[
+            (Some(0), None),
+            (Some(10), Some(20)),
+            (Some(20), Some(30)),
+            (Some(30), Some(50)),
+            (Some(40), Some(120)),
+        ]);
+        let p = purchase(LIVE, Some(2), vec![], PurchaseState::AwaitingKeys);
+        assert_eq!(epochs_due(&p, 3, &known, 60), vec![2, 3]);
+        // The epoch opened after the access ended is never due, even when it is current.
+        assert_eq!(epochs_due(&p, 4, &known, 130), vec![2, 3]);
+        let p = purchase(LIVE, Some(2), vec![2], PurchaseState::Active);
+        assert_eq!(epochs_due(&p, 4, &known, 130), vec![3]);
+        let p = purchase(LIVE, Some(2), vec![2, 3], PurchaseState::Active);
+        assert!(epochs_due(&p, 4, &known, 130).is_empty());
+        // Opened exactly at the end of access: not due.
+        let at_end = records(&[(Some(0), None), (Some(5), Some(100))]);
+        let p = purchase(LIVE, Some(0), vec![0], PurchaseState::Active);
+        assert!(epochs_due(&p, 1, &at_end, 100).is_empty());
+        // Closed purchases get nothing.
+        let p = purchase(LIVE, Some(2), vec![2], PurchaseState::Settled);
+        assert!(epochs_due(&p, 3, &known, 60).is_empty());
+    }
+
+    #[test]
+    fn stream_epochs_without_an_opening_block_are_dated_now() {
+        let known = records(&[(None, None), (None, None)]);
+        let p = purchase(LIVE, Some(0), vec![0], PurchaseState::Active);
+        // Seen while the access lasts: due.
+        assert_eq!(epochs_due(&p, 1, &known, 99), vec![1]);
+        // First seen after the access ended: not due.
+        assert!(epochs_due(&p, 1, &known, 100).is_empty());
+        // The purchase's first epoch is due whenever it is seen.
+        let p = purchase(LIVE, Some(1), vec![], PurchaseState::AwaitingKeys);
+        assert_eq!(epochs_due(&p, 1, &known, 500), vec![1]);
+    }
+
+    #[test]
+    fn batch_purchases_get_only_the_epochs_covering_their_window() {
+        // Epoch 0: 0..=99, 1: 100..=199, 2: 200..=299, 3: 300.. (current).
+        let known = records(&[
+            (Some(0), None),
+            (Some(100), Some(20)),
+            (Some(200), Some(30)),
+            (Some(300), Some(40)),
+        ]);
+        let due = |first, last, delivered: Vec<EpochIndex>| {
+            let p = purchase(batch(first, last), None, delivered, PurchaseState::Active);
+            epochs_due(&p, 3, &known, 60)
+        };
+        assert_eq!(due(0, 99, vec![]), vec![0]);
+        assert_eq!(due(100, 199, vec![]), vec![1]);
+        assert_eq!(due(150, 250, vec![]), vec![1, 2]);
+        assert_eq!(due(99, 100, vec![]), vec![0, 1]);
+        assert_eq!(due(250, 1_000, vec![]), vec![2, 3]);
+        assert_eq!(due(0, u64::MAX, vec![1]), vec![0, 2, 3]);
+        // Not the current epoch's keys for a window of older data, whatever its opening.
+        assert_eq!(due(0, 50, vec![0]), Vec::<EpochIndex>::new());
+        // Epochs after the current one are never due.
+        let p = purchase(batch(0, u64::MAX), None, vec![], PurchaseState::Active);
+        assert_eq!(epochs_due(&p, 1, &known, 60), vec![0, 1]);
+        // A batch is not bound by opening blocks: its window is recorded data.
+        let p = purchase(batch(300, 310), None, vec![], PurchaseState::AwaitingKeys);
+        assert_eq!(epochs_due(&p, 3, &known, 500), vec![3]);
+        let p = purchase(batch(0, 9), None, vec![], PurchaseState::Refunded);
+        assert!(epochs_due(&p, 3, &known, 60).is_empty());
+    }
+
+    #[test]
+    fn batch_ranges_with_unrecorded_starts() {
+        // Epoch 1 was published without a record.
+        let known = records(&[(Some(0), None), (None, None), (Some(200), None)]);
+        let due = |first, last, current| {
+            let p = purchase(batch(first, last), None, vec![], PurchaseState::Active);
+            epochs_due(&p, current, &known, 60)
+        };
+        // Epoch 1 may hold anything between the neighbouring records.
+        assert_eq!(due(0, 10, 2), vec![0, 1]);
+        assert_eq!(due(150, 160, 2), vec![0, 1]);
+        assert_eq!(due(200, 210, 2), vec![2]);
+        let mut later = known.clone();
+        later.push(EpochRecord {
+            epoch: 3,
+            first_sequence: None,
+            opened_at: None,
+        });
+        let p = purchase(batch(250, 260), None, vec![], PurchaseState::Active);
+        // Epoch 3 holds nothing yet.
+        assert_eq!(epochs_due(&p, 3, &later, 60), vec![2]);
+        // An epoch rotated over before anything was published under it covers nothing.
+        let empty = records(&[(Some(0), None), (Some(50), None), (Some(50), None)]);
+        let p = purchase(batch(0, 100), None, vec![], PurchaseState::Active);
+        assert_eq!(epochs_due(&p, 2, &empty, 60), vec![0, 2]);
+        // A keystore that records no start (older files) gives every epoch up to the current.
+        let legacy = records(&[(None, None), (None, None), (None, None)]);
+        let p = purchase(batch(5, 6), None, vec![1], PurchaseState::Active);
+        assert_eq!(epochs_due(&p, 2, &legacy, 60), vec![0, 2]);
     }
 }

@@ -118,7 +118,7 @@ broker_url = "{broker_url}"
 http_url = "{http_url}"
 price_per_mb = "{OPERATOR_PRICE_PER_MB}"
 [serving]
-ahead_segments = 64
+receipt_window = 32
 [claims]
 interval_secs = 2
 batch = 16
@@ -371,10 +371,11 @@ impl Trader {
 }
 
 /// Publishes `payloads` to the stream's assigned operators as epoch `epoch` from sequence
-/// `first`, waiting (up to 60 s) until the operators know the stream, then until every
-/// segment is acknowledged. Returns the operators the stream is assigned to.
+/// `first` (recorded in the seller's keystore as the epoch's start), waiting (up to 60 s)
+/// until the operators know the stream, then until every segment is acknowledged. Returns the
+/// operators the stream is assigned to.
 pub async fn publish(
-    seller: &Trader,
+    seller: &mut Trader,
     stream: StreamId,
     epoch: EpochIndex,
     first: Sequence,
@@ -386,8 +387,11 @@ pub async fn publish(
         .context("the seller's keystore has no keys for this epoch")?;
     let endpoints = seller.chain.stream_endpoints(&stream).await?;
     let expiry = seller.chain.finalized_number().await? + 10_000;
+    seller.keystore.record_epoch_start(&stream, epoch, first);
+    seller.keystore.save()?;
     let mut publisher = connect_publisher(
         seller.chain.account(),
+        seller.chain.genesis(),
         stream,
         epoch,
         keys,
@@ -406,11 +410,12 @@ pub async fn publish(
 }
 
 /// Connects a publisher of `stream`/`epoch` from sequence `first` to every one of
-/// `endpoints`, retrying (the operators learn of a new stream from finalized blocks) until all
-/// accept uploads or `timeout` passes.
+/// `endpoints`, with upload tokens signed for the chain `genesis`, retrying (the operators
+/// learn of a new stream from finalized blocks) until all accept uploads or `timeout` passes.
 #[allow(clippy::too_many_arguments)]
 pub async fn connect_publisher(
     seller: &Account,
+    genesis: H256,
     stream: StreamId,
     epoch: EpochIndex,
     keys: EpochKeys,
@@ -423,6 +428,7 @@ pub async fn connect_publisher(
     loop {
         let accepted = match StreamPublisher::connect(
             seller,
+            genesis,
             stream,
             epoch,
             keys.clone(),

@@ -266,6 +266,12 @@ pub struct PurchaseView<AccountId, Balance, BlockNumber> {
     pub next_settlement: Option<BlockNumber>,
     /// Highest sequence number the buyer acknowledged to any operator.
     pub delivered_up_to: Option<Sequence>,
+    /// Streams: the attested stream head at purchase time, the first sequence the purchase
+    /// pays for and is served from. `None` for a batch.
+    pub start_head: Option<Sequence>,
+    /// Streams: the attested heads recorded at the boundaries of the periods not yet
+    /// settled, from the start of period `settled_periods` on.
+    pub period_heads: Vec<Sequence>,
     /// Where the money went so far.
     pub ledger: PurchaseLedger<Balance>,
     /// Operators' pay accrued in the current period, not yet paid.

@@ -17,6 +17,16 @@ pub type BlockNumber = u32;
 pub mod traits;
 pub use traits::*;
 
+/// A chain's genesis hash as the [`sp_core::H256`] every off-chain signature is bound to,
+/// from the bytes of a runtime's `Hash` (32 bytes; shorter input is zero-padded, longer
+/// truncated).
+pub fn genesis_h256(hash: &[u8]) -> sp_core::H256 {
+    let mut bytes = [0u8; 32];
+    let n = hash.len().min(32);
+    bytes[..n].copy_from_slice(&hash[..n]);
+    sp_core::H256(bytes)
+}
+
 pub mod api_identity;
 
 pub mod api_escrow;

@@ -12,9 +12,10 @@
 //!   signature against the buyer's key and the purchase on chain.
 //!
 //! Both are plain SCALE structs. The signed message is the SCALE encoding of
-//! `(domain, payload)`, where the domain is a fixed, length-prefixed tag per token type
-//! ([`UPLOAD_TOKEN_DOMAIN`], [`ACCESS_REQUEST_DOMAIN`]), so a signature made for one kind of
-//! token (or for a transaction) never verifies as another.
+//! `(domain, genesis, payload)`, where the domain is a fixed, length-prefixed tag per token
+//! type ([`UPLOAD_TOKEN_DOMAIN`], [`ACCESS_REQUEST_DOMAIN`]), so a signature made for one kind
+//! of token (or for a transaction) never verifies as another, and `genesis` is the chain's
+//! genesis hash, so a token signed for one network is refused on every other.
 //!
 //! Replay protection is the verifier's job, because no transaction records the use of a
 //! token: the operator keeps the highest nonce it accepted per signer and context (stream
@@ -29,27 +30,30 @@
 //! let seller = sr25519::Pair::from_seed(&[1; 32]);
 //! let operator = sp_runtime::AccountId32::new([2; 32]);
 //! let token = UploadToken { stream: H256::repeat_byte(7), operator: operator.clone(), epoch: 0, expiry: 100u32, nonce: 1 };
-//! let signed = Signed::sign(token, &seller);
+//! let genesis = H256::repeat_byte(1);
+//! let signed = Signed::sign(token, &seller, &genesis);
 //!
 //! // The operator checks signature, addressee, expiry and nonce…
-//! assert_eq!(signed.check(&seller.public(), &operator, 50, Some(0)), Ok(()));
-//! // …and refuses the same token a second time.
-//! assert_eq!(signed.check(&seller.public(), &operator, 50, Some(1)), Err(TokenError::Replayed));
+//! assert_eq!(signed.check(&seller.public(), &operator, 50, Some(0), &genesis), Ok(()));
+//! // …refuses the same token a second time…
+//! assert_eq!(signed.check(&seller.public(), &operator, 50, Some(1), &genesis), Err(TokenError::Replayed));
+//! // …and on any other network.
+//! assert_eq!(signed.check(&seller.public(), &operator, 50, Some(0), &H256::repeat_byte(2)), Err(TokenError::BadSignature));
 //! # }
 //! ```
 
 use alloc::vec::Vec;
 use codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use scale_info::TypeInfo;
-use sp_core::sr25519;
+use sp_core::{sr25519, H256};
 use sp_runtime::traits::Verify;
 
 use crate::{EpochIndex, PurchaseId, StreamId};
 
 /// Domain tag of [`UploadToken`] signatures.
-pub const UPLOAD_TOKEN_DOMAIN: &[u8] = b"fastdata/upload-token/v1";
+pub const UPLOAD_TOKEN_DOMAIN: &[u8] = b"fastdata/upload-token/v2";
 /// Domain tag of [`AccessRequest`] signatures.
-pub const ACCESS_REQUEST_DOMAIN: &[u8] = b"fastdata/access-request/v1";
+pub const ACCESS_REQUEST_DOMAIN: &[u8] = b"fastdata/access-request/v2";
 
 /// A token payload that is signed under its own domain tag.
 pub trait TokenPayload: Encode {
@@ -185,24 +189,28 @@ pub enum TokenError {
     UnknownEpoch,
 }
 
-/// The message that is signed for `payload`: SCALE encoding of `(domain, payload)`.
-pub fn signing_message<P: TokenPayload>(payload: &P) -> Vec<u8> {
-    (P::DOMAIN, payload).encode()
+/// The message that is signed for `payload` on the chain with genesis hash `genesis`: SCALE
+/// encoding of `(domain, genesis, payload)`.
+pub fn signing_message<P: TokenPayload>(payload: &P, genesis: &H256) -> Vec<u8> {
+    (P::DOMAIN, genesis, payload).encode()
 }
 
 impl<Payload> Signed<Payload> {
-    /// `true` if the signature verifies against `signer` for this payload under its domain.
-    pub fn verify(&self, signer: &sr25519::Public) -> bool
+    /// `true` if the signature verifies against `signer` for this payload under its domain,
+    /// on the chain `genesis`.
+    pub fn verify(&self, signer: &sr25519::Public, genesis: &H256) -> bool
     where
         Payload: TokenPayload,
     {
-        let message = signing_message(&self.payload);
+        let message = signing_message(&self.payload, genesis);
         self.signature.verify(message.as_slice(), signer)
     }
 
     /// Full off-chain check of a presented token: signature by `signer`, addressed to
     /// `operator` (the verifier itself), not expired at block `now`, and nonce strictly above
-    /// `last_nonce` (the highest nonce the verifier accepted before in this context, if any).
+    /// `last_nonce` (the highest nonce the verifier accepted before in this context, if any),
+    /// all on the chain with genesis hash `genesis` (a token from another network is a
+    /// [`TokenError::BadSignature`]).
     ///
     /// The chain-state facts (stream, assignment, purchase) are checked separately.
     pub fn check(
@@ -211,11 +219,12 @@ impl<Payload> Signed<Payload> {
         operator: &Payload::AccountId,
         now: Payload::BlockNumber,
         last_nonce: Option<u64>,
+        genesis: &H256,
     ) -> Result<(), TokenError>
     where
         Payload: TokenPayload,
     {
-        if !self.verify(signer) {
+        if !self.verify(signer, genesis) {
             return Err(TokenError::BadSignature);
         }
         if self.payload.operator() != operator {
@@ -233,14 +242,14 @@ impl<Payload> Signed<Payload> {
 
 #[cfg(feature = "std")]
 impl<Payload> Signed<Payload> {
-    /// Signs `payload` with `pair` under the payload's domain (off-chain helper for the SDK,
-    /// the seller's publisher and tests).
-    pub fn sign(payload: Payload, pair: &sr25519::Pair) -> Self
+    /// Signs `payload` with `pair` under the payload's domain for the chain `genesis`
+    /// (off-chain helper for the SDK, the seller's publisher and tests).
+    pub fn sign(payload: Payload, pair: &sr25519::Pair, genesis: &H256) -> Self
     where
         Payload: TokenPayload,
     {
         use sp_core::Pair as _;
-        let signature = pair.sign(&signing_message(&payload));
+        let signature = pair.sign(&signing_message(&payload, genesis));
         Self { payload, signature }
     }
 }
@@ -253,6 +262,8 @@ mod tests {
 
     type Token = UploadToken<AccountId32, u32>;
     type Request = AccessRequest<AccountId32, u32>;
+
+    const G: H256 = H256::repeat_byte(0x47);
 
     fn seller() -> sr25519::Pair {
         sr25519::Pair::from_seed(&[1; 32])
@@ -283,31 +294,31 @@ mod tests {
 
     #[test]
     fn valid_upload_token_passes() {
-        let signed = Signed::sign(token(), &seller());
-        assert!(signed.verify(&seller().public()));
+        let signed = Signed::sign(token(), &seller(), &G);
+        assert!(signed.verify(&seller().public(), &G));
         assert_eq!(
-            signed.check(&seller().public(), &operator(), 100, Some(4)),
+            signed.check(&seller().public(), &operator(), 100, Some(4), &G),
             Ok(())
         );
         assert_eq!(
-            signed.check(&seller().public(), &operator(), 0, None),
+            signed.check(&seller().public(), &operator(), 0, None, &G),
             Ok(())
         );
     }
 
     #[test]
     fn upload_token_from_wrong_signer_is_rejected() {
-        let signed = Signed::sign(token(), &other());
-        assert!(!signed.verify(&seller().public()));
+        let signed = Signed::sign(token(), &other(), &G);
+        assert!(!signed.verify(&seller().public(), &G));
         assert_eq!(
-            signed.check(&seller().public(), &operator(), 1, None),
+            signed.check(&seller().public(), &operator(), 1, None, &G),
             Err(TokenError::BadSignature)
         );
     }
 
     #[test]
     fn tampered_upload_token_is_rejected() {
-        let signed = Signed::sign(token(), &seller());
+        let signed = Signed::sign(token(), &seller(), &G);
         let tamperings: [fn(&mut Token); 5] = [
             |t| t.stream = H256::repeat_byte(8),
             |t| t.operator = AccountId32::new([3; 32]),
@@ -318,13 +329,14 @@ mod tests {
         for tamper in tamperings {
             let mut forged = signed.clone();
             tamper(&mut forged.payload);
-            assert!(!forged.verify(&seller().public()));
+            assert!(!forged.verify(&seller().public(), &G));
             assert_eq!(
                 forged.check(
                     &seller().public(),
                     &forged.payload.operator.clone(),
                     1,
-                    None
+                    None,
+                    &G
                 ),
                 Err(TokenError::BadSignature)
             );
@@ -332,74 +344,87 @@ mod tests {
     }
 
     #[test]
+    fn tokens_are_bound_to_the_chain() {
+        let other_chain = H256::repeat_byte(0x48);
+        let token = Signed::sign(token(), &seller(), &G);
+        assert_eq!(
+            token.check(&seller().public(), &operator(), 1, None, &other_chain),
+            Err(TokenError::BadSignature)
+        );
+        let request = Signed::sign(request(), &seller(), &G);
+        assert!(request.verify(&seller().public(), &G));
+        assert!(!request.verify(&seller().public(), &other_chain));
+    }
+
+    #[test]
     fn signature_from_another_domain_is_rejected() {
         let pair = seller();
         let payload = token();
         // Same payload, signed under the access-request domain.
-        let wrong_domain = pair.sign(&(ACCESS_REQUEST_DOMAIN, &payload).encode());
+        let wrong_domain = pair.sign(&(ACCESS_REQUEST_DOMAIN, &G, &payload).encode());
         let signed = Signed {
             payload: payload.clone(),
             signature: wrong_domain,
         };
-        assert!(!signed.verify(&pair.public()));
+        assert!(!signed.verify(&pair.public(), &G));
         // Signed without any domain tag at all.
         let bare = Signed {
             payload: payload.clone(),
             signature: pair.sign(&payload.encode()),
         };
-        assert!(!bare.verify(&pair.public()));
+        assert!(!bare.verify(&pair.public(), &G));
         // The domains differ, so the messages differ.
         assert_ne!(UPLOAD_TOKEN_DOMAIN, ACCESS_REQUEST_DOMAIN);
     }
 
     #[test]
     fn upload_token_for_another_operator_is_rejected() {
-        let signed = Signed::sign(token(), &seller());
+        let signed = Signed::sign(token(), &seller(), &G);
         let me = AccountId32::new([3; 32]);
         assert_eq!(
-            signed.check(&seller().public(), &me, 1, None),
+            signed.check(&seller().public(), &me, 1, None, &G),
             Err(TokenError::WrongOperator)
         );
     }
 
     #[test]
     fn expired_upload_token_is_rejected() {
-        let signed = Signed::sign(token(), &seller());
+        let signed = Signed::sign(token(), &seller(), &G);
         assert_eq!(
-            signed.check(&seller().public(), &operator(), 100, None),
+            signed.check(&seller().public(), &operator(), 100, None, &G),
             Ok(())
         );
         assert_eq!(
-            signed.check(&seller().public(), &operator(), 101, None),
+            signed.check(&seller().public(), &operator(), 101, None, &G),
             Err(TokenError::Expired)
         );
     }
 
     #[test]
     fn replayed_nonce_is_rejected() {
-        let signed = Signed::sign(token(), &seller());
+        let signed = Signed::sign(token(), &seller(), &G);
         assert_eq!(
-            signed.check(&seller().public(), &operator(), 1, Some(5)),
+            signed.check(&seller().public(), &operator(), 1, Some(5), &G),
             Err(TokenError::Replayed)
         );
         assert_eq!(
-            signed.check(&seller().public(), &operator(), 1, Some(6)),
+            signed.check(&seller().public(), &operator(), 1, Some(6), &G),
             Err(TokenError::Replayed)
         );
         assert_eq!(
-            signed.check(&seller().public(), &operator(), 1, Some(4)),
+            signed.check(&seller().public(), &operator(), 1, Some(4), &G),
             Ok(())
         );
     }
 
     #[test]
     fn signed_token_roundtrips_through_scale() {
-        let signed = Signed::sign(token(), &seller());
+        let signed = Signed::sign(token(), &seller(), &G);
         let bytes = signed.encode();
         let decoded =
             SignedUploadToken::<AccountId32, u32>::decode(&mut &bytes[..]).expect("valid encoding");
         assert_eq!(decoded, signed);
-        assert!(decoded.verify(&seller().public()));
+        assert!(decoded.verify(&seller().public(), &G));
         // Truncated input is an error, not a panic.
         assert!(
             SignedUploadToken::<AccountId32, u32>::decode(&mut &bytes[..bytes.len() - 1]).is_err()
@@ -409,9 +434,9 @@ mod tests {
     #[test]
     fn valid_access_request_passes() {
         let buyer = other();
-        let signed = Signed::sign(request(), &buyer);
+        let signed = Signed::sign(request(), &buyer, &G);
         assert_eq!(
-            signed.check(&buyer.public(), &operator(), 99, Some(1)),
+            signed.check(&buyer.public(), &operator(), 99, Some(1), &G),
             Ok(())
         );
     }
@@ -419,39 +444,39 @@ mod tests {
     #[test]
     fn access_request_checks_signer_fields_domain_operator_expiry_and_nonce() {
         let buyer = other();
-        let signed = Signed::sign(request(), &buyer);
+        let signed = Signed::sign(request(), &buyer, &G);
         // Wrong signer.
         assert_eq!(
-            signed.check(&seller().public(), &operator(), 1, None),
+            signed.check(&seller().public(), &operator(), 1, None, &G),
             Err(TokenError::BadSignature)
         );
         // Tampered purchase.
         let mut forged = signed.clone();
         forged.payload.purchase = 43;
         assert_eq!(
-            forged.check(&buyer.public(), &operator(), 1, None),
+            forged.check(&buyer.public(), &operator(), 1, None, &G),
             Err(TokenError::BadSignature)
         );
         // Wrong domain: an upload-token signature over the same bytes.
         let wrong = Signed {
             payload: request(),
-            signature: buyer.sign(&(UPLOAD_TOKEN_DOMAIN, request()).encode()),
+            signature: buyer.sign(&(UPLOAD_TOKEN_DOMAIN, &G, request()).encode()),
         };
         assert_eq!(
-            wrong.check(&buyer.public(), &operator(), 1, None),
+            wrong.check(&buyer.public(), &operator(), 1, None, &G),
             Err(TokenError::BadSignature)
         );
         // Operator, expiry, replay.
         assert_eq!(
-            signed.check(&buyer.public(), &AccountId32::new([3; 32]), 1, None),
+            signed.check(&buyer.public(), &AccountId32::new([3; 32]), 1, None, &G),
             Err(TokenError::WrongOperator)
         );
         assert_eq!(
-            signed.check(&buyer.public(), &operator(), 101, None),
+            signed.check(&buyer.public(), &operator(), 101, None, &G),
             Err(TokenError::Expired)
         );
         assert_eq!(
-            signed.check(&buyer.public(), &operator(), 1, Some(5)),
+            signed.check(&buyer.public(), &operator(), 1, Some(5), &G),
             Err(TokenError::Replayed)
         );
     }

@@ -153,4 +153,9 @@ pub trait OperatorProvider<AccountId, Balance> {
     fn assigned(stream: &StreamId) -> Vec<AccountId>;
     /// Forgets the assignment of a closed stream.
     fn release(stream: &StreamId);
+    /// The attested head of `stream`: the number of segments published so far (sequences
+    /// `0..head`), as the lower median of the latest attestations of the operators assigned
+    /// to it, an operator that has not attested counting as 0. Monotone while the
+    /// assignment is unchanged; 0 for a stream nobody attested.
+    fn stream_head(stream: &StreamId) -> Sequence;
 }

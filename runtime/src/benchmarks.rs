@@ -142,7 +142,9 @@ impl pallet_trust::BenchmarkHelper<AccountId, Balance, BlockNumber> for Helper {
             key_deposits: Zero::zero(),
             settled_periods: 1,
             delivered_up_to: None,
-            period_delivered: false,
+            start_head: None,
+            heads: BoundedVec::new(),
+            operator_prices: BoundedVec::new(),
             operators: 0,
             accrued: Zero::zero(),
             ledger: PurchaseLedger {
@@ -252,6 +254,17 @@ impl pallet_escrow::BenchmarkHelper<Runtime> for Helper {
             "register the stream",
         );
         if let Some(stream) = pallet_offers::Offers::<Runtime>::get(id).and_then(|o| o.stream) {
+            let assigned = pallet_operators::Assignments::<Runtime>::get(stream)
+                .map(|a| a.into_inner())
+                .unwrap_or_default();
+            let heads = assigned
+                .into_iter()
+                .map(|who| (who, u64::MAX))
+                .collect::<Vec<_>>();
+            pallet_operators::StreamHeads::<Runtime>::insert(
+                stream,
+                BoundedVec::truncate_from(heads),
+            );
             for epoch in 1..=epochs {
                 let commitment = H256(sp_io::hashing::blake2_256(&epoch.to_le_bytes()));
                 pallet_offers::EpochCommitments::<Runtime>::insert(stream, epoch, commitment);
@@ -278,6 +291,13 @@ impl pallet_escrow::BenchmarkHelper<Runtime> for Helper {
                 let _ = assigned.try_push(operator.clone());
             }
             pallet_operators::StreamsOf::<Runtime>::insert(operator, stream, ());
+        });
+        pallet_operators::StreamHeads::<Runtime>::mutate(stream, |heads| {
+            heads.retain(|(who, _)| who != operator);
+            if heads.try_push((operator.clone(), u64::MAX)).is_err() {
+                heads.remove(0);
+                let _ = heads.try_push((operator.clone(), u64::MAX));
+            }
         });
     }
 }

@@ -4,21 +4,25 @@
 //! |---|---|---|
 //! | `GET /health` | anyone | `{"status":"ok"|"unavailable","tasks":[{"name","state",…}]}`: each supervised task's state (`starting`, `running`, `restarting` with `attempt` and `last_error`, `failed` with `error`, `stopped`) and `restarts`; HTTP 503 unless every task is running |
 //! | `GET /metrics` | Prometheus | text exposition |
-//! | `POST /v1/broker/session` | seller, buyer | `{"upload_token":"0x…"}` or `{"access_request":"0x…"}` (hex SCALE) → broker credentials `{"username","password","topic","access"}` |
+//! | `GET /v1/terms` | anyone | `{"operator","genesis","receipt_window"}`: this operator (SS58), the genesis hash every signature must be made for, and the receipt window W |
+//! | `POST /v1/broker/session` | seller, buyer | `{"upload_token":"0x…"}` or `{"access_request":"0x…"}` (hex SCALE) → broker credentials `{"username","password","topic","access","receipt_window"}`; stream purchases only, and not while the receipt window is used up |
 //! | `GET /v1/purchases/{id}/segments?from=&to=` | buyer | header `x-fastdata-access: 0x…` (hex SCALE signed access request for `id`) → segment frames |
 //! | `POST /v1/receipts` | buyer | SCALE `(Receipt, Signature)`, raw or `0x`-hex → the accepted receipt |
 //! | `GET /v1/replica/streams/{hex}/segments?from=&to=` | operators | header `x-fastdata-replica` → segment frames |
 //!
 //! Segment frames (`application/vnd.fastdata.segments`): a sequence of `u32` big-endian length
 //! followed by that many bytes of envelope, in increasing sequence order. A buyer download
-//! stops at most `serving.ahead_segments` past the buyer's last receipt for the purchase;
-//! the response headers `x-fastdata-served-to` (upper bound of the range sent) and
-//! `x-fastdata-window-end` (highest sequence the current receipt allows) tell the client
-//! when to post a new receipt.
+//! covers only what the purchase bought (a batch's `first..=last`; a stream's sequences from
+//! its `start_head` on) and stops at most the receipt window W (`serving.receipt_window`) past
+//! the buyer's last receipt for the purchase ([`crate::receipts::window_end`], the rule live
+//! subscribers are held to as well); the response headers `x-fastdata-served-to` (upper bound
+//! of the range sent) and `x-fastdata-window-end` (highest sequence the current receipt
+//! allows) tell the client when to post a new receipt. A receipt beyond what was served
+//! (batch) or stored (stream) is refused with 422 `beyond_served`.
 //!
 //! Errors are JSON `{"error": "<code>", "message": "<what to do>"}` with a 4xx/5xx status.
 
-use std::{collections::HashMap, sync::Arc, sync::Mutex};
+use std::sync::Arc;
 
 use axum::{
     body::{Body, Bytes},
@@ -37,7 +41,7 @@ use sp_core::H256;
 
 use crate::{
     auth::{decode_hex_scale, public_key, AccessRequest, Authorizer, Refusal, UploadToken},
-    chain::{ChainView, PurchaseInfo},
+    chain::ChainView,
     gate::{BrokerGate, GateError},
     metrics::Metrics,
     receipts::{ReceiptBook, ReceiptError},
@@ -56,6 +60,10 @@ pub const FRAMES_CONTENT_TYPE: &str = "application/vnd.fastdata.segments";
 const MAX_SMALL_BODY: usize = 8 * 1024;
 /// Segments read from the store per step of a streamed download.
 const READ_CHUNK: usize = 256;
+/// Header: upper bound of the range a download covered.
+pub const SERVED_TO_HEADER: &str = "x-fastdata-served-to";
+/// Header: highest sequence the buyer's current receipt allows.
+pub const WINDOW_END_HEADER: &str = "x-fastdata-window-end";
 
 /// The download framing lives with the envelope format, shared with the SDK.
 pub use fastdata_primitives::envelope::{decode_frames, encode_frame};
@@ -76,17 +84,12 @@ pub struct Node {
     pub gate: Arc<dyn BrokerGate>,
     /// Receipts.
     pub receipts: Arc<ReceiptBook>,
-    /// Serving window past the last receipt.
-    pub ahead: u64,
     /// The supervised tasks' states (`GET /health`).
     pub health: Health,
-    /// First sequence each live purchase is entitled to (cached).
-    entitlement: Mutex<HashMap<PurchaseId, Sequence>>,
 }
 
 impl Node {
-    /// Handler state.
-    #[allow(clippy::too_many_arguments)]
+    /// Handler state; the receipt window and genesis hash are `auth`'s.
     pub fn new(
         me: AccountId,
         auth: Arc<Authorizer>,
@@ -95,7 +98,6 @@ impl Node {
         metrics: Arc<Metrics>,
         gate: Arc<dyn BrokerGate>,
         receipts: Arc<ReceiptBook>,
-        ahead: u64,
     ) -> Self {
         Self {
             me,
@@ -105,9 +107,7 @@ impl Node {
             metrics,
             gate,
             receipts,
-            ahead,
             health: Health::default(),
-            entitlement: Mutex::new(HashMap::new()),
         }
     }
 
@@ -188,6 +188,7 @@ impl From<ReceiptError> for ApiError {
             ReceiptError::Malformed(_) => StatusCode::BAD_REQUEST,
             ReceiptError::BadSignature => StatusCode::UNAUTHORIZED,
             ReceiptError::UnknownPurchase(_) => StatusCode::NOT_FOUND,
+            ReceiptError::BeyondServed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ReceiptError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::CONFLICT,
         };
@@ -208,6 +209,7 @@ pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/v1/terms", get(terms))
         .route("/v1/broker/session", post(broker_session))
         .route("/v1/purchases/{id}/segments", get(purchase_segments))
         .route("/v1/receipts", post(post_receipt))
@@ -241,6 +243,15 @@ async fn metrics(State(node): State<Arc<Node>>) -> Response {
         .into_response()
 }
 
+async fn terms(State(node): State<Arc<Node>>) -> Response {
+    Json(json!({
+        "operator": sp_core::crypto::Ss58Codec::to_ss58check(&node.me),
+        "genesis": format!("0x{}", hex::encode(node.auth.genesis().as_bytes())),
+        "receipt_window": node.auth.receipt_window(),
+    }))
+    .into_response()
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SessionRequest {
@@ -264,7 +275,7 @@ async fn broker_session(State(node): State<Arc<Node>>, body: Bytes) -> Result<Re
         }
         (None, Some(request)) => {
             let request: AccessRequest = decode_hex_scale("access request", &request)?;
-            blocking(move || auth.admit_access(&request)).await??.0
+            blocking(move || auth.admit_live(&request)).await??.0
         }
         _ => {
             return Err(ApiError::new(
@@ -275,7 +286,11 @@ async fn broker_session(State(node): State<Arc<Node>>, body: Bytes) -> Result<Re
         }
     };
     let credentials = node.gate.grant(&principal).await?;
-    Ok(Json(credentials).into_response())
+    // The receipt-window enforcement looks at the new grant at once.
+    node.store.notify_changed();
+    let mut body = serde_json::to_value(&credentials).map_err(ApiError::internal)?;
+    body["receipt_window"] = json!(node.auth.receipt_window());
+    Ok(Json(body).into_response())
 }
 
 #[derive(Deserialize)]
@@ -297,46 +312,6 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiErr
         })
 }
 
-/// First sequence `purchase` entitles its buyer to, if any is stored yet.
-fn entitlement_start(node: &Node, purchase: &PurchaseInfo) -> Result<Option<Sequence>, ApiError> {
-    if let Some((first, _)) = purchase.sequence_window() {
-        return Ok(Some(first));
-    }
-    if let Some(start) = node
-        .entitlement
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&purchase.id)
-    {
-        return Ok(Some(*start));
-    }
-    let mut from = 0;
-    loop {
-        let chunk = node
-            .store
-            .segments(&purchase.stream, from, Sequence::MAX, READ_CHUNK)
-            .map_err(ApiError::internal)?;
-        let Some(last) = chunk.last().map(|s| s.sequence) else {
-            return Ok(None);
-        };
-        for segment in &chunk {
-            if envelope::parse_header(&segment.envelope)
-                .is_ok_and(|h| purchase.covers_epoch(h.epoch))
-            {
-                node.entitlement
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(purchase.id, segment.sequence);
-                return Ok(Some(segment.sequence));
-            }
-        }
-        if last == Sequence::MAX {
-            return Ok(None);
-        }
-        from = last + 1;
-    }
-}
-
 async fn purchase_segments(
     State(node): State<Arc<Node>>,
     Path(id): Path<PurchaseId>,
@@ -355,21 +330,10 @@ async fn purchase_segments(
     let auth = node.auth.clone();
     let (_, purchase) = blocking(move || auth.admit_access(&request)).await??;
 
-    let n = node.clone();
-    let p = purchase.clone();
-    let start = blocking(move || entitlement_start(&n, &p)).await??;
-    let n = node.clone();
-    let latest = blocking(move || n.receipts.latest(id))
-        .await?
-        .map_err(ApiError::internal)?;
-    let Some(start) = start else {
+    // What the purchase bought, from its start, at most W past its last receipt.
+    let (auth, p) = (node.auth.clone(), purchase.clone());
+    let Some((start, window_end)) = blocking(move || auth.window(&p)).await?? else {
         return Ok(frames_response(Body::empty(), None, None));
-    };
-    // At most `ahead` segments past the last receipt; before any receipt, the first `ahead`
-    // segments of the entitlement.
-    let window_end = match latest {
-        Some((receipt, _)) => receipt.up_to_sequence.saturating_add(node.ahead),
-        None => start.saturating_add(node.ahead.saturating_sub(1)),
     };
     let (window_first, window_last) = purchase.sequence_window().unwrap_or((0, Sequence::MAX));
     let from = range.from.unwrap_or(start).max(start).max(window_first);
@@ -390,13 +354,34 @@ async fn purchase_segments(
             if done || next > to {
                 return None;
             }
-            let store = node.store.clone();
+            let (store, p) = (node.store.clone(), purchase.clone());
             let read = tokio::task::spawn_blocking(move || {
-                store.segments(&stream_id, next, to, READ_CHUNK)
+                let chunk = store.segments(&stream_id, next, to, READ_CHUNK)?;
+                let mut out = Vec::new();
+                let (mut count, mut highest) = (0u64, None);
+                for segment in &chunk {
+                    if envelope::parse_header(&segment.envelope)
+                        .is_ok_and(|h| p.covers_epoch(h.epoch))
+                    {
+                        encode_frame(&mut out, &segment.envelope);
+                        count += 1;
+                        highest = Some(segment.sequence);
+                    }
+                }
+                // Recorded before it is sent: receipts may acknowledge up to here.
+                if let Some(highest) = highest {
+                    store.record_served(p.id, highest)?;
+                }
+                Ok::<_, crate::store::StoreError>((
+                    chunk.last().map(|s| s.sequence),
+                    chunk.len(),
+                    out,
+                    count,
+                ))
             })
             .await;
-            let chunk = match read {
-                Ok(Ok(chunk)) => chunk,
+            let (last, read_len, out, count) = match read {
+                Ok(Ok(read)) => read,
                 Ok(Err(e)) => {
                     return Some((
                         Err(std::io::Error::other(e.to_string())),
@@ -410,20 +395,10 @@ async fn purchase_segments(
                     ))
                 }
             };
-            let last = chunk.last().map(|s| s.sequence)?;
-            let mut out = Vec::new();
-            let mut count = 0u64;
-            for segment in &chunk {
-                if envelope::parse_header(&segment.envelope)
-                    .is_ok_and(|h| purchase.covers_epoch(h.epoch))
-                {
-                    encode_frame(&mut out, &segment.envelope);
-                    count += 1;
-                }
-            }
+            let last = last?;
             node.metrics.segments_served.inc_by(count);
             node.metrics.bytes_served.inc_by(out.len() as u64);
-            let finished = last >= to || chunk.len() < READ_CHUNK;
+            let finished = last >= to || read_len < READ_CHUNK;
             let next = last.saturating_add(1);
             Some((
                 Ok::<_, std::io::Error>(Bytes::from(out)),
@@ -449,10 +424,10 @@ fn frames_response(
         HeaderValue::from_static(FRAMES_CONTENT_TYPE),
     );
     if let Some(to) = served_to {
-        headers.insert("x-fastdata-served-to", HeaderValue::from(to));
+        headers.insert(SERVED_TO_HEADER, HeaderValue::from(to));
     }
     if let Some(end) = window_end {
-        headers.insert("x-fastdata-window-end", HeaderValue::from(end));
+        headers.insert(WINDOW_END_HEADER, HeaderValue::from(end));
     }
     response
 }
@@ -549,7 +524,13 @@ fn check_replica(
     node.store
         .with_nonce(&context, |last| {
             request
-                .check(&public_key(&payload.requester), &node.me, now, last)
+                .check(
+                    &public_key(&payload.requester),
+                    &node.me,
+                    now,
+                    last,
+                    &node.auth.genesis(),
+                )
                 .map(|()| payload.nonce)
         })
         .map_err(|e| Refusal::Storage(e.to_string()))?

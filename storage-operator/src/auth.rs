@@ -11,25 +11,42 @@
 //! - A **buyer** presents a [`SignedAccessRequest`]: the purchase must be known, active, inside
 //!   its access period, of a stream hosted here; signature by the buyer, addressed here,
 //!   unexpired, nonce above the last accepted for the purchase.
+//! - Every signature is checked for the genesis hash of the chain the daemon follows, so a
+//!   token signed for another network is a bad signature here.
+//! - **A purchase grants exactly what it bought** ([`Authorizer::entitlement_start`]): a batch
+//!   its window `first..=last` over HTTP and no live topic; a stream the data from its
+//!   `start_head` (the stream head when it was bought) on.
+//! - **Bounded free data**: past its last receipt a buyer gets at most the receipt window W,
+//!   by the one rule [`crate::receipts::window_end`] for HTTP and live subscribers alike; a
+//!   live subscriber whose window is used up is refused ([`Refusal::ReceiptWindowExhausted`])
+//!   until a receipt moves it.
 //! - Nonces are recorded durably in the same transaction as the check (replays are refused
 //!   across restarts).
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use codec::{Decode, Encode};
 use fastdata_primitives::{
     envelope::{self, SegmentHeader},
     escrow::PurchaseState,
     tokens::{SignedAccessRequest, SignedUploadToken, TokenError},
-    AccountId, BlockNumber, EpochIndex, PurchaseId, StreamId,
+    AccountId, BlockNumber, EpochIndex, PurchaseId, Sequence, StreamId,
 };
 use sp_core::{sr25519, H256};
 
 use crate::{
     chain::{ChainView, PurchaseInfo},
+    config::DEFAULT_RECEIPT_WINDOW,
     metrics::Metrics,
+    receipts::{acknowledged, live_window_open, window_end},
     store::Store,
 };
+
+/// Segments read per step while looking for a purchase's first entitled sequence.
+const SCAN_CHUNK: usize = 256;
 
 /// An upload token as the daemon receives it.
 pub type UploadToken = SignedUploadToken<AccountId, BlockNumber>;
@@ -153,6 +170,21 @@ pub enum Refusal {
     /// The principal may not do this at all.
     #[error("{0} is not permitted for this client")]
     NotPermitted(&'static str),
+    /// A batch purchase has no live topic.
+    #[error("purchase {0} is a batch: it is served over HTTP only (GET /v1/purchases/{0}/segments), with no live subscription")]
+    BatchNotLive(PurchaseId),
+    /// The live subscriber used up its receipt window.
+    #[error("receipt window used up: this operator stored up to sequence {stored}, your receipts allow up to {window_end}; post a receipt (POST /v1/receipts) up to at least {needed} to receive live data again")]
+    ReceiptWindowExhausted {
+        /// The purchase.
+        purchase: PurchaseId,
+        /// Highest sequence the current receipt allows.
+        window_end: Sequence,
+        /// Highest sequence stored here.
+        stored: Sequence,
+        /// Smallest `up_to_sequence` that opens the window again.
+        needed: Sequence,
+    },
     /// A segment failed validation.
     #[error("segment refused: {0}")]
     Segment(SegmentFault),
@@ -223,6 +255,8 @@ impl Refusal {
             Refusal::OutsideAccessPeriod { .. } => "outside_access_period",
             Refusal::WrongTopic(_) => "wrong_topic",
             Refusal::NotPermitted(_) => "not_permitted",
+            Refusal::BatchNotLive(_) => "batch_not_live",
+            Refusal::ReceiptWindowExhausted { .. } => "receipt_window",
             Refusal::Segment(_) => "bad_segment",
             Refusal::UnknownCredentials => "unknown_credentials",
             Refusal::Storage(_) => "storage",
@@ -239,30 +273,55 @@ pub fn public_key(account: &AccountId) -> sr25519::Public {
 /// Makes every authorization decision of the daemon.
 pub struct Authorizer {
     me: AccountId,
+    genesis: H256,
+    window: u64,
     view: Arc<dyn ChainView>,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
+    /// First stored sequence of purchases whose start the chain does not state (cached).
+    scanned_start: Mutex<HashMap<PurchaseId, Sequence>>,
 }
 
 impl Authorizer {
-    /// An authorizer for operator `me`.
+    /// An authorizer for operator `me` on the chain with genesis hash `genesis`, with the
+    /// default receipt window.
     pub fn new(
         me: AccountId,
+        genesis: H256,
         view: Arc<dyn ChainView>,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             me,
+            genesis,
+            window: DEFAULT_RECEIPT_WINDOW,
             view,
             store,
             metrics,
+            scanned_start: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Uses the receipt window `window` (W, at least 1).
+    pub fn with_receipt_window(mut self, window: u64) -> Self {
+        self.window = window.max(1);
+        self
     }
 
     /// This operator's account.
     pub fn me(&self) -> &AccountId {
         &self.me
+    }
+
+    /// The genesis hash signatures are checked for.
+    pub fn genesis(&self) -> H256 {
+        self.genesis
+    }
+
+    /// The receipt window W.
+    pub fn receipt_window(&self) -> u64 {
+        self.window
     }
 
     /// The chain view decisions are made from.
@@ -307,7 +366,7 @@ impl Authorizer {
         self.store
             .with_nonce(&context, |last| {
                 token
-                    .check(&seller, &self.me, now, last)
+                    .check(&seller, &self.me, now, last, &self.genesis)
                     .map(|()| payload.nonce)
             })
             .map_err(|e| Refusal::Storage(e.to_string()))?
@@ -337,7 +396,7 @@ impl Authorizer {
         self.store
             .with_nonce(&context, |last| {
                 request
-                    .check(&buyer, &self.me, now, last)
+                    .check(&buyer, &self.me, now, last, &self.genesis)
                     .map(|()| request.payload.nonce)
             })
             .map_err(|e| Refusal::Storage(e.to_string()))?
@@ -348,6 +407,119 @@ impl Authorizer {
             buyer: purchase.buyer.clone(),
         };
         Ok((principal, purchase))
+    }
+
+    /// Admits a buyer's live subscriber (`POST /v1/broker/session`, VerneMQ `access` logins):
+    /// [`Self::admit_access`], then [`Self::live_allowed`].
+    pub fn admit_live(
+        &self,
+        request: &AccessRequest,
+    ) -> Result<(Principal, PurchaseInfo), Refusal> {
+        let result = self
+            .check_access(request)
+            .and_then(|(principal, purchase)| {
+                self.live_allowed(&purchase)?;
+                Ok((principal, purchase))
+            });
+        self.record("live_access", result)
+    }
+
+    /// The first sequence `purchase` pays for and may be served: a batch's `first`; a
+    /// stream's `start_head` (the stream head when it was bought). For a stream purchase
+    /// whose start the chain view does not state, the first stored segment of an epoch it
+    /// has keys for; `None` while there is none.
+    pub fn entitlement_start(&self, purchase: &PurchaseInfo) -> Result<Option<Sequence>, Refusal> {
+        if let Some((first, _)) = purchase.sequence_window() {
+            return Ok(Some(first));
+        }
+        if let Some(start) = self.view.start_head(purchase.id) {
+            return Ok(Some(start));
+        }
+        let mut cache = self
+            .scanned_start
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(start) = cache.get(&purchase.id) {
+            return Ok(Some(*start));
+        }
+        let mut from = 0;
+        loop {
+            let chunk = self
+                .store
+                .segments(&purchase.stream, from, Sequence::MAX, SCAN_CHUNK)
+                .map_err(|e| Refusal::Storage(e.to_string()))?;
+            let Some(last) = chunk.last().map(|s| s.sequence) else {
+                return Ok(None);
+            };
+            if let Some(found) = chunk.iter().find(|segment| {
+                envelope::parse_header(&segment.envelope)
+                    .is_ok_and(|h| purchase.covers_epoch(h.epoch))
+            }) {
+                cache.insert(purchase.id, found.sequence);
+                return Ok(Some(found.sequence));
+            }
+            if last == Sequence::MAX {
+                return Ok(None);
+            }
+            from = last + 1;
+        }
+    }
+
+    /// `(start, window end)` of `purchase`: its [`Self::entitlement_start`] and the highest
+    /// sequence its last receipt lets it obtain ([`window_end`]); `None` while its start is
+    /// unknown.
+    pub fn window(&self, purchase: &PurchaseInfo) -> Result<Option<(Sequence, Sequence)>, Refusal> {
+        let Some(start) = self.entitlement_start(purchase)? else {
+            return Ok(None);
+        };
+        let acked =
+            acknowledged(&self.store, purchase.id).map_err(|e| Refusal::Storage(e.to_string()))?;
+        Ok(Some((start, window_end(start, acked, self.window))))
+    }
+
+    /// `purchase` may hold a live subscription now: it is a stream purchase (a batch has no
+    /// live topic) and its receipt window is not used up ([`live_window_open`] against the
+    /// head this daemon stores).
+    pub fn live_allowed(&self, purchase: &PurchaseInfo) -> Result<(), Refusal> {
+        if purchase.sequence_window().is_some() {
+            return Err(Refusal::BatchNotLive(purchase.id));
+        }
+        let Some((_, end)) = self.window(purchase)? else {
+            return Ok(());
+        };
+        let stored = self
+            .store
+            .last_sequence(&purchase.stream)
+            .map_err(|e| Refusal::Storage(e.to_string()))?;
+        match stored {
+            Some(stored) if !live_window_open(Some(stored), end) => {
+                Err(Refusal::ReceiptWindowExhausted {
+                    purchase: purchase.id,
+                    window_end: end,
+                    stored,
+                    // The window must end past the stored head: up_to + W > stored.
+                    needed: (stored + 1).saturating_sub(self.window),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the live grant of `purchase` may stay open under the receipt window (`None`
+    /// when local storage failed: keep the grant as it is). A purchase that is not usable at
+    /// all is closed here; chain-driven revocation removes it.
+    pub fn live_window_decision(&self, purchase: PurchaseId) -> Option<bool> {
+        let result = self
+            .usable_purchase(purchase)
+            .and_then(|p| self.live_allowed(&p));
+        match result {
+            Ok(()) => Some(true),
+            Err(Refusal::Storage(e)) => {
+                tracing::warn!(purchase, "receipt window not checked: {e}");
+                None
+            }
+            Err(_) => Some(false),
+        }
     }
 
     /// The purchase, if it entitles its buyer to data from this operator right now.
@@ -378,7 +550,8 @@ impl Authorizer {
     }
 
     /// `principal` is still entitled to what it was admitted for (stream hosted and open for a
-    /// seller, purchase usable for a buyer).
+    /// seller; for a buyer's live subscriber, purchase usable, a stream purchase, receipt
+    /// window not used up).
     pub fn still_valid(&self, principal: &Principal) -> Result<(), Refusal> {
         match principal {
             Principal::Seller { stream, seller, .. } => {
@@ -397,7 +570,10 @@ impl Authorizer {
                 }
                 Ok(())
             }
-            Principal::Buyer { purchase, .. } => self.usable_purchase(*purchase).map(|_| ()),
+            Principal::Buyer { purchase, .. } => {
+                let purchase = self.usable_purchase(*purchase)?;
+                self.live_allowed(&purchase)
+            }
             Principal::Operator => Ok(()),
         }
     }
@@ -497,9 +673,13 @@ pub(crate) mod tests {
     };
     use fastdata_primitives::{
         envelope::{seal, EpochKeys},
+        escrow::PurchaseTerms,
         tokens::{AccessRequest as AccessPayload, Signed, UploadToken as TokenPayload},
     };
     use sp_core::Pair;
+
+    /// The genesis hash the unit tests' chain has.
+    pub const GENESIS: H256 = H256::repeat_byte(0x47);
 
     pub fn pair(byte: u8) -> sr25519::Pair {
         sr25519::Pair::from_seed(&[byte; 32])
@@ -516,6 +696,7 @@ pub(crate) mod tests {
         pub buyer: sr25519::Pair,
         pub me: AccountId,
         pub stream: StreamId,
+        pub store: Arc<Store>,
         _dir: tempfile::TempDir,
     }
 
@@ -529,6 +710,7 @@ pub(crate) mod tests {
                 nonce,
             },
             &f.seller,
+            &GENESIS,
         )
     }
 
@@ -541,6 +723,7 @@ pub(crate) mod tests {
                 nonce,
             },
             &f.buyer,
+            &GENESIS,
         )
     }
 
@@ -560,8 +743,9 @@ pub(crate) mod tests {
         view.apply(ChainEvent::PurchaseUpdated(p));
         let auth = Arc::new(Authorizer::new(
             me.clone(),
+            GENESIS,
             view.clone(),
-            store,
+            store.clone(),
             Arc::new(Metrics::new()),
         ));
         Fixture {
@@ -571,8 +755,181 @@ pub(crate) mod tests {
             buyer,
             me,
             stream: H256::repeat_byte(7),
+            store,
             _dir: dir,
         }
+    }
+
+    /// A chain view that also knows the purchases' start heads.
+    pub struct WithStartHeads {
+        pub inner: Arc<InMemoryChainView>,
+        pub heads: Mutex<HashMap<PurchaseId, Sequence>>,
+    }
+
+    impl WithStartHeads {
+        pub fn new(inner: Arc<InMemoryChainView>, heads: &[(PurchaseId, Sequence)]) -> Arc<Self> {
+            Arc::new(Self {
+                inner,
+                heads: Mutex::new(heads.iter().copied().collect()),
+            })
+        }
+    }
+
+    impl ChainView for WithStartHeads {
+        fn finalized_block(&self) -> BlockNumber {
+            self.inner.finalized_block()
+        }
+        fn stream(&self, id: &StreamId) -> Option<crate::chain::StreamAssignment> {
+            self.inner.stream(id)
+        }
+        fn streams(&self) -> Vec<crate::chain::StreamAssignment> {
+            self.inner.streams()
+        }
+        fn purchase(&self, id: PurchaseId) -> Option<PurchaseInfo> {
+            self.inner.purchase(id)
+        }
+        fn purchases_of(&self, stream: &StreamId) -> Vec<PurchaseInfo> {
+            self.inner.purchases_of(stream)
+        }
+        fn operator_endpoint(&self, operator: &AccountId) -> Option<String> {
+            self.inner.operator_endpoint(operator)
+        }
+        fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ChainEvent> {
+            self.inner.subscribe()
+        }
+        fn start_head(&self, purchase: PurchaseId) -> Option<Sequence> {
+            self.heads.lock().unwrap().get(&purchase).copied()
+        }
+    }
+
+    fn authorizer(f: &Fixture, heads: &[(PurchaseId, Sequence)], window: u64) -> Authorizer {
+        Authorizer::new(
+            f.me.clone(),
+            GENESIS,
+            WithStartHeads::new(f.view.clone(), heads),
+            f.store.clone(),
+            Arc::new(Metrics::new()),
+        )
+        .with_receipt_window(window)
+    }
+
+    fn store_segments(f: &Fixture, sequences: std::ops::RangeInclusive<Sequence>) {
+        let keys = EpochKeys::new([1; 32], [2; 32]);
+        let segments: Vec<_> = sequences
+            .map(|sequence| crate::store::NewSegment {
+                stream: f.stream,
+                sequence,
+                envelope: seal(
+                    &keys,
+                    &SegmentHeader {
+                        stream: f.stream,
+                        epoch: 0,
+                        sequence,
+                        timestamp: 1,
+                    },
+                    b"x",
+                )
+                .unwrap(),
+            })
+            .collect();
+        f.store.insert_segments(&segments, 1).unwrap();
+    }
+
+    #[test]
+    fn tokens_signed_for_another_chain_are_refused() {
+        let f = fixture();
+        let payload = TokenPayload {
+            stream: f.stream,
+            operator: f.me.clone(),
+            epoch: 0,
+            expiry: 20,
+            nonce: 1,
+        };
+        let elsewhere = Signed::sign(payload.clone(), &f.seller, &H256::repeat_byte(1));
+        assert_eq!(
+            f.auth.admit_upload(&elsewhere),
+            Err(Refusal::Token(TokenError::BadSignature))
+        );
+        assert!(f
+            .auth
+            .admit_upload(&Signed::sign(payload, &f.seller, &GENESIS))
+            .is_ok());
+    }
+
+    #[test]
+    fn purchases_grant_exactly_what_they_bought() {
+        let f = fixture();
+        store_segments(&f, 0..=9);
+        // A stream purchase starts at its start head, not at the stream's history.
+        let stream = f.view.purchase(1).unwrap();
+        assert_eq!(
+            authorizer(&f, &[(1, 6)], 32).entitlement_start(&stream),
+            Ok(Some(6))
+        );
+        // Without a start head on chain: the first stored segment of its epochs.
+        assert_eq!(f.auth.entitlement_start(&stream), Ok(Some(0)));
+        // A batch purchase: its window over HTTP, no live topic at all.
+        let mut batch = f.view.purchase(1).unwrap();
+        batch.id = 2;
+        batch.terms = PurchaseTerms::Batch { first: 3, last: 5 };
+        f.view.apply(ChainEvent::PurchaseUpdated(batch.clone()));
+        assert_eq!(f.auth.entitlement_start(&batch), Ok(Some(3)));
+        assert_eq!(
+            f.auth.admit_live(&access_request(&f, 2, 1)).unwrap_err(),
+            Refusal::BatchNotLive(2)
+        );
+        let principal = Principal::Buyer {
+            purchase: 2,
+            stream: f.stream,
+            buyer: acct(&f.buyer),
+        };
+        assert_eq!(
+            f.auth.may_subscribe(&principal, &stream_topic(&f.stream)),
+            Err(Refusal::BatchNotLive(2))
+        );
+        assert_eq!(f.auth.live_window_decision(2), Some(false));
+    }
+
+    #[test]
+    fn live_subscribers_are_held_to_the_receipt_window() {
+        let f = fixture();
+        let auth = authorizer(&f, &[(1, 10)], 4);
+        let principal = auth.admit_live(&access_request(&f, 1, 1)).unwrap().0;
+        let topic = stream_topic(&f.stream);
+        // Window 10..=13: open while the stored head is below 13.
+        store_segments(&f, 0..=12);
+        assert!(auth.may_subscribe(&principal, &topic).is_ok());
+        assert_eq!(auth.live_window_decision(1), Some(true));
+        store_segments(&f, 13..=13);
+        assert_eq!(
+            auth.may_subscribe(&principal, &topic),
+            Err(Refusal::ReceiptWindowExhausted {
+                purchase: 1,
+                window_end: 13,
+                stored: 13,
+                needed: 10
+            })
+        );
+        assert_eq!(auth.live_window_decision(1), Some(false));
+        assert!(matches!(
+            auth.admit_live(&access_request(&f, 1, 2)),
+            Err(Refusal::ReceiptWindowExhausted { .. })
+        ));
+        // A receipt up to 10 moves the window to 11..=14.
+        let receipt = crate::receipts::Receipt {
+            purchase: 1,
+            operator: f.me.clone(),
+            up_to_sequence: 10,
+            bytes: 1,
+            nonce: 1,
+        };
+        let signed = (receipt.clone(), receipt.sign_sr25519(&f.buyer, &GENESIS)).encode();
+        f.store
+            .update_receipt(1, |_| Ok::<_, ()>(signed))
+            .unwrap()
+            .unwrap();
+        assert!(auth.may_subscribe(&principal, &topic).is_ok());
+        assert_eq!(auth.live_window_decision(1), Some(true));
     }
 
     #[test]
@@ -626,7 +983,7 @@ pub(crate) mod tests {
         );
         // Signed by someone else.
         let mut forged = upload_token(&f, 1, 20);
-        forged.signature = Signed::sign(forged.payload.clone(), &pair(66)).signature;
+        forged.signature = Signed::sign(forged.payload.clone(), &pair(66), &GENESIS).signature;
         assert_eq!(
             f.auth.admit_upload(&forged),
             Err(Refusal::Token(TokenError::BadSignature))
@@ -641,6 +998,7 @@ pub(crate) mod tests {
                 nonce: 1,
             },
             &f.seller,
+            &GENESIS,
         );
         assert_eq!(
             f.auth.admit_upload(&other),
@@ -656,6 +1014,7 @@ pub(crate) mod tests {
                 nonce: 1,
             },
             &f.seller,
+            &GENESIS,
         );
         assert_eq!(
             f.auth.admit_upload(&future),
@@ -671,6 +1030,7 @@ pub(crate) mod tests {
                 nonce: 1,
             },
             &f.seller,
+            &GENESIS,
         );
         assert_eq!(
             f.auth.admit_upload(&unknown),
@@ -697,7 +1057,7 @@ pub(crate) mod tests {
     fn failed_checks_do_not_consume_nonces() {
         let f = fixture();
         let mut forged = upload_token(&f, 5, 20);
-        forged.signature = Signed::sign(forged.payload.clone(), &pair(66)).signature;
+        forged.signature = Signed::sign(forged.payload.clone(), &pair(66), &GENESIS).signature;
         assert!(f.auth.admit_upload(&forged).is_err());
         assert!(f.auth.admit_upload(&upload_token(&f, 5, 20)).is_ok());
     }
@@ -736,7 +1096,7 @@ pub(crate) mod tests {
             Err(Refusal::UnknownPurchase(2))
         );
         let mut forged = access_request(&f, 1, 3);
-        forged.signature = Signed::sign(forged.payload.clone(), &f.seller).signature;
+        forged.signature = Signed::sign(forged.payload.clone(), &f.seller, &GENESIS).signature;
         assert_eq!(
             f.auth.admit_access(&forged),
             Err(Refusal::Token(TokenError::BadSignature))

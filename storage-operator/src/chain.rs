@@ -151,6 +151,11 @@ pub trait ChainView: Send + Sync + 'static {
     fn operator_endpoint(&self, operator: &AccountId) -> Option<String>;
     /// Events applied from now on.
     fn subscribe(&self) -> broadcast::Receiver<ChainEvent>;
+    /// The first sequence stream purchase `purchase` pays for: the attested stream head when
+    /// it was bought (`PurchaseView::start_head`); `None` if not known.
+    fn start_head(&self, _purchase: PurchaseId) -> Option<Sequence> {
+        None
+    }
 }
 
 #[derive(Default)]
@@ -159,6 +164,7 @@ struct ViewState {
     streams: HashMap<StreamId, StreamAssignment>,
     purchases: HashMap<PurchaseId, PurchaseInfo>,
     endpoints: HashMap<AccountId, String>,
+    start_heads: HashMap<PurchaseId, Sequence>,
 }
 
 /// The in-memory [`ChainView`], fed by [`InMemoryChainView::apply`].
@@ -256,6 +262,12 @@ impl InMemoryChainView {
         endpoints
     }
 
+    /// Replaces the start heads of stream purchases ([`ChainView::start_head`]); the follower
+    /// sets them from each snapshot, before applying its events.
+    pub fn set_start_heads(&self, heads: impl IntoIterator<Item = (PurchaseId, Sequence)>) {
+        self.write().start_heads = heads.into_iter().collect();
+    }
+
     /// Applies several events in order.
     pub fn apply_all(&self, events: impl IntoIterator<Item = ChainEvent>) {
         for event in events {
@@ -301,6 +313,10 @@ impl ChainView for InMemoryChainView {
 
     fn subscribe(&self) -> broadcast::Receiver<ChainEvent> {
         self.events.subscribe()
+    }
+
+    fn start_head(&self, purchase: PurchaseId) -> Option<Sequence> {
+        self.read().start_heads.get(&purchase).copied()
     }
 }
 

@@ -29,6 +29,9 @@
 //!
 //! [chain]
 //! url = "ws://127.0.0.1:9944"   # follow this node (or: fixture = "chain.toml" for tests)
+//! # genesis = "0x…"             # genesis hash every signature is bound to: read from the
+//!                               # node with url (checked if also set); with a fixture, this
+//!                               # value or 0x00…00
 //! heartbeat = true
 //! [chain.register]              # register / update this operator at start-up
 //! stake = "200000000000000"     # planck
@@ -37,7 +40,8 @@
 //! price_per_mb = "1000000000"
 //!
 //! [serving]
-//! ahead_segments = 256      # served past the buyer's last receipt
+//! receipt_window = 32       # W: segments a buyer may get past its last receipt, over HTTP
+//!                           # and live MQTT alike (old name: ahead_segments)
 //!
 //! [claims]
 //! interval_secs = 60
@@ -53,6 +57,7 @@
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use serde::Deserialize;
+use sp_core::H256;
 
 /// Which broker the daemon gates.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, clap::ValueEnum)]
@@ -221,7 +226,17 @@ pub struct ChainSection {
     pub heartbeat: bool,
     /// Register (or update) the operator on chain at start-up.
     pub register: Option<RegisterSection>,
+    /// Genesis hash of the chain: every upload token, access request, replica request and
+    /// receipt must be signed for it. With `url` the binary reads it from the node (and
+    /// refuses to start if this value differs); without, it is this value or
+    /// [`FIXTURE_GENESIS`].
+    #[serde(default)]
+    pub genesis: Option<H256>,
 }
+
+/// The genesis hash a daemon without a chain (fixture, tests) binds signatures to when
+/// `chain.genesis` is not set.
+pub const FIXTURE_GENESIS: H256 = H256::zero();
 
 impl Default for ChainSection {
     fn default() -> Self {
@@ -230,7 +245,15 @@ impl Default for ChainSection {
             fixture: None,
             heartbeat: true,
             register: None,
+            genesis: None,
         }
+    }
+}
+
+impl ChainSection {
+    /// The genesis hash signatures are checked against: `genesis`, or [`FIXTURE_GENESIS`].
+    pub fn genesis(&self) -> H256 {
+        self.genesis.unwrap_or(FIXTURE_GENESIS)
     }
 }
 
@@ -275,11 +298,21 @@ impl<'de> Deserialize<'de> for Amount {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServingSection {
-    /// How many segments past the buyer's last receipt may be served.
-    pub ahead_segments: u64,
+    /// The receipt window W: how many segments past its last receipt (or past the start of
+    /// its purchase, before any) a buyer may obtain, over HTTP and live MQTT alike. Published
+    /// at `GET /v1/terms`. Also read under its old name `ahead_segments`.
+    #[serde(default = "default_receipt_window", alias = "ahead_segments")]
+    pub receipt_window: u64,
     /// Retention sweep period in seconds.
     #[serde(default = "default_retention_secs")]
     pub retention_sweep_secs: u64,
+}
+
+/// The default receipt window W (segments).
+pub const DEFAULT_RECEIPT_WINDOW: u64 = 32;
+
+fn default_receipt_window() -> u64 {
+    DEFAULT_RECEIPT_WINDOW
 }
 
 fn default_retention_secs() -> u64 {
@@ -289,7 +322,7 @@ fn default_retention_secs() -> u64 {
 impl Default for ServingSection {
     fn default() -> Self {
         Self {
-            ahead_segments: 256,
+            receipt_window: DEFAULT_RECEIPT_WINDOW,
             retention_sweep_secs: default_retention_secs(),
         }
     }
@@ -399,6 +432,9 @@ impl Config {
     /// the TLS files (read and parsed).
     pub fn validate(&self) -> anyhow::Result<()> {
         self.supervision.validate()?;
+        if self.serving.receipt_window == 0 {
+            anyhow::bail!("serving.receipt_window must be at least 1 (segments)");
+        }
         self.http.server_tls()?;
         if self.http.ca_cert.is_some() {
             self.http.client_tls()?;
@@ -460,7 +496,8 @@ mod tests {
         let config = Config::from_toml(text).unwrap();
         assert_eq!(config.broker.kind, BrokerKind::Vernemq);
         assert_eq!(config.broker.port, 1883);
-        assert_eq!(config.serving.ahead_segments, 256);
+        assert_eq!(config.serving.receipt_window, DEFAULT_RECEIPT_WINDOW);
+        assert_eq!(config.chain.genesis(), FIXTURE_GENESIS);
         assert_eq!(config.claims.batch, 2);
         assert!(config.operator_pair().is_ok());
         assert!(Config::from_toml("[operator]\nsuri = 1").is_err());
@@ -534,6 +571,27 @@ mod tests {
     fn example_file_parses() {
         let config = Config::from_toml(include_str!("../operator.example.toml")).unwrap();
         assert_eq!(config.broker.kind, BrokerKind::Mosquitto);
-        assert_eq!(config.serving.ahead_segments, 256);
+    }
+
+    #[test]
+    fn receipt_window_and_genesis() {
+        let base = "[operator]\nsuri = \"//Bob\"\ndata_dir = \"/tmp/x\"\n[broker]\nkind = \"mosquitto\"\nusername = \"a\"\npassword = \"b\"\n";
+        // The old name still works; both names at once, or 0, are refused.
+        let old = Config::from_toml(&format!("{base}[serving]\nahead_segments = 8\n")).unwrap();
+        assert_eq!(old.serving.receipt_window, 8);
+        let new = Config::from_toml(&format!("{base}[serving]\nreceipt_window = 4\n")).unwrap();
+        assert_eq!(new.serving.receipt_window, 4);
+        assert!(Config::from_toml(&format!(
+            "{base}[serving]\nreceipt_window = 4\nahead_segments = 8\n"
+        ))
+        .is_err());
+        let err = Config::from_toml(&format!("{base}[serving]\nreceipt_window = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("receipt_window must be at least 1"), "{err}");
+        let g = format!("0x{}", "ab".repeat(32));
+        let config = Config::from_toml(&format!("{base}[chain]\ngenesis = \"{g}\"\n")).unwrap();
+        assert_eq!(config.chain.genesis(), H256::repeat_byte(0xab));
+        assert!(Config::from_toml(&format!("{base}[chain]\ngenesis = \"0x12\"\n")).is_err());
     }
 }

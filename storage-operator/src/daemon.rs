@@ -16,7 +16,7 @@ use crate::{
     gate::{
         mosquitto::{MosquittoConfig, MosquittoGate},
         vernemq::{VernemqApi, VernemqGate},
-        BrokerGate, Revocation,
+        BrokerGate, GateError, Revocation,
     },
     ingest::{self, IngestConfig, SegmentWriter},
     metrics::Metrics,
@@ -118,12 +118,22 @@ impl Daemon {
             Store::open(&db_path)
                 .with_context(|| format!("cannot open the database {}", db_path.display()))?,
         );
-        let auth = Arc::new(Authorizer::new(
-            me.clone(),
-            view.clone(),
-            store.clone(),
-            metrics.clone(),
-        ));
+        let genesis = config.chain.genesis();
+        tracing::info!(
+            genesis = %format!("0x{}", hex::encode(genesis.as_bytes())),
+            receipt_window = config.serving.receipt_window,
+            "signatures are checked for this chain"
+        );
+        let auth = Arc::new(
+            Authorizer::new(
+                me.clone(),
+                genesis,
+                view.clone(),
+                store.clone(),
+                metrics.clone(),
+            )
+            .with_receipt_window(config.serving.receipt_window),
+        );
 
         // Subscribe to chain events before anything reads the view, so no event is missed;
         // restarted tasks subscribe again and resynchronise from the view.
@@ -187,12 +197,10 @@ impl Daemon {
             }
         };
 
-        let receipts = Arc::new(ReceiptBook::new(
-            me.clone(),
-            view.clone(),
-            store.clone(),
-            metrics.clone(),
-        ));
+        let receipts = Arc::new(
+            ReceiptBook::new(me.clone(), view.clone(), store.clone(), metrics.clone())
+                .with_genesis(genesis),
+        );
         let node = Arc::new(
             Node::new(
                 me.clone(),
@@ -202,7 +210,6 @@ impl Daemon {
                 metrics.clone(),
                 gate.clone(),
                 receipts.clone(),
-                config.serving.ahead_segments,
             )
             .with_health(supervisor.health()),
         );
@@ -230,7 +237,7 @@ impl Daemon {
 
         let (backfill_tx, backfill_rx) = tokio::sync::mpsc::channel(1024);
         let replicator = Arc::new(
-            Replicator::new(pair, view.clone(), store.clone(), metrics.clone())
+            Replicator::new(pair, genesis, view.clone(), store.clone(), metrics.clone())
                 .with_http_client(http_client),
         );
         supervisor.spawn_once(tasks::REPLICATION, move |ctx| async move {
@@ -270,14 +277,24 @@ impl Daemon {
         });
 
         let mut gate_events = Some(gate_events);
-        let (sync_view, sync_me, sync_metrics) = (view.clone(), me.clone(), metrics.clone());
+        let (sync_view, sync_me, sync_metrics, sync_auth, sync_store) = (
+            view.clone(),
+            me.clone(),
+            metrics.clone(),
+            auth.clone(),
+            store.clone(),
+        );
         supervisor.spawn(tasks::GATE_SYNC, Restart::OnError, move |ctx| {
             let events = gate_events.take().unwrap_or_else(|| sync_view.subscribe());
             gate_sync(
-                gate.clone(),
-                sync_view.clone(),
-                sync_me.clone(),
-                sync_metrics.clone(),
+                GateSync {
+                    gate: gate.clone(),
+                    view: sync_view.clone(),
+                    me: sync_me.clone(),
+                    metrics: sync_metrics.clone(),
+                    auth: sync_auth.clone(),
+                    store: sync_store.clone(),
+                },
                 events,
                 ctx,
             )
@@ -409,27 +426,79 @@ where
     }
 }
 
-/// Keeps broker grants in line with the chain: revokes on purchase end/refund and on
-/// unassignment, and reconciles on every finalized block (access periods run out by time).
-/// A failed broker command is retried at the next block; the broker connection's own task
-/// reports a broker that is gone.
-async fn gate_sync(
+/// What [`gate_sync`] works with.
+struct GateSync {
     gate: Arc<dyn BrokerGate>,
     view: Arc<dyn ChainView>,
     me: AccountId,
     metrics: Arc<Metrics>,
+    auth: Arc<Authorizer>,
+    store: Arc<Store>,
+}
+
+/// How often live grants are checked against the receipt window even when nothing was
+/// stored (a safety net under the store's wake-ups).
+const WINDOW_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Applies the receipt-window rule to every live grant (see [`crate::gate`]).
+async fn enforce_windows(sync: &GateSync) -> Result<(), GateError> {
+    let purchases = sync.gate.live_purchases();
+    if purchases.is_empty() {
+        return Ok(());
+    }
+    let auth = sync.auth.clone();
+    let decisions = tokio::task::spawn_blocking(move || {
+        purchases
+            .into_iter()
+            .filter_map(|p| auth.live_window_decision(p).map(|open| (p, open)))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| GateError::Connection(format!("receipt window check failed: {e}")))?;
+    sync.gate.apply_windows(&decisions).await.map(|_| ())
+}
+
+/// Keeps broker grants in line with the chain: revokes on purchase end/refund and on
+/// unassignment, and reconciles on every finalized block (access periods run out by time);
+/// and with the receipt window: after every stored segment or receipt (and every
+/// [`WINDOW_CHECK_INTERVAL`]) each live grant is checked ([`enforce_windows`]). A failed
+/// broker command is retried at the next block or check; the broker connection's own task
+/// reports a broker that is gone.
+async fn gate_sync(
+    sync: GateSync,
     mut events: tokio::sync::broadcast::Receiver<ChainEvent>,
     mut ctx: TaskContext,
 ) -> Result<(), TaskError> {
+    let (gate, view, me, metrics, store) = (
+        sync.gate.clone(),
+        sync.view.clone(),
+        sync.me.clone(),
+        sync.metrics.clone(),
+        sync.store.clone(),
+    );
     ctx.ready();
     metrics.streams.set(view.streams().len() as i64);
     if let Err(e) = gate.reconcile(view.as_ref(), &me).await {
         tracing::warn!("initial gate reconcile failed: {e}");
     }
+    let mut tick = tokio::time::interval(WINDOW_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let event = tokio::select! {
             _ = ctx.stopped() => return Ok(()),
             event = events.recv() => event,
+            _ = store.changed().notified() => {
+                if let Err(e) = enforce_windows(&sync).await {
+                    tracing::warn!("receipt window not enforced (retried at the next change): {e}");
+                }
+                continue;
+            }
+            _ = tick.tick() => {
+                if let Err(e) = enforce_windows(&sync).await {
+                    tracing::warn!("receipt window not enforced (retried): {e}");
+                }
+                continue;
+            }
         };
         let result = match event {
             Ok(

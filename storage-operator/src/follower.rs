@@ -1,6 +1,7 @@
 //! The chain follower: keeps the daemon's [`InMemoryChainView`] in line with the finalized
-//! blocks of a FAST DATA node (subxt), registers the operator on chain, sends heartbeats and
-//! submits claims ([`ChainClaimSubmitter`]).
+//! blocks of a FAST DATA node (subxt), registers the operator on chain, sends heartbeats,
+//! submits claims ([`ChainClaimSubmitter`]) and attests the heads of its streams
+//! ([`HeadAttester`], the supervised task [`ATTEST_TASK`]).
 //!
 //! On every (re)connection, and every [`FULL_REFRESH_BLOCKS`] blocks, the follower reads a
 //! full [`Snapshot`] of the facts this operator needs (its streams with their offers'
@@ -26,7 +27,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use fastdata_primitives::{
     api_market::{OfferListing, OperatorStatus, OperatorView, StreamView},
     escrow::{PurchaseState, PurchaseView},
-    AccountId, Balance, BlockNumber, OfferId, PurchaseId, StreamId,
+    AccountId, Balance, BlockNumber, OfferId, PurchaseId, Sequence, StreamId,
 };
 use fastdata_sdk::{
     chain::{arg, runtime_api_at, AtBlock},
@@ -38,6 +39,7 @@ use crate::{
     chain::{ChainEvent, ChainView, InMemoryChainView, PurchaseInfo, StreamAssignment},
     metrics::Metrics,
     receipts::{Claim, ClaimOutcome, ClaimSubmitter},
+    store::{Store, StoreError},
     supervisor::{TaskContext, TaskError},
 };
 
@@ -69,6 +71,9 @@ pub struct Snapshot {
     pub purchases: Vec<PurchaseInfo>,
     /// HTTP endpoints of all operators.
     pub endpoints: Vec<(AccountId, String)>,
+    /// The attested stream head when each stream purchase of `purchases` was bought (the
+    /// first sequence it pays for), where the chain recorded one.
+    pub start_heads: BTreeMap<PurchaseId, Sequence>,
 }
 
 /// The chain state the follower reads, at one block.
@@ -82,8 +87,11 @@ pub trait ChainReader: Sync {
     async fn assignment(&self, stream: StreamId) -> Result<Option<StreamAssignment>, Error>;
     /// Purchases of an offer still on chain.
     async fn purchase_ids(&self, offer: OfferId) -> Result<Vec<PurchaseId>, Error>;
-    /// A purchase; `None` if it is gone (reaped).
-    async fn purchase(&self, id: PurchaseId) -> Result<Option<PurchaseInfo>, Error>;
+    /// A purchase with its start head; `None` if it is gone (reaped).
+    async fn purchase(
+        &self,
+        id: PurchaseId,
+    ) -> Result<Option<(PurchaseInfo, Option<Sequence>)>, Error>;
     /// HTTP endpoints of all operators.
     async fn endpoints(&self) -> Result<Vec<(AccountId, String)>, Error>;
 }
@@ -116,10 +124,16 @@ impl ChainReader for AtBlock {
         runtime_api_at(self, "EscrowApi_purchases_of_offer", offer).await
     }
 
-    async fn purchase(&self, id: PurchaseId) -> Result<Option<PurchaseInfo>, Error> {
+    async fn purchase(
+        &self,
+        id: PurchaseId,
+    ) -> Result<Option<(PurchaseInfo, Option<Sequence>)>, Error> {
         let view: Option<PurchaseView<AccountId, Balance, BlockNumber>> =
             runtime_api_at(self, "EscrowApi_purchase", id).await?;
-        Ok(view.map(purchase_info))
+        Ok(view.map(|view| {
+            let start_head = view.start_head;
+            (purchase_info(view), start_head)
+        }))
     }
 
     async fn endpoints(&self) -> Result<Vec<(AccountId, String)>, Error> {
@@ -167,16 +181,23 @@ pub async fn snapshot(chain: &dyn ChainReader, me: &AccountId) -> Result<Snapsho
         purchase_ids.extend(ids);
     }
     let mine: BTreeSet<StreamId> = streams.iter().map(|s| s.stream).collect();
-    let purchases = read_all(purchase_ids, |id| chain.purchase(id))
-        .await?
-        .into_iter()
-        .filter_map(|(_, p)| p.filter(|p| mine.contains(&p.stream)))
-        .collect();
+    let mut purchases = Vec::new();
+    let mut start_heads = BTreeMap::new();
+    for (id, read) in read_all(purchase_ids, |id| chain.purchase(id)).await? {
+        let Some((purchase, start_head)) = read.filter(|(p, _)| mine.contains(&p.stream)) else {
+            continue;
+        };
+        purchases.push(purchase);
+        if let Some(head) = start_head {
+            start_heads.insert(id, head);
+        }
+    }
     Ok(Snapshot {
         number: chain.number(),
         streams,
         purchases,
         endpoints: chain.endpoints().await?,
+        start_heads,
     })
 }
 
@@ -241,7 +262,7 @@ impl Touched {
             (
                 "Operators",
                 "HeartbeatReceived" | "StakeBonded" | "Paused" | "Resumed" | "LeaveStarted"
-                | "Withdrawn" | "Suspended" | "Slashed",
+                | "Withdrawn" | "Suspended" | "Slashed" | "HeadsAttested",
             ) => Some(()),
             (pallet, _) if !MARKET_PALLETS.contains(&pallet) => Some(()),
             _ => None,
@@ -295,12 +316,25 @@ pub async fn update(
     for (_, ids) in read_all(new_offers.into_iter().collect(), |o| chain.purchase_ids(o)).await? {
         reread.extend(ids);
     }
+    let mut start_heads: BTreeMap<PurchaseId, Sequence> = purchases
+        .keys()
+        .filter_map(|id| view.start_head(*id).map(|head| (*id, head)))
+        .collect();
     for (id, fresh) in read_all(reread.into_iter().collect(), |id| chain.purchase(id)).await? {
-        match fresh.filter(|p| streams.contains_key(&p.stream)) {
-            Some(p) => purchases.insert(id, p),
-            None => purchases.remove(&id),
+        start_heads.remove(&id);
+        match fresh.filter(|(p, _)| streams.contains_key(&p.stream)) {
+            Some((p, start_head)) => {
+                purchases.insert(id, p);
+                if let Some(head) = start_head {
+                    start_heads.insert(id, head);
+                }
+            }
+            None => {
+                purchases.remove(&id);
+            }
         };
     }
+    start_heads.retain(|id, _| purchases.contains_key(id));
     let endpoints = if touched.endpoints {
         chain.endpoints().await?
     } else {
@@ -311,6 +345,7 @@ pub async fn update(
         streams: streams.into_values().collect(),
         purchases: purchases.into_values().collect(),
         endpoints,
+        start_heads,
     })
 }
 
@@ -476,6 +511,8 @@ impl Follower {
             Some(touched) => update(at, &me, &self.view, touched).await?,
         };
         let events = diff(self.view.as_ref(), &snapshot);
+        // Start heads first: whoever reacts to a purchase event already sees its start.
+        self.view.set_start_heads(snapshot.start_heads.clone());
         if events.len() > 1 {
             tracing::debug!(
                 block = snapshot.number,
@@ -714,17 +751,33 @@ pub async fn ensure_registered(chain: &FastData, registration: &Registration) ->
     Ok(())
 }
 
-/// Submits claims as `Escrow::claim` transactions signed by the operator, one after the
-/// other (each waits for finalization), over a connection opened on first use and reopened
-/// after a failure.
-pub struct ChainClaimSubmitter {
+/// The transactions and reads the daemon makes as the operator account: the seam under
+/// [`ChainClaimSubmitter`] and [`HeadAttester`] (tests fake it).
+#[async_trait::async_trait]
+pub trait OperatorCalls: Send + Sync + 'static {
+    /// `Escrow::claim(receipt, signature)`; returns the pay it accrued (planck).
+    async fn claim(&self, claim: &Claim) -> Result<Balance, Error>;
+    /// `Operators::attest_heads(heads)`.
+    async fn attest_heads(&self, heads: &[(StreamId, Sequence)]) -> Result<(), Error>;
+    /// This operator's latest heads of `streams` accepted on chain (streams it never
+    /// attested are left out).
+    async fn attested_heads(
+        &self,
+        streams: &[StreamId],
+    ) -> Result<Vec<(StreamId, Sequence)>, Error>;
+}
+
+/// [`OperatorCalls`] to a node, signed by the operator: one connection, opened on first use
+/// and reopened after a failure that is not a dispatch error. Transactions wait for
+/// finalization, one at a time per account (the SDK's lock).
+pub struct NodeCalls {
     url: String,
     account: Account,
     chain: Mutex<Option<FastData>>,
 }
 
-impl ChainClaimSubmitter {
-    /// Claims as `account` through the node at `url`.
+impl NodeCalls {
+    /// Calls as `account` through the node at `url`.
     pub fn new(url: impl Into<String>, account: Account) -> Self {
         Self {
             url: url.into(),
@@ -732,46 +785,158 @@ impl ChainClaimSubmitter {
             chain: Mutex::new(None),
         }
     }
+
+    async fn connection(&self) -> Result<FastData, Error> {
+        let mut guard = self.chain.lock().await;
+        if let Some(chain) = guard.as_ref() {
+            return Ok(chain.clone());
+        }
+        let chain = FastData::connect(&self.url, self.account.clone()).await?;
+        *guard = Some(chain.clone());
+        Ok(chain)
+    }
+
+    /// Forgets the connection after a failure the node did not decide.
+    async fn checked<T>(&self, result: Result<T, Error>) -> Result<T, Error> {
+        if matches!(&result, Err(e) if !matches!(e, Error::Dispatch { .. })) {
+            *self.chain.lock().await = None;
+        }
+        result
+    }
 }
+
+#[async_trait::async_trait]
+impl OperatorCalls for NodeCalls {
+    async fn claim(&self, claim: &Claim) -> Result<Balance, Error> {
+        let chain = self.connection().await?;
+        let signature = sp_runtime::MultiSignature::Sr25519(claim.signature);
+        let result = chain
+            .submit(
+                "Escrow",
+                "claim",
+                (arg(claim.receipt.clone()), arg(signature)),
+            )
+            .await;
+        self.checked(result)
+            .await
+            .map(|included| accrued(&included))
+    }
+
+    async fn attest_heads(&self, heads: &[(StreamId, Sequence)]) -> Result<(), Error> {
+        let chain = self.connection().await?;
+        let result = chain
+            .submit("Operators", "attest_heads", (arg(heads.to_vec()),))
+            .await;
+        self.checked(result).await.map(drop)
+    }
+
+    async fn attested_heads(
+        &self,
+        streams: &[StreamId],
+    ) -> Result<Vec<(StreamId, Sequence)>, Error> {
+        let chain = self.connection().await?;
+        let me = self.account.account_id();
+        let mut heads = Vec::new();
+        for stream in streams {
+            let raw = match chain.storage_raw(stream_heads_key(stream)).await {
+                Ok(raw) => raw,
+                Err(e) => return self.checked(Err(e)).await,
+            };
+            let Some(raw) = raw else { continue };
+            let attested =
+                Vec::<(AccountId, Sequence)>::decode(&mut &raw[..]).map_err(|e| Error::Decode {
+                    what: "Operators.StreamHeads",
+                    detail: e.to_string(),
+                })?;
+            if let Some((_, head)) = attested.into_iter().find(|(who, _)| *who == me) {
+                heads.push((*stream, head));
+            }
+        }
+        Ok(heads)
+    }
+}
+
+/// The storage key of `Operators.StreamHeads(stream)`, a map with one `blake2_128_concat`
+/// key: a double-map key without its (empty) second key's 8-byte `twox_64` hash.
+pub fn stream_heads_key(stream: &StreamId) -> Vec<u8> {
+    let mut key =
+        fastdata_sdk::chain::double_map_key("Operators", "StreamHeads", stream.as_bytes(), &[]);
+    key.truncate(key.len().saturating_sub(8));
+    key
+}
+
+/// Submits claims as `Escrow::claim` transactions signed by the operator, one after the
+/// other (each waits for finalization). With an attester ([`Self::attest_first`]) each batch
+/// first attests the stream heads that grew, so the claims it sends are within them.
+///
+/// A claim the chain refuses as `BeyondStreamHead` (its receipt reaches past the stream's
+/// attested head, e.g. while co-assigned operators have not attested yet) stays pending and
+/// is sent again next round; other refusals are final.
+pub struct ChainClaimSubmitter {
+    calls: Arc<dyn OperatorCalls>,
+    attester: std::sync::OnceLock<Arc<HeadAttester>>,
+}
+
+impl ChainClaimSubmitter {
+    /// Claims as `account` through the node at `url`.
+    pub fn new(url: impl Into<String>, account: Account) -> Self {
+        Self::with_calls(Arc::new(NodeCalls::new(url, account)))
+    }
+
+    /// Claims through `calls`.
+    pub fn with_calls(calls: Arc<dyn OperatorCalls>) -> Self {
+        Self {
+            calls,
+            attester: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The calls it makes (to share its connection with a [`HeadAttester`]).
+    pub fn calls(&self) -> Arc<dyn OperatorCalls> {
+        self.calls.clone()
+    }
+
+    /// Runs an attestation round of `attester` before each batch of claims (set once; the
+    /// store it reads exists only once the daemon started).
+    pub fn attest_first(&self, attester: Arc<HeadAttester>) {
+        if self.attester.set(attester).is_err() {
+            tracing::warn!("claims already attest with another attester; keeping it");
+        }
+    }
+}
+
+/// The outcome of one claim from the chain's answer.
+pub fn claim_outcome(result: Result<Balance, Error>) -> ClaimOutcome {
+    match result {
+        Ok(accrued) => ClaimOutcome::Accepted { accrued },
+        Err(Error::Dispatch { error }) if error.contains(BEYOND_STREAM_HEAD) => {
+            ClaimOutcome::Failed(format!(
+                "receipt beyond the stream's attested head, retried next round: {error}"
+            ))
+        }
+        Err(Error::Dispatch { error }) => ClaimOutcome::Rejected(error),
+        Err(e) => ClaimOutcome::Failed(e.to_string()),
+    }
+}
+
+/// The escrow error of a claim beyond the stream's attested head.
+pub const BEYOND_STREAM_HEAD: &str = "BeyondStreamHead";
 
 #[async_trait::async_trait]
 impl ClaimSubmitter for ChainClaimSubmitter {
     async fn submit(&self, claims: &[Claim]) -> Vec<ClaimOutcome> {
-        let mut guard = self.chain.lock().await;
+        if let Some(attester) = self.attester.get() {
+            match attester.round().await {
+                Ok(round) if round.calls > 0 => {
+                    tracing::info!(?round, "heads attested before claims")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("head attestation before claims failed: {e}"),
+            }
+        }
         let mut outcomes = Vec::with_capacity(claims.len());
         for claim in claims {
-            let chain = match guard.as_ref() {
-                Some(chain) => chain.clone(),
-                None => match FastData::connect(&self.url, self.account.clone()).await {
-                    Ok(chain) => {
-                        *guard = Some(chain.clone());
-                        chain
-                    }
-                    Err(e) => {
-                        outcomes.push(ClaimOutcome::Failed(e.to_string()));
-                        continue;
-                    }
-                },
-            };
-            let signature = sp_runtime::MultiSignature::Sr25519(claim.signature);
-            let outcome = match chain
-                .submit(
-                    "Escrow",
-                    "claim",
-                    (arg(claim.receipt.clone()), arg(signature)),
-                )
-                .await
-            {
-                Ok(included) => ClaimOutcome::Accepted {
-                    accrued: accrued(&included),
-                },
-                Err(Error::Dispatch { error }) => ClaimOutcome::Rejected(error),
-                Err(e) => {
-                    *guard = None;
-                    ClaimOutcome::Failed(e.to_string())
-                }
-            };
-            outcomes.push(outcome);
+            outcomes.push(claim_outcome(self.calls.claim(claim).await));
         }
         outcomes
     }
@@ -787,6 +952,284 @@ fn accrued(included: &fastdata_sdk::chain::Included) -> Balance {
         Err(e) => {
             tracing::warn!("claim accepted, accrued pay unknown: {e}");
             0
+        }
+    }
+}
+
+/// The head attester's task name (in `/health`, metrics and logs).
+pub const ATTEST_TASK: &str = "head-attester";
+
+/// Finalized blocks between attestation rounds, by default.
+pub const ATTEST_EVERY_BLOCKS: BlockNumber = 5;
+
+/// Most heads in one `attest_heads` call: the runtime's `MaxStreamsPerOperator`.
+pub const MAX_HEADS_PER_CALL: usize = 256;
+
+/// Sequences read from the store at once while looking for a stream's head.
+const HEAD_SCAN_CHUNK: Sequence = 4096;
+
+/// What one attestation round did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttestRound {
+    /// `attest_heads` transactions sent.
+    pub calls: usize,
+    /// Stream heads the chain accepted.
+    pub attested: usize,
+    /// Stream heads the chain refused (not sent again until they grow).
+    pub refused: usize,
+    /// Stream heads not decided (no connection): sent again next round.
+    pub failed: usize,
+}
+
+#[derive(Default)]
+struct AttestState {
+    /// Streams whose `accepted` head was read from chain.
+    synced: BTreeSet<StreamId>,
+    /// The latest head of each stream the chain accepted from this operator.
+    accepted: BTreeMap<StreamId, Sequence>,
+    /// The stored head found by the last scan (scans resume there).
+    scanned: BTreeMap<StreamId, Sequence>,
+    /// A head the chain refused, per stream: not sent again until the head grows past it.
+    refused: BTreeMap<StreamId, Sequence>,
+}
+
+/// Attests this operator's stream heads on chain (`Operators::attest_heads`): for each
+/// assigned stream, the number of its segments stored contiguously from sequence 0. A round
+/// sends one transaction (chunked by [`MAX_HEADS_PER_CALL`]) with the streams whose head
+/// grew since the chain last accepted one, and nothing when none grew. The heads the chain
+/// holds are read before a stream's first attestation, so a head lower than an accepted one
+/// is never sent (e.g. after a restart, when retention pruned the stream's start: scans
+/// resume at the accepted head).
+pub struct HeadAttester {
+    view: Arc<dyn ChainView>,
+    store: Arc<Store>,
+    calls: Arc<dyn OperatorCalls>,
+    max_per_call: usize,
+    state: Mutex<AttestState>,
+}
+
+impl HeadAttester {
+    /// Attests the streams of `view` from `store` through `calls`.
+    pub fn new(view: Arc<dyn ChainView>, store: Arc<Store>, calls: Arc<dyn OperatorCalls>) -> Self {
+        Self {
+            view,
+            store,
+            calls,
+            max_per_call: MAX_HEADS_PER_CALL,
+            state: Mutex::new(AttestState::default()),
+        }
+    }
+
+    /// At most `n` heads per transaction (at least 1).
+    pub fn with_max_per_call(mut self, n: usize) -> Self {
+        self.max_per_call = n.max(1);
+        self
+    }
+
+    /// The latest head of `stream` the chain accepted from this operator, as known here.
+    pub async fn accepted(&self, stream: &StreamId) -> Option<Sequence> {
+        self.state.lock().await.accepted.get(stream).copied()
+    }
+
+    /// One round: attests every assigned stream whose stored head grew. Rounds run one at a
+    /// time. A store failure is an error; chain failures are counted in the result.
+    pub async fn round(&self) -> Result<AttestRound, StoreError> {
+        let mut state = self.state.lock().await;
+        let mut round = AttestRound::default();
+        let streams: BTreeSet<StreamId> = self.view.streams().iter().map(|s| s.stream).collect();
+        state.synced.retain(|s| streams.contains(s));
+        state.accepted.retain(|s, _| streams.contains(s));
+        state.scanned.retain(|s, _| streams.contains(s));
+        state.refused.retain(|s, _| streams.contains(s));
+
+        let unsynced: Vec<StreamId> = streams
+            .iter()
+            .filter(|s| !state.synced.contains(*s))
+            .copied()
+            .collect();
+        if !unsynced.is_empty() {
+            match self.calls.attested_heads(&unsynced).await {
+                Ok(heads) => {
+                    for (stream, head) in heads {
+                        let accepted = state.accepted.entry(stream).or_default();
+                        *accepted = (*accepted).max(head);
+                    }
+                    state.synced.extend(unsynced);
+                }
+                Err(e) => {
+                    // Without the chain's heads a scan could start below them: wait.
+                    tracing::debug!("cannot read the attested heads: {e}");
+                    round.failed = unsynced.len();
+                    return Ok(round);
+                }
+            }
+        }
+
+        // Scan from what is known to be stored: the accepted head, or the last scan.
+        let from: Vec<(StreamId, Sequence)> = streams
+            .iter()
+            .map(|s| {
+                let accepted = state.accepted.get(s).copied().unwrap_or(0);
+                let scanned = state.scanned.get(s).copied().unwrap_or(0);
+                (*s, accepted.max(scanned))
+            })
+            .collect();
+        let store = self.store.clone();
+        let heads = tokio::task::spawn_blocking(move || {
+            from.into_iter()
+                .map(|(stream, from)| stored_head(&store, &stream, from).map(|h| (stream, h)))
+                .collect::<Result<Vec<_>, StoreError>>()
+        })
+        .await
+        .map_err(|e| {
+            StoreError::from(redb::StorageError::Io(std::io::Error::other(format!(
+                "head scan crashed: {e}"
+            ))))
+        })??;
+
+        let mut grown = Vec::new();
+        for (stream, head) in heads {
+            state.scanned.insert(stream, head);
+            let accepted = state.accepted.get(&stream).copied().unwrap_or(0);
+            let refused = state.refused.get(&stream).copied();
+            if head > accepted && refused.is_none_or(|r| head > r) {
+                grown.push((stream, head));
+            }
+        }
+        for chunk in grown.chunks(self.max_per_call) {
+            round.calls += 1;
+            match self.calls.attest_heads(chunk).await {
+                Ok(()) => {
+                    for (stream, head) in chunk {
+                        state.accepted.insert(*stream, *head);
+                        state.refused.remove(stream);
+                    }
+                    round.attested += chunk.len();
+                    tracing::debug!(streams = chunk.len(), "stream heads attested");
+                }
+                Err(Error::Dispatch { error }) => {
+                    // Assignments changed or the chain holds a higher head: read it again.
+                    tracing::warn!(streams = chunk.len(), "stream heads refused: {error}");
+                    for (stream, head) in chunk {
+                        state.refused.insert(*stream, *head);
+                        state.synced.remove(stream);
+                    }
+                    round.refused += chunk.len();
+                }
+                Err(e) => {
+                    tracing::debug!("stream heads not attested, retried next round: {e}");
+                    round.failed += chunk.len();
+                }
+            }
+        }
+        Ok(round)
+    }
+
+    /// Runs a round every `every` finalized blocks (and at the first block seen) until the
+    /// daemon stops: the supervised task [`ATTEST_TASK`]. A store failure ends the run.
+    pub async fn run(
+        self: Arc<Self>,
+        every: BlockNumber,
+        mut ctx: TaskContext,
+    ) -> Result<(), TaskError> {
+        let mut events = self.view.subscribe();
+        ctx.ready();
+        let mut last: Option<BlockNumber> = None;
+        loop {
+            let event = tokio::select! {
+                _ = ctx.stopped() => return Ok(()),
+                event = events.recv() => event,
+            };
+            let number = match event {
+                Ok(ChainEvent::Finalized { number }) => number,
+                Ok(_) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    self.view.finalized_block()
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    return Err(TaskError::transient("the chain view's events ended"))
+                }
+            };
+            if last.is_some_and(|last| number.saturating_sub(last) < every.max(1)) {
+                continue;
+            }
+            last = Some(number);
+            match self.round().await {
+                Ok(round) if round != AttestRound::default() => {
+                    tracing::info!(block = number, ?round, "head attestation round")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(TaskError::transient(format!(
+                        "head attestation failed: {e}"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// The supervised task: each attempt is a [`Self::run`].
+    pub fn task(
+        self: Arc<Self>,
+        every: BlockNumber,
+    ) -> impl FnMut(TaskContext) -> futures_util::future::BoxFuture<'static, Result<(), TaskError>>
+           + Send
+           + 'static {
+        move |ctx| Box::pin(self.clone().run(every, ctx))
+    }
+}
+
+/// Wires head attestation into a started daemon, as the binary does with `[chain] url`: a
+/// [`HeadAttester`] over the daemon's view and store, calling through `claims`' connection,
+/// run as the supervised task [`ATTEST_TASK`] every `every` blocks and before each batch of
+/// claims.
+pub fn start_attestation(
+    daemon: &crate::daemon::Daemon,
+    claims: &ChainClaimSubmitter,
+    every: BlockNumber,
+) -> Arc<HeadAttester> {
+    let attester = Arc::new(HeadAttester::new(
+        daemon.node.view.clone(),
+        daemon.node.store.clone(),
+        claims.calls(),
+    ));
+    claims.attest_first(attester.clone());
+    daemon.supervise(
+        ATTEST_TASK,
+        crate::supervisor::Restart::OnError,
+        attester.clone().task(every),
+    );
+    attester
+}
+
+/// The head of `stream` in `store`: the first sequence at or after `from` that is not
+/// stored, everything below `from` being known to be stored. With nothing known (`from` 0),
+/// the run starts at the lowest stored sequence: what lies below it was pruned by retention
+/// or predates this replica (a replacement backfills from its peers' retained data).
+pub fn stored_head(
+    store: &Store,
+    stream: &StreamId,
+    from: Sequence,
+) -> Result<Sequence, StoreError> {
+    let mut head = if from == 0 {
+        store.first_sequence(stream)?.unwrap_or(0)
+    } else {
+        from
+    };
+    loop {
+        let to = head.saturating_add(HEAD_SCAN_CHUNK - 1);
+        for sequence in store.sequences(stream, head, to)? {
+            // Sorted and unique: the run from `head` ends at the first sequence that skips.
+            if sequence != head {
+                return Ok(head);
+            }
+            head = match head.checked_add(1) {
+                Some(next) => next,
+                None => return Ok(head),
+            };
+        }
+        if head <= to {
+            return Ok(head);
         }
     }
 }
@@ -840,6 +1283,7 @@ mod tests {
             streams,
             purchases,
             endpoints: vec![(account(9), "http://127.0.0.1:1".into())],
+            start_heads: BTreeMap::new(),
         }
     }
 
@@ -948,6 +1392,7 @@ mod tests {
         assigned: Vec<StreamId>,
         streams: std::collections::HashMap<StreamId, StreamAssignment>,
         purchases: std::collections::HashMap<PurchaseId, PurchaseInfo>,
+        start_heads: std::collections::HashMap<PurchaseId, Sequence>,
         endpoints: Vec<(AccountId, String)>,
         reads: std::sync::atomic::AtomicUsize,
     }
@@ -986,9 +1431,15 @@ mod tests {
             ids.sort();
             Ok(ids)
         }
-        async fn purchase(&self, id: PurchaseId) -> Result<Option<PurchaseInfo>, Error> {
+        async fn purchase(
+            &self,
+            id: PurchaseId,
+        ) -> Result<Option<(PurchaseInfo, Option<Sequence>)>, Error> {
             self.read();
-            Ok(self.purchases.get(&id).cloned())
+            Ok(self
+                .purchases
+                .get(&id)
+                .map(|p| (p.clone(), self.start_heads.get(&id).copied())))
         }
         async fn endpoints(&self) -> Result<Vec<(AccountId, String)>, Error> {
             self.read();
@@ -1024,8 +1475,14 @@ mod tests {
         ] {
             chain.purchases.insert(p.id, p);
         }
+        chain.start_heads.insert(1, 40);
+        chain.start_heads.insert(5, 7);
         let view = InMemoryChainView::new();
-        view.apply_all(diff(&view, &snapshot(&chain, &me).await.unwrap()));
+        let first = snapshot(&chain, &me).await.unwrap();
+        assert_eq!(first.start_heads, BTreeMap::from([(1, 40)]));
+        view.set_start_heads(first.start_heads.clone());
+        view.apply_all(diff(&view, &first));
+        assert_eq!(view.start_head(1), Some(40));
         assert_eq!(view.purchases_of(&StreamId::repeat_byte(1)).len(), 2);
         assert!(view.purchase(5).is_none(), "stream 3 is not ours yet");
 
@@ -1035,6 +1492,7 @@ mod tests {
         chain.purchases.get_mut(&2).unwrap().state = PurchaseState::Refunded;
         let bought = purchase(4, 2, PurchaseState::Active);
         chain.purchases.insert(4, bought.clone());
+        chain.start_heads.insert(4, 12);
         chain.purchases.remove(&3);
         chain.assigned.push(StreamId::repeat_byte(3));
         chain.streams.insert(StreamId::repeat_byte(1), stream(1, 1));
@@ -1060,6 +1518,11 @@ mod tests {
         let full = snapshot(&chain, &me).await.unwrap();
         assert!(chain.reads() - before > reads);
         assert_eq!(sorted(incremental.clone()), sorted(full));
+        // Start heads: kept for unchanged purchases, read for new ones and new streams'.
+        assert_eq!(
+            incremental.start_heads,
+            BTreeMap::from([(1, 40), (4, 12), (5, 7)])
+        );
 
         let events = diff(&view, &incremental);
         assert!(events.contains(&ChainEvent::PurchaseRefunded { purchase: 2 }));
@@ -1123,5 +1586,378 @@ mod tests {
             t.note(pallet, variant, &fields);
             assert!(t.unknown, "{pallet}.{variant}");
         }
+    }
+
+    /// A chain in memory for the operator's calls: `attest_heads` with the pallet's rules,
+    /// the lower-median stream head (co-assigned operators' heads set by the test), and
+    /// claims refused beyond it.
+    #[derive(Default)]
+    struct FakeCalls {
+        state: std::sync::Mutex<FakeCallsState>,
+    }
+
+    #[derive(Default)]
+    struct FakeCallsState {
+        assigned: BTreeSet<StreamId>,
+        mine: BTreeMap<StreamId, Sequence>,
+        others: BTreeMap<StreamId, Vec<Sequence>>,
+        attestations: Vec<Vec<(StreamId, Sequence)>>,
+        claims: Vec<(PurchaseId, u64, Result<(), String>)>,
+        offline: bool,
+    }
+
+    impl FakeCalls {
+        fn with(assigned: &[StreamId]) -> Arc<Self> {
+            let calls = Self::default();
+            calls.lock().assigned = assigned.iter().copied().collect();
+            Arc::new(calls)
+        }
+        fn lock(&self) -> std::sync::MutexGuard<'_, FakeCallsState> {
+            self.state.lock().unwrap()
+        }
+        fn attestations(&self) -> Vec<Vec<(StreamId, Sequence)>> {
+            self.lock().attestations.clone()
+        }
+    }
+
+    impl FakeCallsState {
+        fn head(&self, stream: &StreamId) -> Sequence {
+            let mut heads = self.others.get(stream).cloned().unwrap_or_default();
+            heads.push(self.mine.get(stream).copied().unwrap_or(0));
+            heads.sort_unstable();
+            heads[(heads.len() - 1) / 2]
+        }
+    }
+
+    fn dispatch(call: &str, error: &str) -> Error {
+        Error::Dispatch {
+            error: format!("{call} failed with Module error: {error}"),
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl OperatorCalls for FakeCalls {
+        async fn claim(&self, claim: &Claim) -> Result<Balance, Error> {
+            let mut state = self.lock();
+            if state.offline {
+                return Err(Error::Chain("node down".into()));
+            }
+            let stream = StreamId::repeat_byte(1);
+            let outcome = if claim.receipt.up_to_sequence >= state.head(&stream) {
+                Err(dispatch("Escrow::claim", "Escrow::BeyondStreamHead"))
+            } else {
+                Ok(100)
+            };
+            state.claims.push((
+                claim.receipt.purchase,
+                claim.receipt.nonce,
+                outcome.as_ref().map(drop).map_err(|e| e.to_string()),
+            ));
+            outcome
+        }
+
+        async fn attest_heads(&self, heads: &[(StreamId, Sequence)]) -> Result<(), Error> {
+            let mut state = self.lock();
+            if state.offline {
+                return Err(Error::Chain("node down".into()));
+            }
+            let call = "Operators::attest_heads";
+            if heads.is_empty() {
+                return Err(dispatch(call, "Operators::NoHeads"));
+            }
+            for (stream, head) in heads {
+                if !state.assigned.contains(stream) {
+                    return Err(dispatch(call, "Operators::NotAssigned"));
+                }
+                if state
+                    .mine
+                    .get(stream)
+                    .is_some_and(|previous| head < previous)
+                {
+                    return Err(dispatch(call, "Operators::HeadDecreased"));
+                }
+            }
+            state.mine.extend(heads.iter().copied());
+            state.attestations.push(heads.to_vec());
+            Ok(())
+        }
+
+        async fn attested_heads(
+            &self,
+            streams: &[StreamId],
+        ) -> Result<Vec<(StreamId, Sequence)>, Error> {
+            let state = self.lock();
+            if state.offline {
+                return Err(Error::Chain("node down".into()));
+            }
+            Ok(streams
+                .iter()
+                .filter_map(|s| state.mine.get(s).map(|h| (*s, *h)))
+                .collect())
+        }
+    }
+
+    fn store_with(dir: &tempfile::TempDir) -> Arc<Store> {
+        Arc::new(Store::open(&dir.path().join("db")).unwrap())
+    }
+
+    fn put(
+        store: &Store,
+        stream: StreamId,
+        sequences: impl IntoIterator<Item = Sequence>,
+        at: BlockNumber,
+    ) {
+        let segments: Vec<_> = sequences
+            .into_iter()
+            .map(|sequence| crate::store::NewSegment {
+                stream,
+                sequence,
+                envelope: vec![sequence as u8],
+            })
+            .collect();
+        store.insert_segments(&segments, at).unwrap();
+    }
+
+    fn hosting(streams: &[u8]) -> Arc<InMemoryChainView> {
+        let view = InMemoryChainView::shared();
+        for s in streams {
+            view.apply(ChainEvent::StreamAssigned(stream(*s, 0)));
+        }
+        view
+    }
+
+    #[test]
+    fn stored_head_is_the_contiguous_run_from_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(&dir);
+        let s = StreamId::repeat_byte(1);
+        assert_eq!(stored_head(&store, &s, 0).unwrap(), 0);
+        // Nothing below the lowest stored sequence (pruned, or before a replacement's
+        // backfill): the run starts there.
+        put(&store, s, 1..3, 1);
+        assert_eq!(
+            stored_head(&store, &s, 0).unwrap(),
+            3,
+            "run from the lowest stored"
+        );
+        put(&store, s, [0], 1);
+        assert_eq!(stored_head(&store, &s, 0).unwrap(), 3);
+        // Across scan chunks, and resuming from a known head.
+        put(&store, s, 3..HEAD_SCAN_CHUNK * 2 + 5, 1);
+        put(&store, s, [HEAD_SCAN_CHUNK * 2 + 6], 1);
+        assert_eq!(stored_head(&store, &s, 0).unwrap(), HEAD_SCAN_CHUNK * 2 + 5);
+        assert_eq!(
+            stored_head(&store, &s, 100).unwrap(),
+            HEAD_SCAN_CHUNK * 2 + 5
+        );
+        // Another stream's segments do not count.
+        assert_eq!(
+            stored_head(&store, &StreamId::repeat_byte(2), 0).unwrap(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn attests_grown_heads_once_and_never_lower() {
+        let (s1, s2) = (StreamId::repeat_byte(1), StreamId::repeat_byte(2));
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(&dir);
+        let view = hosting(&[1, 2]);
+        let calls = FakeCalls::with(&[s1, s2]);
+        let attester = HeadAttester::new(view.clone(), store.clone(), calls.clone());
+
+        // Nothing stored: nothing to attest.
+        assert_eq!(attester.round().await.unwrap(), AttestRound::default());
+        assert!(calls.attestations().is_empty());
+
+        // The seller published 5 segments of stream 1: one call with head 5.
+        put(&store, s1, 0..5, 1);
+        let round = attester.round().await.unwrap();
+        assert_eq!((round.calls, round.attested), (1, 1));
+        assert_eq!(calls.attestations(), vec![vec![(s1, 5)]]);
+        assert_eq!(attester.accepted(&s1).await, Some(5));
+
+        // Nothing changed, or only past a gap: nothing sent.
+        assert_eq!(attester.round().await.unwrap(), AttestRound::default());
+        put(&store, s1, [7], 1);
+        assert_eq!(attester.round().await.unwrap(), AttestRound::default());
+        assert_eq!(calls.attestations().len(), 1);
+
+        // The gap filled and stream 2 started: both in one call.
+        put(&store, s1, 5..7, 1);
+        put(&store, s2, 0..2, 1);
+        attester.round().await.unwrap();
+        assert_eq!(calls.attestations()[1], vec![(s1, 8), (s2, 2)]);
+
+        // Chunked by the chain's bound.
+        put(&store, s1, 8..9, 1);
+        put(&store, s2, 2..3, 1);
+        let chunked =
+            HeadAttester::new(view.clone(), store.clone(), calls.clone()).with_max_per_call(1);
+        let round = chunked.round().await.unwrap();
+        assert_eq!((round.calls, round.attested), (2, 2));
+        assert_eq!(calls.attestations()[2..], [vec![(s1, 9)], vec![(s2, 3)]]);
+        let attester = chunked;
+
+        // The node is down: undecided, sent at the next round.
+        put(&store, s1, 9..10, 1);
+        calls.lock().offline = true;
+        assert_eq!(attester.round().await.unwrap().failed, 1);
+        calls.lock().offline = false;
+        attester.round().await.unwrap();
+        assert_eq!(calls.attestations().last().unwrap(), &vec![(s1, 10)]);
+
+        // A restart after retention pruned the stream's start: the chain's head is read
+        // first and the scan resumes there, never attesting lower.
+        store.prune(&s1, 2).unwrap();
+        put(&store, s1, 10..12, 5);
+        // Scanning from nothing known starts at the lowest stored sequence (2).
+        assert_eq!(stored_head(&store, &s1, 0).unwrap(), 12);
+        let restarted = HeadAttester::new(view.clone(), store.clone(), calls.clone());
+        restarted.round().await.unwrap();
+        assert_eq!(calls.attestations().last().unwrap(), &vec![(s1, 12)]);
+        assert_eq!(restarted.round().await.unwrap(), AttestRound::default());
+
+        // A refused head (the stream was moved away on chain) is not sent again until it
+        // grows; the other stream is not held up for good.
+        calls.lock().assigned.remove(&s2);
+        put(&store, s2, 3..4, 5);
+        let round = restarted.round().await.unwrap();
+        assert_eq!((round.calls, round.refused), (1, 1));
+        assert_eq!(restarted.round().await.unwrap(), AttestRound::default());
+        calls.lock().assigned.insert(s2);
+        put(&store, s2, 4..5, 5);
+        restarted.round().await.unwrap();
+        assert_eq!(calls.attestations().last().unwrap(), &vec![(s2, 5)]);
+
+        // Every attested head of every stream only ever grew.
+        let mut last = BTreeMap::new();
+        for (stream, head) in calls.attestations().into_iter().flatten() {
+            let previous = last.insert(stream, head).unwrap_or(0);
+            assert!(head > previous, "{stream:?}: {head} after {previous}");
+        }
+
+        // An unassigned stream is forgotten.
+        view.apply(ChainEvent::StreamUnassigned { stream: s1 });
+        put(&store, s1, 12..13, 5);
+        assert_eq!(restarted.round().await.unwrap(), AttestRound::default());
+    }
+
+    #[tokio::test]
+    async fn a_claim_beyond_the_head_is_retried_until_the_head_is_attested() {
+        let s1 = StreamId::repeat_byte(1);
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(&dir);
+        let view = hosting(&[1]);
+        let metrics = Arc::new(Metrics::new());
+        let me = account(9);
+        let book =
+            crate::receipts::ReceiptBook::new(me.clone(), view.clone(), store.clone(), metrics);
+        let calls = FakeCalls::with(&[s1]);
+        let attester = Arc::new(HeadAttester::new(
+            view.clone(),
+            store.clone(),
+            calls.clone(),
+        ));
+        let claims = ChainClaimSubmitter::with_calls(calls.clone());
+        let receipt = |up_to: Sequence, nonce: u64| {
+            let receipt = crate::receipts::Receipt {
+                purchase: 1,
+                operator: me.clone(),
+                up_to_sequence: up_to,
+                bytes: 100 * (up_to + 1),
+                nonce,
+            };
+            let signed = (receipt, sp_core::sr25519::Signature::from_raw([0; 64])).encode();
+            store
+                .update_receipt(1, |_| Ok::<_, ()>(signed))
+                .unwrap()
+                .unwrap();
+        };
+
+        // Five segments stored and receipted, no head attested yet: refused, kept.
+        put(&store, s1, 0..5, 1);
+        receipt(4, 1);
+        let round = crate::receipts::claim_round(&book, &claims, 8)
+            .await
+            .unwrap();
+        assert_eq!((round.accepted, round.rejected, round.failed), (0, 0, 1));
+        assert_eq!(book.unclaimed().unwrap().len(), 1, "the receipt is kept");
+        let round = crate::receipts::claim_round(&book, &claims, 8)
+            .await
+            .unwrap();
+        assert_eq!(round.failed, 1);
+
+        // The attester's round attests 5: the same receipt is accepted next round.
+        attester.round().await.unwrap();
+        let round = crate::receipts::claim_round(&book, &claims, 8)
+            .await
+            .unwrap();
+        assert_eq!((round.accepted, round.failed), (1, 0));
+        assert!(book.unclaimed().unwrap().is_empty());
+        assert_eq!(
+            calls
+                .lock()
+                .claims
+                .iter()
+                .map(|(p, n, r)| (*p, *n, r.is_ok()))
+                .collect::<Vec<_>>(),
+            vec![(1, 1, false), (1, 1, false), (1, 1, true)]
+        );
+
+        // With attestation before claims, a newer receipt is accepted in its first round.
+        claims.attest_first(attester.clone());
+        put(&store, s1, 5..8, 2);
+        receipt(7, 2);
+        let round = crate::receipts::claim_round(&book, &claims, 8)
+            .await
+            .unwrap();
+        assert_eq!(round.accepted, 1);
+        assert_eq!(calls.attestations(), vec![vec![(s1, 5)], vec![(s1, 8)]]);
+
+        // Two co-assigned operators that have not attested hold the median head at 5.
+        calls.lock().others.insert(s1, vec![0, 5]);
+        put(&store, s1, 8..10, 3);
+        receipt(9, 3);
+        assert_eq!(
+            crate::receipts::claim_round(&book, &claims, 8)
+                .await
+                .unwrap()
+                .failed,
+            1
+        );
+        calls.lock().others.insert(s1, vec![10, 5]);
+        assert_eq!(
+            crate::receipts::claim_round(&book, &claims, 8)
+                .await
+                .unwrap()
+                .accepted,
+            1
+        );
+
+        // Other refusals are final.
+        assert!(matches!(
+            claim_outcome(Err(dispatch("Escrow::claim", "Escrow::StaleReceipt"))),
+            ClaimOutcome::Rejected(_)
+        ));
+        assert!(matches!(
+            claim_outcome(Err(Error::Chain("gone".into()))),
+            ClaimOutcome::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn stream_heads_key_is_a_blake2_128_concat_map_key() {
+        let stream = StreamId::repeat_byte(3);
+        let key = stream_heads_key(&stream);
+        assert_eq!(key.len(), 16 + 16 + 16 + 32);
+        assert_eq!(&key[48..], stream.as_bytes());
+        let other = fastdata_sdk::chain::double_map_key(
+            "Operators",
+            "StreamHeads",
+            stream.as_bytes(),
+            b"x",
+        );
+        assert_eq!(&other[..80], &key[..]);
     }
 }

@@ -3,8 +3,10 @@
 //! It decides from its local view of chain state ([`chain`]) who may publish and subscribe
 //! ([`auth`]), enforces that on the broker ([`gate`]: VerneMQ webhooks or Mosquitto dynamic
 //! security), stores every segment of its assigned streams durably ([`ingest`], [`store`]),
-//! serves purchased ranges over HTTP within a window of the buyer's receipts ([`api`]), keeps
-//! receipts and claims payment ([`receipts`]), and backfills gaps from other operators
+//! serves purchased ranges over HTTP ([`api`]) and live topics within one receipt window W past
+//! the buyer's receipts (one rule for both, [`receipts::window_end`]), keeps receipts (never
+//! beyond what it served or stored) and claims payment ([`receipts`]), and backfills gaps from
+//! other operators
 //! ([`replication`]). [`follower`] keeps the view in line with a node's finalized blocks,
 //! registers the operator, sends heartbeats and submits claims (subxt). [`tls`] serves the API
 //! over HTTPS. [`daemon`] wires it all, each long-running part a named task restarted or

@@ -111,13 +111,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_registration(registration)
                 .with_heartbeats(config.chain.heartbeat);
             let chain = connect_with_retry(&f, url, config.supervision.policy()).await?;
+            // Every signature is bound to the genesis hash of the chain followed.
+            let genesis = chain.genesis();
+            if let Some(configured) = config.chain.genesis.filter(|g| *g != genesis) {
+                anyhow::bail!(
+                    "chain.genesis is 0x{} but the node at {url} serves the chain 0x{}; fix or remove chain.genesis",
+                    hex::encode(configured.as_bytes()),
+                    hex::encode(genesis.as_bytes())
+                );
+            }
+            config.chain.genesis = Some(genesis);
             tracing::info!(
                 streams = view.streams().len(),
                 block = view.finalized_block(),
                 "chain view synchronised from {url}"
             );
-            follower = Some((f, chain));
-            Arc::new(ChainClaimSubmitter::new(url.clone(), account))
+            let claims = Arc::new(ChainClaimSubmitter::new(url.clone(), account));
+            follower = Some((f, chain, claims.clone()));
+            claims
         }
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path)
@@ -141,9 +152,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
 
     let daemon = Daemon::start(config, view, submitter).await?;
-    if let Some((f, chain)) = follower {
+    if let Some((f, chain, claims)) = follower {
         let f = Arc::new(f.with_metrics(daemon.node.metrics.clone()));
         daemon.supervise(follower::TASK, Restart::OnError, f.task(Some(chain)));
+        // Heads attested every few blocks and before each claim round, so claims stay
+        // within the chain's attested head.
+        follower::start_attestation(&daemon, &claims, follower::ATTEST_EVERY_BLOCKS);
     }
     println!("listening on {}", daemon.http_addr);
     // A clean stop (SIGTERM, Ctrl-C) returns Ok; a task that fails for good returns its error.

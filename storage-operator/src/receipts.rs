@@ -1,10 +1,17 @@
 //! Receipts and claims: how the operator gets paid.
 //!
-//! Buyers post cumulative receipts ([`Receipt`], signed with the buyer's sr25519 key) to
-//! `POST /v1/receipts`. The daemon keeps the latest valid one per purchase in redb (it is what
-//! the escrow pallet pays for) and uses it to bound serving: at most
-//! `serving.ahead_segments` past the receipted sequence. A [`ClaimSubmitter`] sends the
-//! receipts not yet claimed to the chain in batches, every `claims.interval_secs`.
+//! Buyers post cumulative receipts ([`Receipt`], signed with the buyer's sr25519 key for the
+//! chain's genesis hash) to `POST /v1/receipts`. The daemon keeps the latest valid one per
+//! purchase in redb (it is what the escrow pallet pays for) and uses it to bound what the buyer
+//! gets, by one rule ([`window_end`]) on the HTTP path and for live subscribers alike: at most
+//! the receipt window W (`serving.receipt_window`) past the receipted sequence. A
+//! [`ClaimSubmitter`] sends the receipts not yet claimed to the chain in batches, every
+//! `claims.interval_secs`.
+//!
+//! A receipt cannot acknowledge more than reality ([`ReceiptError::BeyondServed`]): for a
+//! batch purchase not beyond the highest sequence this daemon served it over HTTP, for a stream
+//! purchase not beyond the highest sequence this daemon stored (what its broker could have
+//! delivered live). `u64::MAX` is always refused. A refused receipt changes nothing.
 //!
 //! Wire form of a posted receipt: SCALE of `(Receipt<AccountId32>, sr25519::Signature)`, raw
 //! (`application/octet-stream`) or as `0x`-hex text.
@@ -14,15 +21,16 @@ use std::{sync::Arc, time::Duration};
 use async_trait::async_trait;
 use codec::Encode;
 use fastdata_primitives::{
-    escrow::PurchaseState,
+    escrow::{PurchaseState, PurchaseTerms},
     receipt::{self, ReceiptRejection},
-    AccountId, Balance, PurchaseId,
+    AccountId, Balance, PurchaseId, Sequence,
 };
-use sp_core::sr25519;
+use sp_core::{sr25519, H256};
 
 use crate::{
     auth::{decode_scale, public_key, Refusal},
     chain::ChainView,
+    config::FIXTURE_GENESIS,
     metrics::Metrics,
     store::{Store, StoreError},
     supervisor::{TaskContext, TaskError},
@@ -32,6 +40,43 @@ use crate::{
 pub type Receipt = receipt::Receipt<AccountId>;
 /// A receipt with the buyer's signature (the wire and storage form).
 pub type SignedReceipt = (Receipt, sr25519::Signature);
+
+/// The receipt-window rule, the one both the HTTP path and the live-subscriber gate apply:
+/// the highest sequence a buyer may obtain. `start` is the first sequence its purchase pays
+/// for, `acknowledged` the `up_to_sequence` of its last accepted receipt (if any), `window`
+/// the receipt window W (at least 1): the buyer may get the W sequences after the last one it
+/// acknowledged, or the first W of its purchase before any receipt.
+///
+/// ```
+/// use fastdata_operator::receipts::window_end;
+/// assert_eq!(window_end(0, None, 8), 7);        // no receipt: 0..=7
+/// assert_eq!(window_end(0, Some(7), 8), 15);    // receipt up to 7: 8..=15
+/// assert_eq!(window_end(100, Some(3), 8), 107); // an old receipt does not move the start back
+/// ```
+pub fn window_end(start: Sequence, acknowledged: Option<Sequence>, window: u64) -> Sequence {
+    let next = acknowledged
+        .map_or(start, |up_to| up_to.saturating_add(1))
+        .max(start);
+    next.saturating_add(window.max(1) - 1)
+}
+
+/// A live subscriber may keep its grant while the next segment the stream would deliver is
+/// inside its window: `stored_last` is the highest sequence this daemon stored of the stream
+/// (the broker delivered at most that far), `window_end` the result of [`window_end`]. Once
+/// the stored head reaches the window's end, the subscriber got its whole window unpaid and
+/// is cut off until a receipt moves the window.
+pub fn live_window_open(stored_last: Option<Sequence>, window_end: Sequence) -> bool {
+    stored_last.is_none_or(|last| last < window_end)
+}
+
+/// The `up_to_sequence` of the last receipt stored for `purchase` (undecodable bytes count
+/// as none).
+pub fn acknowledged(store: &Store, purchase: PurchaseId) -> Result<Option<Sequence>, StoreError> {
+    Ok(store
+        .receipt(purchase)?
+        .and_then(|bytes| decode_scale::<SignedReceipt>("stored receipt", &bytes).ok())
+        .map(|(receipt, _)| receipt.up_to_sequence))
+}
 
 /// Why a receipt was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -51,6 +96,15 @@ pub enum ReceiptError {
     /// Not signed by the purchase's buyer.
     #[error("bad signature: sign the receipt with the buyer account of the purchase")]
     BadSignature,
+    /// Acknowledges sequences this daemon never served (HTTP) or stored (live): a receipt
+    /// cannot exceed reality.
+    #[error("{}", beyond_message(*.up_to, *.limit))]
+    BeyondServed {
+        /// The receipt's `up_to_sequence`.
+        up_to: Sequence,
+        /// The highest sequence it may acknowledge here, if any.
+        limit: Option<Sequence>,
+    },
     /// Does not supersede the stored receipt.
     #[error(
         "receipt does not supersede the last one: {0:?} (use a higher nonce and cumulative counts)"
@@ -70,10 +124,22 @@ impl ReceiptError {
             ReceiptError::PurchaseClosed(_) => "purchase_closed",
             ReceiptError::WrongOperator => "wrong_operator",
             ReceiptError::BadSignature => "bad_signature",
+            ReceiptError::BeyondServed { .. } => "beyond_served",
             ReceiptError::NotNewer(ReceiptRejection::Replayed) => "replayed",
             ReceiptError::NotNewer(_) => "not_newer",
             ReceiptError::Storage(_) => "storage",
         }
+    }
+}
+
+fn beyond_message(up_to: Sequence, limit: Option<Sequence>) -> String {
+    match limit {
+        Some(limit) => format!(
+            "receipt up to sequence {up_to} is beyond what this operator served or stored (up to {limit}); acknowledge only data you received"
+        ),
+        None => format!(
+            "receipt up to sequence {up_to}: this operator has served nothing to the purchase yet"
+        ),
     }
 }
 
@@ -86,13 +152,15 @@ impl From<StoreError> for ReceiptError {
 /// The latest receipts, per purchase.
 pub struct ReceiptBook {
     me: AccountId,
+    genesis: H256,
     view: Arc<dyn ChainView>,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
 }
 
 impl ReceiptBook {
-    /// A book for operator `me`.
+    /// A book for operator `me`, checking signatures for [`FIXTURE_GENESIS`] until
+    /// [`Self::with_genesis`].
     pub fn new(
         me: AccountId,
         view: Arc<dyn ChainView>,
@@ -101,10 +169,17 @@ impl ReceiptBook {
     ) -> Self {
         Self {
             me,
+            genesis: FIXTURE_GENESIS,
             view,
             store,
             metrics,
         }
+    }
+
+    /// Checks receipt signatures for the chain with genesis hash `genesis`.
+    pub fn with_genesis(mut self, genesis: H256) -> Self {
+        self.genesis = genesis;
+        self
     }
 
     /// Checks and stores a posted receipt (blocking: one durable write).
@@ -145,8 +220,22 @@ impl ReceiptBook {
         if receipt.operator != self.me {
             return Err(ReceiptError::WrongOperator);
         }
-        if !receipt.verify_sr25519(&signature, &public_key(&purchase.buyer)) {
+        if !receipt.verify_sr25519(&signature, &public_key(&purchase.buyer), &self.genesis) {
             return Err(ReceiptError::BadSignature);
+        }
+        // Not beyond reality: what was served over HTTP (batch), or stored (stream: what the
+        // broker could have delivered live, which includes anything served over HTTP).
+        let limit = match purchase.terms {
+            PurchaseTerms::Batch { .. } => self.store.served(purchase.id)?,
+            PurchaseTerms::Stream { .. } => self.store.last_sequence(&purchase.stream)?,
+        };
+        if receipt.up_to_sequence == Sequence::MAX
+            || limit.is_none_or(|limit| receipt.up_to_sequence > limit)
+        {
+            return Err(ReceiptError::BeyondServed {
+                up_to: receipt.up_to_sequence,
+                limit,
+            });
         }
         self.store.update_receipt(receipt.purchase, |stored| {
             if let Some(stored) = stored {
@@ -334,9 +423,20 @@ mod tests {
     };
     use std::sync::Mutex;
 
-    fn book(f: &crate::auth::tests::Fixture) -> (tempfile::TempDir, ReceiptBook) {
+    use crate::{auth::tests::GENESIS, store::NewSegment};
+
+    /// A book whose store holds segments 0..=`stored` of the fixture's stream.
+    fn book_with(f: &crate::auth::tests::Fixture, stored: u64) -> (tempfile::TempDir, ReceiptBook) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+        let segments: Vec<NewSegment> = (0..=stored)
+            .map(|sequence| NewSegment {
+                stream: f.stream,
+                sequence,
+                envelope: vec![1],
+            })
+            .collect();
+        store.insert_segments(&segments, 1).unwrap();
         (
             dir,
             ReceiptBook::new(
@@ -344,20 +444,110 @@ mod tests {
                 f.view.clone(),
                 store,
                 Arc::new(Metrics::new()),
-            ),
+            )
+            .with_genesis(GENESIS),
         )
     }
 
-    fn signed(f: &crate::auth::tests::Fixture, up_to: u64, bytes: u64, nonce: u64) -> Vec<u8> {
-        let receipt = Receipt {
+    fn book(f: &crate::auth::tests::Fixture) -> (tempfile::TempDir, ReceiptBook) {
+        book_with(f, 40)
+    }
+
+    fn receipt(f: &crate::auth::tests::Fixture, up_to: u64, bytes: u64, nonce: u64) -> Receipt {
+        Receipt {
             purchase: 1,
             operator: f.me.clone(),
             up_to_sequence: up_to,
             bytes,
             nonce,
-        };
-        let signature = receipt.sign_sr25519(&f.buyer);
+        }
+    }
+
+    fn signed(f: &crate::auth::tests::Fixture, up_to: u64, bytes: u64, nonce: u64) -> Vec<u8> {
+        let receipt = receipt(f, up_to, bytes, nonce);
+        let signature = receipt.sign_sr25519(&f.buyer, &GENESIS);
         (receipt, signature).encode()
+    }
+
+    #[test]
+    fn window_rule() {
+        assert_eq!(window_end(0, None, 8), 7);
+        assert_eq!(window_end(0, Some(7), 8), 15);
+        assert_eq!(window_end(100, None, 1), 100);
+        assert_eq!(window_end(100, Some(3), 8), 107);
+        assert_eq!(window_end(0, Some(u64::MAX - 1), 8), u64::MAX);
+        assert_eq!(window_end(5, None, 0), 5, "a window of 0 counts as 1");
+        // Live: open while the stored head is short of the window's end.
+        assert!(live_window_open(None, 7));
+        assert!(live_window_open(Some(6), 7));
+        assert!(!live_window_open(Some(7), 7));
+        assert!(!live_window_open(Some(100), 7));
+    }
+
+    #[test]
+    fn receipts_cannot_exceed_reality() {
+        let f = fixture();
+        let (_d, book) = book_with(&f, 9);
+        // Stream purchase: not beyond the stored head (9), never u64::MAX.
+        assert_eq!(
+            book.accept(&signed(&f, 10, 1, 1)),
+            Err(ReceiptError::BeyondServed {
+                up_to: 10,
+                limit: Some(9)
+            })
+        );
+        assert_eq!(
+            book.accept(&signed(&f, u64::MAX, 1, 1)).unwrap_err().code(),
+            "beyond_served"
+        );
+        // Nothing changed: no receipt stored, and nonce 1 is still usable.
+        assert!(book.latest(1).unwrap().is_none());
+        assert_eq!(book.accept(&signed(&f, 9, 1, 1)).unwrap().up_to_sequence, 9);
+        assert_eq!(
+            book.accept(&signed(&f, u64::MAX, 2, 2)).unwrap_err().code(),
+            "beyond_served"
+        );
+        assert_eq!(book.latest(1).unwrap().unwrap().0.nonce, 1);
+
+        // Batch purchase: not beyond what was served over HTTP.
+        let mut batch = f.view.purchase(1).unwrap();
+        batch.id = 2;
+        batch.terms = PurchaseTerms::Batch { first: 0, last: 30 };
+        f.view.apply(ChainEvent::PurchaseUpdated(batch));
+        let for_batch = |up_to, nonce| {
+            let r = Receipt {
+                purchase: 2,
+                ..receipt(&f, up_to, 1, nonce)
+            };
+            (r.clone(), r.sign_sr25519(&f.buyer, &GENESIS)).encode()
+        };
+        assert_eq!(
+            book.accept(&for_batch(0, 1)),
+            Err(ReceiptError::BeyondServed {
+                up_to: 0,
+                limit: None
+            })
+        );
+        book.store.record_served(2, 4).unwrap();
+        assert!(matches!(
+            book.accept(&for_batch(5, 1)),
+            Err(ReceiptError::BeyondServed { limit: Some(4), .. })
+        ));
+        assert_eq!(book.accept(&for_batch(4, 1)).unwrap().up_to_sequence, 4);
+    }
+
+    #[test]
+    fn receipts_are_bound_to_the_chain() {
+        let f = fixture();
+        let (_d, book) = book(&f);
+        let r = receipt(&f, 3, 1, 1);
+        let other_chain = (
+            r.clone(),
+            r.sign_sr25519(&f.buyer, &H256::repeat_byte(0x99)),
+        )
+            .encode();
+        assert_eq!(book.accept(&other_chain), Err(ReceiptError::BadSignature));
+        assert!(book.accept(&signed(&f, 3, 1, 1)).is_ok());
     }
 
     #[test]
@@ -408,7 +598,7 @@ mod tests {
             bytes: 1,
             nonce: 1,
         };
-        let forged = (receipt.clone(), receipt.sign_sr25519(&pair(99))).encode();
+        let forged = (receipt.clone(), receipt.sign_sr25519(&pair(99), &GENESIS)).encode();
         assert_eq!(book.accept(&forged), Err(ReceiptError::BadSignature));
         // For another operator, for an unknown purchase.
         let other = Receipt {
@@ -416,7 +606,7 @@ mod tests {
             ..receipt.clone()
         };
         assert_eq!(
-            book.accept(&(other.clone(), other.sign_sr25519(&f.buyer)).encode()),
+            book.accept(&(other.clone(), other.sign_sr25519(&f.buyer, &GENESIS)).encode()),
             Err(ReceiptError::WrongOperator)
         );
         let unknown = Receipt {
@@ -424,7 +614,7 @@ mod tests {
             ..receipt.clone()
         };
         assert_eq!(
-            book.accept(&(unknown.clone(), unknown.sign_sr25519(&f.buyer)).encode()),
+            book.accept(&(unknown.clone(), unknown.sign_sr25519(&f.buyer, &GENESIS)).encode()),
             Err(ReceiptError::UnknownPurchase(5))
         );
         // Closed purchase.

@@ -28,7 +28,7 @@ use fastdata_primitives::{
     tokens::{Signed, TokenPayload},
     AccountId, BlockNumber, Sequence, StreamId,
 };
-use sp_core::{sr25519, Pair};
+use sp_core::{sr25519, Pair, H256};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::{
@@ -39,8 +39,9 @@ use crate::{
     store::{NewSegment, Store},
 };
 
-/// Domain tag of replica-request signatures.
-pub const REPLICA_REQUEST_DOMAIN: &[u8] = b"fastdata/replica-request/v1";
+/// Domain tag of replica-request signatures (signed, like every off-chain message, for the
+/// chain's genesis hash).
+pub const REPLICA_REQUEST_DOMAIN: &[u8] = b"fastdata/replica-request/v2";
 /// Most segments one replica response carries.
 pub const REPLICA_PAGE: usize = 1024;
 /// Validity of a replica request, in blocks past the finalized one.
@@ -94,6 +95,7 @@ pub type SignedReplicaRequest = Signed<ReplicaRequest>;
 pub struct Replicator {
     me: AccountId,
     pair: sr25519::Pair,
+    genesis: H256,
     view: Arc<dyn ChainView>,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
@@ -109,15 +111,17 @@ fn now_millis() -> u64 {
 }
 
 impl Replicator {
-    /// A replicator signing with `pair` (the operator key).
+    /// A replicator signing with `pair` (the operator key) for the chain `genesis`.
     pub fn new(
         pair: sr25519::Pair,
+        genesis: H256,
         view: Arc<dyn ChainView>,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             me: AccountId::from(pair.public()),
+            genesis,
             pair,
             view,
             store,
@@ -213,6 +217,7 @@ impl Replicator {
                     nonce: self.next_nonce(),
                 },
                 &self.pair,
+                &self.genesis,
             );
             let page_url = format!(
                 "{}/v1/replica/streams/{}/segments?from={from}&to={}",

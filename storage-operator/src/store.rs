@@ -17,9 +17,13 @@
 //! | `nonces`   | context bytes (kind ‖ signer ‖ …)    | last accepted nonce                |
 //! | `receipts` | purchase id                          | SCALE `(Receipt, Signature)`        |
 //! | `claimed`  | purchase id                          | nonce of the last receipt claimed   |
+//! | `served`   | purchase id                          | highest sequence served over HTTP   |
 //!
 //! Big-endian sequence numbers make the byte order of keys the order of `(stream, sequence)`,
 //! so a range read is one B-tree scan.
+//!
+//! Every committed segment or receipt write wakes [`Store::changed`] (the receipt-window
+//! enforcement of live subscribers waits on it).
 
 use std::path::Path;
 
@@ -30,6 +34,7 @@ const SEGMENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("segments")
 const NONCES: TableDefinition<&[u8], u64> = TableDefinition::new("nonces");
 const RECEIPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("receipts");
 const CLAIMED: TableDefinition<u64, u64> = TableDefinition::new("claimed");
+const SERVED: TableDefinition<u64, u64> = TableDefinition::new("served");
 
 /// A storage failure (disk full, I/O error, corruption). The operation changed nothing.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +112,7 @@ pub const CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// The daemon's database.
 pub struct Store {
     db: Database,
+    changed: tokio::sync::Notify,
 }
 
 impl Store {
@@ -121,9 +127,24 @@ impl Store {
             txn.open_table(NONCES)?;
             txn.open_table(RECEIPTS)?;
             txn.open_table(CLAIMED)?;
+            txn.open_table(SERVED)?;
         }
         txn.commit()?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            changed: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Woken (one stored permit, so no wake-up is lost) after segments or a receipt were
+    /// committed, and by [`Self::notify_changed`].
+    pub fn changed(&self) -> &tokio::sync::Notify {
+        &self.changed
+    }
+
+    /// Wakes the waiter of [`Self::changed`] (e.g. after a new broker grant).
+    pub fn notify_changed(&self) {
+        self.changed.notify_one();
     }
 
     fn write(&self) -> Result<redb::WriteTransaction, StoreError> {
@@ -159,6 +180,9 @@ impl Store {
             }
         }
         txn.commit()?;
+        if inserted.contains(&true) {
+            self.notify_changed();
+        }
         Ok(inserted)
     }
 
@@ -232,6 +256,21 @@ impl Store {
             out.push(sequence_of(key.value()));
         }
         Ok(out)
+    }
+
+    /// The lowest stored sequence of `stream`.
+    pub fn first_sequence(&self, stream: &StreamId) -> Result<Option<Sequence>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SEGMENTS)?;
+        let start = segment_key(stream, 0);
+        let end = segment_key(stream, Sequence::MAX);
+        let first = table
+            .range::<&[u8]>(start.as_slice()..=end.as_slice())?
+            .next();
+        match first {
+            Some(entry) => Ok(Some(sequence_of(entry?.0.value()))),
+            None => Ok(None),
+        }
     }
 
     /// The highest stored sequence of `stream`.
@@ -344,6 +383,7 @@ impl Store {
         };
         if outcome.is_ok() {
             txn.commit()?;
+            self.notify_changed();
         } else {
             txn.abort()?;
         }
@@ -388,6 +428,32 @@ impl Store {
         }
         txn.commit()?;
         Ok(())
+    }
+
+    /// Records durably that sequences up to `sequence` were served to `purchase` over HTTP
+    /// (the highest such sequence is kept).
+    pub fn record_served(
+        &self,
+        purchase: PurchaseId,
+        sequence: Sequence,
+    ) -> Result<(), StoreError> {
+        let txn = self.write()?;
+        {
+            let mut table = txn.open_table(SERVED)?;
+            let current = table.get(purchase)?.map(|v| v.value());
+            if current.is_none_or(|c| c < sequence) {
+                table.insert(purchase, sequence)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The highest sequence served to `purchase` over HTTP.
+    pub fn served(&self, purchase: PurchaseId) -> Result<Option<Sequence>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SERVED)?;
+        Ok(table.get(purchase)?.map(|v| v.value()))
     }
 }
 
@@ -467,6 +533,28 @@ mod tests {
         assert_eq!(store.last_sequence(&H256::repeat_byte(2)).unwrap(), Some(3));
         assert_eq!(store.last_sequence(&H256::repeat_byte(3)).unwrap(), None);
         assert!(store.segments(&s, 10, 1, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn served_keeps_the_highest_and_writes_wake_the_waiter() {
+        let (_dir, store) = store();
+        assert_eq!(store.served(1).unwrap(), None);
+        store.record_served(1, 7).unwrap();
+        store.record_served(1, 3).unwrap();
+        assert_eq!(store.served(1).unwrap(), Some(7));
+        assert_eq!(store.served(2).unwrap(), None);
+        // A committed segment leaves a permit for the next waiter.
+        let waited = store.changed().notified();
+        store.insert_segments(&[seg(1, 1, b"a")], 1).unwrap();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(1), waited)
+                    .await
+                    .expect("woken")
+            });
     }
 
     #[test]

@@ -6,12 +6,16 @@
 //      issuer, attests a credential to each, so both are verified and get a trust score;
 //   2. the seller lists a live-stream offer; a storage operator registers with the minimum
 //      stake; the seller registers the offer's stream and the chain assigns an operator;
-//   3. the buyer purchases one period (verified-buyer discount applied, price held);
+//   3. the buyer purchases one period (verified-buyer discount applied, price held); the
+//      operator attests the stream's head (20 segments published in the period);
 //   4. the seller seals the epoch keys to the buyer's DID key (HPKE, as the SDK does) and the
 //      buyer opens them from chain and checks them against the stream's commitment;
-//   5. the period ends without receipts; once the claim grace period is over the buyer
-//      settles it, with the price back to the buyer ("no receipt, no pay"); the purchase is
-//      Settled, both sides rate each other and the seller's trust score in the listing moves;
+//   5. the buyer signs a receipt for all 20 segments, bound to this chain's genesis hash; the
+//      operator claims with it (a receipt beyond the attested head or signed for another chain
+//      is refused); once the claim grace period is over the buyer settles the period: the
+//      operator gets its price per MB, the seller the rest minus the protocol fee, nothing
+//      goes back; the purchase is Settled, both sides rate each other and the seller's trust
+//      score in the listing moves;
 //   6. the seller closes the stream and the operator leaves, so reruns on the same chain
 //      start from the same operator set.
 // Every run uses new accounts, so the test passes on a fresh chain and on one it already
@@ -31,6 +35,10 @@ const UNIT = 1_000_000_000_000n;
 const PRICE = 5n * UNIT; // per period of the live stream
 const DISCOUNT = 100_000_000; // Perbill: 10 % off for verified buyers
 const PERIOD = 10; // blocks, the runtime's MinPeriod
+const SEGMENTS = 20; // published in the period, as the operator attests
+const BYTES = 20n * 1024n; // received by the buyer
+const OPERATOR_PRICE = 1_000_000_000n; // per MB
+const RECEIPT_DOMAIN = 'fastdata/receipt/v2';
 const TOPIC = 'plant-7/line-2/vibration';
 const STREAM_NAME = 'vibration-sensor-3';
 
@@ -187,7 +195,7 @@ test('2. the verified seller lists a live offer; an operator registers; the stre
   const [listed, registered] = await Promise.all([
     sendFinalized(api, api.tx.offers.createOffer(TOPIC, mode, PRICE, terms), seller),
     sendFinalized(api, api.tx.operators.register(c.operators.minStake, 'mqtt://127.0.0.1:18830',
-      'http://127.0.0.1:18080', 1_000_000_000n), operator),
+      'http://127.0.0.1:18080', OPERATOR_PRICE), operator),
   ]);
   // An account without a verified DID cannot sell.
   assert.equal(await sendFailing(api, api.tx.offers.createOffer(TOPIC, mode, PRICE, terms), operator),
@@ -253,7 +261,8 @@ test('2. the verified seller lists a live offer; an operator registers; the stre
   const sa = theEvent(api, events, 'operators', 'StreamAssigned');
   assert.equal(sa.data.stream.toHex(), streamId);
   assert.deepEqual(sa.data.operators.map(str), assigned);
-  // Whichever active operator the chain picked (our new one on a fresh chain), it hosts the stream.
+  // The only active operator (the e2e tests before this one remove theirs) hosts the stream.
+  assert.equal(assigned[0], operator.address);
   const host = (await api.call.operatorsApi.operator(assigned[0])).unwrap();
   assert.equal(host.status.type, 'Active');
   assert.ok((await api.call.operatorsApi.streamsOf(assigned[0])).some((s) => s.toHex() === streamId));
@@ -320,6 +329,20 @@ test('3. a verified buyer purchases one period of the stream', async () => {
 
   // No rating before the trade is settled.
   assert.equal(await sendFailing(api, api.tx.trust.rate(id, 100, null), buyer), 'trust.TradeNotSettled');
+
+  // The period pays by what is published in it: the head at purchase (nothing attested
+  // yet) and, recorded at the period's end, the head the operator attests now.
+  assert.equal(view.startHead.unwrap().toNumber(), 0);
+  assert.deepEqual(view.periodHeads.map((h) => h.toNumber()), [0]);
+  const { events: attested, blockHash: attestedIn } = await sendFinalized(api,
+    api.tx.operators.attestHeads([[state.stream, SEGMENTS]]), operator);
+  assert.ok(await blockNumber(api, attestedIn) < at + PERIOD, 'attested inside the period');
+  const ha = theEvent(api, attested, 'operators', 'HeadsAttested');
+  assert.deepEqual(ha.data.names, ['operator', 'streams']);
+  assert.deepEqual([str(ha.data.operator), ha.data.streams.toNumber()], [operator.address, 1]);
+  // Heads never go back.
+  assert.equal(await sendFailing(api, api.tx.operators.attestHeads([[state.stream, SEGMENTS - 1]]), operator),
+    'operators.HeadDecreased');
 });
 
 test('4. the seller seals the epoch keys to the buyer; the buyer opens them from chain', async () => {
@@ -361,13 +384,37 @@ test('4. the seller seals the epoch keys to the buyer; the buyer opens them from
   assert.throws(() => openEpochKeys(api, buyerKey.secret, id + 1, 0, onChain), 'bound to the purchase id');
 });
 
-test('5. the period settles (no receipts: price back to the buyer); both sides rate', { timeout: 150_000 }, async () => {
+// The buyer's receipt for `operator`: SCALE((domain, genesis, receipt)) signed with sr25519.
+function signReceipt(signer, genesis, receipt) {
+  const message = api.createType('(Bytes, H256, u64, AccountId32, u64, u64, u64)', [
+    u8aToHex(stringToU8a(RECEIPT_DOMAIN)), genesis, receipt.purchase, receipt.operator, receipt.upToSequence,
+    receipt.bytes, receipt.nonce,
+  ]).toU8a();
+  return { Sr25519: u8aToHex(signer.sign(message)) };
+}
+
+test('5. receipts are claimed; the period settles by what was delivered; both sides rate', { timeout: 150_000 }, async () => {
   assert.ok(state.purchase !== undefined, 'needs the purchase of step 3');
   const id = state.purchase;
   const active = (await api.call.escrowApi.purchase(id)).unwrap();
   assert.equal(active.state.type, 'Active', 'needs the keys of step 4');
   const price = bal(active.price);
   const due = active.nextSettlement.unwrap().toNumber();
+
+  // The buyer acknowledges all 20 segments to the operator, for this chain only.
+  const receipt = { purchase: id, operator: operator.address, upToSequence: SEGMENTS - 1, bytes: BYTES, nonce: 1 };
+  const beyond = { ...receipt, upToSequence: SEGMENTS };
+  assert.equal(await sendFailing(api, api.tx.escrow.claim(beyond, signReceipt(buyer, api.genesisHash, beyond)),
+    operator), 'escrow.BeyondStreamHead');
+  const elsewhere = signReceipt(buyer, blake2AsHex('another chain', 256), receipt);
+  assert.equal(await sendFailing(api, api.tx.escrow.claim(receipt, elsewhere), operator), 'escrow.InvalidSignature');
+  const { events: claimed } = await sendFinalized(api,
+    api.tx.escrow.claim(receipt, signReceipt(buyer, api.genesisHash, receipt)), operator);
+  const rc = theEvent(api, claimed, 'escrow', 'ReceiptClaimed');
+  assert.deepEqual(rc.data.names, ['purchase', 'operator', 'upToSequence', 'bytes', 'accrued']);
+  const accrued = (BYTES * OPERATOR_PRICE) / 1_000_000n;
+  assert.deepEqual([rc.data.purchase.toNumber(), str(rc.data.operator), rc.data.upToSequence.toNumber(),
+    rc.data.bytes.toBigInt(), bal(rc.data.accrued)], [id, operator.address, SEGMENTS - 1, BYTES, accrued]);
 
   // The operator's daemon keeps its heartbeat while the period runs.
   const { events: hb } = await sendFinalized(api, api.tx.operators.heartbeat(), operator);
@@ -386,13 +433,16 @@ test('5. the period settles (no receipts: price back to the buyer); both sides r
   const ps = theEvent(api, events, 'escrow', 'PeriodSettled');
   assert.deepEqual(ps.data.names, ['purchase', 'period', 'operators', 'seller', 'fee', 'refunded']);
   assert.equal(ps.data.purchase.toNumber(), id);
-  // No receipt, no pay: the whole budget of the period goes back to the buyer.
+  // All 20 segments of the period acknowledged: the whole budget is delivered. The operator
+  // gets its price per MB, the seller the rest minus the protocol fee, the buyer nothing back.
+  const gross = price - accrued;
+  const fee = (gross * BigInt(c.escrow.protocolFee.toNumber())) / 1_000_000_000n;
   assert.deepEqual([ps.data.period.toNumber(), bal(ps.data.operators), bal(ps.data.seller), bal(ps.data.fee),
-    bal(ps.data.refunded)], [0, 0n, 0n, 0n, price]);
+    bal(ps.data.refunded)], [0, accrued, gross - fee, fee, 0n]);
   const settled = theEvent(api, events, 'escrow', 'PurchaseSettled');
   assert.deepEqual(settled.data.names, ['purchase', 'value']);
   assert.equal(settled.data.purchase.toNumber(), id);
-  assert.equal(bal(settled.data.value), 0n);
+  assert.equal(bal(settled.data.value), price);
 
   const view = (await api.call.escrowApi.purchase(id)).unwrap();
   assert.equal(view.state.type, 'Settled');
@@ -401,9 +451,11 @@ test('5. the period settles (no receipts: price back to the buyer); both sides r
   assert.equal(view.closedAt.unwrap().toNumber(), settledAt);
   assert.deepEqual(
     Object.fromEntries(['held', 'operators', 'seller', 'fees', 'refunded'].map((k) => [k, bal(view.ledger[k])])),
-    { held: 0n, operators: 0n, seller: 0n, fees: 0n, refunded: price });
+    { held: 0n, operators: accrued, seller: gross - fee, fees: fee, refunded: 0n });
+  assert.equal(view.startHead.unwrap().toNumber(), 0);
+  assert.deepEqual(view.periodHeads.map((h) => h.toNumber()), [SEGMENTS]);
   const buyerAfter = await freeAndHolds(buyer.address);
-  assert.equal(buyerAfter.free - buyerBefore.free, price, 'the price came back to the buyer (settlement is free)');
+  assert.equal(buyerAfter.free, buyerBefore.free, 'nothing came back to the buyer (settlement is free)');
   assert.deepEqual(buyerAfter.holds.filter((h) => 'escrow' in h.id),
     [{ id: { escrow: 'PurchaseDeposit' }, amount: bal(c.escrow.purchaseDeposit) }]);
 
@@ -422,9 +474,12 @@ test('5. the period settles (no receipts: price back to the buyer); both sides r
   assert.equal(rated.data.score.toNumber(), 90);
   assert.equal(rated.data.comment.unwrap().toHex(), comment);
   assert.equal(rated.data.raterCredibility.toNumber(), buyerCr);
-  assert.equal(rated.data.context.toNumber(), 0, 'a trade of value 0 carries no context weight');
+  // τ = v / (v + V) of the trade's value v (the price, all of it delivered).
+  const V = bal(c.trust.referenceValue);
+  const context = rated.data.context.toNumber();
+  assert.equal(context, Number((price * 1_000_000_000n) / (price + V)));
   assert.equal(bal(rated.data.deposit), bal(c.trust.ratingDeposit));
-  const sellerCr = credibilityAfterOneRating(buyerCr, 90);
+  const sellerCr = credibilityAfterOneRating(buyerCr, 90, context);
   assert.equal(rated.data.credibility.toNumber(), sellerCr);
 
   const bySeller = await sendFinalized(api, api.tx.trust.rate(id, 100, null), seller);
@@ -432,7 +487,8 @@ test('5. the period settles (no receipts: price back to the buyer); both sides r
   assert.deepEqual([str(back.data.rater), str(back.data.ratee), back.data.score.toNumber(), back.data.comment.isNone],
     [seller.address, buyer.address, 100, true]);
   assert.equal(back.data.raterCredibility.toNumber(), sellerCr);
-  assert.equal(back.data.credibility.toNumber(), credibilityAfterOneRating(sellerCr, 100));
+  assert.equal(back.data.context.toNumber(), context);
+  assert.equal(back.data.credibility.toNumber(), credibilityAfterOneRating(sellerCr, 100, context));
   assert.equal(await sendFailing(api, api.tx.trust.rate(id, 10, null), buyer), 'trust.AlreadyRated');
 
   // A credible buyer's 90/100 lifts the seller above the prior; the listing shows it.
@@ -444,20 +500,23 @@ test('5. the period settles (no receipts: price back to the buyer); both sides r
   const listing = (await api.call.offersApi.offer(state.offer)).unwrap();
   assert.equal(listing.sellerTrustScore.toNumber(), sellerAfter.trustScore.toNumber());
   assert.deepEqual((await api.call.trustApi.trustScores([seller.address, buyer.address])).map((x) => x.toNumber()),
-    [sellerCr, credibilityAfterOneRating(sellerCr, 100)]);
+    [sellerCr, credibilityAfterOneRating(sellerCr, 100, context)]);
 });
 
 // Credibility (eq. 1, pallets/trust) of a verified account after one rating `score` by a rater
-// of credibility `raterCr` on a trade of value 0 (context τ = 0), with K = PriorWeight,
-// C0 = BaseCredibility, γ = ContextWeight (Perbill):
-//   A = ⌊(K·C0 + 10⁴·raterCr·score) / (K + raterCr)⌋,  A_τ = C0,  Cr = ⌊(1−γ)·A⌋ + ⌊γ·A_τ⌋.
-function credibilityAfterOneRating(raterCr, score) {
+// of credibility `raterCr` on a trade of context τ (Perbill), with K = PriorWeight,
+// C0 = BaseCredibility, γ = ContextWeight (Perbill), w = ⌊τ·raterCr⌋:
+//   A = ⌊(K·C0 + 10⁴·raterCr·score) / (K + raterCr)⌋,  A_τ = ⌊(K·C0 + 10⁴·w·score) / (K + w)⌋,
+//   Cr = ⌊(1−γ)·A⌋ + ⌊γ·A_τ⌋.
+function credibilityAfterOneRating(raterCr, score, context) {
   const K = BigInt(c.trust.priorWeight.toNumber());
   const C0 = BigInt(c.trust.baseCredibility.toNumber());
   const gamma = BigInt(c.trust.contextWeight.toNumber());
   const cr = BigInt(raterCr);
+  const w = (BigInt(context) * cr) / 1_000_000_000n;
   const A = (K * C0 + 10_000n * cr * BigInt(score)) / (K + cr);
-  return Number((A * (1_000_000_000n - gamma)) / 1_000_000_000n + (C0 * gamma) / 1_000_000_000n);
+  const At = (K * C0 + 10_000n * w * BigInt(score)) / (K + w);
+  return Number((A * (1_000_000_000n - gamma)) / 1_000_000_000n + (At * gamma) / 1_000_000_000n);
 }
 
 test('6. the seller closes the stream and the operator leaves', async () => {

@@ -462,6 +462,8 @@ fn purchase_json(p: &fastdata_sdk::buyer::Purchase) -> Value {
         "access": {"start": p.access.start, "end": p.access.end, "first_epoch": p.access.first_epoch, "epochs": p.access.epochs},
         "key_deadline": p.key_deadline,
         "delivered_up_to": p.delivered_up_to,
+        "start_head": p.start_head,
+        "period_heads": p.period_heads,
         "ledger": {
             "held": fmt_balance(p.ledger.held),
             "operators": fmt_balance(p.ledger.operators),
@@ -969,14 +971,11 @@ async fn publish(ctx: &Ctx, args: PublishArgs) -> anyhow::Result<()> {
         .stream(&stream)
         .map(|s| s.next_sequence)
         .unwrap_or(0);
-    keystore
-        .stream_mut(&stream)
-        .epoch_starts
-        .entry(view.epoch)
-        .or_insert(next);
+    keystore.record_epoch_start(&stream, view.epoch, next);
     keystore.save()?;
     let mut publisher = StreamPublisher::connect(
         chain.account(),
+        chain.genesis(),
         stream,
         view.epoch,
         keys,

@@ -24,7 +24,7 @@ use fastdata_primitives::{
     AccountId, StreamId,
 };
 use fastdata_sdk::{
-    operator::OperatorEndpoint,
+    operator::{OperatorClient, OperatorEndpoint},
     publish::StreamPublisher,
     receive::{Receiver, Verifier},
     Account,
@@ -32,6 +32,8 @@ use fastdata_sdk::{
 use sp_core::H256;
 
 const STREAM: StreamId = H256([0x5a; 32]);
+/// The genesis hash the operators are configured with; everything is signed for it.
+const GENESIS: H256 = H256([0x47; 32]);
 
 fn free_port() -> u16 {
     fastdata_operator::mosquitto::free_port().unwrap()
@@ -63,7 +65,9 @@ async fn operator(
         username = "admin"
         password = "admin-secret"
         [serving]
-        ahead_segments = {ahead}
+        receipt_window = {ahead}
+        [chain]
+        genesis = "{GENESIS:?}"
         "#,
         hex::encode([seed; 32]),
         dir.join("op").display(),
@@ -129,6 +133,23 @@ fn active_purchase(id: u64, last: u64) -> PurchaseInfo {
     }
 }
 
+/// The buyer's active stream purchase `id` (live periods, epoch 0 keys delivered).
+fn stream_purchase(id: u64) -> PurchaseInfo {
+    PurchaseInfo {
+        terms: PurchaseTerms::Stream {
+            period: 100,
+            periods: 10,
+        },
+        access: AccessPeriod {
+            start: 0,
+            end: 1_000,
+            first_epoch: Some(0),
+            epochs: vec![0],
+        },
+        ..active_purchase(id, 0)
+    }
+}
+
 fn tmp() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
@@ -189,6 +210,7 @@ async fn seller_to_buyer_byte_for_byte_with_failover_and_tamper_detection() {
     // A forger with the seller's token but wrong keys gets sequence 0 onto replica A first.
     let mut forger = StreamPublisher::connect(
         &seller(),
+        GENESIS,
         STREAM,
         0,
         EpochKeys::new([0x66; 32], [0x67; 32]),
@@ -205,6 +227,7 @@ async fn seller_to_buyer_byte_for_byte_with_failover_and_tamper_detection() {
     // The seller publishes the file to both replicas.
     let mut publisher = StreamPublisher::connect(
         &seller(),
+        GENESIS,
         STREAM,
         0,
         keys(),
@@ -230,6 +253,7 @@ async fn seller_to_buyer_byte_for_byte_with_failover_and_tamper_detection() {
     };
     let mut receiver = Receiver::new(
         buyer(),
+        GENESIS,
         1,
         Verifier::new(STREAM, BTreeMap::from([(0, keys())])),
         vec![dead, a.endpoint.clone(), b.endpoint.clone()],
@@ -253,9 +277,16 @@ async fn seller_to_buyer_byte_for_byte_with_failover_and_tamper_detection() {
     );
     assert!(summary.failovers >= 2, "{summary:?}");
 
-    // B got receipts for what it served.
-    let latest = b.daemon.node.receipts.latest(1).unwrap();
-    assert!(latest.is_some(), "no receipt reached operator B");
+    // B got a final receipt for everything it served, and none for more.
+    let (receipt, _) = b
+        .daemon
+        .node
+        .receipts
+        .latest(1)
+        .unwrap()
+        .expect("no receipt reached operator B");
+    assert_eq!(receipt.up_to_sequence, segments - 1);
+    assert_eq!(receipt.operator, b.endpoint.account);
 
     a.daemon.shutdown().await;
     b.daemon.shutdown().await;
@@ -271,6 +302,7 @@ async fn buyer_without_purchase_gets_nothing() {
     };
     let mut publisher = StreamPublisher::connect(
         &seller(),
+        GENESIS,
         STREAM,
         0,
         keys(),
@@ -291,6 +323,7 @@ async fn buyer_without_purchase_gets_nothing() {
     for (who, purchase) in [(buyer(), 2), (stranger, 1)] {
         let mut receiver = Receiver::new(
             who,
+            GENESIS,
             purchase,
             Verifier::new(STREAM, BTreeMap::from([(0, keys())])),
             vec![a.endpoint.clone()],
@@ -313,10 +346,40 @@ async fn buyer_without_purchase_gets_nothing() {
         );
     }
 
+    // The real buyer's purchase 1, signed for another chain: the operator refuses the
+    // request, and the receiver does not even ask an operator of another chain.
+    let other_chain = H256([0x48; 32]);
+    let foreign = OperatorClient::new(a.endpoint.clone(), other_chain);
+    let refused = foreign
+        .download(&buyer(), 1, 1_000, Some(0), Some(9))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("bad_signature"), "{refused}");
+    let mut receiver = Receiver::new(
+        buyer(),
+        other_chain,
+        1,
+        Verifier::new(STREAM, BTreeMap::from([(0, keys())])),
+        vec![a.endpoint.clone()],
+        1_000,
+        Some(0),
+    );
+    let err = receiver.download(Some(9), |_| Ok(())).await.unwrap_err();
+    assert!(err.to_string().contains("serves another chain"), "{err}");
+    let terms = OperatorClient::new(a.endpoint.clone(), GENESIS)
+        .terms()
+        .await
+        .unwrap()
+        .expect("the operator publishes its terms");
+    assert_eq!(terms.genesis, GENESIS);
+    assert_eq!(terms.receipt_window, 8);
+
     // Purchase 2 is made, but the operator's view learns of it only 2 s later: a patient
     // receiver asks again meanwhile instead of giving up, then gets every segment.
     let mut patient = Receiver::new(
         buyer(),
+        GENESIS,
         2,
         Verifier::new(STREAM, BTreeMap::from([(0, keys())])),
         vec![a.endpoint.clone()],
@@ -348,11 +411,14 @@ async fn live_follow_delivers_new_segments_in_order() {
     let (_guard, dir) = tmp();
     let a_id = Account::from_seed(&[2; 32]).account_id();
     let view = view(&[a_id], 1_000_000);
-    let Some(a) = operator(&dir.join("a"), 2, view, 64).await else {
+    view.apply(ChainEvent::PurchaseUpdated(stream_purchase(1)));
+    // W = 8: the follower receipts every 2 segments or it is cut off.
+    let Some(a) = operator(&dir.join("a"), 2, view, 8).await else {
         return;
     };
     let mut publisher = StreamPublisher::connect(
         &seller(),
+        GENESIS,
         STREAM,
         0,
         keys(),
@@ -379,6 +445,7 @@ async fn live_follow_delivers_new_segments_in_order() {
         tokio::spawn(async move {
             let mut receiver = Receiver::new(
                 buyer(),
+                GENESIS,
                 1,
                 Verifier::new(STREAM, BTreeMap::from([(0, keys())])),
                 vec![endpoint],
@@ -437,6 +504,9 @@ async fn live_follow_delivers_new_segments_in_order() {
     assert_eq!(seqs, (0..25).collect::<Vec<_>>());
     assert_eq!(got[24].1, b"live 24");
     assert_eq!(summary.segments, 25);
+    // The final receipt acknowledges everything received.
+    let (receipt, _) = a.daemon.node.receipts.latest(1).unwrap().unwrap();
+    assert_eq!(receipt.up_to_sequence, 24);
     a.daemon.shutdown().await;
 }
 
@@ -454,6 +524,7 @@ async fn a_dead_broker_does_not_stall_the_other_replicas() {
     };
     let mut publisher = StreamPublisher::connect(
         &seller(),
+        GENESIS,
         STREAM,
         0,
         keys(),
@@ -481,6 +552,7 @@ async fn a_dead_broker_does_not_stall_the_other_replicas() {
 
     let mut receiver = Receiver::new(
         buyer(),
+        GENESIS,
         1,
         Verifier::new(STREAM, BTreeMap::from([(0, keys())])),
         vec![b.endpoint.clone(), a.endpoint.clone()],

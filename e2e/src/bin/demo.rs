@@ -150,7 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .chain
         .create_offer(
             "plant7/press/temperature (live)",
-            PaymentMode::Stream { period: 20 },
+            PaymentMode::Stream { period: 30 },
             10 * UNIT,
             terms,
         )
@@ -177,12 +177,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     );
 
     step(&format!(
-        "seller publishes {n} encrypted sensor readings to each stream"
+        "seller publishes {n} encrypted sensor readings to the recorded (batch) stream"
     ));
     let batch_data: Vec<Vec<u8>> = (0..n).map(|i| reading("press-batch", i)).collect();
     let live_data: Vec<Vec<u8>> = (0..n).map(|i| reading("press-live", i)).collect();
-    let batch_endpoints = publish(&seller, batch_stream.stream, 0, 0, &batch_data).await?;
-    let live_endpoints = publish(&seller, live_stream.stream, 0, 0, &live_data).await?;
+    let batch_endpoints = publish(&mut seller, batch_stream.stream, 0, 0, &batch_data).await?;
 
     step("buyer buys both; seller delivers the keys sealed to the buyer's X25519 key");
     let batch_purchase = buyer.chain.buy(batch_offer, 1, 5 * UNIT).await?;
@@ -198,6 +197,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .wait_for_keys(p, Duration::from_secs(60))
             .await?;
     }
+
+    // A live purchase pays for what is published during its periods, from the stream's
+    // head at purchase time on.
+    step(&format!(
+        "seller publishes {n} readings to the live stream during the buyer's period"
+    ));
+    let live_endpoints = publish(&mut seller, live_stream.stream, 0, 0, &live_data).await?;
 
     step("buyer downloads, decrypts and verifies every segment (receipts go to the operators)");
     for (name, purchase, endpoints, data) in [
@@ -222,7 +228,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 
     if !cli.no_settle {
-        step("operators claim with the buyer's receipts; the live period settles (≈70 blocks)");
+        step("operators claim with the buyer's receipts; the live period settles (≈80 blocks)");
         let settled = settled(&buyer.chain, live_purchase, Duration::from_secs(300)).await?;
         let l = &settled.ledger;
         println!(

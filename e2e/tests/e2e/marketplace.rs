@@ -25,6 +25,7 @@ use fastdata_sdk::{
     Error,
 };
 use hyper::{body::Bytes, Method};
+use sp_core::H256;
 use sp_runtime::Perbill;
 use tempfile::TempDir;
 
@@ -96,12 +97,12 @@ async fn stream_purchase_delivered_claimed_settled_and_rated() {
     let (_dir, net, [seller, buyer]) = setup(3, [("s", true), ("b", true)]).await;
     let mut seller = seller;
 
-    // The seller lists a live stream (20-block periods) replicated on all three operators.
+    // The seller lists a live stream (30-block periods) replicated on all three operators.
     let price = 10 * UNIT;
     let (offer, registered) = list(
         &mut seller,
         "plant7/press/temperature",
-        PaymentMode::Stream { period: 20 },
+        PaymentMode::Stream { period: 30 },
         price,
         terms(3, false),
         "press-line-1",
@@ -118,29 +119,6 @@ async fn stream_purchase_delivered_claimed_settled_and_rated() {
         "the chain assigned operators outside this network"
     );
     let stream = registered.stream;
-
-    // Publishing reaches every operator once their followers saw the stream.
-    let data = payloads("press-line-1", 40);
-    let endpoints = publish(&seller, stream, 0, 0, &data).await.unwrap();
-    assert_eq!(endpoints.len(), 3);
-
-    // Without a purchase the operators serve nothing.
-    let keys = seller.keystore.epoch_keys(&stream, 0).unwrap();
-    let mut stranger = Receiver::new(
-        buyer.chain.account().clone(),
-        u64::MAX,
-        Verifier::new(stream, [(0, keys)].into()),
-        endpoints.clone(),
-        1_000_000,
-        Some(0),
-    );
-    let mut got = 0;
-    let refused = stranger.download(Some(39), |_| {
-        got += 1;
-        Ok(())
-    });
-    assert!(matches!(refused.await, Err(Error::NoOperator(_))));
-    assert_eq!(got, 0);
 
     // The buyer pays one period; the seller's key delivery activates the purchase.
     let trust_before = buyer.chain.reputation(&seller.id()).await.unwrap();
@@ -162,6 +140,32 @@ async fn stream_purchase_delivered_claimed_settled_and_rated() {
         .wait_for_keys(purchase, Duration::from_secs(60))
         .await
         .unwrap();
+
+    // The seller publishes during the period: a stream purchase pays for what is published
+    // from the stream's head at purchase time on. Publishing reaches every operator once
+    // their followers saw the stream.
+    let data = payloads("press-line-1", 40);
+    let endpoints = publish(&mut seller, stream, 0, 0, &data).await.unwrap();
+    assert_eq!(endpoints.len(), 3);
+
+    // Without a purchase the operators serve nothing.
+    let keys = seller.keystore.epoch_keys(&stream, 0).unwrap();
+    let mut stranger = Receiver::new(
+        buyer.chain.account().clone(),
+        buyer.chain.genesis(),
+        u64::MAX,
+        Verifier::new(stream, [(0, keys)].into()),
+        endpoints.clone(),
+        1_000_000,
+        Some(0),
+    );
+    let mut got = 0;
+    let refused = stranger.download(Some(39), |_| {
+        got += 1;
+        Ok(())
+    });
+    assert!(matches!(refused.await, Err(Error::NoOperator(_))));
+    assert_eq!(got, 0);
 
     // Every segment arrives, verified, in order, byte for byte.
     let (segments, summary) = receive(&buyer, purchase, endpoints, 0, 39).await.unwrap();
@@ -192,6 +196,9 @@ async fn stream_purchase_delivered_claimed_settled_and_rated() {
     assert!(l.operators > 0, "operators were not paid: {l:?}");
     assert!(l.seller > 0 && l.fees > 0, "{l:?}");
     assert_eq!(l.operators + l.seller + l.fees + l.refunded, paid, "{l:?}");
+    // The period's data is what the operators attested: 0 at purchase, 40 at its end.
+    assert_eq!(settled.start_head, Some(0));
+    assert_eq!(settled.period_heads, vec![40]);
     // Everything was delivered, so nothing comes back; the fee is 2 % of the seller's gross.
     assert_eq!(l.refunded, 0, "{l:?}");
     assert_eq!(
@@ -238,7 +245,7 @@ async fn batch_purchase_survives_kill9_of_an_operator() {
     .await;
     assert_eq!(registered.operators.len(), 2);
     let data = payloads("press-vib", 30);
-    let endpoints = publish(&seller, registered.stream, 0, 0, &data)
+    let endpoints = publish(&mut seller, registered.stream, 0, 0, &data)
         .await
         .unwrap();
 
@@ -344,7 +351,9 @@ async fn forged_and_replayed_refused_missing_keys_refunded_dispute_revokes() {
     let (offer, registered) = list(
         &mut seller,
         "plant7/boiler/pressure",
-        PaymentMode::Stream { period: 20 },
+        // Recorded data (published before the purchases), so a batch: a stream purchase
+        // would pay for, and be served, only what is published after it.
+        PaymentMode::Batch { first: 0, last: 9 },
         price,
         terms(2, false),
         "boiler-1",
@@ -352,13 +361,14 @@ async fn forged_and_replayed_refused_missing_keys_refunded_dispute_revokes() {
     .await;
     let stream = registered.stream;
     let data = payloads("boiler-1", 10);
-    let endpoints = publish(&seller, stream, 0, 0, &data).await.unwrap();
+    let endpoints = publish(&mut seller, stream, 0, 0, &data).await.unwrap();
     assert_eq!(endpoints.len(), 2);
     let (op, other) = (&endpoints[0], &endpoints[1]);
     let http = HttpClient::new();
     let session_url = format!("{}/v1/broker/session", op.http_url);
     let json = [("content-type", "application/json".to_owned())];
     let expiry = alice.finalized_number().await.unwrap() + 1_000;
+    let genesis = alice.genesis();
 
     // Upload tokens: signed by someone else than the seller, addressed to the other operator,
     // replayed, or not a token at all — each refused with its own code.
@@ -370,12 +380,26 @@ async fn forged_and_replayed_refused_missing_keys_refunded_dispute_revokes() {
             expiry,
             nonce,
         };
-        let signed = Signed::sign(token, signer.chain.account().pair());
+        let signed = Signed::sign(token, signer.chain.account().pair(), &genesis);
+        serde_json::json!({ "upload_token": hex_scale(&signed) }).to_string()
+    };
+    // The seller's own token, signed for another network.
+    let foreign = {
+        let token = UploadToken {
+            stream,
+            operator: op.account.clone(),
+            epoch: 0,
+            expiry,
+            nonce: fresh_nonce(),
+        };
+        let other_chain = H256::repeat_byte(0xee);
+        let signed = Signed::sign(token, seller.chain.account().pair(), &other_chain);
         serde_json::json!({ "upload_token": hex_scale(&signed) }).to_string()
     };
     let forged = token(&buyer1, op, fresh_nonce());
     let cases = [
         (forged, 401, "bad_signature"),
+        (foreign, 401, "bad_signature"),
         (token(&seller, other, fresh_nonce()), 403, "wrong_operator"),
         (
             r#"{"upload_token":"0xdeadbeef"}"#.to_owned(),
@@ -406,7 +430,7 @@ async fn forged_and_replayed_refused_missing_keys_refunded_dispute_revokes() {
     let after_buy = buyer1.chain.free_balance(&buyer1.id()).await.unwrap();
     let v1 = buyer1.chain.purchase(p1).await.unwrap().unwrap();
     assert_eq!(v1.state, PurchaseState::AwaitingKeys);
-    let client = OperatorClient::new(op.clone());
+    let client = OperatorClient::new(op.clone(), genesis);
     let refusal = alice
         .wait_for(
             "the operator to see purchase 1",
@@ -437,7 +461,7 @@ async fn forged_and_replayed_refused_missing_keys_refunded_dispute_revokes() {
             expiry,
             nonce,
         };
-        let signed = Signed::sign(request, signer.chain.account().pair());
+        let signed = Signed::sign(request, signer.chain.account().pair(), &genesis);
         vec![(ACCESS_HEADER, hex_scale(&signed))]
     };
     let segments_url = format!("{}/v1/purchases/{p2}/segments?from=0&to=9", op.http_url);

@@ -116,7 +116,8 @@ fn signed_receipt<T: Config>(
         bytes,
         nonce: bytes,
     };
-    let signature = T::BenchmarkHelper::sign(&w.buyer, &receipt.signing_payload());
+    let genesis = Pallet::<T>::genesis_hash();
+    let signature = T::BenchmarkHelper::sign(&w.buyer, &receipt.signing_payload(&genesis));
     (receipt, signature)
 }
 

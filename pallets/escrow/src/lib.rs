@@ -23,12 +23,17 @@
 //!    anyone may call [`Pallet::refund_missing_keys`], and the pallet does it by itself in
 //!    `on_idle`; the buyer gets the whole price back.
 //! 3. **Receipts** ([`Pallet::claim`]). As data arrives the buyer signs cumulative receipts
-//!    ([`fastdata_primitives::receipt::Receipt`]) for each operator serving it. An operator
-//!    assigned to the stream (other than the buyer) claims with its latest receipt: the
-//!    receipt must be signed by the buyer, name the claiming operator and this purchase, have
-//!    a higher nonce than the last accepted one, and acknowledge no lower sequence and no
-//!    fewer bytes. The operator accrues `⌊Δbytes · price_per_mb / 10^6⌋` for the bytes not
-//!    yet priced; it is paid at settlement. An operator that has claimed once may keep
+//!    ([`fastdata_primitives::receipt::Receipt`], bound to this chain's genesis hash) for each
+//!    operator serving it. An operator assigned to the stream (other than the buyer) claims
+//!    with its latest receipt: the receipt must be signed by the buyer for this chain, name
+//!    the claiming operator and this purchase, have a higher nonce than the last accepted
+//!    one, acknowledge no lower sequence and no fewer bytes, and acknowledge only published
+//!    data: `up_to_sequence` below the stream's attested head
+//!    ([`OperatorProvider::stream_head`](fastdata_primitives::OperatorProvider::stream_head),
+//!    the lower median of the assigned operators' attestations). The operator accrues
+//!    `⌊Δbytes · price_per_mb / 10^6⌋` for the bytes not yet priced, at the price per MB it
+//!    charged when the purchase was made (an operator assigned later: its current price,
+//!    at most the highest agreed one); it is paid at settlement. An operator that has claimed once may keep
 //!    claiming for the purchase after being reassigned; claims are accepted while the
 //!    purchase is open (also while it awaits keys, at the operator's risk of a refund, and
 //!    while disputed).
@@ -56,11 +61,22 @@
 //!    `price_per_mb` at claim time). With `A = Σ a_o`: if `A ≤ C` each gets `a_o`, otherwise
 //!    each gets `⌊a_o · C / A⌋`. Accrual above the cap is forfeited, not carried over. `O` is
 //!    the total paid.
-//! 2. **Delivered value `D`.** Batch window `first..=last` of `L` segments, with `u` the
-//!    highest sequence the buyer acknowledged to any operator: `D = ⌊B · c / L⌋` where
-//!    `c = min(u, last) − first + 1` (0 if nothing at or after `first` was acknowledged).
-//!    Stream period: `D = B` if a receipt raised the highest acknowledged sequence since the
-//!    previous settlement, else `D = 0` ("no receipt, no pay").
+//! 2. **Delivered value `D`.** With `u` the highest sequence the buyer acknowledged to any
+//!    operator by the settlement. Batch window `first..=last` of `L` segments:
+//!    `D = ⌊B · c / L⌋` where `c = min(u, last) − first + 1` (0 if nothing at or after
+//!    `first` was acknowledged). Stream period `i`, with `h_i` and `h_{i+1}` the attested
+//!    stream heads recorded at its first and last block (`start + i · period` and
+//!    `start + (i + 1) · period`): the period's data is the `n = h_{i+1} − h_i` segments
+//!    published in it, and `D = ⌊B · a / n⌋` with `a = min(u + 1, h_{i+1}) − h_i` of them
+//!    acknowledged (`D = 0` if nothing was published). So a period pays for its own data
+//!    only: a receipt claimed after its settlement does not count for it, a burst in one
+//!    period pays that period alone, and a seller that stops publishing is paid nothing for
+//!    the periods after. `h_0` is the head at purchase: nothing published earlier is paid
+//!    for. Heads are recorded by the agenda at each boundary (also while the purchase waits
+//!    for keys or is disputed, up to [`MAX_PENDING_BOUNDARIES`] unsettled ones), never
+//!    lower than the previous one; a boundary recorded late counts what was published
+//!    until then. A stream offer's period must be at least `ClaimGracePeriod / (MAX_PENDING_BOUNDARIES − 2)`
+//!    ([`Error::PeriodTooShort`]).
 //! 3. **Seller.** Gross `G = max(D − O, 0)`: the operators' pay comes out of the delivered
 //!    share, so with `s < 1` the seller keeps at least `D − s · B`. The protocol fee
 //!    `F = ⌊f · G⌋` (`f =` [`Config::ProtocolFee`]) goes to [`Config::TreasuryAccount`], the
@@ -81,8 +97,9 @@
 //!
 //! ## Automatic work
 //!
-//! Every stored purchase that is not disputed has one entry in the [`Agenda`], at the block
-//! it is next due (key deadline + 1, settlement of its next period, end of retention).
+//! Every stored purchase that is not a disputed batch has one entry in the [`Agenda`], at the
+//! block it is next due (key deadline + 1, the next period boundary of a stream, settlement
+//! of its next period, end of retention).
 //! `on_idle` walks the agenda from [`AgendaCursor`] to the current block as far as the
 //! remaining weight allows, one step of work per entry, so the work per block is bounded;
 //! whatever does not fit is done in later blocks, and anyone can always do it earlier by
@@ -165,7 +182,8 @@ pub mod pallet {
         /// purchase rule enabled (verified buyers only, a discount, a minimum trust score
         /// the benchmark buyers meet), registers its open stream with key commitments for
         /// epochs `0..=epochs`, and registers and assigns `operators` (active, with a price
-        /// per MB). Returns the offer id.
+        /// per MB) with an attested stream head of `u64::MAX`, so that every receipt the
+        /// benchmarks sign is within it. Returns the offer id.
         fn offer(
             seller: &T::AccountId,
             mode: fastdata_primitives::PaymentMode<BlockNumberFor<T>>,
@@ -600,6 +618,12 @@ pub mod pallet {
         LowerReceipt,
         /// The receipt acknowledges nothing new.
         StaleReceipt,
+        /// The receipt acknowledges a sequence at or beyond the stream's attested head: data
+        /// that was not published (or not yet attested by the stream's operators).
+        BeyondStreamHead,
+        /// The offer's period is too short for the claim grace period: the boundaries before
+        /// a period's settlement would not fit in a purchase.
+        PeriodTooShort,
         /// The purchase is disputed; it is frozen until the dispute is resolved.
         PurchaseDisputed,
         /// The next period cannot be settled yet (its end plus the claim grace period).

@@ -5,8 +5,8 @@ use crate::{self as pallet_escrow};
 use core::cell::RefCell;
 use fastdata_primitives::{
     receipt::Receipt, sealed, EpochIndex, IdentityProvider, OfferId, OfferProvider, OfferSummary,
-    OperatorProvider, PaymentMode, PurchaseId, Score, StreamId, StreamSummary, TrustProvider,
-    X25519Public,
+    OperatorProvider, PaymentMode, PurchaseId, Score, Sequence, StreamId, StreamSummary,
+    TrustProvider, X25519Public,
 };
 use frame_support::{
     derive_impl, parameter_types,
@@ -60,6 +60,10 @@ parameter_types! {
     pub TreasuryAccount: AccountId = treasury();
     pub const ProtocolFee: Perbill = Perbill::from_percent(10);
     pub const StorageShare: Perbill = Perbill::from_percent(20);
+    /// The claim grace period; [`GRACE`] unless a test sets another.
+    pub static ClaimGraceBlocks: BlockNumber = GRACE;
+    /// The key delivery period; [`KEY_DELIVERY`] unless a test sets another.
+    pub static KeyDeliveryBlocks: BlockNumber = KEY_DELIVERY;
 }
 
 /// Purchase deposit in the mock.
@@ -94,8 +98,8 @@ impl pallet_escrow::Config for Test {
     type KeyDepositBase = ConstU64<KEY_DEPOSIT_BASE>;
     type KeyDepositPerByte = ConstU64<1>;
     type DisputeDeposit = ConstU64<DISPUTE_DEPOSIT>;
-    type KeyDeliveryPeriod = ConstU64<KEY_DELIVERY>;
-    type ClaimGracePeriod = ConstU64<GRACE>;
+    type KeyDeliveryPeriod = KeyDeliveryBlocks;
+    type ClaimGracePeriod = ClaimGraceBlocks;
     type BatchAccessPeriod = ConstU64<BATCH_ACCESS>;
     type RetentionPeriod = ConstU64<RETENTION>;
     type MaxPeriods = ConstU32<12>;
@@ -166,6 +170,8 @@ pub const BATCH_OFFER: OfferId = 1;
 pub const PRICE: Balance = 1_000;
 /// Period of the stream offer.
 pub const PERIOD: BlockNumber = 10;
+/// Attested head of the batch offer's stream: its window and more were published.
+pub const BATCH_HEAD: u64 = 1_000;
 /// Price per MB of `OP1`.
 pub const OP1_PRICE: Balance = 100;
 /// Price per MB of `OP2`, `OP3` and `OP4`.
@@ -198,6 +204,8 @@ pub struct MockState {
     pub operators: BTreeMap<AccountId, Balance>,
     /// Operator assignment per stream.
     pub assigned: BTreeMap<StreamId, Vec<AccountId>>,
+    /// Attested head per stream (absent: 0).
+    pub heads: BTreeMap<StreamId, Sequence>,
     /// Key pairs of benchmark accounts.
     #[cfg(feature = "runtime-benchmarks")]
     pub pairs: BTreeMap<AccountId, sr25519::Pair>,
@@ -266,6 +274,9 @@ impl OperatorProvider<AccountId, Balance> for MockOperators {
     fn release(stream: &StreamId) {
         with_state(|s| s.assigned.remove(stream));
     }
+    fn stream_head(stream: &StreamId) -> Sequence {
+        with_state(|s| s.heads.get(stream).copied().unwrap_or_default())
+    }
 }
 
 /// Lists an offer with a registered open stream at epoch 0 with commitments for epochs
@@ -309,6 +320,11 @@ pub fn add_offer(
     });
 }
 
+/// The seller publishes `n` more segments of `stream` (its attested head grows by `n`).
+pub fn publish(stream: StreamId, n: u64) {
+    with_state(|s| *s.heads.entry(stream).or_default() += n);
+}
+
 /// Changes the offer `id` in place.
 pub fn edit_offer(id: OfferId, f: impl FnOnce(&mut OfferSummary<AccountId, Balance, BlockNumber>)) {
     with_state(|s| s.offers.get_mut(&id).map(f));
@@ -341,7 +357,7 @@ pub fn receipt(
 
 /// `signer`'s signature of `receipt`.
 pub fn sign(signer: u8, receipt: &Receipt<AccountId>) -> MultiSignature {
-    MultiSignature::Sr25519(receipt.sign_sr25519(&pair(signer)))
+    MultiSignature::Sr25519(receipt.sign_sr25519(&pair(signer), &Escrow::genesis_hash()))
 }
 
 /// Moves to block `n` without running hooks.
@@ -423,6 +439,8 @@ impl ExtBuilder {
             for seed in [BUYER, BUYER2, STRANGER] {
                 s.keys.insert(account(seed), x25519_public(seed));
             }
+            // The batch window was published long ago.
+            s.heads.insert(BATCH_STREAM, BATCH_HEAD);
             s.operators.insert(account(OP1), OP1_PRICE);
             for seed in [OP2, OP3, OP4, OP_UNASSIGNED] {
                 s.operators.insert(account(seed), OP_PRICE);
@@ -523,6 +541,7 @@ impl crate::BenchmarkHelper<Test> for MockBenchmarkHelper {
                 s.operators.insert(operator.clone(), 1_000);
             }
             s.assigned.insert(stream, operators.to_vec());
+            s.heads.insert(stream, Sequence::MAX);
             id
         })
     }

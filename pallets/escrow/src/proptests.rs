@@ -1,10 +1,12 @@
 //! Property tests: random sequences of purchases, key deliveries, claims, settlements,
 //! disputes, refunds, reaping and idle blocks, with every invariant checked after every step;
-//! and random extreme amounts through whole purchases, checking that nothing overflows and
-//! that payouts, fees and refunds add up to the price.
+//! random extreme amounts through whole purchases, checking that nothing overflows and
+//! that payouts, fees and refunds add up to the price; and random publishing and
+//! acknowledgement through stream purchases, checking each period against the per-period
+//! rule computed independently.
 
 use crate::{mock::*, *};
-use fastdata_primitives::{escrow::DisputeReason, PurchaseId};
+use fastdata_primitives::{escrow::DisputeReason, OperatorProvider, PurchaseId};
 use frame_support::{traits::Hooks, weights::Weight, BoundedVec};
 use proptest::prelude::*;
 use sp_runtime::Perbill;
@@ -51,6 +53,9 @@ enum Action {
         blocks: u64,
         idle: bool,
     },
+    Publish {
+        segments: u64,
+    },
 }
 
 const BUYERS: [u8; 3] = [BUYER, BUYER2, STRANGER];
@@ -80,6 +85,7 @@ fn action() -> impl Strategy<Value = Action> {
             .prop_map(|(purchase, ratio)| Action::Resolve { purchase, ratio }),
         1 => any::<usize>().prop_map(|purchase| Action::Reap { purchase }),
         4 => (1u64..6, prop::bool::weighted(0.8)).prop_map(|(blocks, idle)| Action::Advance { blocks, idle }),
+        3 => (0u64..200).prop_map(|segments| Action::Publish { segments }),
     ]
 }
 
@@ -189,6 +195,7 @@ fn run(action: &Action, ids: &mut Vec<PurchaseId>) {
         Action::Reap { purchase } => {
             let _ = Escrow::reap(origin(STRANGER), pick(ids, purchase));
         }
+        Action::Publish { segments } => publish(STREAM, segments),
         Action::Advance { blocks, idle } => {
             for _ in 0..blocks {
                 let next = System::block_number() + 1;
@@ -301,6 +308,81 @@ proptest! {
                 u128::from(l.operators) + u128::from(l.seller) + u128::from(l.fees) + u128::from(l.refunded),
                 u128::from(price) * u128::from(periods)
             );
+        });
+    }
+
+    /// Random publishing per block and random receipt lag, with claim grace periods up to
+    /// the longest allowed: every settled period pays exactly by the rule, computed here from
+    /// the heads published at its boundary blocks and the acknowledged sequence at its
+    /// settlement: `D = ⌊B · (min(u + 1, h₁) − h₀) / (h₁ − h₀)⌋`, seller + fee `= D − O`
+    /// (at least 0), and the buyer gets the rest of the budget back.
+    #[test]
+    fn stream_periods_pay_the_acknowledged_share_of_what_was_published(
+        periods in 1u32..=4,
+        grace in prop_oneof![Just(0u64), 1u64..=PERIOD, Just(PERIOD * 5), Just(PERIOD * 14)],
+        published in prop::collection::vec(prop_oneof![2 => Just(0u64), 3 => 1u64..30, 1 => 100u64..500], 220),
+        lags in prop::collection::vec(prop::option::weighted(0.7, prop_oneof![Just(0u64), 0u64..40]), 220),
+    ) {
+        ExtBuilder::default().build().execute_with(|| {
+            ClaimGraceBlocks::set(grace);
+            publish(STREAM, published[0]);
+            let id = NextPurchaseId::<Test>::get();
+            Escrow::purchase(RuntimeOrigin::signed(account(BUYER)), STREAM_OFFER, periods, u64::MAX).expect("buys");
+            let p = Purchases::<Test>::get(id).expect("stored");
+            let sealed = fastdata_primitives::sealed::seal(&p.buyer_key, id, 0, &epoch_keys(0)).expect("seals");
+            Escrow::deliver_keys(RuntimeOrigin::signed(account(SELLER)), id, 0, BoundedVec::truncate_from(sealed))
+                .expect("delivers");
+            let start = p.start;
+            // The attested head after the publishing of each block.
+            let mut head_at = std::collections::BTreeMap::new();
+            head_at.insert(start, MockOperators::stream_head(&STREAM));
+            let (mut nonce, mut acked) = (0u64, None::<u64>);
+            let end = start + u64::from(periods) * PERIOD + grace + 2;
+            let mut block = start;
+            while block < end {
+                block += 1;
+                System::set_block_number(block);
+                let i = usize::try_from(block).unwrap_or(0) % published.len();
+                publish(STREAM, published[i]);
+                let head = MockOperators::stream_head(&STREAM);
+                head_at.insert(block, head);
+                let open = Purchases::<Test>::get(id).is_some_and(|p| p.state.is_open());
+                if let (true, Some(lag)) = (open, lags[i]) {
+                    let up_to = head.saturating_sub(1 + lag);
+                    if head > lag && acked.is_none_or(|a| up_to > a) {
+                        nonce += 1;
+                        let r = receipt(id, OP1, up_to, nonce * 100_000, nonce);
+                        Escrow::claim(RuntimeOrigin::signed(account(OP1)), r.clone(), sign(BUYER, &r)).expect("claims");
+                        acked = Some(up_to);
+                    }
+                }
+                let before = Purchases::<Test>::get(id).expect("stored");
+                Escrow::on_idle(block, Weight::MAX);
+                assert_eq!(Escrow::do_try_state(), Ok(()));
+                let after = Purchases::<Test>::get(id).expect("stored");
+                if after.settled_periods == before.settled_periods {
+                    continue;
+                }
+                let k = before.settled_periods;
+                let h0 = head_at[&(start + u64::from(k) * PERIOD)];
+                let h1 = head_at[&(start + u64::from(k + 1) * PERIOD)];
+                let budget = before.next_period_budget();
+                let covered = acked.map_or(0, |u| (u + 1).min(h1)).saturating_sub(h0);
+                let delivered = if h1 > h0 {
+                    u64::try_from(u128::from(budget) * u128::from(covered) / u128::from(h1 - h0)).unwrap_or(u64::MAX)
+                } else {
+                    0
+                };
+                let l0 = before.ledger;
+                let l1 = after.ledger;
+                let operators = l1.operators - l0.operators;
+                let gross = (l1.seller - l0.seller) + (l1.fees - l0.fees);
+                assert_eq!(gross, delivered.saturating_sub(operators), "period {k}: h0 {h0} h1 {h1} acked {acked:?}");
+                assert_eq!(l1.refunded - l0.refunded, budget - operators - gross, "period {k}");
+            }
+            let p = Purchases::<Test>::get(id).expect("stored");
+            assert_eq!(p.state, fastdata_primitives::escrow::PurchaseState::Settled);
+            assert_eq!(p.ledger.held, 0);
         });
     }
 }

@@ -5,7 +5,7 @@
 use crate::{mock::*, *};
 use fastdata_primitives::{
     escrow::{DisputeReason, PurchaseState, PurchaseTerms},
-    sealed, PaymentMode, PurchaseId, SettledTrades,
+    sealed, OperatorProvider, PaymentMode, PurchaseId, SettledTrades,
 };
 use frame_support::{
     assert_noop, assert_ok,
@@ -14,7 +14,8 @@ use frame_support::{
     weights::Weight,
     BoundedVec,
 };
-use sp_runtime::{traits::BadOrigin, DispatchError, Perbill};
+use sp_core::H256;
+use sp_runtime::{traits::BadOrigin, DispatchError, MultiSignature, Perbill};
 
 type E = Error<Test>;
 
@@ -56,9 +57,14 @@ fn sealed_for(id: PurchaseId, epoch: u32) -> BoundedVec<u8, <Test as Config>::Ma
     BoundedVec::truncate_from(sealed::seal(&key, id, epoch, &epoch_keys(epoch)).expect("seals"))
 }
 
-/// An active stream purchase of `periods` periods by `BUYER`.
+/// Segments the seller publishes right after each purchase made by [`active_stream`].
+const PUBLISHED: u64 = 1_000;
+
+/// An active stream purchase of `periods` periods by `BUYER`, starting at the stream head
+/// 0, after which the seller published [`PUBLISHED`] segments.
 fn active_stream(periods: u32) -> PurchaseId {
     let id = buy(BUYER, STREAM_OFFER, periods);
+    publish(STREAM, PUBLISHED);
     deliver(id, 0);
     id
 }
@@ -420,8 +426,8 @@ fn deliver_keys_activates_and_the_buyer_can_open_them() {
             .into(),
         );
         System::assert_last_event(Event::PurchaseActivated { purchase: id }.into());
-        // The agenda entry moves from the key deadline to the first settlement.
-        let due = p.settlement_due(0, GRACE);
+        // The agenda entry moves from the key deadline to the first period boundary.
+        let due = p.period_end(0);
         assert_ne!(due, p.key_deadline + 1);
         assert_eq!(p.scheduled_at, Some(due));
         assert!(Agenda::<Test>::contains_key(due, id));
@@ -577,6 +583,7 @@ fn no_keys_after_the_purchase_is_closed() {
 fn missing_keys_refund_everything_and_anyone_may_trigger_it() {
     ExtBuilder::default().build_and_execute(|| {
         let id = buy(BUYER, STREAM_OFFER, 3);
+        publish(STREAM, 10);
         assert_ok!(claim(id, OP1, 5, 1_000_000, 1));
         jump_to(2 + KEY_DELIVERY);
         let info = Escrow::refund_missing_keys(signed(STRANGER), id).expect("refunds");
@@ -674,13 +681,8 @@ fn claims_accrue_pay_for_new_bytes() {
         assert_ok!(claim(id, OP2, 15, 1_000_000, 1));
         let p = purchase_of(id);
         assert_eq!(
-            (
-                p.accrued,
-                p.operators,
-                p.delivered_up_to,
-                p.period_delivered
-            ),
-            (600, 2, Some(20), true)
+            (p.accrued, p.operators, p.delivered_up_to),
+            (600, 2, Some(20))
         );
         // More sequence, same bytes: accepted, nothing accrued.
         assert_ok!(claim(id, OP2, 16, 1_000_000, 2));
@@ -831,7 +833,7 @@ fn stream_settles_period_by_period() {
 
         // Period 0: OP1 served 1 MB (100); the buyer acknowledged data.
         jump_to(5);
-        assert_ok!(claim(id, OP1, 10, 1_000_000, 1));
+        assert_ok!(claim(id, OP1, PUBLISHED - 1, 1_000_000, 1));
         assert_noop!(Escrow::settle(signed(STRANGER), id), E::SettlementNotDue);
         jump_to(1 + PERIOD + GRACE - 1);
         assert_noop!(Escrow::settle(signed(STRANGER), id), E::SettlementNotDue);
@@ -873,8 +875,10 @@ fn stream_settles_period_by_period() {
             .into(),
         );
 
-        // Period 2: OP2 served 2 MB (400 > cap 200): paid the cap.
-        assert_ok!(claim(id, OP2, 20, 2_000_000, 1));
+        // Period 2: 100 segments published, all acknowledged; OP2 served 2 MB (400 > cap
+        // 200): paid the cap.
+        publish(STREAM, 100);
+        assert_ok!(claim(id, OP2, PUBLISHED + 99, 2_000_000, 1));
         jump_to(1 + 3 * PERIOD + GRACE);
         settle(id);
         System::assert_has_event(
@@ -928,7 +932,7 @@ fn stream_settles_period_by_period() {
 fn operators_over_the_cap_share_it_pro_rata() {
     ExtBuilder::default().build_and_execute(|| {
         let id = active_stream(1);
-        assert_ok!(claim(id, OP1, 10, 3_000_000, 1)); // 300
+        assert_ok!(claim(id, OP1, PUBLISHED - 1, 3_000_000, 1)); // 300
         assert_ok!(claim(id, OP2, 10, 1_500_000, 1)); // 300
         assert_ok!(claim(id, OP3, 10, 500_000, 1)); // 100
         jump_to(1 + PERIOD + GRACE);
@@ -994,7 +998,7 @@ fn batch_delivery_below_and_beyond_the_window() {
         assert_ok!(claim(below, OP1, 99, 1, 1));
         // Beyond the window: counted up to its last segment.
         let beyond = active_batch();
-        assert_ok!(claim(beyond, OP1, 5_000, 1, 1));
+        assert_ok!(claim(beyond, OP1, BATCH_HEAD - 1, 1, 1));
         jump_to(1 + BATCH_ACCESS + GRACE);
         settle(below);
         System::assert_last_event(
@@ -1068,7 +1072,7 @@ fn payouts_the_recipient_cannot_receive_go_back_to_the_buyer() {
     ExtBuilder::default().build_and_execute(|| {
         let id = active_stream(1);
         // OP4 has no account; 10 kB at 200 per MB = 2, below the existential deposit.
-        assert_ok!(claim(id, OP4, 10, 10_000, 1));
+        assert_ok!(claim(id, OP4, PUBLISHED - 1, 10_000, 1));
         jump_to(1 + PERIOD + GRACE);
         settle(id);
         System::assert_has_event(
@@ -1122,6 +1126,7 @@ fn settle_errors() {
 fn periods_settle_automatically() {
     ExtBuilder::default().build_and_execute(|| {
         let id = active_stream(2);
+        // 2 of the 1 000 segments of period 0 acknowledged, 1 MB at 100 per MB.
         assert_ok!(claim(id, OP1, 1, 1_000_000, 1));
         run_to_block(1 + PERIOD + GRACE - 1);
         assert_eq!(purchase_of(id).settled_periods, 0);
@@ -1130,7 +1135,9 @@ fn periods_settle_automatically() {
         run_to_block(1 + 2 * PERIOD + GRACE);
         let p = purchase_of(id);
         assert_eq!(p.state, PurchaseState::Settled);
-        assert_eq!(p.ledger.refunded, PRICE);
+        // Period 0: D = 2, O = 100: the buyer gets B − max(D, O) = 900 back; period 1
+        // published nothing: all of it back.
+        assert_eq!(p.ledger.refunded, 900 + PRICE);
         // Then reaped after the retention period, deposits back.
         run_to_block(1 + 2 * PERIOD + GRACE + RETENTION);
         assert!(Purchases::<Test>::get(id).is_none());
@@ -1598,5 +1605,273 @@ fn last_event_helper_sees_escrow_events() {
     ExtBuilder::default().build_and_execute(|| {
         let id = buy(BUYER, BATCH_OFFER, 1);
         assert!(matches!(last_event(), RuntimeEvent::Escrow(Event::Purchased { purchase, .. }) if purchase == id));
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// fair pay: periods paid by what was published and acknowledged in them
+
+/// The `PeriodSettled` events of `id`: `(period, operators, seller, fee, refunded)`.
+fn period_settlements(id: PurchaseId) -> Vec<(u32, Balance, Balance, Balance, Balance)> {
+    System::events()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            RuntimeEvent::Escrow(Event::PeriodSettled {
+                purchase,
+                period,
+                operators,
+                seller,
+                fee,
+                refunded,
+            }) if purchase == id => Some((period, operators, seller, fee, refunded)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs blocks up to `until`. In each block the seller publishes `per_block` segments
+/// (while `publishing(block)`), then, if `ack(block)` and the purchase is open, `OP1` claims
+/// a receipt for everything published so far (100 bytes per segment), then `on_idle` runs.
+fn run_stream(
+    id: PurchaseId,
+    until: BlockNumber,
+    per_block: u64,
+    publishing: impl Fn(BlockNumber) -> bool,
+    ack: impl Fn(BlockNumber) -> bool,
+) {
+    while System::block_number() < until {
+        let block = System::block_number() + 1;
+        System::set_block_number(block);
+        if publishing(block) {
+            publish(STREAM, per_block);
+        }
+        let head = MockOperators::stream_head(&STREAM);
+        let acked = OperatorClaims::<Test>::get(id, account(OP1)).map(|c| c.up_to_sequence);
+        let open = purchase_of(id).state.is_open();
+        if open && ack(block) && head > 0 && acked != Some(head - 1) {
+            assert_ok!(claim(
+                id,
+                OP1,
+                head - 1,
+                head * 100,
+                u64::from(block as u32)
+            ));
+        }
+        Escrow::on_idle(block, Weight::MAX);
+        assert_eq!(Escrow::do_try_state(), Ok(()));
+    }
+}
+
+/// With the runtime's ratio of claim grace to the shortest period (5 periods), every period
+/// of an honest trade pays in full: nothing refunded, the seller gets the budget minus the
+/// operators' pay and the fee.
+#[test]
+fn honest_stream_is_paid_in_full_every_period_with_a_long_grace() {
+    ExtBuilder::default().build_and_execute(|| {
+        ClaimGraceBlocks::set(5 * PERIOD);
+        KeyDeliveryBlocks::set(3 * PERIOD);
+        let id = buy(BUYER, STREAM_OFFER, 6);
+        // Keys come late, in period 1; nothing was acknowledged before.
+        run_stream(id, 15, 10, |_| true, |_| false);
+        deliver(id, 0);
+        run_stream(id, 1 + 6 * PERIOD + 5 * PERIOD + 1, 10, |_| true, |_| true);
+        let p = purchase_of(id);
+        assert_eq!(p.state, PurchaseState::Settled);
+        let settled = period_settlements(id);
+        assert_eq!(settled.len(), 6);
+        for (period, operators, seller, fee, refunded) in settled {
+            assert_eq!(refunded, 0, "period {period} refunded");
+            let gross = seller + fee;
+            assert_eq!(operators + gross, PRICE, "period {period} budget");
+            assert_eq!(fee, gross / 10, "period {period} fee");
+            assert!(
+                operators <= PRICE / 5,
+                "period {period} operators above the share"
+            );
+        }
+        assert_eq!(p.ledger.refunded, 0);
+        assert_eq!(
+            p.ledger.operators + p.ledger.seller + p.ledger.fees,
+            6 * PRICE
+        );
+    });
+}
+
+#[test]
+fn a_seller_who_stops_publishing_is_paid_only_for_what_it_published() {
+    ExtBuilder::default().build_and_execute(|| {
+        ClaimGraceBlocks::set(5 * PERIOD);
+        let id = {
+            let id = buy(BUYER, STREAM_OFFER, 3);
+            deliver(id, 0);
+            id
+        };
+        // Publishes in period 0 only (blocks 2..=11), the buyer acknowledges everything.
+        run_stream(
+            id,
+            1 + 3 * PERIOD + 5 * PERIOD + 1,
+            10,
+            |b| b <= 11,
+            |_| true,
+        );
+        let settled = period_settlements(id);
+        assert_eq!(settled.len(), 3);
+        let (_, operators, seller, fee, refunded) = settled[0];
+        assert_eq!((refunded, operators + seller + fee), (0, PRICE));
+        // Nothing published in periods 1 and 2: the buyer gets them back.
+        for (period, operators, seller, fee, refunded) in &settled[1..] {
+            assert_eq!(
+                (*operators, *seller, *fee, *refunded),
+                (0, 0, 0, PRICE),
+                "period {period}"
+            );
+        }
+    });
+}
+
+#[test]
+fn a_burst_pays_only_the_period_it_was_published_in() {
+    ExtBuilder::default().build_and_execute(|| {
+        ClaimGraceBlocks::set(5 * PERIOD);
+        let id = {
+            let id = buy(BUYER, STREAM_OFFER, 3);
+            deliver(id, 0);
+            id
+        };
+        // Nothing in periods 0 and 1; a burst of 300 segments in period 2 (block 25); a
+        // colluding operator holds every receipt back and claims once, acknowledging all.
+        run_stream(
+            id,
+            3 * PERIOD + 2,
+            300,
+            |b| b == 25,
+            |b| b == 3 * PERIOD + 2,
+        );
+        run_to_block(1 + 3 * PERIOD + 5 * PERIOD + 1);
+        let settled = period_settlements(id);
+        assert_eq!(settled.len(), 3);
+        // Periods 0 and 1 published nothing: no seller pay. The operator's accrual (3 for
+        // 30 kB at 100 per MB) is paid at the next settlement, within the storage share.
+        assert_eq!(settled[0], (0, 3, 0, 0, PRICE - 3));
+        assert_eq!(settled[1], (1, 0, 0, 0, PRICE));
+        let (_, operators, seller, fee, refunded) = settled[2];
+        assert_eq!((refunded, operators + seller + fee), (0, PRICE));
+        assert_eq!(purchase_of(id).ledger.refunded, 2 * PRICE - 3);
+    });
+}
+
+#[test]
+fn late_receipts_are_not_booked_on_a_later_period() {
+    ExtBuilder::default().build_and_execute(|| {
+        let id = {
+            let id = buy(BUYER, STREAM_OFFER, 2);
+            deliver(id, 0);
+            id
+        };
+        // Steady publishing; the operator claims nothing until period 0 is settled (block
+        // 11 + GRACE), then acknowledges everything.
+        let settle_0 = 1 + PERIOD + GRACE;
+        run_stream(
+            id,
+            1 + 2 * PERIOD + GRACE + 1,
+            10,
+            |_| true,
+            |b| b > settle_0,
+        );
+        let settled = period_settlements(id);
+        assert_eq!(settled.len(), 2);
+        // Period 0 had no receipt by its settlement: refunded.
+        assert_eq!(settled[0], (0, 0, 0, 0, PRICE));
+        // Period 1 is paid for its own data only, in full.
+        let (_, operators, seller, fee, refunded) = settled[1];
+        assert_eq!((refunded, operators + seller + fee), (0, PRICE));
+    });
+}
+
+#[test]
+fn a_period_pays_the_acknowledged_share_of_what_was_published_in_it() {
+    ExtBuilder::default().build_and_execute(|| {
+        let id = buy(BUYER, STREAM_OFFER, 1);
+        deliver(id, 0);
+        assert_eq!(purchase_of(id).start_head, Some(0));
+        publish(STREAM, 100);
+        // 40 of the 100 segments acknowledged, 1 MB served.
+        assert_ok!(claim(id, OP1, 39, 1_000_000, 1));
+        run_to_block(1 + PERIOD + GRACE);
+        // OP1: 100 per MB. D = 400, O = 100, G = 300, fee 30.
+        assert_eq!(period_settlements(id), vec![(0, 100, 270, 30, 600)]);
+    });
+}
+
+#[test]
+fn receipts_beyond_the_attested_head_are_refused_and_change_nothing() {
+    ExtBuilder::default().build_and_execute(|| {
+        let id = active_stream(1);
+        assert_noop!(claim(id, OP1, u64::MAX, 1_000, 1), E::BeyondStreamHead);
+        assert_noop!(claim(id, OP1, PUBLISHED, 1_000, 1), E::BeyondStreamHead);
+        assert_ok!(claim(id, OP1, PUBLISHED - 1, 1_000, 1));
+        assert_eq!(purchase_of(id).delivered_up_to, Some(PUBLISHED - 1));
+        // A forged maximum after a good receipt changes nothing either.
+        assert_noop!(claim(id, OP1, u64::MAX, 2_000, 2), E::BeyondStreamHead);
+        // Batch: the window is covered by the head, anything above it is refused.
+        let batch = active_batch();
+        assert_noop!(claim(batch, OP1, BATCH_HEAD, 1_000, 1), E::BeyondStreamHead);
+        assert_ok!(claim(batch, OP1, 199, 1_000, 1));
+    });
+}
+
+#[test]
+fn operators_are_paid_the_price_agreed_at_purchase() {
+    ExtBuilder::default().build_and_execute(|| {
+        let id = active_stream(1);
+        publish(STREAM, 10);
+        // OP1 raises its price a thousandfold after the purchase.
+        with_state(|s| s.operators.insert(account(OP1), OP1_PRICE * 1_000));
+        assert_ok!(claim(id, OP1, 9, 1_000_000, 1));
+        assert_eq!(purchase_of(id).accrued, OP1_PRICE);
+        // A replacement assigned later is paid its own price, at most the highest agreed
+        // (OP_PRICE).
+        with_state(|s| {
+            s.operators.insert(account(OP_UNASSIGNED), OP_PRICE * 50);
+            s.assigned
+                .insert(STREAM, vec![account(OP1), account(OP_UNASSIGNED)]);
+        });
+        assert_ok!(claim(id, OP_UNASSIGNED, 9, 1_000_000, 1));
+        assert_eq!(
+            OperatorClaims::<Test>::get(id, account(OP_UNASSIGNED)).map(|c| c.accrued),
+            Some(OP_PRICE)
+        );
+        // A cheaper replacement keeps its own, lower price.
+        let cheap = purchase_of(id).agreed_price(&account(STRANGER), 7);
+        assert_eq!(cheap, 7);
+    });
+}
+
+#[test]
+fn receipts_signed_for_another_chain_are_refused() {
+    ExtBuilder::default().build_and_execute(|| {
+        let id = active_stream(1);
+        publish(STREAM, 10);
+        let r = receipt(id, OP1, 9, 1_000, 1);
+        let elsewhere =
+            MultiSignature::Sr25519(r.sign_sr25519(&pair(BUYER), &H256::repeat_byte(1)));
+        assert_noop!(
+            Escrow::claim(signed(OP1), r.clone(), elsewhere),
+            E::InvalidSignature
+        );
+        assert_ok!(Escrow::claim(signed(OP1), r.clone(), sign(BUYER, &r)));
+    });
+}
+
+#[test]
+fn a_period_too_short_for_the_grace_cannot_be_bought() {
+    ExtBuilder::default().build_and_execute(|| {
+        ClaimGraceBlocks::set(PERIOD * (MAX_PENDING_BOUNDARIES as u64 - 2) + 1);
+        assert_noop!(
+            Escrow::purchase(signed(BUYER), STREAM_OFFER, 1, Balance::MAX),
+            E::PeriodTooShort
+        );
+        ClaimGraceBlocks::set(PERIOD * (MAX_PENDING_BOUNDARIES as u64 - 2));
+        buy(BUYER, STREAM_OFFER, 1);
     });
 }

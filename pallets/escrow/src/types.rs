@@ -5,7 +5,10 @@ use fastdata_primitives::{
     escrow::{DisputeInfo, PurchaseLedger, PurchaseState, PurchaseTerms},
     EpochIndex, OfferId, Sequence, StreamId, X25519Public,
 };
-use frame_support::traits::fungible;
+use frame_support::{
+    traits::{fungible, ConstU32},
+    BoundedVec,
+};
 use frame_system::pallet_prelude::BlockNumberFor;
 use scale_info::TypeInfo;
 use sp_runtime::{
@@ -19,6 +22,14 @@ use crate::Config;
 /// Balance type of the pallet's currency.
 pub type BalanceOf<T> =
     <<T as Config>::Currency as fungible::Inspect<<T as frame_system::Config>::AccountId>>::Balance;
+
+/// Most period-boundary heads a stream purchase keeps before its oldest period is settled
+/// (see [`Purchase::heads`]). A boundary that comes while the list is full (a purchase that
+/// waits for keys or is disputed for longer) is recorded when a settlement makes room.
+pub const MAX_PENDING_BOUNDARIES: u32 = 16;
+
+/// Most operators whose price per MB a purchase records at purchase time.
+pub const MAX_PRICED_OPERATORS: u32 = 8;
 
 /// A purchase as stored, with the types of the runtime.
 pub type PurchaseOf<T> =
@@ -68,8 +79,16 @@ pub struct Purchase<AccountId, Balance, BlockNumber> {
     pub settled_periods: u32,
     /// Highest sequence number acknowledged by the buyer to any operator.
     pub delivered_up_to: Option<Sequence>,
-    /// Streams: the buyer acknowledged new data since the last settled period.
-    pub period_delivered: bool,
+    /// Streams: the attested stream head at purchase time, the first sequence the purchase
+    /// pays for. `None` for a batch.
+    pub start_head: Option<Sequence>,
+    /// Streams: the attested stream head recorded at each period boundary from the start of
+    /// period `settled_periods` on (`heads[i]` at block `start + (settled_periods + i) ·
+    /// period`); never decreasing. Empty for a batch.
+    pub heads: BoundedVec<Sequence, ConstU32<MAX_PENDING_BOUNDARIES>>,
+    /// The price per MB of each operator assigned at purchase time: what it is paid for
+    /// this purchase, whatever it charges later.
+    pub operator_prices: BoundedVec<(AccountId, Balance), ConstU32<MAX_PRICED_OPERATORS>>,
     /// Number of operators with a claim record for this purchase.
     pub operators: u32,
     /// Operators' pay accrued since the last settled period (sum of their `accrued`).
@@ -86,6 +105,7 @@ pub struct Purchase<AccountId, Balance, BlockNumber> {
 
 impl<AccountId, Balance, BlockNumber> Purchase<AccountId, Balance, BlockNumber>
 where
+    AccountId: PartialEq,
     Balance: sp_runtime::traits::AtLeast32BitUnsigned + Copy,
     BlockNumber: sp_runtime::traits::AtLeast32BitUnsigned + Copy,
 {
@@ -127,41 +147,86 @@ where
         }
     }
 
-    /// The share of `budget` the buyer received: for a batch, the fraction of the window
-    /// `first..=last` covered by `delivered_up_to`; for a stream period, all of it if the
-    /// buyer acknowledged new data in the period, otherwise nothing.
+    /// The share of `budget` the buyer received. Batch window `first..=last`: the fraction
+    /// of the window covered by `delivered_up_to`. Stream period `k` with heads `h_k`,
+    /// `h_{k+1}` at its boundaries: the fraction of the `h_{k+1} − h_k` segments published in
+    /// it that the buyer acknowledged, `min(delivered_up_to + 1, h_{k+1}) − h_k`; nothing if
+    /// nothing was published.
     pub fn delivered_value(&self, budget: Balance) -> Balance {
+        let acknowledged = self.delivered_up_to.map_or(0u128, |u| u128::from(u) + 1);
         match self.terms {
             PurchaseTerms::Batch { first, last } => {
-                let covered = match self.delivered_up_to {
-                    Some(up_to) if up_to >= first => u128::from(up_to.min(last))
-                        .saturating_sub(u128::from(first))
-                        .saturating_add(1),
-                    _ => 0,
-                };
+                let covered = acknowledged
+                    .min(u128::from(last) + 1)
+                    .saturating_sub(u128::from(first));
                 let len = self.terms.batch_len().unwrap_or(1);
                 mul_div(budget, covered, len)
             }
             PurchaseTerms::Stream { .. } => {
-                if self.period_delivered {
-                    budget
-                } else {
-                    Zero::zero()
-                }
+                let (Some(from), Some(to)) = (self.heads.first(), self.heads.get(1)) else {
+                    return Zero::zero();
+                };
+                let (from, to) = (u128::from(*from), u128::from(*to));
+                let published = to.saturating_sub(from);
+                let covered = acknowledged.min(to).saturating_sub(from);
+                mul_div(budget, covered, published)
+            }
+        }
+    }
+
+    /// Streams: the next period boundary to record, `(index, block)`, if any is left and
+    /// there is room for it. Boundary `j` is the start of period `j`; boundary 0 (the
+    /// purchase) is recorded at purchase time.
+    pub fn next_boundary(&self) -> Option<(u32, BlockNumber)> {
+        let PurchaseTerms::Stream { period, periods } = self.terms else {
+            return None;
+        };
+        if self.heads.is_full() {
+            return None;
+        }
+        let index = self.settled_periods.saturating_add(self.heads.len() as u32);
+        if index > periods || index == 0 {
+            return None;
+        }
+        let at = self
+            .start
+            .saturating_add(period.saturating_mul(BlockNumber::from(index)));
+        Some((index, at))
+    }
+
+    /// The price per MB agreed with `operator` at purchase time. An operator assigned later
+    /// (a replacement) is paid its current price, never more than the highest agreed one.
+    pub fn agreed_price(&self, operator: &AccountId, current: Balance) -> Balance {
+        match self.operator_prices.iter().find(|(who, _)| who == operator) {
+            Some((_, price)) => *price,
+            None => {
+                let highest = self
+                    .operator_prices
+                    .iter()
+                    .map(|(_, price)| *price)
+                    .max()
+                    .unwrap_or_else(Zero::zero);
+                current.min(highest)
             }
         }
     }
 
     /// The block at which the agenda should next look at this purchase, given what it is
-    /// waiting for; `None` while disputed (the dispute origin moves it on).
+    /// waiting for (a key deadline, a settlement, the end of retention, and for a stream the
+    /// next period boundary to record); `None` if nothing is due (a disputed batch).
     pub fn next_due(&self, grace: BlockNumber, retention: BlockNumber) -> Option<BlockNumber> {
-        match self.state {
+        let work = match self.state {
             PurchaseState::AwaitingKeys => Some(self.key_deadline.saturating_add(One::one())),
             PurchaseState::Active => Some(self.settlement_due(self.settled_periods, grace)),
             PurchaseState::Disputed => None,
             PurchaseState::Settled | PurchaseState::Refunded => {
-                Some(self.closed_at.unwrap_or(self.end).saturating_add(retention))
+                return Some(self.closed_at.unwrap_or(self.end).saturating_add(retention))
             }
+        };
+        let boundary = self.next_boundary().map(|(_, at)| at);
+        match (work, boundary) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 

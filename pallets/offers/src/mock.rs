@@ -147,6 +147,9 @@ impl OperatorProvider<AccountId, Balance> for MockOperators {
     fn release(stream: &StreamId) {
         unhashed::kill(&assignment_key(stream));
     }
+    fn stream_head(_stream: &StreamId) -> fastdata_primitives::Sequence {
+        0
+    }
 }
 
 /// Sets the pool of operators the mock storage network assigns from.

@@ -731,6 +731,11 @@ fn remove_offer_errors() {
 
 // ---------------------------------------------------------------- upload tokens
 
+/// The genesis hash tokens are bound to in the mock chain.
+fn genesis() -> H256 {
+    fastdata_primitives::genesis_h256(System::block_hash(0).as_ref())
+}
+
 fn token(stream: StreamId, op: AccountId, epoch: u32) -> UploadToken<AccountId, u64> {
     UploadToken {
         stream,
@@ -745,7 +750,7 @@ fn token(stream: StreamId, op: AccountId, epoch: u32) -> UploadToken<AccountId, 
 fn upload_token_is_checked_against_chain_facts() {
     ExtBuilder::default().build_and_execute(|| {
         let (_, stream) = create_with_stream();
-        let good = Signed::sign(token(stream, operator(0), 0), &pair(1));
+        let good = Signed::sign(token(stream, operator(0), 0), &pair(1), &genesis());
         assert_eq!(
             Offers::check_upload_token(&good, &operator(0), Some(2)),
             Ok(())
@@ -753,33 +758,43 @@ fn upload_token_is_checked_against_chain_facts() {
         assert_eq!(Offers::upload_token_facts(&good.payload), Ok(alice()));
 
         // Wrong signer: bob signs for alice's stream.
-        let forged = Signed::sign(token(stream, operator(0), 0), &pair(2));
+        let forged = Signed::sign(token(stream, operator(0), 0), &pair(2), &genesis());
         assert_eq!(
             Offers::check_upload_token(&forged, &operator(0), None),
             Err(TokenError::BadSignature)
         );
         // Addressed to another (assigned) operator.
-        let other = Signed::sign(token(stream, operator(1), 0), &pair(1));
+        let other = Signed::sign(token(stream, operator(1), 0), &pair(1), &genesis());
         assert_eq!(
             Offers::check_upload_token(&other, &operator(0), None),
             Err(TokenError::WrongOperator)
         );
         // An operator that is not assigned.
-        let unassigned = Signed::sign(token(stream, operator(2), 0), &pair(1));
+        let unassigned = Signed::sign(token(stream, operator(2), 0), &pair(1), &genesis());
         assert_eq!(
             Offers::check_upload_token(&unassigned, &operator(2), None),
             Err(TokenError::NotAssigned)
         );
         // Unknown stream and unknown epoch.
-        let unknown = Signed::sign(token(H256::zero(), operator(0), 0), &pair(1));
+        let unknown = Signed::sign(token(H256::zero(), operator(0), 0), &pair(1), &genesis());
         assert_eq!(
             Offers::check_upload_token(&unknown, &operator(0), None),
             Err(TokenError::UnknownStream)
         );
-        let future = Signed::sign(token(stream, operator(0), 1), &pair(1));
+        let future = Signed::sign(token(stream, operator(0), 1), &pair(1), &genesis());
         assert_eq!(
             Offers::check_upload_token(&future, &operator(0), None),
             Err(TokenError::UnknownEpoch)
+        );
+        // Signed for another chain.
+        let elsewhere = Signed::sign(
+            token(stream, operator(0), 0),
+            &pair(1),
+            &H256::repeat_byte(0xee),
+        );
+        assert_eq!(
+            Offers::check_upload_token(&elsewhere, &operator(0), None),
+            Err(TokenError::BadSignature)
         );
         // Replayed nonce.
         assert_eq!(

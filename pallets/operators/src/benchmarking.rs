@@ -5,7 +5,7 @@ use super::*;
 use crate::Pallet as Operators;
 use alloc::vec::Vec;
 use codec::Encode;
-use fastdata_primitives::StreamId;
+use fastdata_primitives::{Sequence, StreamId};
 use frame_benchmarking::v2::*;
 use frame_support::{
     pallet_prelude::*,
@@ -227,6 +227,33 @@ mod benchmarks {
         _(RawOrigin::Signed(caller.clone()));
 
         assert_last_event::<T>(Event::HeartbeatReceived { operator: caller });
+    }
+
+    #[benchmark]
+    fn attest_heads(n: Linear<1, { T::MaxStreamsPerOperator::get() }>) {
+        // `n` streams, each with every other replica's attestation already stored.
+        let caller = full_registry_hosting::<T>(n);
+        for i in 0..n {
+            let stream = stream_id(i);
+            let others: Vec<(T::AccountId, Sequence)> = Assignments::<T>::get(stream)
+                .map(|a| a.into_inner())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|who| *who != caller)
+                .map(|who| (who, 10))
+                .collect();
+            StreamHeads::<T>::insert(stream, BoundedVec::truncate_from(others));
+        }
+        let heads: BoundedVec<(StreamId, Sequence), T::MaxStreamsPerOperator> =
+            BoundedVec::truncate_from((0..n).map(|i| (stream_id(i), 1_000)).collect());
+
+        #[extrinsic_call]
+        _(RawOrigin::Signed(caller.clone()), heads);
+
+        assert_last_event::<T>(Event::HeadsAttested {
+            operator: caller,
+            streams: n,
+        });
     }
 
     #[benchmark]

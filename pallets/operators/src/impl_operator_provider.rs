@@ -2,7 +2,7 @@
 
 use crate::*;
 use alloc::vec::Vec;
-use fastdata_primitives::{OperatorProvider, StreamId};
+use fastdata_primitives::{OperatorProvider, Sequence, StreamId};
 use sp_runtime::DispatchError;
 
 impl<T: Config> OperatorProvider<T::AccountId, BalanceOf<T>> for Pallet<T> {
@@ -26,5 +26,9 @@ impl<T: Config> OperatorProvider<T::AccountId, BalanceOf<T>> for Pallet<T> {
 
     fn release(stream: &StreamId) {
         Self::do_release(stream)
+    }
+
+    fn stream_head(stream: &StreamId) -> Sequence {
+        Self::head_of(stream)
     }
 }

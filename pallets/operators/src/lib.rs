@@ -92,7 +92,7 @@ impl<AccountId> BenchmarkHelper<AccountId> for () {
 #[frame_support::pallet]
 pub mod pallet {
     use super::*;
-    use fastdata_primitives::{Score, StreamId, TrustProvider};
+    use fastdata_primitives::{Score, Sequence, StreamId, TrustProvider};
     use frame_support::{
         pallet_prelude::*,
         traits::{fungible, OnUnbalanced, Randomness},
@@ -214,6 +214,18 @@ pub mod pallet {
     pub type StreamsOf<T: Config> =
         StorageDoubleMap<_, Blake2_128Concat, T::AccountId, Blake2_128Concat, StreamId, ()>;
 
+    /// The latest head each assigned operator attested for a stream (segments stored from
+    /// sequence 0). Paid for by the stream deposit in `pallet-offers`, removed when the
+    /// stream is released.
+    #[pallet::storage]
+    pub type StreamHeads<T: Config> = StorageMap<
+        _,
+        Blake2_128Concat,
+        StreamId,
+        BoundedVec<(T::AccountId, Sequence), T::MaxReplication>,
+        ValueQuery,
+    >;
+
     /// Position in [`ActiveOperators`] where the next liveness check starts.
     #[pallet::storage]
     pub type LivenessCursor<T: Config> = StorageValue<_, u32, ValueQuery>;
@@ -324,6 +336,13 @@ pub mod pallet {
             /// The stream.
             stream: StreamId,
         },
+        /// An operator attested the heads of streams it hosts.
+        HeadsAttested {
+            /// The operator.
+            operator: T::AccountId,
+            /// Number of streams attested.
+            streams: u32,
+        },
     }
 
     #[pallet::error]
@@ -362,6 +381,12 @@ pub mod pallet {
         StreamAlreadyAssigned,
         /// Fewer active operators with room than the replication factor.
         NotEnoughOperators,
+        /// An attestation names no stream.
+        NoHeads,
+        /// The caller is not assigned to a stream it attests.
+        NotAssigned,
+        /// An attested head is lower than the caller's previous attestation for the stream.
+        HeadDecreased,
     }
 
     #[pallet::hooks]
@@ -492,6 +517,21 @@ pub mod pallet {
             let operator = T::Lookup::lookup(operator)?;
             let moved = Self::do_slash(operator, amount, evidence)?;
             Ok(Some(T::WeightInfo::slash(moved)).into())
+        }
+
+        /// Attests, for each listed stream the caller hosts, its head: the number of
+        /// segments it stores contiguously from sequence 0. A head may not decrease. The
+        /// chain's head of a stream is the lower median of its assigned operators' latest
+        /// attestations; the escrow pays stream periods by it and refuses receipts beyond
+        /// it. Emits [`Event::HeadsAttested`].
+        #[pallet::call_index(9)]
+        #[pallet::weight(T::WeightInfo::attest_heads(heads.len() as u32))]
+        pub fn attest_heads(
+            origin: OriginFor<T>,
+            heads: BoundedVec<(StreamId, Sequence), T::MaxStreamsPerOperator>,
+        ) -> DispatchResult {
+            let who = ensure_signed(origin)?;
+            Self::do_attest_heads(who, heads)
         }
     }
 }

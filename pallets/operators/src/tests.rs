@@ -967,3 +967,79 @@ fn try_state_detects_assignment_to_an_inactive_operator() {
             assert!(Operators::do_try_state().is_err());
         });
 }
+
+// ---------------------------------------------------------------- stream heads
+
+fn attest(who: AccountId, heads: &[(u32, u64)]) -> frame_support::dispatch::DispatchResult {
+    let heads: Vec<_> = heads.iter().map(|(n, h)| (stream(*n), *h)).collect();
+    Operators::attest_heads(RuntimeOrigin::signed(who), heads.try_into().unwrap())
+}
+
+fn head(n: u32) -> u64 {
+    <Operators as OperatorProvider<_, _>>::stream_head(&stream(n))
+}
+
+#[test]
+fn stream_head_is_the_lower_median_of_assigned_attestations() {
+    ten_operators().build_and_execute(|| {
+        let ops = assign(1, 3);
+        assert_eq!(head(1), 0, "nobody attested");
+        assert_ok!(attest(ops[0], &[(1, 100)]));
+        System::assert_last_event(
+            Event::HeadsAttested {
+                operator: ops[0],
+                streams: 1,
+            }
+            .into(),
+        );
+        // Two silent replicas count as 0: one operator alone cannot raise the head.
+        assert_eq!(head(1), 0);
+        assert_ok!(attest(ops[1], &[(1, 90)]));
+        assert_eq!(head(1), 90);
+        // A liar far above the others does not move it.
+        assert_ok!(attest(ops[2], &[(1, u64::MAX)]));
+        assert_eq!(head(1), 100);
+        // Nor can one replica drag it down: heads never decrease.
+        assert_noop!(attest(ops[0], &[(1, 5)]), Error::<Test>::HeadDecreased);
+        assert_eq!(head(1), 100);
+    });
+}
+
+#[test]
+fn attest_heads_errors_change_nothing() {
+    ten_operators().build_and_execute(|| {
+        let ops = assign(1, 3);
+        let outsider = (1..=10).find(|w| !ops.contains(w)).unwrap();
+        assert_noop!(attest(outsider, &[(1, 10)]), Error::<Test>::NotAssigned);
+        assert_noop!(attest(ops[0], &[(2, 10)]), Error::<Test>::NotAssigned);
+        assert_noop!(attest(ops[0], &[]), Error::<Test>::NoHeads);
+        assert_noop!(attest(42, &[(1, 10)]), Error::<Test>::NotRegistered);
+        // One bad entry fails the whole call.
+        assert_noop!(
+            attest(ops[0], &[(1, 10), (2, 10)]),
+            Error::<Test>::NotAssigned
+        );
+        assert!(crate::StreamHeads::<Test>::get(stream(1)).is_empty());
+    });
+}
+
+#[test]
+fn heads_follow_the_assignment_and_go_with_the_stream() {
+    ten_operators().build_and_execute(|| {
+        let ops = assign(1, 1);
+        assert_ok!(attest(ops[0], &[(1, 50)]));
+        assert_eq!(head(1), 50);
+        // The replica is replaced: its attestation stops counting.
+        assert_ok!(Operators::pause(RuntimeOrigin::signed(ops[0])));
+        let replacement = <Operators as OperatorProvider<_, _>>::assigned(&stream(1))[0];
+        assert_ne!(replacement, ops[0]);
+        assert_eq!(head(1), 0);
+        assert_ok!(attest(replacement, &[(1, 40)]));
+        assert_eq!(head(1), 40);
+        assert_eq!(crate::StreamHeads::<Test>::get(stream(1)).len(), 1);
+        // Releasing the stream removes its heads.
+        <Operators as OperatorProvider<_, _>>::release(&stream(1));
+        assert!(!crate::StreamHeads::<Test>::contains_key(stream(1)));
+        assert_eq!(head(1), 0);
+    });
+}

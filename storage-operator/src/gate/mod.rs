@@ -12,6 +12,14 @@
 //!   a per-stream publish role for an admitted seller, a client with a per-stream subscribe
 //!   role for an admitted buyer, deleted (and thereby disconnected) on revocation.
 //!
+//! **Receipt window.** A buyer's live grant lasts while its receipts keep up: the daemon
+//! re-evaluates every live grant whenever a segment or a receipt is stored
+//! ([`crate::auth::Authorizer::live_window_decision`], the HTTP path's rule) and calls
+//! [`BrokerGate::apply_windows`]. Mosquitto takes the client's subscribe role away and
+//! disables the client (which kicks it); VerneMQ drops and disconnects its sessions and
+//! refuses its logins and subscriptions. A receipt that catches up gives the same credentials
+//! their access back. Batch purchases get no live grant at all.
+//!
 //! Clients of both backends can get broker credentials the same way: present an upload token
 //! or access request to `POST /v1/broker/session` and connect with the returned username and
 //! password. With VerneMQ a client may instead connect directly with username `upload` or
@@ -92,6 +100,14 @@ pub trait BrokerGate: Send + Sync + 'static {
         view: &dyn ChainView,
         me: &fastdata_primitives::AccountId,
     ) -> Result<usize, GateError>;
+
+    /// The purchases whose buyers hold a live grant (or session) here.
+    fn live_purchases(&self) -> Vec<PurchaseId>;
+
+    /// Applies receipt-window decisions `(purchase, open)`: a closed window takes the live
+    /// grant's access away and disconnects its clients, keeping the credentials; an open one
+    /// gives it back. Idempotent. Returns how many grants changed.
+    async fn apply_windows(&self, decisions: &[(PurchaseId, bool)]) -> Result<usize, GateError>;
 }
 
 /// Topic and access kind of a principal's grant.
@@ -123,6 +139,8 @@ pub(crate) fn justified(
                     && now >= p.access.start
                     && now < p.access.end
                     && &p.stream == stream
+                    // A batch purchase has no live topic.
+                    && p.sequence_window().is_none()
             }) && view
                 .stream(stream)
                 .is_some_and(|s| s.operators.contains(me))

@@ -11,6 +11,11 @@
 //! and per admitted principal one client: `fd-seller-<stream hex>` with the publish role, or
 //! `fd-buyer-<purchase id>` with the subscribe role, each with a fresh random password handed
 //! to the presenter of the token. Revocation deletes the client, which also disconnects it.
+//! A buyer whose receipt window is used up ([`BrokerGate::apply_windows`]) loses its subscribe
+//! role (`removeClientRole`, so nothing is queued for it either) and is disabled
+//! (`disableClient`, which kicks it and refuses its logins); a receipt that catches up gives
+//! the role back and enables it (`addClientRole`, `enableClient`): the same credentials work
+//! again.
 //! The default ACL access is set to deny publishing, receiving and subscribing, so a client
 //! has exactly what its roles give it.
 //!
@@ -84,6 +89,10 @@ pub struct MosquittoGate {
     pending: Pending,
     next: AtomicU64,
     granted: Mutex<HashMap<String, Principal>>,
+    /// Receipt-window state of buyer clients as last set on the broker (`true`: open); a
+    /// client absent here (adopted from a previous run) gets its state set at the first
+    /// decision.
+    windows: Mutex<HashMap<String, bool>>,
     timeout: Duration,
     metrics: Arc<Metrics>,
     connected: watch::Receiver<bool>,
@@ -217,6 +226,7 @@ impl MosquittoGate {
             pending,
             next: AtomicU64::new(1),
             granted: Mutex::new(HashMap::new()),
+            windows: Mutex::new(HashMap::new()),
             timeout: config.timeout,
             metrics,
             connected,
@@ -340,8 +350,10 @@ impl MosquittoGate {
         let result = self.run(steps).await;
         self.metrics.gate("revoke", result.is_ok());
         let mut granted = lock(&self.granted);
+        let mut windows = lock(&self.windows);
         for n in &names {
             granted.remove(n);
+            windows.remove(n);
         }
         result
     }
@@ -467,6 +479,8 @@ impl BrokerGate for MosquittoGate {
         self.metrics.gate("grant", result.is_ok());
         result?;
         lock(&self.granted).insert(username.clone(), principal.clone());
+        // A fresh client has its role and is enabled; the window enforcement re-checks it.
+        lock(&self.windows).insert(username.clone(), true);
         tracing::info!(%username, ?principal, "dynsec client granted");
         Ok(BrokerCredentials {
             username,
@@ -517,5 +531,79 @@ impl BrokerGate for MosquittoGate {
         let n = stale.len();
         self.delete_clients(stale).await?;
         Ok(n)
+    }
+
+    fn live_purchases(&self) -> Vec<PurchaseId> {
+        lock(&self.granted)
+            .values()
+            .filter_map(|p| match p {
+                Principal::Buyer { purchase, .. } => Some(*purchase),
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn apply_windows(&self, decisions: &[(PurchaseId, bool)]) -> Result<usize, GateError> {
+        let changes: Vec<(String, StreamId, bool)> = {
+            let granted = lock(&self.granted);
+            let windows = lock(&self.windows);
+            decisions
+                .iter()
+                .filter_map(|(purchase, open)| {
+                    let username = format!("fd-buyer-{purchase}");
+                    let Some(Principal::Buyer { stream, .. }) = granted.get(&username) else {
+                        return None;
+                    };
+                    (windows.get(&username) != Some(open)).then_some((username, *stream, *open))
+                })
+                .collect()
+        };
+        let mut changed = 0;
+        for (username, stream, open) in changes {
+            let role = sub_role(&stream);
+            // Closing: the role goes first, so nothing is queued for the client once it is
+            // kicked; opening: the role is back before the client can log in again.
+            let steps = if open {
+                vec![
+                    step(
+                        json!({ "command": "addClientRole", "username": username, "rolename": role, "priority": 0 }),
+                        false,
+                    ),
+                    step(
+                        json!({ "command": "enableClient", "username": username }),
+                        true,
+                    ),
+                ]
+            } else {
+                vec![
+                    step(
+                        json!({ "command": "removeClientRole", "username": username, "rolename": role }),
+                        false,
+                    ),
+                    step(
+                        json!({ "command": "disableClient", "username": username }),
+                        true,
+                    ),
+                ]
+            };
+            let result = self.run(steps).await;
+            self.metrics.gate(
+                if open { "window_open" } else { "window_close" },
+                result.is_ok(),
+            );
+            match result {
+                Ok(()) => {
+                    tracing::info!(%username, open, "receipt window applied on the broker");
+                    lock(&self.windows).insert(username, open);
+                    changed += 1;
+                }
+                // E.g. the client was deleted meanwhile: tried again at the next decision.
+                Err(e @ GateError::Refused { .. }) => {
+                    tracing::warn!(%username, open, "receipt window not applied: {e}")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(changed)
     }
 }

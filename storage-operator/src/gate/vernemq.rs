@@ -38,7 +38,7 @@ use axum::{
     Json, Router,
 };
 use base64::Engine;
-use fastdata_primitives::{envelope::MAX_ENVELOPE_LEN, AccountId};
+use fastdata_primitives::{envelope::MAX_ENVELOPE_LEN, AccountId, PurchaseId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -242,7 +242,7 @@ impl VernemqGate {
             ACCESS_USERNAME => {
                 let request: AccessRequest = decode_hex_scale("access request", password)?;
                 self.auth
-                    .admit_access(&request)
+                    .admit_live(&request)
                     .map(|(principal, _)| principal)
             }
             minted => {
@@ -370,11 +370,18 @@ impl VernemqGate {
         json!({})
     }
 
-    /// Removes the sessions `matches` selects and disconnects them through the API, if set.
+    /// Removes the sessions and minted credentials `matches` selects and disconnects the
+    /// sessions through the API, if set.
     async fn drop_sessions(&self, matches: impl Fn(&Principal) -> bool) -> usize {
+        self.sessions().minted.retain(|_, (_, p)| !matches(p));
+        self.disconnect(matches).await
+    }
+
+    /// Forgets the connected sessions `matches` selects and disconnects them through the
+    /// API, if set (minted credentials are kept).
+    async fn disconnect(&self, matches: impl Fn(&Principal) -> bool) -> usize {
         let dropped: Vec<(String, String)> = {
             let mut sessions = self.sessions();
-            sessions.minted.retain(|_, (_, p)| !matches(p));
             let dropped: Vec<_> = sessions
                 .connected
                 .iter()
@@ -509,6 +516,47 @@ impl BrokerGate for VernemqGate {
 
     async fn reconcile(&self, view: &dyn ChainView, me: &AccountId) -> Result<usize, GateError> {
         Ok(self.drop_sessions(|p| !justified(view, me, p)).await)
+    }
+
+    fn live_purchases(&self) -> Vec<PurchaseId> {
+        let sessions = self.sessions();
+        let mut purchases: Vec<PurchaseId> = sessions
+            .connected
+            .values()
+            .filter_map(|p| match p {
+                Principal::Buyer { purchase, .. } => Some(*purchase),
+                _ => None,
+            })
+            .collect();
+        purchases.sort_unstable();
+        purchases.dedup();
+        purchases
+    }
+
+    /// Closed windows disconnect the purchase's sessions and keep its minted credentials:
+    /// logins and subscriptions are refused while the window stays used up (the hooks apply
+    /// the same rule), and accepted again once a receipt catches up.
+    async fn apply_windows(&self, decisions: &[(PurchaseId, bool)]) -> Result<usize, GateError> {
+        let closed: Vec<PurchaseId> = decisions
+            .iter()
+            .filter(|(_, open)| !open)
+            .map(|(p, _)| *p)
+            .collect();
+        if closed.is_empty() {
+            return Ok(0);
+        }
+        let n = self
+            .disconnect(
+                |p| matches!(p, Principal::Buyer { purchase, .. } if closed.contains(purchase)),
+            )
+            .await;
+        if n > 0 {
+            tracing::info!(
+                sessions = n,
+                "VerneMQ sessions past their receipt window disconnected"
+            );
+        }
+        Ok(n)
     }
 }
 

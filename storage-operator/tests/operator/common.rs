@@ -10,8 +10,9 @@ use std::{
 
 use codec::Encode;
 use fastdata_operator::{
-    chain::{ChainEvent, InMemoryChainView, PurchaseInfo, StreamAssignment},
+    chain::{ChainEvent, ChainView, InMemoryChainView, PurchaseInfo, StreamAssignment},
     config::Config,
+    receipts::Receipt,
 };
 use fastdata_primitives::{
     envelope::{seal, EpochKeys, SegmentHeader},
@@ -20,6 +21,13 @@ use fastdata_primitives::{
     AccountId, BlockNumber, PurchaseId, Sequence, StreamId,
 };
 use sp_core::{sr25519, Pair, H256};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+/// The genesis hash the test daemons check signatures for (no `[chain] genesis` set).
+pub const GENESIS: H256 = fastdata_operator::config::FIXTURE_GENESIS;
 
 pub use fastdata_operator::mosquitto::ADMIN_USER;
 pub const ADMIN_PASSWORD: &str = "admin-secret";
@@ -94,11 +102,77 @@ pub fn purchase(id: PurchaseId, buyer: &sr25519::Pair, end: BlockNumber) -> Purc
     }
 }
 
+/// A batch purchase of sequences `first..=last` of [`STREAM`].
+pub fn batch_purchase(
+    id: PurchaseId,
+    buyer: &sr25519::Pair,
+    first: Sequence,
+    last: Sequence,
+) -> PurchaseInfo {
+    PurchaseInfo {
+        terms: PurchaseTerms::Batch { first, last },
+        ..purchase(id, buyer, 1_000)
+    }
+}
+
 pub fn view_with(events: Vec<ChainEvent>) -> std::sync::Arc<InMemoryChainView> {
     let view = InMemoryChainView::shared();
     view.apply(ChainEvent::Finalized { number: 10 });
     view.apply_all(events);
     view
+}
+
+/// A chain view that also states purchases' start heads (what the follower reads from
+/// `PurchaseView::start_head`), over an [`InMemoryChainView`].
+pub struct HeadsView {
+    pub inner: Arc<InMemoryChainView>,
+    pub heads: Mutex<HashMap<PurchaseId, Sequence>>,
+}
+
+/// [`view_with`] `events`, where purchase `p` starts at sequence `h` for each `(p, h)` of
+/// `heads`.
+pub fn view_with_heads(
+    events: Vec<ChainEvent>,
+    heads: &[(PurchaseId, Sequence)],
+) -> (Arc<InMemoryChainView>, Arc<HeadsView>) {
+    let inner = view_with(events);
+    let view = Arc::new(HeadsView {
+        inner: inner.clone(),
+        heads: Mutex::new(heads.iter().copied().collect()),
+    });
+    (inner, view)
+}
+
+impl ChainView for HeadsView {
+    fn finalized_block(&self) -> BlockNumber {
+        self.inner.finalized_block()
+    }
+    fn stream(&self, id: &StreamId) -> Option<StreamAssignment> {
+        self.inner.stream(id)
+    }
+    fn streams(&self) -> Vec<StreamAssignment> {
+        self.inner.streams()
+    }
+    fn purchase(&self, id: PurchaseId) -> Option<PurchaseInfo> {
+        self.inner.purchase(id)
+    }
+    fn purchases_of(&self, stream: &StreamId) -> Vec<PurchaseInfo> {
+        self.inner.purchases_of(stream)
+    }
+    fn operator_endpoint(&self, operator: &AccountId) -> Option<String> {
+        self.inner.operator_endpoint(operator)
+    }
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ChainEvent> {
+        self.inner.subscribe()
+    }
+    fn start_head(&self, purchase: PurchaseId) -> Option<Sequence> {
+        self.heads.lock().unwrap().get(&purchase).copied()
+    }
+}
+
+/// SCALE `(receipt, signature)` signed by `buyer` for [`GENESIS`].
+pub fn signed_receipt(receipt: &Receipt, buyer: &sr25519::Pair) -> Vec<u8> {
+    (receipt.clone(), receipt.sign_sr25519(buyer, &GENESIS)).encode()
 }
 
 pub fn upload_token(seller: &sr25519::Pair, operator: &AccountId, nonce: u64) -> String {
@@ -111,6 +185,7 @@ pub fn upload_token(seller: &sr25519::Pair, operator: &AccountId, nonce: u64) ->
             nonce,
         },
         seller,
+        &GENESIS,
     );
     format!("0x{}", hex::encode(token.encode()))
 }
@@ -129,6 +204,7 @@ pub fn access_request(
             nonce,
         },
         buyer,
+        &GENESIS,
     );
     format!("0x{}", hex::encode(request.encode()))
 }
@@ -161,7 +237,7 @@ pub fn mosquitto_config(data_dir: &Path, broker_port: u16, suri: &str) -> Config
         username = "{ADMIN_USER}"
         password = "{ADMIN_PASSWORD}"
         [serving]
-        ahead_segments = 8
+        receipt_window = 8
         [claims]
         interval_secs = 1
         batch = 4
@@ -189,7 +265,7 @@ pub fn vernemq_config(data_dir: &Path, suri: &str, ahead: u64) -> Config {
         [vernemq]
         webhook_listen = "127.0.0.1:0"
         [serving]
-        ahead_segments = {ahead}
+        receipt_window = {ahead}
         "#,
         data_dir.display(),
         free_port()

@@ -88,7 +88,7 @@ async fn acknowledged_segments_survive_kill_9() {
              [http]\nlisten = \"127.0.0.1:{http}\"\n\
              [broker]\nkind = \"mosquitto\"\nport = {port}\nusername = \"{ADMIN_USER}\"\npassword = \"{ADMIN_PASSWORD}\"\n\
              [chain]\nfixture = \"{fixture}\"\n\
-             [serving]\nahead_segments = 1000\n",
+             [serving]\nreceipt_window = 1000\n",
             suri = seed_suri(2),
             data = data_dir.display(),
             port = broker.port,

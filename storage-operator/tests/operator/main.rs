@@ -2,7 +2,9 @@
 //! dependency graph again).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod attestation;
 mod common;
+mod fair_gate;
 mod kill9;
 mod mosquitto_gate;
 mod serving_replication;

@@ -5,7 +5,6 @@ use fastdata_sdk::http::HttpClient;
 use std::{sync::Arc, time::Duration};
 
 use crate::common::*;
-use codec::Encode;
 use fastdata_operator::{
     api::{decode_frames, ACCESS_HEADER, REPLICA_HEADER},
     auth::to_hex_scale,
@@ -62,7 +61,7 @@ async fn post_receipt(
     receipt: &Receipt,
     buyer: &sp_core::sr25519::Pair,
 ) -> (u16, String) {
-    let body = (receipt.clone(), receipt.sign_sr25519(buyer)).encode();
+    let body = signed_receipt(receipt, buyer);
     let (status, text) = HttpClient::new()
         .post(
             &format!("http://{}/v1/receipts", daemon.http_addr),
@@ -322,6 +321,7 @@ async fn second_operator_backfills_new_assignment_and_gap_without_duplicates() {
                 nonce,
             },
             who,
+            &GENESIS,
         ))
     };
     assert_eq!(

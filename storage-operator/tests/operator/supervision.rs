@@ -22,6 +22,7 @@ use codec::Encode;
 use fastdata_operator::{
     auth::stream_topic,
     chain::ChainEvent,
+    config::FIXTURE_GENESIS,
     daemon::{tasks, Daemon},
     follower::{self, Follower},
     receipts::{Claim, ClaimOutcome, ClaimSubmitter, Receipt},
@@ -217,13 +218,13 @@ fn config_file(dir: &Path, http: u16, broker_port: u16, chain: &str, supervision
 
 /// A seller's MQTT publisher with credentials from the daemon's `/v1/broker/session`; its
 /// event loop reconnects after errors.
-struct Publisher {
+pub(crate) struct Publisher {
     client: AsyncClient,
     connected: Arc<AtomicBool>,
 }
 
 impl Publisher {
-    async fn start(base: &str, broker_port: u16, nonce: u64, client_id: &str) -> Self {
+    pub(crate) async fn start(base: &str, broker_port: u16, nonce: u64, client_id: &str) -> Self {
         let me = account(&pair(2));
         let (status, creds) = post_json(
             &format!("{base}/v1/broker/session"),
@@ -262,7 +263,7 @@ impl Publisher {
         publisher
     }
 
-    async fn publish(&self, payload: Vec<u8>) {
+    pub(crate) async fn publish(&self, payload: Vec<u8>) {
         self.client
             .publish(stream_topic(&STREAM), QoS::AtLeastOnce, false, payload)
             .await
@@ -626,7 +627,7 @@ impl ClaimSubmitter for Switch {
     }
 }
 
-async fn wait_metric(base: &str, key: &str, want: f64) -> String {
+pub(crate) async fn wait_metric(base: &str, key: &str, want: f64) -> String {
     let start = Instant::now();
     loop {
         let text = get_text(&format!("{base}/metrics")).await.1;
@@ -758,16 +759,20 @@ async fn metrics_report_refusals_drops_receipts_claims_and_tasks() {
         Some(1.0)
     );
 
-    // Receipts per purchase.
+    // Receipts per purchase (only segment 0 is stored: a receipt cannot acknowledge more).
     for nonce in 1..=2u64 {
         let receipt = Receipt {
             purchase: 1,
             operator: me.clone(),
-            up_to_sequence: nonce,
+            up_to_sequence: 0,
             bytes: 1_000 * nonce,
             nonce,
         };
-        let body = (receipt.clone(), receipt.sign_sr25519(&buyer)).encode();
+        let body = (
+            receipt.clone(),
+            receipt.sign_sr25519(&buyer, &FIXTURE_GENESIS),
+        )
+            .encode();
         let (status, text) = fastdata_sdk::http::HttpClient::new()
             .post(&format!("{base}/v1/receipts"), &[], body, 1 << 16)
             .await
@@ -951,7 +956,7 @@ async fn live_follower_lag_loss_and_recovery_through_a_proxy() {
     );
 }
 
-trait TapDir {
+pub(crate) trait TapDir {
     fn tap_dir(self) -> Self;
 }
 

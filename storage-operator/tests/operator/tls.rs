@@ -62,7 +62,7 @@ fn config_text(data_dir: &Path, seed: u8, http_extra: &str, broker: &str) -> Str
         [vernemq]
         webhook_listen = "127.0.0.1:0"
         [serving]
-        ahead_segments = 64
+        receipt_window = 64
         [claims]
         interval_secs = 1
         batch = 4
@@ -242,16 +242,20 @@ async fn replication_over_https_trusts_http_ca_cert() {
     b.shutdown().await;
 }
 
-fn batch_purchase(buyer: &Account, last: u64) -> PurchaseInfo {
+/// A live purchase of [`STREAM`] (history and live segments).
+fn stream_purchase(buyer: &Account, end: u32) -> PurchaseInfo {
     PurchaseInfo {
         id: 1,
         buyer: buyer.account_id(),
         stream: STREAM,
         offer: 1,
-        terms: PurchaseTerms::Batch { first: 0, last },
+        terms: PurchaseTerms::Stream {
+            period: end,
+            periods: 1,
+        },
         access: AccessPeriod {
             start: 0,
-            end: 1_000,
+            end,
             first_epoch: None,
             epochs: vec![0],
         },
@@ -283,7 +287,7 @@ async fn seller_to_buyer_over_mqtts_and_https() {
     let operator = pair(2);
     let view = view_with(vec![
         ChainEvent::StreamAssigned(assignment(&pair(1), &[account(&operator)])),
-        ChainEvent::PurchaseUpdated(batch_purchase(&buyer, 1_000_000)),
+        ChainEvent::PurchaseUpdated(stream_purchase(&buyer, 1_000)),
     ]);
     // The daemon: API over HTTPS, dynsec control and ingest over TLS to the broker.
     let config = Config::from_toml(&config_text(
@@ -307,6 +311,7 @@ async fn seller_to_buyer_over_mqtts_and_https() {
     // The seller publishes history through mqtts://; the daemon stores it.
     let mut publisher = StreamPublisher::connect(
         &seller,
+        GENESIS,
         STREAM,
         0,
         keys(),
@@ -339,6 +344,7 @@ async fn seller_to_buyer_over_mqtts_and_https() {
         tokio::spawn(async move {
             let mut receiver = Receiver::new(
                 buyer,
+                GENESIS,
                 1,
                 Verifier::new(STREAM, BTreeMap::from([(0, keys())])),
                 vec![endpoint],

@@ -27,7 +27,8 @@ pub const RETRY_AFTER: u32 = 100;
 
 impl<T: Config> Pallet<T> {
     /// Makes sure a stored purchase has its agenda entry, at its next due block (at least
-    /// the next block). A disputed purchase needs none (the dispute origin moves it on).
+    /// the next block). A disputed batch needs none (the dispute origin moves it on); a
+    /// disputed stream still has its period boundaries recorded.
     pub(crate) fn ensure_scheduled(
         id: PurchaseId,
         purchase: &mut PurchaseOf<T>,
@@ -143,13 +144,16 @@ impl<T: Config> Pallet<T> {
         }
     }
 
-    /// Does the work `purchase` is due for at `now`, if any. Returns `false` if the purchase
-    /// was reaped (removed from storage).
+    /// Records the period boundaries that have come, then does the work `purchase` is due for
+    /// at `now`, if any. Returns `false` if the purchase was reaped (removed from storage).
     pub(crate) fn do_due_work(
         id: PurchaseId,
         purchase: &mut PurchaseOf<T>,
         now: BlockNumberFor<T>,
     ) -> Result<bool, DispatchError> {
+        if purchase.state.is_open() {
+            Self::record_boundaries(purchase, now);
+        }
         match purchase.state {
             PurchaseState::AwaitingKeys if now > purchase.key_deadline => {
                 Self::refund_missing_keys_now(id, purchase, now)?;

@@ -16,7 +16,7 @@ impl<T: Config> Pallet<T> {
     ///   `scheduled_at`, not behind the cursor.
     pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
         use alloc::collections::btree_map::BTreeMap;
-        use fastdata_primitives::escrow::PurchaseState;
+        use fastdata_primitives::escrow::{PurchaseState, PurchaseTerms};
         use frame_support::{
             ensure,
             traits::{fungible::InspectHold, Get},
@@ -82,6 +82,29 @@ impl<T: Config> Pallet<T> {
                     );
                 }
                 PurchaseState::Active | PurchaseState::Disputed => {}
+            }
+            match p.terms {
+                PurchaseTerms::Stream { .. } => {
+                    ensure!(
+                        !p.heads.is_empty(),
+                        "stream purchase without the head of its next period"
+                    );
+                    ensure!(
+                        p.heads.windows(2).all(|w| w[0] <= w[1]),
+                        "period heads decrease"
+                    );
+                    ensure!(
+                        p.start_head
+                            .is_some_and(|h| p.heads.first().is_some_and(|f| h <= *f)),
+                        "period heads below the start head"
+                    );
+                }
+                PurchaseTerms::Batch { .. } => {
+                    ensure!(
+                        p.heads.is_empty() && p.start_head.is_none(),
+                        "batch purchase with stream heads"
+                    );
+                }
             }
             if let Some(dispute) = &p.dispute {
                 add::<T>(&mut dispute_deposits, &p.buyer, dispute.deposit);

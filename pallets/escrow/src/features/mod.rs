@@ -3,6 +3,7 @@
 
 pub mod agenda;
 pub mod disputes;
+pub mod heads;
 pub mod invariants;
 pub mod keys;
 pub mod purchase;

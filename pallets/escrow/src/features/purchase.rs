@@ -3,9 +3,10 @@
 use crate::*;
 use fastdata_primitives::{
     escrow::{PurchaseLedger, PurchaseState, PurchaseTerms},
-    IdentityProvider, OfferId, OfferProvider, PaymentMode, PurchaseId, TrustProvider,
+    IdentityProvider, OfferId, OfferProvider, OperatorProvider, PaymentMode, PurchaseId,
+    TrustProvider,
 };
-use frame_support::{ensure, traits::Get};
+use frame_support::{ensure, traits::Get, BoundedVec};
 use frame_system::pallet_prelude::BlockNumberFor;
 use sp_runtime::{
     traits::{CheckedAdd, CheckedMul, One, Saturating, Zero},
@@ -58,6 +59,13 @@ impl<T: Config> Pallet<T> {
                     Error::<T>::InvalidPeriods
                 );
                 ensure!(!period.is_zero(), Error::<T>::InvalidOffer);
+                // The boundaries that come before a period's settlement must fit in the
+                // purchase's list of heads.
+                let room = BlockNumberFor::<T>::from(MAX_PENDING_BOUNDARIES.saturating_sub(2));
+                ensure!(
+                    T::ClaimGracePeriod::get() <= period.saturating_mul(room),
+                    Error::<T>::PeriodTooShort
+                );
                 let length = period
                     .checked_mul(&periods.into())
                     .ok_or(Error::<T>::DeadlineOverflow)?;
@@ -98,6 +106,22 @@ impl<T: Config> Pallet<T> {
         let id = NextPurchaseId::<T>::get();
         let next_id = id.checked_add(1).ok_or(Error::<T>::NoMoreIds)?;
 
+        let (start_head, heads) = match terms {
+            PurchaseTerms::Stream { .. } => {
+                let head = T::Operators::stream_head(&stream_id);
+                (Some(head), BoundedVec::truncate_from(alloc::vec![head]))
+            }
+            PurchaseTerms::Batch { .. } => (None, BoundedVec::new()),
+        };
+        let operator_prices = BoundedVec::truncate_from(
+            stream
+                .operators
+                .iter()
+                .filter_map(|op| T::Operators::price_per_mb(op).map(|price| (op.clone(), price)))
+                .take(MAX_PRICED_OPERATORS as usize)
+                .collect::<alloc::vec::Vec<_>>(),
+        );
+
         let deposit = T::PurchaseDeposit::get();
         Self::hold(HoldReason::PurchasePrice, &buyer, price)?;
         Self::hold(HoldReason::PurchaseDeposit, &buyer, deposit)?;
@@ -120,7 +144,9 @@ impl<T: Config> Pallet<T> {
             key_deposits: Zero::zero(),
             settled_periods: 0,
             delivered_up_to: None,
-            period_delivered: false,
+            start_head,
+            heads,
+            operator_prices,
             operators: 0,
             accrued: Zero::zero(),
             ledger: PurchaseLedger {

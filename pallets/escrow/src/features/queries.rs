@@ -11,6 +11,12 @@ use frame_support::traits::Get;
 use frame_system::pallet_prelude::BlockNumberFor;
 
 impl<T: Config> Pallet<T> {
+    /// The genesis hash of this chain: receipts are signed for it.
+    pub fn genesis_hash() -> sp_core::H256 {
+        let hash = frame_system::Pallet::<T>::block_hash(BlockNumberFor::<T>::default());
+        fastdata_primitives::genesis_h256(hash.as_ref())
+    }
+
     /// Ids of the stored purchases of `buyer`, ascending.
     pub fn purchases_of_buyer(buyer: &T::AccountId) -> Vec<PurchaseId> {
         let mut ids: Vec<PurchaseId> = PurchasesByBuyer::<T>::iter_key_prefix(buyer).collect();
@@ -67,6 +73,8 @@ impl<T: Config> Pallet<T> {
             settled_periods: p.settled_periods,
             next_settlement,
             delivered_up_to: p.delivered_up_to,
+            start_head: p.start_head,
+            period_heads: p.heads.into_inner(),
             ledger: p.ledger,
             accrued: p.accrued,
             operators,

@@ -10,8 +10,9 @@ use frame_support::{ensure, traits::Get};
 use sp_runtime::{traits::Saturating, DispatchResult};
 
 impl<T: Config> Pallet<T> {
-    /// Accepts `receipt` from `operator` if it is the buyer's, for the caller, and newer than
-    /// the last one accepted; accrues the pay for the bytes not yet priced.
+    /// Accepts `receipt` from `operator` if it is the buyer's on this chain, for the caller,
+    /// newer than the last one accepted and within the attested stream head; accrues the pay
+    /// for the bytes not yet priced at the price agreed at purchase.
     pub(crate) fn do_claim(
         operator: T::AccountId,
         receipt: Receipt<T::AccountId>,
@@ -23,11 +24,16 @@ impl<T: Config> Pallet<T> {
         ensure!(purchase.state.is_open(), Error::<T>::PurchaseClosed);
         ensure!(purchase.buyer != operator, Error::<T>::BuyerIsOperator);
         ensure!(
-            receipt.verify(&signature, &purchase.buyer),
+            receipt.verify(&signature, &purchase.buyer, &Self::genesis_hash()),
             Error::<T>::InvalidSignature
         );
-        let price_per_mb =
+        let current_price =
             T::Operators::price_per_mb(&operator).ok_or(Error::<T>::NotAnOperator)?;
+        let price_per_mb = purchase.agreed_price(&operator, current_price);
+        ensure!(
+            receipt.up_to_sequence < T::Operators::stream_head(&purchase.stream),
+            Error::<T>::BeyondStreamHead
+        );
 
         let mut claim = match OperatorClaims::<T>::get(id, &operator) {
             Some(claim) => {
@@ -74,7 +80,6 @@ impl<T: Config> Pallet<T> {
             .is_none_or(|up_to| receipt.up_to_sequence > up_to)
         {
             purchase.delivered_up_to = Some(receipt.up_to_sequence);
-            purchase.period_delivered = true;
         }
         claim.nonce = receipt.nonce;
         claim.up_to_sequence = receipt.up_to_sequence;

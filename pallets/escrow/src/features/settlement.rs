@@ -45,6 +45,7 @@ impl<T: Config> Pallet<T> {
         let now = frame_system::Pallet::<T>::block_number();
         let due = purchase.settlement_due(purchase.settled_periods, T::ClaimGracePeriod::get());
         ensure!(now >= due, Error::<T>::SettlementNotDue);
+        Self::record_boundaries(&mut purchase, now);
         Self::settle_next_period(id, &mut purchase, now)?;
         Self::ensure_scheduled(id, &mut purchase, now);
         Purchases::<T>::insert(id, purchase);
@@ -52,8 +53,8 @@ impl<T: Config> Pallet<T> {
     }
 
     /// Settles period `settled_periods` of an active purchase by the settlement rule, and
-    /// closes the purchase after its last period. The caller checks that it is due and
-    /// writes the purchase back.
+    /// closes the purchase after its last period. The caller checks that it is due, has
+    /// recorded the period boundaries that came, and writes the purchase back.
     pub(crate) fn settle_next_period(
         id: PurchaseId,
         purchase: &mut PurchaseOf<T>,
@@ -81,7 +82,9 @@ impl<T: Config> Pallet<T> {
         Self::refund(purchase, refunded)?;
 
         purchase.settled_periods = period.saturating_add(1);
-        purchase.period_delivered = false;
+        if purchase.heads.len() > 1 {
+            purchase.heads.remove(0);
+        }
         Self::deposit_event(Event::PeriodSettled {
             purchase: id,
             period,
@@ -104,7 +107,6 @@ impl<T: Config> Pallet<T> {
     ) {
         purchase.state = PurchaseState::Settled;
         purchase.closed_at = Some(now);
-        purchase.period_delivered = false;
         let value = purchase.price.saturating_sub(purchase.ledger.refunded);
         Self::deposit_event(Event::PurchaseSettled {
             purchase: id,

@@ -32,7 +32,7 @@ impl<T: Config> Pallet<T> {
     /// Full check of an upload token presented to `operator` at the current block: the chain
     /// facts of [`Self::upload_token_facts`], then the seller's sr25519 signature, the
     /// addressee, the expiry and a nonce above `last_nonce` (the highest the operator accepted
-    /// for this stream so far).
+    /// for this stream so far), all for this chain's genesis hash.
     pub fn check_upload_token(
         token: &SignedUploadToken<T::AccountId, BlockNumberFor<T>>,
         operator: &T::AccountId,
@@ -43,11 +43,13 @@ impl<T: Config> Pallet<T> {
     {
         let seller = Self::upload_token_facts(&token.payload)?;
         let key = sr25519::Public::from_raw(*seller.as_ref());
+        let genesis = frame_system::Pallet::<T>::block_hash(BlockNumberFor::<T>::default());
         token.check(
             &key,
             operator,
             frame_system::Pallet::<T>::block_number(),
             last_nonce,
+            &fastdata_primitives::genesis_h256(genesis.as_ref()),
         )
     }
 }

@@ -199,6 +199,7 @@ impl<T: Config> Pallet<T> {
         let Some(assigned) = Assignments::<T>::take(stream) else {
             return;
         };
+        StreamHeads::<T>::remove(stream);
         for who in assigned.iter() {
             StreamsOf::<T>::remove(who, stream);
         }

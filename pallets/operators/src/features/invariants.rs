@@ -13,7 +13,8 @@ impl<T: Config> Pallet<T> {
     ///   recorded stake, their number of hosted streams (at most `MaxStreamsPerOperator`) and
     ///   a cached trust score within `MaxTrustBoost`;
     /// - every assignment lists distinct active operators, at most `MaxReplication`, and
-    ///   [`StreamsOf`] is its exact reverse index.
+    ///   [`StreamsOf`] is its exact reverse index;
+    /// - [`StreamHeads`] exist only for assigned streams, one per operator.
     pub fn do_try_state() -> Result<(), TryRuntimeError> {
         let mut count = 0u32;
         for (who, info) in Operators::<T>::iter() {
@@ -98,6 +99,17 @@ impl<T: Config> Pallet<T> {
                 .all(|e| e.streams == hosted.get(&e.who).copied().unwrap_or(0)),
             "active-set stream count differs from the index",
         )?;
+        for (stream, heads) in StreamHeads::<T>::iter() {
+            ensure_state(
+                Assignments::<T>::contains_key(stream),
+                "heads of a stream without assignment",
+            )?;
+            let attesters: BTreeSet<_> = heads.iter().map(|(who, _)| who).collect();
+            ensure_state(
+                attesters.len() == heads.len(),
+                "two heads of one operator for a stream",
+            )?;
+        }
         Ok(())
     }
 }

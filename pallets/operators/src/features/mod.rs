@@ -1,6 +1,7 @@
 //! The pallet's logic, one file per topic; the calls in `lib.rs` delegate here.
 
 mod assignment;
+mod heads;
 #[cfg(any(feature = "try-runtime", test))]
 mod invariants;
 mod lifecycle;

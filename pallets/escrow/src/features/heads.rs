@@ -1,0 +1,28 @@
+//! Period boundaries of stream purchases: the attested stream head recorded at each.
+
+use crate::*;
+use fastdata_primitives::OperatorProvider;
+use frame_system::pallet_prelude::BlockNumberFor;
+
+impl<T: Config> Pallet<T> {
+    /// Records the stream head at every period boundary of `purchase` that has come by
+    /// `now` and fits in its list, and returns how many were recorded. The head is the
+    /// attested one now (so a boundary recorded late counts what was published until it was
+    /// recorded), never below the previous boundary's.
+    pub(crate) fn record_boundaries(purchase: &mut PurchaseOf<T>, now: BlockNumberFor<T>) -> u32 {
+        let mut recorded = 0u32;
+        let mut head = None;
+        while let Some((_, at)) = purchase.next_boundary() {
+            if at > now {
+                break;
+            }
+            let attested = *head.get_or_insert_with(|| T::Operators::stream_head(&purchase.stream));
+            let floor = purchase.heads.last().copied().unwrap_or_default();
+            if purchase.heads.try_push(attested.max(floor)).is_err() {
+                break;
+            }
+            recorded = recorded.saturating_add(1);
+        }
+        recorded
+    }
+}
