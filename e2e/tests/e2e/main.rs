@@ -2,4 +2,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli_trade;
+mod fair_pay;
 mod marketplace;

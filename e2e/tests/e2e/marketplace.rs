@@ -29,7 +29,7 @@ use sp_core::H256;
 use sp_runtime::Perbill;
 use tempfile::TempDir;
 
-fn terms(replication: u32, verified_only: bool) -> OfferTerms<u32> {
+pub(crate) fn terms(replication: u32, verified_only: bool) -> OfferTerms<u32> {
     OfferTerms {
         licence: Licence::InternalUse,
         resale_allowed: false,
@@ -41,13 +41,13 @@ fn terms(replication: u32, verified_only: bool) -> OfferTerms<u32> {
     }
 }
 
-fn payloads(label: &str, n: u64) -> Vec<Vec<u8>> {
+pub(crate) fn payloads(label: &str, n: u64) -> Vec<Vec<u8>> {
     (0..n).map(|i| reading(label, i)).collect()
 }
 
 /// A temp dir, `operators` live operators, and fresh funded traders with DIDs, one per
 /// `(keystore name, verified)`.
-async fn setup<const N: usize>(
+pub(crate) async fn setup<const N: usize>(
     operators: usize,
     specs: [(&str, bool); N],
 ) -> (TempDir, Network, [Trader; N]) {
@@ -70,7 +70,7 @@ async fn setup<const N: usize>(
 }
 
 /// The seller lists an offer and registers its stream `name`.
-async fn list(
+pub(crate) async fn list(
     seller: &mut Trader,
     topic: &str,
     mode: PaymentMode<u32>,
