@@ -194,3 +194,127 @@ async fn a_live_freeloader_gets_one_window_and_pays_nothing_and_prices_hold() {
 
     net.stop(true).await.unwrap();
 }
+
+/// The runtime's shortest period (10 blocks) and its claim grace (5 periods): a seller that
+/// publishes steadily and a buyer that keeps downloading and receipting are settled in full
+/// in every one of 3 periods, not paid for one period and refunded two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a running fastdata-node; run by scripts/test"]
+async fn an_honest_stream_of_the_shortest_periods_is_paid_in_full_every_period() {
+    let (_dir, net, [seller, buyer]) = setup(1, [("s", true), ("b", false)]).await;
+    let mut seller = seller;
+    let alice = net.alice.clone();
+    let genesis = alice.genesis();
+
+    let price = 2 * UNIT;
+    let (offer, registered) = list(
+        &mut seller,
+        "plant7/kiln/temperature",
+        PaymentMode::Stream { period: 10 },
+        price,
+        terms(1, false),
+        "kiln-1",
+    )
+    .await;
+    let stream = registered.stream;
+    let purchase = buyer.chain.buy(offer, 3, 3 * price).await.unwrap();
+    let view = buyer.chain.purchase(purchase).await.unwrap().unwrap();
+    let delivered = seller
+        .chain
+        .deliver_due_keys(&seller.keystore)
+        .await
+        .unwrap();
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    buyer
+        .chain
+        .wait_for_keys(purchase, Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    // The seller publishes two readings a second until 4 blocks before the access period
+    // ends (the buyer must fetch the last ones while its access lasts).
+    let op = &net.operators[0];
+    let endpoints = vec![op.endpoint.clone()];
+    let keys = seller.keystore.epoch_keys(&stream, 0).unwrap();
+    let expiry = alice.finalized_number().await.unwrap() + 1_000;
+    let mut publisher = connect_publisher(
+        seller.chain.account(),
+        genesis,
+        stream,
+        0,
+        keys,
+        &endpoints,
+        expiry,
+        0,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let end = view.access.end;
+    let chain = alice.clone();
+    let publishing = tokio::spawn(async move {
+        let mut published = 0u64;
+        while chain.finalized_number().await.unwrap() + 4 < end {
+            publisher
+                .publish(&fastdata_e2e::reading("kiln-1", published))
+                .await
+                .unwrap();
+            published += 1;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        publisher.flush(Duration::from_secs(60)).await.unwrap();
+        publisher.close(Duration::from_secs(10)).await.unwrap();
+        published
+    });
+
+    // The buyer downloads what is there every two seconds with one receiver (receipting
+    // it), until the publisher is done.
+    let view = buyer.chain.purchase(purchase).await.unwrap().unwrap();
+    let mut receiver = buyer
+        .chain
+        .receiver(&buyer.keystore, &view, endpoints, Some(0), 10_000)
+        .await
+        .unwrap();
+    let mut got: Vec<u64> = Vec::new();
+    while !publishing.is_finished() {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let last = got.last().map_or(7, |s| s + 8);
+        let _ = receiver
+            .download(Some(last), |segment| {
+                got.push(segment.header.sequence);
+                Ok(())
+            })
+            .await;
+    }
+    let published = publishing.await.unwrap();
+    receiver
+        .download(Some(published - 1), |segment| {
+            got.push(segment.header.sequence);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(got, (0..published).collect::<Vec<_>>());
+
+    // Every period settles with nothing refunded: each was paid for what was published in it.
+    let settled = settled(&alice, purchase, Duration::from_secs(240))
+        .await
+        .unwrap();
+    let l = &settled.ledger;
+    assert_eq!(settled.settled_periods, 3);
+    assert_eq!(l.held, 0, "{l:?}");
+    assert_eq!(l.refunded, 0, "{l:?}");
+    assert_eq!(l.operators + l.seller + l.fees, settled.price, "{l:?}");
+    assert!(l.seller > 0 && l.fees > 0, "{l:?}");
+    assert_eq!(settled.start_head, Some(0));
+    assert!(
+        settled
+            .period_heads
+            .last()
+            .is_some_and(|h| *h > 0 && *h <= published),
+        "{:?} of {published}",
+        settled.period_heads
+    );
+
+    net.stop(true).await.unwrap();
+}
