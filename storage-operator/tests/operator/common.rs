@@ -10,7 +10,7 @@ use std::{
 
 use codec::Encode;
 use fastdata_operator::{
-    chain::{ChainEvent, ChainView, InMemoryChainView, PurchaseInfo, StreamAssignment},
+    chain::{ChainEvent, InMemoryChainView, PurchaseInfo, StreamAssignment},
     config::Config,
     receipts::Receipt,
 };
@@ -21,10 +21,7 @@ use fastdata_primitives::{
     AccountId, BlockNumber, PurchaseId, Sequence, StreamId,
 };
 use sp_core::{sr25519, Pair, H256};
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-};
+use std::sync::Arc;
 
 /// The genesis hash the test daemons check signatures for (no `[chain] genesis` set).
 pub const GENESIS: H256 = fastdata_operator::config::FIXTURE_GENESIS;
@@ -122,52 +119,15 @@ pub fn view_with(events: Vec<ChainEvent>) -> std::sync::Arc<InMemoryChainView> {
     view
 }
 
-/// A chain view that also states purchases' start heads (what the follower reads from
-/// `PurchaseView::start_head`), over an [`InMemoryChainView`].
-pub struct HeadsView {
-    pub inner: Arc<InMemoryChainView>,
-    pub heads: Mutex<HashMap<PurchaseId, Sequence>>,
-}
-
 /// [`view_with`] `events`, where purchase `p` starts at sequence `h` for each `(p, h)` of
-/// `heads`.
+/// `heads` (what the follower reads from `PurchaseView::start_head`).
 pub fn view_with_heads(
     events: Vec<ChainEvent>,
     heads: &[(PurchaseId, Sequence)],
-) -> (Arc<InMemoryChainView>, Arc<HeadsView>) {
-    let inner = view_with(events);
-    let view = Arc::new(HeadsView {
-        inner: inner.clone(),
-        heads: Mutex::new(heads.iter().copied().collect()),
-    });
-    (inner, view)
-}
-
-impl ChainView for HeadsView {
-    fn finalized_block(&self) -> BlockNumber {
-        self.inner.finalized_block()
-    }
-    fn stream(&self, id: &StreamId) -> Option<StreamAssignment> {
-        self.inner.stream(id)
-    }
-    fn streams(&self) -> Vec<StreamAssignment> {
-        self.inner.streams()
-    }
-    fn purchase(&self, id: PurchaseId) -> Option<PurchaseInfo> {
-        self.inner.purchase(id)
-    }
-    fn purchases_of(&self, stream: &StreamId) -> Vec<PurchaseInfo> {
-        self.inner.purchases_of(stream)
-    }
-    fn operator_endpoint(&self, operator: &AccountId) -> Option<String> {
-        self.inner.operator_endpoint(operator)
-    }
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<ChainEvent> {
-        self.inner.subscribe()
-    }
-    fn start_head(&self, purchase: PurchaseId) -> Option<Sequence> {
-        self.heads.lock().unwrap().get(&purchase).copied()
-    }
+) -> Arc<InMemoryChainView> {
+    let view = view_with(events);
+    view.set_start_heads(heads.iter().copied());
+    view
 }
 
 /// SCALE `(receipt, signature)` signed by `buyer` for [`GENESIS`].

@@ -207,7 +207,7 @@ async fn live_subscriber_that_never_receipts_gets_one_window_then_is_cut_off() {
     let (seller, buyer, operator) = (pair(1), pair(3), pair(2));
     let me = account(&operator);
     // A stream purchase made when the stream head was 0.
-    let (_, view) = view_with_heads(
+    let view = view_with_heads(
         vec![
             ChainEvent::StreamAssigned(assignment(&seller, std::slice::from_ref(&me))),
             ChainEvent::PurchaseUpdated(purchase(1, &buyer, 1_000)),
@@ -367,7 +367,7 @@ async fn receipts_beyond_what_was_served_or_stored_are_refused_and_change_nothin
     let dir = tempfile::tempdir().unwrap();
     let (seller, buyer, operator) = (pair(1), pair(3), pair(2));
     let me = account(&operator);
-    let (_, view) = view_with_heads(
+    let view = view_with_heads(
         vec![
             ChainEvent::StreamAssigned(assignment(&seller, std::slice::from_ref(&me))),
             ChainEvent::PurchaseUpdated(purchase(1, &buyer, 1_000)),
@@ -499,7 +499,7 @@ async fn stream_buyer_gets_nothing_before_its_start_head() {
     let (seller, buyer, operator) = (pair(1), pair(3), pair(2));
     let me = account(&operator);
     // Bought when the stream head was 20.
-    let (_, view) = view_with_heads(
+    let view = view_with_heads(
         vec![
             ChainEvent::StreamAssigned(assignment(&seller, std::slice::from_ref(&me))),
             ChainEvent::PurchaseUpdated(purchase(1, &buyer, 1_000)),

@@ -6,11 +6,10 @@ use frame_system::pallet_prelude::BlockNumberFor;
 
 impl<T: Config> Pallet<T> {
     /// Records the stream head at every period boundary of `purchase` that has come by
-    /// `now` and fits in its list, and returns how many were recorded. The head is the
+    /// `now` and fits in its list. The head is the
     /// attested one now (so a boundary recorded late counts what was published until it was
     /// recorded), never below the previous boundary's.
-    pub(crate) fn record_boundaries(purchase: &mut PurchaseOf<T>, now: BlockNumberFor<T>) -> u32 {
-        let mut recorded = 0u32;
+    pub(crate) fn record_boundaries(purchase: &mut PurchaseOf<T>, now: BlockNumberFor<T>) {
         let mut head = None;
         while let Some((_, at)) = purchase.next_boundary() {
             if at > now {
@@ -21,8 +20,6 @@ impl<T: Config> Pallet<T> {
             if purchase.heads.try_push(attested.max(floor)).is_err() {
                 break;
             }
-            recorded = recorded.saturating_add(1);
         }
-        recorded
     }
 }
