@@ -20,3 +20,6 @@ export WASM_BUILD_WORKSPACE_HINT="$FASTDATA_ROOT"
 # frame-benchmarking-cli (in the node for `benchmark pallet`) carries a second wasm runtime
 # that only `benchmark storage` uses; we never run that, so its wasm is not built.
 export SKIP_FRAME_STORAGE_ACCESS_TEST_RUNTIME_WASM_BUILD=1
+# litep2p's WebRTC (str0m) asks for a vendored OpenSSL, a 4-minute C build on 2 cores; link
+# Debian's libssl (scripts/setup installs libssl-dev) instead.
+export OPENSSL_NO_VENDOR=1

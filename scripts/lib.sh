@@ -30,7 +30,7 @@ start_node() {
     fail "port $port is in use (another node running?); stop it or set FASTDATA_RPC_PORT"
   fi
   "$FASTDATA_BIN/fastdata-node" --dev --dev-block-time "${FASTDATA_BLOCK_MS:-1000}" \
-    --base-path "$base" --rpc-port "$port" --rpc-cors all --no-prometheus \
+    --base-path "$base" --rpc-port "$port" --port "$((port + 21000))" --rpc-cors all --no-prometheus \
     --no-telemetry --name fastdata-dev "$@" >"$log" 2>&1 &
   NODE_PID=$!
   say "fastdata-node pid $NODE_PID, RPC ws://127.0.0.1:$port, log $log"
@@ -67,4 +67,51 @@ npm_install() {
   say "npm ci in $dir"
   (cd "$dir" && npm ci --no-audit --no-fund --silent --cache "$FASTDATA_HOME/npm-cache") \
     || fail "npm ci in $dir"
+}
+
+# test_binary <name>: path of the workspace's integration-test binary <name> (built if needed,
+# with the same package selection as build_all so nothing recompiles).
+test_binary() {
+  cargo test --release --locked --workspace --test "$1" --no-run --message-format=json 2>/dev/null \
+    | grep -o '"executable":"[^"]*"' | tail -1 | cut -d'"' -f4 | grep .
+}
+
+LANE_PIDS=()
+LANE_NAMES=()
+LANE_LOGS=()
+# lane <rpc-port> <command…>: runs the command in the background against its own fresh dev
+# node (FASTDATA_WS points at it); output goes to $FASTDATA_HOME/logs/lane-<port>.log.
+lane() {
+  local port="$1"; shift
+  local log="$FASTDATA_HOME/logs/lane-$port.log"
+  (
+    BASE=$(mktemp -d "$FASTDATA_HOME/live-$port-XXXXXX")
+    trap 'stop_node; rm -rf "$BASE"' EXIT
+    t0=$SECONDS
+    start_node "$BASE" "$port"
+    export FASTDATA_WS="ws://127.0.0.1:$port"
+    "$@"
+    say "lane $* finished in $((SECONDS - t0)) s" >&2
+  ) >"$log" 2>&1 &
+  LANE_PIDS+=("$!")
+  LANE_NAMES+=("$*")
+  LANE_LOGS+=("$log")
+  say "lane started: $* on port $port (log $log)"
+}
+
+# wait_lanes: waits for every lane; prints the tail of each failed lane's log; non-zero if any failed.
+wait_lanes() {
+  local i rc=0
+  for i in "${!LANE_PIDS[@]}"; do
+    if wait "${LANE_PIDS[$i]}"; then
+      say "lane passed: ${LANE_NAMES[$i]}"
+    else
+      rc=1
+      printf '\033[1;31m[%s] lane failed:\033[0m %s (log %s)\n' "${SCRIPT_NAME:-fastdata}" \
+        "${LANE_NAMES[$i]}" "${LANE_LOGS[$i]}" >&2
+      tail -40 "${LANE_LOGS[$i]}" >&2 || true
+    fi
+  done
+  LANE_PIDS=(); LANE_NAMES=(); LANE_LOGS=()
+  return $rc
 }
