@@ -73,6 +73,7 @@ npm_install() {
 # with the same package selection as build_all so nothing recompiles).
 test_binary() {
   cargo test --release --locked --workspace --test "$1" --no-run --message-format=json 2>/dev/null \
+    | grep '"kind":\["test"\]' | grep "\"name\":\"$1\"" \
     | grep -o '"executable":"[^"]*"' | tail -1 | cut -d'"' -f4 | grep .
 }
 

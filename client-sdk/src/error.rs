@@ -118,6 +118,8 @@ chain_error!(
 /// What to do about a pallet error, by its name.
 pub fn hint(error: &str) -> Option<&'static str> {
     const HINTS: &[(&str, &str)] = &[
+        // Escrow's SellerNotVerified (a buyer's purchase), told apart by its docs.
+        ("no valid credential any more", "the seller's credential expired or was revoked: its offers cannot be bought until it is verified again"),
         ("SellerNotVerified", "ask a registered issuer to attest a credential to your DID (`fastdata issuer attest <your account> KYC`)"),
         ("BuyerNotVerified", "the offer is for verified buyers only: get a credential from a registered issuer"),
         ("DidNotFound", "create a DID first (`fastdata did create`)"),
@@ -134,6 +136,8 @@ pub fn hint(error: &str) -> Option<&'static str> {
         ("EpochAlreadyDelivered", "keys for this epoch were already delivered"),
         ("NotSettled", "ratings are possible only after the purchase is settled"),
         ("AlreadyRated", "each side rates a settled purchase once"),
+        ("NothingPaid", "the trade paid nothing (a free offer, or refunded in full): it cannot be rated"),
+        ("StillServing", "buyers still need the closed stream: release it after the block named by its StreamClosed event"),
         ("Payment", "the account cannot pay the transaction fee: fund it"),
     ];
     HINTS

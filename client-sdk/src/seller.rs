@@ -245,9 +245,27 @@ impl FastData {
         Ok(epoch)
     }
 
-    /// Closes a stream (operators released, offer retired).
+    /// Closes a stream: its offer is retired; its operators keep serving the buyers until
+    /// their access and the operators' claim time are over (released at once if no purchase
+    /// needs them).
     pub async fn close_stream(&self, stream: &StreamId) -> Result<Included, Error> {
         self.submit("Offers", "close_stream", (arg(*stream),)).await
+    }
+
+    /// Answers the dispute of one of the seller's purchases with the hash of its evidence.
+    pub async fn answer_dispute(
+        &self,
+        purchase: PurchaseId,
+        evidence: H256,
+    ) -> Result<Included, Error> {
+        self.submit("Escrow", "answer_dispute", (arg(purchase), arg(evidence)))
+            .await
+    }
+
+    /// Releases the operators of a closed stream that no purchase needs any more (anyone may).
+    pub async fn release_stream(&self, stream: &StreamId) -> Result<Included, Error> {
+        self.submit("Offers", "release_stream", (arg(*stream),))
+            .await
     }
 
     /// The offer `id` with its seller's trust score.

@@ -190,6 +190,11 @@ pub struct DisputeInfo<Balance, BlockNumber> {
     pub deposit: Balance,
     /// Block at which the dispute was opened.
     pub opened_at: BlockNumber,
+    /// Unresolved at this block, the dispute ends by the escrow's rule: upheld in full if
+    /// the seller never answered, lapsed (the purchase resumes) if it did.
+    pub deadline: BlockNumber,
+    /// Hash of the seller's off-chain evidence, once it answered.
+    pub answer: Option<H256>,
 }
 
 /// What an operator has claimed for one purchase: the last accepted receipt and its pay.

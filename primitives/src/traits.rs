@@ -139,6 +139,23 @@ pub trait OfferProvider<AccountId, Balance, BlockNumber> {
     fn epoch_commitment(id: &StreamId, epoch: EpochIndex) -> Option<H256>;
 }
 
+/// How long an offer's buyers still need its stream (implemented by `pallet-escrow`).
+pub trait OfferPurchases<BlockNumber> {
+    /// The block until which the purchases made of `offer` need its stream hosted: the
+    /// latest access end plus the time operators have to claim for it. `None` if the offer
+    /// was never bought.
+    fn needed_until(offer: OfferId) -> Option<BlockNumber>;
+    /// The offer is gone: its record can be dropped.
+    fn forget(offer: OfferId);
+}
+
+impl<BlockNumber> OfferPurchases<BlockNumber> for () {
+    fn needed_until(_offer: OfferId) -> Option<BlockNumber> {
+        None
+    }
+    fn forget(_offer: OfferId) {}
+}
+
 /// The storage network (implemented by `pallet-operators`).
 pub trait OperatorProvider<AccountId, Balance> {
     /// `who` is a registered, active (not paused, suspended or leaving) operator.

@@ -152,6 +152,7 @@ impl pallet_trust::BenchmarkHelper<AccountId, Balance, BlockNumber> for Helper {
                 ..Default::default()
             },
             dispute: None,
+            disputed: false,
             closed_at: Some(trade.settled_at),
             scheduled_at: None,
         };
@@ -159,7 +160,11 @@ impl pallet_trust::BenchmarkHelper<AccountId, Balance, BlockNumber> for Helper {
     }
 }
 
-impl pallet_offers::BenchmarkHelper<AccountId> for Helper {
+impl pallet_offers::BenchmarkHelper<AccountId, BlockNumber> for Helper {
+    fn purchases_need(offer: fastdata_primitives::OfferId, until: BlockNumber) {
+        pallet_escrow::OfferNeededUntil::<Runtime>::insert(offer, until);
+    }
+
     fn verify_seller(who: &AccountId) {
         check(Did::benchmark_make_verified(who), "verify the seller");
     }
@@ -206,7 +211,7 @@ impl pallet_escrow::BenchmarkHelper<Runtime> for Helper {
         let buckets = (0..window)
             .map(|epoch| {
                 let mut bucket = pallet_trust::RatingBucket::new(epoch);
-                bucket.add(100, SCORE_ONE, Perbill::from_percent(50));
+                bucket.add(100, SCORE_ONE, Perbill::one(), Perbill::from_percent(50));
                 bucket
             })
             .collect::<Vec<_>>();

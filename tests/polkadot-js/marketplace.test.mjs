@@ -286,6 +286,18 @@ test('3. a verified buyer purchases one period of the stream', async () => {
   assert.equal(await sendFailing(api, api.tx.escrow.purchase(state.offer, 1, price - 1n), buyer),
     'escrow.PriceAboveMaximum');
 
+  // Verification lasts: with its credential revoked, the seller's listed offer cannot be
+  // bought; attested again, it can.
+  const [cred] = (await api.call.didApi.didDocument(seller.address)).unwrap().credentials;
+  await sendFinalized(api, api.tx.did.revokeCredential({ Id: seller.address }, cred.id), alice);
+  assert.equal((await api.call.didApi.isVerified(seller.address)).isTrue, false);
+  assert.equal(await sendFailing(api, api.tx.escrow.purchase(state.offer, 1, price), buyer),
+    'escrow.SellerNotVerified');
+  await sendFinalized(api, api.tx.did.removeCredential({ Id: seller.address }, cred.id), alice);
+  await sendFinalized(api, api.tx.did.attestCredential({ Id: seller.address }, 'KYC', cred.claimHash,
+    (await api.rpc.chain.getHeader()).number.toNumber() + 1_000_000), alice);
+  assert.equal((await api.call.didApi.isVerified(seller.address)).isTrue, true);
+
   const { events, blockHash } = await sendFinalized(api, api.tx.escrow.purchase(state.offer, 1, price), buyer);
   const at = await blockNumber(api, blockHash);
   const bought = theEvent(api, events, 'escrow', 'Purchased');
@@ -467,7 +479,7 @@ test('5. receipts are claimed; the period settles by what was delivered; both si
   const byBuyer = await sendFinalized(api, api.tx.trust.rate(id, 90, comment), buyer);
   const rated = theEvent(api, byBuyer.events, 'trust', 'Rated');
   assert.deepEqual(rated.data.names, ['purchase', 'rater', 'ratee', 'score', 'comment', 'raterCredibility',
-    'context', 'credibility', 'deposit']);
+    'valueWeight', 'context', 'credibility', 'deposit']);
   assert.equal(rated.data.purchase.toNumber(), id);
   assert.equal(str(rated.data.rater), buyer.address);
   assert.equal(str(rated.data.ratee), seller.address);
@@ -478,8 +490,11 @@ test('5. receipts are claimed; the period settles by what was delivered; both si
   const V = bal(c.trust.referenceValue);
   const context = rated.data.context.toNumber();
   assert.equal(context, Number((price * 1_000_000_000n) / (price + V)));
+  // φ = min(1, v / V): the rating weighs by the value the trade paid.
+  const valueWeight = rated.data.valueWeight.toNumber();
+  assert.equal(valueWeight, price >= V ? 1_000_000_000 : Number((price * 1_000_000_000n) / V));
   assert.equal(bal(rated.data.deposit), bal(c.trust.ratingDeposit));
-  const sellerCr = credibilityAfterOneRating(buyerCr, 90, context);
+  const sellerCr = credibilityAfterOneRating(buyerCr, 90, context, valueWeight);
   assert.equal(rated.data.credibility.toNumber(), sellerCr);
 
   const bySeller = await sendFinalized(api, api.tx.trust.rate(id, 100, null), seller);
@@ -488,7 +503,7 @@ test('5. receipts are claimed; the period settles by what was delivered; both si
     [seller.address, buyer.address, 100, true]);
   assert.equal(back.data.raterCredibility.toNumber(), sellerCr);
   assert.equal(back.data.context.toNumber(), context);
-  assert.equal(back.data.credibility.toNumber(), credibilityAfterOneRating(sellerCr, 100, context));
+  assert.equal(back.data.credibility.toNumber(), credibilityAfterOneRating(sellerCr, 100, context, valueWeight));
   assert.equal(await sendFailing(api, api.tx.trust.rate(id, 10, null), buyer), 'trust.AlreadyRated');
 
   // A credible buyer's 90/100 lifts the seller above the prior; the listing shows it.
@@ -500,21 +515,23 @@ test('5. receipts are claimed; the period settles by what was delivered; both si
   const listing = (await api.call.offersApi.offer(state.offer)).unwrap();
   assert.equal(listing.sellerTrustScore.toNumber(), sellerAfter.trustScore.toNumber());
   assert.deepEqual((await api.call.trustApi.trustScores([seller.address, buyer.address])).map((x) => x.toNumber()),
-    [sellerCr, credibilityAfterOneRating(sellerCr, 100, context)]);
+    [sellerCr, credibilityAfterOneRating(sellerCr, 100, context, valueWeight)]);
 });
 
 // Credibility (eq. 1, pallets/trust) of a verified account after one rating `score` by a rater
-// of credibility `raterCr` on a trade of context τ (Perbill), with K = PriorWeight,
-// C0 = BaseCredibility, γ = ContextWeight (Perbill), w = ⌊τ·raterCr⌋:
-//   A = ⌊(K·C0 + 10⁴·raterCr·score) / (K + raterCr)⌋,  A_τ = ⌊(K·C0 + 10⁴·w·score) / (K + w)⌋,
+// of credibility `raterCr` on a trade of context τ and value weight φ (Perbills), with
+// K = PriorWeight, C0 = BaseCredibility, γ = ContextWeight (Perbill), v = ⌊φ·raterCr⌋,
+// w = ⌊τ·raterCr⌋:
+//   A = ⌊(K·C0 + 10⁴·v·score) / (K + v)⌋,  A_τ = ⌊(K·C0 + 10⁴·w·score) / (K + w)⌋,
 //   Cr = ⌊(1−γ)·A⌋ + ⌊γ·A_τ⌋.
-function credibilityAfterOneRating(raterCr, score, context) {
+function credibilityAfterOneRating(raterCr, score, context, valueWeight) {
   const K = BigInt(c.trust.priorWeight.toNumber());
   const C0 = BigInt(c.trust.baseCredibility.toNumber());
   const gamma = BigInt(c.trust.contextWeight.toNumber());
   const cr = BigInt(raterCr);
   const w = (BigInt(context) * cr) / 1_000_000_000n;
-  const A = (K * C0 + 10_000n * cr * BigInt(score)) / (K + cr);
+  const v = (BigInt(valueWeight) * cr) / 1_000_000_000n;
+  const A = (K * C0 + 10_000n * v * BigInt(score)) / (K + v);
   const At = (K * C0 + 10_000n * w * BigInt(score)) / (K + w);
   return Number((A * (1_000_000_000n - gamma)) / 1_000_000_000n + (At * gamma) / 1_000_000_000n);
 }
@@ -522,7 +539,12 @@ function credibilityAfterOneRating(raterCr, score, context) {
 test('6. the seller closes the stream and the operator leaves', async () => {
   assert.ok(state.stream, 'needs the stream of step 2');
   const { events } = await sendFinalized(api, api.tx.offers.closeStream(state.stream), seller);
-  assert.equal(theEvent(api, events, 'offers', 'StreamClosed').data.stream.toHex(), state.stream);
+  const closed = theEvent(api, events, 'offers', 'StreamClosed');
+  assert.deepEqual(closed.data.names, ['stream', 'servingUntil']);
+  assert.equal(closed.data.stream.toHex(), state.stream);
+  // The one purchase was settled in step 5: nobody needs the stream, its operator is released.
+  assert.equal(closed.data.servingUntil.isNone, true);
+  assert.equal(theEvent(api, events, 'operators', 'StreamReleased').data.stream.toHex(), state.stream);
   assert.equal(theEvent(api, events, 'offers', 'OfferRetired').data.offer.toNumber(), state.offer);
   assert.ok((await api.call.offersApi.offer(state.offer)).unwrap().retiredAt.isSome);
   assert.ok((await api.call.offersApi.stream(state.stream)).unwrap().closedAt.isSome);

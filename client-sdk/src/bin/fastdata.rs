@@ -23,10 +23,11 @@ use std::{
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use codec::Decode;
 use fastdata_primitives::{
     api_market::{Licence, OfferTerms},
     escrow::{DisputeReason, PurchaseTerms},
-    Balance, PaymentMode, StreamId, SCORE_ONE,
+    Balance, BlockNumber, PaymentMode, StreamId, SCORE_ONE,
 };
 use fastdata_sdk::{
     account::{did_of, parse_account},
@@ -111,6 +112,14 @@ enum Command {
         /// Evidence text (only its hash goes on chain).
         #[arg(long)]
         evidence: Option<String>,
+    },
+    /// As the seller, answer a dispute of one of your sales with evidence before its
+    /// deadline (an answered dispute nobody resolves lapses instead of being upheld).
+    AnswerDispute {
+        /// The purchase.
+        purchase: u64,
+        /// Evidence text (only its hash goes on chain).
+        evidence: String,
     },
 }
 
@@ -250,7 +259,12 @@ enum StreamCommand {
         /// Stream id.
         stream: String,
     },
-    /// Close a stream.
+    /// Release the operators of a closed stream that no buyer needs any more (anyone may).
+    Release {
+        /// Stream id (0x…).
+        stream: String,
+    },
+    /// Close a stream: no more sales; its operators serve its buyers to the end.
     Close {
         /// Stream id.
         stream: String,
@@ -555,8 +569,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &ctx,
                 &json!({"purchase": purchase, "disputed": format!("{reason:?}")}),
                 || {
-                    format!("purchase {purchase} disputed ({reason:?}); its remainder is frozen until the dispute is resolved")
+                    format!("purchase {purchase} disputed ({reason:?}); its remainder is frozen until the dispute is resolved or its deadline")
                 },
+            );
+            Ok(())
+        }
+        Command::AnswerDispute { purchase, evidence } => {
+            let chain = ctx.chain().await?;
+            let hash = hash_text(&evidence);
+            chain.answer_dispute(purchase, hash).await?;
+            print(
+                &ctx,
+                &json!({"purchase": purchase, "answered": format!("{hash:?}")}),
+                || format!("dispute of purchase {purchase} answered with evidence {hash:?}"),
             );
             Ok(())
         }
@@ -897,9 +922,30 @@ async fn stream(ctx: &Ctx, cmd: StreamCommand) -> anyhow::Result<()> {
         }
         StreamCommand::Close { stream } => {
             let id = parse_h256(&stream)?;
-            chain.close_stream(&id).await?;
-            print(ctx, &json!({"closed": format!("{id:?}")}), || {
-                format!("stream {id:?} closed")
+            let included = chain.close_stream(&id).await?;
+            // StreamClosed { stream, serving_until }
+            let serving_until = included
+                .event("Offers", "StreamClosed")
+                .and_then(|e| <(StreamId, Option<BlockNumber>)>::decode(&mut &e.fields[..]).ok())
+                .and_then(|(_, until)| until);
+            print(
+                ctx,
+                &json!({"closed": format!("{id:?}"), "serving_until": serving_until}),
+                || {
+                    match serving_until {
+                    Some(until) => format!(
+                        "stream {id:?} closed: no more sales; its operators serve its buyers until block {until} (then `fastdata stream release`)"
+                    ),
+                    None => format!("stream {id:?} closed and its operators released"),
+                }
+                },
+            );
+        }
+        StreamCommand::Release { stream } => {
+            let id = parse_h256(&stream)?;
+            chain.release_stream(&id).await?;
+            print(ctx, &json!({"released": format!("{id:?}")}), || {
+                format!("operators of stream {id:?} released")
             });
         }
         StreamCommand::DeliverKeys { once } => {

@@ -207,6 +207,7 @@ fn sdk_argument_encodings_match_exported_metadata() {
             vec![H256::zero().encode(), H256::zero().encode()],
         ),
         ("Offers", "close_stream", vec![H256::zero().encode()]),
+        ("Offers", "release_stream", vec![H256::zero().encode()]),
         ("Offers", "retire_offer", vec![3u64.encode()]),
         (
             "Escrow",
@@ -228,6 +229,11 @@ fn sdk_argument_encodings_match_exported_metadata() {
                 DisputeReason::KeysMismatch.encode(),
                 Some(H256::zero()).encode(),
             ],
+        ),
+        (
+            "Escrow",
+            "answer_dispute",
+            vec![3u64.encode(), H256::zero().encode()],
         ),
         (
             "Trust",

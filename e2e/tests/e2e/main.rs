@@ -3,4 +3,5 @@
 
 mod cli_trade;
 mod fair_pay;
+mod integrity;
 mod marketplace;

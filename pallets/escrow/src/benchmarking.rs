@@ -260,6 +260,26 @@ mod benchmarks {
     }
 
     #[benchmark]
+    fn answer_dispute() -> Result<(), BenchmarkError> {
+        let w = world::<T>(stream_mode::<T>());
+        let id = buy::<T>(&w, 1)?;
+        deliver::<T>(&w, id, 0)?;
+        Escrow::<T>::dispute(
+            RawOrigin::Signed(w.buyer.clone()).into(),
+            id,
+            DisputeReason::KeysMismatch,
+            None,
+        )?;
+
+        #[extrinsic_call]
+        _(RawOrigin::Signed(w.seller.clone()), id, Default::default());
+
+        let p = Purchases::<T>::get(id).ok_or(BenchmarkError::Stop("purchase not stored"))?;
+        assert!(p.dispute.is_some_and(|d| d.answer.is_some()));
+        Ok(())
+    }
+
+    #[benchmark]
     fn resolve_dispute() -> Result<(), BenchmarkError> {
         let w = world::<T>(stream_mode::<T>());
         let id = buy::<T>(&w, T::MaxPeriods::get())?;

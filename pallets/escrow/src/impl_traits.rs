@@ -1,7 +1,9 @@
 //! Traits this pallet implements for the other pallets.
 
 use crate::*;
-use fastdata_primitives::{escrow::PurchaseState, PurchaseId, SettledTrade, SettledTrades};
+use fastdata_primitives::{
+    escrow::PurchaseState, OfferId, OfferPurchases, PurchaseId, SettledTrade, SettledTrades,
+};
 use frame_system::pallet_prelude::BlockNumberFor;
 use sp_runtime::traits::Saturating;
 
@@ -25,5 +27,18 @@ impl<T: Config> SettledTrades<T::AccountId, BalanceOf<T>, BlockNumberFor<T>> for
             buyer: p.buyer,
             seller: p.seller,
         })
+    }
+}
+
+/// A closed stream stays hosted while its buyers need it: until the latest access end of the
+/// offer's purchases plus the claim grace, so every buyer is served to the end of what it
+/// paid for and every operator can still claim.
+impl<T: Config> OfferPurchases<BlockNumberFor<T>> for Pallet<T> {
+    fn needed_until(offer: OfferId) -> Option<BlockNumberFor<T>> {
+        OfferNeededUntil::<T>::get(offer)
+    }
+
+    fn forget(offer: OfferId) {
+        OfferNeededUntil::<T>::remove(offer);
     }
 }

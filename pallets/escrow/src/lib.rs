@@ -13,7 +13,10 @@
 //!    ([`HoldReason::PurchasePrice`]) and a storage deposit ([`HoldReason::PurchaseDeposit`])
 //!    from the buyer, snapshots the buyer's X25519 key-agreement key, and records the
 //!    deadlines: keys by `start + KeyDeliveryPeriod`, access until `end` (`start + periods ·
-//!    period` for a stream, `start + BatchAccessPeriod` for a batch).
+//!    period` for a stream, `start + BatchAccessPeriod` for a batch). The seller must still
+//!    be verified ([`Error::SellerNotVerified`]). A purchase made while it was runs on if its
+//!    credential later expires or is revoked: the buyer paid for data it is owed, so keys,
+//!    claims and settlement go on unchanged (and the buyer may still dispute).
 //! 2. **Keys** ([`Pallet::deliver_keys`]). The seller seals `k_e ‖ k_m` of each epoch to the
 //!    buyer's key (format: [`fastdata_primitives::sealed`]) and stores the bytes, paying a key
 //!    deposit ([`HoldReason::KeyDeposit`]). For a stream the keys of the epoch current at
@@ -42,10 +45,19 @@
 //!    `on_idle` does it by itself. The last settlement closes the purchase (`Settled`), which
 //!    lets buyer and seller rate each other once in the trust pallet
 //!    ([`SettledTrades`](fastdata_primitives::SettledTrades)).
-//! 5. **Disputes** ([`Pallet::dispute`], [`Pallet::resolve_dispute`]). Before the purchase is
-//!    settled, the buyer may dispute it (e.g. the keys do not match the commitment), posting
-//!    [`Config::DisputeDeposit`]. The remainder is frozen — no settlement — until
-//!    [`Config::DisputeOrigin`] resolves it with a refund ratio.
+//! 5. **Disputes** ([`Pallet::dispute`], [`Pallet::answer_dispute`],
+//!    [`Pallet::resolve_dispute`]). Before the purchase is settled, the buyer may dispute it
+//!    (e.g. the keys do not match the commitment), posting [`Config::DisputeDeposit`]. The
+//!    remainder is frozen — no settlement — until [`Config::DisputeOrigin`] resolves it with
+//!    a refund ratio, or [`Config::DisputePeriod`] blocks pass (for a stream, at most until
+//!    two blocks before the first period boundary that would not fit in its list of heads,
+//!    since nothing settles while disputed). A purchase is disputed at most once. The seller
+//!    answers with a hash of its evidence. **Unresolved at the deadline**: if the seller never answered,
+//!    the dispute is upheld in full (`r = 100 %`: the operators are paid what they earned,
+//!    the rest goes back to the buyer); if it answered, the dispute lapses: the buyer's
+//!    deposit goes back and the purchase resumes under the settlement rule, which pays only
+//!    for what the buyer acknowledged. Either way a dispute ends, and no side can freeze the
+//!    other's money for longer than the dispute period.
 //! 6. **Reaping** ([`Pallet::reap`]). `RetentionPeriod` blocks after it closed, the purchase
 //!    record, its sealed keys and claims are removed (by anyone, or by `on_idle`) and the
 //!    deposits go back. Until then buyers can fetch their keys and both sides can rate.
@@ -97,9 +109,9 @@
 //!
 //! ## Automatic work
 //!
-//! Every stored purchase that is not a disputed batch has one entry in the [`Agenda`], at the
-//! block it is next due (key deadline + 1, the next period boundary of a stream, settlement
-//! of its next period, end of retention).
+//! Every stored purchase has one entry in the [`Agenda`], at the block it is next due (key
+//! deadline + 1, the next period boundary of a stream, settlement of its next period, a
+//! dispute's deadline, end of retention).
 //! `on_idle` walks the agenda from [`AgendaCursor`] to the current block as far as the
 //! remaining weight allows, one step of work per entry, so the work per block is bounded;
 //! whatever does not fit is done in later blocks, and anyone can always do it earlier by
@@ -256,6 +268,10 @@ pub mod pallet {
         #[pallet::constant]
         type KeyDepositPerByte: Get<BalanceOf<Self>>;
 
+        /// Blocks a dispute may stay unresolved; then the rule of the pallet docs ends it.
+        #[pallet::constant]
+        type DisputePeriod: Get<BlockNumberFor<Self>>;
+
         /// Deposit held from a buyer who disputes; lost if the dispute is rejected.
         #[pallet::constant]
         type DisputeDeposit: Get<BalanceOf<Self>>;
@@ -341,6 +357,13 @@ pub mod pallet {
     #[pallet::storage]
     pub type PurchasesByOffer<T: Config> =
         StorageDoubleMap<_, Twox64Concat, OfferId, Twox64Concat, PurchaseId, (), OptionQuery>;
+
+    /// Per offer, the block until which its purchases need the stream hosted (the latest
+    /// access end plus [`Config::ClaimGracePeriod`]); read by `pallet-offers` when the seller
+    /// closes the stream, removed with the offer.
+    #[pallet::storage]
+    pub type OfferNeededUntil<T: Config> =
+        StorageMap<_, Twox64Concat, OfferId, BlockNumberFor<T>, OptionQuery>;
 
     /// Sealed epoch keys by purchase and epoch (see [`fastdata_primitives::sealed`]).
     #[pallet::storage]
@@ -496,6 +519,22 @@ pub mod pallet {
             /// Deposit held from the buyer.
             deposit: BalanceOf<T>,
         },
+        /// The seller answered a dispute with evidence.
+        DisputeAnswered {
+            /// The purchase.
+            purchase: PurchaseId,
+            /// Hash of the seller's off-chain evidence.
+            evidence: H256,
+        },
+        /// A dispute reached its deadline unresolved. Unanswered, it was upheld in full (a
+        /// [`Event::DisputeUpheld`] follows); answered, it lapsed: the buyer's deposit went
+        /// back and the purchase resumes.
+        DisputeLapsed {
+            /// The purchase.
+            purchase: PurchaseId,
+            /// The seller had answered.
+            answered: bool,
+        },
         /// The dispute origin rejected the dispute; the deposit went to the treasury and the
         /// purchase resumes.
         DisputeRejected {
@@ -555,6 +594,9 @@ pub mod pallet {
         StreamClosed,
         /// The offer is for verified buyers only; get a credential from a registered issuer.
         BuyerNotVerified,
+        /// The seller holds no valid credential any more (expired or revoked): its offers
+        /// cannot be bought until it is verified again.
+        SellerNotVerified,
         /// The buyer's trust score is below the offer's minimum.
         TrustScoreTooLow,
         /// The buyer's DID has no X25519 key-agreement key to seal keys to; add one first.
@@ -630,6 +672,12 @@ pub mod pallet {
         SettlementNotDue,
         /// The purchase is not disputed.
         NotDisputed,
+        /// The purchase was disputed once already.
+        AlreadyDisputed,
+        /// The seller already answered this dispute.
+        AlreadyAnswered,
+        /// The dispute's deadline has passed.
+        DisputeDeadlinePassed,
         /// The purchase is still open.
         PurchaseOpen,
         /// The retention period of the closed purchase has not passed.
@@ -649,6 +697,10 @@ pub mod pallet {
                 "MaxSealedKeyLen must fit a version-1 sealed key"
             );
             assert!(T::MaxPeriods::get() > 0, "MaxPeriods must be positive");
+            assert!(
+                !T::DisputePeriod::get().is_zero(),
+                "DisputePeriod must be positive (the seller needs time to answer)"
+            );
             assert!(
                 T::MaxEpochsPerPurchase::get() > 0,
                 "MaxEpochsPerPurchase must be positive"
@@ -746,6 +798,19 @@ pub mod pallet {
         ) -> DispatchResult {
             let buyer = ensure_signed(origin)?;
             Self::do_dispute(buyer, purchase, reason, evidence)
+        }
+
+        /// As the seller, answer the dispute of `purchase` with the hash of your evidence
+        /// before its deadline (once). An answered dispute that nobody resolves lapses at the
+        /// deadline instead of being upheld. Emits [`Event::DisputeAnswered`].
+        #[pallet::call_index(8)]
+        pub fn answer_dispute(
+            origin: OriginFor<T>,
+            purchase: PurchaseId,
+            evidence: H256,
+        ) -> DispatchResult {
+            let seller = ensure_signed(origin)?;
+            Self::do_answer_dispute(seller, purchase, evidence)
         }
 
         /// Resolve the dispute of `purchase`. [`Config::DisputeOrigin`] only.

@@ -64,6 +64,8 @@ parameter_types! {
     pub static ClaimGraceBlocks: BlockNumber = GRACE;
     /// The key delivery period; [`KEY_DELIVERY`] unless a test sets another.
     pub static KeyDeliveryBlocks: BlockNumber = KEY_DELIVERY;
+    /// The dispute period; [`DISPUTE_PERIOD`] unless a test sets another.
+    pub static DisputeBlocks: BlockNumber = DISPUTE_PERIOD;
 }
 
 /// Purchase deposit in the mock.
@@ -72,6 +74,8 @@ pub const PURCHASE_DEPOSIT: Balance = 10;
 pub const KEY_DEPOSIT_BASE: Balance = 5;
 /// Dispute deposit in the mock.
 pub const DISPUTE_DEPOSIT: Balance = 50;
+/// Blocks a dispute may stay unresolved.
+pub const DISPUTE_PERIOD: BlockNumber = 15;
 /// Key delivery period in the mock.
 pub const KEY_DELIVERY: BlockNumber = 5;
 /// Claim grace period in the mock.
@@ -98,6 +102,7 @@ impl pallet_escrow::Config for Test {
     type KeyDepositBase = ConstU64<KEY_DEPOSIT_BASE>;
     type KeyDepositPerByte = ConstU64<1>;
     type DisputeDeposit = ConstU64<DISPUTE_DEPOSIT>;
+    type DisputePeriod = DisputeBlocks;
     type KeyDeliveryPeriod = KeyDeliveryBlocks;
     type ClaimGracePeriod = ClaimGraceBlocks;
     type BatchAccessPeriod = ConstU64<BATCH_ACCESS>;
@@ -289,6 +294,8 @@ pub fn add_offer(
     operators: Vec<AccountId>,
 ) {
     with_state(|s| {
+        // Only a verified seller lists an offer (pallet-offers checks it).
+        s.verified.insert(account(SELLER));
         s.offers.insert(
             id,
             OfferSummary {
@@ -508,6 +515,7 @@ impl crate::BenchmarkHelper<Test> for MockBenchmarkHelper {
         operators: &[AccountId],
     ) -> OfferId {
         with_state(|s| {
+            s.verified.insert(seller.clone());
             let id = s.offers.keys().next_back().map_or(100, |last| last + 1);
             let stream = H256::from_low_u64_be(id);
             s.offers.insert(

@@ -196,6 +196,59 @@ fn verified_buyers_get_the_discount_and_pass_the_rules() {
 }
 
 #[test]
+fn a_seller_whose_credential_lapsed_sells_nothing_but_running_purchases_complete() {
+    ExtBuilder::default().build_and_execute(|| {
+        // Bought while the seller was verified.
+        let running = buy(BUYER, STREAM_OFFER, 1);
+        // The seller's credential expires (or is revoked).
+        with_state(|s| s.verified.remove(&account(SELLER)));
+        let (buyer_before, next_id) = (free(BUYER2), NextPurchaseId::<Test>::get());
+        assert_noop!(
+            Escrow::purchase(signed(BUYER2), STREAM_OFFER, 1, Balance::MAX),
+            E::SellerNotVerified
+        );
+        assert_noop!(
+            Escrow::purchase(signed(BUYER2), BATCH_OFFER, 1, Balance::MAX),
+            E::SellerNotVerified
+        );
+        assert_eq!(
+            (free(BUYER2), NextPurchaseId::<Test>::get()),
+            (buyer_before, next_id)
+        );
+
+        // The running purchase goes on: keys are delivered, the operator claims, the period
+        // settles and the seller is paid for what was delivered.
+        publish(STREAM, PUBLISHED);
+        deliver(running, 0);
+        assert_eq!(purchase_of(running).state, PurchaseState::Active);
+        assert_ok!(claim(running, OP1, PUBLISHED - 1, 1_000_000, 1));
+        let seller_before = free(SELLER);
+        jump_to(1 + PERIOD + GRACE);
+        settle(running);
+        System::assert_last_event(
+            Event::PurchaseSettled {
+                purchase: running,
+                value: PRICE,
+            }
+            .into(),
+        );
+        let p = purchase_of(running);
+        assert_eq!(p.ledger.refunded, 0);
+        assert_eq!(free(SELLER), seller_before + p.ledger.seller);
+        assert!(p.ledger.seller > 0);
+
+        // Verified again, it sells again.
+        with_state(|s| s.verified.insert(account(SELLER)));
+        assert_ok!(Escrow::purchase(
+            signed(BUYER2),
+            STREAM_OFFER,
+            1,
+            Balance::MAX
+        ));
+    });
+}
+
+#[test]
 fn unverified_buyers_pay_the_list_price() {
     ExtBuilder::default().build_and_execute(|| {
         edit_offer(STREAM_OFFER, |o| {
@@ -1197,14 +1250,216 @@ fn disputes_freeze_the_purchase() {
         assert_eq!(held(HoldReason::DisputeDeposit, BUYER), DISPUTE_DEPOSIT);
         let p = purchase_of(id);
         assert_eq!(p.state, PurchaseState::Disputed);
-        assert_eq!(p.dispute.expect("dispute").opened_at, 1);
-        // Neither manual nor automatic settlement moves it.
-        run_to_block(1 + 2 * PERIOD + GRACE + 5);
+        let dispute = p.dispute.expect("dispute");
+        assert_eq!(dispute.opened_at, 1);
+        assert_eq!(dispute.deadline, 1 + DISPUTE_PERIOD);
+        assert_eq!(dispute.answer, None);
+        // Until its deadline neither manual nor automatic settlement moves it.
+        const { assert!(1 + PERIOD + GRACE < DISPUTE_PERIOD) };
+        run_to_block(DISPUTE_PERIOD);
         assert_noop!(Escrow::settle(signed(STRANGER), id), E::PurchaseDisputed);
         assert_eq!(purchase_of(id).settled_periods, 0);
         assert_eq!(purchase_of(id).ledger.held, 2 * PRICE);
         // Operators may still record receipts.
         assert_ok!(claim(id, OP1, 1, 1_000_000, 1));
+    });
+}
+
+#[test]
+fn an_unanswered_dispute_is_upheld_in_full_at_its_deadline() {
+    ExtBuilder::default().build_and_execute(|| {
+        let id = active_stream(1);
+        assert_ok!(claim(id, OP1, 1, 1_000_000, 1));
+        assert_ok!(Escrow::dispute(
+            signed(BUYER),
+            id,
+            DisputeReason::KeysMismatch,
+            None
+        ));
+        let (buyer_before, seller_before) = (free(BUYER), free(SELLER));
+        run_to_block(DISPUTE_PERIOD);
+        assert_eq!(purchase_of(id).state, PurchaseState::Disputed);
+        // Nobody resolved it and the seller never answered: the rule upholds it in full.
+        run_to_block(1 + DISPUTE_PERIOD);
+        System::assert_has_event(
+            Event::DisputeLapsed {
+                purchase: id,
+                answered: false,
+            }
+            .into(),
+        );
+        System::assert_has_event(
+            Event::DisputeUpheld {
+                purchase: id,
+                refund_ratio: Perbill::one(),
+                operators: 100,
+                seller: 0,
+                fee: 0,
+                refunded: 900,
+            }
+            .into(),
+        );
+        let p = purchase_of(id);
+        assert_eq!(p.state, PurchaseState::Settled);
+        assert_eq!(p.dispute, None);
+        assert_eq!(held(HoldReason::DisputeDeposit, BUYER), 0);
+        assert_eq!(free(BUYER), buyer_before + 900 + DISPUTE_DEPOSIT);
+        assert_eq!(free(SELLER), seller_before);
+    });
+}
+
+#[test]
+fn an_answered_dispute_lapses_at_its_deadline_and_settles_by_the_rule() {
+    ExtBuilder::default().build_and_execute(|| {
+        let id = active_stream(1);
+        assert_ok!(claim(id, OP1, PUBLISHED - 1, 1_000_000, 1));
+        assert_ok!(Escrow::dispute(
+            signed(BUYER),
+            id,
+            DisputeReason::KeysMismatch,
+            None
+        ));
+        let evidence = sp_core::H256::repeat_byte(7);
+        assert_noop!(
+            Escrow::answer_dispute(signed(BUYER), id, evidence),
+            E::NotSeller
+        );
+        assert_noop!(
+            Escrow::answer_dispute(signed(SELLER), 99, evidence),
+            E::UnknownPurchase
+        );
+        assert_ok!(Escrow::answer_dispute(signed(SELLER), id, evidence));
+        System::assert_last_event(
+            Event::DisputeAnswered {
+                purchase: id,
+                evidence,
+            }
+            .into(),
+        );
+        assert_eq!(
+            purchase_of(id).dispute.and_then(|d| d.answer),
+            Some(evidence)
+        );
+        assert_noop!(
+            Escrow::answer_dispute(signed(SELLER), id, evidence),
+            E::AlreadyAnswered
+        );
+        // The stream stays hosted while the dispute may need it.
+        assert_eq!(
+            OfferNeededUntil::<Test>::get(STREAM_OFFER),
+            Some(1 + DISPUTE_PERIOD + GRACE)
+        );
+        let buyer_before = free(BUYER);
+        let seller_before = free(SELLER);
+        run_to_block(1 + DISPUTE_PERIOD);
+        System::assert_has_event(
+            Event::DisputeLapsed {
+                purchase: id,
+                answered: true,
+            }
+            .into(),
+        );
+        assert_eq!(held(HoldReason::DisputeDeposit, BUYER), 0);
+        // Disputed once, never again: the seller's pay cannot be frozen period after period.
+        assert_noop!(
+            Escrow::dispute(signed(BUYER), id, DisputeReason::Other, None),
+            E::AlreadyDisputed
+        );
+        // The overdue period settles by the settlement rule: everything acknowledged, so
+        // the seller is paid and nothing is refunded.
+        run_to_block(3 + DISPUTE_PERIOD);
+        let p = purchase_of(id);
+        assert_eq!(p.state, PurchaseState::Settled);
+        assert_eq!(p.ledger.refunded, 0);
+        assert!(p.ledger.seller > 0);
+        assert_eq!(free(SELLER), seller_before + p.ledger.seller);
+        assert_eq!(free(BUYER), buyer_before + DISPUTE_DEPOSIT);
+    });
+}
+
+#[test]
+fn anyone_ends_a_dispute_past_its_deadline_with_settle() {
+    ExtBuilder::default().build_and_execute(|| {
+        let id = active_stream(1);
+        assert_ok!(Escrow::dispute(
+            signed(BUYER),
+            id,
+            DisputeReason::KeysMismatch,
+            None
+        ));
+        jump_to(DISPUTE_PERIOD);
+        assert_noop!(Escrow::settle(signed(STRANGER), id), E::PurchaseDisputed);
+        // No on_idle ran: the stranger's settle applies the rule.
+        jump_to(1 + DISPUTE_PERIOD);
+        settle(id);
+        System::assert_has_event(
+            Event::DisputeLapsed {
+                purchase: id,
+                answered: false,
+            }
+            .into(),
+        );
+        let p = purchase_of(id);
+        assert_eq!(p.state, PurchaseState::Settled);
+        assert_eq!(p.ledger.refunded, PRICE);
+    });
+}
+
+#[test]
+fn a_stream_dispute_ends_while_every_period_boundary_still_fits() {
+    ExtBuilder::default().build_and_execute(|| {
+        DisputeBlocks::set(10_000);
+        let id = active_stream(12);
+        jump_to(1 + 3 * PERIOD + 4);
+        assert_ok!(Escrow::dispute(
+            signed(BUYER),
+            id,
+            DisputeReason::DataNotDelivered,
+            None
+        ));
+        // Nothing settles while disputed: the 16 heads the purchase can hold run out at the
+        // boundary of index 16, so the dispute ends two blocks before it.
+        let deadline = purchase_of(id).dispute.expect("dispute").deadline;
+        assert_eq!(deadline, 1 + 16 * PERIOD - 2);
+        assert_eq!(
+            OfferNeededUntil::<Test>::get(STREAM_OFFER),
+            Some(deadline.max(1 + 12 * PERIOD) + GRACE)
+        );
+        // A batch has no boundaries: the full dispute period.
+        let batch = active_batch();
+        assert_ok!(Escrow::dispute(
+            signed(BUYER),
+            batch,
+            DisputeReason::KeysMismatch,
+            None
+        ));
+        assert_eq!(
+            purchase_of(batch).dispute.expect("dispute").deadline,
+            1 + 3 * PERIOD + 4 + 10_000
+        );
+    });
+}
+
+#[test]
+fn answer_dispute_errors() {
+    ExtBuilder::default().build_and_execute(|| {
+        let id = active_stream(1);
+        let evidence = sp_core::H256::repeat_byte(7);
+        assert_noop!(
+            Escrow::answer_dispute(signed(SELLER), id, evidence),
+            E::NotDisputed
+        );
+        assert_ok!(Escrow::dispute(
+            signed(BUYER),
+            id,
+            DisputeReason::Other,
+            None
+        ));
+        jump_to(1 + DISPUTE_PERIOD);
+        assert_noop!(
+            Escrow::answer_dispute(signed(SELLER), id, evidence),
+            E::DisputeDeadlinePassed
+        );
     });
 }
 
@@ -1346,9 +1601,10 @@ fn rejected_disputes_cost_the_deposit_and_resume() {
             DisputeReason::Other,
             None
         ));
-        // Stays frozen past its settlement block (the agenda entry is dropped)…
-        run_to_block(1 + PERIOD + GRACE + 3);
-        assert_eq!(purchase_of(id).scheduled_at, None);
+        // Stays frozen past its settlement block: its one agenda entry waits for the
+        // dispute's deadline…
+        run_to_block(1 + PERIOD + GRACE + 1);
+        assert_eq!(purchase_of(id).scheduled_at, Some(1 + DISPUTE_PERIOD));
         let treasury_before = Balances::free_balance(treasury());
         assert_ok!(Escrow::resolve_dispute(
             RuntimeOrigin::root(),

@@ -97,6 +97,8 @@ pub struct Purchase<AccountId, Balance, BlockNumber> {
     pub ledger: PurchaseLedger<Balance>,
     /// The open dispute, while `state` is `Disputed`.
     pub dispute: Option<DisputeInfo<Balance, BlockNumber>>,
+    /// The buyer has disputed it (a purchase can be disputed once).
+    pub disputed: bool,
     /// Block at which the purchase was settled or refunded.
     pub closed_at: Option<BlockNumber>,
     /// The agenda block holding this purchase's one live agenda entry, if any.
@@ -213,12 +215,12 @@ where
 
     /// The block at which the agenda should next look at this purchase, given what it is
     /// waiting for (a key deadline, a settlement, the end of retention, and for a stream the
-    /// next period boundary to record); `None` if nothing is due (a disputed batch).
+    /// next period boundary to record, a dispute's deadline); `None` if nothing is due.
     pub fn next_due(&self, grace: BlockNumber, retention: BlockNumber) -> Option<BlockNumber> {
         let work = match self.state {
             PurchaseState::AwaitingKeys => Some(self.key_deadline.saturating_add(One::one())),
             PurchaseState::Active => Some(self.settlement_due(self.settled_periods, grace)),
-            PurchaseState::Disputed => None,
+            PurchaseState::Disputed => self.dispute.as_ref().map(|d| d.deadline),
             PurchaseState::Settled | PurchaseState::Refunded => {
                 return Some(self.closed_at.unwrap_or(self.end).saturating_add(retention))
             }

@@ -30,6 +30,8 @@ pub trait WeightInfo {
 	fn dispute() -> Weight;
 	/// Weight of `resolve_dispute`.
 	fn resolve_dispute() -> Weight;
+	/// Weight of `answer_dispute`.
+	fn answer_dispute() -> Weight;
 	/// Weight of `reap`.
 	fn reap() -> Weight;
 }
@@ -59,6 +61,9 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	fn resolve_dispute() -> Weight {
 		measured::resolve_dispute::<T::DbWeight>()
 	}
+	fn answer_dispute() -> Weight {
+		measured::answer_dispute::<T::DbWeight>()
+	}
 	fn reap() -> Weight {
 		measured::reap::<T::DbWeight>()
 	}
@@ -86,6 +91,9 @@ impl WeightInfo for () {
 	}
 	fn resolve_dispute() -> Weight {
 		measured::resolve_dispute::<RocksDbWeight>()
+	}
+	fn answer_dispute() -> Weight {
+		measured::answer_dispute::<RocksDbWeight>()
 	}
 	fn reap() -> Weight {
 		measured::reap::<RocksDbWeight>()
@@ -259,6 +267,13 @@ mod measured {
 		Weight::from_parts(2_089_970_000, 29_623)
 			.saturating_add(D::get().reads(22))
 			.saturating_add(D::get().writes(21))
+	}
+
+	/// `answer_dispute`: not measured yet (scripts/weights regenerates this file).
+	pub fn answer_dispute<D: Get<RuntimeDbWeight>>() -> Weight {
+		Weight::from_parts(100_000_000, 5_000)
+			.saturating_add(D::get().reads(1))
+			.saturating_add(D::get().writes(1))
 	}
 
 	/// `reap`: fastest run 1_028_355 ns; proof

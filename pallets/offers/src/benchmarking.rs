@@ -190,6 +190,24 @@ mod benchmarks {
         assert!(Streams::<T>::get(stream).is_some_and(|s| !s.is_open()));
     }
 
+    /// A closed stream whose last purchase no longer needs it: its operators are released.
+    #[benchmark]
+    fn release_stream() {
+        let caller = seller::<T>();
+        let (offer, stream) = offer_with_stream::<T>(&caller);
+        let now = frame_system::Pallet::<T>::block_number();
+        T::BenchmarkHelper::purchases_need(offer, now.saturating_add(One::one()));
+        assert!(Offers::<T>::do_close_stream(caller.clone(), stream).is_ok());
+        assert!(Streams::<T>::get(stream).is_some_and(|s| s.released_at.is_none()));
+        let later = frame_system::Pallet::<T>::block_number().saturating_add(One::one());
+        frame_system::Pallet::<T>::set_block_number(later);
+
+        #[extrinsic_call]
+        _(RawOrigin::Signed(caller), stream);
+
+        assert!(Streams::<T>::get(stream).is_some_and(|s| s.released_at == Some(later)));
+    }
+
     #[benchmark]
     fn remove_offer(e: Linear<1, { T::MaxRetainedEpochs::get() }>) {
         let caller = seller::<T>();

@@ -23,8 +23,10 @@
 //!   [`Config::MaxReplication`]) and records a commitment `H(k_e ‖ k_m)` to the first key
 //!   epoch. Keys never touch the chain. The seller [rotates](Pallet::rotate_epoch) epochs with
 //!   a new commitment (the oldest ones are pruned beyond [`Config::MaxRetainedEpochs`]) and
-//!   [closes](Pallet::close_stream) the stream, which releases its operators and retires the
-//!   offer. After [`Config::RemovalDelay`] the seller [removes](Pallet::remove_offer) the
+//!   [closes](Pallet::close_stream) the stream, which retires the offer. Its operators keep
+//!   hosting it until no purchase needs it (the latest access end plus the claim grace, from
+//!   [`Config::Purchases`]); then anyone [releases](Pallet::release_stream) them. After
+//!   [`Config::RemovalDelay`] from the release the seller [removes](Pallet::remove_offer) the
 //!   retired offer and its closed stream and gets every deposit back.
 //! - **Upload tokens.** Publishing needs no transaction: the seller signs an
 //!   [`UploadToken`](fastdata_primitives::tokens::UploadToken) per operator, which the operator
@@ -61,11 +63,13 @@ pub use weights::WeightInfo;
 
 /// Hooks the runtime provides so the benchmarks can set up their worst cases.
 #[cfg(feature = "runtime-benchmarks")]
-pub trait BenchmarkHelper<AccountId> {
+pub trait BenchmarkHelper<AccountId, BlockNumber> {
     /// Makes `who` a verified seller.
     fn verify_seller(who: &AccountId);
     /// Makes at least `replication` operators available for assignment.
     fn prepare_operators(replication: u32);
+    /// Records that purchases of `offer` need its stream hosted until `until`.
+    fn purchases_need(offer: fastdata_primitives::OfferId, until: BlockNumber);
 }
 
 // FRAME's expansion of `#[pallet::pallet]`, `#[pallet::storage]` and `#[pallet::error]` calls
@@ -77,7 +81,8 @@ pub mod pallet {
     use super::*;
     use alloc::vec::Vec;
     use fastdata_primitives::{
-        EpochIndex, IdentityProvider, OfferId, OperatorProvider, StreamId, TrustProvider,
+        EpochIndex, IdentityProvider, OfferId, OfferPurchases, OperatorProvider, StreamId,
+        TrustProvider,
     };
     use frame_support::{pallet_prelude::*, traits::fungible};
     use frame_system::pallet_prelude::*;
@@ -163,6 +168,9 @@ pub mod pallet {
         #[pallet::constant]
         type MaxRetention: Get<BlockNumberFor<Self>>;
 
+        /// How long the purchases of an offer need its stream hosted (`pallet-escrow`).
+        type Purchases: OfferPurchases<BlockNumberFor<Self>>;
+
         /// Blocks a retired offer (and its closed stream) stays on chain before it can be
         /// removed. Choose it longer than any purchase plus its dispute window.
         #[pallet::constant]
@@ -177,7 +185,7 @@ pub mod pallet {
 
         /// Benchmark setup hooks.
         #[cfg(feature = "runtime-benchmarks")]
-        type BenchmarkHelper: BenchmarkHelper<Self::AccountId>;
+        type BenchmarkHelper: BenchmarkHelper<Self::AccountId, BlockNumberFor<Self>>;
     }
 
     /// The id the next offer gets.
@@ -264,10 +272,14 @@ pub mod pallet {
             /// Its commitment `H(k_e ‖ k_m)`.
             commitment: H256,
         },
-        /// A stream was closed; its operators were released.
+        /// A stream was closed: it sells nothing more. Its operators keep hosting it for the
+        /// buyers until `serving_until` (then [`Pallet::release_stream`]), or were released
+        /// at once if no purchase needs it (`None`).
         StreamClosed {
             /// The stream.
             stream: StreamId,
+            /// The block until which the stream's purchases need it hosted.
+            serving_until: Option<BlockNumberFor<T>>,
         },
     }
 
@@ -309,6 +321,11 @@ pub mod pallet {
         UnknownStream,
         /// The stream is closed.
         StreamClosed,
+        /// Buyers still need the closed stream hosted (see the `serving_until` of
+        /// [`Event::StreamClosed`]).
+        StillServing,
+        /// The stream's operators were already released.
+        AlreadyReleased,
         /// The offer's stream is still open: close it first.
         StreamOpen,
         /// The offer is still active: retire it first.
@@ -409,8 +426,12 @@ pub mod pallet {
             Self::do_rotate_epoch(seller, stream, commitment)
         }
 
-        /// Closes the caller's stream: its operators are released and its offer is retired.
-        /// Emits [`Event::StreamClosed`].
+        /// Closes the caller's stream and retires its offer: nothing more is sold. Buyers are
+        /// served to the end of what they paid for: the operators stay assigned until the
+        /// purchases' access and claim time are over ([`Config::Purchases`]), and are released
+        /// at once if none needs them. Operators take no new segments for a closed stream, so
+        /// its purchases' later periods pay nothing and are refunded. Emits
+        /// [`Event::StreamClosed`].
         #[pallet::call_index(5)]
         pub fn close_stream(origin: OriginFor<T>, stream: StreamId) -> DispatchResult {
             let seller = ensure_signed(origin)?;
@@ -419,13 +440,22 @@ pub mod pallet {
 
         /// Removes the caller's retired offer and its closed stream (with all stored epoch
         /// commitments) once [`Config::RemovalDelay`] has passed since the later of retirement
-        /// and closing, and releases every deposit. Emits [`Event::OfferRemoved`].
+        /// and the release of the stream's operators, and releases every deposit. Emits [`Event::OfferRemoved`].
         #[pallet::call_index(6)]
         #[pallet::weight(T::WeightInfo::remove_offer(T::MaxRetainedEpochs::get()))]
         pub fn remove_offer(origin: OriginFor<T>, offer: OfferId) -> DispatchResultWithPostInfo {
             let seller = ensure_signed(origin)?;
             let epochs = Self::do_remove_offer(seller, offer)?;
             Ok(Some(T::WeightInfo::remove_offer(epochs)).into())
+        }
+
+        /// Releases the operators of a closed stream once its buyers no longer need it (see
+        /// [`Event::StreamClosed`]). Anyone may call it, an operator to free its slot for
+        /// instance. Emits `pallet_operators::Event::StreamReleased`.
+        #[pallet::call_index(7)]
+        pub fn release_stream(origin: OriginFor<T>, stream: StreamId) -> DispatchResult {
+            ensure_signed(origin)?;
+            Self::do_release_stream(stream)
         }
     }
 }

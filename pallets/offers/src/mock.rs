@@ -6,7 +6,7 @@ use crate as pallet_offers;
 use crate::*;
 use codec::Encode;
 use fastdata_primitives::{
-    IdentityProvider, OperatorProvider, Score, StreamId, TrustProvider, X25519Public,
+    IdentityProvider, OfferId, OperatorProvider, Score, StreamId, TrustProvider, X25519Public,
 };
 use frame_support::{
     derive_impl, parameter_types,
@@ -77,6 +77,23 @@ thread_local! {
     static VERIFIED: RefCell<BTreeSet<AccountId>> = const { RefCell::new(BTreeSet::new()) };
     static TRUST: RefCell<BTreeMap<AccountId, Score>> = const { RefCell::new(BTreeMap::new()) };
     static POOL: RefCell<Vec<AccountId>> = const { RefCell::new(Vec::new()) };
+    static NEEDED: RefCell<BTreeMap<OfferId, u64>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+/// How long purchases need each offer's stream, as `pallet-escrow` reports it.
+pub struct MockPurchases;
+impl fastdata_primitives::OfferPurchases<u64> for MockPurchases {
+    fn needed_until(offer: OfferId) -> Option<u64> {
+        NEEDED.with(|n| n.borrow().get(&offer).copied())
+    }
+    fn forget(offer: OfferId) {
+        NEEDED.with(|n| n.borrow_mut().remove(&offer));
+    }
+}
+
+/// Purchases of `offer` need its stream hosted until block `until`.
+pub fn purchases_need(offer: OfferId, until: u64) {
+    NEEDED.with(|n| n.borrow_mut().insert(offer, until));
 }
 
 /// Verified sellers set by tests.
@@ -174,12 +191,15 @@ pub const ENDOWMENT: Balance = 1_000_000;
 #[cfg(feature = "runtime-benchmarks")]
 pub struct MockBenchmarkHelper;
 #[cfg(feature = "runtime-benchmarks")]
-impl BenchmarkHelper<AccountId> for MockBenchmarkHelper {
+impl BenchmarkHelper<AccountId, u64> for MockBenchmarkHelper {
     fn verify_seller(who: &AccountId) {
         set_verified(who, true);
     }
     fn prepare_operators(replication: u32) {
         set_operator_pool((0..replication as u8).map(operator).collect());
+    }
+    fn purchases_need(offer: OfferId, until: u64) {
+        purchases_need(offer, until);
     }
 }
 
@@ -205,6 +225,7 @@ impl pallet_offers::Config for Test {
     type MaxBatchSegments = MaxBatchSegments;
     type MinPeriod = ConstU64<MIN_PERIOD>;
     type MaxRetention = ConstU64<MAX_RETENTION>;
+    type Purchases = MockPurchases;
     type RemovalDelay = ConstU64<REMOVAL_DELAY>;
     type MaxPageSize = ConstU32<MAX_PAGE>;
     type WeightInfo = ();
@@ -299,6 +320,7 @@ impl ExtBuilder {
             System::set_block_number(1);
             VERIFIED.with(|v| v.borrow_mut().clear());
             TRUST.with(|t| t.borrow_mut().clear());
+            NEEDED.with(|n| n.borrow_mut().clear());
             for who in &self.verified {
                 set_verified(who, true);
             }

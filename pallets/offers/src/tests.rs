@@ -595,7 +595,10 @@ fn close_stream_releases_operators_and_retires_the_offer() {
             &events[events.len() - 2..],
             &[
                 Event::OfferRetired { offer },
-                Event::StreamClosed { stream }
+                Event::StreamClosed {
+                    stream,
+                    serving_until: None
+                }
             ]
         );
         // Commitments stay for buyers and disputes.
@@ -605,6 +608,98 @@ fn close_stream_releases_operators_and_retires_the_offer() {
         );
         // Deposits stay until removal.
         assert_eq!(stream_hold(&alice()), stream_deposit(8));
+        assert_eq!(Streams::<Test>::get(stream).unwrap().released_at, Some(9));
+    });
+}
+
+#[test]
+fn closing_keeps_the_stream_hosted_while_buyers_need_it() {
+    ExtBuilder::default().build_and_execute(|| {
+        let (offer, stream) = create_with_stream();
+        let hosts = MockOperators::assigned(&stream);
+        assert!(!hosts.is_empty());
+        // A purchase's access and claim time run to block 60.
+        purchases_need(offer, 60);
+        System::set_block_number(9);
+        assert_ok!(Offers::close_stream(RuntimeOrigin::signed(alice()), stream));
+        System::assert_last_event(
+            Event::StreamClosed {
+                stream,
+                serving_until: Some(60),
+            }
+            .into(),
+        );
+        // Sold no more, still hosted by the same operators.
+        let summary = <Offers as OfferProvider<_, _, _>>::stream(&stream).unwrap();
+        assert!(!summary.open);
+        assert_eq!(summary.operators, hosts);
+        assert!(!pallet::Offers::<Test>::get(offer).unwrap().is_active());
+        assert_eq!(Streams::<Test>::get(stream).unwrap().released_at, None);
+
+        // Nobody can release it early, and the seller cannot take its deposits.
+        System::set_block_number(59);
+        assert_noop!(
+            Offers::release_stream(RuntimeOrigin::signed(mallory()), stream),
+            Error::<Test>::StillServing
+        );
+        System::set_block_number(59 + REMOVAL_DELAY);
+        assert_noop!(
+            Offers::remove_offer(RuntimeOrigin::signed(alice()), offer),
+            Error::<Test>::StillServing
+        );
+
+        // From block 60 anyone releases it; the removal delay runs from the release.
+        System::set_block_number(60 + REMOVAL_DELAY);
+        assert_ok!(Offers::release_stream(
+            RuntimeOrigin::signed(mallory()),
+            stream
+        ));
+        assert!(MockOperators::assigned(&stream).is_empty());
+        assert_eq!(
+            Streams::<Test>::get(stream).unwrap().released_at,
+            Some(60 + REMOVAL_DELAY)
+        );
+        assert_noop!(
+            Offers::release_stream(RuntimeOrigin::signed(mallory()), stream),
+            Error::<Test>::AlreadyReleased
+        );
+        assert_noop!(
+            Offers::remove_offer(RuntimeOrigin::signed(alice()), offer),
+            Error::<Test>::RemovalTooEarly
+        );
+        System::set_block_number(60 + 2 * REMOVAL_DELAY);
+        assert_ok!(Offers::remove_offer(RuntimeOrigin::signed(alice()), offer));
+        assert_eq!(Balances::balance(&alice()), ENDOWMENT);
+        // The escrow's record of the offer goes with it.
+        assert_eq!(
+            <MockPurchases as fastdata_primitives::OfferPurchases<u64>>::needed_until(offer),
+            None
+        );
+    });
+}
+
+#[test]
+fn release_stream_errors() {
+    ExtBuilder::default().build_and_execute(|| {
+        let (_, stream) = create_with_stream();
+        assert_noop!(
+            Offers::release_stream(RuntimeOrigin::signed(mallory()), H256::zero()),
+            Error::<Test>::UnknownStream
+        );
+        assert_noop!(
+            Offers::release_stream(RuntimeOrigin::signed(mallory()), stream),
+            Error::<Test>::StreamOpen
+        );
+        assert_noop!(
+            Offers::release_stream(RuntimeOrigin::none(), stream),
+            DispatchError::BadOrigin
+        );
+        // Closed with no purchase: released at once.
+        assert_ok!(Offers::close_stream(RuntimeOrigin::signed(alice()), stream));
+        assert_noop!(
+            Offers::release_stream(RuntimeOrigin::signed(mallory()), stream),
+            Error::<Test>::AlreadyReleased
+        );
     });
 }
 

@@ -121,6 +121,9 @@ pub struct Stream<AccountId, Balance, BlockNumber, MaxNameLen: Get<u32>> {
     pub created_at: BlockNumber,
     /// Block at which the seller closed the stream.
     pub closed_at: Option<BlockNumber>,
+    /// Block at which its operators were released (after closing, once no purchase needed
+    /// them).
+    pub released_at: Option<BlockNumber>,
 }
 
 impl<AccountId, Balance, BlockNumber, MaxNameLen: Get<u32>>

@@ -30,6 +30,8 @@ pub trait WeightInfo {
 	fn close_stream() -> Weight;
 	/// Weight of `remove_offer`.
 	fn remove_offer(e: u32) -> Weight;
+	/// Weight of `release_stream`.
+	fn release_stream() -> Weight;
 }
 
 /// The measured weights with the runtime's database costs (`T::DbWeight`).
@@ -57,6 +59,9 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	fn remove_offer(e: u32) -> Weight {
 		measured::remove_offer::<T::DbWeight>(e)
 	}
+	fn release_stream() -> Weight {
+		measured::release_stream::<T::DbWeight>()
+	}
 }
 
 /// The measured weights with RocksDB's database costs, for tests and mock runtimes.
@@ -81,6 +86,9 @@ impl WeightInfo for () {
 	}
 	fn remove_offer(e: u32) -> Weight {
 		measured::remove_offer::<RocksDbWeight>(e)
+	}
+	fn release_stream() -> Weight {
+		measured::release_stream::<RocksDbWeight>()
 	}
 }
 
@@ -204,6 +212,13 @@ mod measured {
 	pub fn close_stream<D: Get<RuntimeDbWeight>>() -> Weight {
 		Weight::from_parts(181_640_000, 7_087)
 			.saturating_add(D::get().reads(4))
+			.saturating_add(D::get().writes(10))
+	}
+
+	/// `release_stream`: not measured yet (scripts/weights regenerates this file).
+	pub fn release_stream<D: Get<RuntimeDbWeight>>() -> Weight {
+		Weight::from_parts(181_640_000, 7_087)
+			.saturating_add(D::get().reads(5))
 			.saturating_add(D::get().writes(10))
 	}
 

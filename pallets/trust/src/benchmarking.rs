@@ -28,7 +28,12 @@ fn fill_window<T: Config>(who: &T::AccountId, last_epoch: u32) {
     let mut buckets: BucketsOf<T> = BoundedVec::new();
     for epoch in first..=last_epoch {
         let mut bucket = RatingBucket::new(epoch);
-        bucket.add(80, SCORE_ONE / 2, sp_runtime::Perbill::from_percent(50));
+        bucket.add(
+            80,
+            SCORE_ONE / 2,
+            sp_runtime::Perbill::one(),
+            sp_runtime::Perbill::from_percent(50),
+        );
         let _ = buckets.try_push(bucket);
     }
     RatingWindows::<T>::insert(who, buckets);
@@ -106,7 +111,12 @@ mod benchmarks {
         let current = Pallet::<T>::epoch_of(later);
         for epoch in current.saturating_add(2).saturating_sub(window)..=current {
             let mut bucket = RatingBucket::new(epoch);
-            bucket.add(80, SCORE_ONE / 2, sp_runtime::Perbill::from_percent(50));
+            bucket.add(
+                80,
+                SCORE_ONE / 2,
+                sp_runtime::Perbill::one(),
+                sp_runtime::Perbill::from_percent(50),
+            );
             let _ = buckets.try_push(bucket);
         }
         RatingWindows::<T>::insert(&seller, buckets);

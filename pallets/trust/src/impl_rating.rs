@@ -37,6 +37,17 @@ impl<T: Config> Pallet<T> {
         Perbill::from_rational(value, total)
     }
 
+    /// The value weight `φ = min(1, v / V)` of a trade worth `value`: a trade worth at least
+    /// the reference value counts fully, a smaller one in proportion, a free one not at all.
+    pub fn value_weight(value: BalanceOf<T>) -> Perbill {
+        let value: u128 = value.saturated_into();
+        let reference: u128 = T::ReferenceValue::get().saturated_into();
+        if value >= reference {
+            return Perbill::one();
+        }
+        Perbill::from_rational(value, reference)
+    }
+
     pub(crate) fn do_rate(
         rater: T::AccountId,
         purchase: PurchaseId,
@@ -46,6 +57,9 @@ impl<T: Config> Pallet<T> {
         ensure!(score <= MAX_RATING, Error::<T>::ScoreOutOfRange);
         let trade = T::Trades::settled_trade(purchase).ok_or(Error::<T>::TradeNotSettled)?;
         ensure!(trade.buyer != trade.seller, Error::<T>::CannotRateSelf);
+        // A refunded or free trade moved no money: rating it would let ratings be had for
+        // transaction fees alone.
+        ensure!(!trade.value.is_zero(), Error::<T>::NothingPaid);
         let ratee = if rater == trade.buyer {
             trade.seller
         } else if rater == trade.seller {
@@ -66,6 +80,7 @@ impl<T: Config> Pallet<T> {
         let rater_credibility =
             Self::credibility_with(&rater, T::Identity::is_verified(&rater), now);
         let context = Self::context_factor(trade.value);
+        let value_weight = Self::value_weight(trade.value);
         let deposit = T::RatingDeposit::get();
         T::Currency::hold(&HoldReason::RatingDeposit.into(), &rater, deposit)?;
 
@@ -73,10 +88,12 @@ impl<T: Config> Pallet<T> {
         RatingWindows::<T>::mutate(&ratee, |buckets| {
             buckets.retain(|b| Self::in_window(b.epoch, epoch));
             match buckets.last_mut() {
-                Some(last) if last.epoch == epoch => last.add(score, rater_credibility, context),
+                Some(last) if last.epoch == epoch => {
+                    last.add(score, rater_credibility, value_weight, context)
+                }
                 _ => {
                     let mut bucket = RatingBucket::new(epoch);
-                    bucket.add(score, rater_credibility, context);
+                    bucket.add(score, rater_credibility, value_weight, context);
                     if buckets.is_full() && !buckets.is_empty() {
                         // Unreachable: after pruning at most `WindowEpochs − 1` older epochs
                         // remain. Drop the oldest rather than fail.
@@ -97,6 +114,7 @@ impl<T: Config> Pallet<T> {
                 rated_at: now,
                 epoch,
                 rater_credibility,
+                value_weight,
                 context,
                 settled_at: trade.settled_at,
                 deposit,
@@ -111,6 +129,7 @@ impl<T: Config> Pallet<T> {
             score,
             comment,
             rater_credibility,
+            value_weight,
             context,
             credibility,
             deposit,

@@ -131,7 +131,12 @@ impl<T: Config> Pallet<T> {
             aggregates
                 .entry((rating.ratee.clone(), rating.epoch))
                 .or_insert_with(|| RatingBucket::new(rating.epoch))
-                .add(rating.score, rating.rater_credibility, rating.context);
+                .add(
+                    rating.score,
+                    rating.rater_credibility,
+                    rating.value_weight,
+                    rating.context,
+                );
         }
         for (rater, total) in held.iter() {
             ensure!(

@@ -25,20 +25,25 @@
 //! - `c_i = Cr(a_i)`, the **rater's own credibility** when it rated (kept with the rating);
 //! - `τ_i = v_i / (v_i + V)`, the **transaction context** of the trade: `v_i` is what the buyer
 //!   paid, `V =` [`Config::ReferenceValue`]; a trade worth `V` has `τ = ½`, dust trades
-//!   `τ ≈ 0`, large trades `τ → 1`.
+//!   `τ ≈ 0`, large trades `τ → 1`;
+//! - `φ_i = min(1, v_i / V)`, the **value weight**: a trade worth at least `V` counts fully,
+//!   a smaller one in proportion. A trade that paid nothing (price 0, or refunded in full)
+//!   cannot be rated at all ([`Error::NothingPaid`]).
 //!
 //! With the prior `C0(u) =` [`Config::BaseCredibility`] if `u` is verified (holds a valid
 //! credential, [`Config::Identity`]) and `0` otherwise, prior weight `K =`
 //! [`Config::PriorWeight`] and context share `γ =` [`Config::ContextWeight`]:
 //!
 //! ```text
-//!   A(u)  = ( K·C0(u) + Σ_i c_i·S_i )     / ( K + Σ_i c_i )
+//!   A(u)  = ( K·C0(u) + Σ_i φ_i·c_i·S_i ) / ( K + Σ_i φ_i·c_i )
 //!   TR(u) = γ · ( K·C0(u) + Σ_i c_i·τ_i·S_i ) / ( K + Σ_i c_i·τ_i )
 //!   Cr(u) = (1 − γ)·A(u) + TR(u)
 //! ```
 //!
 //! `A` is eq. (1)'s `Σ_i S(u,i)·Cr(a(u,i))`, normalised by the raters' credibility mass and
-//! smoothed by the prior; `TR` is the transaction-context term: the same satisfactions,
+//! smoothed by the prior, each rating weighed by the value its trade moved (so trust cannot
+//! be bought with transaction fees: seeded accounts trading dust add `≈ φ²` — once through
+//! the credibility a seller's rating gives them, once through their rating back); `TR` is the transaction-context term: the same satisfactions,
 //! weighted by credibility *and* trade value, so doing well on large trades counts more than
 //! on dust. Consequences:
 //!
@@ -65,9 +70,9 @@
 //! ## Fixed point
 //!
 //! Scores are [`Score`] (`u32`, [`SCORE_ONE`] = 1.0), `τ` and `γ` are [`Perbill`]. Each
-//! rating stores `c_i` and `τ_i`; per epoch the pallet keeps `Σ c_i`, `Σ c_i·s_i`,
-//! `Σ ⌊τ_i·c_i⌋`, `Σ ⌊τ_i·c_i⌋·s_i` ([`RatingBucket`]). Then, in `u128` with floor division,
-//! `A = ⌊(K·C0 + 10⁴·Σ c_i·s_i) / (K + Σ c_i)⌋` (and likewise for the context average, or
+//! rating stores `c_i`, `φ_i` and `τ_i`; per epoch the pallet keeps `Σ ⌊φ_i·c_i⌋`,
+//! `Σ ⌊φ_i·c_i⌋·s_i`, `Σ ⌊τ_i·c_i⌋`, `Σ ⌊τ_i·c_i⌋·s_i` ([`RatingBucket`]). Then, in `u128`
+//! with floor division, `A = ⌊(K·C0 + 10⁴·Σ ⌊φ_i·c_i⌋·s_i) / (K + Σ ⌊φ_i·c_i⌋)⌋` (and likewise for the context average, or
 //! `C0` when a denominator is 0), `Cr = ⌊(1−γ)·A⌋ + ⌊γ·A_τ⌋` and `TS = ⌊ΣVI · Cr⌋`, every
 //! multiplication by a `Perbill` rounding down. The worked example in the tests pins these
 //! numbers.
@@ -186,7 +191,7 @@ pub mod pallet {
         #[pallet::constant]
         type ContextWeight: Get<Perbill>;
 
-        /// Trade value `V` whose context factor is ½.
+        /// Trade value `V` whose context factor is ½ and from which a rating weighs fully.
         #[pallet::constant]
         type ReferenceValue: Get<BalanceOf<Self>>;
 
@@ -243,8 +248,10 @@ pub mod pallet {
             score: u8,
             /// Hash of an off-chain comment.
             comment: Option<H256>,
-            /// The rater's credibility, the weight of this rating.
+            /// The rater's credibility `c`.
             rater_credibility: Score,
+            /// Value weight `φ` of the trade: the rating weighs `φ · c`.
+            value_weight: Perbill,
             /// Context factor `τ` of the trade.
             context: Perbill,
             /// The ratee's credibility after the rating.
@@ -272,6 +279,8 @@ pub mod pallet {
         ScoreOutOfRange,
         /// The purchase does not exist or is not settled.
         TradeNotSettled,
+        /// The trade paid nothing (a price of 0, or refunded in full): it cannot be rated.
+        NothingPaid,
         /// The signer is neither the buyer nor the seller of the purchase.
         NotAParty,
         /// Buyer and seller of the purchase are the same account.

@@ -83,6 +83,7 @@ fn worked_example_pins_eq_1_and_eq_2() {
                 score: 80,
                 comment: None,
                 rater_credibility: 500_000,
+                value_weight: Perbill::one(),
                 context: Perbill::from_percent(50),
                 credibility: 592_000,
                 deposit: RATING_DEPOSIT,
@@ -168,7 +169,7 @@ fn context_factor_is_value_over_value_plus_reference() {
 }
 
 #[test]
-fn large_trades_count_more_than_dust_through_tr() {
+fn large_trades_count_more_than_dust() {
     ExtBuilder::default().build_and_execute(|| {
         verify_with(ALICE, KYC, b"KYC");
         verify_with(BOB, KYC, b"KYC");
@@ -181,10 +182,12 @@ fn large_trades_count_more_than_dust_through_tr() {
         let dust = Trust::credibility(&BOB);
         let large = Trust::credibility(&SELLER);
         assert!(large > dust, "{large} should exceed {dust}");
-        // Only the TR part differs: A = (0.5 + 0.5)/1.5 → 666_666, ⌊0.8·A⌋ = 533_332 for both.
-        // dust:  τ = 1/1001, ⌊τ·c⌋ = 499, A_τ = (5e11 + 1e4·49_900)/1_000_499 = 500_249
-        // large: τ = 1e6/1_001_000, ⌊τ·c⌋ = 499_500, A_τ = (5e11 + 4.995e11)/1_499_500 = 666_555
-        assert_eq!(dust, 533_332 + 100_049);
+        // dust:  φ = 1/1000, ⌊φ·c⌋ = 500, A = (5e11 + 1e4·50_000)/1_000_500 = 500_249,
+        //        ⌊0.8·A⌋ = 400_199; τ = 1/1001, ⌊τ·c⌋ = 499,
+        //        A_τ = (5e11 + 1e4·49_900)/1_000_499 = 500_249, ⌊0.2·A_τ⌋ = 100_049
+        // large: φ = 1, A = (0.5 + 0.5)/1.5 → 666_666, ⌊0.8·A⌋ = 533_332;
+        //        τ = 1e6/1_001_000, ⌊τ·c⌋ = 499_500, A_τ = (5e11 + 4.995e11)/1_499_500 = 666_555
+        assert_eq!(dust, 400_199 + 100_049);
         assert_eq!(large, 533_332 + 133_311);
     });
 }
@@ -325,6 +328,95 @@ fn a_ring_of_fresh_accounts_cannot_pump_a_score() {
         verify_with(11, CHAMBER, b"CoC");
         assert_eq!(Trust::credibility(&11), HALF);
         assert_eq!(Trust::trust_score(&11), 150_000);
+    });
+}
+
+/// The laundering attack: a verified seller seeds fresh accounts, each buys from it, the
+/// seller rates each 100 (lending it credibility), then each rates the seller 100. Run with
+/// `value` per trade; returns the seller's trust score before and after, and what the
+/// trades paid in total.
+fn seeded_ring_attack(sybils: u32, value: Balance) -> (Score, Score, Balance) {
+    use frame_support::traits::fungible::Mutate;
+    verify_with(SELLER, KYC, b"KYC");
+    let before = Trust::trust_score(&SELLER);
+    for i in 0..sybils {
+        let sybil: AccountId = 200 + u64::from(i);
+        let purchase = 1_000 + PurchaseId::from(i);
+        <Balances as Mutate<_>>::set_balance(&sybil, INITIAL_BALANCE);
+        MockTrades::settle(purchase, sybil, SELLER, value, 1);
+        if value == 0 {
+            assert_noop!(
+                Trust::rate(RuntimeOrigin::signed(SELLER), purchase, 100, None),
+                Error::<Test>::NothingPaid
+            );
+            assert_noop!(
+                Trust::rate(RuntimeOrigin::signed(sybil), purchase, 100, None),
+                Error::<Test>::NothingPaid
+            );
+        } else {
+            rate(SELLER, purchase, 100);
+            rate(sybil, purchase, 100);
+        }
+    }
+    let paid = value.saturating_mul(Balance::from(sybils));
+    (before, Trust::trust_score(&SELLER), paid)
+}
+
+#[test]
+fn seeded_accounts_trading_dust_cannot_buy_a_seller_trust() {
+    // 20 seeded accounts, each trade paying 1 (a thousandth of the reference value): the
+    // seller spends transaction fees and refundable deposits, nothing more.
+    ExtBuilder::default().build_and_execute(|| {
+        let (before, after, paid) = seeded_ring_attack(20, 1);
+        assert_eq!(before, 300_000, "0.6 · 0.5");
+        assert_eq!(paid, 20);
+        assert!(after >= before);
+        assert!(
+            after - before < SCORE_ONE / 100,
+            "a dust ring gained {} (more than 0.01)",
+            after - before
+        );
+    });
+    // The same ring trading nothing cannot rate at all, and nothing is stored or held.
+    ExtBuilder::default().build_and_execute(|| {
+        let (before, after, _) = seeded_ring_attack(20, 0);
+        assert_eq!(after, before);
+        assert_eq!(Ratings::<Test>::iter().count(), 0);
+        assert_eq!(held(SELLER), 0);
+        assert!(!RatingWindows::<Test>::contains_key(SELLER));
+    });
+    // Control: trades of the reference value each do move the score, by much more. Trust
+    // follows money paid, not accounts.
+    ExtBuilder::default().build_and_execute(|| {
+        let (before, after, paid) = seeded_ring_attack(20, REFERENCE_VALUE);
+        assert_eq!(paid, 20 * REFERENCE_VALUE);
+        assert!(
+            after - before > SCORE_ONE / 10,
+            "gained only {}",
+            after - before
+        );
+    });
+}
+
+#[test]
+fn two_verified_accounts_trading_at_price_zero_gain_nothing() {
+    ExtBuilder::default().build_and_execute(|| {
+        verify_with(ALICE, KYC, b"KYC");
+        verify_with(BOB, KYC, b"KYC");
+        let before = (Trust::reputation(&ALICE), Trust::reputation(&BOB));
+        for purchase in 1..=10 {
+            MockTrades::settle(purchase, ALICE, BOB, 0, 1);
+            assert_noop!(
+                Trust::rate(RuntimeOrigin::signed(ALICE), purchase, 100, None),
+                Error::<Test>::NothingPaid
+            );
+            assert_noop!(
+                Trust::rate(RuntimeOrigin::signed(BOB), purchase, 100, None),
+                Error::<Test>::NothingPaid
+            );
+        }
+        assert_eq!((Trust::reputation(&ALICE), Trust::reputation(&BOB)), before);
+        assert_eq!((held(ALICE), held(BOB)), (0, 0));
     });
 }
 

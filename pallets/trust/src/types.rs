@@ -22,8 +22,11 @@ pub struct RatingRecord<AccountId, Balance, BlockNumber> {
     pub rated_at: BlockNumber,
     /// Epoch of the rating (`rated_at / EpochLength`).
     pub epoch: u32,
-    /// Credibility `Cr` of the rater when it rated (its weight `c_i`).
+    /// Credibility `Cr` of the rater when it rated (`c_i`).
     pub rater_credibility: Score,
+    /// Value weight `φ_i = min(1, v / ReferenceValue)` of the trade: the rating weighs
+    /// `φ_i · c_i`.
+    pub value_weight: Perbill,
     /// Transaction-context factor `τ_i = v / (v + ReferenceValue)` of the trade.
     pub context: Perbill,
     /// Block at which the trade was settled.
@@ -52,9 +55,9 @@ pub struct RatingBucket {
     pub epoch: u32,
     /// Number of ratings (including those of zero weight).
     pub ratings: u32,
-    /// `Σ c_i` — raters' credibility.
+    /// `Σ ⌊φ_i · c_i⌋` — raters' credibility scaled by the value paid.
     pub weight: u64,
-    /// `Σ c_i · s_i` with `s_i` the rating in `0..=100`.
+    /// `Σ ⌊φ_i · c_i⌋ · s_i` with `s_i` the rating in `0..=100`.
     pub weighted_score: u64,
     /// `Σ ⌊τ_i · c_i⌋` — raters' credibility scaled by the trade context.
     pub context_weight: u64,
@@ -72,10 +75,10 @@ impl RatingBucket {
     }
 
     /// Adds a rating `score` (`0..=100`) by a rater of credibility `credibility` on a trade
-    /// of context factor `context`.
-    pub fn add(&mut self, score: u8, credibility: Score, context: Perbill) {
+    /// of value weight `value_weight` and context factor `context`.
+    pub fn add(&mut self, score: u8, credibility: Score, value_weight: Perbill, context: Perbill) {
         let score = u64::from(score);
-        let weight = u64::from(credibility);
+        let weight = u64::from(value_weight.mul_floor(credibility));
         let context_weight = u64::from(context.mul_floor(credibility));
         self.ratings.saturating_inc();
         self.weight.saturating_accrue(weight);

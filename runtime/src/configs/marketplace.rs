@@ -141,6 +141,7 @@ impl pallet_offers::Config for Runtime {
     type MaxBatchSegments = MaxBatchSegments;
     type MinPeriod = MinPeriod;
     type MaxRetention = MaxRetention;
+    type Purchases = Escrow;
     type RemovalDelay = RemovalDelay;
     type MaxPageSize = frame_support::traits::ConstU32<100>;
     type WeightInfo = pallet_offers::weights::SubstrateWeight<Runtime>;
@@ -157,6 +158,8 @@ parameter_types! {
     pub const KeyDepositBase: Balance = 5 * MILLIUNIT;
     pub const KeyDepositPerByte: Balance = 10 * MICROUNIT;
     pub const DisputeDeposit: Balance = UNIT;
+    /// Arbitration has two days; then the escrow's rule ends the dispute.
+    pub const DisputePeriod: BlockNumber = 2 * DAYS;
     pub const KeyDeliveryPeriod: BlockNumber = 10 * MINUTES;
     pub const ClaimGracePeriod: BlockNumber = 5 * MINUTES;
     pub const BatchAccessPeriod: BlockNumber = DAYS;
@@ -183,6 +186,7 @@ impl pallet_escrow::Config for Runtime {
     type KeyDepositBase = KeyDepositBase;
     type KeyDepositPerByte = KeyDepositPerByte;
     type DisputeDeposit = DisputeDeposit;
+    type DisputePeriod = DisputePeriod;
     type KeyDeliveryPeriod = KeyDeliveryPeriod;
     type ClaimGracePeriod = ClaimGracePeriod;
     type BatchAccessPeriod = BatchAccessPeriod;

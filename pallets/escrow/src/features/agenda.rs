@@ -27,8 +27,8 @@ pub const RETRY_AFTER: u32 = 100;
 
 impl<T: Config> Pallet<T> {
     /// Makes sure a stored purchase has its agenda entry, at its next due block (at least
-    /// the next block). A disputed batch needs none (the dispute origin moves it on); a
-    /// disputed stream still has its period boundaries recorded.
+    /// the next block). A disputed purchase is due at its dispute's deadline (and a stream's
+    /// period boundaries are still recorded).
     pub(crate) fn ensure_scheduled(
         id: PurchaseId,
         purchase: &mut PurchaseOf<T>,
@@ -63,6 +63,7 @@ impl<T: Config> Pallet<T> {
         T::WeightInfo::settle()
             .max(T::WeightInfo::refund_missing_keys())
             .max(T::WeightInfo::reap())
+            .max(T::WeightInfo::resolve_dispute())
     }
 
     /// Walks the agenda from the cursor up to `now` within `limit`, processing due entries.
@@ -164,6 +165,11 @@ impl<T: Config> Pallet<T> {
                         .settlement_due(purchase.settled_periods, T::ClaimGracePeriod::get()) =>
             {
                 Self::settle_next_period(id, purchase, now)?;
+            }
+            PurchaseState::Disputed
+                if purchase.dispute.as_ref().is_some_and(|d| now >= d.deadline) =>
+            {
+                Self::lapse_dispute(id, purchase, now)?;
             }
             PurchaseState::Settled | PurchaseState::Refunded if now >= Self::reap_due(purchase) => {
                 Self::reap_purchase(id, purchase)?;

@@ -13,9 +13,10 @@ use frame_support::{
         Get,
     },
 };
+use frame_system::pallet_prelude::BlockNumberFor;
 use sp_core::H256;
 use sp_runtime::{
-    traits::{Saturating, Zero},
+    traits::{One, Saturating, Zero},
     DispatchResult, Perbill,
 };
 
@@ -37,16 +38,31 @@ impl<T: Config> Pallet<T> {
                 return Err(Error::<T>::PurchaseClosed.into())
             }
         }
+        // One dispute per purchase: otherwise a buyer could freeze the seller's pay again
+        // and again, one dispute period at a time.
+        ensure!(!purchase.disputed, Error::<T>::AlreadyDisputed);
         let deposit = T::DisputeDeposit::get();
         Self::hold(HoldReason::DisputeDeposit, &buyer, deposit)?;
         let now = frame_system::Pallet::<T>::block_number();
+        let deadline = Self::dispute_deadline(&purchase, now);
         purchase.state = PurchaseState::Disputed;
+        purchase.disputed = true;
         purchase.dispute = Some(DisputeInfo {
             reason,
             evidence,
             deposit,
             opened_at: now,
+            deadline,
+            answer: None,
         });
+        // The stream stays hosted (and its offer's records kept) while the dispute may still
+        // need them.
+        let needed = deadline.saturating_add(T::ClaimGracePeriod::get());
+        OfferNeededUntil::<T>::mutate(purchase.offer, |until| {
+            *until = Some(until.map_or(needed, |u| u.max(needed)))
+        });
+        // The agenda entry moves to the dispute's deadline (or an earlier period boundary).
+        Self::reschedule(id, &mut purchase, now);
         Purchases::<T>::insert(id, purchase);
         Self::deposit_event(Event::DisputeOpened {
             purchase: id,
@@ -57,15 +73,111 @@ impl<T: Config> Pallet<T> {
         Ok(())
     }
 
+    /// The deadline of a dispute opened at `now`: [`Config::DisputePeriod`] later, but for a
+    /// stream no later than two blocks before the first period boundary that would no longer
+    /// fit in the purchase's list of heads (nothing settles while disputed), so every
+    /// boundary is recorded on time and no period is settled as if nothing was published.
+    /// A stream's dispute thus lasts at most about `MAX_PENDING_BOUNDARIES` periods minus
+    /// those awaiting settlement.
+    pub(crate) fn dispute_deadline(
+        purchase: &PurchaseOf<T>,
+        now: BlockNumberFor<T>,
+    ) -> BlockNumberFor<T> {
+        let deadline = now.saturating_add(T::DisputePeriod::get());
+        match purchase.terms {
+            fastdata_primitives::escrow::PurchaseTerms::Stream { period, .. } => {
+                let unfit = purchase
+                    .settled_periods
+                    .saturating_add(MAX_PENDING_BOUNDARIES);
+                let lost_at = purchase
+                    .start
+                    .saturating_add(period.saturating_mul(unfit.into()));
+                // Two blocks of margin: the lapse, then one settlement to make room.
+                let two = BlockNumberFor::<T>::from(2u32);
+                deadline
+                    .min(lost_at.saturating_sub(two))
+                    .max(now.saturating_add(One::one()))
+            }
+            fastdata_primitives::escrow::PurchaseTerms::Batch { .. } => deadline,
+        }
+    }
+
+    /// The seller's answer to the dispute of `id`, before its deadline.
+    pub(crate) fn do_answer_dispute(
+        seller: T::AccountId,
+        id: PurchaseId,
+        evidence: H256,
+    ) -> DispatchResult {
+        let mut purchase = Purchases::<T>::get(id).ok_or(Error::<T>::UnknownPurchase)?;
+        ensure!(purchase.seller == seller, Error::<T>::NotSeller);
+        let now = frame_system::Pallet::<T>::block_number();
+        let dispute = purchase
+            .dispute
+            .as_mut()
+            .filter(|_| purchase.state == PurchaseState::Disputed)
+            .ok_or(Error::<T>::NotDisputed)?;
+        ensure!(dispute.answer.is_none(), Error::<T>::AlreadyAnswered);
+        ensure!(now < dispute.deadline, Error::<T>::DisputeDeadlinePassed);
+        dispute.answer = Some(evidence);
+        Purchases::<T>::insert(id, purchase);
+        Self::deposit_event(Event::DisputeAnswered {
+            purchase: id,
+            evidence,
+        });
+        Ok(())
+    }
+
+    /// Ends the dispute of `purchase` at its deadline by the rule: upheld in full if the
+    /// seller never answered, lapsed (deposit back, purchase resumes) if it did. The caller
+    /// checks the deadline and writes the purchase back.
+    pub(crate) fn lapse_dispute(
+        id: PurchaseId,
+        purchase: &mut PurchaseOf<T>,
+        now: BlockNumberFor<T>,
+    ) -> DispatchResult {
+        let answered = purchase
+            .dispute
+            .as_ref()
+            .ok_or(Error::<T>::NotDisputed)?
+            .answer
+            .is_some();
+        Self::deposit_event(Event::DisputeLapsed {
+            purchase: id,
+            answered,
+        });
+        if answered {
+            let dispute = purchase.dispute.take().ok_or(Error::<T>::NotDisputed)?;
+            Self::release(HoldReason::DisputeDeposit, &purchase.buyer, dispute.deposit)?;
+            purchase.state = PurchaseState::Active;
+            Ok(())
+        } else {
+            Self::apply_resolution(id, purchase, Perbill::one(), now)
+        }
+    }
+
     /// Rejects (`refund_ratio = 0`) or upholds the dispute of `id`.
     pub(crate) fn do_resolve_dispute(id: PurchaseId, refund_ratio: Perbill) -> DispatchResult {
         let mut purchase = Purchases::<T>::get(id).ok_or(Error::<T>::UnknownPurchase)?;
+        let now = frame_system::Pallet::<T>::block_number();
+        Self::apply_resolution(id, &mut purchase, refund_ratio, now)?;
+        Self::reschedule(id, &mut purchase, now);
+        Purchases::<T>::insert(id, purchase);
+        Ok(())
+    }
+
+    /// Rejects (`refund_ratio = 0`) or upholds the dispute of `purchase`; the caller schedules
+    /// and writes the purchase back.
+    fn apply_resolution(
+        id: PurchaseId,
+        purchase: &mut PurchaseOf<T>,
+        refund_ratio: Perbill,
+        now: BlockNumberFor<T>,
+    ) -> DispatchResult {
         ensure!(
             purchase.state == PurchaseState::Disputed,
             Error::<T>::NotDisputed
         );
         let dispute = purchase.dispute.take().ok_or(Error::<T>::NotDisputed)?;
-        let now = frame_system::Pallet::<T>::block_number();
 
         if refund_ratio.is_zero() {
             Self::forfeit_dispute_deposit(&purchase.buyer, dispute.deposit)?;
@@ -78,7 +190,7 @@ impl<T: Config> Pallet<T> {
             Self::release(HoldReason::DisputeDeposit, &purchase.buyer, dispute.deposit)?;
             let held = purchase.ledger.held;
             let cap = T::StorageShare::get().mul_floor(held);
-            let operators = Self::pay_operators(id, &mut purchase, cap)?;
+            let operators = Self::pay_operators(id, purchase, cap)?;
             let rest = held.saturating_sub(operators);
             let refunded = refund_ratio.mul_floor(rest);
             let gross = rest.saturating_sub(refunded);
@@ -86,19 +198,19 @@ impl<T: Config> Pallet<T> {
             let seller_account = purchase.seller.clone();
             let seller = Self::pay(
                 id,
-                &mut purchase,
+                purchase,
                 &seller_account,
                 gross.saturating_sub(fee),
                 Payee::Seller,
             )?;
             let fee = Self::pay(
                 id,
-                &mut purchase,
+                purchase,
                 &T::TreasuryAccount::get(),
                 fee,
                 Payee::Treasury,
             )?;
-            Self::refund(&mut purchase, refunded)?;
+            Self::refund(purchase, refunded)?;
             purchase.settled_periods = purchase.periods();
             Self::deposit_event(Event::DisputeUpheld {
                 purchase: id,
@@ -108,10 +220,8 @@ impl<T: Config> Pallet<T> {
                 fee,
                 refunded,
             });
-            Self::close_settled(id, &mut purchase, now);
+            Self::close_settled(id, purchase, now);
         }
-        Self::ensure_scheduled(id, &mut purchase, now);
-        Purchases::<T>::insert(id, purchase);
         Ok(())
     }
 

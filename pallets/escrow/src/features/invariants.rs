@@ -12,8 +12,10 @@ impl<T: Config> Pallet<T> {
     ///   purchases say: price still held by open purchases (held funds = Σ balances of open
     ///   purchases), purchase deposits, key deposits, dispute deposits;
     /// - sealed keys, operator claims and index entries match their purchases and bounds;
-    /// - every purchase but a disputed one has exactly one agenda entry, recorded in its
-    ///   `scheduled_at`, not behind the cursor.
+    /// - an open purchase's offer is hosted at least until its access end (or its dispute's
+    ///   deadline) plus the claim grace ([`OfferNeededUntil`]);
+    /// - every purchase has exactly one agenda entry, recorded in its `scheduled_at`, not
+    ///   behind the cursor.
     pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
         use alloc::collections::btree_map::BTreeMap;
         use fastdata_primitives::escrow::{PurchaseState, PurchaseTerms};
@@ -50,7 +52,22 @@ impl<T: Config> Pallet<T> {
                 (p.state == PurchaseState::Disputed) == p.dispute.is_some(),
                 "dispute record does not match the state"
             );
+            ensure!(
+                p.dispute.is_none() || p.disputed,
+                "open dispute not marked on its purchase"
+            );
             if p.state.is_open() {
+                // Its stream stays hosted while it may need it.
+                let grace = T::ClaimGracePeriod::get();
+                let needed = p
+                    .dispute
+                    .as_ref()
+                    .map_or(p.end, |d| d.deadline.max(p.end))
+                    .saturating_add(grace);
+                ensure!(
+                    OfferNeededUntil::<T>::get(p.offer).is_some_and(|until| until >= needed),
+                    "open purchase not covered by its offer's hosting deadline"
+                );
                 ensure!(p.closed_at.is_none(), "open purchase has a closing block");
                 add::<T>(&mut price_held, &p.buyer, p.ledger.held);
             } else {
@@ -149,10 +166,7 @@ impl<T: Config> Pallet<T> {
                     "purchase scheduled behind the agenda cursor"
                 );
             } else {
-                ensure!(
-                    p.state == PurchaseState::Disputed,
-                    "purchase without agenda entry (only disputed ones wait for the dispute origin)"
-                );
+                return Err("purchase without agenda entry".into());
             }
         }
 

@@ -25,6 +25,12 @@ impl<T: Config> Pallet<T> {
         let offer = T::Offers::offer(offer_id).ok_or(Error::<T>::UnknownOffer)?;
         ensure!(offer.active, Error::<T>::OfferInactive);
         ensure!(offer.seller != buyer, Error::<T>::OwnOffer);
+        // Verification is checked again at every sale: a seller whose credentials expired or
+        // were revoked since listing sells nothing more.
+        ensure!(
+            T::Identity::is_verified(&offer.seller),
+            Error::<T>::SellerNotVerified
+        );
         let stream_id = offer.stream.ok_or(Error::<T>::StreamNotRegistered)?;
         let stream = T::Offers::stream(&stream_id).ok_or(Error::<T>::StreamNotRegistered)?;
         ensure!(stream.open, Error::<T>::StreamClosed);
@@ -154,6 +160,7 @@ impl<T: Config> Pallet<T> {
                 ..Default::default()
             },
             dispute: None,
+            disputed: false,
             closed_at: None,
             scheduled_at: None,
         };
@@ -162,6 +169,11 @@ impl<T: Config> Pallet<T> {
         NextPurchaseId::<T>::put(next_id);
         PurchasesByBuyer::<T>::insert(&buyer, id, ());
         PurchasesByOffer::<T>::insert(offer_id, id, ());
+        // Checked above: `end + ClaimGracePeriod` does not overflow.
+        let needed = end.saturating_add(T::ClaimGracePeriod::get());
+        OfferNeededUntil::<T>::mutate(offer_id, |until| {
+            *until = Some(until.map_or(needed, |u| u.max(needed)))
+        });
         Purchases::<T>::insert(id, purchase);
 
         Self::deposit_event(Event::Purchased {

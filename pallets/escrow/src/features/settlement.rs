@@ -34,15 +34,25 @@ impl<T: Config> Pallet<T> {
     /// Settles the next period (extrinsic entry point).
     pub(crate) fn do_settle(id: PurchaseId) -> DispatchResult {
         let mut purchase = Purchases::<T>::get(id).ok_or(Error::<T>::UnknownPurchase)?;
+        let now = frame_system::Pallet::<T>::block_number();
         match purchase.state {
             PurchaseState::Active => {}
             PurchaseState::AwaitingKeys => return Err(Error::<T>::KeysNotDelivered.into()),
+            // Past its deadline anyone ends a dispute by the rule (as `on_idle` would).
+            PurchaseState::Disputed
+                if purchase.dispute.as_ref().is_some_and(|d| now >= d.deadline) =>
+            {
+                Self::record_boundaries(&mut purchase, now);
+                Self::lapse_dispute(id, &mut purchase, now)?;
+                Self::reschedule(id, &mut purchase, now);
+                Purchases::<T>::insert(id, purchase);
+                return Ok(());
+            }
             PurchaseState::Disputed => return Err(Error::<T>::PurchaseDisputed.into()),
             PurchaseState::Settled | PurchaseState::Refunded => {
                 return Err(Error::<T>::PurchaseClosed.into())
             }
         }
-        let now = frame_system::Pallet::<T>::block_number();
         let due = purchase.settlement_due(purchase.settled_periods, T::ClaimGracePeriod::get());
         ensure!(now >= due, Error::<T>::SettlementNotDue);
         Self::record_boundaries(&mut purchase, now);

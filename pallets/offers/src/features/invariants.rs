@@ -15,7 +15,8 @@ impl<T: Config> Pallet<T> {
     /// - every stream belongs to an offer of the same seller that points back to it, stores
     ///   exactly the commitments of its retained epochs (at most `MaxRetainedEpochs`) and its
     ///   deposit covers them;
-    /// - open streams have no operator twice.
+    /// - open streams have no operator twice, are not released; a released stream is closed
+    ///   before it is released and has no operators.
     pub fn do_try_state() -> Result<(), TryRuntimeError> {
         let mut offer_deposits: BTreeMap<T::AccountId, BalanceOf<T>> = BTreeMap::new();
         let mut stream_deposits: BTreeMap<T::AccountId, BalanceOf<T>> = BTreeMap::new();
@@ -58,6 +59,19 @@ impl<T: Config> Pallet<T> {
                 stream.oldest_epoch <= stream.epoch,
                 "oldest epoch after current",
             )?;
+            match (stream.closed_at, stream.released_at) {
+                (None, released) => {
+                    ensure_state(released.is_none(), "open stream released")?;
+                }
+                (Some(closed), Some(released)) => {
+                    ensure_state(released >= closed, "stream released before it closed")?;
+                    ensure_state(
+                        T::Operators::assigned(&id).is_empty(),
+                        "released stream still assigned",
+                    )?;
+                }
+                (Some(_), None) => {}
+            }
             let retained = stream.retained_epochs();
             ensure_state(
                 retained <= T::MaxRetainedEpochs::get(),

@@ -1,7 +1,7 @@
 //! Creating, updating, retiring and removing offers.
 
 use crate::*;
-use fastdata_primitives::{IdentityProvider, OfferId, PaymentMode};
+use fastdata_primitives::{IdentityProvider, OfferId, OfferPurchases, PaymentMode};
 use frame_support::{
     pallet_prelude::*,
     traits::{fungible::MutateHold, tokens::Precision},
@@ -109,14 +109,15 @@ impl<T: Config> Pallet<T> {
         let stream = match offer.stream {
             Some(stream_id) => {
                 let stream = Streams::<T>::get(stream_id).ok_or(Error::<T>::UnknownStream)?;
-                let closed_at = stream.closed_at.ok_or(Error::<T>::StreamOpen)?;
-                Some((stream_id, stream, closed_at))
+                ensure!(stream.closed_at.is_some(), Error::<T>::StreamOpen);
+                let released_at = stream.released_at.ok_or(Error::<T>::StillServing)?;
+                Some((stream_id, stream, released_at))
             }
             None => None,
         };
-        let since = stream
-            .as_ref()
-            .map_or(retired_at, |(_, _, closed_at)| retired_at.max(*closed_at));
+        let since = stream.as_ref().map_or(retired_at, |(_, _, released_at)| {
+            retired_at.max(*released_at)
+        });
         ensure!(
             frame_system::Pallet::<T>::block_number()
                 >= since.saturating_add(T::RemovalDelay::get()),
@@ -144,6 +145,7 @@ impl<T: Config> Pallet<T> {
             Streams::<T>::remove(stream_id);
         }
         Offers::<T>::remove(id);
+        T::Purchases::forget(id);
         OffersBySeller::<T>::mutate_exists(&seller, |maybe| {
             if let Some(ids) = maybe {
                 ids.retain(|o| *o != id);

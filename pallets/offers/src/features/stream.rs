@@ -3,7 +3,7 @@
 use crate::*;
 use alloc::vec::Vec;
 use fastdata_primitives::{
-    api_market::stream_id, IdentityProvider, OfferId, OperatorProvider, StreamId,
+    api_market::stream_id, IdentityProvider, OfferId, OfferPurchases, OperatorProvider, StreamId,
 };
 use frame_support::{pallet_prelude::*, traits::fungible::MutateHold};
 use sp_core::H256;
@@ -48,6 +48,7 @@ impl<T: Config> Pallet<T> {
                 deposit,
                 created_at: frame_system::Pallet::<T>::block_number(),
                 closed_at: None,
+                released_at: None,
             },
         );
         EpochCommitments::<T>::insert(id, 0, commitment);
@@ -97,7 +98,8 @@ impl<T: Config> Pallet<T> {
         })
     }
 
-    /// Closes `seller`'s open stream `id`, releases its operators and retires its offer.
+    /// Closes `seller`'s open stream `id` and retires its offer; releases its operators if
+    /// no purchase needs them any more.
     pub(crate) fn do_close_stream(seller: T::AccountId, id: StreamId) -> DispatchResult {
         let mut stream = Streams::<T>::get(id).ok_or(Error::<T>::UnknownStream)?;
         ensure!(stream.seller == seller, Error::<T>::NotSeller);
@@ -105,15 +107,37 @@ impl<T: Config> Pallet<T> {
         let now = frame_system::Pallet::<T>::block_number();
         stream.closed_at = Some(now);
         let offer_id = stream.offer;
+        let serving_until = T::Purchases::needed_until(offer_id).filter(|until| *until > now);
+        if serving_until.is_none() {
+            T::Operators::release(&id);
+            stream.released_at = Some(now);
+        }
         Streams::<T>::insert(id, stream);
-        T::Operators::release(&id);
         Offers::<T>::mutate(offer_id, |maybe| {
             if let Some(offer) = maybe.as_mut().filter(|o| o.is_active()) {
                 offer.retired_at = Some(now);
                 Self::deposit_event(Event::OfferRetired { offer: offer_id });
             }
         });
-        Self::deposit_event(Event::StreamClosed { stream: id });
+        Self::deposit_event(Event::StreamClosed {
+            stream: id,
+            serving_until,
+        });
+        Ok(())
+    }
+
+    /// Releases the operators of closed stream `id` once no purchase needs them.
+    pub(crate) fn do_release_stream(id: StreamId) -> DispatchResult {
+        let mut stream = Streams::<T>::get(id).ok_or(Error::<T>::UnknownStream)?;
+        ensure!(!stream.is_open(), Error::<T>::StreamOpen);
+        ensure!(stream.released_at.is_none(), Error::<T>::AlreadyReleased);
+        let now = frame_system::Pallet::<T>::block_number();
+        if let Some(until) = T::Purchases::needed_until(stream.offer) {
+            ensure!(now >= until, Error::<T>::StillServing);
+        }
+        T::Operators::release(&id);
+        stream.released_at = Some(now);
+        Streams::<T>::insert(id, stream);
         Ok(())
     }
 }
