@@ -121,100 +121,100 @@ impl WeightInfo for () {
 mod measured {
 	use super::*;
 
-	/// `transfer_allow_death`: fastest run 137_313 ns; proof
+	/// `transfer_allow_death`: fastest run 190_443 ns; proof
 	/// size recorded `0` B, estimated
 	/// `3593` B.
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | transfer_allow_death | time 146327000 | proof 3593 | reads 1 | writes 1 | max
+	// report | transfer_allow_death | time 236921000 | proof 3593 | reads 1 | writes 1 | max
 	pub fn transfer_allow_death<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(146_327_000, 3_593)
+		Weight::from_parts(236_921_000, 3_593)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `transfer_keep_alive`: fastest run 108_061 ns; proof
+	/// `transfer_keep_alive`: fastest run 141_089 ns; proof
 	/// size recorded `0` B, estimated
 	/// `3593` B.
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | transfer_keep_alive | time 109983000 | proof 3593 | reads 1 | writes 1 | max
+	// report | transfer_keep_alive | time 146297000 | proof 3593 | reads 1 | writes 1 | max
 	pub fn transfer_keep_alive<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(109_983_000, 3_593)
+		Weight::from_parts(146_297_000, 3_593)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `force_set_balance_creating`: fastest run 60_910 ns; proof
+	/// `force_set_balance_creating`: fastest run 106_849 ns; proof
 	/// size recorded `39` B, estimated
 	/// `3593` B.
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | force_set_balance_creating | time 64766000 | proof 3593 | reads 1 | writes 1 | max
+	// report | force_set_balance_creating | time 108040000 | proof 3593 | reads 1 | writes 1 | max
 	pub fn force_set_balance_creating<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(64_766_000, 3_593)
+		Weight::from_parts(108_040_000, 3_593)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `force_set_balance_killing`: fastest run 59_989 ns; proof
+	/// `force_set_balance_killing`: fastest run 75_982 ns; proof
 	/// size recorded `174` B, estimated
 	/// `3593` B.
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | force_set_balance_killing | time 61130000 | proof 3593 | reads 1 | writes 1 | max
+	// report | force_set_balance_killing | time 87990000 | proof 3593 | reads 1 | writes 1 | max
 	pub fn force_set_balance_killing<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(61_130_000, 3_593)
+		Weight::from_parts(87_990_000, 3_593)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `force_transfer`: fastest run 141_761 ns; proof
+	/// `force_transfer`: fastest run 245_013 ns; proof
 	/// size recorded `140` B, estimated
 	/// `6196` B.
 	/// Storage: `System::Account` (r:2 w:2)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | force_transfer | time 142441000 | proof 6196 | reads 2 | writes 2 | max
+	// report | force_transfer | time 247116000 | proof 6196 | reads 2 | writes 2 | max
 	pub fn force_transfer<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(142_441_000, 6_196)
+		Weight::from_parts(247_116_000, 6_196)
 			.saturating_add(D::get().reads(2))
 			.saturating_add(D::get().writes(2))
 	}
 
-	/// `transfer_all`: fastest run 132_707 ns; proof
+	/// `transfer_all`: fastest run 172_205 ns; proof
 	/// size recorded `0` B, estimated
 	/// `3593` B.
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | transfer_all | time 133438000 | proof 3593 | reads 1 | writes 1 | max
+	// report | transfer_all | time 173588000 | proof 3593 | reads 1 | writes 1 | max
 	pub fn transfer_all<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(133_438_000, 3_593)
+		Weight::from_parts(173_588_000, 3_593)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `force_unreserve`: fastest run 51_016 ns; proof
+	/// `force_unreserve`: fastest run 88_461 ns; proof
 	/// size recorded `174` B, estimated
 	/// `3593` B.
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | force_unreserve | time 53439000 | proof 3593 | reads 1 | writes 1 | max
+	// report | force_unreserve | time 91115000 | proof 3593 | reads 1 | writes 1 | max
 	pub fn force_unreserve<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(53_439_000, 3_593)
+		Weight::from_parts(91_115_000, 3_593)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `upgrade_accounts`: fastest run 49_573 ns; proof
+	/// `upgrade_accounts`: fastest run 61_752 ns; proof
 	/// size recorded `0 + u * 85` B, estimated
 	/// `990 + u * 2603` B.
 	/// Component `u` measured over `1..=1000`.
 	/// Storage: `System::Account` (r:1000 w:1000)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | upgrade_accounts | time 47420061 u:39956877 | proof 990 u:2603 | reads 0 u:1 | writes 0 u:1 | max u:1000
+	// report | upgrade_accounts | time 62463000 u:48153780 | proof 990 u:2603 | reads 0 u:1 | writes 0 u:1 | max u:1000
 	pub fn upgrade_accounts<D: Get<RuntimeDbWeight>>(u: u32) -> Weight {
-		Weight::from_parts(47_420_061, 990)
-			.saturating_add(Weight::from_parts(39_956_877, 0).saturating_mul(u.into()))
+		Weight::from_parts(62_463_000, 990)
+			.saturating_add(Weight::from_parts(48_153_780, 0).saturating_mul(u.into()))
 			.saturating_add(Weight::from_parts(0, 2_603).saturating_mul(u.into()))
 			.saturating_add(D::get().reads(0))
 			.saturating_add(D::get().reads(1).saturating_mul(u.into()))
@@ -222,32 +222,32 @@ mod measured {
 			.saturating_add(D::get().writes(1).saturating_mul(u.into()))
 	}
 
-	/// `force_adjust_total_issuance`: fastest run 29_293 ns; proof
+	/// `force_adjust_total_issuance`: fastest run 26_870 ns; proof
 	/// size recorded `0` B, estimated
 	/// `0` B.
-	// report | force_adjust_total_issuance | time 35622000 | proof 0 | reads 0 | writes 0 | max
+	// report | force_adjust_total_issuance | time 29754000 | proof 0 | reads 0 | writes 0 | max
 	pub fn force_adjust_total_issuance<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(35_622_000, 0)
+		Weight::from_parts(29_754_000, 0)
 			.saturating_add(D::get().reads(0))
 			.saturating_add(D::get().writes(0))
 	}
 
-	/// `burn_allow_death`: fastest run 89_062 ns; proof
+	/// `burn_allow_death`: fastest run 112_647 ns; proof
 	/// size recorded `0` B, estimated
 	/// `0` B.
-	// report | burn_allow_death | time 121200000 | proof 0 | reads 0 | writes 0 | max
+	// report | burn_allow_death | time 113849000 | proof 0 | reads 0 | writes 0 | max
 	pub fn burn_allow_death<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(121_200_000, 0)
+		Weight::from_parts(113_849_000, 0)
 			.saturating_add(D::get().reads(0))
 			.saturating_add(D::get().writes(0))
 	}
 
-	/// `burn_keep_alive`: fastest run 60_430 ns; proof
+	/// `burn_keep_alive`: fastest run 75_532 ns; proof
 	/// size recorded `0` B, estimated
 	/// `0` B.
-	// report | burn_keep_alive | time 62843000 | proof 0 | reads 0 | writes 0 | max
+	// report | burn_keep_alive | time 79337000 | proof 0 | reads 0 | writes 0 | max
 	pub fn burn_keep_alive<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(62_843_000, 0)
+		Weight::from_parts(79_337_000, 0)
 			.saturating_add(D::get().reads(0))
 			.saturating_add(D::get().writes(0))
 	}

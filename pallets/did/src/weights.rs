@@ -113,7 +113,7 @@ impl WeightInfo for () {
 mod measured {
 	use super::*;
 
-	/// `create_did`: fastest run 229_170 ns; proof
+	/// `create_did`: fastest run 155_641 ns; proof
 	/// size recorded `204` B, estimated
 	/// `6166` B.
 	/// Storage: `Did::Dids` (r:1 w:1)
@@ -122,26 +122,26 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
-	// report | create_did | time 238023000 | proof 6166 | reads 3 | writes 3 | max
+	// report | create_did | time 220317000 | proof 6166 | reads 3 | writes 3 | max
 	pub fn create_did<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(238_023_000, 6_166)
+		Weight::from_parts(220_317_000, 6_166)
 			.saturating_add(D::get().reads(3))
 			.saturating_add(D::get().writes(3))
 	}
 
-	/// `rotate_key_agreement`: fastest run 71_576 ns; proof
+	/// `rotate_key_agreement`: fastest run 52_037 ns; proof
 	/// size recorded `2829` B, estimated
 	/// `6166` B.
 	/// Storage: `Did::Dids` (r:1 w:1)
 	/// Proof: `Did::Dids` (`max_values`: None, `max_size`: Some(2701), added: 5176, mode: `MaxEncodedLen`)
-	// report | rotate_key_agreement | time 72067000 | proof 6166 | reads 1 | writes 1 | max
+	// report | rotate_key_agreement | time 78576000 | proof 6166 | reads 1 | writes 1 | max
 	pub fn rotate_key_agreement<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(72_067_000, 6_166)
+		Weight::from_parts(78_576_000, 6_166)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `set_services`: fastest run 230_101 ns; proof
+	/// `set_services`: fastest run 161_680 ns; proof
 	/// size recorded `392` B, estimated
 	/// `6166` B.
 	/// Storage: `Did::Dids` (r:1 w:1)
@@ -150,14 +150,14 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
-	// report | set_services | time 244813000 | proof 6166 | reads 3 | writes 3 | max
+	// report | set_services | time 192606000 | proof 6166 | reads 3 | writes 3 | max
 	pub fn set_services<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(244_813_000, 6_166)
+		Weight::from_parts(192_606_000, 6_166)
 			.saturating_add(D::get().reads(3))
 			.saturating_add(D::get().writes(3))
 	}
 
-	/// `deactivate_did`: fastest run 233_897 ns; proof
+	/// `deactivate_did`: fastest run 171_164 ns; proof
 	/// size recorded `3079 + c * 323` B, estimated
 	/// `6166 + c * 2704` B.
 	/// Component `c` measured over `0..=16`.
@@ -169,10 +169,10 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:17 w:17)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
-	// report | deactivate_did | time 261223994 c:158834351 | proof 6166 c:2704 | reads 4 c:3 | writes 3 c:3 | max c:16
+	// report | deactivate_did | time 47106435 c:136113061 | proof 6166 c:2704 | reads 4 c:3 | writes 3 c:3 | max c:16
 	pub fn deactivate_did<D: Get<RuntimeDbWeight>>(c: u32) -> Weight {
-		Weight::from_parts(261_223_994, 6_166)
-			.saturating_add(Weight::from_parts(158_834_351, 0).saturating_mul(c.into()))
+		Weight::from_parts(47_106_435, 6_166)
+			.saturating_add(Weight::from_parts(136_113_061, 0).saturating_mul(c.into()))
 			.saturating_add(Weight::from_parts(0, 2_704).saturating_mul(c.into()))
 			.saturating_add(D::get().reads(4))
 			.saturating_add(D::get().reads(3).saturating_mul(c.into()))
@@ -180,47 +180,47 @@ mod measured {
 			.saturating_add(D::get().writes(3).saturating_mul(c.into()))
 	}
 
-	/// `register_issuer`: fastest run 75_022 ns; proof
+	/// `register_issuer`: fastest run 75_021 ns; proof
 	/// size recorded `165` B, estimated
 	/// `3587` B.
 	/// Storage: `Did::Issuers` (r:1 w:1)
 	/// Proof: `Did::Issuers` (`max_values`: None, `max_size`: Some(122), added: 2597, mode: `MaxEncodedLen`)
 	/// Storage: `Did::IssuerCount` (r:1 w:1)
 	/// Proof: `Did::IssuerCount` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
-	// report | register_issuer | time 81661000 | proof 3587 | reads 2 | writes 2 | max
+	// report | register_issuer | time 79458000 | proof 3587 | reads 2 | writes 2 | max
 	pub fn register_issuer<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(81_661_000, 3_587)
+		Weight::from_parts(79_458_000, 3_587)
 			.saturating_add(D::get().reads(2))
 			.saturating_add(D::get().writes(2))
 	}
 
-	/// `set_issuer_weight`: fastest run 60_380 ns; proof
+	/// `set_issuer_weight`: fastest run 61_881 ns; proof
 	/// size recorded `253` B, estimated
 	/// `3587` B.
 	/// Storage: `Did::Issuers` (r:1 w:1)
 	/// Proof: `Did::Issuers` (`max_values`: None, `max_size`: Some(122), added: 2597, mode: `MaxEncodedLen`)
-	// report | set_issuer_weight | time 63464000 | proof 3587 | reads 1 | writes 1 | max
+	// report | set_issuer_weight | time 64455000 | proof 3587 | reads 1 | writes 1 | max
 	pub fn set_issuer_weight<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(63_464_000, 3_587)
+		Weight::from_parts(64_455_000, 3_587)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `remove_issuer`: fastest run 76_494 ns; proof
+	/// `remove_issuer`: fastest run 71_757 ns; proof
 	/// size recorded `208` B, estimated
 	/// `3587` B.
 	/// Storage: `Did::Issuers` (r:1 w:1)
 	/// Proof: `Did::Issuers` (`max_values`: None, `max_size`: Some(122), added: 2597, mode: `MaxEncodedLen`)
 	/// Storage: `Did::IssuerCount` (r:1 w:1)
 	/// Proof: `Did::IssuerCount` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
-	// report | remove_issuer | time 80199000 | proof 3587 | reads 2 | writes 2 | max
+	// report | remove_issuer | time 77846000 | proof 3587 | reads 2 | writes 2 | max
 	pub fn remove_issuer<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(80_199_000, 3_587)
+		Weight::from_parts(77_846_000, 3_587)
 			.saturating_add(D::get().reads(2))
 			.saturating_add(D::get().writes(2))
 	}
 
-	/// `attest_credential`: fastest run 335_328 ns; proof
+	/// `attest_credential`: fastest run 210_713 ns; proof
 	/// size recorded `3598` B, estimated
 	/// `6166` B.
 	/// Storage: `Did::Issuers` (r:1 w:0)
@@ -233,26 +233,26 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
-	// report | attest_credential | time 345092000 | proof 6166 | reads 5 | writes 4 | max
+	// report | attest_credential | time 277312000 | proof 6166 | reads 5 | writes 4 | max
 	pub fn attest_credential<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(345_092_000, 6_166)
+		Weight::from_parts(277_312_000, 6_166)
 			.saturating_add(D::get().reads(5))
 			.saturating_add(D::get().writes(4))
 	}
 
-	/// `revoke_credential`: fastest run 71_165 ns; proof
+	/// `revoke_credential`: fastest run 49_113 ns; proof
 	/// size recorded `363` B, estimated
 	/// `3671` B.
 	/// Storage: `Did::Credentials` (r:1 w:1)
 	/// Proof: `Did::Credentials` (`max_values`: None, `max_size`: Some(206), added: 2681, mode: `MaxEncodedLen`)
-	// report | revoke_credential | time 77655000 | proof 3671 | reads 1 | writes 1 | max
+	// report | revoke_credential | time 59468000 | proof 3671 | reads 1 | writes 1 | max
 	pub fn revoke_credential<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(77_655_000, 3_671)
+		Weight::from_parts(59_468_000, 3_671)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `remove_credential`: fastest run 246_205 ns; proof
+	/// `remove_credential`: fastest run 139_477 ns; proof
 	/// size recorded `3252` B, estimated
 	/// `6166` B.
 	/// Storage: `Did::Credentials` (r:1 w:1)
@@ -263,9 +263,9 @@ mod measured {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
 	/// Storage: `Did::Dids` (r:1 w:1)
 	/// Proof: `Did::Dids` (`max_values`: None, `max_size`: Some(2701), added: 5176, mode: `MaxEncodedLen`)
-	// report | remove_credential | time 252985000 | proof 6166 | reads 4 | writes 4 | max
+	// report | remove_credential | time 154028000 | proof 6166 | reads 4 | writes 4 | max
 	pub fn remove_credential<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(252_985_000, 6_166)
+		Weight::from_parts(154_028_000, 6_166)
 			.saturating_add(D::get().reads(4))
 			.saturating_add(D::get().writes(4))
 	}

@@ -28,10 +28,10 @@ pub trait WeightInfo {
 	fn settle() -> Weight;
 	/// Weight of `dispute`.
 	fn dispute() -> Weight;
-	/// Weight of `resolve_dispute`.
-	fn resolve_dispute() -> Weight;
 	/// Weight of `answer_dispute`.
 	fn answer_dispute() -> Weight;
+	/// Weight of `resolve_dispute`.
+	fn resolve_dispute() -> Weight;
 	/// Weight of `reap`.
 	fn reap() -> Weight;
 }
@@ -58,11 +58,11 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	fn dispute() -> Weight {
 		measured::dispute::<T::DbWeight>()
 	}
-	fn resolve_dispute() -> Weight {
-		measured::resolve_dispute::<T::DbWeight>()
-	}
 	fn answer_dispute() -> Weight {
 		measured::answer_dispute::<T::DbWeight>()
+	}
+	fn resolve_dispute() -> Weight {
+		measured::resolve_dispute::<T::DbWeight>()
 	}
 	fn reap() -> Weight {
 		measured::reap::<T::DbWeight>()
@@ -89,11 +89,11 @@ impl WeightInfo for () {
 	fn dispute() -> Weight {
 		measured::dispute::<RocksDbWeight>()
 	}
-	fn resolve_dispute() -> Weight {
-		measured::resolve_dispute::<RocksDbWeight>()
-	}
 	fn answer_dispute() -> Weight {
 		measured::answer_dispute::<RocksDbWeight>()
+	}
+	fn resolve_dispute() -> Weight {
+		measured::resolve_dispute::<RocksDbWeight>()
 	}
 	fn reap() -> Weight {
 		measured::reap::<RocksDbWeight>()
@@ -105,21 +105,21 @@ impl WeightInfo for () {
 mod measured {
 	use super::*;
 
-	/// `purchase`: fastest run 791_393 ns; proof
-	/// size recorded `7705` B, estimated
-	/// `46567` B.
+	/// `purchase`: fastest run 819_546 ns; proof
+	/// size recorded `8164` B, estimated
+	/// `51929` B.
 	/// Storage: `Offers::Offers` (r:1 w:0)
 	/// Proof: `Offers::Offers` (`max_values`: None, `max_size`: Some(320), added: 2795, mode: `MaxEncodedLen`)
-	/// Storage: `Offers::Streams` (r:1 w:0)
-	/// Proof: `Offers::Streams` (`max_values`: None, `max_size`: Some(195), added: 2670, mode: `MaxEncodedLen`)
-	/// Storage: `Operators::Assignments` (r:1 w:0)
-	/// Proof: `Operators::Assignments` (`max_values`: None, `max_size`: Some(209), added: 2684, mode: `MaxEncodedLen`)
-	/// Storage: `Did::Dids` (r:1 w:0)
+	/// Storage: `Did::Dids` (r:2 w:0)
 	/// Proof: `Did::Dids` (`max_values`: None, `max_size`: Some(2701), added: 5176, mode: `MaxEncodedLen`)
-	/// Storage: `Did::Credentials` (r:17 w:0)
+	/// Storage: `Did::Credentials` (r:19 w:0)
 	/// Proof: `Did::Credentials` (`max_values`: None, `max_size`: Some(206), added: 2681, mode: `MaxEncodedLen`)
 	/// Storage: `Did::Issuers` (r:16 w:0)
 	/// Proof: `Did::Issuers` (`max_values`: None, `max_size`: Some(122), added: 2597, mode: `MaxEncodedLen`)
+	/// Storage: `Offers::Streams` (r:1 w:0)
+	/// Proof: `Offers::Streams` (`max_values`: None, `max_size`: Some(200), added: 2675, mode: `MaxEncodedLen`)
+	/// Storage: `Operators::Assignments` (r:1 w:0)
+	/// Proof: `Operators::Assignments` (`max_values`: None, `max_size`: Some(209), added: 2684, mode: `MaxEncodedLen`)
 	/// Storage: `Trust::RatingWindows` (r:1 w:0)
 	/// Proof: `Trust::RatingWindows` (`max_values`: None, `max_size`: Some(1249), added: 3724, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::NextPurchaseId` (r:1 w:1)
@@ -134,26 +134,28 @@ mod measured {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::AgendaCursor` (r:1 w:1)
 	/// Proof: `Escrow::AgendaCursor` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
+	/// Storage: `Escrow::OfferNeededUntil` (r:1 w:1)
+	/// Proof: `Escrow::OfferNeededUntil` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::Agenda` (r:0 w:1)
 	/// Proof: `Escrow::Agenda` (`max_values`: None, `max_size`: Some(28), added: 2503, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::PurchasesByBuyer` (r:0 w:1)
 	/// Proof: `Escrow::PurchasesByBuyer` (`max_values`: None, `max_size`: Some(64), added: 2539, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::Purchases` (r:0 w:1)
-	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(940), added: 3415, mode: `MaxEncodedLen`)
+	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(978), added: 3453, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::PurchasesByOffer` (r:0 w:1)
 	/// Proof: `Escrow::PurchasesByOffer` (`max_values`: None, `max_size`: Some(32), added: 2507, mode: `MaxEncodedLen`)
-	// report | purchase | time 853186000 | proof 46567 | reads 48 | writes 8 | max
+	// report | purchase | time 1189825000 | proof 51929 | reads 52 | writes 9 | max
 	pub fn purchase<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(853_186_000, 46_567)
-			.saturating_add(D::get().reads(48))
-			.saturating_add(D::get().writes(8))
+		Weight::from_parts(1_189_825_000, 51_929)
+			.saturating_add(D::get().reads(52))
+			.saturating_add(D::get().writes(9))
 	}
 
-	/// `deliver_keys`: fastest run 237_172 ns; proof
-	/// size recorded `2559` B, estimated
-	/// `4405` B.
+	/// `deliver_keys`: fastest run 234_959 ns; proof
+	/// size recorded `2593` B, estimated
+	/// `4443` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
-	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(940), added: 3415, mode: `MaxEncodedLen`)
+	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(978), added: 3453, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::SealedKeys` (r:1 w:1)
 	/// Proof: `Escrow::SealedKeys` (`max_values`: None, `max_size`: Some(286), added: 2761, mode: `MaxEncodedLen`)
 	/// Storage: `Offers::EpochCommitments` (r:1 w:0)
@@ -166,36 +168,36 @@ mod measured {
 	/// Proof: `Escrow::AgendaCursor` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::Agenda` (r:0 w:1)
 	/// Proof: `Escrow::Agenda` (`max_values`: None, `max_size`: Some(28), added: 2503, mode: `MaxEncodedLen`)
-	// report | deliver_keys | time 255890000 | proof 4405 | reads 6 | writes 5 | max
+	// report | deliver_keys | time 389889000 | proof 4443 | reads 6 | writes 5 | max
 	pub fn deliver_keys<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(255_890_000, 4_405)
+		Weight::from_parts(389_889_000, 4_443)
 			.saturating_add(D::get().reads(6))
 			.saturating_add(D::get().writes(5))
 	}
 
-	/// `refund_missing_keys`: fastest run 470_027 ns; proof
-	/// size recorded `2214` B, estimated
+	/// `refund_missing_keys`: fastest run 442_306 ns; proof
+	/// size recorded `2248` B, estimated
 	/// `24345` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
-	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(940), added: 3415, mode: `MaxEncodedLen`)
+	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(978), added: 3453, mode: `MaxEncodedLen`)
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::OperatorClaims` (r:9 w:8)
 	/// Proof: `Escrow::OperatorClaims` (`max_values`: None, `max_size`: Some(120), added: 2595, mode: `MaxEncodedLen`)
-	// report | refund_missing_keys | time 495995000 | proof 24345 | reads 12 | writes 11 | max
+	// report | refund_missing_keys | time 477308000 | proof 24345 | reads 12 | writes 11 | max
 	pub fn refund_missing_keys<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(495_995_000, 24_345)
+		Weight::from_parts(477_308_000, 24_345)
 			.saturating_add(D::get().reads(12))
 			.saturating_add(D::get().writes(11))
 	}
 
-	/// `claim`: fastest run 211_443 ns; proof
-	/// size recorded `2176` B, estimated
-	/// `4405` B.
+	/// `claim`: fastest run 252_745 ns; proof
+	/// size recorded `2210` B, estimated
+	/// `4443` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
-	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(940), added: 3415, mode: `MaxEncodedLen`)
+	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(978), added: 3453, mode: `MaxEncodedLen`)
 	/// Storage: `System::BlockHash` (r:1 w:0)
 	/// Proof: `System::BlockHash` (`max_values`: None, `max_size`: Some(44), added: 2519, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::Operators` (r:1 w:0)
@@ -206,18 +208,18 @@ mod measured {
 	/// Proof: `Operators::StreamHeads` (`max_values`: None, `max_size`: Some(249), added: 2724, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::OperatorClaims` (r:1 w:1)
 	/// Proof: `Escrow::OperatorClaims` (`max_values`: None, `max_size`: Some(120), added: 2595, mode: `MaxEncodedLen`)
-	// report | claim | time 234969000 | proof 4405 | reads 6 | writes 2 | max
+	// report | claim | time 269140000 | proof 4443 | reads 6 | writes 2 | max
 	pub fn claim<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(234_969_000, 4_405)
+		Weight::from_parts(269_140_000, 4_443)
 			.saturating_add(D::get().reads(6))
 			.saturating_add(D::get().writes(2))
 	}
 
-	/// `settle`: fastest run 1_120_052 ns; proof
-	/// size recorded `3855` B, estimated
+	/// `settle`: fastest run 1_512_874 ns; proof
+	/// size recorded `3889` B, estimated
 	/// `24417` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
-	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(940), added: 3415, mode: `MaxEncodedLen`)
+	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(978), added: 3453, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::Assignments` (r:1 w:0)
 	/// Proof: `Operators::Assignments` (`max_values`: None, `max_size`: Some(209), added: 2684, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::StreamHeads` (r:1 w:0)
@@ -228,59 +230,74 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
-	// report | settle | time 1180872000 | proof 24417 | reads 22 | writes 19 | max
+	// report | settle | time 1516910000 | proof 24417 | reads 22 | writes 19 | max
 	pub fn settle<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(1_180_872_000, 24_417)
+		Weight::from_parts(1_516_910_000, 24_417)
 			.saturating_add(D::get().reads(22))
 			.saturating_add(D::get().writes(19))
 	}
 
-	/// `dispute`: fastest run 244_452 ns; proof
-	/// size recorded `1489` B, estimated
-	/// `4405` B.
+	/// `dispute`: fastest run 211_273 ns; proof
+	/// size recorded `1531` B, estimated
+	/// `4443` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
-	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(940), added: 3415, mode: `MaxEncodedLen`)
+	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(978), added: 3453, mode: `MaxEncodedLen`)
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
-	// report | dispute | time 266555000 | proof 4405 | reads 3 | writes 3 | max
+	/// Storage: `Escrow::OfferNeededUntil` (r:1 w:1)
+	/// Proof: `Escrow::OfferNeededUntil` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
+	/// Storage: `Escrow::AgendaCursor` (r:1 w:0)
+	/// Proof: `Escrow::AgendaCursor` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
+	/// Storage: `Escrow::Agenda` (r:0 w:1)
+	/// Proof: `Escrow::Agenda` (`max_values`: None, `max_size`: Some(28), added: 2503, mode: `MaxEncodedLen`)
+	// report | dispute | time 218334000 | proof 4443 | reads 5 | writes 5 | max
 	pub fn dispute<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(266_555_000, 4_405)
-			.saturating_add(D::get().reads(3))
-			.saturating_add(D::get().writes(3))
+		Weight::from_parts(218_334_000, 4_443)
+			.saturating_add(D::get().reads(5))
+			.saturating_add(D::get().writes(5))
 	}
 
-	/// `resolve_dispute`: fastest run 1_993_066 ns; proof
-	/// size recorded `3539` B, estimated
+	/// `answer_dispute`: fastest run 81_911 ns; proof
+	/// size recorded `916` B, estimated
+	/// `4443` B.
+	/// Storage: `Escrow::Purchases` (r:1 w:1)
+	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(978), added: 3453, mode: `MaxEncodedLen`)
+	// report | answer_dispute | time 149151000 | proof 4443 | reads 1 | writes 1 | max
+	pub fn answer_dispute<D: Get<RuntimeDbWeight>>() -> Weight {
+		Weight::from_parts(149_151_000, 4_443)
+			.saturating_add(D::get().reads(1))
+			.saturating_add(D::get().writes(1))
+	}
+
+	/// `resolve_dispute`: fastest run 2_004_212 ns; proof
+	/// size recorded `3578` B, estimated
 	/// `29623` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
-	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(940), added: 3415, mode: `MaxEncodedLen`)
+	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(978), added: 3453, mode: `MaxEncodedLen`)
 	/// Storage: `System::Account` (r:11 w:11)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::OperatorClaims` (r:9 w:8)
 	/// Proof: `Escrow::OperatorClaims` (`max_values`: None, `max_size`: Some(120), added: 2595, mode: `MaxEncodedLen`)
-	// report | resolve_dispute | time 2089970000 | proof 29623 | reads 22 | writes 21 | max
+	/// Storage: `Escrow::AgendaCursor` (r:1 w:0)
+	/// Proof: `Escrow::AgendaCursor` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
+	/// Storage: `Escrow::Agenda` (r:0 w:2)
+	/// Proof: `Escrow::Agenda` (`max_values`: None, `max_size`: Some(28), added: 2503, mode: `MaxEncodedLen`)
+	// report | resolve_dispute | time 2090801000 | proof 29623 | reads 23 | writes 23 | max
 	pub fn resolve_dispute<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(2_089_970_000, 29_623)
-			.saturating_add(D::get().reads(22))
-			.saturating_add(D::get().writes(21))
+		Weight::from_parts(2_090_801_000, 29_623)
+			.saturating_add(D::get().reads(23))
+			.saturating_add(D::get().writes(23))
 	}
 
-	/// `answer_dispute`: not measured yet (scripts/weights regenerates this file).
-	pub fn answer_dispute<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(100_000_000, 5_000)
-			.saturating_add(D::get().reads(1))
-			.saturating_add(D::get().writes(1))
-	}
-
-	/// `reap`: fastest run 1_028_355 ns; proof
-	/// size recorded `14723` B, estimated
+	/// `reap`: fastest run 1_627_173 ns; proof
+	/// size recorded `14757` B, estimated
 	/// `707806` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
-	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(940), added: 3415, mode: `MaxEncodedLen`)
+	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(978), added: 3453, mode: `MaxEncodedLen`)
 	/// Storage: `System::Account` (r:2 w:2)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:2 w:2)
@@ -295,9 +312,9 @@ mod measured {
 	/// Proof: `Escrow::PurchasesByBuyer` (`max_values`: None, `max_size`: Some(64), added: 2539, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::PurchasesByOffer` (r:0 w:1)
 	/// Proof: `Escrow::PurchasesByOffer` (`max_values`: None, `max_size`: Some(32), added: 2507, mode: `MaxEncodedLen`)
-	// report | reap | time 1101584000 | proof 707806 | reads 269 | writes 272 | max
+	// report | reap | time 1790666000 | proof 707806 | reads 269 | writes 272 | max
 	pub fn reap<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(1_101_584_000, 707_806)
+		Weight::from_parts(1_790_666_000, 707_806)
 			.saturating_add(D::get().reads(269))
 			.saturating_add(D::get().writes(272))
 	}

@@ -28,10 +28,10 @@ pub trait WeightInfo {
 	fn rotate_epoch() -> Weight;
 	/// Weight of `close_stream`.
 	fn close_stream() -> Weight;
-	/// Weight of `remove_offer`.
-	fn remove_offer(e: u32) -> Weight;
 	/// Weight of `release_stream`.
 	fn release_stream() -> Weight;
+	/// Weight of `remove_offer`.
+	fn remove_offer(e: u32) -> Weight;
 }
 
 /// The measured weights with the runtime's database costs (`T::DbWeight`).
@@ -56,11 +56,11 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	fn close_stream() -> Weight {
 		measured::close_stream::<T::DbWeight>()
 	}
-	fn remove_offer(e: u32) -> Weight {
-		measured::remove_offer::<T::DbWeight>(e)
-	}
 	fn release_stream() -> Weight {
 		measured::release_stream::<T::DbWeight>()
+	}
+	fn remove_offer(e: u32) -> Weight {
+		measured::remove_offer::<T::DbWeight>(e)
 	}
 }
 
@@ -84,11 +84,11 @@ impl WeightInfo for () {
 	fn close_stream() -> Weight {
 		measured::close_stream::<RocksDbWeight>()
 	}
-	fn remove_offer(e: u32) -> Weight {
-		measured::remove_offer::<RocksDbWeight>(e)
-	}
 	fn release_stream() -> Weight {
 		measured::release_stream::<RocksDbWeight>()
+	}
+	fn remove_offer(e: u32) -> Weight {
+		measured::remove_offer::<RocksDbWeight>(e)
 	}
 }
 
@@ -97,7 +97,7 @@ impl WeightInfo for () {
 mod measured {
 	use super::*;
 
-	/// `create_offer`: fastest run 381_787 ns; proof
+	/// `create_offer`: fastest run 256_510 ns; proof
 	/// size recorded `2653` B, estimated
 	/// `6352` B.
 	/// Storage: `Did::Dids` (r:1 w:0)
@@ -114,38 +114,38 @@ mod measured {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
 	/// Storage: `Offers::Offers` (r:0 w:1)
 	/// Proof: `Offers::Offers` (`max_values`: None, `max_size`: Some(320), added: 2795, mode: `MaxEncodedLen`)
-	// report | create_offer | time 414244000 | proof 6352 | reads 7 | writes 4 | max
+	// report | create_offer | time 327305000 | proof 6352 | reads 7 | writes 4 | max
 	pub fn create_offer<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(414_244_000, 6_352)
+		Weight::from_parts(327_305_000, 6_352)
 			.saturating_add(D::get().reads(7))
 			.saturating_add(D::get().writes(4))
 	}
 
-	/// `update_offer`: fastest run 94_760 ns; proof
+	/// `update_offer`: fastest run 94_039 ns; proof
 	/// size recorded `468` B, estimated
 	/// `3785` B.
 	/// Storage: `Offers::Offers` (r:1 w:1)
 	/// Proof: `Offers::Offers` (`max_values`: None, `max_size`: Some(320), added: 2795, mode: `MaxEncodedLen`)
-	// report | update_offer | time 134329000 | proof 3785 | reads 1 | writes 1 | max
+	// report | update_offer | time 99327000 | proof 3785 | reads 1 | writes 1 | max
 	pub fn update_offer<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(134_329_000, 3_785)
+		Weight::from_parts(99_327_000, 3_785)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `retire_offer`: fastest run 75_492 ns; proof
+	/// `retire_offer`: fastest run 50_205 ns; proof
 	/// size recorded `403` B, estimated
 	/// `3785` B.
 	/// Storage: `Offers::Offers` (r:1 w:1)
 	/// Proof: `Offers::Offers` (`max_values`: None, `max_size`: Some(320), added: 2795, mode: `MaxEncodedLen`)
-	// report | retire_offer | time 85838000 | proof 3785 | reads 1 | writes 1 | max
+	// report | retire_offer | time 52988000 | proof 3785 | reads 1 | writes 1 | max
 	pub fn retire_offer<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(85_838_000, 3_785)
+		Weight::from_parts(52_988_000, 3_785)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `register_stream`: fastest run 523_296 ns; proof
+	/// `register_stream`: fastest run 426_963 ns; proof
 	/// size recorded `9444` B, estimated
 	/// `7087` B.
 	/// Storage: `Did::Dids` (r:1 w:0)
@@ -157,7 +157,7 @@ mod measured {
 	/// Storage: `Offers::Offers` (r:1 w:1)
 	/// Proof: `Offers::Offers` (`max_values`: None, `max_size`: Some(320), added: 2795, mode: `MaxEncodedLen`)
 	/// Storage: `Offers::Streams` (r:1 w:1)
-	/// Proof: `Offers::Streams` (`max_values`: None, `max_size`: Some(195), added: 2670, mode: `MaxEncodedLen`)
+	/// Proof: `Offers::Streams` (`max_values`: None, `max_size`: Some(200), added: 2675, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::Assignments` (r:1 w:1)
@@ -170,34 +170,36 @@ mod measured {
 	/// Proof: `Operators::StreamsOf` (`max_values`: None, `max_size`: Some(96), added: 2571, mode: `MaxEncodedLen`)
 	/// Storage: `Offers::EpochCommitments` (r:0 w:1)
 	/// Proof: `Offers::EpochCommitments` (`max_values`: None, `max_size`: Some(92), added: 2567, mode: `MaxEncodedLen`)
-	// report | register_stream | time 641401000 | proof 7087 | reads 10 | writes 11 | max
+	// report | register_stream | time 442456000 | proof 7087 | reads 10 | writes 11 | max
 	pub fn register_stream<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(641_401_000, 7_087)
+		Weight::from_parts(442_456_000, 7_087)
 			.saturating_add(D::get().reads(10))
 			.saturating_add(D::get().writes(11))
 	}
 
-	/// `rotate_epoch`: fastest run 209_381 ns; proof
-	/// size recorded `1190` B, estimated
+	/// `rotate_epoch`: fastest run 206_406 ns; proof
+	/// size recorded `1191` B, estimated
 	/// `3694` B.
 	/// Storage: `Offers::Streams` (r:1 w:1)
-	/// Proof: `Offers::Streams` (`max_values`: None, `max_size`: Some(195), added: 2670, mode: `MaxEncodedLen`)
+	/// Proof: `Offers::Streams` (`max_values`: None, `max_size`: Some(200), added: 2675, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
 	/// Storage: `Offers::EpochCommitments` (r:0 w:1)
 	/// Proof: `Offers::EpochCommitments` (`max_values`: None, `max_size`: Some(92), added: 2567, mode: `MaxEncodedLen`)
-	// report | rotate_epoch | time 267777000 | proof 3694 | reads 2 | writes 3 | max
+	// report | rotate_epoch | time 253176000 | proof 3694 | reads 2 | writes 3 | max
 	pub fn rotate_epoch<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(267_777_000, 3_694)
+		Weight::from_parts(253_176_000, 3_694)
 			.saturating_add(D::get().reads(2))
 			.saturating_add(D::get().writes(3))
 	}
 
-	/// `close_stream`: fastest run 179_376 ns; proof
-	/// size recorded `6607` B, estimated
+	/// `close_stream`: fastest run 181_319 ns; proof
+	/// size recorded `6650` B, estimated
 	/// `7087` B.
 	/// Storage: `Offers::Streams` (r:1 w:1)
-	/// Proof: `Offers::Streams` (`max_values`: None, `max_size`: Some(195), added: 2670, mode: `MaxEncodedLen`)
+	/// Proof: `Offers::Streams` (`max_values`: None, `max_size`: Some(200), added: 2675, mode: `MaxEncodedLen`)
+	/// Storage: `Escrow::OfferNeededUntil` (r:1 w:0)
+	/// Proof: `Escrow::OfferNeededUntil` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::Assignments` (r:1 w:1)
 	/// Proof: `Operators::Assignments` (`max_values`: None, `max_size`: Some(209), added: 2684, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::ActiveOperators` (r:1 w:1)
@@ -208,40 +210,57 @@ mod measured {
 	/// Proof: `Operators::StreamsOf` (`max_values`: None, `max_size`: Some(96), added: 2571, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::StreamHeads` (r:0 w:1)
 	/// Proof: `Operators::StreamHeads` (`max_values`: None, `max_size`: Some(249), added: 2724, mode: `MaxEncodedLen`)
-	// report | close_stream | time 181640000 | proof 7087 | reads 4 | writes 10 | max
+	// report | close_stream | time 208859000 | proof 7087 | reads 5 | writes 10 | max
 	pub fn close_stream<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(181_640_000, 7_087)
-			.saturating_add(D::get().reads(4))
-			.saturating_add(D::get().writes(10))
-	}
-
-	/// `release_stream`: not measured yet (scripts/weights regenerates this file).
-	pub fn release_stream<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(181_640_000, 7_087)
+		Weight::from_parts(208_859_000, 7_087)
 			.saturating_add(D::get().reads(5))
 			.saturating_add(D::get().writes(10))
 	}
 
-	/// `remove_offer`: fastest run 307_746 ns; proof
-	/// size recorded `1576` B, estimated
+	/// `release_stream`: fastest run 165_456 ns; proof
+	/// size recorded `6404` B, estimated
+	/// `7087` B.
+	/// Storage: `Offers::Streams` (r:1 w:1)
+	/// Proof: `Offers::Streams` (`max_values`: None, `max_size`: Some(200), added: 2675, mode: `MaxEncodedLen`)
+	/// Storage: `Escrow::OfferNeededUntil` (r:1 w:0)
+	/// Proof: `Escrow::OfferNeededUntil` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
+	/// Storage: `Operators::Assignments` (r:1 w:1)
+	/// Proof: `Operators::Assignments` (`max_values`: None, `max_size`: Some(209), added: 2684, mode: `MaxEncodedLen`)
+	/// Storage: `Operators::ActiveOperators` (r:1 w:1)
+	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
+	/// Storage: `Operators::StreamsOf` (r:0 w:5)
+	/// Proof: `Operators::StreamsOf` (`max_values`: None, `max_size`: Some(96), added: 2571, mode: `MaxEncodedLen`)
+	/// Storage: `Operators::StreamHeads` (r:0 w:1)
+	/// Proof: `Operators::StreamHeads` (`max_values`: None, `max_size`: Some(249), added: 2724, mode: `MaxEncodedLen`)
+	// report | release_stream | time 174108000 | proof 7087 | reads 4 | writes 9 | max
+	pub fn release_stream<D: Get<RuntimeDbWeight>>() -> Weight {
+		Weight::from_parts(174_108_000, 7_087)
+			.saturating_add(D::get().reads(4))
+			.saturating_add(D::get().writes(9))
+	}
+
+	/// `remove_offer`: fastest run 296_009 ns; proof
+	/// size recorded `1581` B, estimated
 	/// `4315` B.
 	/// Component `e` measured over `1..=1024`.
 	/// Storage: `Offers::Offers` (r:1 w:1)
 	/// Proof: `Offers::Offers` (`max_values`: None, `max_size`: Some(320), added: 2795, mode: `MaxEncodedLen`)
 	/// Storage: `Offers::Streams` (r:1 w:1)
-	/// Proof: `Offers::Streams` (`max_values`: None, `max_size`: Some(195), added: 2670, mode: `MaxEncodedLen`)
+	/// Proof: `Offers::Streams` (`max_values`: None, `max_size`: Some(200), added: 2675, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
 	/// Storage: `Offers::OffersBySeller` (r:1 w:1)
 	/// Proof: `Offers::OffersBySeller` (`max_values`: None, `max_size`: Some(850), added: 3325, mode: `MaxEncodedLen`)
+	/// Storage: `Escrow::OfferNeededUntil` (r:0 w:1)
+	/// Proof: `Escrow::OfferNeededUntil` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `Offers::EpochCommitments` (r:0 w:1024)
 	/// Proof: `Offers::EpochCommitments` (`max_values`: None, `max_size`: Some(92), added: 2567, mode: `MaxEncodedLen`)
-	// report | remove_offer | time 348220705 e:5693691 | proof 4315 | reads 4 | writes 4 e:1 | max e:1024
+	// report | remove_offer | time 303350000 e:6093570 | proof 4315 | reads 4 | writes 5 e:1 | max e:1024
 	pub fn remove_offer<D: Get<RuntimeDbWeight>>(e: u32) -> Weight {
-		Weight::from_parts(348_220_705, 4_315)
-			.saturating_add(Weight::from_parts(5_693_691, 0).saturating_mul(e.into()))
+		Weight::from_parts(303_350_000, 4_315)
+			.saturating_add(Weight::from_parts(6_093_570, 0).saturating_mul(e.into()))
 			.saturating_add(D::get().reads(4))
-			.saturating_add(D::get().writes(4))
+			.saturating_add(D::get().writes(5))
 			.saturating_add(D::get().writes(1).saturating_mul(e.into()))
 	}
 }

@@ -129,7 +129,7 @@ impl WeightInfo for () {
 mod measured {
 	use super::*;
 
-	/// `register`: fastest run 543_847 ns; proof
+	/// `register`: fastest run 625_057 ns; proof
 	/// size recorded `11183` B, estimated
 	/// `46567` B.
 	/// Storage: `Operators::Operators` (r:1 w:1)
@@ -150,26 +150,26 @@ mod measured {
 	/// Proof: `Trust::RatingWindows` (`max_values`: None, `max_size`: Some(1249), added: 3724, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::ActiveOperators` (r:1 w:1)
 	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
-	// report | register | time 609494000 | proof 46567 | reads 40 | writes 5 | max
+	// report | register | time 647790000 | proof 46567 | reads 40 | writes 5 | max
 	pub fn register<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(609_494_000, 46_567)
+		Weight::from_parts(647_790_000, 46_567)
 			.saturating_add(D::get().reads(40))
 			.saturating_add(D::get().writes(5))
 	}
 
-	/// `update`: fastest run 39_779 ns; proof
+	/// `update`: fastest run 40_350 ns; proof
 	/// size recorded `694` B, estimated
 	/// `4074` B.
 	/// Storage: `Operators::Operators` (r:1 w:1)
 	/// Proof: `Operators::Operators` (`max_values`: None, `max_size`: Some(609), added: 3084, mode: `MaxEncodedLen`)
-	// report | update | time 41161000 | proof 4074 | reads 1 | writes 1 | max
+	// report | update | time 43355000 | proof 4074 | reads 1 | writes 1 | max
 	pub fn update<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(41_161_000, 4_074)
+		Weight::from_parts(43_355_000, 4_074)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `bond_extra`: fastest run 139_918 ns; proof
+	/// `bond_extra`: fastest run 138_736 ns; proof
 	/// size recorded `896` B, estimated
 	/// `7087` B.
 	/// Storage: `Operators::Operators` (r:1 w:1)
@@ -180,14 +180,14 @@ mod measured {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::ActiveOperators` (r:1 w:1)
 	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
-	// report | bond_extra | time 140378000 | proof 7087 | reads 4 | writes 4 | max
+	// report | bond_extra | time 140458000 | proof 7087 | reads 4 | writes 4 | max
 	pub fn bond_extra<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(140_378_000, 7_087)
+		Weight::from_parts(140_458_000, 7_087)
 			.saturating_add(D::get().reads(4))
 			.saturating_add(D::get().writes(4))
 	}
 
-	/// `pause`: fastest run 146_587 ns; proof
+	/// `pause`: fastest run 156_973 ns; proof
 	/// size recorded `7793 + s * 139` B, estimated
 	/// `7087 + s * 2684` B.
 	/// Component `s` measured over `0..=256`.
@@ -201,10 +201,10 @@ mod measured {
 	/// Proof: `System::ParentHash` (`max_values`: Some(1), `max_size`: Some(32), added: 527, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::Assignments` (r:256 w:256)
 	/// Proof: `Operators::Assignments` (`max_values`: None, `max_size`: Some(209), added: 2684, mode: `MaxEncodedLen`)
-	// report | pause | time 285327813 s:39533225 | proof 7087 s:2684 | reads 4 s:2 | writes 2 s:3 | max s:256
+	// report | pause | time 200601668 s:53558909 | proof 7087 s:2684 | reads 4 s:2 | writes 2 s:3 | max s:256
 	pub fn pause<D: Get<RuntimeDbWeight>>(s: u32) -> Weight {
-		Weight::from_parts(285_327_813, 7_087)
-			.saturating_add(Weight::from_parts(39_533_225, 0).saturating_mul(s.into()))
+		Weight::from_parts(200_601_668, 7_087)
+			.saturating_add(Weight::from_parts(53_558_909, 0).saturating_mul(s.into()))
 			.saturating_add(Weight::from_parts(0, 2_684).saturating_mul(s.into()))
 			.saturating_add(D::get().reads(4))
 			.saturating_add(D::get().reads(2).saturating_mul(s.into()))
@@ -212,7 +212,7 @@ mod measured {
 			.saturating_add(D::get().writes(3).saturating_mul(s.into()))
 	}
 
-	/// `resume`: fastest run 483_367 ns; proof
+	/// `resume`: fastest run 705_146 ns; proof
 	/// size recorded `12706` B, estimated
 	/// `46567` B.
 	/// Storage: `Operators::Operators` (r:1 w:1)
@@ -227,14 +227,14 @@ mod measured {
 	/// Proof: `Trust::RatingWindows` (`max_values`: None, `max_size`: Some(1249), added: 3724, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::ActiveOperators` (r:1 w:1)
 	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
-	// report | resume | time 535213000 | proof 46567 | reads 37 | writes 2 | max
+	// report | resume | time 726297000 | proof 46567 | reads 37 | writes 2 | max
 	pub fn resume<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(535_213_000, 46_567)
+		Weight::from_parts(726_297_000, 46_567)
 			.saturating_add(D::get().reads(37))
 			.saturating_add(D::get().writes(2))
 	}
 
-	/// `leave`: fastest run 156_312 ns; proof
+	/// `leave`: fastest run 163_052 ns; proof
 	/// size recorded `7793 + s * 139` B, estimated
 	/// `7087 + s * 2684` B.
 	/// Component `s` measured over `0..=256`.
@@ -248,10 +248,10 @@ mod measured {
 	/// Proof: `System::ParentHash` (`max_values`: Some(1), `max_size`: Some(32), added: 527, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::Assignments` (r:256 w:256)
 	/// Proof: `Operators::Assignments` (`max_values`: None, `max_size`: Some(209), added: 2684, mode: `MaxEncodedLen`)
-	// report | leave | time 63367263 s:53240883 | proof 7087 s:2684 | reads 4 s:2 | writes 2 s:3 | max s:256
+	// report | leave | time 769239859 s:46634164 | proof 7087 s:2684 | reads 4 s:2 | writes 2 s:3 | max s:256
 	pub fn leave<D: Get<RuntimeDbWeight>>(s: u32) -> Weight {
-		Weight::from_parts(63_367_263, 7_087)
-			.saturating_add(Weight::from_parts(53_240_883, 0).saturating_mul(s.into()))
+		Weight::from_parts(769_239_859, 7_087)
+			.saturating_add(Weight::from_parts(46_634_164, 0).saturating_mul(s.into()))
 			.saturating_add(Weight::from_parts(0, 2_684).saturating_mul(s.into()))
 			.saturating_add(D::get().reads(4))
 			.saturating_add(D::get().reads(2).saturating_mul(s.into()))
@@ -259,7 +259,7 @@ mod measured {
 			.saturating_add(D::get().writes(3).saturating_mul(s.into()))
 	}
 
-	/// `withdraw`: fastest run 181_249 ns; proof
+	/// `withdraw`: fastest run 119_267 ns; proof
 	/// size recorded `841` B, estimated
 	/// `4074` B.
 	/// Storage: `Operators::Operators` (r:1 w:1)
@@ -270,14 +270,14 @@ mod measured {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::OperatorCount` (r:1 w:1)
 	/// Proof: `Operators::OperatorCount` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
-	// report | withdraw | time 193597000 | proof 4074 | reads 4 | writes 4 | max
+	// report | withdraw | time 128952000 | proof 4074 | reads 4 | writes 4 | max
 	pub fn withdraw<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(193_597_000, 4_074)
+		Weight::from_parts(128_952_000, 4_074)
 			.saturating_add(D::get().reads(4))
 			.saturating_add(D::get().writes(4))
 	}
 
-	/// `heartbeat`: fastest run 492_871 ns; proof
+	/// `heartbeat`: fastest run 500_372 ns; proof
 	/// size recorded `12762` B, estimated
 	/// `46567` B.
 	/// Storage: `Operators::Operators` (r:1 w:1)
@@ -292,14 +292,14 @@ mod measured {
 	/// Proof: `Trust::RatingWindows` (`max_values`: None, `max_size`: Some(1249), added: 3724, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::ActiveOperators` (r:1 w:1)
 	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
-	// report | heartbeat | time 552940000 | proof 46567 | reads 37 | writes 2 | max
+	// report | heartbeat | time 551838000 | proof 46567 | reads 37 | writes 2 | max
 	pub fn heartbeat<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(552_940_000, 46_567)
+		Weight::from_parts(551_838_000, 46_567)
 			.saturating_add(D::get().reads(37))
 			.saturating_add(D::get().writes(2))
 	}
 
-	/// `attest_heads`: fastest run 136_101 ns; proof
+	/// `attest_heads`: fastest run 136_242 ns; proof
 	/// size recorded `1132 + n * 171` B, estimated
 	/// `4074 + n * 2724` B.
 	/// Component `n` measured over `1..=256`.
@@ -309,10 +309,10 @@ mod measured {
 	/// Proof: `Operators::Assignments` (`max_values`: None, `max_size`: Some(209), added: 2684, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::StreamHeads` (r:256 w:256)
 	/// Proof: `Operators::StreamHeads` (`max_values`: None, `max_size`: Some(249), added: 2724, mode: `MaxEncodedLen`)
-	// report | attest_heads | time 19514023 n:26700630 | proof 4074 n:2724 | reads 1 n:2 | writes 0 n:1 | max n:256
+	// report | attest_heads | time 95039899 n:24678370 | proof 4074 n:2724 | reads 1 n:2 | writes 0 n:1 | max n:256
 	pub fn attest_heads<D: Get<RuntimeDbWeight>>(n: u32) -> Weight {
-		Weight::from_parts(19_514_023, 4_074)
-			.saturating_add(Weight::from_parts(26_700_630, 0).saturating_mul(n.into()))
+		Weight::from_parts(95_039_899, 4_074)
+			.saturating_add(Weight::from_parts(24_678_370, 0).saturating_mul(n.into()))
 			.saturating_add(Weight::from_parts(0, 2_724).saturating_mul(n.into()))
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().reads(2).saturating_mul(n.into()))
@@ -320,7 +320,7 @@ mod measured {
 			.saturating_add(D::get().writes(1).saturating_mul(n.into()))
 	}
 
-	/// `slash`: fastest run 255_348 ns; proof
+	/// `slash`: fastest run 241_818 ns; proof
 	/// size recorded `8953 + s * 139` B, estimated
 	/// `7087 + s * 2684` B.
 	/// Component `s` measured over `0..=256`.
@@ -338,10 +338,10 @@ mod measured {
 	/// Proof: `System::ParentHash` (`max_values`: Some(1), `max_size`: Some(32), added: 527, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::Assignments` (r:256 w:256)
 	/// Proof: `Operators::Assignments` (`max_values`: None, `max_size`: Some(209), added: 2684, mode: `MaxEncodedLen`)
-	// report | slash | time 258834000 s:50651941 | proof 7087 s:2684 | reads 6 s:2 | writes 4 s:3 | max s:256
+	// report | slash | time 454190782 s:48463654 | proof 7087 s:2684 | reads 6 s:2 | writes 4 s:3 | max s:256
 	pub fn slash<D: Get<RuntimeDbWeight>>(s: u32) -> Weight {
-		Weight::from_parts(258_834_000, 7_087)
-			.saturating_add(Weight::from_parts(50_651_941, 0).saturating_mul(s.into()))
+		Weight::from_parts(454_190_782, 7_087)
+			.saturating_add(Weight::from_parts(48_463_654, 0).saturating_mul(s.into()))
 			.saturating_add(Weight::from_parts(0, 2_684).saturating_mul(s.into()))
 			.saturating_add(D::get().reads(6))
 			.saturating_add(D::get().reads(2).saturating_mul(s.into()))
@@ -349,7 +349,7 @@ mod measured {
 			.saturating_add(D::get().writes(3).saturating_mul(s.into()))
 	}
 
-	/// `check_liveness`: fastest run 4_096 ns; proof
+	/// `check_liveness`: fastest run 3_875 ns; proof
 	/// size recorded `594 + n * 143` B, estimated
 	/// `7087 + n * 3084` B.
 	/// Component `n` measured over `0..=8`.
@@ -359,17 +359,17 @@ mod measured {
 	/// Proof: `Operators::LivenessCursor` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::Operators` (r:8 w:0)
 	/// Proof: `Operators::Operators` (`max_values`: None, `max_size`: Some(609), added: 3084, mode: `MaxEncodedLen`)
-	// report | check_liveness | time 8533946 n:12682440 | proof 7087 n:3084 | reads 1 n:1 | writes 0 | max n:8
+	// report | check_liveness | time 8597537 n:9465480 | proof 7087 n:3084 | reads 1 n:1 | writes 0 | max n:8
 	pub fn check_liveness<D: Get<RuntimeDbWeight>>(n: u32) -> Weight {
-		Weight::from_parts(8_533_946, 7_087)
-			.saturating_add(Weight::from_parts(12_682_440, 0).saturating_mul(n.into()))
+		Weight::from_parts(8_597_537, 7_087)
+			.saturating_add(Weight::from_parts(9_465_480, 0).saturating_mul(n.into()))
 			.saturating_add(Weight::from_parts(0, 3_084).saturating_mul(n.into()))
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().reads(1).saturating_mul(n.into()))
 			.saturating_add(D::get().writes(0))
 	}
 
-	/// `suspend_silent`: fastest run 228_970 ns; proof
+	/// `suspend_silent`: fastest run 216_171 ns; proof
 	/// size recorded `9836 + s * 139` B, estimated
 	/// `25662 + s * 2684` B.
 	/// Component `s` measured over `0..=256`.
@@ -385,10 +385,10 @@ mod measured {
 	/// Proof: `System::ParentHash` (`max_values`: Some(1), `max_size`: Some(32), added: 527, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::Assignments` (r:256 w:256)
 	/// Proof: `Operators::Assignments` (`max_values`: None, `max_size`: Some(209), added: 2684, mode: `MaxEncodedLen`)
-	// report | suspend_silent | time 299094845 s:51113982 | proof 25662 s:2684 | reads 12 s:2 | writes 3 s:3 | max s:256
+	// report | suspend_silent | time 216211000 s:56265020 | proof 25662 s:2684 | reads 12 s:2 | writes 3 s:3 | max s:256
 	pub fn suspend_silent<D: Get<RuntimeDbWeight>>(s: u32) -> Weight {
-		Weight::from_parts(299_094_845, 25_662)
-			.saturating_add(Weight::from_parts(51_113_982, 0).saturating_mul(s.into()))
+		Weight::from_parts(216_211_000, 25_662)
+			.saturating_add(Weight::from_parts(56_265_020, 0).saturating_mul(s.into()))
 			.saturating_add(Weight::from_parts(0, 2_684).saturating_mul(s.into()))
 			.saturating_add(D::get().reads(12))
 			.saturating_add(D::get().reads(2).saturating_mul(s.into()))

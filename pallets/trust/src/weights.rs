@@ -49,13 +49,13 @@ impl WeightInfo for () {
 mod measured {
 	use super::*;
 
-	/// `rate`: fastest run 607_831 ns; proof
-	/// size recorded `5602` B, estimated
+	/// `rate`: fastest run 290_100 ns; proof
+	/// size recorded `5603` B, estimated
 	/// `11714` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:0)
-	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(940), added: 3415, mode: `MaxEncodedLen`)
+	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(978), added: 3453, mode: `MaxEncodedLen`)
 	/// Storage: `Trust::Ratings` (r:1 w:1)
-	/// Proof: `Trust::Ratings` (`max_values`: None, `max_size`: Some(166), added: 2641, mode: `MaxEncodedLen`)
+	/// Proof: `Trust::Ratings` (`max_values`: None, `max_size`: Some(170), added: 2645, mode: `MaxEncodedLen`)
 	/// Storage: `Did::Dids` (r:2 w:0)
 	/// Proof: `Did::Dids` (`max_values`: None, `max_size`: Some(2701), added: 5176, mode: `MaxEncodedLen`)
 	/// Storage: `Did::Credentials` (r:4 w:0)
@@ -68,27 +68,27 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
-	// report | rate | time 685507000 | proof 11714 | reads 14 | writes 4 | max
+	// report | rate | time 309729000 | proof 11714 | reads 14 | writes 4 | max
 	pub fn rate<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(685_507_000, 11_714)
+		Weight::from_parts(309_729_000, 11_714)
 			.saturating_add(D::get().reads(14))
 			.saturating_add(D::get().writes(4))
 	}
 
-	/// `reap_rating`: fastest run 234_598 ns; proof
-	/// size recorded `1674` B, estimated
+	/// `reap_rating`: fastest run 126_577 ns; proof
+	/// size recorded `1678` B, estimated
 	/// `4714` B.
 	/// Storage: `Trust::Ratings` (r:1 w:1)
-	/// Proof: `Trust::Ratings` (`max_values`: None, `max_size`: Some(166), added: 2641, mode: `MaxEncodedLen`)
+	/// Proof: `Trust::Ratings` (`max_values`: None, `max_size`: Some(170), added: 2645, mode: `MaxEncodedLen`)
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(229), added: 2704, mode: `MaxEncodedLen`)
 	/// Storage: `Trust::RatingWindows` (r:1 w:1)
 	/// Proof: `Trust::RatingWindows` (`max_values`: None, `max_size`: Some(1249), added: 3724, mode: `MaxEncodedLen`)
-	// report | reap_rating | time 239545000 | proof 4714 | reads 4 | writes 4 | max
+	// report | reap_rating | time 129191000 | proof 4714 | reads 4 | writes 4 | max
 	pub fn reap_rating<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(239_545_000, 4_714)
+		Weight::from_parts(129_191_000, 4_714)
 			.saturating_add(D::get().reads(4))
 			.saturating_add(D::get().writes(4))
 	}
