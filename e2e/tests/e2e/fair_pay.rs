@@ -5,8 +5,13 @@
 
 use std::time::Duration;
 
-use fastdata_e2e::{connect_publisher, receive, settled, OPERATOR_PRICE_PER_MB, UNIT};
-use fastdata_primitives::{escrow::PurchaseState, Balance, PaymentMode};
+use fastdata_e2e::{
+    connect_publisher, receive, settled, Network, Trader, OPERATOR_PRICE_PER_MB, UNIT,
+};
+use fastdata_primitives::{
+    escrow::PurchaseState, Balance, OfferId, PaymentMode, PurchaseId, StreamId,
+};
+use fastdata_sdk::publish::StreamPublisher;
 use fastdata_sdk::{chain::arg, operator::OperatorClient, FastData};
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, Packet, QoS};
 use sp_runtime::Perbill;
@@ -204,7 +209,6 @@ async fn an_honest_stream_of_the_shortest_periods_is_paid_in_full_every_period()
     let (_dir, net, [seller, buyer]) = setup(1, [("s", true), ("b", false)]).await;
     let mut seller = seller;
     let alice = net.alice.clone();
-    let genesis = alice.genesis();
 
     let price = 2 * UNIT;
     let (offer, registered) = list(
@@ -217,39 +221,13 @@ async fn an_honest_stream_of_the_shortest_periods_is_paid_in_full_every_period()
     )
     .await;
     let stream = registered.stream;
-    let purchase = buyer.chain.buy(offer, 3, 3 * price).await.unwrap();
+    let purchase = bought_with_keys(&seller, &buyer, offer, 3, price).await;
     let view = buyer.chain.purchase(purchase).await.unwrap().unwrap();
-    let delivered = seller
-        .chain
-        .deliver_due_keys(&seller.keystore)
-        .await
-        .unwrap();
-    assert_eq!(delivered.len(), 1, "{delivered:?}");
-    buyer
-        .chain
-        .wait_for_keys(purchase, Duration::from_secs(60))
-        .await
-        .unwrap();
 
     // The seller publishes two readings a second until 4 blocks before the access period
     // ends (the buyer must fetch the last ones while its access lasts).
-    let op = &net.operators[0];
-    let endpoints = vec![op.endpoint.clone()];
-    let keys = seller.keystore.epoch_keys(&stream, 0).unwrap();
-    let expiry = alice.finalized_number().await.unwrap() + 1_000;
-    let mut publisher = connect_publisher(
-        seller.chain.account(),
-        genesis,
-        stream,
-        0,
-        keys,
-        &endpoints,
-        expiry,
-        0,
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let endpoints = vec![net.operators[0].endpoint.clone()];
+    let mut publisher = epoch0_publisher(&net, &seller, stream).await;
     let end = view.access.end;
     let chain = alice.clone();
     let publishing = tokio::spawn(async move {
@@ -317,4 +295,56 @@ async fn an_honest_stream_of_the_shortest_periods_is_paid_in_full_every_period()
     );
 
     net.stop(true).await.unwrap();
+}
+
+/// `buyer` buys `periods` periods of stream offer `offer` at `price` each; the seller's
+/// key-delivery run delivers its one due key and the buyer waits for it.
+pub(crate) async fn bought_with_keys(
+    seller: &Trader,
+    buyer: &Trader,
+    offer: OfferId,
+    periods: u32,
+    price: Balance,
+) -> PurchaseId {
+    let purchase = buyer
+        .chain
+        .buy(offer, periods, Balance::from(periods) * price)
+        .await
+        .unwrap();
+    let delivered = seller
+        .chain
+        .deliver_due_keys(&seller.keystore)
+        .await
+        .unwrap();
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    buyer
+        .chain
+        .wait_for_keys(purchase, Duration::from_secs(60))
+        .await
+        .unwrap();
+    purchase
+}
+
+/// The seller's publisher of epoch 0 of `stream`, connected to the first operator.
+pub(crate) async fn epoch0_publisher(
+    net: &Network,
+    seller: &Trader,
+    stream: StreamId,
+) -> StreamPublisher {
+    let endpoints = vec![net.operators[0].endpoint.clone()];
+    let keys = seller.keystore.epoch_keys(&stream, 0).unwrap();
+    let expiry = net.alice.finalized_number().await.unwrap() + 1_000;
+    connect_publisher(
+        seller.chain.account(),
+        net.alice.genesis(),
+        stream,
+        0,
+        keys,
+        &endpoints,
+        expiry,
+        0,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap()
 }

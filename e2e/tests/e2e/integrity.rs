@@ -5,10 +5,13 @@
 use std::time::Duration;
 
 use codec::Decode;
-use fastdata_e2e::{connect_publisher, settled, UNIT};
+use fastdata_e2e::{settled, UNIT};
 use fastdata_primitives::{PaymentMode, StreamId};
 
-use crate::marketplace::{list, setup, terms};
+use crate::{
+    fair_pay::{bought_with_keys, epoch0_publisher},
+    marketplace::{list, setup, terms},
+};
 
 /// Runtime's claim grace after a period (`ClaimGracePeriod`, 5 periods of 10 blocks).
 const GRACE: u32 = 50;
@@ -19,7 +22,6 @@ async fn a_closed_stream_serves_its_buyer_to_the_end_and_refunds_the_unpublished
     let (_dir, net, [seller, buyer]) = setup(1, [("s", true), ("b", false)]).await;
     let mut seller = seller;
     let alice = net.alice.clone();
-    let genesis = alice.genesis();
 
     let price = 2 * UNIT;
     let (offer, registered) = list(
@@ -32,37 +34,13 @@ async fn a_closed_stream_serves_its_buyer_to_the_end_and_refunds_the_unpublished
     )
     .await;
     let stream = registered.stream;
-    let purchase = buyer.chain.buy(offer, 3, 3 * price).await.unwrap();
+    let purchase = bought_with_keys(&seller, &buyer, offer, 3, price).await;
     let view = buyer.chain.purchase(purchase).await.unwrap().unwrap();
-    seller
-        .chain
-        .deliver_due_keys(&seller.keystore)
-        .await
-        .unwrap();
-    buyer
-        .chain
-        .wait_for_keys(purchase, Duration::from_secs(60))
-        .await
-        .unwrap();
 
     // The seller publishes 12 readings, then closes the stream in the first period.
     let op = &net.operators[0];
     let endpoints = vec![op.endpoint.clone()];
-    let keys = seller.keystore.epoch_keys(&stream, 0).unwrap();
-    let expiry = alice.finalized_number().await.unwrap() + 1_000;
-    let mut publisher = connect_publisher(
-        seller.chain.account(),
-        genesis,
-        stream,
-        0,
-        keys,
-        &endpoints,
-        expiry,
-        0,
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let mut publisher = epoch0_publisher(&net, &seller, stream).await;
     const PUBLISHED: u64 = 12;
     for i in 0..PUBLISHED {
         publisher
