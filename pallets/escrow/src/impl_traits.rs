@@ -4,6 +4,7 @@ use crate::*;
 use fastdata_primitives::{
     escrow::PurchaseState, OfferId, OfferPurchases, PurchaseId, SettledTrade, SettledTrades,
 };
+use frame_support::traits::Get;
 use frame_system::pallet_prelude::BlockNumberFor;
 use sp_runtime::traits::Saturating;
 
@@ -27,6 +28,17 @@ impl<T: Config> SettledTrades<T::AccountId, BalanceOf<T>, BlockNumberFor<T>> for
             buyer: p.buyer,
             seller: p.seller,
         })
+    }
+}
+
+impl<T: Config> Pallet<T> {
+    /// Raises the block until which `offer`'s stream must stay hosted to `until` plus the
+    /// claim grace (never lowers it).
+    pub(crate) fn keep_hosted_until(offer: OfferId, until: BlockNumberFor<T>) {
+        let needed = until.saturating_add(T::ClaimGracePeriod::get());
+        OfferNeededUntil::<T>::mutate(offer, |current| {
+            *current = Some(current.map_or(needed, |u| u.max(needed)))
+        });
     }
 }
 

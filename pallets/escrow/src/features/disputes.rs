@@ -57,10 +57,7 @@ impl<T: Config> Pallet<T> {
         });
         // The stream stays hosted (and its offer's records kept) while the dispute may still
         // need them.
-        let needed = deadline.saturating_add(T::ClaimGracePeriod::get());
-        OfferNeededUntil::<T>::mutate(purchase.offer, |until| {
-            *until = Some(until.map_or(needed, |u| u.max(needed)))
-        });
+        Self::keep_hosted_until(purchase.offer, deadline);
         // The agenda entry moves to the dispute's deadline (or an earlier period boundary).
         Self::reschedule(id, &mut purchase, now);
         Purchases::<T>::insert(id, purchase);

@@ -170,10 +170,7 @@ impl<T: Config> Pallet<T> {
         PurchasesByBuyer::<T>::insert(&buyer, id, ());
         PurchasesByOffer::<T>::insert(offer_id, id, ());
         // Checked above: `end + ClaimGracePeriod` does not overflow.
-        let needed = end.saturating_add(T::ClaimGracePeriod::get());
-        OfferNeededUntil::<T>::mutate(offer_id, |until| {
-            *until = Some(until.map_or(needed, |u| u.max(needed)))
-        });
+        Self::keep_hosted_until(offer_id, end);
         Purchases::<T>::insert(id, purchase);
 
         Self::deposit_event(Event::Purchased {
