@@ -387,11 +387,7 @@ pub const CALLS: &[(&str, &str, &[&str])] = &[
 pub const EVENTS: &[(&str, &str, &[&str])] = &[
     ("Did", "CredentialAttested", &["subject", "issuer", "id"]),
     ("Offers", "OfferCreated", &["offer"]),
-    (
-        "Offers",
-        "StreamRegistered",
-        &["stream", "offer", "seller", "operators"],
-    ),
+    ("Offers", "StreamRegistered", &["stream", "offer", "seller"]),
     ("Offers", "EpochRotated", &["stream", "epoch"]),
     ("Escrow", "Purchased", &["purchase"]),
 ];

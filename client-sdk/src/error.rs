@@ -130,6 +130,7 @@ pub fn hint(error: &str) -> Option<&'static str> {
         ("PriceAboveMaximum", "raise --max-price to at least the offer's price"),
         ("InsufficientBalance", "fund the account with enough free balance for price and deposits"),
         ("StreamNotRegistered", "the seller has not registered the offer's stream yet"),
+        ("StreamNotHosted", "the stream's operators are drawn a few blocks after its registration: retry shortly"),
         ("StreamIdTaken", "use another stream name or timestamp"),
         ("InvalidReplication", "not enough active operators, or the replication factor is out of range"),
         ("KeyDeadlinePassed", "the key deadline passed; the buyer will be refunded"),

@@ -190,23 +190,42 @@ impl FastData {
                 ),
             )
             .await?;
-        let (registered, _offer, _seller, operators): (
-            StreamId,
-            OfferId,
-            AccountId,
-            Vec<AccountId>,
-        ) = included.decode_event("Offers", "StreamRegistered")?;
+        let (registered, _offer, _seller): (StreamId, OfferId, AccountId) =
+            included.decode_event("Offers", "StreamRegistered")?;
         if registered != stream {
             return Err(Error::Decode {
                 what: "StreamRegistered",
                 detail: format!("chain registered {registered:?}, expected {stream:?}"),
             });
         }
+        let operators = self.wait_for_operators(&stream).await?;
         Ok(RegisteredStream {
             stream,
             operators,
             commitment,
         })
+    }
+
+    /// Waits until the chain has drawn the operators of the newly registered `stream` (a few
+    /// blocks after its registration) and returns them.
+    pub async fn wait_for_operators(&self, stream: &StreamId) -> Result<Vec<AccountId>, Error> {
+        const WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+        let started = std::time::Instant::now();
+        loop {
+            match self.stream(stream).await? {
+                Some(view) if !view.operators.is_empty() => return Ok(view.operators),
+                Some(_) => {}
+                None => return Err(Error::NotFound(format!("no stream {stream:?} on chain"))),
+            }
+            if started.elapsed() > WAIT {
+                return Err(Error::Timeout(format!(
+                    "no operators drawn for stream {stream:?} within {} s: the operators \
+                     pallet reports AssignmentFailed when none had room",
+                    WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
     }
 
     /// Opens the next key epoch of `stream` with fresh keys (kept in `keystore`, with the

@@ -162,13 +162,16 @@ pub trait OperatorProvider<AccountId, Balance> {
     fn is_active(who: &AccountId) -> bool;
     /// The price per MB served by operator `who`.
     fn price_per_mb(who: &AccountId) -> Option<Balance>;
-    /// Picks `replication` distinct active operators for `stream` at random, weighted by
-    /// stake and trust, and records the assignment.
-    fn assign(stream: &StreamId, replication: u32) -> Result<Vec<AccountId>, DispatchError>;
+    /// Requests `replication` distinct active operators for the new `stream`. Fails if
+    /// fewer are available now; the draw (at random, weighted by stake and trust) happens a
+    /// few blocks later, with randomness that does not exist yet when the request is signed,
+    /// so the requester cannot choose the operators. Until then `assigned` is empty.
+    fn request_assignment(stream: &StreamId, replication: u32) -> Result<(), DispatchError>;
     /// The operators currently assigned to `stream` (the assignment lives in
-    /// `pallet-operators`, which reassigns when an operator leaves or is suspended).
+    /// `pallet-operators`, which reassigns when an operator leaves or is suspended); empty
+    /// while the assignment is pending.
     fn assigned(stream: &StreamId) -> Vec<AccountId>;
-    /// Forgets the assignment of a closed stream.
+    /// Forgets the assignment (or the pending request) of a closed stream.
     fn release(stream: &StreamId);
     /// The attested head of `stream`: the number of segments published so far (sequences
     /// `0..head`), as the lower median of the latest attestations of the operators assigned

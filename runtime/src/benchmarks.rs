@@ -20,9 +20,9 @@ use sp_runtime::{
 };
 
 use crate::{
-    AccountId, AllPalletsWithSystem, Balance, Balances, BlockNumber, Did, Escrow, Offers,
+    AccountId, AllPalletsWithSystem, Arbiters, Balance, Balances, BlockNumber, Did, Escrow, Offers,
     Operators, ParachainSystem, Runtime, RuntimeOrigin, Signature, Sudo, System, Timestamp, Trust,
-    MICROUNIT, UNIT,
+    Utility, MICROUNIT, UNIT,
 };
 
 type SystemBench = frame_system_benchmarking::Pallet<Runtime>;
@@ -32,6 +32,8 @@ frame_benchmarking::define_benchmarks!(
     [pallet_balances, Balances]
     [pallet_timestamp, Timestamp]
     [pallet_sudo, Sudo]
+    [pallet_utility, Utility]
+    [pallet_collective, Arbiters]
     [pallet_did, Did]
     [pallet_trust, Trust]
     [pallet_offers, Offers]
@@ -169,6 +171,10 @@ impl pallet_offers::BenchmarkHelper<AccountId, BlockNumber> for Helper {
         check(Did::benchmark_make_verified(who), "verify the seller");
     }
 
+    fn draw_operators() {
+        pallet_operators::Pallet::<Runtime>::benchmark_draw_pending();
+    }
+
     /// Fills the operator registry (`MaxOperators`, the worst case of an assignment), each
     /// operator verified with the most credentials, so every candidate's trust score is read
     /// in full.
@@ -225,8 +231,8 @@ impl pallet_escrow::BenchmarkHelper<Runtime> for Helper {
         MultiSignature::Sr25519(signature.unwrap_or_else(|| sr25519::Signature::from_raw([0; 64])))
     }
 
-    /// Lists the offer through `pallet-offers` (seller verified, stream registered, which
-    /// assigns operators through `pallet-operators`) and stores the commitments of epochs
+    /// Lists the offer through `pallet-offers` (seller verified, stream registered and its
+    /// operators drawn by `pallet-operators`) and stores the commitments of epochs
     /// `1..=epochs` directly, so the stream stays at epoch 0 as purchases expect.
     fn offer(
         seller: &AccountId,
@@ -258,6 +264,7 @@ impl pallet_escrow::BenchmarkHelper<Runtime> for Helper {
             Offers::register_stream(signed(seller), id, name, 0, H256::repeat_byte(0)),
             "register the stream",
         );
+        pallet_operators::Pallet::<Runtime>::benchmark_draw_pending();
         if let Some(stream) = pallet_offers::Offers::<Runtime>::get(id).and_then(|o| o.stream) {
             let assigned = pallet_operators::Assignments::<Runtime>::get(stream)
                 .map(|a| a.into_inner())

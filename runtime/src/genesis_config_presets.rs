@@ -1,5 +1,6 @@
 //! Genesis presets: `development` (one collator, Alice is sudo) and `local_testnet`
-//! (two collators for a relay-chain network). Both fund the well-known dev accounts.
+//! (two collators for a relay-chain network, no sudo). Both fund the well-known dev
+//! accounts; Alice is the credential issuer and Alice, Bob and Charlie are the arbiters.
 
 use alloc::{string::String, vec, vec::Vec};
 use frame_support::build_struct_json_patch;
@@ -8,8 +9,9 @@ use sp_genesis_builder::{PresetId, DEV_RUNTIME_PRESET, LOCAL_TESTNET_RUNTIME_PRE
 use sp_keyring::Sr25519Keyring;
 
 use crate::{
-    configs::TreasuryAccount, AccountId, AuraConfig, AuraId, BalancesConfig, DidConfig,
-    ParachainInfoConfig, RuntimeGenesisConfig, SudoConfig, EXISTENTIAL_DEPOSIT, PARACHAIN_ID, UNIT,
+    configs::TreasuryAccount, AccountId, ArbitersConfig, AuraConfig, AuraId, BalancesConfig,
+    DidConfig, ParachainInfoConfig, RuntimeGenesisConfig, SudoConfig, EXISTENTIAL_DEPOSIT,
+    PARACHAIN_ID, UNIT,
 };
 use sp_runtime::Perbill;
 
@@ -22,7 +24,8 @@ pub const ENDOWMENT: u128 = 1_000_000 * UNIT;
 fn genesis(
     collators: Vec<AuraId>,
     endowed: Vec<AccountId>,
-    root: AccountId,
+    issuer: AccountId,
+    root: Option<AccountId>,
     para_id: u32,
 ) -> Value {
     let mut balances: Vec<(AccountId, u128)> =
@@ -31,11 +34,7 @@ fn genesis(
     build_struct_json_patch!(RuntimeGenesisConfig {
         balances: BalancesConfig { balances },
         did: DidConfig {
-            issuers: vec![(
-                root.clone(),
-                DEV_ISSUER_NAME.to_vec(),
-                Perbill::from_percent(100)
-            )],
+            issuers: vec![(issuer, DEV_ISSUER_NAME.to_vec(), Perbill::from_percent(100))],
         },
         parachain_info: ParachainInfoConfig {
             parachain_id: para_id.into()
@@ -43,7 +42,10 @@ fn genesis(
         aura: AuraConfig {
             authorities: collators
         },
-        sudo: SudoConfig { key: Some(root) },
+        sudo: SudoConfig { key: root },
+        arbiters: ArbitersConfig {
+            members: arbiters(),
+        },
     })
 }
 
@@ -53,11 +55,24 @@ fn dev_accounts() -> Vec<AccountId> {
         .collect()
 }
 
+/// The arbiters collective of both presets.
+fn arbiters() -> Vec<AccountId> {
+    [
+        Sr25519Keyring::Alice,
+        Sr25519Keyring::Bob,
+        Sr25519Keyring::Charlie,
+    ]
+    .iter()
+    .map(|k| k.to_account_id())
+    .collect()
+}
+
 fn development() -> Value {
     genesis(
         vec![Sr25519Keyring::Alice.public().into()],
         dev_accounts(),
         Sr25519Keyring::Alice.to_account_id(),
+        Some(Sr25519Keyring::Alice.to_account_id()),
         PARACHAIN_ID,
     )
 }
@@ -70,6 +85,7 @@ fn local_testnet() -> Value {
         ],
         dev_accounts(),
         Sr25519Keyring::Alice.to_account_id(),
+        None,
         PARACHAIN_ID,
     )
 }

@@ -166,6 +166,10 @@ mod runtime {
 
     #[runtime::pallet_index(15)]
     pub type Sudo = pallet_sudo;
+    #[runtime::pallet_index(16)]
+    pub type Utility = pallet_utility;
+    #[runtime::pallet_index(17)]
+    pub type Arbiters = pallet_collective<Instance1>;
 
     #[runtime::pallet_index(23)]
     pub type Aura = pallet_aura;

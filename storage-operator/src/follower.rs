@@ -258,11 +258,21 @@ impl Touched {
                 Some(())
             }
             // Stake, liveness and status changes reach this operator's streams only through
-            // the assignment events above.
+            // the assignment events above; so do assignment requests (drawn later, as
+            // `StreamAssigned`) and draws that found no operator.
             (
                 "Operators",
-                "HeartbeatReceived" | "StakeBonded" | "Paused" | "Resumed" | "LeaveStarted"
-                | "Withdrawn" | "Suspended" | "Slashed" | "HeadsAttested",
+                "HeartbeatReceived"
+                | "StakeBonded"
+                | "Paused"
+                | "Resumed"
+                | "LeaveStarted"
+                | "Withdrawn"
+                | "Suspended"
+                | "Slashed"
+                | "HeadsAttested"
+                | "AssignmentRequested"
+                | "AssignmentFailed",
             ) => Some(()),
             (pallet, _) if !MARKET_PALLETS.contains(&pallet) => Some(()),
             _ => None,

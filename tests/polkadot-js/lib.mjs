@@ -138,6 +138,23 @@ export function untilFinalized(api, check, maxBlocks) {
   });
 }
 
+// The first event matching `match(event)` in the finalized blocks after block `fromHash`,
+// looked at one by one (so none is skipped), within `maxBlocks` blocks.
+export async function eventAfter(api, fromHash, match, maxBlocks) {
+  const from = await blockNumber(api, fromHash);
+  for (let n = from + 1; n <= from + maxBlocks; n++) {
+    for (;;) {
+      const finalized = await blockNumber(api, await api.rpc.chain.getFinalizedHead());
+      if (finalized >= n) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const hash = await api.rpc.chain.getBlockHash(n);
+    const found = (await api.query.system.events.at(hash)).map(({ event }) => event).find(match);
+    if (found) return { event: found, number: n };
+  }
+  throw new Error(`no matching event within ${maxBlocks} blocks after #${from}`);
+}
+
 // ---- X25519 key agreement and HPKE (RFC 9180), as primitives/src/sealed.rs uses them ----
 
 const PKCS8_X25519 = Buffer.from('302e020100300506032b656e04220420', 'hex');

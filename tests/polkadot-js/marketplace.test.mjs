@@ -27,7 +27,7 @@ import { Keyring } from '@polkadot/keyring';
 import { hexToU8a, stringToU8a, u8aConcat, u8aToHex } from '@polkadot/util';
 import { blake2AsHex, decodeAddress, randomAsU8a } from '@polkadot/util-crypto';
 import {
-  blockNumber, connect, hpkeOpen, hpkeSeal, openEpochKeys, sealEpochKeys, sendFailing,
+  blockNumber, connect, eventAfter, hpkeOpen, hpkeSeal, openEpochKeys, sealEpochKeys, sendFailing,
   sendFinalized, stateCall, theEvent, untilFinalized, x25519Keypair, x25519PublicKey, SEALED_KEY_LEN_V1,
 } from './lib.mjs';
 
@@ -248,19 +248,30 @@ test('2. the verified seller lists a live offer; an operator registers; the stre
   const timestamp = Date.now();
   const streamId = blake2AsHex(u8aConcat(decodeAddress(seller.address), stringToU8a(STREAM_NAME),
     api.createType('u64', timestamp).toU8a()), 256);
-  const { events } = await sendFinalized(api,
+  const { events, blockHash } = await sendFinalized(api,
     api.tx.offers.registerStream(offerId, STREAM_NAME, timestamp, commitment), seller);
   const sr = theEvent(api, events, 'offers', 'StreamRegistered');
-  assert.deepEqual(sr.data.names, ['stream', 'offer', 'seller', 'operators', 'commitment']);
+  assert.deepEqual(sr.data.names, ['stream', 'offer', 'seller', 'commitment']);
   assert.equal(sr.data.stream.toHex(), streamId);
   assert.equal(sr.data.offer.toNumber(), offerId);
   assert.equal(str(sr.data.seller), seller.address);
   assert.equal(sr.data.commitment.toHex(), commitment);
-  const assigned = sr.data.operators.map(str);
+  // The operators are drawn later, with randomness that did not exist when the seller signed:
+  // on this dev chain the hash of a block after the registration's, dated by the (mock) relay
+  // parent's number.
+  const requested = theEvent(api, events, 'operators', 'AssignmentRequested');
+  assert.equal(requested.data.stream.toHex(), streamId);
+  assert.equal(requested.data.replication.toNumber(), 1);
+  const relayParent = async (hash) => (await api.query.parachainSystem.lastRelayChainBlockNumber.at(hash)).toNumber();
+  const drawAfter = requested.data.drawAfter.toNumber();
+  assert.equal(drawAfter, (await relayParent(blockHash)) + c.operators.assignmentDelay.toNumber());
+  const { event: sa, number: drawnAt } = await eventAfter(api, blockHash,
+    (event) => api.events.operators.StreamAssigned.is(event) && event.data.stream.toHex() === streamId, 20);
+  // Drawn in the first block whose relay parent is that late, before its transactions.
+  assert.ok((await relayParent(await api.rpc.chain.getBlockHash(drawnAt))) >= drawAfter);
+  assert.ok((await relayParent(await api.rpc.chain.getBlockHash(drawnAt - 1))) < drawAfter);
+  const assigned = sa.data.operators.map(str);
   assert.equal(assigned.length, 1, 'replication 1');
-  const sa = theEvent(api, events, 'operators', 'StreamAssigned');
-  assert.equal(sa.data.stream.toHex(), streamId);
-  assert.deepEqual(sa.data.operators.map(str), assigned);
   // The only active operator (the e2e tests before this one remove theirs) hosts the stream.
   assert.equal(assigned[0], operator.address);
   const host = (await api.call.operatorsApi.operator(assigned[0])).unwrap();
@@ -556,4 +567,37 @@ test('6. the seller closes the stream and the operator leaves', async () => {
     (await blockNumber(api, blockHash)) + c.operators.unbondingPeriod.toNumber());
   const status = (await api.call.operatorsApi.operator(operator.address)).unwrap().status;
   assert.equal(status.type, 'Leaving');
+});
+
+test('7. issuers are registered by two thirds of the arbiters, never by one', async () => {
+  const bob = keyring.addFromUri('//Bob');
+  const charlie = keyring.addFromUri('//Charlie');
+  const issuer = keyring.addFromUri(`//fd-js-${run}-issuer`);
+  const members = (await api.query.arbiters.members()).map(str).sort();
+  assert.deepEqual(members, [alice.address, bob.address, charlie.address].sort());
+  const call = api.tx.did.registerIssuer(issuer.address, 'JS test issuer', 500_000_000);
+  const len = call.method.encodedLength;
+
+  // One arbiter alone: the motion runs at once as 1 of 3, which the issuer origin refuses.
+  const { events: alone } = await sendFinalized(api, api.tx.arbiters.propose(1, call, len), bob);
+  const refused = theEvent(api, alone, 'arbiters', 'Executed');
+  assert.ok(refused.data.result.isErr && refused.data.result.asErr.isBadOrigin, 'BadOrigin');
+  assert.equal((await api.query.did.issuers(issuer.address)).isNone, true);
+  // Not an arbiter: no motion at all.
+  assert.equal(await sendFailing(api, api.tx.arbiters.propose(2, call, len), seller), 'arbiters.NotMember');
+
+  // Two of three: Alice proposes (her aye counts), Bob agrees, anyone closes.
+  const { events: proposedEvents } = await sendFinalized(api, api.tx.arbiters.propose(2, call, len), alice);
+  const proposed = theEvent(api, proposedEvents, 'arbiters', 'Proposed');
+  const { proposalHash, proposalIndex } = proposed.data;
+  const { events: votedEvents } = await sendFinalized(api, api.tx.arbiters.vote(proposalHash, proposalIndex, true), bob);
+  assert.equal(theEvent(api, votedEvents, 'arbiters', 'Voted').data.yes.toNumber(), 2);
+  const { events: closedEvents } = await sendFinalized(api,
+    api.tx.arbiters.close(proposalHash, proposalIndex, { refTime: 10_000_000_000n, proofSize: 1_000_000n }, len), seller);
+  const executed = theEvent(api, closedEvents, 'arbiters', 'Executed');
+  assert.ok(executed.data.result.isOk, 'the motion executed');
+  const registered = theEvent(api, closedEvents, 'did', 'IssuerRegistered');
+  assert.equal(str(registered.data.issuer), issuer.address);
+  assert.equal(registered.data.weight.toNumber(), 500_000_000);
+  assert.equal((await api.query.did.issuers(issuer.address)).isSome, true);
 });

@@ -682,6 +682,9 @@ pub mod pallet {
         PurchaseOpen,
         /// The retention period of the closed purchase has not passed.
         RetentionNotOver,
+        /// No operator hosts the offer's stream: its operators are still being drawn (a few
+        /// blocks after registration), or none could be.
+        StreamNotHosted,
     }
 
     #[pallet::hooks]

@@ -270,8 +270,8 @@ impl OperatorProvider<AccountId, Balance> for MockOperators {
     fn price_per_mb(who: &AccountId) -> Option<Balance> {
         with_state(|s| s.operators.get(who).copied())
     }
-    fn assign(stream: &StreamId, _replication: u32) -> Result<Vec<AccountId>, DispatchError> {
-        Ok(Self::assigned(stream))
+    fn request_assignment(_stream: &StreamId, _replication: u32) -> Result<(), DispatchError> {
+        Ok(())
     }
     fn assigned(stream: &StreamId) -> Vec<AccountId> {
         with_state(|s| s.assigned.get(stream).cloned().unwrap_or_default())

@@ -296,6 +296,23 @@ fn purchase_checks_the_offer() {
             Escrow::purchase(signed(BUYER), STREAM_OFFER, 1, Balance::MAX),
             E::StreamClosed
         );
+        // Registered, but its operators are not drawn yet.
+        let operators = with_state(|s| s.streams.get(&STREAM).map(|st| st.operators.clone()));
+        edit_stream(STREAM, |s| {
+            s.open = true;
+            s.operators.clear();
+        });
+        assert_noop!(
+            Escrow::purchase(signed(BUYER), STREAM_OFFER, 1, Balance::MAX),
+            E::StreamNotHosted
+        );
+        edit_stream(STREAM, |s| s.operators = operators.unwrap_or_default());
+        assert_ok!(Escrow::purchase(
+            signed(BUYER),
+            STREAM_OFFER,
+            1,
+            Balance::MAX
+        ));
     });
 }
 

@@ -80,6 +80,7 @@ fn offer_with_stream<T: Config>(who: &T::AccountId) -> (OfferId, StreamId) {
     let stream = fastdata_primitives::api_market::stream_id(who, &name, 0);
     let result = Offers::<T>::do_register_stream(who.clone(), id, name, 0, H256::repeat_byte(0));
     assert!(result.is_ok(), "benchmark stream is registered");
+    T::BenchmarkHelper::draw_operators();
     (id, stream)
 }
 

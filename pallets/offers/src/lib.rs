@@ -70,6 +70,9 @@ pub trait BenchmarkHelper<AccountId, BlockNumber> {
     fn prepare_operators(replication: u32);
     /// Records that purchases of `offer` need its stream hosted until `until`.
     fn purchases_need(offer: fastdata_primitives::OfferId, until: BlockNumber);
+    /// Draws the operators of registered streams now (they are drawn a few blocks after
+    /// registration), so a benchmark can close or release a hosted stream.
+    fn draw_operators();
 }
 
 // FRAME's expansion of `#[pallet::pallet]`, `#[pallet::storage]` and `#[pallet::error]` calls
@@ -79,7 +82,6 @@ pub trait BenchmarkHelper<AccountId, BlockNumber> {
 #[frame_support::pallet]
 pub mod pallet {
     use super::*;
-    use alloc::vec::Vec;
     use fastdata_primitives::{
         EpochIndex, IdentityProvider, OfferId, OfferPurchases, OperatorProvider, StreamId,
         TrustProvider,
@@ -250,7 +252,8 @@ pub mod pallet {
             /// Deposits released to the seller.
             refunded: BalanceOf<T>,
         },
-        /// A stream was registered and operators were assigned to host it.
+        /// A stream was registered; its operators are drawn a few blocks later
+        /// (`Operators::StreamAssigned`).
         StreamRegistered {
             /// The stream.
             stream: StreamId,
@@ -258,8 +261,6 @@ pub mod pallet {
             offer: OfferId,
             /// The seller.
             seller: T::AccountId,
-            /// The operators hosting it.
-            operators: Vec<T::AccountId>,
             /// Commitment to epoch 0.
             commitment: H256,
         },
@@ -396,8 +397,10 @@ pub mod pallet {
         }
 
         /// Registers the stream of the caller's active offer, with id
-        /// `blake2_256(seller ‖ name ‖ timestamp)`, assigns operators to it and records
-        /// `commitment = H(k_e ‖ k_m)` for epoch 0. Holds the stream deposit.
+        /// `blake2_256(seller ‖ name ‖ timestamp)`, requests its operators and records
+        /// `commitment = H(k_e ‖ k_m)` for epoch 0. Holds the stream deposit. The operators
+        /// are drawn a few blocks later with randomness that does not exist yet, so the name
+        /// and timestamp chosen do not choose them; until then the stream sells nothing.
         ///
         /// Emits [`Event::StreamRegistered`].
         #[pallet::call_index(3)]

@@ -149,14 +149,15 @@ impl OperatorProvider<AccountId, Balance> for MockOperators {
     fn price_per_mb(who: &AccountId) -> Option<Balance> {
         Self::is_active(who).then_some(1)
     }
-    fn assign(stream: &StreamId, replication: u32) -> Result<Vec<AccountId>, DispatchError> {
+    /// Assigns at once (the deferred draw is `pallet-operators`' own business).
+    fn request_assignment(stream: &StreamId, replication: u32) -> Result<(), DispatchError> {
         let pool = POOL.with(|p| p.borrow().clone());
         if replication as usize > pool.len() {
             return Err(DispatchError::Other("not enough operators"));
         }
         let chosen: Vec<AccountId> = pool.into_iter().take(replication as usize).collect();
         unhashed::put(&assignment_key(stream), &chosen);
-        Ok(chosen)
+        Ok(())
     }
     fn assigned(stream: &StreamId) -> Vec<AccountId> {
         unhashed::get(&assignment_key(stream)).unwrap_or_default()
@@ -201,6 +202,8 @@ impl BenchmarkHelper<AccountId, u64> for MockBenchmarkHelper {
     fn purchases_need(offer: OfferId, until: u64) {
         purchases_need(offer, until);
     }
+    /// The mock assigns at registration.
+    fn draw_operators() {}
 }
 
 parameter_types! {

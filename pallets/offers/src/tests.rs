@@ -428,7 +428,6 @@ fn register_stream_assigns_operators_and_commits_epoch_zero() {
                 stream,
                 offer,
                 seller: alice(),
-                operators: vec![operator(0), operator(1)],
                 commitment: commitment(1),
             }
             .into(),

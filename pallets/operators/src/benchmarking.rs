@@ -14,18 +14,23 @@ use frame_support::{
 };
 use frame_system::{pallet_prelude::BlockNumberFor, RawOrigin};
 use sp_core::H256;
-use sp_runtime::traits::{Bounded, Saturating, StaticLookup};
+use sp_runtime::traits::{Bounded, Saturating, StaticLookup, Zero};
 
 const SEED: u32 = 0;
 
 /// A funded account.
 fn funded<T: Config>(name: &'static str, index: u32) -> T::AccountId {
     let who: T::AccountId = account(name, index, SEED);
+    fund::<T>(&who);
+    who
+}
+
+/// Gives `who` enough for any stake and fee of the benchmarks.
+fn fund<T: Config>(who: &T::AccountId) {
     let amount = T::MinStake::get()
         .saturating_mul(1_000u32.into())
         .saturating_add(T::Currency::minimum_balance().saturating_mul(1_000u32.into()));
-    T::Currency::set_balance(&who, amount);
-    who
+    T::Currency::set_balance(who, amount);
 }
 
 /// A valid URL of maximum length with the given scheme.
@@ -278,6 +283,34 @@ mod benchmarks {
             Some(OperatorStatus::Suspended)
         );
         Ok(())
+    }
+
+    #[benchmark]
+    fn assign_pending(n: Linear<1, { T::MaxPendingAssignments::get() }>) {
+        // A full registry (the draw reads the active set with its cached trust scores) and
+        // `n` due streams, each drawing the most operators.
+        operators::<T>(T::MaxOperators::get());
+        let replication = T::MaxReplication::get().min(T::MaxOperators::get());
+        let queue: Vec<PendingAssignmentOf<T>> = (0..n)
+            .map(|i| PendingAssignment {
+                stream: stream_id(i),
+                replication,
+                draw_after: Zero::zero(),
+            })
+            .collect();
+        PendingAssignments::<T>::put(BoundedVec::truncate_from(queue));
+        let output = frame_system::Pallet::<T>::parent_hash();
+
+        #[block]
+        {
+            Operators::<T>::draw_due(&output, Zero::zero());
+        }
+
+        assert!(PendingAssignments::<T>::get().is_empty());
+        assert_eq!(
+            Assignments::<T>::get(stream_id(n - 1)).map(|a| a.len() as u32),
+            Some(replication)
+        );
     }
 
     #[benchmark]

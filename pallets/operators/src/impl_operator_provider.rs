@@ -14,8 +14,8 @@ impl<T: Config> OperatorProvider<T::AccountId, BalanceOf<T>> for Pallet<T> {
         Operators::<T>::get(who).map(|info| info.price_per_mb)
     }
 
-    fn assign(stream: &StreamId, replication: u32) -> Result<Vec<T::AccountId>, DispatchError> {
-        Self::do_assign(stream, replication)
+    fn request_assignment(stream: &StreamId, replication: u32) -> Result<(), DispatchError> {
+        Self::do_request_assignment(stream, replication)
     }
 
     fn assigned(stream: &StreamId) -> Vec<T::AccountId> {

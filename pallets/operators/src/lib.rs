@@ -16,12 +16,18 @@
 //! - **Liveness.** Active operators send a [heartbeat](Pallet::heartbeat) at least every
 //!   [`Config::HeartbeatTimeout`] blocks. `on_idle` checks a bounded number of operators per
 //!   block (round robin) and suspends the silent ones.
-//! - **Slashing.** [`Config::SlashOrigin`] (governance) [slashes](Pallet::slash) proven
-//!   misbehaviour, e.g. conflicting signed segment commitments, citing an evidence hash. A
-//!   slash that leaves the stake below the minimum suspends the operator.
+//! - **Slashing.** [`Config::SlashOrigin`] (the arbiters) [slashes](Pallet::slash) proven
+//!   misbehaviour, citing an evidence hash. A slash that leaves the stake below the minimum
+//!   suspends the operator.
 //! - **Assignment.** When `pallet-offers` registers a stream it calls
-//!   [`OperatorProvider::assign`], which picks `R` distinct active operators at random,
-//!   weighted by stake × (1 + trust score, capped at [`Config::MaxTrustBoost`]). The trust
+//!   [`OperatorProvider::request_assignment`], which checks that `R` active operators have
+//!   room and queues the stream. [`Config::AssignmentDelay`] blocks of the randomness source
+//!   later, [`Pallet::draw_pending`] picks `R` distinct active operators at random, weighted
+//!   by stake × (1 + trust score, capped at [`Config::MaxTrustBoost`]), and emits
+//!   [`Event::StreamAssigned`]. The runtime calls it at the start of every block, before any
+//!   transaction (a parachain from `cumulus-pallet-parachain-system`'s
+//!   `OnSystemEvent::on_relay_state_proof`, with the relay parent's VRF output), so nobody
+//!   can change the candidates' weights once the randomness is known. The trust
 //!   score counted is the one computed at the operator's registration, resumption or latest
 //!   heartbeat (so at most a heartbeat interval old), which keeps an assignment to one read
 //!   of the active set. Neither
@@ -32,15 +38,16 @@
 //!
 //! ## Randomness
 //!
-//! [`Config::Randomness`] is the source of assignment randomness. Production (parachain)
-//! runtimes use the relay chain's BABE VRF output read from the relay-chain state proof
-//! (e.g. `cumulus-pallet-parachain-system`'s relay-chain state, the one-epoch-ago randomness
-//! well-known key, as Moonbeam's `pallet-randomness` does), which a collator cannot bias. The
-//! dev runtime uses a block-hash based source such as
-//! `pallet-insecure-randomness-collective-flip`, which is predictable and must never be used
-//! in production. Because the subject mixes in the stream id, which the seller picks, a
-//! seller who could predict the randomness could grind stream names to pick operators;
-//! production randomness must therefore be unknown when the registration is signed.
+//! A request records the randomness source's current block number
+//! ([`Config::RandomnessClock`]: on a parachain the relay parent's). The draw takes the
+//! output the runtime hands to [`Pallet::draw_pending`] only once that number is at least
+//! [`Config::AssignmentDelay`] higher, so the output did not exist when the seller signed
+//! the registration and grinding stream names or timing the transaction gains nothing. On a
+//! parachain the output is the relay chain's BABE VRF output of the relay parent, read from
+//! the relay-chain state proof that validators check (as Moonbeam's `pallet-randomness`
+//! does). A dev chain, whose mock relay state has no VRF output, uses the parent block's
+//! hash, which only the block author could bias. Reassignments (an operator pausing,
+//! leaving or suspended) draw at once with [`Config::Randomness`].
 //!
 //! ## Invariants (`try_state`)
 //!
@@ -100,7 +107,7 @@ pub mod pallet {
     };
     use frame_system::pallet_prelude::*;
     use sp_core::H256;
-    use sp_runtime::traits::StaticLookup;
+    use sp_runtime::traits::{BlockNumberProvider, StaticLookup};
 
     /// Account lookup source of a runtime.
     pub type AccountIdLookupOf<T> = <<T as frame_system::Config>::Lookup as StaticLookup>::Source;
@@ -129,9 +136,24 @@ pub mod pallet {
         /// Trust scores of operators, used to weight the assignment.
         type Trust: TrustProvider<Self::AccountId>;
 
-        /// Source of assignment randomness: the relay chain's VRF in production, a dev source
-        /// (e.g. block-hash based) in the dev runtime. See the crate docs.
+        /// Randomness of reassignments. See the crate docs.
         type Randomness: Randomness<Self::Hash, BlockNumberFor<Self>>;
+
+        /// The block number of the randomness source that [`Pallet::draw_pending`] is given:
+        /// the relay parent's on a parachain (`RelaychainDataProvider`).
+        type RandomnessClock: BlockNumberProvider<BlockNumber = BlockNumberFor<Self>>;
+
+        /// Blocks of the randomness source between a stream's assignment request and the
+        /// draw: the draw uses an output that became known at least this much later than the
+        /// newest one when the request was made.
+        #[pallet::constant]
+        type AssignmentDelay: Get<BlockNumberFor<Self>>;
+
+        /// Maximum number of streams waiting for their draw. Bounds the work of one
+        /// [`Pallet::draw_pending`]; a registration finding the queue full is refused and can
+        /// be retried in the next block.
+        #[pallet::constant]
+        type MaxPendingAssignments: Get<u32>;
 
         /// Origin that may slash operators (governance).
         type SlashOrigin: EnsureOrigin<Self::RuntimeOrigin>;
@@ -226,6 +248,11 @@ pub mod pallet {
         ValueQuery,
     >;
 
+    /// Streams waiting for their operators to be drawn, oldest first.
+    #[pallet::storage]
+    pub type PendingAssignments<T: Config> =
+        StorageValue<_, BoundedVec<PendingAssignmentOf<T>, T::MaxPendingAssignments>, ValueQuery>;
+
     /// Position in [`ActiveOperators`] where the next liveness check starts.
     #[pallet::storage]
     pub type LivenessCursor<T: Config> = StorageValue<_, u32, ValueQuery>;
@@ -311,7 +338,23 @@ pub mod pallet {
             /// Hash of the evidence (e.g. the conflicting signed commitments).
             evidence: H256,
         },
-        /// Operators were assigned to a new stream.
+        /// A new stream waits for its operators to be drawn.
+        AssignmentRequested {
+            /// The stream.
+            stream: StreamId,
+            /// Number of operators requested.
+            replication: u32,
+            /// The randomness source's block number from which the draw may happen.
+            draw_after: BlockNumberFor<T>,
+        },
+        /// No active operator had room when a pending stream's operators were drawn; the
+        /// stream is not hosted (its seller closes it to recover the deposit).
+        AssignmentFailed {
+            /// The stream.
+            stream: StreamId,
+        },
+        /// Operators were assigned to a new stream (fewer than requested only if operators
+        /// left between the request and the draw).
         StreamAssigned {
             /// The stream.
             stream: StreamId,
@@ -377,8 +420,10 @@ pub mod pallet {
         NothingToUpdate,
         /// The replication factor is zero or above the maximum.
         InvalidReplication,
-        /// The stream already has operators assigned.
+        /// The stream already has operators assigned or requested.
         StreamAlreadyAssigned,
+        /// Too many streams wait for their operators to be drawn: retry in the next block.
+        AssignmentQueueFull,
         /// Fewer active operators with room than the replication factor.
         NotEnoughOperators,
         /// An attestation names no stream.
@@ -407,6 +452,10 @@ pub mod pallet {
                 "MaxOperators must be at least 1"
             );
             assert!(T::MaxUrlLen::get() >= 16, "MaxUrlLen must fit a URL");
+            assert!(
+                T::MaxPendingAssignments::get() > 0,
+                "MaxPendingAssignments must be at least 1"
+            );
         }
 
         #[cfg(feature = "try-runtime")]

@@ -57,15 +57,17 @@ pub fn set_trust(who: AccountId, score: Score) {
     TRUST.with(|t| t.borrow_mut().insert(who, score));
 }
 
-/// Deterministic randomness: `blake2_256(subject ‖ seed)`, so the same seed gives the same
-/// assignment and different subjects (streams) get independent values.
+/// Block-hash randomness like the dev runtime's: `blake2_256(subject ‖ seed ‖ parent hash)`,
+/// known since the parent block. The same seed and blocks give the same assignment.
 pub struct MockRandomness;
 impl Randomness<H256, u64> for MockRandomness {
     fn random(subject: &[u8]) -> (H256, u64) {
         let seed = RANDOM_SEED.with(|s| *s.borrow());
         (
-            H256(sp_io::hashing::blake2_256(&(subject, seed).encode())),
-            System::block_number(),
+            H256(sp_io::hashing::blake2_256(
+                &(subject, seed, System::parent_hash()).encode(),
+            )),
+            System::block_number().saturating_sub(1),
         )
     }
 }
@@ -82,6 +84,8 @@ pub const MAX_OPERATORS: u32 = 32;
 pub const MAX_REPLICATION: u32 = 5;
 pub const MAX_LIVENESS_CHECKS: u32 = 4;
 pub const ENDOWMENT: Balance = 1_000_000;
+pub const ASSIGNMENT_DELAY: u64 = 2;
+pub const MAX_PENDING_ASSIGNMENTS: u32 = 8;
 
 parameter_types! {
     /// Streams per operator; tests lower it to exercise capacity limits.
@@ -94,6 +98,9 @@ impl pallet_operators::Config for Test {
     type RuntimeHoldReason = RuntimeHoldReason;
     type Trust = MockTrust;
     type Randomness = MockRandomness;
+    type RandomnessClock = System;
+    type AssignmentDelay = ConstU64<ASSIGNMENT_DELAY>;
+    type MaxPendingAssignments = ConstU32<MAX_PENDING_ASSIGNMENTS>;
     type SlashOrigin = EnsureRoot<AccountId>;
     type OnSlash = ();
     type MinStake = ConstU64<MIN_STAKE>;
@@ -146,11 +153,21 @@ pub fn run_to_block(n: u64) {
     run_to_block_with_idle_weight(n, Weight::MAX);
 }
 
-/// Advances to block `n`, running `on_idle` with `weight` on each block.
+/// The hash of block `n` in tests: unpredictable without the mock's seed.
+pub fn block_hash(n: u64) -> H256 {
+    let seed = RANDOM_SEED.with(|s| *s.borrow());
+    H256(sp_io::hashing::blake2_256(&(b"block", n, seed).encode()))
+}
+
+/// Advances to block `n`. Each new block first draws the due assignments with its parent's
+/// hash, as the runtime does before any transaction, then runs `on_idle` with `weight`.
 pub fn run_to_block_with_idle_weight(n: u64, weight: Weight) {
     while System::block_number() < n {
-        let next = System::block_number() + 1;
+        let current = System::block_number();
+        let next = current + 1;
         System::set_block_number(next);
+        System::set_parent_hash(block_hash(current));
+        Operators::draw_pending(block_hash(current), current);
         Operators::on_idle(next, weight);
     }
 }

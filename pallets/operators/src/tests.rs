@@ -2,9 +2,11 @@
 
 use crate::{
     mock::*, pallet, ActiveOperator, ActiveOperators, Error, Event, HoldReason, OperatorCount,
-    OperatorStatus, SuspensionReason,
+    OperatorStatus, PendingAssignments, SuspensionReason,
 };
+use codec::Encode;
 use fastdata_primitives::{OperatorProvider, SCORE_ONE};
+use frame_support::traits::Get;
 use frame_support::{
     assert_noop, assert_ok,
     traits::{
@@ -25,8 +27,21 @@ fn status(who: AccountId) -> Option<OperatorStatus<u64>> {
     Operators::operator_view(who).map(|v| v.status)
 }
 
+/// Draws and records the operators of stream `n` at once (the draw the queue makes).
 fn assign(n: u32, replication: u32) -> Vec<AccountId> {
-    <Operators as OperatorProvider<_, _>>::assign(&stream(n), replication).expect("assignment")
+    Operators::assign_now(&stream(n), replication).expect("assignment")
+}
+
+/// Requests the assignment of stream `n` the way `pallet-offers` does.
+fn request(n: u32, replication: u32) -> sp_runtime::DispatchResult {
+    <Operators as OperatorProvider<_, _>>::request_assignment(&stream(n), replication)
+}
+
+/// Every active operator sends a heartbeat (long tests outlive the heartbeat timeout).
+fn heartbeats() {
+    for who in Operators::active_operators() {
+        assert_ok!(Operators::heartbeat(RuntimeOrigin::signed(who)));
+    }
 }
 
 fn ten_operators() -> ExtBuilder {
@@ -719,15 +734,21 @@ fn assign_errors() {
     ExtBuilder::default()
         .operators(vec![(1, MIN_STAKE), (2, MIN_STAKE)])
         .build_and_execute(|| {
-            let provider = |n, r| <Operators as OperatorProvider<_, _>>::assign(&stream(n), r);
-            assert_noop!(provider(1, 0), Error::<Test>::InvalidReplication);
+            assert_noop!(request(1, 0), Error::<Test>::InvalidReplication);
             assert_noop!(
-                provider(1, MAX_REPLICATION + 1),
+                request(1, MAX_REPLICATION + 1),
                 Error::<Test>::InvalidReplication
             );
-            assert_noop!(provider(1, 3), Error::<Test>::NotEnoughOperators);
-            assert_ok!(provider(1, 2));
-            assert_noop!(provider(1, 1), Error::<Test>::StreamAlreadyAssigned);
+            assert_noop!(request(1, 3), Error::<Test>::NotEnoughOperators);
+            assert_ok!(request(1, 2));
+            // Pending or drawn, a stream is requested once.
+            assert_noop!(request(1, 1), Error::<Test>::StreamAlreadyAssigned);
+            run_to_block(1 + ASSIGNMENT_DELAY + 1);
+            assert_eq!(
+                <Operators as OperatorProvider<_, _>>::assigned(&stream(1)).len(),
+                2
+            );
+            assert_noop!(request(1, 1), Error::<Test>::StreamAlreadyAssigned);
         });
 }
 
@@ -896,16 +917,10 @@ fn full_operators_are_skipped() {
             }
             // Six slots used out of 3 × 2: everyone is full.
             assert!((1..=3).all(|who| Operators::streams_of(&who).len() == 2));
-            assert_noop!(
-                <Operators as OperatorProvider<_, _>>::assign(&stream(99), 1),
-                Error::<Test>::NotEnoughOperators
-            );
+            assert_noop!(request(99, 1), Error::<Test>::NotEnoughOperators);
             // Releasing a stream frees room.
             <Operators as OperatorProvider<_, _>>::release(&stream(0));
-            assert_ok!(<Operators as OperatorProvider<_, _>>::assign(
-                &stream(99),
-                1
-            ));
+            assert_ok!(request(99, 1));
         });
 }
 
@@ -922,6 +937,181 @@ fn release_forgets_the_assignment() {
         System::assert_last_event(Event::StreamReleased { stream: stream(1) }.into());
         // Releasing an unknown stream is a no-op.
         <Operators as OperatorProvider<_, _>>::release(&stream(1));
+    });
+}
+
+// ---------------------------------------------------------------- deferred draw
+
+#[test]
+fn the_draw_waits_for_randomness_that_did_not_exist_at_the_request() {
+    ten_operators().build_and_execute(|| {
+        // Requested in block 1.
+        assert_ok!(request(1, 3));
+        let draw_after = 1 + ASSIGNMENT_DELAY;
+        System::assert_last_event(
+            Event::AssignmentRequested {
+                stream: stream(1),
+                replication: 3,
+                draw_after,
+            }
+            .into(),
+        );
+        assert!(<Operators as OperatorProvider<_, _>>::assigned(&stream(1)).is_empty());
+        // The draw happens at the start of the first block whose randomness (its parent's
+        // hash) became known at block `draw_after` or later: block `draw_after + 1`, with the
+        // hash of block `draw_after`, which did not exist at the request.
+        run_to_block(draw_after);
+        assert!(<Operators as OperatorProvider<_, _>>::assigned(&stream(1)).is_empty());
+        assert_eq!(PendingAssignments::<Test>::get().len(), 1);
+        run_to_block(draw_after + 1);
+        let chosen = <Operators as OperatorProvider<_, _>>::assigned(&stream(1));
+        assert_eq!(chosen.iter().collect::<BTreeSet<_>>().len(), 3);
+        assert!(PendingAssignments::<Test>::get().is_empty());
+        for who in &chosen {
+            assert_eq!(Operators::streams_of(who), vec![stream(1)]);
+        }
+        System::assert_last_event(
+            Event::StreamAssigned {
+                stream: stream(1),
+                operators: chosen.try_into().unwrap(),
+            }
+            .into(),
+        );
+    });
+}
+
+#[test]
+fn a_seller_grinding_stream_names_gets_its_operator_no_more_often_than_chance() {
+    // Five equal operators, one of them the seller's friend: chance is 1/5 per stream.
+    ExtBuilder::default()
+        .operators((1..=5).map(|who| (who, MIN_STAKE)).collect())
+        .build_and_execute(|| {
+            set_random_seed(31);
+            let friend: AccountId = 3;
+            let rounds = 200u32;
+            let (mut predicted_hits, mut hits) = (0u32, 0u32);
+            for round in 0..rounds {
+                heartbeats();
+                // The seller tries names until its simulation of the draw, with everything
+                // known when it signs, lands on the friend; it registers that name.
+                let name = (0..256u32)
+                    .map(|k| sp_core::H256(sp_io::hashing::blake2_256(&(round, k).encode())))
+                    .find(|id| {
+                        frame_support::storage::with_transaction(|| {
+                            sp_runtime::TransactionOutcome::Rollback(Ok::<_, DispatchError>(
+                                Operators::assign_now(id, 1)
+                                    .is_ok_and(|chosen| chosen == vec![friend]),
+                            ))
+                        })
+                        .unwrap_or(false)
+                    })
+                    .expect("some name simulates onto the friend");
+                predicted_hits += 1;
+                assert_ok!(<Operators as OperatorProvider<_, _>>::request_assignment(
+                    &name, 1
+                ));
+                run_to_block(System::block_number() + ASSIGNMENT_DELAY + 1);
+                let chosen = <Operators as OperatorProvider<_, _>>::assigned(&name);
+                assert_eq!(chosen.len(), 1, "round {round} drawn");
+                if chosen == vec![friend] {
+                    hits += 1;
+                }
+                <Operators as OperatorProvider<_, _>>::release(&name);
+            }
+            // Drawn at registration (the old rule) the grinding would have won every time.
+            assert_eq!(predicted_hits, rounds);
+            // Binomial(200, 1/5): mean 40, standard deviation 5.7; allow four of them.
+            let (mean, sd) = (40.0, (200.0f64 * 0.2 * 0.8).sqrt());
+            assert!(
+                (f64::from(hits) - mean).abs() <= 4.0 * sd,
+                "friend drawn {hits} times in {rounds}, chance is {mean}"
+            );
+        });
+}
+
+#[test]
+fn a_pending_request_can_be_released_and_the_queue_is_bounded() {
+    ten_operators().build_and_execute(|| {
+        for n in 0..MAX_PENDING_ASSIGNMENTS {
+            assert_ok!(request(n, 1));
+        }
+        assert_noop!(
+            request(MAX_PENDING_ASSIGNMENTS, 1),
+            Error::<Test>::AssignmentQueueFull
+        );
+        <Operators as OperatorProvider<_, _>>::release(&stream(0));
+        System::assert_last_event(Event::StreamReleased { stream: stream(0) }.into());
+        assert_ok!(request(MAX_PENDING_ASSIGNMENTS, 1));
+        run_to_block(ASSIGNMENT_DELAY + 2);
+        assert!(PendingAssignments::<Test>::get().is_empty());
+        assert!(<Operators as OperatorProvider<_, _>>::assigned(&stream(0)).is_empty());
+        for n in 1..=MAX_PENDING_ASSIGNMENTS {
+            assert_eq!(
+                <Operators as OperatorProvider<_, _>>::assigned(&stream(n)).len(),
+                1
+            );
+        }
+        let total: u32 = ActiveOperators::<Test>::get()
+            .iter()
+            .map(|e| e.streams)
+            .sum();
+        assert_eq!(total, MAX_PENDING_ASSIGNMENTS);
+    });
+}
+
+#[test]
+fn operators_leaving_before_the_draw_shrink_or_fail_the_assignment() {
+    ExtBuilder::default()
+        .operators(vec![(1, MIN_STAKE), (2, MIN_STAKE), (3, MIN_STAKE)])
+        .build_and_execute(|| {
+            assert_ok!(request(1, 3));
+            assert_ok!(request(2, 2));
+            assert_ok!(Operators::pause(RuntimeOrigin::signed(1)));
+            assert_ok!(Operators::leave(RuntimeOrigin::signed(2)));
+            run_to_block(ASSIGNMENT_DELAY + 2);
+            assert_eq!(
+                <Operators as OperatorProvider<_, _>>::assigned(&stream(1)),
+                vec![3]
+            );
+            assert_eq!(
+                <Operators as OperatorProvider<_, _>>::assigned(&stream(2)),
+                vec![3]
+            );
+            assert_ok!(request(3, 1));
+            assert_ok!(Operators::pause(RuntimeOrigin::signed(3)));
+            run_to_block(System::block_number() + ASSIGNMENT_DELAY + 1);
+            assert!(<Operators as OperatorProvider<_, _>>::assigned(&stream(3)).is_empty());
+            assert!(PendingAssignments::<Test>::get().is_empty());
+            assert!(operator_events().contains(&Event::AssignmentFailed { stream: stream(3) }));
+        });
+}
+
+#[test]
+fn a_draw_reports_its_weight_and_draws_nothing_early() {
+    use crate::weights::WeightInfo;
+    ten_operators().build_and_execute(|| {
+        let read = <<Test as frame_system::Config>::DbWeight as Get<
+            frame_support::weights::RuntimeDbWeight,
+        >>::get()
+        .reads(1);
+        assert_eq!(Operators::draw_pending(H256::repeat_byte(1), 5), read);
+        // Requested at block 1: due from randomness of block 1 + the delay.
+        assert_ok!(request(1, 2));
+        assert_ok!(request(2, 2));
+        assert_eq!(
+            Operators::draw_pending(H256::repeat_byte(1), ASSIGNMENT_DELAY),
+            read
+        );
+        assert_eq!(PendingAssignments::<Test>::get().len(), 2);
+        assert_eq!(
+            Operators::draw_pending(H256::repeat_byte(1), 1 + ASSIGNMENT_DELAY),
+            read.saturating_add(<() as WeightInfo>::assign_pending(2))
+        );
+        assert!(PendingAssignments::<Test>::get().is_empty());
+        assert_eq!(
+            <Operators as OperatorProvider<_, _>>::assigned(&stream(2)).len(),
+            2
+        );
     });
 }
 

@@ -28,6 +28,20 @@ pub type ActiveOperatorOf<T> = ActiveOperator<<T as frame_system::Config>::Accou
 pub type AssignmentOf<T> =
     BoundedVec<<T as frame_system::Config>::AccountId, <T as Config>::MaxReplication>;
 
+/// The pending assignment of a runtime.
+pub type PendingAssignmentOf<T> = PendingAssignment<BlockNumberFor<T>>;
+
+/// A stream waiting for its operators to be drawn.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, MaxEncodedLen, TypeInfo)]
+pub struct PendingAssignment<BlockNumber> {
+    /// The stream.
+    pub stream: fastdata_primitives::StreamId,
+    /// Number of operators requested.
+    pub replication: u32,
+    /// The draw waits until the randomness source reports this block number or a later one.
+    pub draw_after: BlockNumber,
+}
+
 /// A registered storage operator.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, MaxEncodedLen, TypeInfo)]
 #[scale_info(skip_type_params(MaxUrlLen))]

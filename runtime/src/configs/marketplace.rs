@@ -1,33 +1,98 @@
 //! The marketplace pallets: identity, trust, offers, operators and escrow, wired to each
 //! other through the traits of `fastdata-primitives`.
 
-use frame_support::{parameter_types, traits::Randomness, PalletId};
-use frame_system::EnsureRoot;
+use cumulus_pallet_parachain_system::{RelayChainStateProof, RelayStateProof, ValidationData};
+use cumulus_primitives_core::{
+    relay_chain::well_known_keys::CURRENT_BLOCK_RANDOMNESS, PersistedValidationData,
+};
+use frame_support::{parameter_types, traits::Randomness, weights::Weight, PalletId};
 use sp_runtime::{
     traits::{AccountIdConversion, Hash as HashT, Verify},
     Perbill,
 };
 
 use crate::{
-    AccountId, Balance, Balances, BlockNumber, Did, Escrow, Hash, Offers, Operators, Runtime,
-    RuntimeHoldReason, Signature, System, Trust, DAYS, MICROUNIT, MILLIUNIT, MINUTES, UNIT,
+    AccountId, Balance, Balances, BlockNumber, Did, Escrow, Hash, Offers, Operators, ParachainInfo,
+    Runtime, RuntimeHoldReason, Signature, System, Trust, DAYS, MICROUNIT, MILLIUNIT, MINUTES,
+    UNIT,
 };
 use fastdata_primitives::SCORE_ONE;
 
-/// Dev randomness for operator assignment: `blake2_256(subject ‖ parent hash)`.
-///
-/// Predictable by block authors and sellers (who can grind stream names); production must
-/// read the relay chain's BABE randomness from the relay state proof instead.
-pub struct ParentHashRandomness;
-impl Randomness<Hash, BlockNumber> for ParentHashRandomness {
+/// Randomness of operator reassignments and the clock of assignment requests, dated by the
+/// relay parent's number (the parent block's where there is no validation data, e.g. in
+/// benchmarks): `blake2_256(subject ‖ the relay parent's BABE VRF output)`, or
+/// `blake2_256(subject ‖ parent hash)` where the relay state has no VRF output (a dev
+/// chain's mock relay state).
+pub struct AssignmentRandomness;
+impl Randomness<Hash, BlockNumber> for AssignmentRandomness {
     fn random(subject: &[u8]) -> (Hash, BlockNumber) {
-        let parent = System::parent_hash();
+        let data = ValidationData::<Runtime>::get();
+        let known_at = data.as_ref().map_or_else(
+            || System::block_number().saturating_sub(1),
+            |d| d.relay_parent_number,
+        );
+        let output = data
+            .and_then(|d| {
+                let proof = RelayStateProof::<Runtime>::get()?;
+                let state = RelayChainStateProof::new(
+                    ParachainInfo::parachain_id(),
+                    d.relay_parent_storage_root,
+                    proof,
+                )
+                .ok()?;
+                match relay_vrf_output(&state) {
+                    RelayVrf::Output(output) => Some(output),
+                    RelayVrf::None | RelayVrf::LeftOut => None,
+                }
+            })
+            .unwrap_or_else(System::parent_hash);
         let mut preimage = subject.to_vec();
-        preimage.extend_from_slice(parent.as_ref());
+        preimage.extend_from_slice(output.as_ref());
         (
             <Runtime as frame_system::Config>::Hashing::hash(&preimage),
-            System::block_number().saturating_sub(1),
+            known_at,
         )
+    }
+}
+
+/// The relay parent's BABE VRF output as a relay-chain state proof shows it.
+enum RelayVrf {
+    /// The output (`Babe::AuthorVrfRandomness`).
+    Output(Hash),
+    /// The relay state proves there is none: a dev chain's mock relay state.
+    None,
+    /// The proof leaves it out.
+    LeftOut,
+}
+
+fn relay_vrf_output(state: &RelayChainStateProof) -> RelayVrf {
+    match state.read_optional_entry::<Option<[u8; 32]>>(CURRENT_BLOCK_RANDOMNESS) {
+        Ok(Some(Some(output))) => RelayVrf::Output(Hash::from(output)),
+        Ok(_) => RelayVrf::None,
+        Err(_) => RelayVrf::LeftOut,
+    }
+}
+
+/// Draws the pending operator assignments inside the parachain inherent, before any
+/// transaction of the block can change the candidates, with the relay parent's VRF output from
+/// the relay-chain state proof the validators check (the parent hash on a dev chain, whose
+/// mock relay state proves there is none). A proof that leaves the output out draws nothing.
+pub struct DrawAssignments;
+impl cumulus_pallet_parachain_system::OnSystemEvent for DrawAssignments {
+    fn on_validation_data(_data: &PersistedValidationData) {}
+
+    fn on_validation_code_applied() {}
+
+    fn on_relay_state_proof(state: &RelayChainStateProof) -> Weight {
+        let Some(data) = ValidationData::<Runtime>::get() else {
+            return Weight::zero();
+        };
+        let output = match relay_vrf_output(state) {
+            RelayVrf::Output(output) => output,
+            RelayVrf::None => System::parent_hash(),
+            RelayVrf::LeftOut => return Weight::zero(),
+        };
+        Operators::draw_pending(output, data.relay_parent_number)
     }
 }
 
@@ -40,7 +105,7 @@ parameter_types! {
 impl pallet_did::Config for Runtime {
     type Currency = Balances;
     type RuntimeHoldReason = RuntimeHoldReason;
-    type IssuerOrigin = EnsureRoot<AccountId>;
+    type IssuerOrigin = super::ArbitersTwoThirds;
     type DidDeposit = DidDeposit;
     type CredentialDeposit = CredentialDeposit;
     type ByteDeposit = DidByteDeposit;
@@ -89,14 +154,20 @@ parameter_types! {
     pub const UnbondingPeriod: BlockNumber = 10 * MINUTES;
     pub const HeartbeatTimeout: BlockNumber = 10 * MINUTES;
     pub const MaxTrustBoost: u32 = 4 * SCORE_ONE;
+    /// Relay blocks between a registration and its operators' draw: more than the relay
+    /// parents a collator may build on, so nobody knows the output at registration.
+    pub const AssignmentDelay: BlockNumber = 4;
 }
 
 impl pallet_operators::Config for Runtime {
     type Currency = Balances;
     type RuntimeHoldReason = RuntimeHoldReason;
     type Trust = Trust;
-    type Randomness = ParentHashRandomness;
-    type SlashOrigin = EnsureRoot<AccountId>;
+    type Randomness = AssignmentRandomness;
+    type RandomnessClock = cumulus_pallet_parachain_system::RelaychainDataProvider<Runtime>;
+    type AssignmentDelay = AssignmentDelay;
+    type MaxPendingAssignments = frame_support::traits::ConstU32<64>;
+    type SlashOrigin = super::ArbitersTwoThirds;
     type OnSlash = ();
     type MinStake = MinStake;
     type UnbondingPeriod = UnbondingPeriod;
@@ -178,7 +249,7 @@ impl pallet_escrow::Config for Runtime {
     type Operators = Operators;
     type ReceiptSignature = Signature;
     type ReceiptSigner = <Signature as Verify>::Signer;
-    type DisputeOrigin = EnsureRoot<AccountId>;
+    type DisputeOrigin = super::ArbitersMajority;
     type TreasuryAccount = TreasuryAccount;
     type ProtocolFee = ProtocolFee;
     type StorageShare = StorageShare;

@@ -1,13 +1,13 @@
 //! One `impl Config` per pallet of the runtime.
 
 mod marketplace;
-pub use marketplace::{ParentHashRandomness, TreasuryAccount};
+pub use marketplace::{AssignmentRandomness, DrawAssignments, TreasuryAccount};
 
 use frame_support::{
     derive_impl,
     dispatch::DispatchClass,
     parameter_types,
-    traits::{ConstBool, ConstU32, ConstU64, ConstU8, VariantCountOf},
+    traits::{ConstBool, ConstU32, ConstU64, ConstU8, EitherOfDiverse, VariantCountOf},
     weights::{
         constants::{
             BlockExecutionWeight, ExtrinsicBaseWeight, RocksDbWeight, WEIGHT_REF_TIME_PER_SECOND,
@@ -15,16 +15,20 @@ use frame_support::{
         ConstantMultiplier, Weight,
     },
 };
-use frame_system::limits::{BlockLength, BlockWeights};
+use frame_system::{
+    limits::{BlockLength, BlockWeights},
+    EnsureRoot,
+};
 use pallet_transaction_payment::{FungibleAdapter, Multiplier, TargetedFeeAdjustment};
 use sp_runtime::{traits::Bounded, FixedPointNumber, Perbill, Perquintill};
 use sp_version::RuntimeVersion;
 
 // `RuntimeOrigin`, `RuntimeTask` and `PalletInfo` are injected by `derive_impl` below.
 use crate::{
-    AccountId, Aura, AuraId, Balance, Balances, Block, Hash, Nonce, PalletInfo, Runtime,
-    RuntimeCall, RuntimeEvent, RuntimeFreezeReason, RuntimeHoldReason, RuntimeOrigin, RuntimeTask,
-    System, EXISTENTIAL_DEPOSIT, MICROUNIT, MILLIUNIT, SLOT_DURATION, VERSION,
+    AccountId, Aura, AuraId, Balance, Balances, Block, BlockNumber, Hash, Nonce, OriginCaller,
+    PalletInfo, Runtime, RuntimeCall, RuntimeEvent, RuntimeFreezeReason, RuntimeHoldReason,
+    RuntimeOrigin, RuntimeTask, System, EXISTENTIAL_DEPOSIT, MICROUNIT, MILLIUNIT, SLOT_DURATION,
+    VERSION,
 };
 
 /// ~5% of the block weight is used by `on_initialize` handlers.
@@ -166,6 +170,54 @@ impl pallet_sudo::Config for Runtime {
     type WeightInfo = ();
 }
 
+/// The arbiters: a collective that resolves disputes (simple majority), registers credential
+/// issuers, slashes operators and changes its own members (two thirds). Root (sudo, in the
+/// dev preset only) may do the same.
+pub type ArbitersCollective = pallet_collective::Instance1;
+
+parameter_types! {
+    pub const ArbiterMotionDuration: BlockNumber = 3 * crate::DAYS;
+    pub const MaxArbiterProposals: u32 = 64;
+    pub const MaxArbiters: u32 = 32;
+    pub MaxArbiterProposalWeight: Weight =
+        Perbill::from_percent(50) * RuntimeBlockWeights::get().max_block;
+}
+
+impl pallet_collective::Config<ArbitersCollective> for Runtime {
+    type RuntimeOrigin = RuntimeOrigin;
+    type Proposal = RuntimeCall;
+    type RuntimeEvent = RuntimeEvent;
+    type MotionDuration = ArbiterMotionDuration;
+    type MaxProposals = MaxArbiterProposals;
+    type MaxMembers = MaxArbiters;
+    type DefaultVote = pallet_collective::PrimeDefaultVote;
+    type WeightInfo = pallet_collective::weights::SubstrateWeight<Runtime>;
+    type SetMembersOrigin = ArbitersTwoThirds;
+    type MaxProposalWeight = MaxArbiterProposalWeight;
+    type DisapproveOrigin = ArbitersMajority;
+    type KillOrigin = ArbitersTwoThirds;
+    type Consideration = ();
+}
+
+/// Root or more than half of the arbiters.
+pub type ArbitersMajority = EitherOfDiverse<
+    EnsureRoot<AccountId>,
+    pallet_collective::EnsureProportionMoreThan<AccountId, ArbitersCollective, 1, 2>,
+>;
+
+/// Root or at least two thirds of the arbiters.
+pub type ArbitersTwoThirds = EitherOfDiverse<
+    EnsureRoot<AccountId>,
+    pallet_collective::EnsureProportionAtLeast<AccountId, ArbitersCollective, 2, 3>,
+>;
+
+impl pallet_utility::Config for Runtime {
+    type RuntimeEvent = RuntimeEvent;
+    type RuntimeCall = RuntimeCall;
+    type PalletsOrigin = OriginCaller;
+    type WeightInfo = pallet_utility::weights::SubstrateWeight<Runtime>;
+}
+
 parameter_types! {
     pub const ReservedXcmpWeight: Weight = MAXIMUM_BLOCK_WEIGHT.saturating_div(4);
     pub const ReservedDmpWeight: Weight = MAXIMUM_BLOCK_WEIGHT.saturating_div(4);
@@ -173,7 +225,7 @@ parameter_types! {
 
 impl cumulus_pallet_parachain_system::Config for Runtime {
     type RuntimeEvent = RuntimeEvent;
-    type OnSystemEvent = ();
+    type OnSystemEvent = DrawAssignments;
     type SelfParaId = parachain_info::Pallet<Runtime>;
     type OutboundXcmpMessageSource = ();
     type DmpQueue = ();

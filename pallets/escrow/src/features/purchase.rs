@@ -34,6 +34,7 @@ impl<T: Config> Pallet<T> {
         let stream_id = offer.stream.ok_or(Error::<T>::StreamNotRegistered)?;
         let stream = T::Offers::stream(&stream_id).ok_or(Error::<T>::StreamNotRegistered)?;
         ensure!(stream.open, Error::<T>::StreamClosed);
+        ensure!(!stream.operators.is_empty(), Error::<T>::StreamNotHosted);
 
         let verified = T::Identity::is_verified(&buyer);
         ensure!(

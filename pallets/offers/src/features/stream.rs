@@ -1,7 +1,6 @@
 //! Registering streams, rotating key epochs and closing streams.
 
 use crate::*;
-use alloc::vec::Vec;
 use fastdata_primitives::{
     api_market::stream_id, IdentityProvider, OfferId, OfferPurchases, OperatorProvider, StreamId,
 };
@@ -10,7 +9,8 @@ use sp_core::H256;
 use sp_runtime::traits::Saturating;
 
 impl<T: Config> Pallet<T> {
-    /// Registers the stream of `seller`'s offer `offer_id` and assigns operators.
+    /// Registers the stream of `seller`'s offer `offer_id` and requests its operators (drawn
+    /// by `pallet-operators` a few blocks later).
     pub(crate) fn do_register_stream(
         seller: T::AccountId,
         offer_id: OfferId,
@@ -34,7 +34,7 @@ impl<T: Config> Pallet<T> {
             .saturating_add(T::EpochDeposit::get())
             .saturating_add(T::ByteDeposit::get().saturating_mul((name.len() as u32).into()));
         T::Currency::hold(&HoldReason::StreamDeposit.into(), &seller, deposit)?;
-        let operators: Vec<T::AccountId> = T::Operators::assign(&id, offer.terms.replication)?;
+        T::Operators::request_assignment(&id, offer.terms.replication)?;
 
         Streams::<T>::insert(
             id,
@@ -58,7 +58,6 @@ impl<T: Config> Pallet<T> {
             stream: id,
             offer: offer_id,
             seller,
-            operators,
             commitment,
         });
         Ok(())

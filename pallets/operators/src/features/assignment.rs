@@ -6,9 +6,11 @@ use alloc::vec::Vec;
 use codec::Encode;
 use fastdata_primitives::{Score, StreamId, TrustProvider, SCORE_ONE};
 use frame_support::{pallet_prelude::*, traits::Randomness};
-use sp_runtime::{traits::UniqueSaturatedInto, DispatchError};
+use frame_system::pallet_prelude::BlockNumberFor;
+use sp_runtime::traits::{BlockNumberProvider, Saturating, UniqueSaturatedInto};
 
-/// Subject of the randomness drawn for a new stream's assignment.
+/// Subject of the randomness drawn for new streams' assignments (the stream id is mixed in
+/// per stream).
 const ASSIGN_SUBJECT: &[u8] = b"fastdata/operators/assign";
 /// Subject of the randomness drawn when an operator's streams are reassigned.
 const REASSIGN_SUBJECT: &[u8] = b"fastdata/operators/reassign";
@@ -104,6 +106,29 @@ fn random_u128<H: Encode>(seed: &H, stream: &StreamId, index: u32) -> u128 {
     u128::from_le_bytes(sp_io::hashing::blake2_128(&(seed, stream, index).encode()))
 }
 
+impl<T: Config> Candidates<T> {
+    /// Picks up to `replication` distinct candidates for `stream` with the random numbers
+    /// derived from `seed`; fewer only if fewer are eligible.
+    fn draw<H: Encode>(
+        &mut self,
+        seed: &H,
+        stream: &StreamId,
+        replication: u32,
+    ) -> AssignmentOf<T> {
+        let mut chosen: AssignmentOf<T> = BoundedVec::new();
+        for index in 0..replication {
+            let Some(who) = self.pick(random_u128(seed, stream, index), &chosen) else {
+                break;
+            };
+            if let Err(who) = chosen.try_push(who) {
+                self.unpick(&who);
+                break;
+            }
+        }
+        chosen
+    }
+}
+
 impl<T: Config> Pallet<T> {
     /// `who`'s trust score ([`Config::Trust`]) capped at [`Config::MaxTrustBoost`]: what the
     /// assignment weight counts.
@@ -111,46 +136,124 @@ impl<T: Config> Pallet<T> {
         T::Trust::trust_score(who).min(T::MaxTrustBoost::get())
     }
 
-    /// Picks `replication` distinct active operators for `stream`, weighted by stake and trust,
-    /// and records the assignment.
-    pub(crate) fn do_assign(
-        stream: &StreamId,
-        replication: u32,
-    ) -> Result<Vec<T::AccountId>, DispatchError> {
+    /// Queues `stream` for a draw of `replication` operators once the randomness source has
+    /// moved [`Config::AssignmentDelay`] blocks past its current output.
+    pub(crate) fn do_request_assignment(stream: &StreamId, replication: u32) -> DispatchResult {
         ensure!(
             replication > 0 && replication <= T::MaxReplication::get(),
             Error::<T>::InvalidReplication
         );
+        let mut pending = PendingAssignments::<T>::get();
         ensure!(
-            !Assignments::<T>::contains_key(stream),
+            !Assignments::<T>::contains_key(stream) && !pending.iter().any(|p| p.stream == *stream),
             Error::<T>::StreamAlreadyAssigned
         );
+        ensure!(
+            Candidates::<T>::load().eligible(&[]) >= replication as usize,
+            Error::<T>::NotEnoughOperators
+        );
+        let draw_after =
+            T::RandomnessClock::current_block_number().saturating_add(T::AssignmentDelay::get());
+        pending
+            .try_push(PendingAssignment {
+                stream: *stream,
+                replication,
+                draw_after,
+            })
+            .map_err(|_| Error::<T>::AssignmentQueueFull)?;
+        PendingAssignments::<T>::put(pending);
+        Self::deposit_event(Event::AssignmentRequested {
+            stream: *stream,
+            replication,
+            draw_after,
+        });
+        Ok(())
+    }
+
+    /// Draws the operators of every queued stream due at `known_at` (the randomness
+    /// source's block number of `output`) with `output`, in one pass over the active set.
+    /// The runtime calls it once per block before any transaction; see the crate docs.
+    /// Returns the weight used.
+    pub fn draw_pending(output: T::Hash, known_at: BlockNumberFor<T>) -> Weight {
+        let read = T::DbWeight::get().reads(1);
+        match Self::draw_due(&output, known_at) {
+            0 => read,
+            drawn => read.saturating_add(T::WeightInfo::assign_pending(drawn)),
+        }
+    }
+
+    /// [`Self::draw_pending`]: returns the number of streams drawn.
+    pub(crate) fn draw_due(output: &T::Hash, known_at: BlockNumberFor<T>) -> u32 {
+        let queue = PendingAssignments::<T>::get();
+        if queue.is_empty() {
+            return 0;
+        }
+        let (due, waiting): (Vec<_>, Vec<_>) =
+            queue.into_iter().partition(|p| known_at >= p.draw_after);
+        if due.is_empty() {
+            return 0;
+        }
+        let seed = sp_io::hashing::blake2_256(&(ASSIGN_SUBJECT, output).encode());
+        PendingAssignments::<T>::put(BoundedVec::truncate_from(waiting));
+        let mut candidates = Candidates::<T>::load();
+        for request in due.iter() {
+            let chosen = candidates.draw(&seed, &request.stream, request.replication);
+            Self::record_assignment(&request.stream, chosen);
+        }
+        candidates.store();
+        due.len() as u32
+    }
+
+    /// Draws every queued stream now, due or not: benchmark setups that need a registered
+    /// stream's operators in the same block.
+    #[cfg(feature = "runtime-benchmarks")]
+    pub fn benchmark_draw_pending() {
+        PendingAssignments::<T>::mutate(|queue| {
+            queue
+                .iter_mut()
+                .for_each(|p| p.draw_after = sp_runtime::traits::Zero::zero())
+        });
+        Self::draw_due(
+            &frame_system::Pallet::<T>::parent_hash(),
+            sp_runtime::traits::Zero::zero(),
+        );
+    }
+
+    /// Draws and records the operators of `stream` at once with the current randomness:
+    /// the distribution the pending queue produces, for tests of its statistics.
+    #[cfg(test)]
+    pub(crate) fn assign_now(
+        stream: &StreamId,
+        replication: u32,
+    ) -> Result<Vec<T::AccountId>, sp_runtime::DispatchError> {
         let mut candidates = Candidates::<T>::load();
         ensure!(
             candidates.eligible(&[]) >= replication as usize,
             Error::<T>::NotEnoughOperators
         );
+        let (output, _) = T::Randomness::random(ASSIGN_SUBJECT);
+        let seed = sp_io::hashing::blake2_256(&(ASSIGN_SUBJECT, output).encode());
+        let chosen = candidates.draw(&seed, stream, replication);
+        candidates.store();
+        Self::record_assignment(stream, chosen.clone());
+        Ok(chosen.into_inner())
+    }
 
-        let (seed, _) = T::Randomness::random(&(ASSIGN_SUBJECT, stream).encode());
-        let mut chosen: AssignmentOf<T> = BoundedVec::new();
-        for index in 0..replication {
-            let who = candidates
-                .pick(random_u128(&seed, stream, index), &chosen)
-                .ok_or(Error::<T>::NotEnoughOperators)?;
-            chosen
-                .try_push(who)
-                .map_err(|_| Error::<T>::InvalidReplication)?;
+    /// Records `chosen` as the operators of `stream` (an [`Event::AssignmentFailed`] if
+    /// nobody could be chosen).
+    fn record_assignment(stream: &StreamId, chosen: AssignmentOf<T>) {
+        if chosen.is_empty() {
+            Self::deposit_event(Event::AssignmentFailed { stream: *stream });
+            return;
         }
         for who in chosen.iter() {
             StreamsOf::<T>::insert(who, stream, ());
         }
-        candidates.store();
         Assignments::<T>::insert(stream, &chosen);
         Self::deposit_event(Event::StreamAssigned {
             stream: *stream,
-            operators: chosen.clone(),
+            operators: chosen,
         });
-        Ok(chosen.into_inner())
     }
 
     /// Moves every stream of `who` (which must no longer be in the active set) to another
@@ -194,9 +297,16 @@ impl<T: Config> Pallet<T> {
         streams.len() as u32
     }
 
-    /// Forgets the assignment of `stream`.
+    /// Forgets the assignment of `stream`, or its pending request.
     pub(crate) fn do_release(stream: &StreamId) {
         let Some(assigned) = Assignments::<T>::take(stream) else {
+            let mut pending = PendingAssignments::<T>::get();
+            let before = pending.len();
+            pending.retain(|p| p.stream != *stream);
+            if pending.len() != before {
+                PendingAssignments::<T>::put(pending);
+                Self::deposit_event(Event::StreamReleased { stream: *stream });
+            }
             return;
         };
         StreamHeads::<T>::remove(stream);

@@ -14,6 +14,8 @@ impl<T: Config> Pallet<T> {
     ///   a cached trust score within `MaxTrustBoost`;
     /// - every assignment lists distinct active operators, at most `MaxReplication`, and
     ///   [`StreamsOf`] is its exact reverse index;
+    /// - every stream in [`PendingAssignments`] is queued once, unassigned, with a replication
+    ///   factor;
     /// - [`StreamHeads`] exist only for assigned streams, one per operator.
     pub fn do_try_state() -> Result<(), TryRuntimeError> {
         let mut count = 0u32;
@@ -99,6 +101,16 @@ impl<T: Config> Pallet<T> {
                 .all(|e| e.streams == hosted.get(&e.who).copied().unwrap_or(0)),
             "active-set stream count differs from the index",
         )?;
+        let pending = PendingAssignments::<T>::get();
+        let queued: BTreeSet<_> = pending.iter().map(|p| p.stream).collect();
+        ensure_state(queued.len() == pending.len(), "stream queued twice")?;
+        for request in pending.iter() {
+            ensure_state(
+                !Assignments::<T>::contains_key(request.stream),
+                "queued stream already assigned",
+            )?;
+            ensure_state(request.replication > 0, "queued stream without replication")?;
+        }
         for (stream, heads) in StreamHeads::<T>::iter() {
             ensure_state(
                 Assignments::<T>::contains_key(stream),
