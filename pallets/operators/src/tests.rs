@@ -6,12 +6,11 @@ use crate::{
 };
 use codec::Encode;
 use fastdata_primitives::{OperatorProvider, SCORE_ONE};
-use frame_support::traits::Get;
 use frame_support::{
     assert_noop, assert_ok,
     traits::{
         fungible::{Inspect, InspectHold},
-        Hooks,
+        Get, Hooks,
     },
     weights::Weight,
 };
