@@ -11,13 +11,21 @@ timed() {
   say "$label: $((SECONDS - t0)) s"
 }
 
-# Builds the whole workspace (runtime native + wasm, node, daemons, tests) in the shared
-# release profile. Always the same package and target selection, so features unify the same
-# way in every run and no dependency is compiled twice.
+# Builds the workspace's default members (runtime native + wasm, dev node, daemons, tools,
+# tests; not the collator) in the shared release profile. Always the same package and target
+# selection, so features unify the same way in every run and no dependency is compiled twice.
 build_all() {
   say "building the workspace (runtime wasm, node, tools, tests); cold: ~91 min on 2 cores on a brand-new machine"
   # --timings: per-crate times in $CARGO_TARGET_DIR/cargo-timings/cargo-timing.html
-  timed "build workspace" cargo build --release --locked --workspace --all-targets --timings
+  timed "build workspace" cargo build --release --locked --all-targets --timings
+}
+
+# Builds fastdata-collator (polkadot-omni-node-lib with its embedded relay-chain node and
+# RocksDB, and frame-benchmarking-cli) for relay-backed networks and `scripts/weights`. Its
+# dependencies unify to other features than build_all's, so they compile once more (both
+# sets stay in the target dir): about an hour cold.
+build_collator() {
+  timed "build fastdata-collator" cargo build --release --locked -p fastdata-collator
 }
 
 NODE_PID=""
@@ -72,7 +80,7 @@ npm_install() {
 # test_binary <name>: path of the workspace's integration-test binary <name> (built if needed,
 # with the same package selection as build_all so nothing recompiles).
 test_binary() {
-  cargo test --release --locked --workspace --test "$1" --no-run --message-format=json 2>/dev/null \
+  cargo test --release --locked --test "$1" --no-run --message-format=json 2>/dev/null \
     | grep '"kind":\["test"\]' | grep "\"name\":\"$1\"" \
     | grep -o '"executable":"[^"]*"' | tail -1 | cut -d'"' -f4 | grep .
 }

@@ -1,13 +1,13 @@
-//! Chain specs built from the embedded runtime, so no spec file is needed for dev or local nets.
+//! Chain specs built from the embedded runtime, so no spec file is needed for dev or local
+//! nets. The collator wraps the same specs in its own extension type.
 
-use polkadot_omni_node_lib::chain_spec::{ChainSpec, Extensions, GenericChainSpec, LoadSpec};
-use sc_chain_spec::{ChainType, Properties};
+use sc_chain_spec::{ChainSpec, ChainType, GenericChainSpec, Properties};
 
-/// Para id used by the dev and local-testnet specs (must match the runtime presets).
+/// Para id of the dev and local-testnet specs (must match the runtime presets).
 pub const PARA_ID: u32 = 2000;
 
-/// Loads `dev` / `local` from the embedded runtime and anything else from a JSON file.
-pub struct FastDataSpecLoader;
+/// Relay chain the embedded specs name (rococo-local on zombienet).
+pub const RELAY_CHAIN: &str = "rococo-local";
 
 fn properties() -> Properties {
     let mut p = Properties::new();
@@ -17,20 +17,24 @@ fn properties() -> Properties {
     p
 }
 
-fn embedded(
+fn embedded<E>(
+    extensions: E,
     name: &str,
     id: &str,
     chain_type: ChainType,
     preset: &str,
-    relay: &str,
-) -> Result<Box<dyn ChainSpec>, String> {
+) -> Result<Box<dyn ChainSpec>, String>
+where
+    E: sc_chain_spec::Extension + sc_chain_spec::GetExtension + Send + Sync + 'static,
+    E: serde::Serialize + serde::de::DeserializeOwned + Clone,
+{
     let wasm = fastdata_runtime::WASM_BINARY.ok_or_else(|| {
         "this node was built without the wasm runtime (SKIP_WASM_BUILD); rebuild it, or pass \
          --chain <spec.json>"
             .to_string()
     })?;
     Ok(Box::new(
-        GenericChainSpec::builder(wasm, Extensions::new(relay.into(), PARA_ID))
+        GenericChainSpec::<E>::builder(wasm, extensions)
             .with_name(name)
             .with_id(id)
             .with_chain_type(chain_type)
@@ -40,24 +44,43 @@ fn embedded(
     ))
 }
 
-impl LoadSpec for FastDataSpecLoader {
-    fn load_spec(&self, id: &str) -> Result<Box<dyn ChainSpec>, String> {
-        match id {
-            "" | "dev" | "development" => embedded(
-                "FAST DATA Development",
-                "fastdata_dev",
-                ChainType::Development,
-                "development",
-                "rococo-local",
-            ),
-            "local" | "local_testnet" => embedded(
-                "FAST DATA Local Testnet",
-                "fastdata_local",
-                ChainType::Local,
-                "local_testnet",
-                "rococo-local",
-            ),
-            path => Ok(Box::new(GenericChainSpec::from_json_file(path.into())?)),
-        }
+/// Loads `dev` / `local` from the embedded runtime and anything else from a JSON file, with
+/// `extensions(relay_chain, para_id)` as the spec's extensions.
+pub fn load<E>(id: &str, extensions: impl Fn(&str, u32) -> E) -> Result<Box<dyn ChainSpec>, String>
+where
+    E: sc_chain_spec::Extension + sc_chain_spec::GetExtension + Send + Sync + 'static,
+    E: serde::Serialize + serde::de::DeserializeOwned + Clone,
+{
+    match id {
+        "" | "dev" | "development" => embedded(
+            extensions(RELAY_CHAIN, PARA_ID),
+            "FAST DATA Development",
+            "fastdata_dev",
+            ChainType::Development,
+            "development",
+        ),
+        "local" | "local_testnet" => embedded(
+            extensions(RELAY_CHAIN, PARA_ID),
+            "FAST DATA Local Testnet",
+            "fastdata_local",
+            ChainType::Local,
+            "local_testnet",
+        ),
+        path => Ok(Box::new(GenericChainSpec::<E>::from_json_file(
+            path.into(),
+        )?)),
     }
+}
+
+/// The parachain extensions of a spec (`relay_chain`, `para_id`), as the collator writes them.
+#[derive(
+    Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, sc_chain_spec::ChainSpecExtension,
+)]
+pub struct Extensions {
+    /// The relay chain of the parachain.
+    #[serde(alias = "relayChain", alias = "RelayChain")]
+    pub relay_chain: String,
+    /// The parachain's id.
+    #[serde(alias = "paraId", alias = "ParaId")]
+    pub para_id: u32,
 }

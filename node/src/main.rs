@@ -1,69 +1,7 @@
-//! `fastdata-node`: the FAST DATA collator and dev node.
-//!
-//! A thin binary on `polkadot-omni-node-lib` with the FAST DATA runtime embedded:
-//! `fastdata-node --dev` starts a single-node dev chain (blocks every second by default,
-//! RPC on 9944) without any chain-spec file; `--chain local` builds the local-testnet spec
-//! for collators under a relay chain; any other `--chain` value is read as a JSON spec file.
-//!
-//! `fastdata-node benchmark pallet --runtime <wasm> …` runs the runtime benchmarks of a wasm
-//! runtime built with the `runtime-benchmarks` feature (what `frame-omni-bencher v1 benchmark
-//! pallet` does; `scripts/weights` uses it to generate the pallets' weights).
+//! `fastdata-node --dev`: a single-node FAST DATA chain (see the library's docs).
 
-mod chain_spec;
+#![allow(clippy::result_large_err)] // sc_cli::Error is Substrate's
 
-use std::ffi::OsString;
-
-use frame_benchmarking_cli::PalletCmd;
-use polkadot_omni_node_lib::{run, runtime::DefaultRuntimeResolver, CliConfig, RunConfig};
-
-struct FastDataCli;
-
-impl CliConfig for FastDataCli {
-    fn impl_version() -> String {
-        env!("CARGO_PKG_VERSION").into()
-    }
-
-    fn author() -> String {
-        env!("CARGO_PKG_AUTHORS").into()
-    }
-
-    fn support_url() -> String {
-        "https://github.com/fastdata/fastdata/issues".into()
-    }
-
-    fn copyright_start_year() -> u16 {
-        2026
-    }
-}
-
-/// Host functions a parachain runtime may call besides Substrate's own: the storage proof
-/// size (PoV reclaim).
-type ParachainHostFunctions =
-    (cumulus_primitives_proof_size_hostfunction::storage_proof_size::HostFunctions,);
-
-/// Runs `benchmark pallet` with the arguments that follow it, on the runtime given by
-/// `--runtime`, without a node: the node's own runtime is built without benchmarks.
-fn benchmark_pallet(args: &[OsString]) -> Result<(), Box<dyn std::error::Error>> {
-    sc_cli::LoggerBuilder::new("").init()?;
-    let cmd = <PalletCmd as clap::Parser>::parse_from(
-        std::iter::once(OsString::from("fastdata-node benchmark pallet"))
-            .chain(args.iter().cloned()),
-    );
-    cmd.run_with_spec::<sp_runtime::traits::BlakeTwo256, ParachainHostFunctions>(None)?;
-    Ok(())
-}
-
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<OsString> = std::env::args_os().collect();
-    if let [_, benchmark, pallet, rest @ ..] = args.as_slice() {
-        if benchmark == "benchmark" && pallet == "pallet" {
-            return benchmark_pallet(rest);
-        }
-    }
-    let config = RunConfig::new(
-        Box::new(DefaultRuntimeResolver),
-        Box::new(chain_spec::FastDataSpecLoader),
-    );
-    run::<FastDataCli>(config)?;
-    Ok(())
+fn main() -> sc_cli::Result<()> {
+    fastdata_node::cli::run()
 }

@@ -3,7 +3,7 @@
 //! parachain (`fastdata-demo --no-settle`: operators register, a verified seller lists and
 //! streams, a buyer purchases, receives and verifies every segment).
 //!
-//! Run by `scripts/zombienet`, which puts `polkadot` and `fastdata-node` on PATH and sets
+//! Run by `scripts/zombienet`, which puts `polkadot` and `fastdata-collator` on PATH and sets
 //! `FASTDATA_BIN` to the directory of `fastdata-demo`.
 
 use std::{path::PathBuf, time::Instant};
@@ -25,7 +25,7 @@ async fn parachain_produces_finalizes_and_trades() -> anyhow::Result<()> {
     let network = NetworkConfig::load_from_toml(&network_toml())?
         .spawn_native()
         .await
-        .context("spawning the network (are polkadot and fastdata-node on PATH?)")?;
+        .context("spawning the network (are polkadot and fastdata-collator on PATH?)")?;
     println!("network spawned in {:.0?}", t0.elapsed());
     network.wait_until_is_up(600).await?;
 
