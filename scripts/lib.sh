@@ -15,7 +15,7 @@ timed() {
 # tests; not the collator) in the shared release profile. Always the same package and target
 # selection, so features unify the same way in every run and no dependency is compiled twice.
 build_all() {
-  say "building the workspace (runtime wasm, node, tools, tests); cold: ~91 min on 2 cores on a brand-new machine"
+  say "building the workspace (runtime wasm, node, tools, tests); cold: ~56 min on 2 cores on a brand-new machine"
   # --timings: per-crate times in $CARGO_TARGET_DIR/cargo-timings/cargo-timing.html
   timed "build workspace" cargo build --release --locked --all-targets --timings
 }
