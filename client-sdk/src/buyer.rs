@@ -91,7 +91,8 @@ impl FastData {
     }
 
     /// Waits until the first keys of purchase `id` are on chain (the purchase is active) and
-    /// returns it; fails if it was refunded instead or `timeout` passes.
+    /// returns it; fails if it was refunded instead or `timeout` passes. The purchase may not
+    /// be in a finalized block yet when this starts.
     pub async fn wait_for_keys(
         &self,
         id: PurchaseId,
@@ -101,9 +102,9 @@ impl FastData {
             &format!("keys of purchase {id}; the seller's key-delivery service may be offline (it is refunded after the key deadline)"),
             timeout,
             || async move {
-                let purchase = self.purchase(id).await?.ok_or_else(|| {
-                    Error::NotFound(format!("no purchase {id} on chain"))
-                })?;
+                let Some(purchase) = self.purchase(id).await? else {
+                    return Ok(None);
+                };
                 match purchase.state {
                     PurchaseState::AwaitingKeys => Ok(None),
                     PurchaseState::Refunded => Err(Error::Purchase {

@@ -182,15 +182,7 @@ impl FastData {
         args: Vec<u8>,
     ) -> Result<Vec<u8>, Error> {
         let metadata = self.client().at_current_block().await?.metadata();
-        let p = metadata
-            .pallet_by_name(pallet)
-            .ok_or_else(|| Error::NotFound(format!("the runtime has no pallet {pallet}")))?;
-        let c = p
-            .call_variant_by_name(call)
-            .ok_or_else(|| Error::NotFound(format!("pallet {pallet} has no call {call}")))?;
-        let mut out = vec![p.call_index(), c.index];
-        out.extend_from_slice(&args);
-        Ok(out)
+        crate::chain::encode_call(&metadata, pallet, call, &args)
     }
 }
 

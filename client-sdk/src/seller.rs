@@ -4,7 +4,8 @@
 //! The data keys of every epoch are generated here and kept in the [`Keystore`]; only their
 //! commitment `H(k_e ‖ k_m)` goes on chain. For every paid purchase the key-delivery service
 //! seals each due epoch's keys to the buyer's X25519 key (HPKE) and submits them with
-//! `Escrow::deliver_keys`.
+//! `Escrow::deliver_keys`, the deliveries of a pass batched into `Utility::force_batch`
+//! transactions ([`FastData::submit_batch`]).
 
 use fastdata_primitives::{
     api_market::{stream_id, OfferListing, OfferTerms, StreamView},
@@ -18,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::{
     buyer::Purchase,
-    chain::{arg, double_map_key, FastData, Included},
+    chain::{arg, double_map_key, BatchCall, FastData, Included, Wait},
     error::Error,
     keystore::{EpochRecord, Keystore},
 };
@@ -48,6 +49,8 @@ pub struct Delivery {
     pub epoch: EpochIndex,
     /// What happened: `Ok` or the error text.
     pub result: Result<(), String>,
+    /// The hash of the (batch) transaction that delivered the keys, when it did.
+    pub transaction: Option<[u8; 32]>,
 }
 
 /// The epochs a seller still owes a purchase, minus those already delivered, among the epochs
@@ -135,6 +138,14 @@ fn epoch_range(
     (lo <= hi).then_some((lo, hi))
 }
 
+/// The keys of `epoch` sealed to the X25519 key of the buyer of `purchase`.
+fn sealed_keys(purchase: &Purchase, epoch: EpochIndex, keys: &EpochKeys) -> Result<Vec<u8>, Error> {
+    sealed::seal(&purchase.buyer_key, purchase.id, epoch, keys).map_err(|e| Error::Purchase {
+        purchase: purchase.id,
+        detail: format!("cannot seal keys to the buyer's key: {e}"),
+    })
+}
+
 impl FastData {
     /// Lists an offer; the acting account must have a verified DID. Returns the offer id.
     pub async fn create_offer(
@@ -207,29 +218,35 @@ impl FastData {
     }
 
     /// Waits until the chain has drawn the operators of the newly registered `stream` (a few
-    /// blocks after its registration) and returns them.
+    /// blocks after its registration) and returns them. The stream may not be in a finalized
+    /// block yet when this starts.
     pub async fn wait_for_operators(&self, stream: &StreamId) -> Result<Vec<AccountId>, Error> {
         const WAIT: std::time::Duration = std::time::Duration::from_secs(120);
         let started = std::time::Instant::now();
         loop {
-            match self.stream(stream).await? {
-                Some(view) if !view.operators.is_empty() => return Ok(view.operators),
-                Some(_) => {}
-                None => return Err(Error::NotFound(format!("no stream {stream:?} on chain"))),
+            let view = self.stream(stream).await?;
+            if let Some(view) = &view {
+                if !view.operators.is_empty() {
+                    return Ok(view.operators.clone());
+                }
             }
             if started.elapsed() > WAIT {
-                return Err(Error::Timeout(format!(
-                    "no operators drawn for stream {stream:?} within {} s: the operators \
-                     pallet reports AssignmentFailed when none had room",
-                    WAIT.as_secs()
-                )));
+                return Err(match view {
+                    None => Error::NotFound(format!("no stream {stream:?} on chain")),
+                    Some(_) => Error::Timeout(format!(
+                        "no operators drawn for stream {stream:?} within {} s: the operators \
+                         pallet reports AssignmentFailed when none had room",
+                        WAIT.as_secs()
+                    )),
+                });
             }
             tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
     }
 
     /// Opens the next key epoch of `stream` with fresh keys (kept in `keystore`, with the
-    /// finalized block at which the rotation was seen). Returns the new epoch.
+    /// block at which the rotation was seen: the finalized head, or the rotation's own block
+    /// when that is newer). Returns the new epoch.
     pub async fn rotate_epoch(
         &self,
         keystore: &mut Keystore,
@@ -255,7 +272,8 @@ impl FastData {
             .await?;
         let (_stream, epoch): (StreamId, EpochIndex) =
             included.decode_event("Offers", "EpochRotated")?;
-        let seen = self.finalized_number().await?;
+        // Not before its block, which may not be finalized yet.
+        let seen = self.finalized_number().await?.max(included.block_number);
         keystore.record_epoch_opened(stream, epoch, seen);
         if let Err(e) = keystore.save() {
             // The key-delivery service then dates the epoch when it first sees it.
@@ -332,12 +350,7 @@ impl FastData {
         epoch: EpochIndex,
         keys: &EpochKeys,
     ) -> Result<Included, Error> {
-        let sealed = sealed::seal(&purchase.buyer_key, purchase.id, epoch, keys).map_err(|e| {
-            Error::Purchase {
-                purchase: purchase.id,
-                detail: format!("cannot seal keys to the buyer's key: {e}"),
-            }
-        })?;
+        let sealed = sealed_keys(purchase, epoch, keys)?;
         self.submit(
             "Escrow",
             "deliver_keys",
@@ -347,8 +360,11 @@ impl FastData {
     }
 
     /// One pass of the key-delivery service: for every stream of the acting seller with keys
-    /// in `keystore`, delivers the keys every open purchase is owed ([`epochs_due`]). Errors
-    /// of single deliveries are reported in the result and do not stop the pass.
+    /// in `keystore`, delivers the keys every open purchase is owed ([`epochs_due`]), all in
+    /// `Utility::force_batch` transactions of at most
+    /// [`MAX_BATCH_CALLS`](crate::chain::MAX_BATCH_CALLS) deliveries, sent at once and
+    /// awaited until finalized (the next pass reads finalized state). Each delivery reports
+    /// its own result: one that fails (a passed deadline, a bad key) does not stop the others.
     pub async fn deliver_due_keys(&self, keystore: &Keystore) -> Result<Vec<Delivery>, Error> {
         self.deliver_due_keys_seen(keystore, &mut HashMap::new())
             .await
@@ -362,7 +378,9 @@ impl FastData {
         keystore: &Keystore,
         seen: &mut HashMap<(StreamId, EpochIndex), BlockNumber>,
     ) -> Result<Vec<Delivery>, Error> {
-        let mut deliveries = Vec::new();
+        // Per due delivery: its call's index in `calls`, or why it cannot be sent.
+        let mut due: Vec<(PurchaseId, EpochIndex, Result<usize, String>)> = Vec::new();
+        let mut calls = Vec::new();
         let me = self.account().account_id();
         let now = self.finalized_number().await?;
         for offer in self.offers_by_seller(&me).await? {
@@ -392,20 +410,42 @@ impl FastData {
                     let Some(keys) = keystore.epoch_keys(&stream_id, epoch) else {
                         continue;
                     };
-                    let result = self
-                        .deliver_keys(&purchase, epoch, &keys)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string());
-                    deliveries.push(Delivery {
-                        purchase: id,
-                        epoch,
-                        result,
+                    let call = sealed_keys(&purchase, epoch, &keys).map(|sealed| {
+                        calls.push(BatchCall::new(
+                            "Escrow",
+                            "deliver_keys",
+                            (id, epoch, sealed),
+                        ));
+                        calls.len() - 1
                     });
+                    due.push((id, epoch, call.map_err(|e| e.to_string())));
                 }
             }
         }
-        Ok(deliveries)
+        let mut results: Vec<Option<Result<Included, Error>>> = self
+            .submit_batch(&calls, Wait::Finalized)
+            .await
+            .into_iter()
+            .map(Some)
+            .collect();
+        Ok(due
+            .into_iter()
+            .map(|(purchase, epoch, call)| {
+                let result = call.and_then(|i| {
+                    results
+                        .get_mut(i)
+                        .and_then(Option::take)
+                        .unwrap_or_else(|| Err(Error::Chain("no outcome".into())))
+                        .map_err(|e| e.to_string())
+                });
+                Delivery {
+                    purchase,
+                    epoch,
+                    transaction: result.as_ref().ok().map(|included| included.extrinsic_hash),
+                    result: result.map(drop),
+                }
+            })
+            .collect())
     }
 
     /// The key-delivery service: runs [`FastData::deliver_due_keys`] at every new finalized

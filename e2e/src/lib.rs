@@ -305,7 +305,8 @@ impl Network {
             for op in &self.operators {
                 let chain = self.alice.as_account(op.account.clone());
                 // A transaction the stopped daemon sent last (a claim, a heartbeat) may still
-                // be in the pool with the nonce read at the finalized block: wait it out.
+                // be in the pool, or be dropped there and leave the nonce the SDK picked
+                // invalid: the SDK then reads the nonce again, so try again shortly.
                 let mut attempt = 0;
                 loop {
                     match chain.submit("Operators", "leave", ()).await {

@@ -45,7 +45,7 @@
 //!
 //! [claims]
 //! interval_secs = 60
-//! batch = 32
+//! batch = 100               # claims per Utility::force_batch transaction
 //!
 //! [supervision]             # restarts of the long-running tasks (see `supervisor.rs`)
 //! max_restarts = 10         # failures in a row before the daemon exits non-zero
@@ -334,7 +334,8 @@ impl Default for ServingSection {
 pub struct ClaimsSection {
     /// Seconds between claim rounds.
     pub interval_secs: u64,
-    /// Claims per submission.
+    /// Claims per submission: one `Utility::force_batch` transaction each (split further
+    /// above [`fastdata_sdk::chain::MAX_BATCH_CALLS`]); a round sends its submissions at once.
     pub batch: usize,
 }
 
@@ -342,7 +343,7 @@ impl Default for ClaimsSection {
     fn default() -> Self {
         Self {
             interval_secs: 60,
-            batch: 32,
+            batch: fastdata_sdk::chain::MAX_BATCH_CALLS,
         }
     }
 }

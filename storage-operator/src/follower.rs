@@ -30,7 +30,7 @@ use fastdata_primitives::{
     AccountId, Balance, BlockNumber, OfferId, PurchaseId, Sequence, StreamId,
 };
 use fastdata_sdk::{
-    chain::{arg, runtime_api_at, AtBlock},
+    chain::{arg, runtime_api_at, AtBlock, BatchCall, Included, Wait, MAX_BATCH_CALLS},
     Account, Error, FastData,
 };
 use tokio::sync::{watch, Mutex};
@@ -664,11 +664,14 @@ async fn keep_alive(chain: &FastData) -> Result<(), Error> {
         chain.runtime_api("OperatorsApi_operator", &me).await?;
     if view.is_some_and(|v| v.status == OperatorStatus::Suspended) {
         tracing::warn!(operator = %me, "suspended by the runtime; resuming");
-        chain.submit("Operators", "resume", ()).await?;
+        chain.submit_finalized("Operators", "resume", ()).await?;
         tracing::info!(operator = %me, "resumed");
         return Ok(());
     }
-    chain.submit("Operators", "heartbeat", ()).await.map(drop)
+    chain
+        .submit_finalized("Operators", "heartbeat", ())
+        .await
+        .map(drop)
 }
 
 /// Blocks between heartbeats: a third of the runtime's `HeartbeatTimeout`, or `None` if the
@@ -712,7 +715,7 @@ pub async fn ensure_registered(chain: &FastData, registration: &Registration) ->
     match current {
         None => {
             chain
-                .submit(
+                .submit_finalized(
                     "Operators",
                     "register",
                     (
@@ -731,7 +734,7 @@ pub async fn ensure_registered(chain: &FastData, registration: &Registration) ->
                 || view.price_per_mb != registration.price_per_mb
             {
                 chain
-                    .submit(
+                    .submit_finalized(
                         "Operators",
                         "update",
                         (
@@ -746,7 +749,7 @@ pub async fn ensure_registered(chain: &FastData, registration: &Registration) ->
             match view.status {
                 OperatorStatus::Active => {}
                 OperatorStatus::Paused | OperatorStatus::Suspended => {
-                    chain.submit("Operators", "resume", ()).await?;
+                    chain.submit_finalized("Operators", "resume", ()).await?;
                     tracing::info!(operator = %me, "resumed");
                 }
                 OperatorStatus::Leaving { unbonding_until } => {
@@ -765,8 +768,11 @@ pub async fn ensure_registered(chain: &FastData, registration: &Registration) ->
 /// [`ChainClaimSubmitter`] and [`HeadAttester`] (tests fake it).
 #[async_trait::async_trait]
 pub trait OperatorCalls: Send + Sync + 'static {
-    /// `Escrow::claim(receipt, signature)`; returns the pay it accrued (planck).
-    async fn claim(&self, claim: &Claim) -> Result<Balance, Error>;
+    /// One `Escrow::claim(receipt, signature)` per claim, as one `Utility::force_batch`
+    /// transaction (`claims` holds at most [`MAX_BATCH_CALLS`]); returns per claim, in order,
+    /// the pay it accrued (planck) or its error: [`Error::Dispatch`] when the runtime refused
+    /// that claim, another error when the transaction did not happen.
+    async fn claim_batch(&self, claims: &[Claim]) -> Vec<Result<Balance, Error>>;
     /// `Operators::attest_heads(heads)`.
     async fn attest_heads(&self, heads: &[(StreamId, Sequence)]) -> Result<(), Error>;
     /// This operator's latest heads of `streams` accepted on chain (streams it never
@@ -779,7 +785,8 @@ pub trait OperatorCalls: Send + Sync + 'static {
 
 /// [`OperatorCalls`] to a node, signed by the operator: one connection, opened on first use
 /// and reopened after a failure that is not a dispatch error. Transactions wait for
-/// finalization, one at a time per account (the SDK's lock).
+/// finalization (the daemon acts on finalized state only); several may be in flight at once
+/// (the SDK picks their nonces).
 pub struct NodeCalls {
     url: String,
     account: Account,
@@ -817,25 +824,35 @@ impl NodeCalls {
 
 #[async_trait::async_trait]
 impl OperatorCalls for NodeCalls {
-    async fn claim(&self, claim: &Claim) -> Result<Balance, Error> {
-        let chain = self.connection().await?;
-        let signature = sp_runtime::MultiSignature::Sr25519(claim.signature);
-        let result = chain
-            .submit(
-                "Escrow",
-                "claim",
-                (arg(claim.receipt.clone()), arg(signature)),
-            )
-            .await;
-        self.checked(result)
-            .await
-            .map(|included| accrued(&included))
+    async fn claim_batch(&self, claims: &[Claim]) -> Vec<Result<Balance, Error>> {
+        let chain = match self.connection().await {
+            Ok(chain) => chain,
+            Err(e) => {
+                let text = e.to_string();
+                return claims
+                    .iter()
+                    .map(|_| Err(Error::Chain(text.clone())))
+                    .collect();
+            }
+        };
+        let results = claim_results(
+            chain
+                .submit_batch(&claim_calls(claims), Wait::Finalized)
+                .await,
+        );
+        if results
+            .iter()
+            .any(|r| matches!(r, Err(e) if !matches!(e, Error::Dispatch { .. })))
+        {
+            *self.chain.lock().await = None;
+        }
+        results
     }
 
     async fn attest_heads(&self, heads: &[(StreamId, Sequence)]) -> Result<(), Error> {
         let chain = self.connection().await?;
         let result = chain
-            .submit("Operators", "attest_heads", (arg(heads.to_vec()),))
+            .submit_finalized("Operators", "attest_heads", (arg(heads.to_vec()),))
             .await;
         self.checked(result).await.map(drop)
     }
@@ -875,9 +892,11 @@ pub fn stream_heads_key(stream: &StreamId) -> Vec<u8> {
     key
 }
 
-/// Submits claims as `Escrow::claim` transactions signed by the operator, one after the
-/// other (each waits for finalization). With an attester ([`Self::attest_first`]) each batch
-/// first attests the stream heads that grew, so the claims it sends are within them.
+/// Submits claims signed by the operator as `Utility::force_batch` transactions of at most
+/// [`MAX_BATCH_CALLS`] `Escrow::claim` calls, all in flight at once (each waits for
+/// finalization), so a round of any size takes a few blocks. With an attester
+/// ([`Self::attest_first`]) each submission first attests the stream heads that grew, so the
+/// claims it sends are within them.
 ///
 /// A claim the chain refuses as `BeyondStreamHead` (its receipt reaches past the stream's
 /// attested head, e.g. while co-assigned operators have not attested yet) stays pending and
@@ -885,6 +904,7 @@ pub fn stream_heads_key(stream: &StreamId) -> Vec<u8> {
 pub struct ChainClaimSubmitter {
     calls: Arc<dyn OperatorCalls>,
     attester: std::sync::OnceLock<Arc<HeadAttester>>,
+    max_per_batch: usize,
 }
 
 impl ChainClaimSubmitter {
@@ -898,7 +918,14 @@ impl ChainClaimSubmitter {
         Self {
             calls,
             attester: std::sync::OnceLock::new(),
+            max_per_batch: MAX_BATCH_CALLS,
         }
+    }
+
+    /// At most `n` claims per transaction (at least 1, at most [`MAX_BATCH_CALLS`]).
+    pub fn with_max_per_batch(mut self, n: usize) -> Self {
+        self.max_per_batch = n.clamp(1, MAX_BATCH_CALLS);
+        self
     }
 
     /// The calls it makes (to share its connection with a [`HeadAttester`]).
@@ -944,17 +971,47 @@ impl ClaimSubmitter for ChainClaimSubmitter {
                 Err(e) => tracing::warn!("head attestation before claims failed: {e}"),
             }
         }
-        let mut outcomes = Vec::with_capacity(claims.len());
-        for claim in claims {
-            outcomes.push(claim_outcome(self.calls.claim(claim).await));
-        }
-        outcomes
+        let chunks = claims.chunks(self.max_per_batch).map(|chunk| async move {
+            let mut results = self.calls.claim_batch(chunk).await;
+            // One outcome per claim, whatever the calls returned.
+            results.truncate(chunk.len());
+            while results.len() < chunk.len() {
+                results.push(Err(Error::Chain("no outcome for this claim".into())));
+            }
+            results
+        });
+        futures_util::future::join_all(chunks)
+            .await
+            .into_iter()
+            .flatten()
+            .map(claim_outcome)
+            .collect()
     }
+}
+
+/// The `Escrow::claim` call of each claim, for [`FastData::submit_batch`].
+pub fn claim_calls(claims: &[Claim]) -> Vec<BatchCall> {
+    claims
+        .iter()
+        .map(|claim| {
+            let signature = sp_runtime::MultiSignature::Sr25519(claim.signature);
+            BatchCall::new("Escrow", "claim", (&claim.receipt, signature))
+        })
+        .collect()
+}
+
+/// The pay each claim of a batch accrued, from each call's result
+/// ([`FastData::submit_batch`]: the call's own events, or its error).
+pub fn claim_results(items: Vec<Result<Included, Error>>) -> Vec<Result<Balance, Error>> {
+    items
+        .into_iter()
+        .map(|item| item.map(|included| accrued(&included)))
+        .collect()
 }
 
 /// The pay accrued by a claim, from its `Escrow::ReceiptClaimed` event
 /// `(purchase, operator, up_to_sequence, bytes, accrued)`; 0 if the event is missing.
-fn accrued(included: &fastdata_sdk::chain::Included) -> Balance {
+fn accrued(included: &Included) -> Balance {
     match included
         .decode_event::<(PurchaseId, AccountId, u64, u64, Balance)>("Escrow", "ReceiptClaimed")
     {
@@ -1613,8 +1670,13 @@ mod tests {
         others: BTreeMap<StreamId, Vec<Sequence>>,
         attestations: Vec<Vec<(StreamId, Sequence)>>,
         claims: Vec<(PurchaseId, u64, Result<(), String>)>,
+        /// Claims per `claim_batch` call (transaction).
+        batches: Vec<usize>,
         offline: bool,
     }
+
+    /// The fake chain refuses claims of this purchase as stale.
+    const STALE_PURCHASE: PurchaseId = 13;
 
     impl FakeCalls {
         fn with(assigned: &[StreamId]) -> Arc<Self> {
@@ -1647,23 +1709,33 @@ mod tests {
 
     #[async_trait::async_trait]
     impl OperatorCalls for FakeCalls {
-        async fn claim(&self, claim: &Claim) -> Result<Balance, Error> {
+        async fn claim_batch(&self, claims: &[Claim]) -> Vec<Result<Balance, Error>> {
             let mut state = self.lock();
             if state.offline {
-                return Err(Error::Chain("node down".into()));
+                return claims
+                    .iter()
+                    .map(|_| Err(Error::Chain("node down".into())))
+                    .collect();
             }
+            state.batches.push(claims.len());
             let stream = StreamId::repeat_byte(1);
-            let outcome = if claim.receipt.up_to_sequence >= state.head(&stream) {
-                Err(dispatch("Escrow::claim", "Escrow::BeyondStreamHead"))
-            } else {
-                Ok(100)
-            };
-            state.claims.push((
-                claim.receipt.purchase,
-                claim.receipt.nonce,
-                outcome.as_ref().map(drop).map_err(|e| e.to_string()),
-            ));
-            outcome
+            let mut results = Vec::new();
+            for claim in claims {
+                let outcome = if claim.receipt.purchase == STALE_PURCHASE {
+                    Err(dispatch("Escrow::claim", "Escrow::StaleReceipt"))
+                } else if claim.receipt.up_to_sequence >= state.head(&stream) {
+                    Err(dispatch("Escrow::claim", "Escrow::BeyondStreamHead"))
+                } else {
+                    Ok(100)
+                };
+                state.claims.push((
+                    claim.receipt.purchase,
+                    claim.receipt.nonce,
+                    outcome.as_ref().map(drop).map_err(|e| e.to_string()),
+                ));
+                results.push(outcome);
+            }
+            results
         }
 
         async fn attest_heads(&self, heads: &[(StreamId, Sequence)]) -> Result<(), Error> {
@@ -1954,6 +2026,133 @@ mod tests {
             claim_outcome(Err(Error::Chain("gone".into()))),
             ClaimOutcome::Failed(_)
         ));
+    }
+
+    /// A claim of `purchase` up to `up_to` by operator 9.
+    fn claim(purchase: PurchaseId, up_to: Sequence) -> Claim {
+        Claim {
+            receipt: crate::receipts::Receipt {
+                purchase,
+                operator: account(9),
+                up_to_sequence: up_to,
+                bytes: 100 * (up_to + 1),
+                nonce: 1,
+            },
+            signature: sp_core::sr25519::Signature::from_raw([0; 64]),
+        }
+    }
+
+    #[tokio::test]
+    async fn claims_go_in_bounded_batches_with_one_outcome_each() {
+        let s1 = StreamId::repeat_byte(1);
+        let calls = FakeCalls::with(&[s1]);
+        calls.lock().mine.insert(s1, 10);
+        let claims = ChainClaimSubmitter::with_calls(calls.clone()).with_max_per_batch(2);
+        // Five claims, two per transaction: one beyond the head (retried), one stale
+        // (refused for good); the others are accepted all the same.
+        let round = vec![
+            claim(1, 3),
+            claim(2, 10),
+            claim(3, 5),
+            claim(STALE_PURCHASE, 4),
+            claim(5, 9),
+        ];
+        let outcomes = claims.submit(&round).await;
+        assert_eq!(calls.lock().batches, vec![2, 2, 1]);
+        assert_eq!(outcomes.len(), 5);
+        assert_eq!(outcomes[0], ClaimOutcome::Accepted { accrued: 100 });
+        assert!(
+            matches!(&outcomes[1], ClaimOutcome::Failed(e) if e.contains(BEYOND_STREAM_HEAD)),
+            "{outcomes:?}"
+        );
+        assert_eq!(outcomes[2], ClaimOutcome::Accepted { accrued: 100 });
+        assert!(
+            matches!(&outcomes[3], ClaimOutcome::Rejected(e) if e.contains("StaleReceipt")),
+            "{outcomes:?}"
+        );
+        assert_eq!(outcomes[4], ClaimOutcome::Accepted { accrued: 100 });
+
+        // A round larger than a transaction holds goes in chunks of MAX_BATCH_CALLS.
+        let calls = FakeCalls::with(&[s1]);
+        calls.lock().mine.insert(s1, 1_000);
+        let claims = ChainClaimSubmitter::with_calls(calls.clone());
+        let many: Vec<Claim> = (0..2 * MAX_BATCH_CALLS as u64 + 1)
+            .map(|p| claim(100 + p, 1))
+            .collect();
+        let outcomes = claims.submit(&many).await;
+        assert_eq!(
+            calls.lock().batches,
+            vec![MAX_BATCH_CALLS, MAX_BATCH_CALLS, 1]
+        );
+        assert!(outcomes
+            .iter()
+            .all(|o| *o == ClaimOutcome::Accepted { accrued: 100 }));
+
+        // No node: every claim stays pending.
+        calls.lock().offline = true;
+        let outcomes = claims.submit(&many[..3]).await;
+        assert!(outcomes
+            .iter()
+            .all(|o| matches!(o, ClaimOutcome::Failed(_))));
+    }
+
+    #[test]
+    fn batch_events_map_to_claim_outcomes() {
+        use fastdata_sdk::chain::{batch_results, RawEvent};
+        let event = |pallet: &str, name: &str, fields: Vec<u8>| RawEvent {
+            pallet: pallet.into(),
+            name: name.into(),
+            fields,
+        };
+        let stale = sp_runtime::DispatchError::Module(sp_runtime::ModuleError {
+            index: 54,
+            error: [7, 0, 0, 0],
+            message: None,
+        });
+        // Renders a dispatch error as the SDK does from the metadata.
+        let describe = |bytes: &[u8]| match sp_runtime::DispatchError::decode(&mut &bytes[..]) {
+            Ok(sp_runtime::DispatchError::Module(m)) if (m.index, m.error[0]) == (54, 7) => {
+                "Pallet error: Escrow::StaleReceipt".to_string()
+            }
+            other => format!("{other:?}"),
+        };
+        let claimed = |purchase: PurchaseId, accrued: Balance| {
+            (purchase, account(9), 5u64, 600u64, accrued).encode()
+        };
+        let batch = Included {
+            extrinsic_hash: [1; 32],
+            block_hash: [2; 32],
+            block_number: 7,
+            nonce: 3,
+            finalized: true,
+            events: vec![
+                event("Balances", "Withdraw", vec![]),
+                event("Escrow", "ReceiptClaimed", claimed(1, 70)),
+                event("Utility", "ItemCompleted", vec![]),
+                event("Utility", "ItemFailed", stale.encode()),
+                event("Escrow", "ReceiptClaimed", claimed(3, 90)),
+                event("Utility", "ItemCompleted", vec![]),
+                // Accepted, but without its ReceiptClaimed event: no pay known.
+                event("Utility", "ItemCompleted", vec![]),
+                event("Utility", "BatchCompletedWithErrors", vec![]),
+                event("System", "ExtrinsicSuccess", vec![]),
+            ],
+        };
+        let round = [claim(1, 5), claim(2, 5), claim(3, 5), claim(4, 5)];
+        let results = batch_results(&batch, &claim_calls(&round), describe);
+        assert_eq!(results[0].as_ref().unwrap().block_number, 7);
+        let outcomes: Vec<ClaimOutcome> = claim_results(results)
+            .into_iter()
+            .map(claim_outcome)
+            .collect();
+        assert_eq!(outcomes[0], ClaimOutcome::Accepted { accrued: 70 });
+        assert!(
+            matches!(&outcomes[1], ClaimOutcome::Rejected(e)
+                if e.contains("Escrow::claim failed with Pallet error: Escrow::StaleReceipt")),
+            "{outcomes:?}"
+        );
+        assert_eq!(outcomes[2], ClaimOutcome::Accepted { accrued: 90 });
+        assert_eq!(outcomes[3], ClaimOutcome::Accepted { accrued: 0 });
     }
 
     #[test]

@@ -303,9 +303,10 @@ pub enum ClaimOutcome {
     Failed(String),
 }
 
-/// Sends claims to the escrow pallet. The subxt implementation signs one
-/// `Escrow::claim(purchase, receipt, signature)` per claim (batched with `Utility::batch_all`
-/// or sent one by one) with the operator key and reports an outcome per claim, in order.
+/// Sends claims to the escrow pallet. The subxt implementation
+/// ([`crate::follower::ChainClaimSubmitter`]) signs one `Escrow::claim(receipt, signature)`
+/// per claim with the operator key, batched into `Utility::force_batch` transactions, and
+/// reports an outcome per claim, in order.
 #[async_trait]
 pub trait ClaimSubmitter: Send + Sync + 'static {
     /// Submits `claims`; returns one outcome per claim, in the same order.
@@ -336,17 +337,29 @@ pub struct ClaimRound {
     pub failed: usize,
 }
 
-/// Submits every unclaimed receipt, `batch` claims per call. Afterwards `claims_pending` is
-/// the number of claims still undecided.
+/// Submissions of one claim round in flight at once.
+pub const SUBMISSIONS_IN_FLIGHT: usize = 16;
+
+/// Submits every unclaimed receipt, `batch` claims per call, up to
+/// [`SUBMISSIONS_IN_FLIGHT`] calls at once (the chain submitter makes each one transaction, so
+/// a round of any size lands within a few blocks). Afterwards `claims_pending` is the number
+/// of claims still undecided.
 pub async fn claim_round(
     book: &ReceiptBook,
     submitter: &dyn ClaimSubmitter,
     batch: usize,
 ) -> Result<ClaimRound, StoreError> {
+    use futures_util::StreamExt;
     let mut round = ClaimRound::default();
     let claims = book.unclaimed()?;
-    for chunk in claims.chunks(batch.max(1)) {
-        let outcomes = submitter.submit(chunk).await;
+    let chunks: Vec<&[Claim]> = claims.chunks(batch.max(1)).collect();
+    // Collected first: a stream over a closure would not be `Send` for the daemon's task.
+    let submissions: Vec<_> = chunks.iter().map(|chunk| submitter.submit(chunk)).collect();
+    let submitted: Vec<Vec<ClaimOutcome>> = futures_util::stream::iter(submissions)
+        .buffered(SUBMISSIONS_IN_FLIGHT)
+        .collect()
+        .await;
+    for (chunk, outcomes) in chunks.into_iter().zip(submitted) {
         for (i, claim) in chunk.iter().enumerate() {
             let outcome = outcomes
                 .get(i)

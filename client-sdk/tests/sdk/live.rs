@@ -2,21 +2,25 @@
 //! URL): DIDs, an issuer's credential, an offer, a stream, a purchase, sealed keys delivered
 //! by the seller's key-delivery pass and opened by the buyer against the on-chain
 //! commitment, an epoch rotation, a dispute; and the keys never appear in clear in chain
-//! storage or in any event.
+//! storage or in any event. Pipelined submission: many transactions of one account in flight
+//! at once land with consecutive nonces within a few blocks; the keys of many purchases go in
+//! one batch transaction, a bad delivery among them failing alone.
 
 use std::time::Duration;
 
 use fastdata_primitives::{
     api_market::{Licence, OfferTerms},
     escrow::{DisputeReason, PurchaseState},
-    PaymentMode,
+    BlockNumber, OfferId, PaymentMode,
 };
 use fastdata_sdk::{
-    chain::arg,
+    chain::{arg, BatchCall, Included, Wait},
     keystore::Keystore,
+    seller::RegisteredStream,
     subxt::rpcs::{rpc_params, RpcClient},
     Account, Error, FastData,
 };
+use futures_util::{stream::FuturesUnordered, TryStreamExt};
 use sp_core::H256;
 use sp_runtime::Perbill;
 
@@ -33,6 +37,70 @@ async fn funded(alice: &FastData, amount: u128) -> Account {
         .await
         .expect("Alice funds a fresh account");
     account
+}
+
+/// A funded storage operator registered on chain. It runs no daemon: [`leave`] at the end
+/// of the test, so no later stream is assigned to it.
+async fn registered_operator(alice: &FastData) -> FastData {
+    let operator = alice.as_account(funded(alice, 1_000 * UNIT).await);
+    operator
+        .submit(
+            "Operators",
+            "register",
+            (
+                arg(200 * UNIT),
+                arg(b"mqtt://127.0.0.1:1883".to_vec()),
+                arg(b"http://127.0.0.1:8088".to_vec()),
+                arg(UNIT / 1000),
+            ),
+        )
+        .await
+        .expect("operator registers");
+    operator
+}
+
+/// The operator (without a daemon) leaves the operator set.
+async fn leave(operator: &FastData) {
+    operator
+        .submit("Operators", "leave", ())
+        .await
+        .expect("operator leaves");
+}
+
+/// Terms of the test offers: one replica, no verification asked of buyers.
+fn terms() -> OfferTerms<BlockNumber> {
+    OfferTerms {
+        licence: Licence::InternalUse,
+        resale_allowed: false,
+        verified_only: false,
+        verified_discount: Perbill::zero(),
+        min_trust_score: 0,
+        retention: 1_000,
+        replication: 1,
+    }
+}
+
+/// The verified `seller`'s offer of a live stream (20-block periods at 1 UNIT) and its
+/// registered stream, with epoch-0 keys in `keystore`.
+async fn listed_stream(
+    seller: &FastData,
+    keystore: &mut Keystore,
+    topic: &str,
+) -> (OfferId, RegisteredStream) {
+    let offer = seller
+        .create_offer(topic, PaymentMode::Stream { period: 20 }, UNIT, terms())
+        .await
+        .unwrap();
+    let registered = seller
+        .register_stream(
+            keystore,
+            offer,
+            &format!("{}-line-1", topic.replace('/', "-")),
+        )
+        .await
+        .unwrap();
+    assert!(!registered.operators.is_empty());
+    (offer, registered)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -89,22 +157,9 @@ async fn did_offer_purchase_and_sealed_keys_end_to_end() {
     let mut buyer_ks = Keystore::open(dir.path().join("buyer.json")).unwrap();
 
     // Accounts: a storage operator, a seller and a buyer, funded by Alice.
-    let operator = alice.as_account(funded(&alice, 1_000 * UNIT).await);
+    let operator = registered_operator(&alice).await;
     let seller = alice.as_account(funded(&alice, 1_000 * UNIT).await);
     let buyer = alice.as_account(funded(&alice, 1_000 * UNIT).await);
-    operator
-        .submit(
-            "Operators",
-            "register",
-            (
-                arg(200 * UNIT),
-                arg(b"mqtt://127.0.0.1:1883".to_vec()),
-                arg(b"http://127.0.0.1:8088".to_vec()),
-                arg(UNIT / 1000),
-            ),
-        )
-        .await
-        .expect("operator registers");
 
     // Identity: DIDs with X25519 keys; Alice (the dev issuer) attests KYC to the seller.
     let seller_key = seller.create_did(&mut seller_ks, Vec::new()).await.unwrap();
@@ -118,21 +173,12 @@ async fn did_offer_purchase_and_sealed_keys_end_to_end() {
     assert!(!seller.is_verified(&seller_id).await.unwrap());
 
     // An unverified seller cannot list, and the error says what to do.
-    let terms = OfferTerms {
-        licence: Licence::InternalUse,
-        resale_allowed: false,
-        verified_only: false,
-        verified_discount: Perbill::zero(),
-        min_trust_score: 0,
-        retention: 1_000,
-        replication: 1,
-    };
     let refused = seller
         .create_offer(
             "plant7/press/temperature",
             PaymentMode::Stream { period: 20 },
             UNIT,
-            terms.clone(),
+            terms(),
         )
         .await
         .unwrap_err();
@@ -150,20 +196,8 @@ async fn did_offer_purchase_and_sealed_keys_end_to_end() {
     assert_eq!(doc.key_agreement, seller_key);
 
     // Seller: offer, stream with the epoch-0 commitment; operators assigned by the chain.
-    let offer = seller
-        .create_offer(
-            "plant7/press/temperature",
-            PaymentMode::Stream { period: 20 },
-            UNIT,
-            terms,
-        )
-        .await
-        .unwrap();
-    let registered = seller
-        .register_stream(&mut seller_ks, offer, "press-line-1")
-        .await
-        .unwrap();
-    assert!(!registered.operators.is_empty());
+    let (offer, registered) =
+        listed_stream(&seller, &mut seller_ks, "plant7/press/temperature").await;
     let stream = registered.stream;
     let epoch0 = seller_ks.epoch_keys(&stream, 0).unwrap();
     assert_eq!(
@@ -281,10 +315,7 @@ async fn did_offer_purchase_and_sealed_keys_end_to_end() {
     );
 
     // The operator has no daemon: it leaves, so no later stream is assigned to it.
-    operator
-        .submit("Operators", "leave", ())
-        .await
-        .expect("operator leaves");
+    leave(&operator).await;
 }
 
 /// Transactions of one account sent at once over separate connections (as an operator's
@@ -310,4 +341,161 @@ async fn concurrent_transactions_of_one_account_all_land() {
         send.await.unwrap().expect("every transfer lands");
     }
     assert_eq!(alice.free_balance(&to).await.unwrap(), 6 * UNIT);
+}
+
+/// Twenty transactions of one account sent at once from one connection are all included,
+/// with consecutive nonces, within a few blocks: no lock is held across inclusion (it took
+/// one block per transaction while each waited for finality before the next was signed).
+#[tokio::test]
+#[ignore = "needs a running fastdata-node; run by scripts/test"]
+async fn twenty_transactions_of_one_account_in_flight_at_once() {
+    const SENDS: u128 = 20;
+    let alice = FastData::connect(&url(), Account::from_suri("//Alice").unwrap())
+        .await
+        .unwrap();
+    let sender = alice.as_account(funded(&alice, 1_000 * UNIT).await);
+    let (receiver, _) = Account::generate().unwrap();
+    let to = receiver.account_id();
+    let first_nonce = sender.pool_nonce().await.unwrap();
+    let head = alice.finalized_number().await.unwrap();
+    let mut included: Vec<Included> = (1..=SENDS)
+        .map(|n| sender.transfer(&to, n * UNIT))
+        .collect::<FuturesUnordered<_>>()
+        .try_collect()
+        .await
+        .expect("every transfer is included");
+    included.sort_by_key(|i| i.nonce);
+    let nonces: Vec<u64> = included.iter().map(|i| i.nonce).collect();
+    let expected: Vec<u64> = (first_nonce..first_nonce + SENDS as u64).collect();
+    assert_eq!(nonces, expected, "consecutive nonces");
+    let blocks: Vec<BlockNumber> = included.iter().map(|i| i.block_number).collect();
+    let (first, last) = (blocks[0], blocks[blocks.len() - 1]);
+    assert!(
+        blocks.windows(2).all(|w| w[0] <= w[1]),
+        "in nonce order: {blocks:?}"
+    );
+    assert!(
+        first > head && last <= head + 4,
+        "all {SENDS} within 4 blocks after block {head}: {blocks:?}"
+    );
+    println!(
+        "{SENDS} transfers in blocks {first}..={last} (head {head}); {} reported finalized",
+        included.iter().filter(|i| i.finalized).count()
+    );
+    let paid = SENDS * (SENDS + 1) / 2 * UNIT;
+    alice
+        .wait_for(
+            "the transfers finalized",
+            Duration::from_secs(30),
+            || async { Ok((alice.free_balance(&to).await? == paid).then_some(())) },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sender.pool_nonce().await.unwrap(),
+        first_nonce + SENDS as u64
+    );
+}
+
+/// The keys of several purchases go in one `Utility::force_batch` transaction and every
+/// buyer opens its own from the chain; a delivery the runtime refuses fails alone.
+#[tokio::test]
+#[ignore = "needs a running fastdata-node; run by scripts/test"]
+async fn keys_of_many_purchases_in_one_batch() {
+    const BUYERS: usize = 5;
+    let alice = FastData::connect(&url(), Account::from_suri("//Alice").unwrap())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let operator = registered_operator(&alice).await;
+    let mut seller_ks = Keystore::open(dir.path().join("seller.json")).unwrap();
+    let seller = alice.as_account(funded(&alice, 1_000 * UNIT).await);
+    let seller_id = seller.account().account_id();
+    seller.create_did(&mut seller_ks, Vec::new()).await.unwrap();
+    let expires = alice.finalized_number().await.unwrap() + 100_000;
+    alice
+        .attest_credential(&seller_id, b"KYC", H256::repeat_byte(1), expires)
+        .await
+        .unwrap();
+    let (offer, registered) = listed_stream(&seller, &mut seller_ks, "plant9/flow").await;
+    let epoch0 = seller_ks.epoch_keys(&registered.stream, 0).unwrap();
+
+    // Buyers with DIDs, each buying one period; Alice funds them all at once.
+    let accounts: Vec<Account> = (0..BUYERS)
+        .map(|_| Account::generate().unwrap().0)
+        .collect();
+    let ids: Vec<_> = accounts.iter().map(Account::account_id).collect();
+    futures_util::future::try_join_all(ids.iter().map(|id| alice.transfer(id, 1_000 * UNIT)))
+        .await
+        .unwrap();
+    let mut buyers = Vec::new();
+    for (i, account) in accounts.into_iter().enumerate() {
+        let buyer = alice.as_account(account);
+        let mut ks = Keystore::open(dir.path().join(format!("buyer-{i}.json"))).unwrap();
+        buyer.create_did(&mut ks, Vec::new()).await.unwrap();
+        let purchase = buyer.buy(offer, 1, 2 * UNIT).await.unwrap();
+        buyers.push((buyer, ks, purchase));
+    }
+    // The seller reads finalized state.
+    seller
+        .wait_for("purchases finalized", Duration::from_secs(30), || async {
+            Ok((seller.purchases_of_offer(offer).await?.len() == BUYERS).then_some(()))
+        })
+        .await
+        .unwrap();
+
+    // A batch of two good deliveries around one for a purchase that does not exist: the
+    // runtime refuses that one alone.
+    let mut calls = Vec::new();
+    for (_, _, purchase) in &buyers[..2] {
+        let view = seller.purchase(*purchase).await.unwrap().unwrap();
+        let sealed =
+            fastdata_primitives::sealed::seal(&view.buyer_key, view.id, 0, &epoch0).unwrap();
+        calls.push(BatchCall::new(
+            "Escrow",
+            "deliver_keys",
+            (view.id, 0u32, sealed),
+        ));
+    }
+    calls.insert(
+        1,
+        BatchCall::new("Escrow", "deliver_keys", (u64::MAX, 0u32, vec![0u8; 113])),
+    );
+    let results = seller.submit_batch(&calls, Wait::Finalized).await;
+    assert_eq!(results.len(), 3);
+    let refused = results[1].as_ref().unwrap_err();
+    assert!(
+        matches!(refused, Error::Dispatch { error } if error.contains("Escrow::deliver_keys failed with")),
+        "{refused}"
+    );
+    let (a, b) = (results[0].as_ref().unwrap(), results[2].as_ref().unwrap());
+    assert_eq!(a.extrinsic_hash, b.extrinsic_hash, "one transaction");
+    assert!(a.finalized);
+    assert!(a.event("Escrow", "KeysDelivered").is_some());
+
+    // The key-delivery pass sends the other buyers' keys, all in one transaction.
+    let delivered = seller.deliver_due_keys(&seller_ks).await.unwrap();
+    assert_eq!(delivered.len(), BUYERS - 2, "{delivered:?}");
+    assert!(delivered.iter().all(|d| d.result.is_ok()), "{delivered:?}");
+    let transaction = delivered[0].transaction;
+    assert!(transaction.is_some());
+    assert!(delivered.iter().all(|d| d.transaction == transaction));
+    let mut delivered_to: Vec<_> = delivered.iter().map(|d| d.purchase).collect();
+    delivered_to.sort_unstable();
+    let mut rest: Vec<_> = buyers[2..].iter().map(|(_, _, p)| *p).collect();
+    rest.sort_unstable();
+    assert_eq!(delivered_to, rest);
+
+    // Every buyer opens its keys from the chain, checked against the commitment.
+    for (buyer, ks, purchase) in &buyers {
+        let view = buyer.purchase(*purchase).await.unwrap().unwrap();
+        assert_eq!(view.state, PurchaseState::Active, "purchase {purchase}");
+        assert_eq!(buyer.open_keys(ks, &view, 0).await.unwrap(), epoch0);
+    }
+    assert!(seller
+        .deliver_due_keys(&seller_ks)
+        .await
+        .unwrap()
+        .is_empty());
+    leave(&operator).await;
 }

@@ -112,7 +112,10 @@ fn sdk_argument_encodings_match_exported_metadata() {
         escrow::DisputeReason,
         PaymentMode,
     };
-    use fastdata_sdk::identity::{lookup, Service};
+    use fastdata_sdk::{
+        chain::encode_call,
+        identity::{lookup, RawCall, Service},
+    };
     use sp_core::H256;
     use sp_runtime::{AccountId32, Perbill};
 
@@ -241,6 +244,32 @@ fn sdk_argument_encodings_match_exported_metadata() {
             vec![3u64.encode(), 90u8.encode(), Some(H256::zero()).encode()],
         ),
     ];
+    // Claims and key deliveries go in `Utility::force_batch` as `RuntimeCall`s encoded by hand.
+    let receipt = fastdata_primitives::receipt::Receipt {
+        purchase: 3,
+        operator: who.clone(),
+        up_to_sequence: 9,
+        bytes: 900,
+        nonce: 2,
+    };
+    let signature =
+        sp_runtime::MultiSignature::Sr25519(sp_core::sr25519::Signature::from_raw([1; 64]));
+    let claim_args = vec![receipt.encode(), signature.encode()];
+    let deliver_args = vec![3u64.encode(), 1u32.encode(), vec![1u8; 113].encode()];
+    let batched = |pallet: &str, call: &str, args: &[Vec<u8>]| {
+        RawCall(encode_call(&metadata, pallet, call, &args.concat()).expect("known call"))
+    };
+    let batch = vec![
+        batched("Escrow", "deliver_keys", &deliver_args),
+        batched("Escrow", "claim", &claim_args),
+    ];
+    let samples: Vec<(&str, &str, Vec<Vec<u8>>)> = samples
+        .into_iter()
+        .chain([
+            ("Escrow", "claim", claim_args.clone()),
+            ("Utility", "force_batch", vec![batch.encode()]),
+        ])
+        .collect();
     let mut problems = Vec::new();
     for (pallet, call, args) in samples {
         let variant = metadata

@@ -57,25 +57,30 @@ impl FakeChain {
 
 #[async_trait::async_trait]
 impl OperatorCalls for FakeChain {
-    async fn claim(&self, claim: &Claim) -> Result<Balance, Error> {
+    async fn claim_batch(&self, claims: &[Claim]) -> Vec<Result<Balance, Error>> {
         let mut state = self.lock();
         let mine = state.mine.get(&STREAM).copied().unwrap_or(0);
         // Two operators: the lower median is the lower head.
         let head = mine.min(state.other);
-        let accepted = claim.receipt.up_to_sequence < head;
-        state.claims.push((
-            claim.receipt.purchase,
-            claim.receipt.nonce,
-            claim.receipt.up_to_sequence,
-            accepted,
-        ));
-        if accepted {
-            Ok(1_000)
-        } else {
-            Err(Error::Dispatch {
-                error: "Escrow::claim failed with Module error: Escrow::BeyondStreamHead".into(),
-            })
+        let mut results = Vec::new();
+        for claim in claims {
+            let accepted = claim.receipt.up_to_sequence < head;
+            state.claims.push((
+                claim.receipt.purchase,
+                claim.receipt.nonce,
+                claim.receipt.up_to_sequence,
+                accepted,
+            ));
+            results.push(if accepted {
+                Ok(1_000)
+            } else {
+                Err(Error::Dispatch {
+                    error: "Escrow::claim failed with Module error: Escrow::BeyondStreamHead"
+                        .into(),
+                })
+            });
         }
+        results
     }
 
     async fn attest_heads(&self, heads: &[(StreamId, Sequence)]) -> Result<(), Error> {
