@@ -19,15 +19,16 @@
 //! with its events ([`Wait::InBlock`]): a best block, or a finalized one if the node reports
 //! finalization first or within [`FINALITY_GRACE`] after (`fastdata-node --dev` seals and
 //! finalizes each block at once; a relay-backed collator reports the best block a few blocks
-//! before finality). [`Included::finalized`] tells which. Reads at the finalized block may not show the effects
-//! of a transaction that is not finalized yet: [`FastData::submit_finalized`] waits for
-//! finality, as the daemons (the operator's follower, claims and attestations, the seller's
-//! key-delivery service) do, so they act on finalized state only.
+//! before finality). [`Included::finalized`] tells which. Reads at the finalized block may
+//! not show the effects of a transaction that is not finalized yet:
+//! [`FastData::submit_finalized`] waits for finality, as the daemons (the operator's
+//! follower, claims and attestations, the seller's key-delivery service) do, so they act on
+//! finalized state only.
 //!
 //! **Batches.** [`FastData::submit_batch`] sends many calls as `Utility::force_batch`
-//! transactions of at most [`MAX_BATCH_CALLS`] calls each, all in flight at once, and reports
-//! each call's own events or error ([`batch_items`]): one failing call does not stop the
-//! others.
+//! transactions of at most [`MAX_BATCH_CALLS`] calls each, signed in order and then all in
+//! flight at once, and reports each call's own events or error ([`batch_results`]): one
+//! failing call does not stop the others.
 
 use codec::{Decode, Encode};
 use fastdata_primitives::BlockNumber;
@@ -49,7 +50,8 @@ pub const MORTALITY_BLOCKS: u64 = 64;
 /// How long a transaction seen in a best block waits for its finalization to be reported
 /// before [`Wait::InBlock`] returns it unfinalized. `fastdata-node --dev` finalizes each block
 /// as it seals it, so its transactions return finalized (and reads at the finalized block see
-/// them); on a relay-backed collator finality comes blocks later and this costs nothing more.
+/// them); on a relay-backed collator, where finality comes blocks later, a call returns this
+/// much after its best block.
 pub const FINALITY_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The node's legacy RPC methods (for `system_accountNextIndex`).
