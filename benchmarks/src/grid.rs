@@ -565,7 +565,12 @@ async fn register_stream(
 ) -> anyhow::Result<StreamId> {
     for _ in 0..ATTEMPTS {
         match chain
-            .register_stream(keystore, offer, &format!("bench-{i}"))
+            .register_stream(
+                keystore,
+                offer,
+                &format!("bench-{i}"),
+                fastdata_sdk::seller::Hosting::DEMO,
+            )
             .await
         {
             Ok(registered) => return Ok(registered.stream),

@@ -122,6 +122,7 @@ impl ChainState {
                 operators: vec![me.clone(), other.clone()],
                 retention: 0,
                 open: true,
+                quota_bytes: u64::MAX,
             })
             .collect();
         let purchases = (0..total)

@@ -68,7 +68,12 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
     let stream = seller
-        .register_stream(&mut keystore, offer, "press-line-1")
+        .register_stream(
+            &mut keystore,
+            offer,
+            "press-line-1",
+            fastdata_sdk::seller::Hosting::DEMO,
+        )
         .await?;
     println!(
         "offer {offer}, stream {:?} on {} operator(s)",

@@ -635,6 +635,19 @@ impl FastData {
             .collect()
     }
 
+    /// Submits `calls` as one `Utility::batch_all` transaction: all of them apply, in order,
+    /// or none does (the error names the failing call's pallet error). Returns when it is
+    /// included as `wait` says, with the events of every call.
+    pub async fn submit_all(&self, calls: &[BatchCall], wait: Wait) -> Result<Included, Error> {
+        let metadata = self.client.at_current_block().await?.metadata();
+        let encoded = calls
+            .iter()
+            .map(|c| encode_call(&metadata, &c.pallet, &c.call, &c.args).map(RawCall))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pending = self.send("Utility", "batch_all", (arg(encoded),)).await?;
+        self.watch(pending, wait).await
+    }
+
     /// Calls runtime API `method` (e.g. `OffersApi_offers`) with SCALE-encoded `args` at the
     /// last finalized block and decodes the answer as `R`.
     pub async fn runtime_api<R: Decode>(
@@ -795,6 +808,7 @@ pub const CALLS: &[(&str, &str, &[&str])] = &[
     ("Did", "remove_credential", &["subject", "id"]),
     ("Sudo", "sudo", &["call"]),
     ("Utility", "force_batch", &["calls"]),
+    ("Utility", "batch_all", &["calls"]),
     ("Balances", "transfer_keep_alive", &["dest", "value"]),
     (
         "Offers",
@@ -831,6 +845,11 @@ pub const CALLS: &[(&str, &str, &[&str])] = &[
     ("Operators", "resume", &[]),
     ("Operators", "heartbeat", &[]),
     ("Operators", "attest_heads", &["heads"]),
+    (
+        "Operators",
+        "fund_hosting",
+        &["stream", "quota_mb", "amount"],
+    ),
     ("Trust", "rate", &["purchase", "score", "comment"]),
 ];
 

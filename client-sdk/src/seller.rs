@@ -29,6 +29,44 @@ pub type Offer = OfferListing<AccountId, Balance, BlockNumber>;
 /// A stream with its operators and epoch.
 pub type Stream = StreamView<AccountId, BlockNumber>;
 
+/// What a seller pays its stream's operators for hosting: the quota each stores and the
+/// funds that pay them (`Operators::fund_hosting`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hosting {
+    /// Most MB each operator stores for the stream; segments beyond it are refused.
+    pub quota_mb: u32,
+    /// Funds set aside (held from the seller) to pay the operators for what they store.
+    pub funds: Balance,
+}
+
+impl Hosting {
+    /// 64 MB per operator funded with 10 FAST: a demo or test stream.
+    pub const DEMO: Self = Self {
+        quota_mb: 64,
+        funds: 10_000_000_000_000,
+    };
+
+    /// A quota of `quota_mb` MB, with funds for `replication` operators storing all of it for
+    /// `blocks` blocks at the runtime's hosting price (`price_per_mb` per `period` blocks, the
+    /// constants `Operators::HostingPricePerMb` and `Operators::HostingPeriod`).
+    pub fn covering(
+        quota_mb: u32,
+        replication: u32,
+        blocks: BlockNumber,
+        price_per_mb: Balance,
+        period: BlockNumber,
+    ) -> Self {
+        let periods = u128::from(blocks.div_ceil(period.max(1)));
+        Self {
+            quota_mb,
+            funds: price_per_mb
+                .saturating_mul(u128::from(quota_mb))
+                .saturating_mul(u128::from(replication))
+                .saturating_mul(periods),
+        }
+    }
+}
+
 /// A stream just registered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegisteredStream {
@@ -170,18 +208,59 @@ impl FastData {
         included.decode_event("Offers", "OfferCreated")
     }
 
+    /// Sets the hosting quota of the caller's `stream` to `quota_mb` MB and adds `amount` to
+    /// its hosting funds.
+    pub async fn fund_hosting(
+        &self,
+        stream: &StreamId,
+        quota_mb: u32,
+        amount: Balance,
+    ) -> Result<Included, Error> {
+        self.submit(
+            "Operators",
+            "fund_hosting",
+            (arg(*stream), arg(quota_mb), arg(amount)),
+        )
+        .await
+    }
+
+    /// The runtime's hosting price: what an operator earns per MB stored per period, and the
+    /// period in blocks (`Operators::HostingPricePerMb`, `Operators::HostingPeriod`).
+    pub async fn hosting_price(&self) -> Result<(Balance, BlockNumber), Error> {
+        let at = self.client().at_current_block().await?;
+        let constants = at.constants();
+        let missing = |name: &str, e: &dyn std::fmt::Display| {
+            Error::NotFound(format!("runtime constant Operators.{name}: {e}"))
+        };
+        let price = constants
+            .entry(subxt::dynamic::constant::<Balance>(
+                "Operators",
+                "HostingPricePerMb",
+            ))
+            .map_err(|e| missing("HostingPricePerMb", &e))?;
+        let period = constants
+            .entry(subxt::dynamic::constant::<BlockNumber>(
+                "Operators",
+                "HostingPeriod",
+            ))
+            .map_err(|e| missing("HostingPeriod", &e))?;
+        Ok((price, period))
+    }
+
     /// Retires an offer (no new purchases).
     pub async fn retire_offer(&self, offer: OfferId) -> Result<Included, Error> {
         self.submit("Offers", "retire_offer", (arg(offer),)).await
     }
 
     /// Registers the stream of `offer` named `name` with fresh epoch-0 keys (kept in
-    /// `keystore`, saved before the transaction is sent); operators are assigned by the chain.
+    /// `keystore`, saved before the transaction is sent) and funds its `hosting`, in one
+    /// transaction (`Utility::batch_all`); operators are assigned by the chain.
     pub async fn register_stream(
         &self,
         keystore: &mut Keystore,
         offer: OfferId,
         name: &str,
+        hosting: Hosting,
     ) -> Result<RegisteredStream, Error> {
         let timestamp = crate::now_millis();
         let stream = stream_id(&self.account().account_id(), name.as_bytes(), timestamp);
@@ -189,18 +268,19 @@ impl FastData {
         let commitment = keys.commitment();
         keystore.set_epoch_keys(&stream, 0, &keys);
         keystore.save()?;
-        let included = self
-            .submit(
+        let calls = [
+            BatchCall::new(
                 "Offers",
                 "register_stream",
-                (
-                    arg(offer),
-                    arg(name.as_bytes().to_vec()),
-                    arg(timestamp),
-                    arg(commitment),
-                ),
-            )
-            .await?;
+                (offer, name.as_bytes().to_vec(), timestamp, commitment),
+            ),
+            BatchCall::new(
+                "Operators",
+                "fund_hosting",
+                (stream, hosting.quota_mb, hosting.funds),
+            ),
+        ];
+        let included = self.submit_all(&calls, Wait::InBlock).await?;
         let (registered, _offer, _seller): (StreamId, OfferId, AccountId) =
             included.decode_event("Offers", "StreamRegistered")?;
         if registered != stream {

@@ -122,6 +122,11 @@ pub struct StreamView<AccountId, BlockNumber> {
     pub created_at: BlockNumber,
     /// Block at which the stream was closed, if it was.
     pub closed_at: Option<BlockNumber>,
+    /// Most MB each operator stores for the stream (its hosting quota).
+    pub quota_mb: u32,
+    /// The stream's hosting funds are not exhausted: its operators accept new segments up
+    /// to the quota.
+    pub hosting_funded: bool,
 }
 
 /// Life-cycle state of a storage operator.

@@ -165,17 +165,26 @@ pub trait OperatorProvider<AccountId, Balance> {
     /// Requests `replication` distinct active operators for the new `stream`. Fails if
     /// fewer are available now; the draw (at random, weighted by stake and trust) happens a
     /// few blocks later, with randomness that does not exist yet when the request is signed,
-    /// so the requester cannot choose the operators. Until then `assigned` is empty.
-    fn request_assignment(stream: &StreamId, replication: u32) -> Result<(), DispatchError>;
+    /// so the requester cannot choose the operators. Until then `assigned` is empty. Opens
+    /// the stream's hosting account, paid by `payer`.
+    fn request_assignment(
+        stream: &StreamId,
+        replication: u32,
+        payer: &AccountId,
+    ) -> Result<(), DispatchError>;
     /// The operators currently assigned to `stream` (the assignment lives in
     /// `pallet-operators`, which reassigns when an operator leaves or is suspended); empty
     /// while the assignment is pending.
     fn assigned(stream: &StreamId) -> Vec<AccountId>;
-    /// Forgets the assignment (or the pending request) of a closed stream.
+    /// Forgets the assignment (or the pending request) of a closed stream and returns the
+    /// rest of its hosting funds.
     fn release(stream: &StreamId);
     /// The attested head of `stream`: the number of segments published so far (sequences
     /// `0..head`), as the lower median of the latest attestations of the operators assigned
     /// to it, an operator that has not attested counting as 0. Monotone while the
     /// assignment is unchanged; 0 for a stream nobody attested.
     fn stream_head(stream: &StreamId) -> Sequence;
+    /// The hosting quota (MB) and remaining hosting funds of `stream`, if it has a hosting
+    /// account.
+    fn hosting(stream: &StreamId) -> Option<(u32, Balance)>;
 }

@@ -271,7 +271,7 @@ impl pallet_escrow::BenchmarkHelper<Runtime> for Helper {
                 .unwrap_or_default();
             let heads = assigned
                 .into_iter()
-                .map(|who| (who, u64::MAX))
+                .map(|who| max_head(&who))
                 .collect::<Vec<_>>();
             pallet_operators::StreamHeads::<Runtime>::insert(
                 stream,
@@ -305,11 +305,21 @@ impl pallet_escrow::BenchmarkHelper<Runtime> for Helper {
             pallet_operators::StreamsOf::<Runtime>::insert(operator, stream, ());
         });
         pallet_operators::StreamHeads::<Runtime>::mutate(stream, |heads| {
-            heads.retain(|(who, _)| who != operator);
-            if heads.try_push((operator.clone(), u64::MAX)).is_err() {
+            heads.retain(|r| r.operator != *operator);
+            if heads.try_push(max_head(operator)).is_err() {
                 heads.remove(0);
-                let _ = heads.try_push((operator.clone(), u64::MAX));
+                let _ = heads.try_push(max_head(operator));
             }
         });
+    }
+}
+
+/// An attestation by `operator` of every segment of a stream.
+fn max_head(operator: &AccountId) -> pallet_operators::HeadRecord<AccountId, BlockNumber> {
+    pallet_operators::HeadRecord {
+        operator: operator.clone(),
+        head: u64::MAX,
+        stored_bytes: 0,
+        at: 0,
     }
 }

@@ -194,6 +194,14 @@ pub enum Refusal {
     /// Local storage failed; try again.
     #[error("storage failure, try again later: {0}")]
     Storage(String),
+    /// The stream's hosting quota is used up here, or its hosting funds are exhausted.
+    #[error("hosting quota used up: this operator stores {stored} of the {quota} bytes of the stream that its seller's hosting pays for; raise the quota or add funds (`fastdata stream fund-hosting`)")]
+    QuotaExhausted {
+        /// Bytes of the stream stored here.
+        stored: u64,
+        /// Bytes the stream may store (0 while its hosting funds are exhausted).
+        quota: u64,
+    },
 }
 
 /// Why a segment failed validation.
@@ -260,6 +268,7 @@ impl Refusal {
             Refusal::Segment(_) => "bad_segment",
             Refusal::UnknownCredentials => "unknown_credentials",
             Refusal::Storage(_) => "storage",
+            Refusal::QuotaExhausted { .. } => "quota_exhausted",
         }
     }
 }
@@ -357,6 +366,16 @@ impl Authorizer {
         }
         if payload.epoch > stream.epoch {
             return Err(Refusal::Token(TokenError::UnknownEpoch));
+        }
+        let stored = self
+            .store
+            .stored_bytes(&stream.stream)
+            .map_err(|e| Refusal::Storage(e.to_string()))?;
+        if stored >= stream.quota_bytes {
+            return Err(Refusal::QuotaExhausted {
+                stored,
+                quota: stream.quota_bytes,
+            });
         }
         let seller = public_key(&stream.seller);
         let now = self.view.finalized_block();
@@ -854,6 +873,41 @@ pub(crate) mod tests {
             .auth
             .admit_upload(&Signed::sign(payload, &f.seller, &GENESIS))
             .is_ok());
+    }
+
+    #[test]
+    fn uploads_are_refused_once_the_hosting_quota_is_used_up_or_unfunded() {
+        let f = fixture();
+        let mut a = f.view.stream(&f.stream).unwrap();
+        a.quota_bytes = 10;
+        f.view.apply(ChainEvent::StreamAssigned(a.clone()));
+        let segment = crate::store::NewSegment {
+            stream: f.stream,
+            sequence: 0,
+            envelope: vec![0; 10],
+        };
+        assert!(f.auth.admit_upload(&upload_token(&f, 1, 20)).is_ok());
+        f.store.insert_segments(&[segment], 10).unwrap();
+        let refused = f.auth.admit_upload(&upload_token(&f, 2, 20));
+        assert_eq!(
+            refused,
+            Err(Refusal::QuotaExhausted {
+                stored: 10,
+                quota: 10
+            })
+        );
+        assert_eq!(refused.unwrap_err().code(), "quota_exhausted");
+        // The refusal consumed no nonce: after the seller adds funds and quota, 2 is good.
+        a.quota_bytes = 1_000;
+        f.view.apply(ChainEvent::StreamAssigned(a.clone()));
+        assert!(f.auth.admit_upload(&upload_token(&f, 2, 20)).is_ok());
+        // Exhausted funds leave no quota at all.
+        a.quota_bytes = 0;
+        f.view.apply(ChainEvent::StreamAssigned(a));
+        assert!(matches!(
+            f.auth.admit_upload(&upload_token(&f, 3, 20)),
+            Err(Refusal::QuotaExhausted { quota: 0, .. })
+        ));
     }
 
     #[test]

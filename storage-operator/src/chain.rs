@@ -52,6 +52,9 @@ pub struct StreamAssignment {
     pub retention: BlockNumber,
     /// The stream accepts uploads (not closed by its seller).
     pub open: bool,
+    /// Bytes of the stream this operator may store: its hosting quota while the seller's
+    /// hosting funds last, 0 once they are exhausted. Segments beyond it are refused.
+    pub quota_bytes: u64,
 }
 
 /// A purchase of a stream this operator hosts.
@@ -383,6 +386,13 @@ pub struct FixtureStream {
     /// Retention in blocks (0 = forever).
     #[serde(default)]
     pub retention: BlockNumber,
+    /// Hosting quota in bytes (unlimited if left out).
+    #[serde(default = "unlimited")]
+    pub quota_bytes: u64,
+}
+
+fn unlimited() -> u64 {
+    u64::MAX
 }
 
 /// A purchase in a [`Fixture`].
@@ -450,6 +460,7 @@ impl Fixture {
                 operators: s.operators.clone(),
                 retention: s.retention,
                 open: true,
+                quota_bytes: s.quota_bytes,
             }));
         }
         for p in &self.purchases {
@@ -505,6 +516,7 @@ pub(crate) mod tests {
             operators: operators.iter().map(|b| account(*b)).collect(),
             retention: 0,
             open: true,
+            quota_bytes: u64::MAX,
         }
     }
 

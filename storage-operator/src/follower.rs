@@ -253,6 +253,11 @@ impl Touched {
                     self.assignments = true;
                 })
             }
+            ("Operators", "HostingFunded" | "HostingExhausted" | "HostingRefunded") => {
+                first(fields).map(|s| {
+                    self.streams.insert(s);
+                })
+            }
             ("Operators", "Registered" | "Updated") => {
                 self.endpoints = true;
                 Some(())
@@ -271,6 +276,7 @@ impl Touched {
                 | "Suspended"
                 | "Slashed"
                 | "HeadsAttested"
+                | "HostingPaid"
                 | "AssignmentRequested"
                 | "AssignmentFailed",
             ) => Some(()),
@@ -371,6 +377,11 @@ fn assignment(
         operators: stream.operators,
         retention,
         open: stream.closed_at.is_none(),
+        quota_bytes: if stream.hosting_funded {
+            u64::from(stream.quota_mb).saturating_mul(fastdata_primitives::escrow::BYTES_PER_MB)
+        } else {
+            0
+        },
     }
 }
 
@@ -773,14 +784,14 @@ pub trait OperatorCalls: Send + Sync + 'static {
     /// the pay it accrued (planck) or its error: [`Error::Dispatch`] when the runtime refused
     /// that claim, another error when the transaction did not happen.
     async fn claim_batch(&self, claims: &[Claim]) -> Vec<Result<Balance, Error>>;
-    /// `Operators::attest_heads(heads)`.
-    async fn attest_heads(&self, heads: &[(StreamId, Sequence)]) -> Result<(), Error>;
-    /// This operator's latest heads of `streams` accepted on chain (streams it never
-    /// attested are left out).
+    /// `Operators::attest_heads(heads)`: `(stream, head, stored bytes)` triples.
+    async fn attest_heads(&self, heads: &[(StreamId, Sequence, u64)]) -> Result<(), Error>;
+    /// This operator's latest heads of `streams` accepted on chain with the block of their
+    /// attestation (streams it never attested are left out).
     async fn attested_heads(
         &self,
         streams: &[StreamId],
-    ) -> Result<Vec<(StreamId, Sequence)>, Error>;
+    ) -> Result<Vec<(StreamId, Sequence, BlockNumber)>, Error>;
 }
 
 /// [`OperatorCalls`] to a node, signed by the operator: one connection, opened on first use
@@ -849,7 +860,7 @@ impl OperatorCalls for NodeCalls {
         results
     }
 
-    async fn attest_heads(&self, heads: &[(StreamId, Sequence)]) -> Result<(), Error> {
+    async fn attest_heads(&self, heads: &[(StreamId, Sequence, u64)]) -> Result<(), Error> {
         let chain = self.connection().await?;
         let result = chain
             .submit_finalized("Operators", "attest_heads", (arg(heads.to_vec()),))
@@ -860,7 +871,7 @@ impl OperatorCalls for NodeCalls {
     async fn attested_heads(
         &self,
         streams: &[StreamId],
-    ) -> Result<Vec<(StreamId, Sequence)>, Error> {
+    ) -> Result<Vec<(StreamId, Sequence, BlockNumber)>, Error> {
         let chain = self.connection().await?;
         let me = self.account.account_id();
         let mut heads = Vec::new();
@@ -870,13 +881,14 @@ impl OperatorCalls for NodeCalls {
                 Err(e) => return self.checked(Err(e)).await,
             };
             let Some(raw) = raw else { continue };
-            let attested =
-                Vec::<(AccountId, Sequence)>::decode(&mut &raw[..]).map_err(|e| Error::Decode {
+            // `HeadRecord { operator, head, stored_bytes, at }` per assigned operator.
+            let attested = Vec::<(AccountId, Sequence, u64, BlockNumber)>::decode(&mut &raw[..])
+                .map_err(|e| Error::Decode {
                     what: "Operators.StreamHeads",
                     detail: e.to_string(),
                 })?;
-            if let Some((_, head)) = attested.into_iter().find(|(who, _)| *who == me) {
-                heads.push((*stream, head));
+            if let Some((_, head, _, at)) = attested.into_iter().find(|(who, ..)| *who == me) {
+                heads.push((*stream, head, at));
             }
         }
         Ok(heads)
@@ -1029,6 +1041,11 @@ pub const ATTEST_TASK: &str = "head-attester";
 /// Finalized blocks between attestation rounds, by default.
 pub const ATTEST_EVERY_BLOCKS: BlockNumber = 5;
 
+/// Finalized blocks after which an unchanged stream is attested again, with its stored
+/// bytes: each attestation pays the operator for hosting since its previous one, for at
+/// most the runtime's hosting period (an hour), so this stays well below it.
+pub const REATTEST_BLOCKS: BlockNumber = 300;
+
 /// Most heads in one `attest_heads` call: the runtime's `MaxStreamsPerOperator`.
 pub const MAX_HEADS_PER_CALL: usize = 256;
 
@@ -1054,6 +1071,8 @@ struct AttestState {
     synced: BTreeSet<StreamId>,
     /// The latest head of each stream the chain accepted from this operator.
     accepted: BTreeMap<StreamId, Sequence>,
+    /// The finalized block at which the chain last accepted an attestation of the stream.
+    accepted_at: BTreeMap<StreamId, BlockNumber>,
     /// The stored head found by the last scan (scans resume there).
     scanned: BTreeMap<StreamId, Sequence>,
     /// A head the chain refused, per stream: not sent again until the head grows past it.
@@ -1061,9 +1080,11 @@ struct AttestState {
 }
 
 /// Attests this operator's stream heads on chain (`Operators::attest_heads`): for each
-/// assigned stream, the number of its segments stored contiguously from sequence 0. A round
-/// sends one transaction (chunked by [`MAX_HEADS_PER_CALL`]) with the streams whose head
-/// grew since the chain last accepted one, and nothing when none grew. The heads the chain
+/// assigned stream, the number of its segments stored contiguously from sequence 0 and the
+/// bytes it stores. A round sends one transaction (chunked by [`MAX_HEADS_PER_CALL`]) with
+/// the streams whose head grew since the chain last accepted one, or whose last accepted
+/// attestation is [`REATTEST_BLOCKS`] old (hosting is paid per attestation interval), and
+/// nothing otherwise. The heads the chain
 /// holds are read before a stream's first attestation, so a head lower than an accepted one
 /// is never sent (e.g. after a restart, when retention pruned the stream's start: scans
 /// resume at the accepted head).
@@ -1106,6 +1127,7 @@ impl HeadAttester {
         let streams: BTreeSet<StreamId> = self.view.streams().iter().map(|s| s.stream).collect();
         state.synced.retain(|s| streams.contains(s));
         state.accepted.retain(|s, _| streams.contains(s));
+        state.accepted_at.retain(|s, _| streams.contains(s));
         state.scanned.retain(|s, _| streams.contains(s));
         state.refused.retain(|s, _| streams.contains(s));
 
@@ -1117,9 +1139,10 @@ impl HeadAttester {
         if !unsynced.is_empty() {
             match self.calls.attested_heads(&unsynced).await {
                 Ok(heads) => {
-                    for (stream, head) in heads {
+                    for (stream, head, at) in heads {
                         let accepted = state.accepted.entry(stream).or_default();
                         *accepted = (*accepted).max(head);
+                        state.accepted_at.entry(stream).or_insert(at);
                     }
                     state.synced.extend(unsynced);
                 }
@@ -1144,7 +1167,10 @@ impl HeadAttester {
         let store = self.store.clone();
         let heads = tokio::task::spawn_blocking(move || {
             from.into_iter()
-                .map(|(stream, from)| stored_head(&store, &stream, from).map(|h| (stream, h)))
+                .map(|(stream, from)| {
+                    let head = stored_head(&store, &stream, from)?;
+                    Ok((stream, head, store.stored_bytes(&stream)?))
+                })
                 .collect::<Result<Vec<_>, StoreError>>()
         })
         .await
@@ -1154,21 +1180,30 @@ impl HeadAttester {
             ))))
         })??;
 
+        let now = self.view.finalized_block();
         let mut grown = Vec::new();
-        for (stream, head) in heads {
+        for (stream, head, bytes) in heads {
             state.scanned.insert(stream, head);
             let accepted = state.accepted.get(&stream).copied().unwrap_or(0);
             let refused = state.refused.get(&stream).copied();
+            let stale = state
+                .accepted_at
+                .get(&stream)
+                .is_some_and(|at| now.saturating_sub(*at) >= REATTEST_BLOCKS);
             if head > accepted && refused.is_none_or(|r| head > r) {
-                grown.push((stream, head));
+                grown.push((stream, head, bytes));
+            } else if stale && bytes > 0 {
+                // Unchanged, but hosting is paid per attestation interval: attest again.
+                grown.push((stream, accepted, bytes));
             }
         }
         for chunk in grown.chunks(self.max_per_call) {
             round.calls += 1;
             match self.calls.attest_heads(chunk).await {
                 Ok(()) => {
-                    for (stream, head) in chunk {
+                    for (stream, head, _) in chunk {
                         state.accepted.insert(*stream, *head);
+                        state.accepted_at.insert(*stream, now);
                         state.refused.remove(stream);
                     }
                     round.attested += chunk.len();
@@ -1177,7 +1212,7 @@ impl HeadAttester {
                 Err(Error::Dispatch { error }) => {
                     // Assignments changed or the chain holds a higher head: read it again.
                     tracing::warn!(streams = chunk.len(), "stream heads refused: {error}");
-                    for (stream, head) in chunk {
+                    for (stream, head, _) in chunk {
                         state.refused.insert(*stream, *head);
                         state.synced.remove(stream);
                     }
@@ -1320,6 +1355,7 @@ mod tests {
             operators: vec![account(9)],
             retention: 0,
             open: true,
+            quota_bytes: u64::MAX,
         }
     }
 
@@ -1738,7 +1774,8 @@ mod tests {
             results
         }
 
-        async fn attest_heads(&self, heads: &[(StreamId, Sequence)]) -> Result<(), Error> {
+        async fn attest_heads(&self, heads: &[(StreamId, Sequence, u64)]) -> Result<(), Error> {
+            let heads: Vec<(StreamId, Sequence)> = heads.iter().map(|(s, h, _)| (*s, *h)).collect();
             let mut state = self.lock();
             if state.offline {
                 return Err(Error::Chain("node down".into()));
@@ -1747,7 +1784,7 @@ mod tests {
             if heads.is_empty() {
                 return Err(dispatch(call, "Operators::NoHeads"));
             }
-            for (stream, head) in heads {
+            for (stream, head) in &heads {
                 if !state.assigned.contains(stream) {
                     return Err(dispatch(call, "Operators::NotAssigned"));
                 }
@@ -1760,21 +1797,21 @@ mod tests {
                 }
             }
             state.mine.extend(heads.iter().copied());
-            state.attestations.push(heads.to_vec());
+            state.attestations.push(heads);
             Ok(())
         }
 
         async fn attested_heads(
             &self,
             streams: &[StreamId],
-        ) -> Result<Vec<(StreamId, Sequence)>, Error> {
+        ) -> Result<Vec<(StreamId, Sequence, BlockNumber)>, Error> {
             let state = self.lock();
             if state.offline {
                 return Err(Error::Chain("node down".into()));
             }
             Ok(streams
                 .iter()
-                .filter_map(|s| state.mine.get(s).map(|h| (*s, *h)))
+                .filter_map(|s| state.mine.get(s).map(|h| (*s, *h, 0)))
                 .collect())
         }
     }

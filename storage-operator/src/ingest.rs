@@ -12,7 +12,8 @@
 //! while the previous commit ran, up to [`MAX_BATCH`]) so one fsync covers many segments.
 //!
 //! Invalid segments (not an envelope, oversized, header naming another stream, future epoch,
-//! unknown topic) are acknowledged without being stored — redelivering them would not make
+//! unknown topic, beyond the stream's hosting quota or with its hosting funds exhausted) are
+//! acknowledged without being stored — redelivering them would not make
 //! them valid — and counted in `segments_in{result="refused"}`.
 //!
 //! After storing, the highest stored sequence per stream is compared with the new one; a jump
@@ -37,7 +38,7 @@ use crate::{
     chain::ChainEvent,
     metrics::Metrics,
     replication::BackfillRequest,
-    store::{NewSegment, Store},
+    store::{Insert, NewSegment, Store},
     supervisor::{TaskContext, TaskError},
 };
 
@@ -150,13 +151,31 @@ impl SegmentWriter {
         if segments.is_empty() {
             return Ok(());
         }
-        let now = self.auth.view().finalized_block();
-        let inserted = self.store.insert_segments(&segments, now)?;
-        for (segment, new) in segments.iter().zip(inserted) {
-            if !new {
-                self.metrics.segment("duplicate");
-                self.metrics.segments_dropped("duplicate", 1);
-                continue;
+        let view = self.auth.view();
+        let now = view.finalized_block();
+        let inserted = self
+            .store
+            .insert_segments_within(&segments, now, |stream| {
+                view.stream(stream).map_or(0, |s| s.quota_bytes)
+            })?;
+        for (segment, outcome) in segments.iter().zip(inserted) {
+            match outcome {
+                Insert::New => {}
+                Insert::Duplicate => {
+                    self.metrics.segment("duplicate");
+                    self.metrics.segments_dropped("duplicate", 1);
+                    continue;
+                }
+                Insert::OverQuota => {
+                    tracing::info!(
+                        stream = ?segment.stream,
+                        sequence = segment.sequence,
+                        "segment refused: the stream's hosting quota is used up or unfunded"
+                    );
+                    self.metrics.segment("refused");
+                    self.metrics.segment_refused("over_quota");
+                    continue;
+                }
             }
             self.metrics.segment("stored");
             self.metrics

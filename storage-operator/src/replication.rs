@@ -36,7 +36,7 @@ use crate::{
     auth::to_hex_scale,
     chain::{ChainEvent, ChainView},
     metrics::Metrics,
-    store::{NewSegment, Store},
+    store::{Insert, NewSegment, Store},
 };
 
 /// Domain tag of replica-request signatures (signed, like every off-chain message, for the
@@ -265,15 +265,24 @@ impl Replicator {
             }
             let store = self.store.clone();
             let now = self.view.finalized_block();
-            let inserted =
-                tokio::task::spawn_blocking(move || store.insert_segments(&segments, now))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
-            let n = inserted.iter().filter(|new| **new).count() as u64;
+            // Backfilled segments count against the stream's hosting quota as ingested ones.
+            let quota = self
+                .view
+                .stream(&request.stream)
+                .map_or(0, |s| s.quota_bytes);
+            let inserted = tokio::task::spawn_blocking(move || {
+                store.insert_segments_within(&segments, now, |_| quota)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            let count = |kind| inserted.iter().filter(|o| **o == kind).count() as u64;
+            let n = count(Insert::New);
             self.metrics.segments_backfilled.inc_by(n);
             self.metrics
-                .segments_dropped("duplicate", inserted.len() as u64 - n);
+                .segments_dropped("duplicate", count(Insert::Duplicate));
+            self.metrics
+                .segments_dropped("over_quota", count(Insert::OverQuota));
             stored += n;
             match last {
                 Some(l) if l < request.to => from = l + 1,

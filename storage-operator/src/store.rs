@@ -28,13 +28,15 @@
 use std::path::Path;
 
 use fastdata_primitives::{BlockNumber, PurchaseId, Sequence, StreamId};
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 const SEGMENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("segments");
 const NONCES: TableDefinition<&[u8], u64> = TableDefinition::new("nonces");
 const RECEIPTS: TableDefinition<u64, &[u8]> = TableDefinition::new("receipts");
 const CLAIMED: TableDefinition<u64, u64> = TableDefinition::new("claimed");
 const SERVED: TableDefinition<u64, u64> = TableDefinition::new("served");
+/// Envelope bytes stored per stream (the hosting quota counts them).
+const STREAM_BYTES: TableDefinition<&[u8], u64> = TableDefinition::new("stream_bytes");
 
 /// A storage failure (disk full, I/O error, corruption). The operation changed nothing.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +111,17 @@ fn split_value(value: &[u8]) -> (BlockNumber, &[u8]) {
 /// small cache serves them as well.
 pub const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
+/// What [`Store::insert_segments_within`] did with one segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Insert {
+    /// Stored.
+    New,
+    /// Already stored; left as it was.
+    Duplicate,
+    /// Not stored: its stream's quota is used up.
+    OverQuota,
+}
+
 /// The daemon's database.
 pub struct Store {
     db: Database,
@@ -128,6 +141,21 @@ impl Store {
             txn.open_table(RECEIPTS)?;
             txn.open_table(CLAIMED)?;
             txn.open_table(SERVED)?;
+            let mut bytes = txn.open_table(STREAM_BYTES)?;
+            if bytes.is_empty()? {
+                // A database from before the byte counts: count what it stores.
+                let segments = txn.open_table(SEGMENTS)?;
+                let mut totals: std::collections::BTreeMap<Vec<u8>, u64> = Default::default();
+                for entry in segments.iter()? {
+                    let (key, value) = entry?;
+                    let stream = key.value().get(..32).unwrap_or_default().to_vec();
+                    let len = split_value(value.value()).1.len() as u64;
+                    *totals.entry(stream).or_default() += len;
+                }
+                for (stream, total) in totals {
+                    bytes.insert(stream.as_slice(), total)?;
+                }
+            }
         }
         txn.commit()?;
         Ok(Self {
@@ -161,29 +189,57 @@ impl Store {
         segments: &[NewSegment],
         now: BlockNumber,
     ) -> Result<Vec<bool>, StoreError> {
+        let outcomes = self.insert_segments_within(segments, now, |_| u64::MAX)?;
+        Ok(outcomes.into_iter().map(|o| o == Insert::New).collect())
+    }
+
+    /// [`Self::insert_segments`] within each stream's quota: a new segment that would take
+    /// its stream's stored bytes beyond `quota(stream)` is not stored ([`Insert::OverQuota`]).
+    pub fn insert_segments_within(
+        &self,
+        segments: &[NewSegment],
+        now: BlockNumber,
+        quota: impl Fn(&StreamId) -> u64,
+    ) -> Result<Vec<Insert>, StoreError> {
         let txn = self.write()?;
-        let mut inserted = Vec::with_capacity(segments.len());
+        let mut outcomes = Vec::with_capacity(segments.len());
         {
             let mut table = txn.open_table(SEGMENTS)?;
+            let mut bytes = txn.open_table(STREAM_BYTES)?;
             let mut value = Vec::new();
             for segment in segments {
                 let key = segment_key(&segment.stream, segment.sequence);
                 if table.get(key.as_slice())?.is_some() {
-                    inserted.push(false);
+                    outcomes.push(Insert::Duplicate);
+                    continue;
+                }
+                let stream = segment.stream.as_bytes();
+                let stored = bytes.get(stream)?.map_or(0, |v| v.value());
+                let total = stored.saturating_add(segment.envelope.len() as u64);
+                if total > quota(&segment.stream) {
+                    outcomes.push(Insert::OverQuota);
                     continue;
                 }
                 value.clear();
                 value.extend_from_slice(&now.to_be_bytes());
                 value.extend_from_slice(&segment.envelope);
                 table.insert(key.as_slice(), value.as_slice())?;
-                inserted.push(true);
+                bytes.insert(stream, total)?;
+                outcomes.push(Insert::New);
             }
         }
         txn.commit()?;
-        if inserted.contains(&true) {
+        if outcomes.contains(&Insert::New) {
             self.notify_changed();
         }
-        Ok(inserted)
+        Ok(outcomes)
+    }
+
+    /// Envelope bytes of `stream` stored.
+    pub fn stored_bytes(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(STREAM_BYTES)?;
+        Ok(table.get(stream.as_bytes())?.map_or(0, |v| v.value()))
     }
 
     /// The segment `(stream, sequence)`, if stored.
@@ -312,15 +368,23 @@ impl Store {
             let start = segment_key(stream, 0);
             let end = segment_key(stream, Sequence::MAX);
             let mut expired = Vec::new();
+            let mut freed = 0u64;
             for entry in table.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
                 let (key, value) = entry?;
-                if split_value(value.value()).0 < before {
+                let (stored_at, envelope) = split_value(value.value());
+                if stored_at < before {
                     expired.push(key.value().to_vec());
+                    freed = freed.saturating_add(envelope.len() as u64);
                 }
             }
             for key in expired {
                 table.remove(key.as_slice())?;
                 removed += 1;
+            }
+            if freed > 0 {
+                let mut bytes = txn.open_table(STREAM_BYTES)?;
+                let stored = bytes.get(stream.as_bytes())?.map_or(0, |v| v.value());
+                bytes.insert(stream.as_bytes(), stored.saturating_sub(freed))?;
             }
         }
         txn.commit()?;
@@ -474,6 +538,51 @@ mod tests {
             sequence,
             envelope: body.to_vec(),
         }
+    }
+
+    #[test]
+    fn segments_beyond_a_streams_quota_are_not_stored_and_pruning_frees_quota() {
+        let (dir, store) = store();
+        let s = H256::repeat_byte(1);
+        let quota = |stream: &StreamId| if *stream == s { 5 } else { u64::MAX };
+        assert_eq!(
+            store
+                .insert_segments_within(
+                    &[
+                        seg(1, 0, b"abc"),
+                        seg(1, 1, b"def"),
+                        seg(1, 2, b"gh"),
+                        seg(2, 0, b"zzzz")
+                    ],
+                    5,
+                    quota
+                )
+                .unwrap(),
+            vec![Insert::New, Insert::OverQuota, Insert::New, Insert::New]
+        );
+        assert_eq!(store.stored_bytes(&s).unwrap(), 5);
+        assert!(store.segment(&s, 1).unwrap().is_none());
+        assert_eq!(
+            store
+                .insert_segments_within(&[seg(1, 0, b"abc"), seg(1, 3, b"x")], 6, quota)
+                .unwrap(),
+            vec![Insert::Duplicate, Insert::OverQuota]
+        );
+        // Retention frees the pruned bytes.
+        assert_eq!(store.prune(&s, 6).unwrap(), 2);
+        assert_eq!(store.stored_bytes(&s).unwrap(), 0);
+        assert_eq!(
+            store
+                .insert_segments_within(&[seg(1, 3, b"x")], 7, quota)
+                .unwrap(),
+            vec![Insert::New]
+        );
+        assert_eq!(store.stored_bytes(&H256::repeat_byte(2)).unwrap(), 4);
+        // The counts survive a restart.
+        drop(store);
+        let store = Store::open(&dir.path().join("db.redb")).unwrap();
+        assert_eq!(store.stored_bytes(&s).unwrap(), 1);
+        assert_eq!(store.stored_bytes(&H256::repeat_byte(2)).unwrap(), 4);
     }
 
     #[test]

@@ -38,6 +38,9 @@ const PERIOD = 10; // blocks, the runtime's MinPeriod
 const SEGMENTS = 20; // published in the period, as the operator attests
 const BYTES = 20n * 1024n; // received by the buyer
 const OPERATOR_PRICE = 1_000_000_000n; // per MB
+const QUOTA_MB = 8; // hosting quota per operator
+const HOSTING_FUNDS = 3n * UNIT; // set aside by the seller to pay for hosting
+const MB = 1_000_000n;
 const RECEIPT_DOMAIN = 'fastdata/receipt/v2';
 const TOPIC = 'plant-7/line-2/vibration';
 const STREAM_NAME = 'vibration-sensor-3';
@@ -288,6 +291,22 @@ test('2. the verified seller lists a live offer; an operator registers; the stre
   assert.equal(stream.epochCommitment.unwrap().toHex(), commitment);
   assert.equal(stream.closedAt.isNone, true);
   assert.equal((await api.call.offersApi.offer(offerId)).unwrap().stream.unwrap().toHex(), streamId);
+  // Opened unfunded: the operators store nothing of it yet.
+  assert.deepEqual([stream.quotaMb.toNumber(), stream.hostingFunded.isTrue], [0, false]);
+
+  // The seller pays for hosting: a quota and funds held from its account.
+  assert.equal(await sendFailing(api, api.tx.operators.fundHosting(streamId, QUOTA_MB, HOSTING_FUNDS), buyer),
+    'operators.NotPayer');
+  const { events: funded } = await sendFinalized(api,
+    api.tx.operators.fundHosting(streamId, QUOTA_MB, HOSTING_FUNDS), seller);
+  const hf = theEvent(api, funded, 'operators', 'HostingFunded');
+  assert.deepEqual(hf.data.names, ['stream', 'payer', 'quotaMb', 'added', 'funds']);
+  assert.deepEqual([hf.data.stream.toHex(), str(hf.data.payer), hf.data.quotaMb.toNumber(), bal(hf.data.added), bal(hf.data.funds)],
+    [streamId, seller.address, QUOTA_MB, HOSTING_FUNDS, HOSTING_FUNDS]);
+  assert.deepEqual((await freeAndHolds(seller.address)).holds.filter((h) => 'operators' in h.id),
+    [{ id: { operators: 'Hosting' }, amount: HOSTING_FUNDS }]);
+  const hosted = (await api.call.offersApi.stream(streamId)).unwrap();
+  assert.deepEqual([hosted.quotaMb.toNumber(), hosted.hostingFunded.isTrue], [QUOTA_MB, true]);
 });
 
 test('3. a verified buyer purchases one period of the stream', async () => {
@@ -358,14 +377,34 @@ test('3. a verified buyer purchases one period of the stream', async () => {
   assert.equal(view.startHead.unwrap().toNumber(), 0);
   assert.deepEqual(view.periodHeads.map((h) => h.toNumber()), [0]);
   const { events: attested, blockHash: attestedIn } = await sendFinalized(api,
-    api.tx.operators.attestHeads([[state.stream, SEGMENTS]]), operator);
+    api.tx.operators.attestHeads([[state.stream, SEGMENTS, 2n * MB]]), operator);
   assert.ok(await blockNumber(api, attestedIn) < at + PERIOD, 'attested inside the period');
   const ha = theEvent(api, attested, 'operators', 'HeadsAttested');
   assert.deepEqual(ha.data.names, ['operator', 'streams']);
   assert.deepEqual([str(ha.data.operator), ha.data.streams.toNumber()], [operator.address, 1]);
   // Heads never go back.
-  assert.equal(await sendFailing(api, api.tx.operators.attestHeads([[state.stream, SEGMENTS - 1]]), operator),
+  assert.equal(await sendFailing(api, api.tx.operators.attestHeads([[state.stream, SEGMENTS - 1, 2n * MB]]), operator),
     'operators.HeadDecreased');
+
+  // The next attestation pays the operator for hosting since the first, from the seller's
+  // hosting funds: the bytes attested before (2 MB; it now claims far beyond the quota).
+  const opBefore = await freeAndHolds(operator.address);
+  const { events: again, blockHash: againIn } = await sendFinalized(api,
+    api.tx.operators.attestHeads([[state.stream, SEGMENTS, 500n * MB]]), operator);
+  const paid = theEvent(api, again, 'operators', 'HostingPaid');
+  assert.deepEqual(paid.data.names, ['stream', 'operator', 'amount', 'bytes', 'blocks']);
+  const blocks = (await blockNumber(api, againIn)) - (await blockNumber(api, attestedIn));
+  assert.deepEqual([paid.data.stream.toHex(), str(paid.data.operator), paid.data.bytes.toBigInt(), paid.data.blocks.toNumber()],
+    [state.stream, operator.address, 2n * MB, blocks]);
+  const hostingPeriod = BigInt(c.operators.hostingPeriod.toNumber());
+  const perPeriod = bal(c.operators.hostingPricePerMb) * 2n;
+  const amount = bal(paid.data.amount);
+  // Perbill(blocks / period) of one period's pay, rounded to the Perbill.
+  assert.ok(amount > 0n && amount <= (perPeriod * BigInt(blocks)) / hostingPeriod + 1n, `hosting pay ${amount}`);
+  const fee = bal(theEvent(api, again, 'transactionPayment', 'TransactionFeePaid').data.actualFee);
+  assert.equal((await freeAndHolds(operator.address)).free, opBefore.free + amount - fee);
+  assert.deepEqual((await freeAndHolds(seller.address)).holds.filter((h) => 'operators' in h.id),
+    [{ id: { operators: 'Hosting' }, amount: HOSTING_FUNDS - amount }]);
 });
 
 test('4. the seller seals the epoch keys to the buyer; the buyer opens them from chain', async () => {

@@ -33,6 +33,7 @@ use fastdata_sdk::{
     account::{did_of, parse_account},
     keystore::Keystore,
     publish::{SimulatedSensor, StreamPublisher},
+    seller::Hosting,
     Account, Error, FastData,
 };
 use indicatif::{ProgressBar, ProgressStyle};
@@ -242,12 +243,33 @@ enum LicenceArg {
 
 #[derive(Subcommand)]
 enum StreamCommand {
-    /// Register the stream of an offer with fresh epoch-0 keys.
+    /// Register the stream of an offer with fresh epoch-0 keys, and fund its hosting.
     Register {
         /// Offer id.
         offer: u64,
         /// Stream name.
         name: String,
+        /// Most MB each operator stores for the stream (segments beyond are refused).
+        #[arg(long, default_value_t = 64)]
+        quota_mb: u32,
+        /// Hosting periods (an hour each on the parachain) to fund for every replica storing
+        /// the full quota, at the runtime's hosting price.
+        #[arg(long, default_value_t = 24)]
+        hosting_periods: u32,
+        /// Fund exactly this much instead (planck, or with suffix FAST).
+        #[arg(long)]
+        hosting_funds: Option<String>,
+    },
+    /// Set a stream's hosting quota and add hosting funds.
+    FundHosting {
+        /// Stream id (0x…).
+        stream: String,
+        /// The quota in MB.
+        #[arg(long)]
+        quota_mb: u32,
+        /// Funds to add (planck, or with suffix FAST); may be 0 to change only the quota.
+        #[arg(long, default_value = "0")]
+        amount: String,
     },
     /// Show a stream, its operators and epoch.
     Show {
@@ -873,9 +895,39 @@ async fn stream(ctx: &Ctx, cmd: StreamCommand) -> anyhow::Result<()> {
         _ => ctx.chain().await?,
     };
     match cmd {
-        StreamCommand::Register { offer, name } => {
+        StreamCommand::Register {
+            offer,
+            name,
+            quota_mb,
+            hosting_periods,
+            hosting_funds,
+        } => {
+            let hosting = match hosting_funds {
+                Some(funds) => Hosting {
+                    quota_mb,
+                    funds: parse_balance(&funds)?,
+                },
+                None => {
+                    let replication = chain
+                        .offer(offer)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("no offer {offer}"))?
+                        .terms
+                        .replication;
+                    let (price, period) = chain.hosting_price().await?;
+                    Hosting::covering(
+                        quota_mb,
+                        replication,
+                        period.saturating_mul(hosting_periods),
+                        price,
+                        period,
+                    )
+                }
+            };
             let mut keystore = ctx.keystore()?;
-            let registered = chain.register_stream(&mut keystore, offer, &name).await?;
+            let registered = chain
+                .register_stream(&mut keystore, offer, &name, hosting)
+                .await?;
             let ops: Vec<String> = registered
                 .operators
                 .iter()
@@ -901,7 +953,7 @@ async fn stream(ctx: &Ctx, cmd: StreamCommand) -> anyhow::Result<()> {
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("no stream {id:?}")))?;
             let ops: Vec<String> = s.operators.iter().map(|o| o.to_ss58check()).collect();
-            let v = json!({"stream": format!("{id:?}"), "offer": s.offer, "name": String::from_utf8_lossy(&s.name), "operators": ops, "epoch": s.epoch, "closed": s.closed_at.is_some()});
+            let v = json!({"stream": format!("{id:?}"), "offer": s.offer, "name": String::from_utf8_lossy(&s.name), "operators": ops, "epoch": s.epoch, "closed": s.closed_at.is_some(), "quota_mb": s.quota_mb, "hosting_funded": s.hosting_funded});
             print(ctx, &v, || {
                 serde_json::to_string_pretty(&v).unwrap_or_default()
             });
@@ -916,6 +968,25 @@ async fn stream(ctx: &Ctx, cmd: StreamCommand) -> anyhow::Result<()> {
                 || {
                     format!(
                         "epoch {epoch} opened; buyers get its keys from the key-delivery service"
+                    )
+                },
+            );
+        }
+        StreamCommand::FundHosting {
+            stream,
+            quota_mb,
+            amount,
+        } => {
+            let id = parse_h256(&stream)?;
+            let amount = parse_balance(&amount)?;
+            chain.fund_hosting(&id, quota_mb, amount).await?;
+            print(
+                ctx,
+                &json!({"stream": format!("{id:?}"), "quota_mb": quota_mb, "added": amount}),
+                || {
+                    format!(
+                        "stream {id:?}: quota {quota_mb} MB, {} added to its hosting funds",
+                        fmt_balance(amount)
                     )
                 },
             );

@@ -96,6 +96,7 @@ async fn listed_stream(
             keystore,
             offer,
             &format!("{}-line-1", topic.replace('/', "-")),
+            fastdata_sdk::seller::Hosting::DEMO,
         )
         .await
         .unwrap();

@@ -161,6 +161,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             &mut seller.keystore,
             batch_offer,
             &format!("press-batch-{run_id}"),
+            fastdata_sdk::seller::Hosting::DEMO,
         )
         .await?;
     let live_stream = seller
@@ -169,6 +170,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             &mut seller.keystore,
             live_offer,
             &format!("press-live-{run_id}"),
+            fastdata_sdk::seller::Hosting::DEMO,
         )
         .await?;
     println!(

@@ -85,7 +85,12 @@ pub(crate) async fn list(
         .unwrap();
     let registered = seller
         .chain
-        .register_stream(&mut seller.keystore, offer, name)
+        .register_stream(
+            &mut seller.keystore,
+            offer,
+            name,
+            fastdata_sdk::seller::Hosting::DEMO,
+        )
         .await
         .unwrap();
     (offer, registered)

@@ -270,7 +270,11 @@ impl OperatorProvider<AccountId, Balance> for MockOperators {
     fn price_per_mb(who: &AccountId) -> Option<Balance> {
         with_state(|s| s.operators.get(who).copied())
     }
-    fn request_assignment(_stream: &StreamId, _replication: u32) -> Result<(), DispatchError> {
+    fn request_assignment(
+        _stream: &StreamId,
+        _replication: u32,
+        _payer: &AccountId,
+    ) -> Result<(), DispatchError> {
         Ok(())
     }
     fn assigned(stream: &StreamId) -> Vec<AccountId> {
@@ -281,6 +285,9 @@ impl OperatorProvider<AccountId, Balance> for MockOperators {
     }
     fn stream_head(stream: &StreamId) -> Sequence {
         with_state(|s| s.heads.get(stream).copied().unwrap_or_default())
+    }
+    fn hosting(_stream: &StreamId) -> Option<(u32, Balance)> {
+        None
     }
 }
 

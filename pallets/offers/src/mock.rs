@@ -150,7 +150,11 @@ impl OperatorProvider<AccountId, Balance> for MockOperators {
         Self::is_active(who).then_some(1)
     }
     /// Assigns at once (the deferred draw is `pallet-operators`' own business).
-    fn request_assignment(stream: &StreamId, replication: u32) -> Result<(), DispatchError> {
+    fn request_assignment(
+        stream: &StreamId,
+        replication: u32,
+        _payer: &AccountId,
+    ) -> Result<(), DispatchError> {
         let pool = POOL.with(|p| p.borrow().clone());
         if replication as usize > pool.len() {
             return Err(DispatchError::Other("not enough operators"));
@@ -167,6 +171,9 @@ impl OperatorProvider<AccountId, Balance> for MockOperators {
     }
     fn stream_head(_stream: &StreamId) -> fastdata_primitives::Sequence {
         0
+    }
+    fn hosting(_stream: &StreamId) -> Option<(u32, Balance)> {
+        Some((16, 1_000))
     }
 }
 

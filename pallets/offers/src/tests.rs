@@ -1004,6 +1004,8 @@ fn stream_view_shows_operators_and_current_epoch() {
         assert_eq!(view.epoch, 1);
         assert_eq!(view.epoch_commitment, Some(commitment(9)));
         assert_eq!(view.closed_at, None);
+        // The hosting account the (mock) operators pallet reports.
+        assert_eq!((view.quota_mb, view.hosting_funded), (16, true));
         assert!(Offers::stream_view(H256::zero()).is_none());
     });
 }

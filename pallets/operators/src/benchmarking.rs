@@ -235,30 +235,81 @@ mod benchmarks {
     }
 
     #[benchmark]
-    fn attest_heads(n: Linear<1, { T::MaxStreamsPerOperator::get() }>) {
-        // `n` streams, each with every other replica's attestation already stored.
+    fn attest_heads(
+        n: Linear<1, { T::MaxStreamsPerOperator::get() }>,
+    ) -> Result<(), BenchmarkError> {
+        // `n` streams, each with every replica's attestation stored a hosting period ago and
+        // a funded hosting account of its own payer: each attestation pays the caller.
         let caller = full_registry_hosting::<T>(n);
+        let start = frame_system::Pallet::<T>::block_number();
+        let quota_mb = T::MaxQuotaMb::get();
+        let stored = u64::from(quota_mb).saturating_mul(fastdata_primitives::escrow::BYTES_PER_MB);
         for i in 0..n {
             let stream = stream_id(i);
-            let others: Vec<(T::AccountId, Sequence)> = Assignments::<T>::get(stream)
+            let records: Vec<HeadRecordOf<T>> = Assignments::<T>::get(stream)
                 .map(|a| a.into_inner())
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|who| *who != caller)
-                .map(|who| (who, 10))
+                .map(|operator| HeadRecord {
+                    operator,
+                    head: 10,
+                    stored_bytes: stored,
+                    at: start,
+                })
                 .collect();
-            StreamHeads::<T>::insert(stream, BoundedVec::truncate_from(others));
+            StreamHeads::<T>::insert(stream, BoundedVec::truncate_from(records));
+            let payer = funded::<T>("payer", i);
+            Operators::<T>::open_hosting(&stream, &payer);
+            let funds = Operators::<T>::hosting_cost(stored, quota_mb, T::HostingPeriod::get())
+                .saturating_mul(2u32.into());
+            T::Currency::set_balance(
+                &payer,
+                funds
+                    .saturating_add(T::Currency::minimum_balance())
+                    .saturating_mul(2u32.into()),
+            );
+            Operators::<T>::do_fund_hosting(payer, stream, quota_mb, funds)
+                .map_err(|_| BenchmarkError::Stop("hosting funded"))?;
         }
-        let heads: BoundedVec<(StreamId, Sequence), T::MaxStreamsPerOperator> =
-            BoundedVec::truncate_from((0..n).map(|i| (stream_id(i), 1_000)).collect());
+        frame_system::Pallet::<T>::set_block_number(start.saturating_add(T::HostingPeriod::get()));
+        let before = T::Currency::balance(&caller);
+        let heads: BoundedVec<(StreamId, Sequence, u64), T::MaxStreamsPerOperator> =
+            BoundedVec::truncate_from((0..n).map(|i| (stream_id(i), 1_000, stored)).collect());
 
         #[extrinsic_call]
         _(RawOrigin::Signed(caller.clone()), heads);
 
+        assert!(
+            T::Currency::balance(&caller) > before,
+            "the caller was paid for hosting"
+        );
         assert_last_event::<T>(Event::HeadsAttested {
             operator: caller,
             streams: n,
         });
+        Ok(())
+    }
+
+    #[benchmark]
+    fn fund_hosting() -> Result<(), BenchmarkError> {
+        let payer = funded::<T>("payer", 0);
+        let stream = stream_id(0);
+        Operators::<T>::open_hosting(&stream, &payer);
+        let amount = T::Currency::minimum_balance().saturating_mul(10u32.into());
+
+        #[extrinsic_call]
+        _(
+            RawOrigin::Signed(payer.clone()),
+            stream,
+            T::MaxQuotaMb::get(),
+            amount,
+        );
+
+        assert_eq!(
+            T::Currency::balance_on_hold(&HoldReason::Hosting.into(), &payer),
+            amount
+        );
+        Ok(())
     }
 
     #[benchmark]

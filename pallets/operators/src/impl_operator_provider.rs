@@ -14,8 +14,14 @@ impl<T: Config> OperatorProvider<T::AccountId, BalanceOf<T>> for Pallet<T> {
         Operators::<T>::get(who).map(|info| info.price_per_mb)
     }
 
-    fn request_assignment(stream: &StreamId, replication: u32) -> Result<(), DispatchError> {
-        Self::do_request_assignment(stream, replication)
+    fn request_assignment(
+        stream: &StreamId,
+        replication: u32,
+        payer: &T::AccountId,
+    ) -> Result<(), DispatchError> {
+        Self::do_request_assignment(stream, replication)?;
+        Self::open_hosting(stream, payer);
+        Ok(())
     }
 
     fn assigned(stream: &StreamId) -> Vec<T::AccountId> {
@@ -30,5 +36,9 @@ impl<T: Config> OperatorProvider<T::AccountId, BalanceOf<T>> for Pallet<T> {
 
     fn stream_head(stream: &StreamId) -> Sequence {
         Self::head_of(stream)
+    }
+
+    fn hosting(stream: &StreamId) -> Option<(u32, BalanceOf<T>)> {
+        Hosting::<T>::get(stream).map(|h| (h.quota_mb, h.funds))
     }
 }

@@ -120,6 +120,8 @@ pub mod pallet {
     pub enum HoldReason {
         /// The stake of a registered storage operator.
         OperatorStake,
+        /// Funds a stream's seller set aside to pay its operators for hosting.
+        Hosting,
     }
 
     #[pallet::config]
@@ -201,6 +203,21 @@ pub mod pallet {
         #[pallet::constant]
         type MaxTrustBoost: Get<Score>;
 
+        /// Blocks for which an operator storing one MB of a stream earns
+        /// [`Config::HostingPricePerMb`]. An attestation pays for at most one period since
+        /// the operator's previous one.
+        #[pallet::constant]
+        type HostingPeriod: Get<BlockNumberFor<Self>>;
+
+        /// What a stream's seller pays each of its operators per MB stored (at most the
+        /// stream's quota) per [`Config::HostingPeriod`].
+        #[pallet::constant]
+        type HostingPricePerMb: Get<BalanceOf<Self>>;
+
+        /// Largest hosting quota of one stream, in MB.
+        #[pallet::constant]
+        type MaxQuotaMb: Get<u32>;
+
         /// Weights of this pallet's calls and hooks.
         type WeightInfo: WeightInfo;
 
@@ -236,17 +253,23 @@ pub mod pallet {
     pub type StreamsOf<T: Config> =
         StorageDoubleMap<_, Blake2_128Concat, T::AccountId, Blake2_128Concat, StreamId, ()>;
 
-    /// The latest head each assigned operator attested for a stream (segments stored from
-    /// sequence 0). Paid for by the stream deposit in `pallet-offers`, removed when the
-    /// stream is released.
+    /// The latest attestation of each assigned operator for a stream: its head (segments
+    /// stored from sequence 0), the bytes it stores and when. Paid for by the stream
+    /// deposit in `pallet-offers`, removed when the stream is released.
     #[pallet::storage]
     pub type StreamHeads<T: Config> = StorageMap<
         _,
         Blake2_128Concat,
         StreamId,
-        BoundedVec<(T::AccountId, Sequence), T::MaxReplication>,
+        BoundedVec<HeadRecordOf<T>, T::MaxReplication>,
         ValueQuery,
     >;
+
+    /// The hosting quota and funds of each requested or assigned stream. Created with the
+    /// request (paid for by the stream deposit in `pallet-offers`), removed with its
+    /// remaining funds returned when the stream is released.
+    #[pallet::storage]
+    pub type Hosting<T: Config> = StorageMap<_, Blake2_128Concat, StreamId, HostingAccountOf<T>>;
 
     /// Streams waiting for their operators to be drawn, oldest first.
     #[pallet::storage]
@@ -386,6 +409,48 @@ pub mod pallet {
             /// Number of streams attested.
             streams: u32,
         },
+        /// A stream's seller set its hosting quota and/or added funds.
+        HostingFunded {
+            /// The stream.
+            stream: StreamId,
+            /// The payer.
+            payer: T::AccountId,
+            /// The quota now, in MB.
+            quota_mb: u32,
+            /// Funds added.
+            added: BalanceOf<T>,
+            /// Funds now on hold for the stream.
+            funds: BalanceOf<T>,
+        },
+        /// An operator was paid for hosting a stream since its previous attestation.
+        HostingPaid {
+            /// The stream.
+            stream: StreamId,
+            /// The operator.
+            operator: T::AccountId,
+            /// Amount moved from the payer's hosting funds to the operator.
+            amount: BalanceOf<T>,
+            /// Bytes paid for: the lower median of the operators' attested stored bytes,
+            /// capped at the quota.
+            bytes: u64,
+            /// Blocks paid for (at most one hosting period).
+            blocks: BlockNumberFor<T>,
+        },
+        /// A stream's hosting funds ran out: its operators refuse new segments until the
+        /// seller adds funds.
+        HostingExhausted {
+            /// The stream.
+            stream: StreamId,
+        },
+        /// A released stream's remaining hosting funds went back to the payer.
+        HostingRefunded {
+            /// The stream.
+            stream: StreamId,
+            /// The payer.
+            payer: T::AccountId,
+            /// Amount released.
+            amount: BalanceOf<T>,
+        },
     }
 
     #[pallet::error]
@@ -432,6 +497,12 @@ pub mod pallet {
         NotAssigned,
         /// An attested head is lower than the caller's previous attestation for the stream.
         HeadDecreased,
+        /// The stream has no hosting account (it is not requested or assigned).
+        NoHosting,
+        /// Only the stream's payer (its seller) funds its hosting.
+        NotPayer,
+        /// The quota is above the runtime's maximum.
+        QuotaTooLarge,
     }
 
     #[pallet::hooks]
@@ -452,6 +523,10 @@ pub mod pallet {
                 "MaxOperators must be at least 1"
             );
             assert!(T::MaxUrlLen::get() >= 16, "MaxUrlLen must fit a URL");
+            assert!(
+                !T::HostingPeriod::get().is_zero(),
+                "HostingPeriod must be at least 1"
+            );
             assert!(
                 T::MaxPendingAssignments::get() > 0,
                 "MaxPendingAssignments must be at least 1"
@@ -568,19 +643,41 @@ pub mod pallet {
             Ok(Some(T::WeightInfo::slash(moved)).into())
         }
 
-        /// Attests, for each listed stream the caller hosts, its head: the number of
-        /// segments it stores contiguously from sequence 0. A head may not decrease. The
-        /// chain's head of a stream is the lower median of its assigned operators' latest
-        /// attestations; the escrow pays stream periods by it and refuses receipts beyond
-        /// it. Emits [`Event::HeadsAttested`].
+        /// Attests, for each listed `(stream, head, stored_bytes)` the caller hosts, its
+        /// head (the number of segments it stores contiguously from sequence 0, which may
+        /// not decrease) and the bytes it stores. The chain's head of a stream is the lower
+        /// median of its assigned operators' latest attestations; the escrow pays stream
+        /// periods by it and refuses receipts beyond it. Each attestation after the first
+        /// pays the caller for hosting since its previous one (see [`Pallet::fund_hosting`]).
+        /// Emits [`Event::HeadsAttested`], and [`Event::HostingPaid`] /
+        /// [`Event::HostingExhausted`] per stream paid.
         #[pallet::call_index(9)]
         #[pallet::weight(T::WeightInfo::attest_heads(heads.len() as u32))]
         pub fn attest_heads(
             origin: OriginFor<T>,
-            heads: BoundedVec<(StreamId, Sequence), T::MaxStreamsPerOperator>,
+            heads: BoundedVec<(StreamId, Sequence, u64), T::MaxStreamsPerOperator>,
         ) -> DispatchResult {
             let who = ensure_signed(origin)?;
             Self::do_attest_heads(who, heads)
+        }
+
+        /// Sets the hosting quota of the caller's stream to `quota_mb` MB (at most
+        /// [`Config::MaxQuotaMb`]) and adds `amount` to its hosting funds, held from the
+        /// caller. Each operator of the stream stores at most the quota and is paid
+        /// [`Config::HostingPricePerMb`] per MB it stores (the lower median of the
+        /// operators' attested bytes, capped at the quota) per [`Config::HostingPeriod`],
+        /// from these funds; when they run out the operators refuse new segments. What is
+        /// left returns to the caller when the stream is released. Emits
+        /// [`Event::HostingFunded`].
+        #[pallet::call_index(10)]
+        pub fn fund_hosting(
+            origin: OriginFor<T>,
+            stream: StreamId,
+            quota_mb: u32,
+            amount: BalanceOf<T>,
+        ) -> DispatchResult {
+            let who = ensure_signed(origin)?;
+            Self::do_fund_hosting(who, stream, quota_mb, amount)
         }
     }
 }

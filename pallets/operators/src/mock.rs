@@ -93,6 +93,13 @@ parameter_types! {
     pub const MaxTrustBoost: Score = 4 * SCORE_ONE;
 }
 
+/// Blocks of one hosting period.
+pub const HOSTING_PERIOD: u64 = 100;
+/// Hosting price per MB per period.
+pub const HOSTING_PRICE_PER_MB: u64 = 1_000;
+/// Largest hosting quota, in MB.
+pub const MAX_QUOTA_MB: u32 = 1_000;
+
 impl pallet_operators::Config for Test {
     type Currency = Balances;
     type RuntimeHoldReason = RuntimeHoldReason;
@@ -112,6 +119,9 @@ impl pallet_operators::Config for Test {
     type MaxUrlLen = ConstU32<64>;
     type MaxLivenessChecksPerBlock = ConstU32<MAX_LIVENESS_CHECKS>;
     type MaxTrustBoost = MaxTrustBoost;
+    type HostingPeriod = ConstU64<HOSTING_PERIOD>;
+    type HostingPricePerMb = ConstU64<HOSTING_PRICE_PER_MB>;
+    type MaxQuotaMb = ConstU32<MAX_QUOTA_MB>;
     type WeightInfo = ();
     #[cfg(feature = "runtime-benchmarks")]
     type BenchmarkHelper = ();

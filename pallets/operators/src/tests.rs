@@ -28,12 +28,17 @@ fn status(who: AccountId) -> Option<OperatorStatus<u64>> {
 
 /// Draws and records the operators of stream `n` at once (the draw the queue makes).
 fn assign(n: u32, replication: u32) -> Vec<AccountId> {
-    Operators::assign_now(&stream(n), replication).expect("assignment")
+    let chosen = Operators::assign_now(&stream(n), replication).expect("assignment");
+    Operators::open_hosting(&stream(n), &SELLER);
+    chosen
 }
+
+/// The seller paying for the hosting of the test streams.
+const SELLER: AccountId = 50;
 
 /// Requests the assignment of stream `n` the way `pallet-offers` does.
 fn request(n: u32, replication: u32) -> sp_runtime::DispatchResult {
-    <Operators as OperatorProvider<_, _>>::request_assignment(&stream(n), replication)
+    <Operators as OperatorProvider<_, _>>::request_assignment(&stream(n), replication, &SELLER)
 }
 
 /// Every active operator sends a heartbeat (long tests outlive the heartbeat timeout).
@@ -1007,7 +1012,7 @@ fn a_seller_grinding_stream_names_gets_its_operator_no_more_often_than_chance() 
                     .expect("some name simulates onto the friend");
                 predicted_hits += 1;
                 assert_ok!(<Operators as OperatorProvider<_, _>>::request_assignment(
-                    &name, 1
+                    &name, 1, &SELLER
                 ));
                 run_to_block(System::block_number() + ASSIGNMENT_DELAY + 1);
                 let chosen = <Operators as OperatorProvider<_, _>>::assigned(&name);
@@ -1160,7 +1165,16 @@ fn try_state_detects_assignment_to_an_inactive_operator() {
 // ---------------------------------------------------------------- stream heads
 
 fn attest(who: AccountId, heads: &[(u32, u64)]) -> frame_support::dispatch::DispatchResult {
-    let heads: Vec<_> = heads.iter().map(|(n, h)| (stream(*n), *h)).collect();
+    let heads: Vec<_> = heads.iter().map(|(n, h)| (*n, *h, 0)).collect();
+    attest_stored(who, &heads)
+}
+
+/// Attests `(stream, head, stored bytes)` triples.
+fn attest_stored(
+    who: AccountId,
+    heads: &[(u32, u64, u64)],
+) -> frame_support::dispatch::DispatchResult {
+    let heads: Vec<_> = heads.iter().map(|(n, h, b)| (stream(*n), *h, *b)).collect();
     Operators::attest_heads(RuntimeOrigin::signed(who), heads.try_into().unwrap())
 }
 
@@ -1230,5 +1244,215 @@ fn heads_follow_the_assignment_and_go_with_the_stream() {
         <Operators as OperatorProvider<_, _>>::release(&stream(1));
         assert!(!crate::StreamHeads::<Test>::contains_key(stream(1)));
         assert_eq!(head(1), 0);
+    });
+}
+
+// ---------------------------------------------------------------- hosting
+
+const MB: u64 = fastdata_primitives::escrow::BYTES_PER_MB;
+
+/// Advances to block `n` with every operator sending heartbeats on the way.
+fn advance_to(n: u64) {
+    while System::block_number() < n {
+        run_to_block((System::block_number() + HEARTBEAT_TIMEOUT / 2).min(n));
+        heartbeats();
+    }
+}
+
+fn hosting_held(who: AccountId) -> Balance {
+    Balances::balance_on_hold(&HoldReason::Hosting.into(), &who)
+}
+
+#[test]
+fn hosting_pays_each_operator_for_the_median_bytes_stored() {
+    ten_operators().build_and_execute(|| {
+        let ops = assign(1, 3);
+        assert_ok!(Operators::fund_hosting(
+            RuntimeOrigin::signed(SELLER),
+            stream(1),
+            10,
+            25_000
+        ));
+        System::assert_last_event(
+            Event::HostingFunded {
+                stream: stream(1),
+                payer: SELLER,
+                quota_mb: 10,
+                added: 25_000,
+                funds: 25_000,
+            }
+            .into(),
+        );
+        assert_eq!(hosting_held(SELLER), 25_000);
+        let start = System::block_number();
+        let balances: Vec<Balance> = ops.iter().map(Balances::free_balance).collect();
+        // First attestations start each operator's clock and pay nothing. The third
+        // operator claims far more than it could store.
+        assert_ok!(attest_stored(ops[0], &[(1, 4, 4 * MB)]));
+        assert_ok!(attest_stored(ops[1], &[(1, 5, 5 * MB)]));
+        assert_ok!(attest_stored(ops[2], &[(1, 6, 100 * MB)]));
+        assert_eq!(hosting_held(SELLER), 25_000);
+
+        // Half a period later: paid for the lower median (5 MB) for 50 blocks.
+        advance_to(start + HOSTING_PERIOD / 2);
+        assert_ok!(attest_stored(ops[0], &[(1, 8, 8 * MB)]));
+        let half = HOSTING_PRICE_PER_MB * 5 / 2;
+        System::assert_has_event(
+            Event::HostingPaid {
+                stream: stream(1),
+                operator: ops[0],
+                amount: half,
+                bytes: 5 * MB,
+                blocks: HOSTING_PERIOD / 2,
+            }
+            .into(),
+        );
+        assert_eq!(Balances::free_balance(ops[0]), balances[0] + half);
+        assert_eq!(hosting_held(SELLER), 25_000 - half);
+
+        // The liar, silent for three periods, is paid for one period of the median
+        // (now 8 MB: 5, 8, 100), not for its 100 MB.
+        advance_to(start + 3 * HOSTING_PERIOD);
+        assert_ok!(attest_stored(ops[2], &[(1, 9, 100 * MB)]));
+        let period = HOSTING_PRICE_PER_MB * 8;
+        assert_eq!(Balances::free_balance(ops[2]), balances[2] + period);
+        assert_eq!(hosting_held(SELLER), 25_000 - half - period);
+        // Nothing moved to the operator that did not attest again.
+        assert_eq!(Balances::free_balance(ops[1]), balances[1]);
+    });
+}
+
+#[test]
+fn hosting_pay_is_capped_at_the_quota_and_the_funds() {
+    ten_operators().build_and_execute(|| {
+        let ops = assign(1, 1);
+        assert_ok!(Operators::fund_hosting(
+            RuntimeOrigin::signed(SELLER),
+            stream(1),
+            2,
+            3_000
+        ));
+        let before = Balances::free_balance(ops[0]);
+        assert_ok!(attest_stored(ops[0], &[(1, 1, 50 * MB)]));
+        advance_to(System::block_number() + HOSTING_PERIOD);
+        // 50 MB stored, 2 MB paid for.
+        assert_ok!(attest_stored(ops[0], &[(1, 2, 50 * MB)]));
+        assert_eq!(
+            Balances::free_balance(ops[0]),
+            before + 2 * HOSTING_PRICE_PER_MB
+        );
+        advance_to(System::block_number() + HOSTING_PERIOD);
+        // Only 1_000 is left of the 2_000 due.
+        assert_ok!(attest_stored(ops[0], &[(1, 3, 50 * MB)]));
+        System::assert_has_event(Event::HostingExhausted { stream: stream(1) }.into());
+        assert_eq!(Balances::free_balance(ops[0]), before + 3_000);
+        assert_eq!(hosting_held(SELLER), 0);
+        advance_to(System::block_number() + HOSTING_PERIOD);
+        assert_ok!(attest_stored(ops[0], &[(1, 4, 50 * MB)]));
+        assert_eq!(Balances::free_balance(ops[0]), before + 3_000);
+        assert_eq!(
+            crate::Hosting::<Test>::get(stream(1)).map(|h| h.funds),
+            Some(0)
+        );
+    });
+}
+
+#[test]
+fn releasing_a_stream_refunds_its_hosting_funds() {
+    ten_operators().build_and_execute(|| {
+        let ops = assign(1, 1);
+        let seller_before = Balances::free_balance(SELLER);
+        assert_ok!(Operators::fund_hosting(
+            RuntimeOrigin::signed(SELLER),
+            stream(1),
+            1,
+            5_000
+        ));
+        assert_ok!(attest_stored(ops[0], &[(1, 1, MB)]));
+        advance_to(System::block_number() + HOSTING_PERIOD);
+        assert_ok!(attest_stored(ops[0], &[(1, 2, MB)]));
+        <Operators as OperatorProvider<_, _>>::release(&stream(1));
+        System::assert_has_event(
+            Event::HostingRefunded {
+                stream: stream(1),
+                payer: SELLER,
+                amount: 5_000 - HOSTING_PRICE_PER_MB,
+            }
+            .into(),
+        );
+        assert_eq!(hosting_held(SELLER), 0);
+        assert_eq!(
+            Balances::free_balance(SELLER),
+            seller_before - HOSTING_PRICE_PER_MB
+        );
+        assert!(crate::Hosting::<Test>::get(stream(1)).is_none());
+        // A pending request's account goes back the same way.
+        assert_ok!(request(2, 1));
+        assert_ok!(Operators::fund_hosting(
+            RuntimeOrigin::signed(SELLER),
+            stream(2),
+            1,
+            700
+        ));
+        <Operators as OperatorProvider<_, _>>::release(&stream(2));
+        assert_eq!(hosting_held(SELLER), 0);
+        assert!(crate::Hosting::<Test>::get(stream(2)).is_none());
+    });
+}
+
+#[test]
+fn fund_hosting_errors_change_nothing() {
+    ten_operators().build_and_execute(|| {
+        assign(1, 1);
+        assert_noop!(
+            Operators::fund_hosting(RuntimeOrigin::signed(7), stream(1), 1, 100),
+            Error::<Test>::NotPayer
+        );
+        assert_noop!(
+            Operators::fund_hosting(RuntimeOrigin::signed(SELLER), stream(2), 1, 100),
+            Error::<Test>::NoHosting
+        );
+        assert_noop!(
+            Operators::fund_hosting(
+                RuntimeOrigin::signed(SELLER),
+                stream(1),
+                MAX_QUOTA_MB + 1,
+                100
+            ),
+            Error::<Test>::QuotaTooLarge
+        );
+        assert_noop!(
+            Operators::fund_hosting(RuntimeOrigin::signed(SELLER), stream(1), 0, 0),
+            Error::<Test>::NothingToUpdate
+        );
+        assert!(Operators::fund_hosting(
+            RuntimeOrigin::signed(SELLER),
+            stream(1),
+            1,
+            ENDOWMENT * 2
+        )
+        .is_err());
+        assert_eq!(hosting_held(SELLER), 0);
+        assert_eq!(
+            crate::Hosting::<Test>::get(stream(1)).map(|h| h.quota_mb),
+            Some(0)
+        );
+    });
+}
+
+#[test]
+fn try_state_detects_hosting_funds_not_held() {
+    ten_operators().build_and_execute(|| {
+        assign(1, 1);
+        assert_ok!(Operators::fund_hosting(
+            RuntimeOrigin::signed(SELLER),
+            stream(1),
+            1,
+            100
+        ));
+        assert_ok!(Operators::do_try_state());
+        crate::Hosting::<Test>::mutate(stream(1), |h| h.as_mut().unwrap().funds += 1);
+        assert!(Operators::do_try_state().is_err());
+        crate::Hosting::<Test>::mutate(stream(1), |h| h.as_mut().unwrap().funds -= 1);
     });
 }

@@ -42,6 +42,38 @@ pub struct PendingAssignment<BlockNumber> {
     pub draw_after: BlockNumber,
 }
 
+/// The latest attestation of one operator for one stream.
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, MaxEncodedLen, TypeInfo)]
+pub struct HeadRecord<AccountId, BlockNumber> {
+    /// The operator.
+    pub operator: AccountId,
+    /// Segments it stores contiguously from sequence 0.
+    pub head: fastdata_primitives::Sequence,
+    /// Bytes of the stream it stores.
+    pub stored_bytes: u64,
+    /// Block of the attestation; hosting is paid from here to the next one.
+    pub at: BlockNumber,
+}
+
+/// The head records of a runtime.
+pub type HeadRecordOf<T> = HeadRecord<<T as frame_system::Config>::AccountId, BlockNumberFor<T>>;
+
+/// What a stream's seller pays its operators for hosting: a quota and the funds that pay
+/// for it, held from the payer under [`crate::HoldReason::Hosting`].
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, MaxEncodedLen, TypeInfo)]
+pub struct HostingAccount<AccountId, Balance> {
+    /// Who pays (the stream's seller).
+    pub payer: AccountId,
+    /// Most bytes each operator stores for the stream, in MB (10^6 bytes); the daemons
+    /// refuse segments beyond it, and hosting is paid for at most this much.
+    pub quota_mb: u32,
+    /// Funds left on hold to pay the operators.
+    pub funds: Balance,
+}
+
+/// The hosting account of a runtime.
+pub type HostingAccountOf<T> = HostingAccount<<T as frame_system::Config>::AccountId, BalanceOf<T>>;
+
 /// A registered storage operator.
 #[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, MaxEncodedLen, TypeInfo)]
 #[scale_info(skip_type_params(MaxUrlLen))]

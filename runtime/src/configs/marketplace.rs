@@ -13,8 +13,8 @@ use sp_runtime::{
 
 use crate::{
     AccountId, Balance, Balances, BlockNumber, Did, Escrow, Hash, Offers, Operators, ParachainInfo,
-    Runtime, RuntimeHoldReason, Signature, System, Trust, DAYS, MICROUNIT, MILLIUNIT, MINUTES,
-    UNIT,
+    Runtime, RuntimeHoldReason, Signature, System, Trust, DAYS, HOURS, MICROUNIT, MILLIUNIT,
+    MINUTES, UNIT,
 };
 use fastdata_primitives::SCORE_ONE;
 
@@ -159,6 +159,12 @@ parameter_types! {
     pub const AssignmentDelay: BlockNumber = 4;
 }
 
+parameter_types! {
+    /// Hosting is paid per MB stored per hour.
+    pub const HostingPeriod: BlockNumber = HOURS;
+    pub const HostingPricePerMb: Balance = MILLIUNIT;
+}
+
 impl pallet_operators::Config for Runtime {
     type Currency = Balances;
     type RuntimeHoldReason = RuntimeHoldReason;
@@ -178,6 +184,9 @@ impl pallet_operators::Config for Runtime {
     type MaxUrlLen = frame_support::traits::ConstU32<256>;
     type MaxLivenessChecksPerBlock = frame_support::traits::ConstU32<8>;
     type MaxTrustBoost = MaxTrustBoost;
+    type HostingPeriod = HostingPeriod;
+    type HostingPricePerMb = HostingPricePerMb;
+    type MaxQuotaMb = frame_support::traits::ConstU32<100_000>;
     type WeightInfo = pallet_operators::weights::SubstrateWeight<Runtime>;
     #[cfg(feature = "runtime-benchmarks")]
     type BenchmarkHelper = crate::benchmarks::Helper;

@@ -23,7 +23,7 @@ use fastdata_operator::{
     },
     receipts::{Claim, Receipt},
 };
-use fastdata_primitives::{Balance, PurchaseId, Sequence, StreamId};
+use fastdata_primitives::{Balance, BlockNumber, PurchaseId, Sequence, StreamId};
 use fastdata_sdk::Error;
 
 /// The chain as far as one operator's calls go: its attestations (refused if lower or for
@@ -83,9 +83,10 @@ impl OperatorCalls for FakeChain {
         results
     }
 
-    async fn attest_heads(&self, heads: &[(StreamId, Sequence)]) -> Result<(), Error> {
+    async fn attest_heads(&self, heads: &[(StreamId, Sequence, u64)]) -> Result<(), Error> {
+        let heads: Vec<(StreamId, Sequence)> = heads.iter().map(|(s, h, _)| (*s, *h)).collect();
         let mut state = self.lock();
-        for (stream, head) in heads {
+        for (stream, head) in &heads {
             let error = if *stream != STREAM {
                 "NotAssigned"
             } else if state
@@ -102,18 +103,18 @@ impl OperatorCalls for FakeChain {
             });
         }
         state.mine.extend(heads.iter().copied());
-        state.attestations.push(heads.to_vec());
+        state.attestations.push(heads);
         Ok(())
     }
 
     async fn attested_heads(
         &self,
         streams: &[StreamId],
-    ) -> Result<Vec<(StreamId, Sequence)>, Error> {
+    ) -> Result<Vec<(StreamId, Sequence, BlockNumber)>, Error> {
         let state = self.lock();
         Ok(streams
             .iter()
-            .filter_map(|s| state.mine.get(s).map(|h| (*s, *h)))
+            .filter_map(|s| state.mine.get(s).map(|h| (*s, *h, 0)))
             .collect())
     }
 }
@@ -178,7 +179,7 @@ async fn published_heads_are_attested_and_claims_wait_for_the_chain_head() {
     .await;
 
     // The seller publishes 6 segments; at the next block the daemon attests head 6.
-    let publisher = Publisher::start(&base, broker.port, 1, "seller").await;
+    let publisher = Publisher::start(&base, broker.port, 1).await;
     for sequence in 0..6 {
         publisher.publish(segment(sequence)).await;
     }

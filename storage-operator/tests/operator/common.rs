@@ -76,6 +76,7 @@ pub fn assignment(seller: &sr25519::Pair, operators: &[AccountId]) -> StreamAssi
         operators: operators.to_vec(),
         retention: 0,
         open: true,
+        quota_bytes: u64::MAX,
     }
 }
 

@@ -8,6 +8,7 @@ use fastdata_primitives::{
 };
 use frame_support::traits::Get;
 use frame_system::pallet_prelude::BlockNumberFor;
+use sp_runtime::traits::Zero;
 
 /// An offer listing of a runtime.
 pub type OfferListingOf<T> =
@@ -56,7 +57,10 @@ impl<T: Config> Pallet<T> {
     /// The stream `id` with its operators, current epoch and that epoch's commitment.
     pub fn stream_view(id: StreamId) -> Option<StreamView<T::AccountId, BlockNumberFor<T>>> {
         let stream = Streams::<T>::get(id)?;
+        let (quota_mb, funds) = T::Operators::hosting(&id).unwrap_or_default();
         Some(StreamView {
+            quota_mb,
+            hosting_funded: !funds.is_zero(),
             id,
             operators: T::Operators::assigned(&id),
             epoch_commitment: EpochCommitments::<T>::get(id, stream.epoch),

@@ -34,7 +34,7 @@ impl<T: Config> Pallet<T> {
             .saturating_add(T::EpochDeposit::get())
             .saturating_add(T::ByteDeposit::get().saturating_mul((name.len() as u32).into()));
         T::Currency::hold(&HoldReason::StreamDeposit.into(), &seller, deposit)?;
-        T::Operators::request_assignment(&id, offer.terms.replication)?;
+        T::Operators::request_assignment(&id, offer.terms.replication, &seller)?;
 
         Streams::<T>::insert(
             id,

@@ -101,6 +101,11 @@ impl<T: Config> Candidates<T> {
     }
 }
 
+/// The seed of the draws made with the randomness `output`.
+fn assignment_seed<H: Encode>(output: &H) -> [u8; 32] {
+    sp_io::hashing::blake2_256(&(ASSIGN_SUBJECT, output).encode())
+}
+
 /// The `index`-th random number derived from `seed` for `stream`.
 fn random_u128<H: Encode>(seed: &H, stream: &StreamId, index: u32) -> u128 {
     u128::from_le_bytes(sp_io::hashing::blake2_128(&(seed, stream, index).encode()))
@@ -193,7 +198,7 @@ impl<T: Config> Pallet<T> {
         if due.is_empty() {
             return 0;
         }
-        let seed = sp_io::hashing::blake2_256(&(ASSIGN_SUBJECT, output).encode());
+        let seed = assignment_seed(output);
         PendingAssignments::<T>::put(BoundedVec::truncate_from(waiting));
         let mut candidates = Candidates::<T>::load();
         for request in due.iter() {
@@ -232,7 +237,7 @@ impl<T: Config> Pallet<T> {
             Error::<T>::NotEnoughOperators
         );
         let (output, _) = T::Randomness::random(ASSIGN_SUBJECT);
-        let seed = sp_io::hashing::blake2_256(&(ASSIGN_SUBJECT, output).encode());
+        let seed = assignment_seed(&output);
         let chosen = candidates.draw(&seed, stream, replication);
         candidates.store();
         Self::record_assignment(stream, chosen.clone());
@@ -299,6 +304,7 @@ impl<T: Config> Pallet<T> {
 
     /// Forgets the assignment of `stream`, or its pending request.
     pub(crate) fn do_release(stream: &StreamId) {
+        Self::close_hosting(stream);
         let Some(assigned) = Assignments::<T>::take(stream) else {
             let mut pending = PendingAssignments::<T>::get();
             let before = pending.len();

@@ -1,11 +1,12 @@
 //! Stream heads: what was published, as attested by the operators hosting each stream.
 //!
 //! Each assigned operator attests, per stream, the number of segments it stores
-//! contiguously from sequence 0 (its *head*). The chain's head of a stream is the lower
-//! median of the latest attestations of the operators assigned to it, an operator that has
-//! not attested counting as 0: fewer than half of the replicas can neither raise nor lower
-//! it past an honest one. `pallet-escrow` records it at the period boundaries of stream
-//! purchases and refuses receipts beyond it.
+//! contiguously from sequence 0 (its *head*) and the bytes it stores. The chain's head of a
+//! stream is the lower median of the latest attestations of the operators assigned to it,
+//! an operator that has not attested counting as 0: fewer than half of the replicas can
+//! neither raise nor lower it past an honest one. `pallet-escrow` records it at the period
+//! boundaries of stream purchases and refuses receipts beyond it. The stored bytes are
+//! medianed the same way to pay hosting (`hosting.rs`).
 
 use crate::*;
 use alloc::vec::Vec;
@@ -13,34 +14,77 @@ use fastdata_primitives::{Sequence, StreamId};
 use frame_support::{ensure, BoundedVec};
 use sp_runtime::DispatchResult;
 
+/// The lower median of `values` (index `(n - 1) / 2` once sorted); 0 if empty.
+pub(crate) fn lower_median<V: Ord + Copy + Default>(mut values: Vec<V>) -> V {
+    values.sort_unstable();
+    values
+        .get(values.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or_default()
+}
+
+/// What `assigned` operators attested in `records` (`field` of each), a silent one counting
+/// as 0.
+pub(crate) fn attested_by<A: PartialEq, B, V: Copy + Default>(
+    assigned: &[A],
+    records: &[HeadRecord<A, B>],
+    field: impl Fn(&HeadRecord<A, B>) -> V,
+) -> Vec<V> {
+    assigned
+        .iter()
+        .map(|who| {
+            records
+                .iter()
+                .find(|r| r.operator == *who)
+                .map_or_else(V::default, &field)
+        })
+        .collect()
+}
+
 impl<T: Config> Pallet<T> {
-    /// Records `operator`'s heads. Every stream must be assigned to it, and no head may be
+    /// Records `operator`'s heads and stored bytes, paying it for hosting each stream since
+    /// its previous attestation. Every stream must be assigned to it, and no head may be
     /// lower than its previous attestation for the stream; otherwise nothing changes.
     pub(crate) fn do_attest_heads(
         operator: T::AccountId,
-        heads: BoundedVec<(StreamId, Sequence), T::MaxStreamsPerOperator>,
+        heads: BoundedVec<(StreamId, Sequence, u64), T::MaxStreamsPerOperator>,
     ) -> DispatchResult {
         ensure!(!heads.is_empty(), Error::<T>::NoHeads);
         ensure!(
             Operators::<T>::contains_key(&operator),
             Error::<T>::NotRegistered
         );
-        for (stream, head) in heads.iter() {
+        let now = frame_system::Pallet::<T>::block_number();
+        // A call is transactional: an error undoes the payments of the streams before it.
+        for (stream, head, stored_bytes) in heads.iter() {
             let assigned = Assignments::<T>::get(stream).ok_or(Error::<T>::NotAssigned)?;
             ensure!(assigned.contains(&operator), Error::<T>::NotAssigned);
-            let mut attested = StreamHeads::<T>::get(stream);
+            let mut records = StreamHeads::<T>::get(stream);
             // Attestations of operators no longer assigned stop counting.
-            attested.retain(|(who, _)| assigned.contains(who));
-            match attested.iter_mut().find(|(who, _)| *who == operator) {
-                Some((_, previous)) => {
-                    ensure!(*head >= *previous, Error::<T>::HeadDecreased);
-                    *previous = *head;
+            records.retain(|r| assigned.contains(&r.operator));
+            // Hosting is paid by the bytes attested before this attestation, so an operator
+            // cannot raise its own pay for the past.
+            let paid_bytes = lower_median(attested_by(&assigned, &records, |r| r.stored_bytes));
+            let record = HeadRecord {
+                operator: operator.clone(),
+                head: *head,
+                stored_bytes: *stored_bytes,
+                at: now,
+            };
+            match records.iter_mut().find(|r| r.operator == operator) {
+                Some(slot) => {
+                    ensure!(*head >= slot.head, Error::<T>::HeadDecreased);
+                    let since = slot.at;
+                    *slot = record;
+                    Self::pay_hosting(stream, &operator, paid_bytes, since, now);
                 }
-                None => attested
-                    .try_push((operator.clone(), *head))
+                // Cannot fail: `records` only holds assigned operators, at most
+                // `MaxReplication`, and the caller is assigned but not among them.
+                None => records
+                    .try_push(record)
                     .map_err(|_| Error::<T>::NotAssigned)?,
             }
-            StreamHeads::<T>::insert(stream, attested);
+            StreamHeads::<T>::insert(stream, records);
         }
         Self::deposit_event(Event::HeadsAttested {
             operator,
@@ -55,21 +99,10 @@ impl<T: Config> Pallet<T> {
         let Some(assigned) = Assignments::<T>::get(stream) else {
             return 0;
         };
-        let attested = StreamHeads::<T>::get(stream);
-        let mut heads: Vec<Sequence> = assigned
-            .iter()
-            .map(|who| {
-                attested
-                    .iter()
-                    .find(|(w, _)| w == who)
-                    .map_or(0, |(_, head)| *head)
-            })
-            .collect();
-        heads.sort_unstable();
-        // Lower median: index (n - 1) / 2 of the sorted heads.
-        heads
-            .get(heads.len().saturating_sub(1) / 2)
-            .copied()
-            .unwrap_or(0)
+        lower_median(attested_by(
+            &assigned,
+            &StreamHeads::<T>::get(stream),
+            |r| r.head,
+        ))
     }
 }

@@ -3,7 +3,7 @@
 use crate::*;
 use alloc::collections::{BTreeMap, BTreeSet};
 use frame_support::traits::{fungible::InspectHold, Get};
-use sp_runtime::TryRuntimeError;
+use sp_runtime::{Saturating, TryRuntimeError};
 
 impl<T: Config> Pallet<T> {
     /// Checks the pallet's invariants:
@@ -16,7 +16,10 @@ impl<T: Config> Pallet<T> {
     ///   [`StreamsOf`] is its exact reverse index;
     /// - every stream in [`PendingAssignments`] is queued once, unassigned, with a replication
     ///   factor;
-    /// - [`StreamHeads`] exist only for assigned streams, one per operator.
+    /// - [`StreamHeads`] exist only for assigned streams, one per operator;
+    /// - [`Hosting`] exists for every assigned and queued stream (and for streams whose draw
+    ///   failed, until released), within the maximum quota, and the funds held from each payer under [`HoldReason::Hosting`] equal the
+    ///   sum of its accounts' funds.
     pub fn do_try_state() -> Result<(), TryRuntimeError> {
         let mut count = 0u32;
         for (who, info) in Operators::<T>::iter() {
@@ -116,10 +119,31 @@ impl<T: Config> Pallet<T> {
                 Assignments::<T>::contains_key(stream),
                 "heads of a stream without assignment",
             )?;
-            let attesters: BTreeSet<_> = heads.iter().map(|(who, _)| who).collect();
+            let attesters: BTreeSet<_> = heads.iter().map(|r| &r.operator).collect();
             ensure_state(
                 attesters.len() == heads.len(),
                 "two heads of one operator for a stream",
+            )?;
+        }
+        let mut funds: BTreeMap<T::AccountId, BalanceOf<T>> = BTreeMap::new();
+        for (_, account) in Hosting::<T>::iter() {
+            ensure_state(
+                account.quota_mb <= T::MaxQuotaMb::get(),
+                "hosting quota above the maximum",
+            )?;
+            let sum = funds.entry(account.payer).or_default();
+            *sum = sum.saturating_add(account.funds);
+        }
+        ensure_state(
+            Assignments::<T>::iter_keys()
+                .chain(queued.iter().copied())
+                .all(Hosting::<T>::contains_key),
+            "assigned or queued stream without hosting account",
+        )?;
+        for (payer, sum) in funds.iter() {
+            ensure_state(
+                T::Currency::balance_on_hold(&HoldReason::Hosting.into(), payer) == *sum,
+                "held hosting funds differ from the accounts' funds",
             )?;
         }
         Ok(())

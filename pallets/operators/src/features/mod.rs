@@ -2,6 +2,7 @@
 
 mod assignment;
 mod heads;
+mod hosting;
 #[cfg(any(feature = "try-runtime", test))]
 mod invariants;
 mod lifecycle;
