@@ -3,19 +3,24 @@
 //! - `fastdata-bench operator`: storage-operator decision latency, ingest throughput, memory.
 //! - `fastdata-bench grid --quick|--full --url ws://…`: the paper's experiment grid on a dev
 //!   chain (onboarding runtime, upload throughput, end-to-end latency, overhead vs plaintext).
+//! - `fastdata-bench trust`: trust score gained per unit paid, honest vs colluding (issue 18).
+//! - `fastdata-bench scale`: keys, claims, purchases per block and onboarding at scale (issue 19).
 //! - `fastdata-bench report DIR…`: plots and `REPORT.md` from the CSV files of runs.
 //!
 //! Every run writes `results.csv` and `meta.csv` into `<out>/<mode>-<UTC timestamp>/`.
 
 mod chainops;
+mod devchain;
 mod grid;
 mod machine;
 mod operator;
 mod plot;
 mod report;
 mod results;
+mod scale;
 mod spec;
 mod stats;
+mod trust;
 
 use std::{
     path::{Path, PathBuf},
@@ -41,6 +46,10 @@ enum Command {
     Operator(OperatorArgs),
     /// The paper's experiment grid against a running dev node.
     Grid(GridArgs),
+    /// Trust score gained per unit paid, honest vs colluding traders, on a dev chain.
+    Trust(trust::TrustArgs),
+    /// Key delivery, claim rounds, purchases per block and onboarding at scale on a dev chain.
+    Scale(scale::ScaleArgs),
     /// Regenerates plots and the report from run directories.
     Report(ReportArgs),
 }
@@ -213,6 +222,8 @@ fn finish(
     let mut runs = Vec::new();
     runs.extend(newest_run(out, &["operator"]));
     runs.extend(newest_run(out, &["quick", "full", "custom"]));
+    runs.extend(newest_run(out, &["trust"]));
+    runs.extend(newest_run(out, &["scale"]));
     if !runs.iter().any(|r| r == dir) {
         runs.push(dir.to_path_buf());
     }
@@ -385,6 +396,8 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Operator(args) => operator(args).await,
             Command::Grid(args) => grid(args).await,
+            Command::Trust(args) => trust::command(args).await,
+            Command::Scale(args) => scale::command(args).await,
             Command::Report(args) => report::generate(&args.dirs, &args.output).map(|()| {
                 println!("report: {}", args.output.display());
             }),

@@ -142,7 +142,8 @@ impl Run {
     }
 }
 
-fn link(from: &Path, to: &Path) -> String {
+/// `to` relative to the directory of `from` (for links in the report).
+pub fn link(from: &Path, to: &Path) -> String {
     let base = from.parent().unwrap_or(Path::new("."));
     let rel = match (base.canonicalize(), to.canonicalize()) {
         (Ok(b), Ok(t)) => t.strip_prefix(&b).map(Path::to_path_buf).unwrap_or(t),
@@ -483,6 +484,10 @@ pub fn generate(dirs: &[PathBuf], output: &Path) -> anyhow::Result<()> {
     for run in &runs {
         if run.kind() == "operator" {
             operator_section(&mut out, run);
+        } else if run.kind() == "trust" {
+            crate::trust::section(&mut out, run, output)?;
+        } else if run.kind() == "scale" {
+            crate::scale::section(&mut out, run, output)?;
         } else {
             grid_section(&mut out, run, output)?;
         }

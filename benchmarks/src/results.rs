@@ -14,9 +14,9 @@ pub const META_CSV: &str = "meta.csv";
 /// One measured value of one grid cell (or of the operator benchmark).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Row {
-    /// `operator` or `grid`.
+    /// `operator`, `grid`, `trust` or `scale`.
     pub experiment: String,
-    /// Concurrent sellers of the cell.
+    /// Concurrent sellers of the cell (grid); the cell's size, purchases or sellers (scale).
     pub sellers: Option<u32>,
     /// Storage operators of the cell.
     pub operators: Option<u32>,
