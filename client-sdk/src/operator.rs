@@ -3,7 +3,7 @@
 //! | request | used by |
 //! |---|---|
 //! | `GET /v1/terms` → `{"operator","genesis","receipt_window"}` | receivers (receipt window W, chain check) |
-//! | `POST /v1/broker/session` `{"upload_token":"0x…"}` / `{"access_request":"0x…"}` → `{"username","password","topic","access"}` | publisher, live receiver |
+//! | `POST /v1/broker/session` `{"upload_token":"0x…"}` / `{"access_request":"0x…"}` → `{"username","password","client_id","topic","access"}` | publisher, live receiver |
 //! | `GET /v1/purchases/{id}/segments?from=&to=` with header `x-fastdata-access: 0x…` → segment frames | batch receiver |
 //! | `POST /v1/receipts` body `0x` + hex SCALE `(Receipt, sr25519 signature)` | receivers |
 //!
@@ -120,6 +120,11 @@ pub struct BrokerCredentials {
     pub username: String,
     /// MQTT password.
     pub password: String,
+    /// The client id the login is bound to: the broker refuses the login with any other id
+    /// (so no login can take over another client's session). `None` from operators that do
+    /// not state one (before bound logins); see [`Self::mqtt_client_id`].
+    #[serde(default)]
+    pub client_id: Option<String>,
     /// The topic to publish to (seller) or subscribe to (buyer).
     pub topic: String,
     /// `publish` or `subscribe`.
@@ -127,6 +132,14 @@ pub struct BrokerCredentials {
     /// The receipt window W the operator holds a live subscriber to, if it says.
     #[serde(default)]
     pub receipt_window: Option<u64>,
+}
+
+impl BrokerCredentials {
+    /// The MQTT client id to connect with: the bound [`Self::client_id`], or `fallback` from an
+    /// operator that states none.
+    pub fn mqtt_client_id(&self, fallback: impl FnOnce() -> String) -> String {
+        self.client_id.clone().unwrap_or_else(fallback)
+    }
 }
 
 /// What an operator publishes at `GET /v1/terms`.

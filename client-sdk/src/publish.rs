@@ -145,7 +145,9 @@ impl StreamPublisher {
         let credentials = OperatorClient::new(endpoint.clone(), genesis)
             .upload_session(seller, stream, epoch, expiry)
             .await?;
-        let mut options = broker.mqtt_options(credentials.username.clone())?;
+        // The login is bound to its client id (no other login can take this session over).
+        let client_id = credentials.mqtt_client_id(|| credentials.username.clone());
+        let mut options = broker.mqtt_options(client_id)?;
         options.set_credentials(credentials.username.clone(), credentials.password.clone());
         options.set_keep_alive(Duration::from_secs(30));
         options.set_clean_session(false);

@@ -756,7 +756,8 @@ impl Receiver {
             ) {
                 cadence.set_window(window);
             }
-            let client_id = format!("{}-{}", credentials.username, crate::fresh_nonce());
+            let client_id = credentials
+                .mqtt_client_id(|| format!("{}-{}", credentials.username, crate::fresh_nonce()));
             let mut options = match op
                 .endpoint()
                 .broker_address()

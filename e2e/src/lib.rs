@@ -174,6 +174,11 @@ batch = 16
         self.spawn()
     }
 
+    /// The daemon's configuration, as it reads it.
+    pub fn config(&self) -> anyhow::Result<fastdata_operator::config::Config> {
+        fastdata_operator::config::Config::load(&self.config)
+    }
+
     /// The daemon's log file.
     pub fn log(&self) -> PathBuf {
         self.dir.join("operator.log")

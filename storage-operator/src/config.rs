@@ -172,13 +172,35 @@ pub struct BrokerSection {
     pub username: String,
     /// The daemon's broker password.
     pub password: String,
-    /// Client id prefix of the daemon's connections (`<prefix>-ingest`, `<prefix>-control`).
+    /// Client id prefix of the daemon's connections (see [`Self::own_client_id`]).
     #[serde(default = "default_client_prefix")]
     pub client_id_prefix: String,
     /// Connect to the broker over TLS (its certificate must name `host`; trusted CAs as for
     /// `http.ca_cert`).
     #[serde(default)]
     pub tls: bool,
+}
+
+impl BrokerSection {
+    /// The client id of the daemon's `role` connection (`ingest`, `control`):
+    /// `<prefix>-<role>-<tag>`, where the tag (16 hex digits) is derived from the daemon's
+    /// broker username and password. It stays the same across restarts (the ingest session is
+    /// persistent) and cannot be guessed without the password, so nobody who can read the
+    /// prefix (e.g. from the operator's public URL) can connect with it and take the daemon's
+    /// session over. The brokers refuse it to buyer and seller logins anyway (they are bound
+    /// to their own ids, see `crate::gate`).
+    pub fn own_client_id(&self, role: &str) -> String {
+        let mut secret = b"fastdata-operator client id\0".to_vec();
+        secret.extend_from_slice(self.username.as_bytes());
+        secret.push(0);
+        secret.extend_from_slice(self.password.as_bytes());
+        let tag = <sp_runtime::traits::BlakeTwo256 as sp_runtime::traits::Hash>::hash(&secret);
+        format!(
+            "{}-{role}-{}",
+            self.client_id_prefix,
+            hex::encode(&tag.as_bytes()[..8])
+        )
+    }
 }
 
 fn default_host() -> String {
@@ -477,6 +499,23 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_client_ids_are_stable_and_need_the_password() {
+        let broker = |password: &str| {
+            let text = format!(
+                "[operator]\nsuri = \"//Alice\"\ndata_dir = \"/tmp/x\"\n[broker]\nkind = \"mosquitto\"\n\
+                 username = \"admin\"\npassword = \"{password}\"\nclient_id_prefix = \"op-1\"\n"
+            );
+            Config::from_toml(&text).unwrap().broker
+        };
+        let ingest = broker("pw").own_client_id("ingest");
+        assert!(ingest.starts_with("op-1-ingest-"), "{ingest}");
+        assert_eq!(ingest.len(), "op-1-ingest-".len() + 16);
+        assert_eq!(ingest, broker("pw").own_client_id("ingest"));
+        assert_ne!(ingest, broker("pw2").own_client_id("ingest"));
+        assert_ne!(ingest, broker("pw").own_client_id("control"));
+    }
 
     #[test]
     fn parses_the_documented_example() {

@@ -141,7 +141,6 @@ impl Daemon {
         let ingest_events = view.subscribe();
         let replication_events = view.subscribe();
 
-        let prefix = &config.broker.client_id_prefix;
         let mut webhook_addr = None;
         let gate: Arc<dyn BrokerGate> = match config.broker.kind {
             BrokerKind::Mosquitto => {
@@ -151,7 +150,7 @@ impl Daemon {
                         port: config.broker.port,
                         username: config.broker.username.clone(),
                         password: config.broker.password.clone(),
-                        client_id: format!("{prefix}-control"),
+                        client_id: config.broker.own_client_id("control"),
                         timeout: Duration::from_secs(10),
                         tls: broker_tls.clone(),
                     },
@@ -252,7 +251,7 @@ impl Daemon {
             port: config.broker.port,
             username: config.broker.username.clone(),
             password: config.broker.password.clone(),
-            client_id: format!("{prefix}-ingest"),
+            client_id: config.broker.own_client_id("ingest"),
             tls: broker_tls,
         };
         let mut ingest_events = Some(ingest_events);

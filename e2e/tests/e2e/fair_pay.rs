@@ -94,7 +94,12 @@ async fn a_live_freeloader_gets_one_window_and_pays_nothing_and_prices_hold() {
         .endpoint
         .broker_address()
         .unwrap()
-        .mqtt_options("freeloader")
+        .mqtt_options(
+            creds
+                .client_id
+                .clone()
+                .expect("the operator binds the login to a client id"),
+        )
         .unwrap();
     options.set_credentials(creds.username.clone(), creds.password.clone());
     options.set_keep_alive(Duration::from_secs(5));

@@ -5,3 +5,4 @@ mod cli_trade;
 mod fair_pay;
 mod integrity;
 mod marketplace;
+mod takeover;

@@ -21,9 +21,18 @@
 //! their access back. Batch purchases get no live grant at all.
 //!
 //! Clients of both backends can get broker credentials the same way: present an upload token
-//! or access request to `POST /v1/broker/session` and connect with the returned username and
-//! password. With VerneMQ a client may instead connect directly with username `upload` or
-//! `access` and the hex-encoded SCALE token as password (the paper's flow).
+//! or access request to `POST /v1/broker/session` and connect with the returned username,
+//! password and client id. With VerneMQ a client may instead connect directly with username
+//! `upload` or `access` and the hex-encoded SCALE token as password (the paper's flow), with
+//! its principal's client id ([`principal_client_id`]).
+//!
+//! **No session takeover.** MQTT lets a new connection with a client id in use take that
+//! session over (the broker disconnects the old one). So every login is bound to one client
+//! id: a minted login to the id in its [`BrokerCredentials`] (Mosquitto: the dynsec client's
+//! `clientid`; VerneMQ: checked in `auth_on_register`), a token login on VerneMQ to its
+//! principal's id. No buyer or seller login can therefore connect as another buyer, a seller's
+//! publisher or the daemon's own connections, whose ids additionally carry a tag derived from
+//! the daemon's broker secret ([`crate::config::BrokerConfig::own_client_id`]).
 
 pub mod mosquitto;
 pub mod vernemq;
@@ -44,6 +53,9 @@ pub struct BrokerCredentials {
     pub username: String,
     /// MQTT password.
     pub password: String,
+    /// The MQTT client id the login is bound to: the broker refuses the login with any other
+    /// id, so one login cannot take over another client's session.
+    pub client_id: String,
     /// The topic the client may publish to (seller) or subscribe to (buyer).
     pub topic: String,
     /// `publish` or `subscribe`.
@@ -146,6 +158,18 @@ pub(crate) fn justified(
                 .is_some_and(|s| s.operators.contains(me))
         }
         Principal::Operator => true,
+    }
+}
+
+/// The client id of `principal`'s broker connection: `fd-seller-<stream hex>` for a seller's
+/// publisher, `fd-buyer-<purchase id>` for a buyer's subscriber (also the Mosquitto usernames).
+pub fn principal_client_id(principal: &Principal) -> Option<String> {
+    match principal {
+        Principal::Seller { stream, .. } => {
+            Some(format!("fd-seller-{}", hex::encode(stream.as_bytes())))
+        }
+        Principal::Buyer { purchase, .. } => Some(format!("fd-buyer-{purchase}")),
+        Principal::Operator => None,
     }
 }
 

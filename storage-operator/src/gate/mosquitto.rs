@@ -10,7 +10,9 @@
 //!
 //! and per admitted principal one client: `fd-seller-<stream hex>` with the publish role, or
 //! `fd-buyer-<purchase id>` with the subscribe role, each with a fresh random password handed
-//! to the presenter of the token. Revocation deletes the client, which also disconnects it.
+//! to the presenter of the token and bound to the client id equal to its username (dynsec's
+//! `clientid`: the broker refuses the login with any other id, so it cannot take over another
+//! client's session). Revocation deletes the client, which also disconnects it.
 //! A buyer whose receipt window is used up ([`BrokerGate::apply_windows`]) loses its subscribe
 //! role (`removeClientRole`, so nothing is queued for it either) and is disabled
 //! (`disableClient`, which kicks it and refuses its logins); a receipt that catches up gives
@@ -20,7 +22,8 @@
 //! has exactly what its roles give it.
 //!
 //! On start-up [`MosquittoGate::adopt_existing`] takes over the `fd-*` clients a previous run
-//! created (the plugin persists them) and deletes those the chain view no longer justifies.
+//! created (the plugin persists them), binds them to their client id (`setClientId`, for
+//! clients of versions that did not) and deletes those the chain view no longer justifies.
 //!
 //! The control connection is driven by the supervised task [`CONTROL_TASK`]
 //! ([`ControlConnection::run`]): a lost connection ends the run and the supervisor reconnects
@@ -45,7 +48,8 @@ use sp_core::H256;
 use tokio::sync::{oneshot, watch};
 
 use super::{
-    grant_scope, justified, random_secret, BrokerCredentials, BrokerGate, GateError, Revocation,
+    grant_scope, justified, principal_client_id, random_secret, BrokerCredentials, BrokerGate,
+    GateError, Revocation,
 };
 use crate::{
     auth::Principal,
@@ -155,15 +159,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Username of the broker client of `principal`.
+/// Username of the broker client of `principal`; its login is bound to the same client id.
 pub fn client_name(principal: &Principal) -> Option<String> {
-    match principal {
-        Principal::Seller { stream, .. } => {
-            Some(format!("fd-seller-{}", hex::encode(stream.as_bytes())))
-        }
-        Principal::Buyer { purchase, .. } => Some(format!("fd-buyer-{purchase}")),
-        Principal::Operator => None,
-    }
+    principal_client_id(principal)
 }
 
 fn pub_role(stream: &StreamId) -> String {
@@ -385,7 +383,7 @@ impl MosquittoGate {
         view: &dyn ChainView,
         me: &AccountId,
     ) -> Result<usize, GateError> {
-        let mut stale = Vec::new();
+        let (mut stale, mut kept) = (Vec::new(), Vec::new());
         for name in self.list_clients().await? {
             let principal = if let Some(hex_id) = name.strip_prefix("fd-seller-") {
                 let mut id = [0u8; 32];
@@ -411,10 +409,24 @@ impl MosquittoGate {
             };
             match principal {
                 Some(p) if justified(view, me, &p) => {
+                    kept.push(name.clone());
                     lock(&self.granted).insert(name, p);
                 }
                 _ => stale.push(name),
             }
+        }
+        // Clients created before logins were bound to their client id get bound now.
+        let bind = kept
+            .iter()
+            .map(|n| {
+                step(
+                    json!({ "command": "setClientId", "username": n, "clientid": n }),
+                    true,
+                )
+            })
+            .collect::<Vec<_>>();
+        if !bind.is_empty() {
+            self.run(bind).await?;
         }
         let n = stale.len();
         self.delete_clients(stale).await?;
@@ -471,7 +483,8 @@ impl BrokerGate for MosquittoGate {
             false,
         ));
         steps.push(step(
-            json!({ "command": "createClient", "username": username, "password": password }),
+            // Bound to its client id: this login cannot take over any other session.
+            json!({ "command": "createClient", "username": username, "password": password, "clientid": username }),
             true,
         ));
         steps.push(step(json!({ "command": "addClientRole", "username": username, "rolename": role, "priority": 0 }), true));
@@ -483,6 +496,7 @@ impl BrokerGate for MosquittoGate {
         lock(&self.windows).insert(username.clone(), true);
         tracing::info!(%username, ?principal, "dynsec client granted");
         Ok(BrokerCredentials {
+            client_id: username.clone(),
             username,
             password,
             topic,

@@ -19,6 +19,14 @@
 //! `{"result":{"error":"<reason>"}}`; VerneMQ treats any non-200 answer as a refusal.
 //! Publish payloads arrive base64-encoded (VerneMQ's default `base64payload = on`).
 //!
+//! **Client ids.** `auth_on_register` binds every login to one client id (see
+//! [`crate::gate`]): a minted login (`POST /v1/broker/session`) to its username, which
+//! [`BrokerCredentials::client_id`] states; an `upload`/`access` token login to its
+//! principal's id ([`principal_client_id`]: `fd-seller-<stream hex>`, `fd-buyer-<purchase>`).
+//! A login with any other id is refused before VerneMQ takes over the session of that id, so
+//! no buyer or seller can disconnect another client or the daemon's own connections. Only the
+//! daemon's own login (`broker.username`/`password`) chooses its ids freely.
+//!
 //! Answers are never cached (no `cache-control` header): a refund or an unassignment takes
 //! effect at the next hook call.
 
@@ -43,7 +51,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    grant_scope, justified, random_secret, BrokerCredentials, BrokerGate, GateError, Revocation,
+    grant_scope, justified, principal_client_id, random_secret, BrokerCredentials, BrokerGate,
+    GateError, Revocation,
 };
 use crate::{
     auth::{decode_hex_scale, AccessRequest, Authorizer, Principal, Refusal, UploadToken},
@@ -73,7 +82,7 @@ pub struct VernemqApi {
 
 #[derive(Default)]
 struct Sessions {
-    /// Credentials minted by [`BrokerGate::grant`], by username.
+    /// Credentials minted by [`BrokerGate::grant`], by username (also the bound client id).
     minted: HashMap<String, (String, Principal)>,
     /// Registered clients, by (mountpoint, client id).
     connected: HashMap<(String, String), Principal>,
@@ -221,7 +230,9 @@ impl VernemqGate {
         }
     }
 
-    fn admit(&self, request: &RegisterRequest) -> Result<Principal, Refusal> {
+    /// The principal behind a login and the client id it is bound to (`None`: the daemon's own
+    /// login, any id).
+    fn admit(&self, request: &RegisterRequest) -> Result<(Principal, Option<String>), Refusal> {
         let username = request
             .username
             .as_deref()
@@ -229,21 +240,19 @@ impl VernemqGate {
         let password = request.password.as_deref().unwrap_or_default();
         if username == self.operator_username {
             return if constant_time_eq(password.as_bytes(), self.operator_password.as_bytes()) {
-                Ok(Principal::Operator)
+                Ok((Principal::Operator, None))
             } else {
                 Err(Refusal::UnknownCredentials)
             };
         }
-        match username {
+        let principal = match username {
             UPLOAD_USERNAME => {
                 let token: UploadToken = decode_hex_scale("upload token", password)?;
-                self.auth.admit_upload(&token)
+                self.auth.admit_upload(&token)?
             }
             ACCESS_USERNAME => {
                 let request: AccessRequest = decode_hex_scale("access request", password)?;
-                self.auth
-                    .admit_live(&request)
-                    .map(|(principal, _)| principal)
+                self.auth.admit_live(&request)?.0
             }
             minted => {
                 let principal = {
@@ -258,14 +267,25 @@ impl VernemqGate {
                     }
                 };
                 self.auth.still_valid(&principal)?;
-                Ok(principal)
+                return Ok((principal, Some(minted.to_owned())));
             }
-        }
+        };
+        let bound = principal_client_id(&principal);
+        Ok((principal, bound))
     }
 
     fn on_register(&self, request: RegisterRequest) -> Value {
         match self.admit(&request) {
-            Ok(principal) => {
+            Ok((principal, Some(bound))) if bound != request.client_id => {
+                tracing::warn!(
+                    client_id = %request.client_id,
+                    bound = %bound,
+                    ?principal,
+                    "register refused: the login is bound to another client id"
+                );
+                not_allowed()
+            }
+            Ok((principal, _)) => {
                 tracing::info!(client_id = %request.client_id, ?principal, "client registered");
                 let seller = matches!(principal, Principal::Seller { .. });
                 self.sessions()
@@ -492,6 +512,8 @@ impl BrokerGate for VernemqGate {
             .minted
             .insert(username.clone(), (password.clone(), principal.clone()));
         Ok(BrokerCredentials {
+            // Bound to the username (checked at `auth_on_register`).
+            client_id: username.clone(),
             username,
             password,
             topic,
@@ -586,6 +608,12 @@ mod tests {
         ))
     }
 
+    /// The client ids the fixture's seller and buyer (purchase 1) are bound to.
+    fn seller_id(f: &Fixture) -> String {
+        format!("fd-seller-{}", hex::encode(f.stream.as_bytes()))
+    }
+    const BUYER: &str = "fd-buyer-1";
+
     fn call(gate: &VernemqGate, hook: &str, body: Value) -> (StatusCode, Value) {
         gate.handle(hook, body.to_string().as_bytes())
     }
@@ -650,11 +678,12 @@ mod tests {
     fn seller_register_and_publish_contract() {
         let f = fixture();
         let gate = gate(&f);
+        let seller = seller_id(&f);
         let token = to_hex_scale(&upload_token(&f, 1, 20));
         let (status, body) = call(
             &gate,
             "auth_on_register",
-            register_body("upload", &token, "seller-1"),
+            register_body("upload", &token, &seller),
         );
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
@@ -669,11 +698,11 @@ mod tests {
         let (_, body) = call(
             &gate,
             "auth_on_publish",
-            publish_body(&f, "seller-1", &topic, &segment(&f, 1)),
+            publish_body(&f, &seller, &topic, &segment(&f, 1)),
         );
         assert_eq!(body, answer(OK));
         // Retained publishes are accepted with retain cleared.
-        let mut retained = publish_body(&f, "seller-1", &topic, &segment(&f, 2));
+        let mut retained = publish_body(&f, &seller, &topic, &segment(&f, 2));
         retained["retain"] = json!(true);
         assert_eq!(
             call(&gate, "auth_on_publish", retained).1,
@@ -681,7 +710,7 @@ mod tests {
         );
         // m5 publish body.
         let m5 = json!({
-            "username": "upload", "mountpoint": "", "client_id": "seller-1", "qos": 1,
+            "username": "upload", "mountpoint": "", "client_id": seller, "qos": 1,
             "topic": topic, "payload": segment(&f, 3), "retain": false, "properties": {}
         });
         assert_eq!(call(&gate, "auth_on_publish_m5", m5).1, answer(OK));
@@ -692,7 +721,7 @@ mod tests {
             call(
                 &gate,
                 "auth_on_publish",
-                publish_body(&f, "seller-1", &other, &segment(&f, 4))
+                publish_body(&f, &seller, &other, &segment(&f, 4))
             )
             .1,
             answer(NOT_ALLOWED)
@@ -701,7 +730,7 @@ mod tests {
             call(
                 &gate,
                 "auth_on_publish",
-                publish_body(&f, "seller-1", &topic, "Z2FyYmFnZQ==")
+                publish_body(&f, &seller, &topic, "Z2FyYmFnZQ==")
             )
             .1,
             answer(NOT_ALLOWED)
@@ -710,12 +739,12 @@ mod tests {
             call(
                 &gate,
                 "auth_on_publish",
-                publish_body(&f, "seller-1", &topic, "***")
+                publish_body(&f, &seller, &topic, "***")
             )
             .1,
             answer(NOT_ALLOWED)
         );
-        let mut missing = publish_body(&f, "seller-1", &topic, "");
+        let mut missing = publish_body(&f, &seller, &topic, "");
         missing.as_object_mut().unwrap().remove("payload");
         assert_eq!(
             call(&gate, "auth_on_publish", missing).1,
@@ -732,7 +761,7 @@ mod tests {
             answer(NOT_ALLOWED)
         );
         // The seller may not subscribe.
-        let sub = json!({"client_id": "seller-1", "mountpoint": "", "username": "upload", "topics": [{"topic": topic, "qos": 1}]});
+        let sub = json!({"client_id": seller, "mountpoint": "", "username": "upload", "topics": [{"topic": topic, "qos": 1}]});
         assert_eq!(call(&gate, "auth_on_subscribe", sub).1, answer(NOT_ALLOWED));
     }
 
@@ -740,12 +769,13 @@ mod tests {
     fn unassigned_seller_cannot_publish() {
         let f = fixture();
         let gate = gate(&f);
+        let seller = seller_id(&f);
         let token = to_hex_scale(&upload_token(&f, 1, 20));
         assert_eq!(
             call(
                 &gate,
                 "auth_on_register_m5",
-                register_m5_body("upload", &token, "s")
+                register_m5_body("upload", &token, &seller)
             )
             .1["result"],
             "ok"
@@ -757,7 +787,7 @@ mod tests {
             call(
                 &gate,
                 "auth_on_publish",
-                publish_body(&f, "s", &topic, &segment(&f, 1))
+                publish_body(&f, &seller, &topic, &segment(&f, 1))
             )
             .1,
             answer(NOT_ALLOWED)
@@ -768,7 +798,7 @@ mod tests {
             call(
                 &gate,
                 "auth_on_register",
-                register_body("upload", &token, "s")
+                register_body("upload", &token, &seller)
             )
             .1,
             answer(NOT_ALLOWED)
@@ -779,12 +809,13 @@ mod tests {
     fn register_refusals() {
         let f = fixture();
         let gate = gate(&f);
+        let seller = seller_id(&f);
         let token = to_hex_scale(&upload_token(&f, 1, 20));
         assert_eq!(
             call(
                 &gate,
                 "auth_on_register",
-                register_body("upload", &token, "a")
+                register_body("upload", &token, &seller)
             )
             .1["result"],
             "ok"
@@ -794,7 +825,7 @@ mod tests {
             call(
                 &gate,
                 "auth_on_register",
-                register_body("upload", &token, "b")
+                register_body("upload", &token, &seller)
             )
             .1,
             answer(NOT_ALLOWED)
@@ -865,7 +896,7 @@ mod tests {
             call(
                 &gate,
                 "auth_on_register",
-                register_body("access", &unpaid, "buyer")
+                register_body("access", &unpaid, "fd-buyer-99")
             )
             .1,
             answer(NOT_ALLOWED)
@@ -876,12 +907,12 @@ mod tests {
             call(
                 &gate,
                 "auth_on_register",
-                register_body("access", &request, "buyer")
+                register_body("access", &request, BUYER)
             )
             .1,
             answer(OK)
         );
-        let sub = |topics: Value| json!({"client_id": "buyer", "mountpoint": "", "username": "access", "topics": topics});
+        let sub = |topics: Value| json!({"client_id": BUYER, "mountpoint": "", "username": "access", "topics": topics});
         assert_eq!(
             call(
                 &gate,
@@ -912,7 +943,7 @@ mod tests {
             answer(NOT_ALLOWED)
         );
 
-        let m5 = |topics: Value| json!({"username": "access", "mountpoint": "", "client_id": "buyer", "topics": topics, "properties": {}});
+        let m5 = |topics: Value| json!({"username": "access", "mountpoint": "", "client_id": BUYER, "topics": topics, "properties": {}});
         assert_eq!(
             call(
                 &gate,
@@ -939,7 +970,7 @@ mod tests {
             call(
                 &gate,
                 "auth_on_publish",
-                publish_body(&f, "buyer", &topic, &segment(&f, 1))
+                publish_body(&f, BUYER, &topic, &segment(&f, 1))
             )
             .1,
             answer(NOT_ALLOWED)
@@ -966,14 +997,14 @@ mod tests {
         call(
             &gate,
             "auth_on_register",
-            register_body("access", &request, "buyer"),
+            register_body("access", &request, BUYER),
         );
         assert_eq!(gate.connected_clients(), 1);
         assert_eq!(
             call(
                 &gate,
                 "on_client_gone",
-                json!({"client_id": "buyer", "mountpoint": ""})
+                json!({"client_id": BUYER, "mountpoint": ""})
             )
             .1,
             json!({})
@@ -992,7 +1023,7 @@ mod tests {
             call(
                 &gate,
                 "auth_on_register",
-                register_body(&creds.username, "wrong", "b")
+                register_body(&creds.username, "wrong", &creds.client_id)
             )
             .1,
             answer(NOT_ALLOWED)
@@ -1001,7 +1032,7 @@ mod tests {
             call(
                 &gate,
                 "auth_on_register",
-                register_body(&creds.username, &creds.password, "b")
+                register_body(&creds.username, &creds.password, &creds.client_id)
             )
             .1,
             answer(OK)
@@ -1012,11 +1043,100 @@ mod tests {
             call(
                 &gate,
                 "auth_on_register",
-                register_body(&creds.username, &creds.password, "b")
+                register_body(&creds.username, &creds.password, &creds.client_id)
             )
             .1,
             answer(NOT_ALLOWED)
         );
+    }
+
+    #[tokio::test]
+    async fn no_login_takes_another_client_id() {
+        let f = fixture();
+        let gate = gate(&f);
+        let seller = seller_id(&f);
+        // The daemon's ingest and the seller's publisher are connected.
+        let ingest = "op-ingest-5eed";
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_register",
+                register_body("operator", "s3cret", ingest)
+            )
+            .1,
+            answer(OK)
+        );
+        let token = to_hex_scale(&upload_token(&f, 1, 20));
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_register",
+                register_body("upload", &token, &seller)
+            )
+            .1["result"],
+            "ok"
+        );
+        // A buyer with valid minted credentials tries every other id: refused each time.
+        let (principal, _) = f.auth.admit_access(&access_request(&f, 1, 1)).unwrap();
+        let creds = gate.grant(&principal).await.unwrap();
+        assert_eq!(creds.client_id, creds.username);
+        for id in [
+            ingest,
+            "op-control-5eed",
+            seller.as_str(),
+            "fd-buyer-2",
+            BUYER,
+            "x",
+        ] {
+            let (status, body) = call(
+                &gate,
+                "auth_on_register",
+                register_body(&creds.username, &creds.password, id),
+            );
+            assert_eq!(
+                (status, body),
+                (StatusCode::OK, answer(NOT_ALLOWED)),
+                "{id}"
+            );
+        }
+        // The same with a token login (MQTT 5 too): only its principal's id.
+        let request = to_hex_scale(&access_request(&f, 1, 2));
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_register_m5",
+                register_m5_body("access", &request, ingest)
+            )
+            .1,
+            answer(NOT_ALLOWED)
+        );
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_register",
+                register_body("access", &request, &seller)
+            )
+            .1,
+            answer(NOT_ALLOWED)
+        );
+        // Nobody was displaced: the ingest and the publisher keep their sessions.
+        assert_eq!(gate.principal_of("", ingest), Some(Principal::Operator));
+        assert!(matches!(
+            gate.principal_of("", &seller),
+            Some(Principal::Seller { .. })
+        ));
+        assert_eq!(gate.connected_clients(), 2);
+        // With its own id the buyer gets in.
+        assert_eq!(
+            call(
+                &gate,
+                "auth_on_register",
+                register_body(&creds.username, &creds.password, &creds.client_id)
+            )
+            .1,
+            answer(OK)
+        );
+        assert_eq!(gate.connected_clients(), 3);
     }
 
     #[tokio::test]
@@ -1027,7 +1147,7 @@ mod tests {
         call(
             &gate,
             "auth_on_register",
-            register_body("access", &request, "buyer"),
+            register_body("access", &request, BUYER),
         );
         assert_eq!(gate.reconcile(f.view.as_ref(), &f.me).await.unwrap(), 0);
         f.view.apply(ChainEvent::Finalized { number: 60 });

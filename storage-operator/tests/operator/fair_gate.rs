@@ -191,10 +191,12 @@ async fn session(daemon: &Daemon, body: serde_json::Value) -> (u16, serde_json::
     .await
 }
 
-fn credentials(body: &serde_json::Value) -> (String, String) {
+/// Username, password and the client id the login is bound to.
+fn credentials(body: &serde_json::Value) -> (String, String, String) {
     (
         body["username"].as_str().unwrap().to_owned(),
         body["password"].as_str().unwrap().to_owned(),
+        body["client_id"].as_str().unwrap().to_owned(),
     )
 }
 
@@ -236,8 +238,8 @@ async fn live_subscriber_that_never_receipts_gets_one_window_then_is_cut_off() {
     )
     .await;
     assert_eq!(status, 200, "{seller_creds}");
-    let (user, pass) = credentials(&seller_creds);
-    let mut publisher = Client::connect(broker.port, &user, &pass, "seller");
+    let (user, pass, id) = credentials(&seller_creds);
+    let mut publisher = Client::connect(broker.port, &user, &pass, &id);
     assert!(publisher.connected().await);
 
     // The adversary: the buyer's real broker credentials in a raw MQTT client that never
@@ -249,8 +251,8 @@ async fn live_subscriber_that_never_receipts_gets_one_window_then_is_cut_off() {
     .await;
     assert_eq!(status, 200, "{creds}");
     assert_eq!(creds["receipt_window"], W);
-    let (buyer_user, buyer_pass) = credentials(&creds);
-    let mut adversary = Client::connect(broker.port, &buyer_user, &buyer_pass, "adversary");
+    let (buyer_user, buyer_pass, buyer_id) = credentials(&creds);
+    let mut adversary = Client::connect(broker.port, &buyer_user, &buyer_pass, &buyer_id);
     assert!(adversary.connected().await);
     assert!(adversary.subscribed().await);
 
@@ -286,7 +288,7 @@ async fn live_subscriber_that_never_receipts_gets_one_window_then_is_cut_off() {
 
     // Its credentials no longer get it in, it gets no new ones, and HTTP holds it to the same
     // window.
-    let mut again = Client::connect(broker.port, &buyer_user, &buyer_pass, "adversary-again");
+    let mut again = Client::connect(broker.port, &buyer_user, &buyer_pass, &buyer_id);
     assert!(
         !again.connected().await,
         "cut-off credentials must be refused"
@@ -312,13 +314,8 @@ async fn live_subscriber_that_never_receipts_gets_one_window_then_is_cut_off() {
     .await;
     assert_eq!(status, 200, "{body}");
     let mut back = None;
-    for attempt in 0..50 {
-        let mut client = Client::connect(
-            broker.port,
-            &buyer_user,
-            &buyer_pass,
-            &format!("back-{attempt}"),
-        );
+    for _ in 0..50 {
+        let mut client = Client::connect(broker.port, &buyer_user, &buyer_pass, &buyer_id);
         if client.connected().await {
             back = Some(client);
             break;

@@ -107,7 +107,11 @@ async fn acknowledged_segments_survive_kill_9() {
     )
     .await;
     assert_eq!(status, 200, "{creds}");
-    let mut options = MqttOptions::new("seller", "127.0.0.1", broker.port);
+    let mut options = MqttOptions::new(
+        creds["client_id"].as_str().unwrap(),
+        "127.0.0.1",
+        broker.port,
+    );
     options.set_credentials(
         creds["username"].as_str().unwrap(),
         creds["password"].as_str().unwrap(),

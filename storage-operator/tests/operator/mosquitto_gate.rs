@@ -142,7 +142,7 @@ async fn unpaid_refused_paid_granted_refund_revoked() {
         broker.port,
         seller_creds["username"].as_str().unwrap(),
         seller_creds["password"].as_str().unwrap(),
-        "seller",
+        seller_creds["client_id"].as_str().unwrap(),
     );
     assert!(publisher.connected().await);
 
@@ -155,12 +155,19 @@ async fn unpaid_refused_paid_granted_refund_revoked() {
     .await;
     assert_eq!(status, 200, "{creds}");
     assert_eq!(creds["username"], "fd-buyer-1");
+    assert_eq!(creds["client_id"], "fd-buyer-1");
     assert_eq!(creds["topic"], stream_topic(&STREAM));
     let (user, pass) = (
         creds["username"].as_str().unwrap().to_owned(),
         creds["password"].as_str().unwrap().to_owned(),
     );
-    let mut subscriber = Client::connect(broker.port, &user, &pass, "buyer");
+    // The login is bound to its client id: any other id is refused.
+    let mut elsewhere = Client::connect(broker.port, &user, &pass, "buyer");
+    assert!(
+        !elsewhere.connected().await,
+        "a login must keep its client id"
+    );
+    let mut subscriber = Client::connect(broker.port, &user, &pass, "fd-buyer-1");
     assert!(subscriber.connected().await);
     subscriber
         .mqtt
@@ -203,9 +210,9 @@ async fn unpaid_refused_paid_granted_refund_revoked() {
             == 1)
         .await
     );
-    // The buyer cannot publish into the stream (on a second connection: Mosquitto may drop a
-    // client whose publish is denied).
-    let mut buyer_publisher = Client::connect(broker.port, &user, &pass, "buyer-publisher");
+    // The buyer cannot publish into the stream (on a second connection, which takes the
+    // subscriber's session over: Mosquitto may drop a client whose publish is denied).
+    let mut buyer_publisher = Client::connect(broker.port, &user, &pass, "fd-buyer-1");
     assert!(buyer_publisher.connected().await);
     buyer_publisher
         .mqtt
@@ -214,6 +221,8 @@ async fn unpaid_refused_paid_granted_refund_revoked() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(store.count(&STREAM).unwrap(), 1);
+    let mut subscriber = Client::connect(broker.port, &user, &pass, "fd-buyer-1");
+    assert!(subscriber.connected().await);
 
     // Refund: the buyer's client is deleted, its connection dropped, its credentials dead.
     view.apply(ChainEvent::PurchaseRefunded { purchase: 1 });
@@ -221,7 +230,7 @@ async fn unpaid_refused_paid_granted_refund_revoked() {
         subscriber.disconnected().await,
         "a refunded buyer must be disconnected"
     );
-    let mut again = Client::connect(broker.port, &user, &pass, "buyer-again");
+    let mut again = Client::connect(broker.port, &user, &pass, "fd-buyer-1");
     assert!(
         !again.connected().await,
         "revoked credentials must be refused"
@@ -309,11 +318,12 @@ async fn unassigned_seller_cannot_publish() {
     .await;
     assert_eq!(status, 200, "{creds}");
     assert_eq!(creds["access"], "publish", "{creds}");
-    let (user, pass) = (
+    let (user, pass, id) = (
         creds["username"].as_str().unwrap().to_owned(),
         creds["password"].as_str().unwrap().to_owned(),
+        creds["client_id"].as_str().unwrap().to_owned(),
     );
-    let mut publisher = Client::connect(broker.port, &user, &pass, "seller");
+    let mut publisher = Client::connect(broker.port, &user, &pass, &id);
     assert!(publisher.connected().await);
     publisher
         .mqtt
@@ -337,10 +347,10 @@ async fn unassigned_seller_cannot_publish() {
         )
         .await
         .unwrap();
-    // Another stream's topic is denied by the broker (second connection: Mosquitto may drop a
-    // client whose publish is denied).
+    // Another stream's topic is denied by the broker (second connection, which takes the
+    // publisher's session over: Mosquitto may drop a client whose publish is denied).
     let other = H256::repeat_byte(8);
-    let mut stray = Client::connect(broker.port, &user, &pass, "seller-stray");
+    let mut stray = Client::connect(broker.port, &user, &pass, &id);
     assert!(stray.connected().await);
     stray
         .mqtt
@@ -350,6 +360,8 @@ async fn unassigned_seller_cannot_publish() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(store.count(&other).unwrap(), 0);
     assert_eq!(store.count(&STREAM).unwrap(), 1);
+    let mut publisher = Client::connect(broker.port, &user, &pass, &id);
+    assert!(publisher.connected().await);
 
     // Unassigned: the seller's client is deleted and disconnected; it cannot come back.
     view.apply(ChainEvent::StreamUnassigned { stream: STREAM });
@@ -357,7 +369,7 @@ async fn unassigned_seller_cannot_publish() {
         publisher.disconnected().await,
         "an unassigned seller must be disconnected"
     );
-    let mut again = Client::connect(broker.port, &user, &pass, "seller-again");
+    let mut again = Client::connect(broker.port, &user, &pass, &id);
     assert!(!again.connected().await);
     let (status, _) = session(
         &daemon,

@@ -224,7 +224,8 @@ pub(crate) struct Publisher {
 }
 
 impl Publisher {
-    pub(crate) async fn start(base: &str, broker_port: u16, nonce: u64, client_id: &str) -> Self {
+    /// Connects with the client id the credentials are bound to.
+    pub(crate) async fn start(base: &str, broker_port: u16, nonce: u64) -> Self {
         let me = account(&pair(2));
         let (status, creds) = post_json(
             &format!("{base}/v1/broker/session"),
@@ -232,7 +233,11 @@ impl Publisher {
         )
         .await;
         assert_eq!(status, 200, "{creds}");
-        let mut options = MqttOptions::new(client_id, "127.0.0.1", broker_port);
+        let mut options = MqttOptions::new(
+            creds["client_id"].as_str().unwrap(),
+            "127.0.0.1",
+            broker_port,
+        );
         options.set_credentials(
             creds["username"].as_str().unwrap(),
             creds["password"].as_str().unwrap(),
@@ -368,7 +373,7 @@ async fn broker_restart_on_the_same_port_resumes_ingest() {
     );
     let mut daemon = Operator::spawn(&config, http, false);
     daemon.all_running().await;
-    let seller = Publisher::start(&daemon.base, port, 1, "seller").await;
+    let seller = Publisher::start(&daemon.base, port, 1).await;
     for sequence in 0..10 {
         seller.publish(segment(sequence)).await;
     }
@@ -405,7 +410,7 @@ async fn broker_restart_on_the_same_port_resumes_ingest() {
     );
 
     // Data flows again: a fresh grant through the recovered gate, and ingest stores it.
-    let seller = Publisher::start(&daemon.base, broker.port, 2, "seller-again").await;
+    let seller = Publisher::start(&daemon.base, broker.port, 2).await;
     for sequence in 10..20 {
         seller.publish(segment(sequence)).await;
     }
@@ -441,7 +446,7 @@ async fn disk_refusing_writes_fails_ingest_loudly() {
     );
     let mut daemon = Operator::spawn(&config, http, true);
     daemon.all_running().await;
-    let seller = Publisher::start(&daemon.base, broker.port, 1, "seller").await;
+    let seller = Publisher::start(&daemon.base, broker.port, 1).await;
     for sequence in 0..5 {
         seller.publish(segment(sequence)).await;
     }
@@ -694,7 +699,7 @@ async fn metrics_report_refusals_drops_receipts_claims_and_tasks() {
 
     // Segments: one stored, its duplicate dropped, garbage, another stream's header and a
     // future epoch refused, each under its reason.
-    let publisher = Publisher::start(&base, broker.port, 1, "seller").await;
+    let publisher = Publisher::start(&base, broker.port, 1).await;
     let keys = keys();
     let header = SegmentHeader {
         stream: STREAM,
