@@ -1,12 +1,14 @@
 //! Market integrity on the dev chain with a live `fastdata-operator`: a seller that closes its
 //! stream mid-purchase leaves its buyer served to the end of what it paid for and refunded
-//! for what was never published.
+//! for what was never published; a seller stores no more than the hosting it pays for.
 
 use std::time::Duration;
 
 use codec::Decode;
 use fastdata_e2e::{settled, UNIT};
-use fastdata_primitives::{PaymentMode, StreamId};
+use fastdata_primitives::{envelope::OVERHEAD, AccountId, Balance, PaymentMode, StreamId};
+use fastdata_sdk::{publish::StreamPublisher, seller::Hosting};
+use sp_runtime::Perbill;
 
 use crate::{
     fair_pay::{bought_with_keys, epoch0_publisher},
@@ -113,5 +115,185 @@ async fn a_closed_stream_serves_its_buyer_to_the_end_and_refunds_the_unpublished
     let released = seller.chain.stream(&stream).await.unwrap().unwrap();
     assert!(released.operators.is_empty(), "{:?}", released.operators);
 
+    net.stop(true).await.unwrap();
+}
+
+/// `Operators::<item>(stream)`, a map with one `blake2_128_concat` key, decoded as `T`.
+async fn operators_entry<T: Decode>(
+    chain: &fastdata_sdk::FastData,
+    item: &str,
+    stream: &StreamId,
+) -> Option<T> {
+    let mut key = fastdata_sdk::chain::double_map_key("Operators", item, stream.as_bytes(), &[]);
+    key.truncate(key.len() - 8);
+    let raw = chain.storage_raw(key).await.unwrap()?;
+    Some(T::decode(&mut &raw[..]).unwrap())
+}
+
+/// Waits until `operator`'s attestation of `stream` has head `head`: its stored bytes and
+/// block.
+async fn attested(
+    chain: &fastdata_sdk::FastData,
+    stream: &StreamId,
+    operator: &AccountId,
+    head: u64,
+) -> (u64, u32) {
+    chain
+        .wait_for(
+            "the operator's attestation",
+            Duration::from_secs(90),
+            || async {
+                // `HeadRecord { operator, head, stored_bytes, at }` per assigned operator.
+                let records: Vec<(AccountId, u64, u64, u32)> =
+                    operators_entry(chain, "StreamHeads", stream)
+                        .await
+                        .unwrap_or_default();
+                Ok(records
+                    .into_iter()
+                    .find(|r| r.0 == *operator && r.1 == head)
+                    .map(|r| (r.2, r.3)))
+            },
+        )
+        .await
+        .unwrap()
+}
+
+/// The value of the metric line starting with `name` in a Prometheus text exposition.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a running fastdata-node; run by scripts/test"]
+async fn a_seller_stores_only_what_it_pays_for_and_pays_its_operator_for_hosting() {
+    let (_dir, net, [seller]) = setup(1, [("s", true)]).await;
+    let mut seller = seller;
+    let op = &net.operators[0];
+    let me = op.account.account_id();
+
+    // A 1 MB quota funded with 5 units.
+    const FUNDS: Balance = 5 * UNIT;
+    let offer = seller
+        .chain
+        .create_offer(
+            "plant9/press/hosting",
+            PaymentMode::Stream { period: 10 },
+            UNIT,
+            terms(1, false),
+        )
+        .await
+        .unwrap();
+    let stream = seller
+        .chain
+        .register_stream(
+            &mut seller.keystore,
+            offer,
+            "press-quota",
+            Hosting {
+                quota_mb: 1,
+                funds: FUNDS,
+            },
+        )
+        .await
+        .unwrap()
+        .stream;
+    let view = seller.chain.stream(&stream).await.unwrap().unwrap();
+    assert_eq!((view.quota_mb, view.hosting_funded), (1, true));
+    // 50 kB readings: 19 envelopes fit in 1 MB, the 20th does not.
+    const PAYLOAD: usize = 50_000;
+    let envelope = (PAYLOAD + OVERHEAD) as u64;
+    let fit = 1_000_000 / envelope;
+    assert_eq!(fit, 19);
+    let reading = |i: u64| vec![i as u8; PAYLOAD];
+
+    // Five segments; the operator's first attestation starts its hosting clock.
+    let mut publisher = epoch0_publisher(&net, &seller, stream).await;
+    for i in 0..5 {
+        publisher.publish(&reading(i)).await.unwrap();
+    }
+    publisher.flush(Duration::from_secs(60)).await.unwrap();
+    let (bytes, first_at) = attested(&seller.chain, &stream, &me, 5).await;
+    assert_eq!(bytes, 5 * envelope);
+
+    // Twenty more: the operator stores only the 14 that fit and refuses 6.
+    for i in 5..25 {
+        publisher.publish(&reading(i)).await.unwrap();
+    }
+    publisher.flush(Duration::from_secs(60)).await.unwrap();
+    publisher.close(Duration::from_secs(10)).await.unwrap();
+    let (bytes, last_at) = attested(&seller.chain, &stream, &me, fit).await;
+    assert_eq!(bytes, fit * envelope);
+    let http = fastdata_sdk::http::HttpClient::new();
+    let (status, text) = http
+        .get(&format!("{}/metrics", op.endpoint.http_url), &[], 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(status.as_u16(), 200);
+    let text = String::from_utf8_lossy(&text);
+    assert_eq!(
+        metric(
+            &text,
+            r#"fastdata_operator_segments_refused_total{reason="over_quota"}"#
+        ),
+        25 - fit
+    );
+
+    // Each attestation after the first paid the operator from the seller's funds for the
+    // bytes attested before it: between 5 and 19 envelopes over the blocks in between.
+    let (payer, quota_mb, funds): (AccountId, u32, Balance) =
+        operators_entry(&seller.chain, "Hosting", &stream)
+            .await
+            .unwrap();
+    assert_eq!((payer, quota_mb), (seller.id(), 1));
+    let (price, period) = seller.chain.hosting_price().await.unwrap();
+    let cost = |bytes: u64| {
+        Perbill::from_rational((last_at - first_at).min(period), period)
+            .mul_floor(price * Balance::from(bytes) / 1_000_000)
+    };
+    let paid = FUNDS - funds;
+    assert!(
+        paid + 2 >= cost(5 * envelope) && paid <= cost(fit * envelope) && paid > 0,
+        "paid {paid} for {} blocks",
+        last_at - first_at
+    );
+
+    // With the quota lowered to nothing, the operator refuses the seller's publisher, saying
+    // why, as soon as it has followed the change.
+    seller.chain.fund_hosting(&stream, 0, 0).await.unwrap();
+    let keys = seller.keystore.epoch_keys(&stream, 0).unwrap();
+    let expiry = net.alice.finalized_number().await.unwrap() + 1_000;
+    let refused = seller
+        .chain
+        .wait_for("the quota refusal", Duration::from_secs(30), || async {
+            let attempt = StreamPublisher::connect(
+                seller.chain.account(),
+                net.alice.genesis(),
+                stream,
+                0,
+                keys.clone(),
+                std::slice::from_ref(&op.endpoint),
+                expiry,
+                25,
+            )
+            .await;
+            Ok(match attempt {
+                Ok(publisher) => {
+                    publisher.close(Duration::from_secs(5)).await.unwrap();
+                    None
+                }
+                Err(e) => Some(e.to_string()),
+            })
+        })
+        .await
+        .unwrap();
+    assert!(refused.contains("hosting quota used up"), "{refused}");
+
+    // Releasing the stream returns what is left of the funds.
+    seller.chain.close_stream(&stream).await.unwrap();
+    let hosting: Option<(AccountId, u32, Balance)> =
+        operators_entry(&seller.chain, "Hosting", &stream).await;
+    assert!(hosting.is_none(), "released with the stream: {hosting:?}");
     net.stop(true).await.unwrap();
 }
