@@ -3,6 +3,8 @@
 export FASTDATA_HOME="${FASTDATA_HOME:-/var/tmp/fastdata}"
 export FASTDATA_WASM_SYSROOT="${FASTDATA_WASM_SYSROOT:-$FASTDATA_HOME/wasm-sysroot}"
 export FASTDATA_TARGET="${FASTDATA_TARGET:-$FASTDATA_HOME/target}"
+# The VerneMQ release scripts/setup builds (bin/vernemq; each broker runs a copy of it).
+export FASTDATA_VERNEMQ="${FASTDATA_VERNEMQ:-$FASTDATA_HOME/vernemq/2.1.2}"
 export CARGO_TARGET_DIR="$FASTDATA_TARGET"
 export CARGO_BUILD_RUSTC="$FASTDATA_WASM_SYSROOT/bin/rustc"
 export CARGO_TARGET_WASM32V1_NONE_LINKER=wasm-ld-22
