@@ -277,6 +277,7 @@ impl Touched {
                 | "Slashed"
                 | "HeadsAttested"
                 | "HostingPaid"
+                | "ReassignmentRequested"
                 | "AssignmentRequested"
                 | "AssignmentFailed",
             ) => Some(()),

@@ -183,8 +183,27 @@ mod benchmarks {
         #[extrinsic_call]
         _(RawOrigin::Signed(caller.clone()));
 
-        assert_eq!(StreamsOf::<T>::iter_prefix(&caller).count(), 0);
+        // Its streams wait for their replacements (`reassign`).
+        assert_eq!(StreamsOf::<T>::iter_prefix(&caller).count() as u32, s);
+        assert_eq!(
+            PendingReassignments::<T>::get().len(),
+            if s > 0 { 1 } else { 0 }
+        );
         assert_last_event::<T>(Event::Paused { operator: caller });
+    }
+
+    #[benchmark]
+    fn reassign(s: Linear<0, { T::MaxStreamsPerOperator::get() }>) {
+        // Drawing the replacements of a paused operator's `s` streams in a full registry.
+        let caller = full_registry_hosting::<T>(s);
+        assert!(Operators::<T>::do_pause(caller.clone()).is_ok());
+
+        #[block]
+        {
+            Operators::<T>::reassign_streams_of(&caller, &[7u8; 32]);
+        }
+
+        assert_eq!(StreamsOf::<T>::iter_prefix(&caller).count(), 0);
     }
 
     #[benchmark]
@@ -205,7 +224,7 @@ mod benchmarks {
         #[extrinsic_call]
         _(RawOrigin::Signed(caller.clone()));
 
-        assert_eq!(StreamsOf::<T>::iter_prefix(&caller).count(), 0);
+        assert_eq!(StreamsOf::<T>::iter_prefix(&caller).count() as u32, s);
     }
 
     #[benchmark]

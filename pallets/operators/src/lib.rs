@@ -32,9 +32,10 @@
 //!   heartbeat (so at most a heartbeat interval old), which keeps an assignment to one read
 //!   of the active set. Neither
 //!   seller nor buyer chooses. The assignment lives only here. When an operator pauses,
-//!   leaves or is suspended, each of its streams is reassigned to a new operator, and a
-//!   [`Event::StreamReassigned`] event tells the new operator's daemon which replicas to
-//!   backfill from.
+//!   leaves or is suspended, it keeps its streams until each one's replacement is drawn the
+//!   same way, [`Config::AssignmentDelay`] blocks of the randomness source later; an
+//!   [`Event::StreamReassigned`] per stream tells the new operator's daemon which replicas
+//!   to backfill from.
 //!
 //! ## Randomness
 //!
@@ -46,8 +47,8 @@
 //! parachain the output is the relay chain's BABE VRF output of the relay parent, read from
 //! the relay-chain state proof that validators check (as Moonbeam's `pallet-randomness`
 //! does). A dev chain, whose mock relay state has no VRF output, uses the parent block's
-//! hash, which only the block author could bias. Reassignments (an operator pausing,
-//! leaving or suspended) draw at once with [`Config::Randomness`].
+//! hash, which only the block author could bias. Reassignments wait the same way, so an
+//! operator cannot time its pause to hand its streams to a chosen successor.
 //!
 //! ## Invariants (`try_state`)
 //!
@@ -102,7 +103,7 @@ pub mod pallet {
     use fastdata_primitives::{Score, Sequence, StreamId, TrustProvider};
     use frame_support::{
         pallet_prelude::*,
-        traits::{fungible, OnUnbalanced, Randomness},
+        traits::{fungible, OnUnbalanced},
         weights::WeightMeter,
     };
     use frame_system::pallet_prelude::*;
@@ -137,9 +138,6 @@ pub mod pallet {
 
         /// Trust scores of operators, used to weight the assignment.
         type Trust: TrustProvider<Self::AccountId>;
-
-        /// Randomness of reassignments. See the crate docs.
-        type Randomness: Randomness<Self::Hash, BlockNumberFor<Self>>;
 
         /// The block number of the randomness source that [`Pallet::draw_pending`] is given:
         /// the relay parent's on a parachain (`RelaychainDataProvider`).
@@ -271,6 +269,13 @@ pub mod pallet {
     #[pallet::storage]
     pub type Hosting<T: Config> = StorageMap<_, Blake2_128Concat, StreamId, HostingAccountOf<T>>;
 
+    /// Operators that stopped being active (paused, suspended or leaving) while hosting
+    /// streams, with the randomness source's block number from which their replacements may
+    /// be drawn, oldest first. They stay assigned to their streams until then.
+    #[pallet::storage]
+    pub type PendingReassignments<T: Config> =
+        StorageValue<_, BoundedVec<(T::AccountId, BlockNumberFor<T>), T::MaxOperators>, ValueQuery>;
+
     /// Streams waiting for their operators to be drawn, oldest first.
     #[pallet::storage]
     pub type PendingAssignments<T: Config> =
@@ -316,7 +321,7 @@ pub mod pallet {
             /// Total stake now held.
             stake: BalanceOf<T>,
         },
-        /// An operator paused; its streams were reassigned.
+        /// An operator paused; its streams wait for replacements.
         Paused {
             /// The operator.
             operator: T::AccountId,
@@ -326,7 +331,7 @@ pub mod pallet {
             /// The operator.
             operator: T::AccountId,
         },
-        /// An operator started leaving; its streams were reassigned.
+        /// An operator started leaving; its streams wait for replacements.
         LeaveStarted {
             /// The operator.
             operator: T::AccountId,
@@ -345,7 +350,7 @@ pub mod pallet {
             /// The operator.
             operator: T::AccountId,
         },
-        /// An operator was suspended; its streams were reassigned.
+        /// An operator was suspended; its streams wait for replacements.
         Suspended {
             /// The operator.
             operator: T::AccountId,
@@ -383,6 +388,16 @@ pub mod pallet {
             stream: StreamId,
             /// The operators hosting it.
             operators: AssignmentOf<T>,
+        },
+        /// An operator stopped being active while hosting streams: it keeps them until its
+        /// replacements are drawn.
+        ReassignmentRequested {
+            /// The operator.
+            operator: T::AccountId,
+            /// Number of streams it hosts.
+            streams: u32,
+            /// The randomness source's block number from which the draw may happen.
+            draw_after: BlockNumberFor<T>,
         },
         /// An operator was replaced on a stream. The new operator's daemon must backfill the
         /// stream from `sources`.
@@ -503,6 +518,9 @@ pub mod pallet {
         NotPayer,
         /// The quota is above the runtime's maximum.
         QuotaTooLarge,
+        /// The operator still hosts streams whose replacements are not drawn yet: retry in a
+        /// few blocks.
+        StillHosting,
     }
 
     #[pallet::hooks]
@@ -579,8 +597,9 @@ pub mod pallet {
             Self::do_bond_extra(who, amount)
         }
 
-        /// Pauses the caller: it takes no new streams and its current streams are reassigned
-        /// (each with a [`Event::StreamReassigned`]). Emits [`Event::Paused`].
+        /// Pauses the caller: it takes no new streams, and replacements for its current
+        /// streams are drawn a few blocks later (see [`Event::ReassignmentRequested`]). Emits
+        /// [`Event::Paused`].
         #[pallet::call_index(3)]
         #[pallet::weight(T::WeightInfo::pause(T::MaxStreamsPerOperator::get()))]
         pub fn pause(origin: OriginFor<T>) -> DispatchResultWithPostInfo {
@@ -597,7 +616,8 @@ pub mod pallet {
             Self::do_resume(who)
         }
 
-        /// Starts leaving: the caller's streams are reassigned and its stake stays held (and
+        /// Starts leaving: the caller's streams get replacements drawn a few blocks later and
+        /// its stake stays held (and
         /// slashable) for [`Config::UnbondingPeriod`]. Emits [`Event::LeaveStarted`].
         #[pallet::call_index(5)]
         #[pallet::weight(T::WeightInfo::leave(T::MaxStreamsPerOperator::get()))]

@@ -7,7 +7,7 @@ use codec::Encode;
 use fastdata_primitives::{Score, TrustProvider, SCORE_ONE};
 use frame_support::{
     derive_impl, parameter_types,
-    traits::{ConstU32, ConstU64, Hooks, Randomness},
+    traits::{ConstU32, ConstU64, Hooks},
     weights::Weight,
 };
 use frame_system::EnsureRoot;
@@ -57,19 +57,13 @@ pub fn set_trust(who: AccountId, score: Score) {
     TRUST.with(|t| t.borrow_mut().insert(who, score));
 }
 
-/// Block-hash randomness like the dev runtime's: `blake2_256(subject ‖ seed ‖ parent hash)`,
-/// known since the parent block. The same seed and blocks give the same assignment.
-pub struct MockRandomness;
-impl Randomness<H256, u64> for MockRandomness {
-    fn random(subject: &[u8]) -> (H256, u64) {
-        let seed = RANDOM_SEED.with(|s| *s.borrow());
-        (
-            H256(sp_io::hashing::blake2_256(
-                &(subject, seed, System::parent_hash()).encode(),
-            )),
-            System::block_number().saturating_sub(1),
-        )
-    }
+/// Block-hash randomness: `blake2_256(seed ‖ parent hash)`, known since the parent block.
+/// The same seed and blocks give the same assignment.
+pub fn mock_randomness() -> H256 {
+    let seed = RANDOM_SEED.with(|s| *s.borrow());
+    H256(sp_io::hashing::blake2_256(
+        &(seed, System::parent_hash()).encode(),
+    ))
 }
 
 /// Sets the mock randomness seed.
@@ -104,7 +98,6 @@ impl pallet_operators::Config for Test {
     type Currency = Balances;
     type RuntimeHoldReason = RuntimeHoldReason;
     type Trust = MockTrust;
-    type Randomness = MockRandomness;
     type RandomnessClock = System;
     type AssignmentDelay = ConstU64<ASSIGNMENT_DELAY>;
     type MaxPendingAssignments = ConstU32<MAX_PENDING_ASSIGNMENTS>;

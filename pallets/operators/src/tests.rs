@@ -1,8 +1,8 @@
 //! Tests of the operators pallet. Every test ends with the `try_state` invariants.
 
 use crate::{
-    mock::*, pallet, ActiveOperator, ActiveOperators, Error, Event, HoldReason, OperatorCount,
-    OperatorStatus, PendingAssignments, SuspensionReason,
+    mock::*, pallet, ActiveOperator, ActiveOperators, AssignmentOf, Error, Event, HoldReason,
+    OperatorCount, OperatorStatus, PendingAssignments, PendingReassignments, SuspensionReason,
 };
 use codec::Encode;
 use fastdata_primitives::{OperatorProvider, SCORE_ONE};
@@ -28,9 +28,15 @@ fn status(who: AccountId) -> Option<OperatorStatus<u64>> {
 
 /// Draws and records the operators of stream `n` at once (the draw the queue makes).
 fn assign(n: u32, replication: u32) -> Vec<AccountId> {
-    let chosen = Operators::assign_now(&stream(n), replication).expect("assignment");
+    let chosen =
+        Operators::assign_now(&stream(n), replication, mock_randomness()).expect("assignment");
     Operators::open_hosting(&stream(n), &SELLER);
     chosen
+}
+
+/// Advances to the block that draws the replacements of operators deactivated now.
+fn draw_replacements() {
+    run_to_block(System::block_number() + ASSIGNMENT_DELAY + 1);
 }
 
 /// The seller paying for the hosting of the test streams.
@@ -304,6 +310,19 @@ fn pause_reassigns_streams_and_resume_reactivates() {
         assert_ok!(Operators::pause(RuntimeOrigin::signed(paused)));
         assert_eq!(status(paused), Some(OperatorStatus::Paused));
         assert!(!Operators::active_operators().contains(&paused));
+        System::assert_last_event(Event::Paused { operator: paused }.into());
+        // It keeps its stream until the replacement is drawn, with randomness that does not
+        // exist yet: it cannot time its pause to hand the stream to a chosen operator.
+        assert!(operator_events().contains(&Event::ReassignmentRequested {
+            operator: paused,
+            streams: 1,
+            draw_after: 1 + ASSIGNMENT_DELAY,
+        }));
+        assert_eq!(
+            <Operators as OperatorProvider<_, _>>::assigned(&stream(1)),
+            first
+        );
+        draw_replacements();
         assert!(Operators::streams_of(&paused).is_empty());
         let now = <Operators as OperatorProvider<_, _>>::assigned(&stream(1));
         assert_eq!(now.len(), 3);
@@ -316,7 +335,6 @@ fn pause_reassigns_streams_and_resume_reactivates() {
             to: Some(replacement),
             sources: sources.try_into().unwrap(),
         }));
-        System::assert_last_event(Event::Paused { operator: paused }.into());
         // Paused operators are never picked.
         for n in 2..50 {
             assert!(!assign(n, 5).contains(&paused));
@@ -398,6 +416,12 @@ fn leave_reassigns_streams_and_withdraw_releases_stake() {
             }
             .into(),
         );
+        // Its stake stays while its replacements are not drawn.
+        assert_noop!(
+            Operators::withdraw(RuntimeOrigin::signed(leaver)),
+            Error::<Test>::StillUnbonding
+        );
+        draw_replacements();
         for s in &hosted {
             let now = <Operators as OperatorProvider<_, _>>::assigned(s);
             assert_eq!(now.len(), 3, "replaced, not dropped");
@@ -482,6 +506,7 @@ fn reassignment_without_room_drops_the_replica_and_says_so() {
         .build_and_execute(|| {
             assign(1, 2);
             assert_ok!(Operators::leave(RuntimeOrigin::signed(1)));
+            draw_replacements();
             assert_eq!(
                 <Operators as OperatorProvider<_, _>>::assigned(&stream(1)),
                 vec![2]
@@ -657,6 +682,7 @@ fn slash_below_minimum_suspends_and_reassigns() {
         let hosted = Operators::streams_of(&4);
         assert_ok!(Operators::slash(RuntimeOrigin::root(), 4, 1, H256::zero()));
         assert_eq!(status(4), Some(OperatorStatus::Suspended));
+        draw_replacements();
         for s in hosted {
             assert!(!<Operators as OperatorProvider<_, _>>::assigned(&s).contains(&4));
         }
@@ -1003,7 +1029,7 @@ fn a_seller_grinding_stream_names_gets_its_operator_no_more_often_than_chance() 
                     .find(|id| {
                         frame_support::storage::with_transaction(|| {
                             sp_runtime::TransactionOutcome::Rollback(Ok::<_, DispatchError>(
-                                Operators::assign_now(id, 1)
+                                Operators::assign_now(id, 1, mock_randomness())
                                     .is_ok_and(|chosen| chosen == vec![friend]),
                             ))
                         })
@@ -1031,6 +1057,111 @@ fn a_seller_grinding_stream_names_gets_its_operator_no_more_often_than_chance() 
                 "friend drawn {hits} times in {rounds}, chance is {mean}"
             );
         });
+}
+
+#[test]
+fn an_operator_timing_its_pause_hands_its_stream_to_its_friend_no_more_often_than_chance() {
+    // Five equal operators: the pausing operator 1 wants its stream to go to its friend 3;
+    // four candidates remain, so chance is 1/4.
+    ExtBuilder::default()
+        .operators((1..=5).map(|who| (who, MIN_STAKE)).collect())
+        .build_and_execute(|| {
+            set_random_seed(47);
+            let (pauser, friend): (AccountId, AccountId) = (1, 3);
+            let rounds = 120u32;
+            let (mut predicted_hits, mut hits) = (0u32, 0u32);
+            for round in 0..rounds {
+                let id = sp_core::H256(sp_io::hashing::blake2_256(&(b"pause", round).encode()));
+                // The stream is the pauser's alone.
+                Operators::open_hosting(&id, &SELLER);
+                pallet::Assignments::<Test>::insert(
+                    id,
+                    AssignmentOf::<Test>::truncate_from(vec![pauser]),
+                );
+                pallet::StreamsOf::<Test>::insert(pauser, id, ());
+                ActiveOperators::<Test>::mutate(|a| {
+                    a.iter_mut()
+                        .filter(|e| e.who == pauser)
+                        .for_each(|e| e.streams += 1)
+                });
+                // It waits for a block where replacing it at once, with everything known when
+                // it signs (the parent hash), would pick its friend, and pauses then.
+                loop {
+                    heartbeats();
+                    let lands = frame_support::storage::with_transaction(|| {
+                        assert_ok!(Operators::pause(RuntimeOrigin::signed(pauser)));
+                        let seed =
+                            sp_io::hashing::blake2_256(&(mock_randomness(), pauser).encode());
+                        Operators::reassign_streams_of(&pauser, &seed);
+                        sp_runtime::TransactionOutcome::Rollback(Ok::<_, DispatchError>(
+                            <Operators as OperatorProvider<_, _>>::assigned(&id) == vec![friend],
+                        ))
+                    })
+                    .unwrap_or(false);
+                    if lands {
+                        break;
+                    }
+                    run_to_block(System::block_number() + 1);
+                }
+                predicted_hits += 1;
+                assert_ok!(Operators::pause(RuntimeOrigin::signed(pauser)));
+                draw_replacements();
+                let chosen = <Operators as OperatorProvider<_, _>>::assigned(&id);
+                assert_eq!(chosen.len(), 1, "round {round} reassigned");
+                assert_ne!(chosen, vec![pauser]);
+                if chosen == vec![friend] {
+                    hits += 1;
+                }
+                <Operators as OperatorProvider<_, _>>::release(&id);
+                assert_ok!(Operators::resume(RuntimeOrigin::signed(pauser)));
+            }
+            // Replaced at once (the old rule), the timing would have won every time.
+            assert_eq!(predicted_hits, rounds);
+            // Binomial(120, 1/4): mean 30, standard deviation 4.7; allow four of them.
+            let (mean, sd) = (30.0, (120.0f64 * 0.25 * 0.75).sqrt());
+            assert!(
+                (f64::from(hits) - mean).abs() <= 4.0 * sd,
+                "friend drawn {hits} times in {rounds}, chance is {mean}"
+            );
+        });
+}
+
+#[test]
+fn an_operator_resuming_before_the_draw_keeps_its_streams_and_cannot_withdraw_while_hosting() {
+    ten_operators().build_and_execute(|| {
+        let ops = assign(1, 2);
+        assert_ok!(Operators::pause(RuntimeOrigin::signed(ops[0])));
+        assert_ok!(Operators::resume(RuntimeOrigin::signed(ops[0])));
+        assert!(PendingReassignments::<Test>::get().is_empty());
+        draw_replacements();
+        assert_eq!(
+            <Operators as OperatorProvider<_, _>>::assigned(&stream(1)),
+            ops
+        );
+        assert_eq!(
+            ActiveOperators::<Test>::get()
+                .iter()
+                .find(|e| e.who == ops[0])
+                .map(|e| e.streams),
+            Some(1)
+        );
+        // Leaving: no withdrawal while the replacement is not drawn.
+        // (Its draw held back, as when relay blocks leave the randomness out.)
+        assert_ok!(Operators::leave(RuntimeOrigin::signed(ops[1])));
+        pallet::PendingReassignments::<Test>::mutate(|q| {
+            q.iter_mut().for_each(|(_, after)| *after = u64::MAX)
+        });
+        run_to_block(System::block_number() + UNBONDING);
+        assert_noop!(
+            Operators::withdraw(RuntimeOrigin::signed(ops[1])),
+            Error::<Test>::StillHosting
+        );
+        pallet::PendingReassignments::<Test>::mutate(|q| {
+            q.iter_mut().for_each(|(_, after)| *after = 0)
+        });
+        draw_replacements();
+        assert_ok!(Operators::withdraw(RuntimeOrigin::signed(ops[1])));
+    });
 }
 
 #[test]
@@ -1234,6 +1365,7 @@ fn heads_follow_the_assignment_and_go_with_the_stream() {
         assert_eq!(head(1), 50);
         // The replica is replaced: its attestation stops counting.
         assert_ok!(Operators::pause(RuntimeOrigin::signed(ops[0])));
+        draw_replacements();
         let replacement = <Operators as OperatorProvider<_, _>>::assigned(&stream(1))[0];
         assert_ne!(replacement, ops[0]);
         assert_eq!(head(1), 0);

@@ -1,59 +1,21 @@
 //! The marketplace pallets: identity, trust, offers, operators and escrow, wired to each
 //! other through the traits of `fastdata-primitives`.
 
-use cumulus_pallet_parachain_system::{RelayChainStateProof, RelayStateProof, ValidationData};
+use cumulus_pallet_parachain_system::{RelayChainStateProof, ValidationData};
 use cumulus_primitives_core::{
     relay_chain::well_known_keys::CURRENT_BLOCK_RANDOMNESS, PersistedValidationData,
 };
-use frame_support::{parameter_types, traits::Randomness, weights::Weight, PalletId};
+use frame_support::{parameter_types, weights::Weight, PalletId};
 use sp_runtime::{
-    traits::{AccountIdConversion, Hash as HashT, Verify},
+    traits::{AccountIdConversion, Verify},
     Perbill,
 };
 
 use crate::{
-    AccountId, Balance, Balances, BlockNumber, Did, Escrow, Hash, Offers, Operators, ParachainInfo,
-    Runtime, RuntimeHoldReason, Signature, System, Trust, DAYS, HOURS, MICROUNIT, MILLIUNIT,
-    MINUTES, UNIT,
+    AccountId, Balance, Balances, BlockNumber, Did, Escrow, Hash, Offers, Operators, Runtime,
+    RuntimeHoldReason, Signature, System, Trust, DAYS, HOURS, MICROUNIT, MILLIUNIT, MINUTES, UNIT,
 };
 use fastdata_primitives::SCORE_ONE;
-
-/// Randomness of operator reassignments and the clock of assignment requests, dated by the
-/// relay parent's number (the parent block's where there is no validation data, e.g. in
-/// benchmarks): `blake2_256(subject ‖ the relay parent's BABE VRF output)`, or
-/// `blake2_256(subject ‖ parent hash)` where the relay state has no VRF output (a dev
-/// chain's mock relay state).
-pub struct AssignmentRandomness;
-impl Randomness<Hash, BlockNumber> for AssignmentRandomness {
-    fn random(subject: &[u8]) -> (Hash, BlockNumber) {
-        let data = ValidationData::<Runtime>::get();
-        let known_at = data.as_ref().map_or_else(
-            || System::block_number().saturating_sub(1),
-            |d| d.relay_parent_number,
-        );
-        let output = data
-            .and_then(|d| {
-                let proof = RelayStateProof::<Runtime>::get()?;
-                let state = RelayChainStateProof::new(
-                    ParachainInfo::parachain_id(),
-                    d.relay_parent_storage_root,
-                    proof,
-                )
-                .ok()?;
-                match relay_vrf_output(&state) {
-                    RelayVrf::Output(output) => Some(output),
-                    RelayVrf::None | RelayVrf::LeftOut => None,
-                }
-            })
-            .unwrap_or_else(System::parent_hash);
-        let mut preimage = subject.to_vec();
-        preimage.extend_from_slice(output.as_ref());
-        (
-            <Runtime as frame_system::Config>::Hashing::hash(&preimage),
-            known_at,
-        )
-    }
-}
 
 /// The relay parent's BABE VRF output as a relay-chain state proof shows it.
 enum RelayVrf {
@@ -169,7 +131,6 @@ impl pallet_operators::Config for Runtime {
     type Currency = Balances;
     type RuntimeHoldReason = RuntimeHoldReason;
     type Trust = Trust;
-    type Randomness = AssignmentRandomness;
     type RandomnessClock = cumulus_pallet_parachain_system::RelaychainDataProvider<Runtime>;
     type AssignmentDelay = AssignmentDelay;
     type MaxPendingAssignments = frame_support::traits::ConstU32<64>;

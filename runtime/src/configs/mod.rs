@@ -1,7 +1,7 @@
 //! One `impl Config` per pallet of the runtime.
 
 mod marketplace;
-pub use marketplace::{AssignmentRandomness, DrawAssignments, TreasuryAccount};
+pub use marketplace::{DrawAssignments, TreasuryAccount};
 
 use frame_support::{
     derive_impl,

@@ -5,7 +5,7 @@ use crate::*;
 use alloc::vec::Vec;
 use codec::Encode;
 use fastdata_primitives::{Score, StreamId, TrustProvider, SCORE_ONE};
-use frame_support::{pallet_prelude::*, traits::Randomness};
+use frame_support::pallet_prelude::*;
 use frame_system::pallet_prelude::BlockNumberFor;
 use sp_runtime::traits::{BlockNumberProvider, Saturating, UniqueSaturatedInto};
 
@@ -14,6 +14,10 @@ use sp_runtime::traits::{BlockNumberProvider, Saturating, UniqueSaturatedInto};
 const ASSIGN_SUBJECT: &[u8] = b"fastdata/operators/assign";
 /// Subject of the randomness drawn when an operator's streams are reassigned.
 const REASSIGN_SUBJECT: &[u8] = b"fastdata/operators/reassign";
+
+/// Most operators whose replacements one block draws (each up to
+/// [`Config::MaxStreamsPerOperator`] streams); the rest wait for the next blocks.
+pub const REASSIGNMENTS_PER_BLOCK: usize = 2;
 
 /// The active operators with their assignment weights, loaded once per assignment batch and
 /// written back (with the new stream counts) at its end.
@@ -180,11 +184,16 @@ impl<T: Config> Pallet<T> {
     /// The runtime calls it once per block before any transaction; see the crate docs.
     /// Returns the weight used.
     pub fn draw_pending(output: T::Hash, known_at: BlockNumberFor<T>) -> Weight {
-        let read = T::DbWeight::get().reads(1);
-        match Self::draw_due(&output, known_at) {
-            0 => read,
-            drawn => read.saturating_add(T::WeightInfo::assign_pending(drawn)),
-        }
+        let read = T::DbWeight::get().reads(2);
+        let assigned = match Self::draw_due(&output, known_at) {
+            0 => Weight::zero(),
+            drawn => T::WeightInfo::assign_pending(drawn),
+        };
+        Self::reassign_due(&output, known_at)
+            .into_iter()
+            .fold(read.saturating_add(assigned), |w, s| {
+                w.saturating_add(T::WeightInfo::reassign(s))
+            })
     }
 
     /// [`Self::draw_pending`]: returns the number of streams drawn.
@@ -230,13 +239,13 @@ impl<T: Config> Pallet<T> {
     pub(crate) fn assign_now(
         stream: &StreamId,
         replication: u32,
+        output: T::Hash,
     ) -> Result<Vec<T::AccountId>, sp_runtime::DispatchError> {
         let mut candidates = Candidates::<T>::load();
         ensure!(
             candidates.eligible(&[]) >= replication as usize,
             Error::<T>::NotEnoughOperators
         );
-        let (output, _) = T::Randomness::random(ASSIGN_SUBJECT);
         let seed = assignment_seed(&output);
         let chosen = candidates.draw(&seed, stream, replication);
         candidates.store();
@@ -261,10 +270,70 @@ impl<T: Config> Pallet<T> {
         });
     }
 
+    /// Queues the replacement of `who` (which must no longer be in the active set) on each of
+    /// its streams, drawn once the randomness source has moved [`Config::AssignmentDelay`]
+    /// blocks past its current output; `who` stays assigned until then. Returns the number of
+    /// streams it hosts (at most [`Config::MaxStreamsPerOperator`]).
+    pub(crate) fn queue_reassignment(who: &T::AccountId) -> u32 {
+        let streams = StreamsOf::<T>::iter_prefix(who).count() as u32;
+        if streams == 0 {
+            return 0;
+        }
+        let draw_after =
+            T::RandomnessClock::current_block_number().saturating_add(T::AssignmentDelay::get());
+        PendingReassignments::<T>::mutate(|queue| {
+            if queue.iter().any(|(w, _)| w == who) {
+                return;
+            }
+            // Cannot fail: an operator is queued at most once, and at most `MaxOperators` are
+            // registered.
+            if queue.try_push((who.clone(), draw_after)).is_ok() {
+                Self::deposit_event(Event::ReassignmentRequested {
+                    operator: who.clone(),
+                    streams,
+                    draw_after,
+                });
+            }
+        });
+        streams
+    }
+
+    /// Drops the queued replacement of `who` (it became active again, keeping its streams).
+    pub(crate) fn unqueue_reassignment(who: &T::AccountId) {
+        PendingReassignments::<T>::mutate(|queue| queue.retain(|(w, _)| w != who));
+    }
+
+    /// Draws the replacements of at most [`REASSIGNMENTS_PER_BLOCK`] queued operators due at
+    /// `known_at`, with `output`. Returns how many streams each had.
+    pub(crate) fn reassign_due(output: &T::Hash, known_at: BlockNumberFor<T>) -> Vec<u32> {
+        let queue = PendingReassignments::<T>::get();
+        let due: Vec<T::AccountId> = queue
+            .iter()
+            .filter(|(_, after)| known_at >= *after)
+            .take(REASSIGNMENTS_PER_BLOCK)
+            .map(|(who, _)| who.clone())
+            .collect();
+        if due.is_empty() {
+            return Vec::new();
+        }
+        PendingReassignments::<T>::put(BoundedVec::truncate_from(
+            queue
+                .into_iter()
+                .filter(|(who, _)| !due.contains(who))
+                .collect::<Vec<_>>(),
+        ));
+        due.iter()
+            .map(|who| {
+                let seed = sp_io::hashing::blake2_256(&(REASSIGN_SUBJECT, output, who).encode());
+                Self::reassign_streams_of(who, &seed)
+            })
+            .collect()
+    }
+
     /// Moves every stream of `who` (which must no longer be in the active set) to another
-    /// active operator, emitting a [`Event::StreamReassigned`] per stream. Returns the number
-    /// of streams handled (at most [`Config::MaxStreamsPerOperator`]).
-    pub(crate) fn reassign_streams_of(who: &T::AccountId) -> u32 {
+    /// active operator drawn with `seed`, emitting a [`Event::StreamReassigned`] per stream.
+    /// Returns the number of streams handled (at most [`Config::MaxStreamsPerOperator`]).
+    pub(crate) fn reassign_streams_of(who: &T::AccountId, seed: &[u8; 32]) -> u32 {
         let streams: Vec<StreamId> = StreamsOf::<T>::drain_prefix(who)
             .map(|(stream, ())| stream)
             .collect();
@@ -272,7 +341,6 @@ impl<T: Config> Pallet<T> {
             return 0;
         }
         let mut candidates = Candidates::<T>::load();
-        let (seed, _) = T::Randomness::random(&(REASSIGN_SUBJECT, who).encode());
         for (index, stream) in streams.iter().enumerate() {
             let Some(mut assigned) = Assignments::<T>::get(stream) else {
                 log::error!(target: LOG_TARGET, "stream {stream:?} indexed for {who:?} has no assignment");
@@ -280,7 +348,7 @@ impl<T: Config> Pallet<T> {
             };
             assigned.retain(|a| a != who);
             let sources = assigned.clone();
-            let mut to = candidates.pick(random_u128(&seed, stream, index as u32), &assigned);
+            let mut to = candidates.pick(random_u128(seed, stream, index as u32), &assigned);
             if let Some(new) = &to {
                 // Cannot fail: `who` left a place in the assignment.
                 if assigned.try_push(new.clone()).is_ok() {

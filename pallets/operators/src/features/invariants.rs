@@ -12,7 +12,8 @@ impl<T: Config> Pallet<T> {
     /// - [`ActiveOperators`] holds exactly the active operators, once each, with their
     ///   recorded stake, their number of hosted streams (at most `MaxStreamsPerOperator`) and
     ///   a cached trust score within `MaxTrustBoost`;
-    /// - every assignment lists distinct active operators, at most `MaxReplication`, and
+    /// - every assignment lists distinct operators, at most `MaxReplication`, each active or
+    ///   queued once in [`PendingReassignments`] (which holds only inactive operators), and
     ///   [`StreamsOf`] is its exact reverse index;
     /// - every stream in [`PendingAssignments`] is queued once, unassigned, with a replication
     ///   factor;
@@ -92,10 +93,23 @@ impl<T: Config> Pallet<T> {
             hosted == indexed,
             "stream index differs from the assignments",
         )?;
+        let reassigning = PendingReassignments::<T>::get();
+        let queued_operators: BTreeSet<_> = reassigning.iter().map(|(who, _)| who).collect();
+        ensure_state(
+            queued_operators.len() == reassigning.len(),
+            "operator queued twice for reassignment",
+        )?;
+        for who in queued_operators.iter() {
+            ensure_state(
+                Operators::<T>::get(*who).is_some_and(|info| info.status != OperatorStatus::Active),
+                "active or unknown operator queued for reassignment",
+            )?;
+        }
         for (who, n) in hosted.iter() {
             ensure_state(
-                active.iter().any(|e| e.who == *who && e.streams == *n),
-                "stream assigned to an inactive operator or stream count wrong",
+                active.iter().any(|e| e.who == *who && e.streams == *n)
+                    || queued_operators.contains(who),
+                "stream assigned to an inactive operator not queued for reassignment, or stream count wrong",
             )?;
         }
         ensure_state(

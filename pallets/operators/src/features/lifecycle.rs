@@ -8,7 +8,7 @@ use frame_support::{
 use sp_runtime::traits::Saturating;
 
 impl<T: Config> Pallet<T> {
-    /// Pauses the active operator `who`; returns the number of streams reassigned.
+    /// Pauses the active operator `who`; returns the number of streams to reassign.
     pub(crate) fn do_pause(who: T::AccountId) -> Result<u32, DispatchError> {
         let mut info = Operators::<T>::get(&who).ok_or(Error::<T>::NotRegistered)?;
         ensure!(info.status == OperatorStatus::Active, Error::<T>::NotActive);
@@ -31,12 +31,14 @@ impl<T: Config> Pallet<T> {
                 Error::<T>::NotResumable
             );
             ensure!(info.stake >= T::MinStake::get(), Error::<T>::StakeTooLow);
-            // Cannot fail: the active set is never larger than the registered count. Inactive
-            // operators host no streams, so the count starts at zero.
+            // An operator resuming before its replacements were drawn keeps its streams.
+            Self::unqueue_reassignment(&who);
+            let streams = StreamsOf::<T>::iter_prefix(&who).count() as u32;
+            // Cannot fail: the active set is never larger than the registered count.
             let entry = ActiveOperator {
                 who: who.clone(),
                 stake: info.stake,
-                streams: 0,
+                streams,
                 trust: Self::capped_trust(&who),
             };
             ActiveOperators::<T>::try_append(entry).map_err(|_| Error::<T>::TooManyOperators)?;
@@ -49,7 +51,7 @@ impl<T: Config> Pallet<T> {
         })
     }
 
-    /// Starts the departure of `who`; returns the number of streams reassigned.
+    /// Starts the departure of `who`; returns the number of streams to reassign.
     pub(crate) fn do_leave(who: T::AccountId) -> Result<u32, DispatchError> {
         let mut info = Operators::<T>::get(&who).ok_or(Error::<T>::NotRegistered)?;
         ensure!(
@@ -83,6 +85,10 @@ impl<T: Config> Pallet<T> {
             frame_system::Pallet::<T>::block_number() >= unbonding_until,
             Error::<T>::StillUnbonding
         );
+        ensure!(
+            StreamsOf::<T>::iter_prefix(&who).next().is_none(),
+            Error::<T>::StillHosting
+        );
         let released = T::Currency::release(
             &HoldReason::OperatorStake.into(),
             &who,
@@ -90,7 +96,7 @@ impl<T: Config> Pallet<T> {
             Precision::BestEffort,
         )?;
         Operators::<T>::remove(&who);
-        // Departed operators host no streams: their index is already empty.
+        // Checked above: its stream index is empty.
         OperatorCount::<T>::mutate(|count| *count = count.saturating_sub(1));
         Self::deposit_event(Event::Withdrawn {
             operator: who,
@@ -125,8 +131,8 @@ impl<T: Config> Pallet<T> {
         })
     }
 
-    /// Suspends the active or paused operator `who`; returns the number of streams
-    /// reassigned.
+    /// Suspends the active or paused operator `who`; returns the number of streams to
+    /// reassign.
     pub(crate) fn suspend(who: &T::AccountId, reason: SuspensionReason) -> u32 {
         let Some(mut info) = Operators::<T>::get(who) else {
             return 0;
@@ -146,10 +152,10 @@ impl<T: Config> Pallet<T> {
         moved
     }
 
-    /// Removes `who` from the active set and reassigns its streams.
+    /// Removes `who` from the active set and queues the replacement on its streams.
     fn deactivate(who: &T::AccountId) -> u32 {
         ActiveOperators::<T>::mutate(|active| active.retain(|e| e.who != *who));
-        Self::reassign_streams_of(who)
+        Self::queue_reassignment(who)
     }
 
     /// Records the new stake of the active operator `who` in the active set.
