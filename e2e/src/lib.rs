@@ -1,8 +1,8 @@
 //! The whole FAST DATA marketplace on one machine, for the end-to-end tests and the demo: a
-//! running node (started by `scripts/test` or `scripts/demo`), [`Network`] of Mosquitto
-//! brokers each with its `fastdata-operator` daemon (real processes that register on chain,
-//! follow finalized blocks and claim), and sellers and buyers acting through the SDK
-//! ([`Trader`]).
+//! running node (started by `scripts/test` or `scripts/demo`), [`Network`] of Mosquitto (or
+//! VerneMQ, [`vernemq`]) brokers each with its `fastdata-operator` daemon (real processes that
+//! register on chain, follow finalized blocks and claim), and sellers and buyers acting
+//! through the SDK ([`Trader`]).
 
 use std::{
     path::{Path, PathBuf},
@@ -11,6 +11,8 @@ use std::{
 };
 
 use anyhow::{bail, Context};
+pub mod vernemq;
+
 use fastdata_operator::mosquitto::{free_port, Mosquitto};
 use fastdata_primitives::{
     api_market::OperatorStatus, envelope::EpochKeys, escrow::PurchaseState, AccountId, Balance,
@@ -21,6 +23,7 @@ use fastdata_sdk::{
     receive::Summary, Account, FastData,
 };
 use sp_core::H256;
+use vernemq::Vernemq;
 
 /// 1 FAST in planck.
 pub const UNIT: Balance = 1_000_000_000_000;
@@ -71,25 +74,84 @@ pub async fn fund(from: &FastData, to: &AccountId, amount: Balance) -> anyhow::R
     Ok(())
 }
 
-/// One storage operator: a Mosquitto broker and a `fastdata-operator` process.
+/// Which broker an operator runs beside its daemon.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrokerKind {
+    /// Mosquitto with the dynamic-security plugin (the daemon pushes grants).
+    Mosquitto,
+    /// VerneMQ with webhooks (the daemon answers them), the release `scripts/setup` builds.
+    Vernemq,
+}
+
+/// A running broker.
+pub enum BrokerProcess {
+    /// Mosquitto.
+    Mosquitto(Mosquitto),
+    /// VerneMQ.
+    Vernemq(Vernemq),
+}
+
+/// An operator's broker.
+pub struct Broker {
+    /// Its MQTT port on 127.0.0.1.
+    pub port: u16,
+    /// The daemon's broker password (Mosquitto: the dynsec admin's).
+    pub admin_password: String,
+    /// The process.
+    pub process: BrokerProcess,
+}
+
+/// One storage operator: a broker (Mosquitto or VerneMQ) and a `fastdata-operator` process.
 pub struct OperatorNode {
     /// The operator account.
     pub account: Account,
     /// Its endpoints as registered on chain.
     pub endpoint: OperatorEndpoint,
     /// Its broker.
-    pub broker: Mosquitto,
+    pub broker: Broker,
     dir: PathBuf,
     config: PathBuf,
     child: Option<Child>,
 }
 
 impl OperatorNode {
-    fn start(dir: &Path, seed: [u8; 32], url: &str) -> anyhow::Result<Self> {
+    fn start(dir: &Path, seed: [u8; 32], url: &str, kind: BrokerKind) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let account = Account::from_seed(&seed);
-        let broker = Mosquitto::start(&dir.join("broker"), free_port()?, BROKER_PASSWORD)?;
         let http_port = free_port()?;
+        let (broker, broker_section) = match kind {
+            BrokerKind::Mosquitto => {
+                let mosquitto =
+                    Mosquitto::start(&dir.join("broker"), free_port()?, BROKER_PASSWORD)?;
+                let section = format!(
+                    "[broker]\nkind = \"mosquitto\"\nport = {}\nusername = \"admin\"\n\
+                     password = \"{BROKER_PASSWORD}\"\nclient_id_prefix = \"op-{http_port}\"\n",
+                    mosquitto.port
+                );
+                (
+                    (mosquitto.port, BrokerProcess::Mosquitto(mosquitto)),
+                    section,
+                )
+            }
+            BrokerKind::Vernemq => {
+                let webhooks = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
+                let vernemq = Vernemq::start(&dir.join("vernemq"), webhooks)?;
+                let section = format!(
+                    "[broker]\nkind = \"vernemq\"\nport = {}\nusername = \"operator\"\n\
+                     password = \"{BROKER_PASSWORD}\"\nclient_id_prefix = \"op-{http_port}\"\n[vernemq]\nwebhook_listen = \"{webhooks}\"\n\
+                     api_url = \"{}\"\napi_key = \"{}\"\n",
+                    vernemq.port,
+                    vernemq.api_url(),
+                    vernemq.api_key
+                );
+                ((vernemq.port, BrokerProcess::Vernemq(vernemq)), section)
+            }
+        };
+        let broker = Broker {
+            port: broker.0,
+            admin_password: BROKER_PASSWORD.to_owned(),
+            process: broker.1,
+        };
         let endpoint = OperatorEndpoint {
             account: account.account_id(),
             broker_url: format!("mqtt://127.0.0.1:{}", broker.port),
@@ -104,13 +166,7 @@ suri = "0x{seed}"
 data_dir = "{data}"
 [http]
 listen = "127.0.0.1:{http_port}"
-[broker]
-kind = "mosquitto"
-port = {mqtt}
-username = "admin"
-password = "{BROKER_PASSWORD}"
-client_id_prefix = "op-{http_port}"
-[chain]
+{broker_section}[chain]
 url = "{url}"
 [chain.register]
 stake = "{OPERATOR_STAKE}"
@@ -125,7 +181,6 @@ batch = 16
 "#,
                 seed = hex::encode(seed),
                 data = dir.join("data").display(),
-                mqtt = broker.port,
                 broker_url = endpoint.broker_url,
                 http_url = endpoint.http_url,
             ),
@@ -250,6 +305,17 @@ impl Network {
         count: usize,
         labels: Option<&str>,
     ) -> anyhow::Result<Self> {
+        Self::start_on(url, dir, count, labels, BrokerKind::Mosquitto).await
+    }
+
+    /// [`Self::start`] with `kind` brokers.
+    pub async fn start_on(
+        url: &str,
+        dir: &Path,
+        count: usize,
+        labels: Option<&str>,
+        kind: BrokerKind,
+    ) -> anyhow::Result<Self> {
         let alice = FastData::connect(url, Account::from_suri("//Alice")?)
             .await
             .context("is fastdata-node running?")?;
@@ -263,6 +329,7 @@ impl Network {
                 &dir.join(format!("operator-{i}")),
                 seed,
                 url,
+                kind,
             )?);
         }
         let network = Self { alice, operators };

@@ -8,7 +8,7 @@ use std::{collections::BTreeSet, time::Duration};
 
 use codec::Encode;
 use fastdata_e2e::{
-    node_url, publish, reading, receive, seeded_account, settled, Network, Trader, UNIT,
+    node_url, publish, reading, receive, seeded_account, settled, BrokerKind, Network, Trader, UNIT,
 };
 use fastdata_primitives::{
     api_market::{Licence, OfferTerms},
@@ -51,8 +51,17 @@ pub(crate) async fn setup<const N: usize>(
     operators: usize,
     specs: [(&str, bool); N],
 ) -> (TempDir, Network, [Trader; N]) {
+    setup_on(BrokerKind::Mosquitto, operators, specs).await
+}
+
+/// [`setup`] with `kind` brokers.
+pub(crate) async fn setup_on<const N: usize>(
+    kind: BrokerKind,
+    operators: usize,
+    specs: [(&str, bool); N],
+) -> (TempDir, Network, [Trader; N]) {
     let dir = tempfile::tempdir().unwrap();
-    let net = Network::start(&node_url(), dir.path(), operators, None)
+    let net = Network::start_on(&node_url(), dir.path(), operators, None, kind)
         .await
         .unwrap();
     let mut traders = Vec::new();

@@ -1,8 +1,12 @@
-//! No session takeover, against the dev chain, a live `fastdata-operator` and its Mosquitto
-//! broker: a buyer holding valid broker credentials connects with every client id it can know
-//! of (the operator's ingest and control connections, the seller's publisher, another buyer's
-//! subscriber) while the seller publishes. Every attempt is refused, the operator stores every
-//! segment, the other buyer's subscriber receives every one, and nobody is disconnected.
+//! No session takeover, against the dev chain, a live `fastdata-operator` and its broker (real
+//! Mosquitto with dynamic security, and real VerneMQ with webhooks): a buyer holding valid
+//! broker credentials connects with every client id it can know of (the operator's ingest and
+//! control connections, the seller's publisher, another buyer's subscriber; on VerneMQ every
+//! id connected to the broker, as `vmq-admin session show` lists them) while the seller
+//! publishes. Every attempt is refused, the operator stores every segment, the other buyer's
+//! subscriber receives every one, and nobody is disconnected. Then the other buyer, which
+//! never sends a receipt, is revoked once it is a receipt window ahead: it is disconnected
+//! (on VerneMQ through its HTTP API) and receives nothing more.
 
 use std::{
     sync::{
@@ -12,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use fastdata_e2e::{connect_publisher, UNIT};
+use fastdata_e2e::{connect_publisher, BrokerKind, BrokerProcess, UNIT};
 use fastdata_primitives::{PaymentMode, PurchaseId};
 use fastdata_sdk::{
     http::HttpClient,
@@ -22,11 +26,13 @@ use fastdata_sdk::{
 use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
-use crate::marketplace::{list, payloads, setup, terms};
+use crate::marketplace::{list, payloads, setup_on, terms};
 
 /// Segments the seller publishes during the attack: fewer than the harness's receipt window
 /// (32), so the victim's raw subscriber, which sends no receipts, is owed every one.
 const SEGMENTS: u64 = 24;
+/// The harness's receipt window (`[serving] receipt_window`).
+const WINDOW: u64 = 32;
 
 /// Live broker credentials of `buyer` for `purchase` (retried until the operator has seen the
 /// purchase in a finalized block).
@@ -170,11 +176,36 @@ fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Client ids connected to a VerneMQ node (`vmq-admin session show --client_id`).
+fn vernemq_sessions(broker: &BrokerProcess) -> Vec<String> {
+    let BrokerProcess::Vernemq(vernemq) = broker else {
+        return Vec::new();
+    };
+    let table = vernemq.admin(&["session", "show", "--client_id"]).unwrap();
+    table
+        .lines()
+        .filter_map(|line| line.strip_prefix('|'))
+        .map(|cell| cell.trim_end_matches('|').trim().to_owned())
+        // Skips the header (bold: ANSI escapes around "client_id").
+        .filter(|id| !id.is_empty() && !id.contains('\u{1b}') && id != "client_id")
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a running fastdata-node; run by scripts/test"]
-async fn a_buyer_login_cannot_take_over_any_other_client() {
+async fn a_buyer_login_cannot_take_over_any_other_client_on_mosquitto() {
+    takeover_attack(BrokerKind::Mosquitto).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a running fastdata-node and the VerneMQ release; run by scripts/test"]
+async fn a_buyer_login_cannot_take_over_any_other_client_on_vernemq() {
+    takeover_attack(BrokerKind::Vernemq).await;
+}
+
+async fn takeover_attack(kind: BrokerKind) {
     let (_dir, net, [seller, attacker, victim]) =
-        setup(1, [("s", true), ("a", false), ("v", false)]).await;
+        setup_on(kind, 1, [("s", true), ("a", false), ("v", false)]).await;
     let mut seller = seller;
     let alice = net.alice.clone();
     let genesis = alice.genesis();
@@ -237,7 +268,7 @@ async fn a_buyer_login_cannot_take_over_any_other_client() {
     // (derived from the public stream id) and the other buyer's subscriber.
     let config = op.config().unwrap();
     let prefix = &config.broker.client_id_prefix;
-    let targets = vec![
+    let mut targets = vec![
         config.broker.own_client_id("ingest"),
         config.broker.own_client_id("control"),
         format!("{prefix}-ingest"),
@@ -245,6 +276,22 @@ async fn a_buyer_login_cannot_take_over_any_other_client() {
         format!("fd-seller-{}", hex::encode(stream.as_bytes())),
         victim_id.clone(),
     ];
+    let connected = vernemq_sessions(&op.broker.process);
+    if kind == BrokerKind::Vernemq {
+        // The daemon's ingest, the seller's publisher and the victim are connected.
+        assert!(connected.len() >= 3, "{connected:?}");
+        assert!(connected.contains(&victim_id), "{connected:?}");
+        assert!(
+            connected.contains(&config.broker.own_client_id("ingest")),
+            "{connected:?}"
+        );
+    }
+    // (The attacker's own id is listed too: its persistent session from the check above.)
+    for id in connected {
+        if !targets.contains(&id) && id != attacker_id {
+            targets.push(id);
+        }
+    }
     let http = HttpClient::new();
     let metrics_url = format!("{}/metrics", op.endpoint.http_url);
     let restarts = |text: &str| {
@@ -341,6 +388,30 @@ async fn a_buyer_login_cannot_take_over_any_other_client() {
         SEGMENTS as f64,
         "{after}"
     );
+
+    // Revocation of a connected subscriber: the victim never sends a receipt, so once the
+    // stored head is a receipt window past its start the daemon takes its access away and
+    // disconnects it (VerneMQ: through the HTTP API). It gets at most W segments in all.
+    for payload in payloads("pump-1", 2 * WINDOW)
+        .iter()
+        .skip(SEGMENTS as usize)
+    {
+        publisher.publish(payload).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    publisher.flush(Duration::from_secs(60)).await.unwrap();
+    let (more, ended) = subscriber.drain(Duration::from_secs(5)).await;
+    eprintln!(
+        "the revoked subscriber got {} of {} segments, then: {ended:?}",
+        received + more,
+        2 * WINDOW
+    );
+    assert!(
+        received + more <= WINDOW,
+        "the subscriber got {} segments past its window of {WINDOW}",
+        received + more
+    );
+    assert!(ended.is_some(), "a revoked subscriber must be disconnected");
 
     publisher.close(Duration::from_secs(10)).await.unwrap();
     let _ = subscriber.mqtt.disconnect().await;
