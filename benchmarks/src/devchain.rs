@@ -10,6 +10,7 @@ use std::{
 };
 
 use anyhow::{bail, Context};
+use codec::Decode;
 use fastdata_primitives::{AccountId, Balance, BlockNumber};
 use fastdata_sdk::{
     chain::{arg, BatchCall, Wait, MORTALITY_BLOCKS},
@@ -18,6 +19,32 @@ use fastdata_sdk::{
 };
 use futures_util::StreamExt;
 use subxt::ext::scale_encode::EncodeAsFields;
+
+/// Evaluates the SDK call `$call` (an expression giving a future of a `Result`) again, up to
+/// 5 times with back-off, while it fails transiently ([`crate::chainops::transient`]: the node
+/// could not serve a block it had just announced); other errors end it with context `$what`.
+macro_rules! again {
+    ($what:expr, $call:expr) => {{
+        let mut attempt = 0u64;
+        loop {
+            match $call.await {
+                Ok(value) => break Ok::<_, anyhow::Error>(value),
+                Err(e) if crate::chainops::transient(&e) && attempt < 5 => {
+                    attempt += 1;
+                    tracing::debug!("{}: {e}; trying again", $what);
+                    tokio::time::sleep(std::time::Duration::from_millis(300 * attempt)).await;
+                }
+                Err(e) => break Err(anyhow::Error::from(e).context($what)),
+            }
+        }
+    }};
+}
+pub(crate) use again;
+
+/// The finalized head of `chain` (read again while the node answers transiently).
+pub async fn head(chain: &FastData) -> anyhow::Result<BlockNumber> {
+    again!("finalized head", chain.finalized_number())
+}
 
 /// A dev node this process started; stopped (SIGINT, then SIGKILL) when dropped.
 pub struct DevNode {
@@ -83,7 +110,10 @@ impl DevNode {
             }
             if started.elapsed() > Duration::from_secs(120) {
                 node.stop();
-                bail!("node did not reach block 2 within 120 s; see {}", node.log.display());
+                bail!(
+                    "node did not reach block 2 within 120 s; see {}",
+                    node.log.display()
+                );
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -115,7 +145,11 @@ impl Drop for DevNode {
 }
 
 /// A node to run against: ours (started here) or the one at `url`.
-pub async fn node(url: Option<&str>, port: u16, work: &Path) -> anyhow::Result<(String, Option<DevNode>)> {
+pub async fn node(
+    url: Option<&str>,
+    port: u16,
+    work: &Path,
+) -> anyhow::Result<(String, Option<DevNode>)> {
     match url {
         Some(url) => {
             if !(url.starts_with("ws://") || url.starts_with("wss://")) {
@@ -149,7 +183,12 @@ pub async fn fund(from: &FastData, to: &[AccountId], amount: Balance) -> anyhow:
             )
         })
         .collect();
-    for (i, result) in from.submit_batch(&calls, Wait::InBlock).await.into_iter().enumerate() {
+    for (i, result) in from
+        .submit_batch(&calls, Wait::InBlock)
+        .await
+        .into_iter()
+        .enumerate()
+    {
         result.with_context(|| format!("funding account {i}"))?;
     }
     Ok(())
@@ -167,7 +206,7 @@ impl Signing {
     /// Signs against `chain`'s finalized block now.
     pub async fn new(chain: &FastData) -> anyhow::Result<Self> {
         Ok(Self {
-            at: chain.client().at_current_block().await?,
+            at: again!("finalized block", chain.client().at_current_block())?,
         })
     }
 
@@ -182,7 +221,11 @@ impl Signing {
     ) -> anyhow::Result<Vec<u8>> {
         let params = subxt::config::SubstrateExtrinsicParamsBuilder::<FastDataConfig>::new()
             .nonce(nonce)
-            .mortal_from_unchecked(MORTALITY_BLOCKS, self.at.block_number(), self.at.block_hash())
+            .mortal_from_unchecked(
+                MORTALITY_BLOCKS,
+                self.at.block_number(),
+                self.at.block_hash(),
+            )
             .build();
         let tx = subxt::dynamic::tx(pallet, call, data);
         let signed = self
@@ -198,8 +241,11 @@ impl Signing {
 
 /// Hands every transaction of `txs` (encoded, signed) to the node without watching them, up to
 /// 64 requests at once. Returns how many the node accepted into its pool and the first refusal.
-pub async fn submit_all(chain: &FastData, txs: Vec<Vec<u8>>) -> anyhow::Result<(usize, Option<String>)> {
-    let at = chain.client().at_current_block().await?;
+pub async fn submit_all(
+    chain: &FastData,
+    txs: Vec<Vec<u8>>,
+) -> anyhow::Result<(usize, Option<String>)> {
+    let at = again!("finalized block", chain.client().at_current_block())?;
     let transactions = at.transactions();
     let results: Vec<Result<(), String>> = futures_util::stream::iter(txs)
         .map(|bytes| {
@@ -223,6 +269,8 @@ pub struct BlockEvents {
     pub matched: Vec<Vec<u8>>,
     /// `System::ExtrinsicFailed` events in the block.
     pub failed: usize,
+    /// The fields (dispatch error first) of the block's first `System::ExtrinsicFailed`.
+    pub first_failure: Option<Vec<u8>>,
 }
 
 /// Reads the finalized blocks after `after` until `want` events `pallet::name` plus failed
@@ -242,7 +290,7 @@ pub async fn watch_events(
     let mut next = after + 1;
     let mut last_match = None;
     while seen < want && started.elapsed() < timeout {
-        let head = chain.finalized_number().await?;
+        let head = head(chain).await?;
         while next <= head && seen < want {
             let block = read_block(chain, next, pallet, name).await?;
             if !block.matched.is_empty() {
@@ -281,7 +329,12 @@ pub async fn read_block(
                     (p, n) if p == pallet && n == name => {
                         block.matched.push(event.field_bytes().to_vec())
                     }
-                    ("System", "ExtrinsicFailed") => block.failed += 1,
+                    ("System", "ExtrinsicFailed") => {
+                        block.failed += 1;
+                        if block.first_failure.is_none() {
+                            block.first_failure = Some(event.field_bytes().to_vec());
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -454,4 +507,98 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// The text of a SCALE-encoded `DispatchError` (the leading fields of `ExtrinsicFailed`).
+pub async fn describe_failure(chain: &FastData, fields: &[u8]) -> String {
+    match again!("metadata", chain.client().at_current_block()) {
+        Ok(at) => match subxt::error::DispatchError::decode_from(fields, at.metadata()) {
+            Ok(error) => error.to_string(),
+            Err(e) => format!("undecodable dispatch error ({e})"),
+        },
+        Err(e) => format!("dispatch error not decoded ({e:#})"),
+    }
+}
+
+/// A weight: picoseconds of execution and bytes of proof.
+#[derive(Clone, Copy, Debug, Default, codec::Decode, serde::Deserialize)]
+pub struct Weight {
+    /// Execution time, picoseconds.
+    #[codec(compact)]
+    #[serde(alias = "refTime")]
+    pub ref_time: u64,
+    /// Proof size, bytes.
+    #[codec(compact)]
+    #[serde(alias = "proofSize")]
+    pub proof_size: u64,
+}
+
+/// `frame_system::limits::WeightsPerClass`.
+#[derive(codec::Decode)]
+struct WeightsPerClass {
+    base_extrinsic: Weight,
+    _max_extrinsic: Option<Weight>,
+    max_total: Option<Weight>,
+    _reserved: Option<Weight>,
+}
+
+/// `frame_system::limits::BlockWeights`.
+#[derive(codec::Decode)]
+struct BlockWeights {
+    _base_block: Weight,
+    max_block: Weight,
+    normal: WeightsPerClass,
+}
+
+/// What one transaction weighs in a block and what a block holds of normal transactions.
+#[derive(Clone, Copy, Debug)]
+pub struct Capacity {
+    /// The transaction's weight (its dispatch info plus the base extrinsic weight).
+    pub tx: Weight,
+    /// The most weight of normal transactions in one block.
+    pub block: Weight,
+}
+
+impl Capacity {
+    /// How many such transactions fit a block by execution time and by proof size.
+    pub fn fit(&self) -> (u64, u64) {
+        (
+            self.block.ref_time / self.tx.ref_time.max(1),
+            self.block.proof_size / self.tx.proof_size.max(1),
+        )
+    }
+}
+
+/// The weight of the signed transaction `tx` (`payment_queryInfo` at `url`) and the runtime's
+/// normal-class limit (`System::BlockWeights`).
+pub async fn capacity(url: &str, chain: &FastData, tx: &[u8]) -> anyhow::Result<Capacity> {
+    #[derive(serde::Deserialize)]
+    struct Info {
+        weight: Weight,
+    }
+    let at = again!("metadata", chain.client().at_current_block())?;
+    let metadata = at.metadata();
+    let bytes = metadata
+        .pallet_by_name("System")
+        .and_then(|p| p.constant_by_name("BlockWeights"))
+        .context("the runtime has no System::BlockWeights")?
+        .value()
+        .to_vec();
+    let limits = BlockWeights::decode(&mut &bytes[..]).context("System::BlockWeights")?;
+    let rpc = subxt::rpcs::RpcClient::from_insecure_url(url).await?;
+    let info: Info = rpc
+        .request(
+            "payment_queryInfo",
+            subxt::rpcs::rpc_params![format!("0x{}", hex::encode(tx))],
+        )
+        .await
+        .context("payment_queryInfo")?;
+    let base = limits.normal.base_extrinsic;
+    Ok(Capacity {
+        tx: Weight {
+            ref_time: info.weight.ref_time.saturating_add(base.ref_time),
+            proof_size: info.weight.proof_size.saturating_add(base.proof_size),
+        },
+        block: limits.normal.max_total.unwrap_or(limits.max_block),
+    })
 }

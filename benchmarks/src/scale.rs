@@ -119,8 +119,7 @@ async fn phase(
     name: &str,
     want: usize,
 ) -> anyhow::Result<Phase> {
-    let (read, last) =
-        devchain::watch_events(chain, b0, pallet, name, want, PHASE_TIMEOUT).await?;
+    let (read, last) = devchain::watch_events(chain, b0, pallet, name, want, PHASE_TIMEOUT).await?;
     let seen = read.iter().map(|b| b.matched.len()).sum();
     let failed = read.iter().map(|b| b.failed).sum();
     Ok(Phase {
@@ -178,7 +177,7 @@ async fn with_dids(
     let keys: Vec<[u8; 32]> = (0..n)
         .map(|_| fastdata_primitives::sealed::generate_x25519_keypair().1)
         .collect();
-    let b0 = alice.finalized_number().await?;
+    let b0 = devchain::head(alice).await?;
     let txs = sign_all(alice, &accounts, 0, "Did", "create_did", |i, _| {
         Ok((arg(keys[i]), arg(Vec::<Service>::new())))
     })
@@ -225,7 +224,7 @@ async fn rounds(
     let seller_id = seller.account().account_id();
     let mut keystore = Keystore::open(cfg.work.join("seller.json"))?;
     seller.create_did(&mut keystore, Vec::new()).await?;
-    let expires = alice.finalized_number().await? + 1_000_000;
+    let expires = devchain::head(alice).await? + 1_000_000;
     alice
         .attest_credential(&seller_id, b"KYC", H256::repeat_byte(1), expires)
         .await?;
@@ -245,10 +244,17 @@ async fn rounds(
             )
             .await?;
         let stream = seller
-            .register_stream(&mut keystore, offer, &format!("bench-scale-{n}"), Hosting::DEMO)
+            .register_stream(
+                &mut keystore,
+                offer,
+                &format!("bench-scale-{n}"),
+                Hosting::DEMO,
+            )
             .await?;
         if !stream.operators.contains(&op_id) {
-            bail!("the stream is hosted by other operators than the bench's; use a fresh dev chain");
+            bail!(
+                "the stream is hosted by other operators than the bench's; use a fresh dev chain"
+            );
         }
         devchain::attest_head(operator, stream.stream, HEAD, HEAD * 1_024).await?;
         let buyers = with_dids(alice, n, 20 * UNIT).await?;
@@ -260,7 +266,42 @@ async fn rounds(
             Ok((arg(offer), arg(1u32), arg(2 * UNIT)))
         })
         .await?;
-        let b0 = alice.finalized_number().await?;
+        if let Some(tx) = txs.first() {
+            let capacity = devchain::capacity(&cfg.url, alice, tx).await?;
+            let (by_time, by_proof) = capacity.fit();
+            rows.push(row(
+                n,
+                "purchase_ref_time_ms",
+                capacity.tx.ref_time as f64 / 1e9,
+                "ms",
+            ));
+            rows.push(row(
+                n,
+                "purchase_proof_kb",
+                capacity.tx.proof_size as f64 / 1e3,
+                "KB",
+            ));
+            rows.push(row(
+                n,
+                "block_ref_time_ms",
+                capacity.block.ref_time as f64 / 1e9,
+                "ms",
+            ));
+            rows.push(row(
+                n,
+                "block_proof_kb",
+                capacity.block.proof_size as f64 / 1e3,
+                "KB",
+            ));
+            rows.push(row(n, "purchase_fit_by_time", by_time as f64, "purchases"));
+            rows.push(row(
+                n,
+                "purchase_fit_by_proof",
+                by_proof as f64,
+                "purchases",
+            ));
+        }
+        let b0 = devchain::head(alice).await?;
         let t0 = Instant::now();
         submit(alice, "purchases", txs).await?;
         let bought = phase(alice, b0, t0, "Escrow", "Purchased", n).await?;
@@ -271,7 +312,12 @@ async fn rounds(
             .filter(|c| *c > 0)
             .collect();
         rows.push(row(n, "purchase_landed", bought.seen as f64, "purchases"));
-        rows.push(row(n, "purchase_failed", bought.failed as f64, "extrinsics"));
+        rows.push(row(
+            n,
+            "purchase_failed",
+            bought.failed as f64,
+            "extrinsics",
+        ));
         if let Some(b) = bought.blocks {
             rows.push(row(n, "purchase_blocks", f64::from(b), "blocks"));
         }
@@ -312,7 +358,7 @@ async fn rounds(
                 .map_err(|e| anyhow::anyhow!("cannot seal keys: {e:?}"))?;
             calls.push(BatchCall::new("Escrow", "deliver_keys", (id, 0u32, sealed)));
         }
-        let b0 = alice.finalized_number().await?;
+        let b0 = devchain::head(alice).await?;
         let t0 = Instant::now();
         let results = seller.submit_batch(&calls, Wait::InBlock).await;
         let seconds = t0.elapsed().as_secs_f64();
@@ -322,14 +368,21 @@ async fn rounds(
         // Keys of epoch 1: one pass of the seller's key-delivery service (reads every
         // purchase of the offer, seals, sends batches, waits for finality).
         bar.set_message(format!("{n} key deliveries by the service"));
-        seller.rotate_epoch(&mut keystore, &stream.stream).await?;
-        let b0 = alice.finalized_number().await?;
+        devchain::again!(
+            "epoch rotation",
+            seller.rotate_epoch(&mut keystore, &stream.stream)
+        )?;
+        let b0 = devchain::head(alice).await?;
         let t0 = Instant::now();
-        let delivered = seller.deliver_due_keys(&keystore).await?;
+        let delivered = devchain::again!("key-delivery pass", seller.deliver_due_keys(&keystore))?;
         let pass = t0.elapsed().as_secs_f64();
         let ok = delivered.iter().filter(|d| d.result.is_ok()).count();
         let keys = phase(alice, b0, t0, "Escrow", "KeysDelivered", ok).await?;
-        let first = keys.read.iter().find(|b| !b.matched.is_empty()).map(|b| b.number);
+        let first = keys
+            .read
+            .iter()
+            .find(|b| !b.matched.is_empty())
+            .map(|b| b.number);
         rows.push(row(n, "service_delivered", ok as f64, "purchases"));
         if let (Some(last), Some(first)) = (keys.blocks, first) {
             rows.push(row(n, "service_blocks", f64::from(last), "blocks"));
@@ -343,7 +396,11 @@ async fn rounds(
         }
         rows.push(row(n, "service_seconds", pass, "s"));
         if let Some(bad) = delivered.iter().find(|d| d.result.is_err()) {
-            tracing::warn!("key delivery to purchase {} failed: {:?}", bad.purchase, bad.result);
+            tracing::warn!(
+                "key delivery to purchase {} failed: {:?}",
+                bad.purchase,
+                bad.result
+            );
         }
         bar.inc(1);
 
@@ -365,7 +422,7 @@ async fn rounds(
             })
             .collect();
         let calls: Vec<BatchCall> = claim_calls(&claims);
-        let b0 = alice.finalized_number().await?;
+        let b0 = devchain::head(alice).await?;
         let t0 = Instant::now();
         let results = operator.submit_batch(&calls, Wait::InBlock).await;
         let seconds = t0.elapsed().as_secs_f64();
@@ -387,10 +444,25 @@ fn batch_rows(
 ) {
     let ok: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     let txs: std::collections::HashSet<_> = ok.iter().map(|i| i.extrinsic_hash).collect();
-    rows.push(row(n, &format!("{what}_accepted"), ok.len() as f64, "calls"));
-    rows.push(row(n, &format!("{what}_transactions"), txs.len() as f64, "transactions"));
+    rows.push(row(
+        n,
+        &format!("{what}_accepted"),
+        ok.len() as f64,
+        "calls",
+    ));
+    rows.push(row(
+        n,
+        &format!("{what}_transactions"),
+        txs.len() as f64,
+        "transactions",
+    ));
     if let Some(last) = ok.iter().map(|i| i.block_number).max() {
-        rows.push(row(n, &format!("{what}_blocks"), f64::from(last.saturating_sub(b0)), "blocks"));
+        rows.push(row(
+            n,
+            &format!("{what}_blocks"),
+            f64::from(last.saturating_sub(b0)),
+            "blocks",
+        ));
     }
     rows.push(row(n, &format!("{what}_seconds"), seconds, "s"));
     if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
@@ -410,21 +482,21 @@ async fn onboard(
     let ids: Vec<AccountId> = sellers.iter().map(Account::account_id).collect();
     devchain::fund(alice, &ids, 100 * UNIT).await?;
     let started = Instant::now();
-    let first = alice.finalized_number().await?;
+    let first = devchain::head(alice).await?;
 
     let txs = sign_all(alice, &sellers, 0, "Did", "create_did", |_, _| {
         let (_secret, public) = fastdata_primitives::sealed::generate_x25519_keypair();
         Ok((arg(public), arg(Vec::<Service>::new())))
     })
     .await?;
-    let b0 = alice.finalized_number().await?;
+    let b0 = devchain::head(alice).await?;
     let t0 = Instant::now();
     submit(alice, "seller DIDs", txs).await?;
     let dids = phase(alice, b0, t0, "Did", "DidCreated", n).await?;
     record(rows, n, "onboard_did", &dids);
 
     bar.set_message(format!("onboarding {n} sellers: attestations"));
-    let expires = alice.finalized_number().await? + 1_000_000;
+    let expires = devchain::head(alice).await? + 1_000_000;
     let calls: Vec<BatchCall> = ids
         .iter()
         .map(|who| {
@@ -435,15 +507,25 @@ async fn onboard(
             )
         })
         .collect();
-    let b0 = alice.finalized_number().await?;
+    let b0 = devchain::head(alice).await?;
     let t0 = Instant::now();
     let attested = alice.submit_batch(&calls, Wait::InBlock).await;
     let ok: Vec<_> = attested.iter().filter_map(|r| r.as_ref().ok()).collect();
     rows.push(row(n, "onboard_attest_ok", ok.len() as f64, "credentials"));
     if let Some(last) = ok.iter().map(|i| i.block_number).max() {
-        rows.push(row(n, "onboard_attest_blocks", f64::from(last.saturating_sub(b0)), "blocks"));
+        rows.push(row(
+            n,
+            "onboard_attest_blocks",
+            f64::from(last.saturating_sub(b0)),
+            "blocks",
+        ));
     }
-    rows.push(row(n, "onboard_attest_seconds", t0.elapsed().as_secs_f64(), "s"));
+    rows.push(row(
+        n,
+        "onboard_attest_seconds",
+        t0.elapsed().as_secs_f64(),
+        "s",
+    ));
     if ok.len() < n {
         bail!("only {} of {n} attestations landed", ok.len());
     }
@@ -459,7 +541,7 @@ async fn onboard(
         ))
     })
     .await?;
-    let after_attest = alice.finalized_number().await?;
+    let after_attest = devchain::head(alice).await?;
     let t_attest = Instant::now();
     let t0 = t_attest;
     submit(alice, "offers", txs).await?;
@@ -472,10 +554,10 @@ async fn onboard(
         offer_of.insert(seller, offer);
     }
     // Streams; those the runtime refuses (a full assignment queue) are sent again.
-    let b_streams = alice.finalized_number().await?;
+    let b_streams = devchain::head(alice).await?;
     let t_streams = Instant::now();
     let timestamp = fastdata_sdk::now_millis();
-    let metadata = alice.client().at_current_block().await?.metadata();
+    let metadata = devchain::again!("metadata", alice.client().at_current_block())?.metadata();
     let nonces: HashMap<AccountId, u64> = ids.iter().map(|id| (id.clone(), 2)).collect();
     let mut missing: Vec<usize> = (0..n).collect();
     let mut registered = std::collections::HashSet::new();
@@ -517,17 +599,38 @@ async fn onboard(
             let calls: Vec<RawCall> = calls.into_iter().map(RawCall).collect();
             txs.push(signing.sign(seller, nonce, "Utility", "batch_all", (arg(calls),))?);
         }
-        let b0 = alice.finalized_number().await?;
+        let b0 = devchain::head(alice).await?;
         submit(alice, "streams", txs).await?;
-        let streams = phase(alice, b0, t_streams, "Offers", "StreamRegistered", subset.len()).await?;
+        let streams = phase(
+            alice,
+            b0,
+            t_streams,
+            "Offers",
+            "StreamRegistered",
+            subset.len(),
+        )
+        .await?;
         if round == 1 {
-            rows.push(row(n, "onboard_stream_first_round", streams.seen as f64, "streams"));
-            rows.push(row(n, "onboard_stream_refused", streams.failed as f64, "streams"));
+            rows.push(row(
+                n,
+                "onboard_stream_first_round",
+                streams.seen as f64,
+                "streams",
+            ));
+            let mut refused = row(
+                n,
+                "onboard_stream_refused",
+                streams.failed as f64,
+                "streams",
+            );
+            if let Some(fields) = streams.read.iter().find_map(|b| b.first_failure.as_ref()) {
+                refused.unit = devchain::describe_failure(alice, fields).await;
+            }
+            rows.push(refused);
         }
         for fields in streams.read.iter().flat_map(|b| &b.matched) {
-            let (_stream, _offer, seller) =
-                <(H256, OfferId, AccountId)>::decode(&mut &fields[..])
-                    .context("StreamRegistered fields")?;
+            let (_stream, _offer, seller) = <(H256, OfferId, AccountId)>::decode(&mut &fields[..])
+                .context("StreamRegistered fields")?;
             registered.insert(seller);
         }
         if let Some(b) = streams.read.iter().rev().find(|b| !b.matched.is_empty()) {
@@ -539,11 +642,26 @@ async fn onboard(
         }
     }
     rows.push(row(n, "onboard_stream_rounds", f64::from(round), "rounds"));
-    rows.push(row(n, "onboard_stream_landed", registered.len() as f64, "streams"));
+    rows.push(row(
+        n,
+        "onboard_stream_landed",
+        registered.len() as f64,
+        "streams",
+    ));
     if let Some(last) = last_block {
-        rows.push(row(n, "onboard_stream_blocks", f64::from(last.saturating_sub(b_streams)), "blocks"));
+        rows.push(row(
+            n,
+            "onboard_stream_blocks",
+            f64::from(last.saturating_sub(b_streams)),
+            "blocks",
+        ));
     }
-    rows.push(row(n, "onboard_stream_seconds", t_streams.elapsed().as_secs_f64(), "s"));
+    rows.push(row(
+        n,
+        "onboard_stream_seconds",
+        t_streams.elapsed().as_secs_f64(),
+        "s",
+    ));
     if let Some(last) = last_block {
         rows.push(row(
             n,
@@ -564,7 +682,12 @@ async fn onboard(
         t_attest.elapsed().as_secs_f64(),
         "s",
     ));
-    rows.push(row(n, "onboard_total_seconds", started.elapsed().as_secs_f64(), "s"));
+    rows.push(row(
+        n,
+        "onboard_total_seconds",
+        started.elapsed().as_secs_f64(),
+        "s",
+    ));
     bar.inc(1);
     if !missing.is_empty() {
         bail!("{} of {n} streams were never registered", missing.len());
@@ -573,7 +696,12 @@ async fn onboard(
 }
 
 fn record(rows: &mut Vec<Row>, n: usize, what: &str, p: &Phase) {
-    rows.push(row(n, &format!("{what}_landed"), p.seen as f64, "transactions"));
+    rows.push(row(
+        n,
+        &format!("{what}_landed"),
+        p.seen as f64,
+        "transactions",
+    ));
     if let Some(b) = p.blocks {
         rows.push(row(n, &format!("{what}_blocks"), f64::from(b), "blocks"));
     }
@@ -590,7 +718,10 @@ fn value(run: &Run, size: u32, name: &str) -> Option<f64> {
         .rows
         .iter()
         .find(|r| {
-            r.experiment == "scale" && r.sellers == Some(size) && r.metric == name && r.rep.is_none()
+            r.experiment == "scale"
+                && r.sellers == Some(size)
+                && r.metric == name
+                && r.rep.is_none()
         })
         .map(|r| r.value)
         .filter(|v| v.is_finite())
@@ -683,8 +814,30 @@ pub fn section(out: &mut String, run: &Run, report: &Path) -> anyhow::Result<()>
             fmt(v("claims_seconds"), 1),
         );
     }
-    // Purchases per block of the largest size.
+    // Purchases per block of the largest size, and what the runtime's weights allow.
     if let Some(&n) = sizes.last() {
+        let v = |k: &str| value(run, n, k);
+        let _ = writeln!(
+            out,
+            "\nA purchase weighs {} ms of execution and {} KB of proof (`payment_queryInfo` plus \
+             the base extrinsic weight); a block holds {} ms and {} KB of normal transactions \
+             (`System::BlockWeights`), so at most {} purchases fit a block by execution time \
+             and {} by proof size: **{} purchases per block** at the runtime's block weight; \
+             measured at most {} in one block.",
+            fmt(v("purchase_ref_time_ms"), 3),
+            fmt(v("purchase_proof_kb"), 1),
+            fmt(v("block_ref_time_ms"), 0),
+            fmt(v("block_proof_kb"), 0),
+            fmt(v("purchase_fit_by_time"), 0),
+            fmt(v("purchase_fit_by_proof"), 0),
+            fmt(
+                v("purchase_fit_by_time")
+                    .zip(v("purchase_fit_by_proof"))
+                    .map(|(a, b)| a.min(b)),
+                0
+            ),
+            fmt(v("purchase_max_per_block"), 0),
+        );
         let per_block: Vec<String> = run
             .table
             .rows
@@ -719,9 +872,11 @@ pub fn section(out: &mut String, run: &Run, report: &Path) -> anyhow::Result<()>
              | DIDs (one `create_did` per seller, all at once) | {} | {} | {} |\n\
              | issuer's attestations (one `force_batch` of {n}) | {} | {} | {} |\n\
              | offers (one per seller, all at once) | {} | {} | {} |\n\
-             | streams (each after its offer's id is known) | {} | {} | {} |\n\
+             | streams (each after its offer's id is known; refused ones sent again) | {} | {} | {} |\n\
              | **offer + stream after the attestation** | | **{}** | **{}** |\n\
              | DID to last stream | | {} | {} |\n\n\
+             In the first round {} streams landed and {} were refused ({}); all were on chain \
+             after {} round(s).\n\n\
              Target: {n} sellers onboard within 2 blocks: {}. An offer's id comes from its \
              `OfferCreated` event and the stream names it, so a seller's offer and stream take \
              two blocks at least, and the DID must exist before the issuer can attest.\n",
@@ -741,6 +896,15 @@ pub fn section(out: &mut String, run: &Run, report: &Path) -> anyhow::Result<()>
             fmt(v("onboard_after_attest_seconds"), 1),
             fmt(v("onboard_total_blocks"), 0),
             fmt(v("onboard_total_seconds"), 1),
+            fmt(v("onboard_stream_first_round"), 0),
+            fmt(v("onboard_stream_refused"), 0),
+            run.table
+                .rows
+                .iter()
+                .find(|r| r.sellers == Some(n) && r.metric == "onboard_stream_refused")
+                .map(|r| format!("`{}`", r.unit))
+                .unwrap_or_default(),
+            fmt(v("onboard_stream_rounds"), 0),
             verdict(v("onboard_after_attest_blocks").map(|b| b <= TARGET_ONBOARD_BLOCKS)),
         );
     }
@@ -767,7 +931,10 @@ pub fn section(out: &mut String, run: &Run, report: &Path) -> anyhow::Result<()>
             line("claim round", "claims_blocks"),
             Series {
                 name: "target ≤ 5 blocks (keys, claims at 1,000)".into(),
-                points: sizes.iter().map(|&n| (f64::from(n), TARGET_BLOCKS)).collect(),
+                points: sizes
+                    .iter()
+                    .map(|&n| (f64::from(n), TARGET_BLOCKS))
+                    .collect(),
             },
         ],
         false,

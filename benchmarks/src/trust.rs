@@ -33,8 +33,7 @@ use fastdata_operator::{follower::claim_calls, receipts::Claim};
 use fastdata_primitives::{
     api_market::{Licence, OfferTerms},
     receipt::Receipt,
-    AccountId, Balance, BlockNumber, OfferId, PaymentMode, PurchaseId, Score, StreamId,
-    SCORE_ONE,
+    AccountId, Balance, BlockNumber, OfferId, PaymentMode, PurchaseId, Score, StreamId, SCORE_ONE,
 };
 use fastdata_sdk::{chain::Wait, keystore::Keystore, Account, FastData};
 use indicatif::ProgressBar;
@@ -123,11 +122,15 @@ async fn list(
     price: Balance,
     operator: &AccountId,
 ) -> anyhow::Result<(OfferId, StreamId)> {
-    let offer = seller
-        .chain
-        .create_offer(topic, PaymentMode::Stream { period: PERIOD }, price, terms())
-        .await
-        .with_context(|| format!("offer {topic}"))?;
+    let offer = devchain::again!(
+        format!("offer {topic}"),
+        seller.chain.create_offer(
+            topic,
+            PaymentMode::Stream { period: PERIOD },
+            price,
+            terms()
+        )
+    )?;
     let stream = seller
         .chain
         .register_stream(
@@ -150,7 +153,7 @@ async fn list(
 /// Runs the benchmark, appending rows to `rows`.
 pub async fn run(cfg: &TrustBench, bar: &ProgressBar, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     let alice = FastData::connect(&cfg.url, Account::from_suri("//Alice")?).await?;
-    let first_block = alice.finalized_number().await?;
+    let first_block = devchain::head(&alice).await?;
     std::fs::create_dir_all(&cfg.work)?;
     let keystore = |name: &str| Keystore::open(cfg.work.join(format!("{name}.json")));
 
@@ -167,7 +170,10 @@ pub async fn run(cfg: &TrustBench, bar: &ProgressBar, rows: &mut Vec<Row>) -> an
         });
     }
     let mut honest_buyers = Vec::new();
-    for (i, account) in devchain::accounts(cfg.honest_buyers)?.into_iter().enumerate() {
+    for (i, account) in devchain::accounts(cfg.honest_buyers)?
+        .into_iter()
+        .enumerate()
+    {
         honest_buyers.push(Party {
             chain: alice.as_account(account),
             keystore: keystore(&format!("buyer-{i}"))?,
@@ -177,7 +183,12 @@ pub async fn run(cfg: &TrustBench, bar: &ProgressBar, rows: &mut Vec<Row>) -> an
     let mut funded: Vec<AccountId> = sellers.iter().map(Party::id).collect();
     funded.extend(honest_buyers.iter().map(Party::id));
     funded.push(op_id.clone());
-    devchain::fund(&alice, &funded, 1_000 * UNIT + sybil_money * cfg.sybils as u128).await?;
+    devchain::fund(
+        &alice,
+        &funded,
+        1_000 * UNIT + sybil_money * cfg.sybils as u128,
+    )
+    .await?;
     devchain::register_operator(&operator).await?;
     let _heartbeats = devchain::keep_alive(operator.clone());
 
@@ -199,16 +210,13 @@ pub async fn run(cfg: &TrustBench, bar: &ProgressBar, rows: &mut Vec<Row>) -> an
         .chain(honest_buyers.iter_mut())
         .chain(sybils.iter_mut().flatten())
         .map(|p| async move {
-            p.chain
-                .create_did(&mut p.keystore, Vec::new())
-                .await
-                .with_context(|| format!("DID of {}", p.id()))
+            devchain::again!("DID", p.chain.create_did(&mut p.keystore, Vec::new()))
         });
     futures_util::future::try_join_all(dids).await?;
     // Sellers, the pair and the honest buyers are verified; sybils are not.
     let mut verified: Vec<AccountId> = sellers.iter().map(Party::id).collect();
     verified.extend(honest_buyers.iter().map(Party::id));
-    let expires = alice.finalized_number().await? + 1_000_000;
+    let expires = devchain::head(&alice).await? + 1_000_000;
     crate::chainops::attest_all(&alice, &verified, expires).await?;
     bar.inc(1);
 
@@ -249,18 +257,15 @@ pub async fn run(cfg: &TrustBench, bar: &ProgressBar, rows: &mut Vec<Row>) -> an
         },
     ];
     let prices = [cfg.price, 0, cfg.price, 0];
-    let listings = scenarios
-        .iter_mut()
-        .zip(prices)
-        .map(|(s, price)| {
-            let op_id = op_id.clone();
-            async move {
-                let topic = format!("bench/trust/{}", s.name);
-                let (offer, stream) = list(&mut s.seller, &topic, price, &op_id).await?;
-                s.listing = Some((offer, stream, price));
-                Ok::<_, anyhow::Error>(())
-            }
-        });
+    let listings = scenarios.iter_mut().zip(prices).map(|(s, price)| {
+        let op_id = op_id.clone();
+        async move {
+            let topic = format!("bench/trust/{}", s.name);
+            let (offer, stream) = list(&mut s.seller, &topic, price, &op_id).await?;
+            s.listing = Some((offer, stream, price));
+            Ok::<_, anyhow::Error>(())
+        }
+    });
     futures_util::future::try_join_all(listings).await?;
     // The pair's partner lists too, at price 0, and the seller buys back from it.
     let back = {
@@ -272,7 +277,10 @@ pub async fn run(cfg: &TrustBench, bar: &ProgressBar, rows: &mut Vec<Row>) -> an
 
     let mut before = HashMap::new();
     for s in &scenarios {
-        before.insert(s.name, alice.trust_score(&s.seller.id()).await?);
+        before.insert(
+            s.name,
+            devchain::again!("score", alice.trust_score(&s.seller.id()))?,
+        );
     }
 
     // Purchases, all at once.
@@ -285,10 +293,10 @@ pub async fn run(cfg: &TrustBench, bar: &ProgressBar, rows: &mut Vec<Row>) -> an
         for (bi, b) in s.buyers.iter().enumerate() {
             let chain = b.chain.clone();
             buys.push(async move {
-                let id = chain
-                    .buy(offer, 1, price)
-                    .await
-                    .with_context(|| format!("purchase of offer {offer}"))?;
+                let id = devchain::again!(
+                    format!("purchase of offer {offer}"),
+                    chain.buy(offer, 1, price)
+                )?;
                 Ok::<_, anyhow::Error>((si, Some(bi), id))
             });
         }
@@ -296,7 +304,7 @@ pub async fn run(cfg: &TrustBench, bar: &ProgressBar, rows: &mut Vec<Row>) -> an
     let back_buy = {
         let chain = scenarios[3].seller.chain.clone();
         async move {
-            let id = chain.buy(back, 1, 0).await.context("buy-back")?;
+            let id = devchain::again!("buy-back", chain.buy(back, 1, 0))?;
             Ok::<_, anyhow::Error>((3, None, id))
         }
     };
@@ -317,11 +325,14 @@ pub async fn run(cfg: &TrustBench, bar: &ProgressBar, rows: &mut Vec<Row>) -> an
     bar.set_message("keys");
     let mut deliveries = Vec::new();
     for s in &scenarios {
-        deliveries.push(s.seller.chain.deliver_due_keys(&s.seller.keystore));
+        deliveries.push(&s.seller);
     }
     if let Some(partner) = scenarios[3].buyers.first() {
-        deliveries.push(partner.chain.deliver_due_keys(&partner.keystore));
+        deliveries.push(partner);
     }
+    let deliveries = deliveries.into_iter().map(|p| async move {
+        devchain::again!("key delivery", p.chain.deliver_due_keys(&p.keystore))
+    });
     for (i, delivered) in futures_util::future::join_all(deliveries)
         .await
         .into_iter()
@@ -329,7 +340,11 @@ pub async fn run(cfg: &TrustBench, bar: &ProgressBar, rows: &mut Vec<Row>) -> an
     {
         let delivered = delivered.with_context(|| format!("key delivery pass {i}"))?;
         if let Some(failed) = delivered.iter().find(|d| d.result.is_err()) {
-            bail!("key delivery to purchase {} failed: {:?}", failed.purchase, failed.result);
+            bail!(
+                "key delivery to purchase {} failed: {:?}",
+                failed.purchase,
+                failed.result
+            );
         }
     }
     let mut opened = 0usize;
@@ -337,11 +352,11 @@ pub async fn run(cfg: &TrustBench, bar: &ProgressBar, rows: &mut Vec<Row>) -> an
         let Some(b) = bi.and_then(|bi| scenarios[0].buyers.get(bi)) else {
             continue;
         };
-        let view = b.chain.wait_for_keys(id, Duration::from_secs(60)).await?;
-        b.chain
-            .open_keys(&b.keystore, &view, 0)
-            .await
-            .with_context(|| format!("keys of purchase {id}"))?;
+        let view = devchain::again!("keys", b.chain.wait_for_keys(id, Duration::from_secs(60)))?;
+        devchain::again!(
+            format!("keys of purchase {id}"),
+            b.chain.open_keys(&b.keystore, &view, 0)
+        )?;
         opened += 1;
     }
     rows.push(metric("honest.keys_opened", opened as f64, "purchases"));
@@ -385,9 +400,13 @@ pub async fn run(cfg: &TrustBench, bar: &ProgressBar, rows: &mut Vec<Row>) -> an
         .iter()
         .flat_map(|s| s.purchases.iter().map(|(_, id)| *id))
         .collect();
-    let settled = all
-        .iter()
-        .map(|id| fastdata_e2e::settled(&alice, *id, Duration::from_secs(600)));
+    let reader = &alice;
+    let settled = all.iter().map(|id| async move {
+        devchain::again!(
+            "settlement",
+            fastdata_e2e::settled(reader, *id, Duration::from_secs(600))
+        )
+    });
     futures_util::future::try_join_all(settled).await?;
     bar.inc(1);
 
@@ -399,7 +418,7 @@ pub async fn run(cfg: &TrustBench, bar: &ProgressBar, rows: &mut Vec<Row>) -> an
     bar.inc(1);
 
     // Outcomes.
-    let last_block = alice.finalized_number().await?;
+    let last_block = devchain::head(&alice).await?;
     bar.set_message("fees");
     let fees = fees_by_account(&alice, first_block, last_block).await?;
     for (s, steps) in scenarios.iter().zip(steps) {
@@ -407,9 +426,7 @@ pub async fn run(cfg: &TrustBench, bar: &ProgressBar, rows: &mut Vec<Row>) -> an
         let mut value = 0u128;
         let mut refused = Vec::new();
         for (_, id) in &s.purchases {
-            let view = alice
-                .purchase(*id)
-                .await?
+            let view = devchain::again!("purchase", alice.purchase(*id))?
                 .with_context(|| format!("purchase {id} vanished"))?;
             // Paid to this scenario's seller (in the pair, the buy-back pays the partner).
             if view.seller == s.seller.id() {
@@ -420,16 +437,21 @@ pub async fn run(cfg: &TrustBench, bar: &ProgressBar, rows: &mut Vec<Row>) -> an
         let accounts: Vec<AccountId> = std::iter::once(s.seller.id())
             .chain(s.buyers.iter().map(Party::id))
             .collect();
-        let spent: Balance = accounts
-            .iter()
-            .filter_map(|a| fees.get(a))
-            .sum();
+        let spent: Balance = accounts.iter().filter_map(|a| fees.get(a)).sum();
         let start = before.get(s.name).copied().unwrap_or_default();
-        let end = alice.trust_score(&s.seller.id()).await?;
+        let end = devchain::again!("score", alice.trust_score(&s.seller.id()))?;
         let gain = score(end) - score(start);
         let n = s.name;
-        rows.push(metric(&format!("{n}.trades"), s.purchases.len() as f64, "purchases"));
-        rows.push(metric(&format!("{n}.price"), units(s.listing.map_or(0, |l| l.2)), "FAST"));
+        rows.push(metric(
+            &format!("{n}.trades"),
+            s.purchases.len() as f64,
+            "purchases",
+        ));
+        rows.push(metric(
+            &format!("{n}.price"),
+            units(s.listing.map_or(0, |l| l.2)),
+            "FAST",
+        ));
         rows.push(metric(&format!("{n}.paid_to_seller"), units(paid), "FAST"));
         rows.push(metric(&format!("{n}.trade_value"), units(value), "FAST"));
         rows.push(metric(&format!("{n}.fees"), units(spent), "FAST"));
@@ -437,7 +459,11 @@ pub async fn run(cfg: &TrustBench, bar: &ProgressBar, rows: &mut Vec<Row>) -> an
         rows.push(metric(&format!("{n}.score_after"), score(end), "score"));
         rows.push(metric(&format!("{n}.score_gain"), gain, "score"));
         if paid > 0 {
-            rows.push(metric(&format!("{n}.gain_per_unit_paid"), gain / units(paid), "score/FAST"));
+            rows.push(metric(
+                &format!("{n}.gain_per_unit_paid"),
+                gain / units(paid),
+                "score/FAST",
+            ));
         }
         let mut ok = 0;
         for (i, step) in steps.iter().enumerate() {
@@ -450,8 +476,16 @@ pub async fn run(cfg: &TrustBench, bar: &ProgressBar, rows: &mut Vec<Row>) -> an
             row.rep = Some(i as u32);
             rows.push(row);
         }
-        rows.push(metric(&format!("{n}.ratings_attempted"), steps.len() as f64, "ratings"));
-        rows.push(metric(&format!("{n}.ratings_accepted"), f64::from(ok), "ratings"));
+        rows.push(metric(
+            &format!("{n}.ratings_attempted"),
+            steps.len() as f64,
+            "ratings",
+        ));
+        rows.push(metric(
+            &format!("{n}.ratings_accepted"),
+            f64::from(ok),
+            "ratings",
+        ));
         if let Some(e) = refused.first() {
             tracing::info!("{n}: rating refused: {e}");
             rows.push(Row {
@@ -504,11 +538,11 @@ async fn rate_all(s: &Scenario, reader: &FastData) -> anyhow::Result<Vec<Step>> 
             }
         }
         for rater in raters {
-            let result = rater.rate(id, 100, None).await;
+            let result = devchain::again!("rating", rater.rate(id, 100, None));
             steps.push(Step {
                 accepted: result.is_ok(),
-                error: result.err().map(|e| e.to_string()),
-                score: reader.trust_score(&seller_id).await?,
+                error: result.err().map(|e| format!("{e:#}")),
+                score: devchain::again!("score", reader.trust_score(&seller_id))?,
             });
         }
     }
@@ -523,7 +557,8 @@ async fn fees_by_account(
 ) -> anyhow::Result<HashMap<AccountId, Balance>> {
     let mut fees: HashMap<AccountId, Balance> = HashMap::new();
     for n in from..=to {
-        let block = devchain::read_block(chain, n, "TransactionPayment", "TransactionFeePaid").await?;
+        let block =
+            devchain::read_block(chain, n, "TransactionPayment", "TransactionFeePaid").await?;
         for fields in &block.matched {
             let (payer, fee, tip) = <(AccountId, Balance, Balance)>::decode(&mut &fields[..])
                 .context("TransactionFeePaid fields")?;
