@@ -6,3 +6,4 @@ mod fair_pay;
 mod integrity;
 mod marketplace;
 mod takeover;
+mod vernemq;

@@ -78,7 +78,8 @@ pub(crate) async fn setup_on<const N: usize>(
     (dir, net, traders)
 }
 
-/// The seller lists an offer and registers its stream `name`.
+/// The seller lists an offer with its stream `name` in one transaction and waits for the
+/// stream's operators.
 pub(crate) async fn list(
     seller: &mut Trader,
     topic: &str,
@@ -87,28 +88,45 @@ pub(crate) async fn list(
     terms: OfferTerms<u32>,
     name: &str,
 ) -> (OfferId, RegisteredStream) {
-    let offer = seller
+    let listed = seller
         .chain
-        .create_offer(topic, mode, price, terms)
-        .await
-        .unwrap();
-    let registered = seller
-        .chain
-        .register_stream(
+        .list_stream(
             &mut seller.keystore,
-            offer,
+            topic,
+            mode,
+            price,
+            terms,
             name,
             fastdata_sdk::seller::Hosting::DEMO,
         )
         .await
         .unwrap();
+    let operators = seller
+        .chain
+        .wait_for_operators(&listed.stream)
+        .await
+        .unwrap();
+    let (offer, registered) = (
+        listed.offer,
+        RegisteredStream {
+            stream: listed.stream,
+            operators,
+            commitment: listed.commitment,
+        },
+    );
     (offer, registered)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a running fastdata-node; run by scripts/test"]
 async fn stream_purchase_delivered_claimed_settled_and_rated() {
-    let (_dir, net, [seller, buyer]) = setup(3, [("s", true), ("b", true)]).await;
+    stream_trade(BrokerKind::Mosquitto).await;
+}
+
+/// A live stream on three operators with `kind` brokers: bought, delivered, claimed, settled
+/// and rated.
+pub(crate) async fn stream_trade(kind: BrokerKind) {
+    let (_dir, net, [seller, buyer]) = setup_on(kind, 3, [("s", true), ("b", true)]).await;
     let mut seller = seller;
 
     // The seller lists a live stream (30-block periods) replicated on all three operators.
@@ -243,8 +261,14 @@ async fn stream_purchase_delivered_claimed_settled_and_rated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a running fastdata-node; run by scripts/test"]
 async fn batch_purchase_survives_kill9_of_an_operator() {
+    batch_trade_with_kill9(BrokerKind::Mosquitto).await;
+}
+
+/// A verified-buyers-only batch on operators with `kind` brokers, one of which is killed with
+/// `kill -9` mid-download.
+pub(crate) async fn batch_trade_with_kill9(kind: BrokerKind) {
     let (_dir, mut net, [seller, verified, unverified]) =
-        setup(3, [("s", true), ("v", true), ("u", false)]).await;
+        setup_on(kind, 3, [("s", true), ("v", true), ("u", false)]).await;
     let mut seller = seller;
 
     // A verified-buyers-only batch of 30 recorded segments, on two of the three operators.
