@@ -78,8 +78,7 @@ pub(crate) async fn setup_on<const N: usize>(
     (dir, net, traders)
 }
 
-/// The seller lists an offer with its stream `name` in one transaction and waits for the
-/// stream's operators.
+/// The seller lists an offer and registers its stream `name`.
 pub(crate) async fn list(
     seller: &mut Trader,
     topic: &str,
@@ -88,32 +87,21 @@ pub(crate) async fn list(
     terms: OfferTerms<u32>,
     name: &str,
 ) -> (OfferId, RegisteredStream) {
-    let listed = seller
+    let offer = seller
         .chain
-        .list_stream(
+        .create_offer(topic, mode, price, terms)
+        .await
+        .unwrap();
+    let registered = seller
+        .chain
+        .register_stream(
             &mut seller.keystore,
-            topic,
-            mode,
-            price,
-            terms,
+            offer,
             name,
             fastdata_sdk::seller::Hosting::DEMO,
         )
         .await
         .unwrap();
-    let operators = seller
-        .chain
-        .wait_for_operators(&listed.stream)
-        .await
-        .unwrap();
-    let (offer, registered) = (
-        listed.offer,
-        RegisteredStream {
-            stream: listed.stream,
-            operators,
-            commitment: listed.commitment,
-        },
-    );
     (offer, registered)
 }
 
