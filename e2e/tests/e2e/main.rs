@@ -5,5 +5,6 @@ mod cli_trade;
 mod fair_pay;
 mod integrity;
 mod marketplace;
+mod revocation;
 mod takeover;
 mod vernemq;

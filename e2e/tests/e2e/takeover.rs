@@ -36,7 +36,7 @@ const WINDOW: u64 = 32;
 
 /// Live broker credentials of `buyer` for `purchase` (retried until the operator has seen the
 /// purchase in a finalized block).
-async fn live_credentials(
+pub(crate) async fn live_credentials(
     alice: &FastData,
     client: &OperatorClient,
     buyer: &FastData,
@@ -103,13 +103,13 @@ async fn try_connect(
 }
 
 /// What a raw subscriber saw: segments received, and the error that ended its connection.
-struct Subscriber {
+pub(crate) struct Subscriber {
     mqtt: AsyncClient,
     events: mpsc::UnboundedReceiver<Result<Event, String>>,
 }
 
 impl Subscriber {
-    async fn start(endpoint: &OperatorEndpoint, creds: &BrokerCredentials) -> Self {
+    pub(crate) async fn start(endpoint: &OperatorEndpoint, creds: &BrokerCredentials) -> Self {
         let client_id = creds.client_id.clone().expect("a bound client id");
         let (mqtt, mut eventloop) = AsyncClient::new(options(endpoint, creds, &client_id), 256);
         let (tx, events) = mpsc::unbounded_channel();
@@ -148,6 +148,27 @@ impl Subscriber {
             "{suback:?}"
         );
         subscriber
+    }
+
+    /// The sequence number of the next segment received before `deadline` (`Ok(None)` if
+    /// none), or the error that ended the connection.
+    pub(crate) async fn next_segment(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<u64>, String> {
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(Ok(Event::Incoming(Packet::Publish(publish))))) => {
+                    let header = fastdata_primitives::envelope::parse_header(&publish.payload)
+                        .map_err(|e| format!("not an envelope: {e:?}"))?;
+                    return Ok(Some(header.sequence));
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => return Err(e),
+                Ok(None) => return Err("event loop ended".into()),
+                Err(_) => return Ok(None),
+            }
+        }
     }
 
     /// Segments received until `quiet` passes without one, and the connection error, if the
