@@ -67,6 +67,19 @@ impl Hosting {
     }
 }
 
+/// An offer and its stream listed together ([`FastData::list_stream`]).
+#[derive(Clone, Debug)]
+pub struct ListedStream {
+    /// The offer.
+    pub offer: OfferId,
+    /// The stream's id `blake2_256(seller ‖ name ‖ timestamp)`.
+    pub stream: StreamId,
+    /// The commitment of epoch 0.
+    pub commitment: H256,
+    /// The transaction.
+    pub included: Included,
+}
+
 /// A stream just registered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegisteredStream {
@@ -206,6 +219,66 @@ impl FastData {
             )
             .await?;
         included.decode_event("Offers", "OfferCreated")
+    }
+
+    /// Onboards a stream in one transaction (`Utility::batch_all`): lists an offer of
+    /// `topic` and registers its stream `name` with fresh epoch-0 keys (kept in `keystore`,
+    /// saved before the transaction is sent) (`Offers::create_offer_with_stream`), and funds
+    /// its `hosting`. Returns once it is in a block; the operators are drawn a few blocks
+    /// later ([`Self::wait_for_operators`]).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn list_stream(
+        &self,
+        keystore: &mut Keystore,
+        topic: &str,
+        mode: PaymentMode<BlockNumber>,
+        price: Balance,
+        terms: OfferTerms<BlockNumber>,
+        name: &str,
+        hosting: Hosting,
+    ) -> Result<ListedStream, Error> {
+        let timestamp = crate::now_millis();
+        let stream = stream_id(&self.account().account_id(), name.as_bytes(), timestamp);
+        let keys = EpochKeys::generate()?;
+        let commitment = keys.commitment();
+        keystore.set_epoch_keys(&stream, 0, &keys);
+        keystore.save()?;
+        let calls = [
+            BatchCall::new(
+                "Offers",
+                "create_offer_with_stream",
+                (
+                    topic.as_bytes().to_vec(),
+                    mode,
+                    price,
+                    terms,
+                    name.as_bytes().to_vec(),
+                    timestamp,
+                    commitment,
+                ),
+            ),
+            BatchCall::new(
+                "Operators",
+                "fund_hosting",
+                (stream, hosting.quota_mb, hosting.funds),
+            ),
+        ];
+        let included = self.submit_all(&calls, Wait::InBlock).await?;
+        let offer: OfferId = included.decode_event("Offers", "OfferCreated")?;
+        let (registered, _offer, _seller): (StreamId, OfferId, AccountId) =
+            included.decode_event("Offers", "StreamRegistered")?;
+        if registered != stream {
+            return Err(Error::Decode {
+                what: "StreamRegistered",
+                detail: format!("chain registered {registered:?}, expected {stream:?}"),
+            });
+        }
+        Ok(ListedStream {
+            offer,
+            stream,
+            commitment,
+            included,
+        })
     }
 
     /// Sets the hosting quota of the caller's `stream` to `quota_mb` MB and adds `amount` to

@@ -78,7 +78,8 @@ pub(crate) async fn setup_on<const N: usize>(
     (dir, net, traders)
 }
 
-/// The seller lists an offer and registers its stream `name`.
+/// The seller lists an offer with its stream `name` in one transaction and waits for the
+/// stream's operators.
 pub(crate) async fn list(
     seller: &mut Trader,
     topic: &str,
@@ -87,21 +88,32 @@ pub(crate) async fn list(
     terms: OfferTerms<u32>,
     name: &str,
 ) -> (OfferId, RegisteredStream) {
-    let offer = seller
+    let listed = seller
         .chain
-        .create_offer(topic, mode, price, terms)
-        .await
-        .unwrap();
-    let registered = seller
-        .chain
-        .register_stream(
+        .list_stream(
             &mut seller.keystore,
-            offer,
+            topic,
+            mode,
+            price,
+            terms,
             name,
             fastdata_sdk::seller::Hosting::DEMO,
         )
         .await
         .unwrap();
+    let operators = seller
+        .chain
+        .wait_for_operators(&listed.stream)
+        .await
+        .unwrap();
+    let (offer, registered) = (
+        listed.offer,
+        RegisteredStream {
+            stream: listed.stream,
+            operators,
+            commitment: listed.commitment,
+        },
+    );
     (offer, registered)
 }
 

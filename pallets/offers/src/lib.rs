@@ -460,5 +460,30 @@ pub mod pallet {
             ensure_signed(origin)?;
             Self::do_release_stream(stream)
         }
+
+        /// Lists an offer and registers its stream in one call: [`Pallet::create_offer`],
+        /// then [`Pallet::register_stream`] of the new offer, so a seller onboards in one
+        /// transaction. All of it happens or nothing does. Emits [`Event::OfferCreated`] and
+        /// [`Event::StreamRegistered`].
+        #[pallet::call_index(8)]
+        #[pallet::weight(
+            T::WeightInfo::create_offer().saturating_add(T::WeightInfo::register_stream())
+        )]
+        #[allow(clippy::too_many_arguments)]
+        pub fn create_offer_with_stream(
+            origin: OriginFor<T>,
+            topic: TopicOf<T>,
+            mode: PaymentModeOf<T>,
+            price: BalanceOf<T>,
+            terms: OfferTermsOf<T>,
+            name: StreamNameOf<T>,
+            timestamp: u64,
+            commitment: H256,
+        ) -> DispatchResult {
+            let seller = ensure_signed(origin)?;
+            let offer = NextOfferId::<T>::get();
+            Self::do_create_offer(seller.clone(), topic, mode, price, terms)?;
+            Self::do_register_stream(seller, offer, name, timestamp, commitment)
+        }
     }
 }

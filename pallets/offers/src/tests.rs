@@ -1028,3 +1028,50 @@ fn try_state_detects_a_missing_commitment() {
         assert!(Offers::do_try_state().is_err());
     });
 }
+
+#[test]
+fn create_offer_with_stream_lists_and_registers_in_one_call_or_not_at_all() {
+    ExtBuilder::default().build_and_execute(|| {
+        let offer = NextOfferId::<Test>::get();
+        assert_ok!(Offers::create_offer_with_stream(
+            RuntimeOrigin::signed(alice()),
+            topic(TOPIC),
+            stream_mode(),
+            250,
+            terms(2),
+            name("sensor-1"),
+            7,
+            commitment(1)
+        ));
+        let stream = stream_id_of(&alice(), "sensor-1", 7);
+        assert_eq!(
+            crate::pallet::Offers::<Test>::get(offer).and_then(|o| o.stream),
+            Some(stream)
+        );
+        System::assert_last_event(
+            Event::StreamRegistered {
+                stream,
+                offer,
+                seller: alice(),
+                commitment: commitment(1),
+            }
+            .into(),
+        );
+        // An invalid stream name undoes the offer too.
+        let next = NextOfferId::<Test>::get();
+        assert_noop!(
+            Offers::create_offer_with_stream(
+                RuntimeOrigin::signed(alice()),
+                topic(TOPIC),
+                stream_mode(),
+                250,
+                terms(2),
+                name("a/b"),
+                8,
+                commitment(2)
+            ),
+            Error::<Test>::InvalidStreamName
+        );
+        assert_eq!(NextOfferId::<Test>::get(), next);
+    });
+}

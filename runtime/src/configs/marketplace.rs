@@ -133,7 +133,7 @@ impl pallet_operators::Config for Runtime {
     type Trust = Trust;
     type RandomnessClock = cumulus_pallet_parachain_system::RelaychainDataProvider<Runtime>;
     type AssignmentDelay = AssignmentDelay;
-    type MaxPendingAssignments = frame_support::traits::ConstU32<64>;
+    type MaxPendingAssignments = frame_support::traits::ConstU32<256>;
     type SlashOrigin = super::ArbitersTwoThirds;
     type OnSlash = ();
     type MinStake = MinStake;
