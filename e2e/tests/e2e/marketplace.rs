@@ -380,8 +380,14 @@ async fn download_refusal(op: &OperatorClient, buyer: &Trader, purchase: Purchas
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a running fastdata-node; run by scripts/test"]
 async fn forged_and_replayed_refused_missing_keys_refunded_dispute_revokes() {
+    refusals_refunds_and_dispute(BrokerKind::Mosquitto).await;
+}
+
+/// Forged, foreign and replayed tokens and requests refused by live operators with `kind`
+/// brokers, missing keys refunded, a dispute that revokes access and refunds.
+pub(crate) async fn refusals_refunds_and_dispute(kind: BrokerKind) {
     let (_dir, net, [seller, buyer1, buyer2]) =
-        setup(2, [("s", true), ("b1", false), ("b2", false)]).await;
+        setup_on(kind, 2, [("s", true), ("b1", false), ("b2", false)]).await;
     let alice = net.alice.clone();
     let mut seller = seller;
 

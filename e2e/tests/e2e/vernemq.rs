@@ -5,7 +5,7 @@
 
 use fastdata_e2e::BrokerKind;
 
-use crate::marketplace::{batch_trade_with_kill9, stream_trade};
+use crate::marketplace::{batch_trade_with_kill9, refusals_refunds_and_dispute, stream_trade};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a running fastdata-node and the VerneMQ release; run by scripts/test"]
@@ -17,4 +17,10 @@ async fn stream_purchase_on_vernemq_delivered_claimed_settled_and_rated() {
 #[ignore = "needs a running fastdata-node and the VerneMQ release; run by scripts/test"]
 async fn batch_purchase_on_vernemq_survives_kill9_of_an_operator() {
     batch_trade_with_kill9(BrokerKind::Vernemq).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a running fastdata-node and the VerneMQ release; run by scripts/test"]
+async fn forged_and_replayed_refused_on_vernemq_missing_keys_refunded_dispute_revokes() {
+    refusals_refunds_and_dispute(BrokerKind::Vernemq).await;
 }
