@@ -42,9 +42,11 @@ pub mod http;
 pub mod identity;
 pub mod keystore;
 pub mod operator;
+pub mod operator_account;
 pub mod publish;
 pub mod receive;
 pub mod runtime;
+pub mod sales;
 pub mod seller;
 
 pub use account::Account;

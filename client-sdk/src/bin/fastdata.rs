@@ -9,11 +9,20 @@
 //! fastdata --account seller stream deliver-keys            # key-delivery service
 //! fastdata --account buyer buy <offer> --periods 2 --max-price 25FAST
 //! fastdata --account buyer receive <purchase> --out data.jsonl
+//! fastdata --account seller sales --offer 3                 # purchases, ledgers, totals
+//! fastdata --account op1 operator pause                      # or resume, leave, withdraw, …
 //! ```
 //!
 //! Exit codes: 0 success, 1 other error, 2 usage, 3 node unreachable or RPC error,
 //! 4 transaction failed on chain, 5 verification failed (keys or data), 6 not found,
 //! 7 timed out, 8 storage operator error, 9 keystore or account error.
+
+// One file per command group under `fastdata/` (the binary's root is this file, so the
+// paths are explicit).
+#[path = "fastdata/business.rs"]
+mod business;
+#[path = "fastdata/operator.rs"]
+mod operator;
 
 use std::{
     io::{Read, Write},
@@ -122,6 +131,18 @@ enum Command {
         /// Evidence text (only its hash goes on chain).
         evidence: String,
     },
+    /// Your sales as a seller: each purchase of your offers (buyer, state, price paid,
+    /// settled periods, where the money went) and totals per offer.
+    Sales {
+        /// Only this offer.
+        #[arg(long)]
+        offer: Option<u64>,
+    },
+    /// What you earned as seller and as storage operator, and your balance with its holds.
+    Earnings,
+    /// Storage operators: status, register, pause, resume, leave, withdraw, bond-extra.
+    #[command(subcommand)]
+    Operator(operator::OperatorCommand),
 }
 
 #[derive(Subcommand)]
@@ -558,6 +579,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Buy(args) => buy(&ctx, args).await,
         Command::Purchase(cmd) => purchase(&ctx, cmd).await,
         Command::Receive(args) => receive(&ctx, args).await,
+        Command::Sales { offer } => business::sales(&ctx, offer).await,
+        Command::Earnings => business::earnings(&ctx).await,
+        Command::Operator(cmd) => operator::operator(&ctx, cmd).await,
         Command::Rate {
             purchase,
             score,
@@ -1438,6 +1462,44 @@ mod tests {
         assert!(
             Cli::try_parse_from(["fastdata", "publish", "0x00", "--file", "a", "--stdin"]).is_err()
         );
+    }
+
+    #[test]
+    fn seller_and_operator_commands_parse() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["fastdata"], args].concat());
+        assert!(matches!(
+            parse(&["sales", "--offer", "7"]).map(|c| c.command),
+            Ok(Command::Sales { offer: Some(7) })
+        ));
+        assert!(matches!(
+            parse(&["sales"]).map(|c| c.command),
+            Ok(Command::Sales { offer: None })
+        ));
+        assert!(parse(&["sales", "--offer", "x"]).is_err());
+        assert!(matches!(
+            parse(&["--json", "earnings"]).map(|c| c.command),
+            Ok(Command::Earnings)
+        ));
+        for (args, ok) in [
+            (&["operator", "pause"][..], true),
+            (&["operator", "resume"], true),
+            (&["operator", "leave"], true),
+            (&["operator", "withdraw"], true),
+            (&["operator", "status"], true),
+            (&["operator", "status", "5Grw"], true),
+            (&["operator", "bond-extra", "5FAST"], true),
+            (&["operator", "bond-extra"], false),
+            (&["operator", "fly"], false),
+            (&["operator", "register", "--stake", "100FAST"], false),
+        ] {
+            assert_eq!(parse(args).is_ok(), ok, "{args:?}");
+        }
+        match parse(&["operator", "bond-extra", "2.5FAST"]).map(|c| c.command) {
+            Ok(Command::Operator(operator::OperatorCommand::BondExtra { amount })) => {
+                assert_eq!(parse_balance(&amount).ok(), Some(2 * FAST + FAST / 2));
+            }
+            _ => panic!("bond-extra did not parse"),
+        }
     }
 
     #[test]

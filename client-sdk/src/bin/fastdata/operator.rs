@@ -1,0 +1,220 @@
+//! `fastdata operator …`: a storage operator's record and its life-cycle calls. Every call
+//! waits for finality and prints the record as it is afterwards.
+
+use clap::Subcommand;
+use fastdata_primitives::api_market::OperatorStatus;
+use fastdata_sdk::{account::parse_account, operator_account::OperatorStatusReport, Error};
+use serde_json::{json, Value};
+use sp_core::crypto::Ss58Codec;
+
+use super::{fmt_balance, parse_balance, print, score, Ctx};
+
+#[derive(Subcommand)]
+pub(crate) enum OperatorCommand {
+    /// Show an operator's record: stake, status, endpoints, price, last heartbeat, streams
+    /// hosted and pending reassignment (default: the acting account).
+    Status {
+        /// Account (SS58 or did:fast:…).
+        who: Option<String>,
+    },
+    /// Register the acting account as a storage operator (the daemon does this itself from
+    /// `[chain.register]`).
+    Register {
+        /// Stake to hold (planck, or with suffix FAST); at least the runtime's minimum.
+        #[arg(long)]
+        stake: String,
+        /// MQTT broker endpoint (mqtt:// or mqtts://).
+        #[arg(long)]
+        broker_url: String,
+        /// HTTP endpoint (http:// or https://).
+        #[arg(long)]
+        http_url: String,
+        /// Price per MB served (planck, or with suffix FAST).
+        #[arg(long, default_value = "0")]
+        price_per_mb: String,
+    },
+    /// Pause: take no new streams; replacements for your streams are drawn a few blocks
+    /// later unless you resume first.
+    Pause,
+    /// Resume after a pause or a suspension (the stake must meet the minimum).
+    Resume,
+    /// Leave: your streams are reassigned; the stake stays held until unbonding ends.
+    Leave,
+    /// Withdraw the stake after `leave` and the unbonding period (removes the record).
+    Withdraw,
+    /// Add to the held stake (e.g. after a slash, before resuming).
+    BondExtra {
+        /// Amount (planck, or with suffix FAST).
+        amount: String,
+    },
+}
+
+/// The status as text and, for `Leaving`, the block from which the stake can be withdrawn.
+pub(crate) fn status_name(status: &OperatorStatus<u32>) -> (&'static str, Option<u32>) {
+    match status {
+        OperatorStatus::Active => ("Active", None),
+        OperatorStatus::Paused => ("Paused", None),
+        OperatorStatus::Suspended => ("Suspended", None),
+        OperatorStatus::Leaving { unbonding_until } => ("Leaving", Some(*unbonding_until)),
+    }
+}
+
+pub(crate) fn status_json(r: &OperatorStatusReport) -> Value {
+    let op = &r.operator;
+    let (status, unbonding_until) = status_name(&op.status);
+    json!({
+        "account": op.account.to_ss58check(),
+        "registered": true,
+        "stake": op.stake.to_string(),
+        "status": status,
+        "unbonding_until": unbonding_until,
+        "broker_url": String::from_utf8_lossy(&op.broker_url),
+        "http_url": String::from_utf8_lossy(&op.http_url),
+        "price_per_mb": op.price_per_mb.to_string(),
+        "last_heartbeat": op.last_heartbeat,
+        "streams": op.streams,
+        "stream_ids": r.streams.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>(),
+        "pending_reassignment": r.pending_reassignment,
+        "trust_score": score(op.trust_score),
+    })
+}
+
+pub(crate) fn status_text(r: &OperatorStatusReport) -> String {
+    let op = &r.operator;
+    let (status, unbonding_until) = status_name(&op.status);
+    let mut out = vec![
+        format!("operator {}", op.account.to_ss58check()),
+        format!(
+            "  status {status}{}",
+            unbonding_until
+                .map(|b| format!(" (stake withdrawable from block {b})"))
+                .unwrap_or_default()
+        ),
+        format!("  stake {}", fmt_balance(op.stake)),
+        format!("  broker {}", String::from_utf8_lossy(&op.broker_url)),
+        format!("  http {}", String::from_utf8_lossy(&op.http_url)),
+        format!("  price {} per MB", fmt_balance(op.price_per_mb)),
+        format!("  last heartbeat at block {}", op.last_heartbeat),
+        format!("  trust score {:.3}", score(op.trust_score)),
+        format!("  {} streams hosted", op.streams),
+    ];
+    out.extend(r.streams.iter().map(|s| format!("    {s:?}")));
+    out.push(match r.pending_reassignment {
+        Some(at) => format!("  its streams are reassigned from relay block {at}"),
+        None => "  no pending reassignment".into(),
+    });
+    out.join("\n")
+}
+
+pub(crate) async fn operator(ctx: &Ctx, cmd: OperatorCommand) -> anyhow::Result<()> {
+    let chain = match &cmd {
+        OperatorCommand::Status { .. } => ctx.reader().await?,
+        _ => ctx.chain().await?,
+    };
+    let (action, result) = match cmd {
+        OperatorCommand::Status { who } => {
+            let who = match who {
+                Some(w) => parse_account(&w)?,
+                None => ctx.acting()?.account_id(),
+            };
+            let report = chain.operator_status(&who).await?.ok_or_else(|| {
+                Error::NotFound(format!(
+                    "{} is not a registered storage operator",
+                    who.to_ss58check()
+                ))
+            })?;
+            print(ctx, &status_json(&report), || status_text(&report));
+            return Ok(());
+        }
+        OperatorCommand::Register {
+            stake,
+            broker_url,
+            http_url,
+            price_per_mb,
+        } => {
+            let stake = parse_balance(&stake)?;
+            let price = parse_balance(&price_per_mb)?;
+            (
+                "registered",
+                chain
+                    .register_operator(stake, &broker_url, &http_url, price)
+                    .await,
+            )
+        }
+        OperatorCommand::Pause => ("paused", chain.pause_operator().await),
+        OperatorCommand::Resume => ("resumed", chain.resume_operator().await),
+        OperatorCommand::Leave => ("leaving", chain.leave_operators().await),
+        OperatorCommand::Withdraw => ("withdrawn", chain.withdraw_stake().await),
+        OperatorCommand::BondExtra { amount } => {
+            let amount = parse_balance(&amount)?;
+            ("bonded", chain.bond_extra(amount).await)
+        }
+    };
+    let included = result.map_err(|e| {
+        anyhow::Error::from(e).context(format!(
+            "operator {action} refused; see `fastdata operator status`"
+        ))
+    })?;
+    let me = chain.account().account_id();
+    let report = chain.operator_status(&me).await?;
+    let value = json!({
+        "operator": me.to_ss58check(),
+        "action": action,
+        "block": included.block_number,
+        "record": report.as_ref().map(status_json),
+    });
+    print(ctx, &value, || {
+        format!(
+            "{action} at block {}\n{}",
+            included.block_number,
+            report
+                .as_ref()
+                .map(status_text)
+                .unwrap_or_else(|| "no operator record any more; the stake is released".into())
+        )
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fastdata_primitives::AccountId;
+    use fastdata_sdk::operator::Operator;
+
+    #[test]
+    fn status_shows_the_record() {
+        let report = OperatorStatusReport {
+            operator: Operator {
+                account: AccountId::new([5; 32]),
+                stake: 100_000_000_000_000,
+                broker_url: b"mqtt://127.0.0.1:1884".to_vec(),
+                http_url: b"http://127.0.0.1:8081".to_vec(),
+                price_per_mb: 1_000,
+                status: OperatorStatus::Leaving {
+                    unbonding_until: 700,
+                },
+                last_heartbeat: 42,
+                streams: 1,
+                trust_score: 0,
+            },
+            streams: vec![sp_core::H256::repeat_byte(1)],
+            pending_reassignment: Some(90),
+        };
+        let v = status_json(&report);
+        assert_eq!(v["stake"], "100000000000000");
+        assert_eq!(v["status"], "Leaving");
+        assert_eq!(v["unbonding_until"], 700);
+        assert_eq!(v["broker_url"], "mqtt://127.0.0.1:1884");
+        assert_eq!(v["price_per_mb"], "1000");
+        assert_eq!(v["last_heartbeat"], 42);
+        assert_eq!(v["streams"], 1);
+        assert_eq!(v["stream_ids"].as_array().map(Vec::len), Some(1));
+        assert_eq!(v["pending_reassignment"], 90);
+        let text = status_text(&report);
+        assert!(text.contains("withdrawable from block 700"), "{text}");
+        assert!(text.contains("reassigned from relay block 90"), "{text}");
+        assert!(text.contains("100 FAST"), "{text}");
+        assert_eq!(status_name(&OperatorStatus::Paused), ("Paused", None));
+    }
+}
