@@ -111,7 +111,7 @@ pub(crate) async fn operator(ctx: &Ctx, cmd: OperatorCommand) -> anyhow::Result<
         OperatorCommand::Status { .. } => ctx.reader().await?,
         _ => ctx.chain().await?,
     };
-    let (action, result) = match cmd {
+    let (name, action, result) = match cmd {
         OperatorCommand::Status { who } => {
             let who = match who {
                 Some(w) => parse_account(&w)?,
@@ -135,24 +135,25 @@ pub(crate) async fn operator(ctx: &Ctx, cmd: OperatorCommand) -> anyhow::Result<
             let stake = parse_balance(&stake)?;
             let price = parse_balance(&price_per_mb)?;
             (
+                "register",
                 "registered",
                 chain
                     .register_operator(stake, &broker_url, &http_url, price)
                     .await,
             )
         }
-        OperatorCommand::Pause => ("paused", chain.pause_operator().await),
-        OperatorCommand::Resume => ("resumed", chain.resume_operator().await),
-        OperatorCommand::Leave => ("leaving", chain.leave_operators().await),
-        OperatorCommand::Withdraw => ("withdrawn", chain.withdraw_stake().await),
+        OperatorCommand::Pause => ("pause", "paused", chain.pause_operator().await),
+        OperatorCommand::Resume => ("resume", "resumed", chain.resume_operator().await),
+        OperatorCommand::Leave => ("leave", "leaving", chain.leave_operators().await),
+        OperatorCommand::Withdraw => ("withdraw", "withdrawn", chain.withdraw_stake().await),
         OperatorCommand::BondExtra { amount } => {
             let amount = parse_balance(&amount)?;
-            ("bonded", chain.bond_extra(amount).await)
+            ("bond-extra", "bonded", chain.bond_extra(amount).await)
         }
     };
     let included = result.map_err(|e| {
         anyhow::Error::from(e).context(format!(
-            "operator {action} refused; see `fastdata operator status`"
+            "operator {name} failed; see `fastdata operator status`"
         ))
     })?;
     let me = chain.account().account_id();
