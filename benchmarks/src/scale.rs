@@ -1169,3 +1169,50 @@ pub async fn command(args: ScaleArgs) -> anyhow::Result<()> {
     ]));
     devchain::conclude(&dir, &work, &rows, meta, result, &args.report, &args.out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{self, Meta};
+
+    #[test]
+    fn section_from_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("scale-x");
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let mut rows = Vec::new();
+        for n in [10, 1_000] {
+            rows.push(row(n, "purchase_blocks", 1.0, "blocks"));
+            rows.push(row(n, "keys_blocks", 2.0, "blocks"));
+            rows.push(row(n, "claims_blocks", 7.0, "blocks"));
+        }
+        rows.push(row(100, "onboard1_after_attest_blocks", 1.0, "blocks"));
+        results::write_rows(&run_dir, &rows).unwrap();
+        let meta = Meta {
+            key: "mode".into(),
+            value: "scale".into(),
+        };
+        results::write_meta(&run_dir, &[meta]).unwrap();
+        let output = dir.path().join("REPORT.md");
+        crate::report::generate(std::slice::from_ref(&run_dir), &output).unwrap();
+        let text = std::fs::read_to_string(&output).unwrap();
+        assert!(text.contains("keys met, claims **missed**"), "{text}");
+        assert!(
+            text.contains("Onboarding 100 sellers at once, offer and stream"),
+            "{text}"
+        );
+        assert!(run_dir.join("plots/scale_blocks.svg").exists());
+    }
+
+    #[test]
+    fn cli_checks_its_inputs() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: ScaleArgs,
+        }
+        assert!(Cli::try_parse_from(["x", "--sizes", "10,100"]).is_ok());
+        assert!(Cli::try_parse_from(["x", "--port", "port"]).is_err());
+    }
+}

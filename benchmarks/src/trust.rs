@@ -801,3 +801,44 @@ pub async fn command(args: TrustArgs) -> anyhow::Result<()> {
     ]));
     devchain::conclude(&dir, &work, &rows, meta, result, &args.report, &args.out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{self, Meta};
+
+    #[test]
+    fn section_from_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = dir.path().join("trust-x");
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let mut rows = vec![
+            metric("honest.paid_to_seller", 98.0, "FAST"),
+            metric("honest.score_before", 0.5, "score"),
+            metric("honest.score_gain", 0.4, "score"),
+            metric("honest.gain_per_unit_paid", 0.004, "score/FAST"),
+            metric("sybil_free.score_gain", 0.0, "score"),
+            metric("pair_free.score_gain", 0.0, "score"),
+            Row {
+                unit: "Trust::NothingPaid".into(),
+                ..metric("sybil_free.refusal", 40.0, "")
+            },
+        ];
+        let mut step = metric("honest.step_score", 0.65, "score");
+        step.rep = Some(0);
+        rows.push(step);
+        results::write_rows(&run_dir, &rows).unwrap();
+        let meta = Meta {
+            key: "mode".into(),
+            value: "trust".into(),
+        };
+        results::write_meta(&run_dir, &[meta]).unwrap();
+        let output = dir.path().join("REPORT.md");
+        crate::report::generate(std::slice::from_ref(&run_dir), &output).unwrap();
+        let text = std::fs::read_to_string(&output).unwrap();
+        assert!(text.contains("| honest |"), "{text}");
+        assert!(text.contains("`Trust::NothingPaid` ×40"), "{text}");
+        assert!(text.contains("0.00400"), "{text}");
+        assert!(run_dir.join("plots/trust_score_vs_ratings.svg").exists());
+    }
+}
