@@ -403,6 +403,103 @@ async fn cli_seller_sees_its_sales_and_an_operator_manages_its_record() {
         checked,
         "the purchases never held still for one `sales` call"
     );
+    // A live offer of 10-block periods bought for one period and never received: it
+    // settles, the unreceipted price refunded; `sales` shows the settled period and the
+    // ledger as the chain does, and `earnings` the seller's share of all three purchases.
+    let live = ok(
+        &ks,
+        &[
+            "--account",
+            "seller",
+            "offer",
+            "create",
+            "--topic",
+            "plant7/cli/live",
+            "--period",
+            "10",
+            "--price",
+            "1FAST",
+        ],
+    );
+    let live = live["offer"].as_u64().unwrap();
+    ok(
+        &ks,
+        &[
+            "--account",
+            "seller",
+            "stream",
+            "register",
+            &live.to_string(),
+            "live-1",
+        ],
+    );
+    let bought = ok(
+        &ks,
+        &[
+            "--account",
+            "buyer",
+            "buy",
+            &live.to_string(),
+            "--periods",
+            "1",
+            "--wait-keys",
+            "0",
+        ],
+    );
+    let live_purchase = bought["purchase"].as_u64().unwrap();
+    ok(
+        &ks,
+        &["--account", "seller", "stream", "deliver-keys", "--once"],
+    );
+    let done = fastdata_e2e::settled(&chain, live_purchase, std::time::Duration::from_secs(240))
+        .await
+        .unwrap();
+    assert_eq!(done.settled_periods, 1);
+    let sales = ok(
+        &ks,
+        &["--account", "seller", "sales", "--offer", &live.to_string()],
+    );
+    let listed = &sales["offers"][0]["sales"];
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{sales}");
+    assert_sale_is(&listed[0], &done);
+    assert_eq!(listed[0]["state"], "Settled", "{sales}");
+    assert_eq!(listed[0]["settled_periods"], 1, "{sales}");
+    assert_eq!(
+        planck(&sales["totals"]["ledger"]["refunded"]),
+        done.ledger.refunded
+    );
+    let mut seller_share = done.ledger.seller;
+    for id in &purchases {
+        seller_share += chain.purchase(*id).await.unwrap().unwrap().ledger.seller;
+    }
+    let earnings = ok(&ks, &["--account", "seller", "earnings"]);
+    assert_eq!(
+        planck(&earnings["seller"]["earned"]),
+        seller_share,
+        "{earnings}"
+    );
+    assert_eq!(earnings["seller"]["purchases"], 3, "{earnings}");
+    assert_eq!(
+        earnings["seller"]["settled_periods"].as_u64(),
+        Some(
+            1 + u64::from(
+                chain
+                    .purchase(purchases[0])
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .settled_periods
+                    + chain
+                        .purchase(purchases[1])
+                        .await
+                        .unwrap()
+                        .unwrap()
+                        .settled_periods,
+            )
+        ),
+        "{earnings}"
+    );
+
     // An offer that is not the seller's is refused with "not found".
     let (code, _, err) = fastdata(
         &ks,
