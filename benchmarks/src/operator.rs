@@ -122,6 +122,7 @@ impl ChainState {
                 operators: vec![me.clone(), other.clone()],
                 retention: 0,
                 open: true,
+                oldest_epoch: 0,
                 quota_bytes: u64::MAX,
             })
             .collect();

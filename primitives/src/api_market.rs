@@ -116,6 +116,8 @@ pub struct StreamView<AccountId, BlockNumber> {
     pub operators: Vec<AccountId>,
     /// The current key epoch.
     pub epoch: EpochIndex,
+    /// The oldest epoch whose commitment is still held (older ones were pruned).
+    pub oldest_epoch: EpochIndex,
     /// The commitment `H(k_e ‖ k_m)` of the current epoch.
     pub epoch_commitment: Option<H256>,
     /// Block at which the stream was registered.
@@ -124,8 +126,8 @@ pub struct StreamView<AccountId, BlockNumber> {
     pub closed_at: Option<BlockNumber>,
     /// Most MB each operator stores for the stream (its hosting quota).
     pub quota_mb: u32,
-    /// The stream's hosting funds are not exhausted: its operators accept new segments up
-    /// to the quota.
+    /// The stream's hosting funds pay for a period of every replica storing all of the
+    /// quota: its operators accept new segments up to the quota.
     pub hosting_funded: bool,
 }
 

@@ -106,6 +106,39 @@ impl<AccountId: Encode + PartialEq, BlockNumber: Encode + PartialOrd + Copy> Tok
     }
 }
 
+/// What the chain records of a stream that an upload token must match. The chain
+/// (`pallet-offers`) and the operator daemon check tokens against it with the same
+/// [`UploadToken::check_target`].
+#[derive(Clone, Copy, Debug)]
+pub struct UploadTarget<'a, AccountId> {
+    /// The stream is open (not closed by its seller).
+    pub open: bool,
+    /// The operators assigned to it.
+    pub operators: &'a [AccountId],
+    /// Its current key epoch.
+    pub epoch: EpochIndex,
+    /// Its oldest epoch whose commitment the chain still holds.
+    pub oldest_epoch: EpochIndex,
+}
+
+impl<AccountId: PartialEq, BlockNumber> UploadToken<AccountId, BlockNumber> {
+    /// Checks the token against its stream's chain facts: the stream is open, the token's
+    /// operator is assigned to it, and its epoch is a retained one not after the current one
+    /// (uploads for an earlier retained epoch stay possible while publishers switch keys).
+    pub fn check_target(&self, target: &UploadTarget<'_, AccountId>) -> Result<(), TokenError> {
+        if !target.open {
+            return Err(TokenError::StreamClosed);
+        }
+        if !target.operators.contains(&self.operator) {
+            return Err(TokenError::NotAssigned);
+        }
+        if self.epoch > target.epoch || self.epoch < target.oldest_epoch {
+            return Err(TokenError::UnknownEpoch);
+        }
+        Ok(())
+    }
+}
+
 /// A buyer's request, signed with the buyer's account key, for `operator` to serve the data of
 /// `purchase` (live subscription or batch) until block `expiry`.
 #[derive(
@@ -478,6 +511,46 @@ mod tests {
         assert_eq!(
             signed.check(&buyer.public(), &operator(), 1, Some(5), &G),
             Err(TokenError::Replayed)
+        );
+    }
+
+    #[test]
+    fn upload_targets_need_an_open_stream_an_assigned_operator_and_a_retained_epoch() {
+        let token = |operator: u8, epoch| UploadToken {
+            stream: H256::repeat_byte(1),
+            operator,
+            epoch,
+            expiry: 10u32,
+            nonce: 1,
+        };
+        let operators = [7u8, 8];
+        let target = UploadTarget {
+            open: true,
+            operators: &operators,
+            epoch: 5,
+            oldest_epoch: 3,
+        };
+        assert_eq!(token(7, 3).check_target(&target), Ok(()));
+        assert_eq!(token(8, 5).check_target(&target), Ok(()));
+        assert_eq!(
+            token(9, 4).check_target(&target),
+            Err(TokenError::NotAssigned)
+        );
+        assert_eq!(
+            token(7, 2).check_target(&target),
+            Err(TokenError::UnknownEpoch)
+        );
+        assert_eq!(
+            token(7, 6).check_target(&target),
+            Err(TokenError::UnknownEpoch)
+        );
+        let closed = UploadTarget {
+            open: false,
+            ..target
+        };
+        assert_eq!(
+            token(7, 4).check_target(&closed),
+            Err(TokenError::StreamClosed)
         );
     }
 }

@@ -184,7 +184,7 @@ pub trait OperatorProvider<AccountId, Balance> {
     /// to it, an operator that has not attested counting as 0. Monotone while the
     /// assignment is unchanged; 0 for a stream nobody attested.
     fn stream_head(stream: &StreamId) -> Sequence;
-    /// The hosting quota (MB) and remaining hosting funds of `stream`, if it has a hosting
-    /// account.
-    fn hosting(stream: &StreamId) -> Option<(u32, Balance)>;
+    /// The hosting quota (MB) of `stream`, if it has a hosting account, and whether its funds
+    /// pay for a period of every replica storing all of it (its operators accept segments).
+    fn hosting(stream: &StreamId) -> Option<(u32, bool)>;
 }

@@ -32,7 +32,7 @@ use codec::{Decode, Encode};
 use fastdata_primitives::{
     envelope::{self, SegmentHeader},
     escrow::PurchaseState,
-    tokens::{SignedAccessRequest, SignedUploadToken, TokenError},
+    tokens::{SignedAccessRequest, SignedUploadToken, TokenError, UploadTarget},
     AccountId, BlockNumber, EpochIndex, PurchaseId, Sequence, StreamId,
 };
 use sp_core::{sr25519, H256};
@@ -358,15 +358,15 @@ impl Authorizer {
             .view
             .stream(&payload.stream)
             .ok_or(Refusal::Token(TokenError::UnknownStream))?;
-        if !stream.open {
-            return Err(Refusal::Token(TokenError::StreamClosed));
-        }
-        if !stream.operators.contains(&self.me) {
-            return Err(Refusal::Token(TokenError::NotAssigned));
-        }
-        if payload.epoch > stream.epoch {
-            return Err(Refusal::Token(TokenError::UnknownEpoch));
-        }
+        // The chain's rule (`pallet-offers` checks the same), then this operator's own.
+        payload
+            .check_target(&UploadTarget {
+                open: stream.open,
+                operators: &stream.operators,
+                epoch: stream.epoch,
+                oldest_epoch: stream.oldest_epoch,
+            })
+            .map_err(Refusal::Token)?;
         let stored = self
             .store
             .stored_bytes(&stream.stream)
@@ -586,6 +586,18 @@ impl Authorizer {
                 }
                 if &s.seller != seller {
                     return Err(Refusal::Token(TokenError::BadSignature));
+                }
+                // Nothing beyond the paid quota reaches live buyers either (checked per
+                // message where the broker asks, VerneMQ's `auth_on_publish`).
+                let stored = self
+                    .store
+                    .stored_bytes(stream)
+                    .map_err(|e| Refusal::Storage(e.to_string()))?;
+                if stored >= s.quota_bytes {
+                    return Err(Refusal::QuotaExhausted {
+                        stored,
+                        quota: s.quota_bytes,
+                    });
                 }
                 Ok(())
             }
@@ -876,6 +888,38 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn upload_tokens_for_pruned_or_future_epochs_are_refused_as_on_chain() {
+        let f = fixture();
+        let mut a = f.view.stream(&f.stream).unwrap();
+        (a.epoch, a.oldest_epoch) = (5, 3);
+        f.view.apply(ChainEvent::StreamAssigned(a));
+        let token = |epoch, nonce| {
+            Signed::sign(
+                TokenPayload {
+                    stream: f.stream,
+                    operator: f.me.clone(),
+                    epoch,
+                    expiry: 20,
+                    nonce,
+                },
+                &f.seller,
+                &GENESIS,
+            )
+        };
+        // The chain pruned epochs before 3: their keys may be gone, so no uploads.
+        assert_eq!(
+            f.auth.admit_upload(&token(2, 1)),
+            Err(Refusal::Token(TokenError::UnknownEpoch))
+        );
+        assert_eq!(
+            f.auth.admit_upload(&token(6, 1)),
+            Err(Refusal::Token(TokenError::UnknownEpoch))
+        );
+        assert!(f.auth.admit_upload(&token(3, 1)).is_ok());
+        assert!(f.auth.admit_upload(&token(5, 2)).is_ok());
+    }
+
+    #[test]
     fn uploads_are_refused_once_the_hosting_quota_is_used_up_or_unfunded() {
         let f = fixture();
         let mut a = f.view.stream(&f.stream).unwrap();
@@ -901,11 +945,25 @@ pub(crate) mod tests {
         a.quota_bytes = 1_000;
         f.view.apply(ChainEvent::StreamAssigned(a.clone()));
         assert!(f.auth.admit_upload(&upload_token(&f, 2, 20)).is_ok());
+        // A connected publisher may no longer publish once the quota is used up: the broker
+        // forwards nothing more to live buyers.
+        let seller = f.auth.admit_upload(&upload_token(&f, 3, 20)).unwrap();
+        let topic = crate::auth::stream_topic(&f.stream);
+        assert!(f.auth.may_publish(&seller, &topic, None).is_ok());
+        a.quota_bytes = 10;
+        f.view.apply(ChainEvent::StreamAssigned(a.clone()));
+        assert!(matches!(
+            f.auth.may_publish(&seller, &topic, None),
+            Err(Refusal::QuotaExhausted {
+                stored: 10,
+                quota: 10
+            })
+        ));
         // Exhausted funds leave no quota at all.
         a.quota_bytes = 0;
         f.view.apply(ChainEvent::StreamAssigned(a));
         assert!(matches!(
-            f.auth.admit_upload(&upload_token(&f, 3, 20)),
+            f.auth.admit_upload(&upload_token(&f, 4, 20)),
             Err(Refusal::QuotaExhausted { quota: 0, .. })
         ));
     }

@@ -46,6 +46,8 @@ pub struct StreamAssignment {
     pub offer: OfferId,
     /// The current key epoch.
     pub epoch: EpochIndex,
+    /// The oldest epoch whose commitment the chain still holds.
+    pub oldest_epoch: EpochIndex,
     /// All operators assigned to the stream (this one included), for replication.
     pub operators: Vec<AccountId>,
     /// How long (in blocks) segments are kept, from the offer terms; 0 keeps them forever.
@@ -457,6 +459,7 @@ impl Fixture {
                 seller: s.seller.clone(),
                 offer: s.offer,
                 epoch: s.epoch,
+                oldest_epoch: 0,
                 operators: s.operators.clone(),
                 retention: s.retention,
                 open: true,
@@ -516,6 +519,7 @@ pub(crate) mod tests {
             operators: operators.iter().map(|b| account(*b)).collect(),
             retention: 0,
             open: true,
+            oldest_epoch: 0,
             quota_bytes: u64::MAX,
         }
     }

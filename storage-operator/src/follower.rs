@@ -375,6 +375,7 @@ fn assignment(
         seller: stream.seller,
         offer: stream.offer,
         epoch: stream.epoch,
+        oldest_epoch: stream.oldest_epoch,
         operators: stream.operators,
         retention,
         open: stream.closed_at.is_none(),
@@ -787,12 +788,12 @@ pub trait OperatorCalls: Send + Sync + 'static {
     async fn claim_batch(&self, claims: &[Claim]) -> Vec<Result<Balance, Error>>;
     /// `Operators::attest_heads(heads)`: `(stream, head, stored bytes)` triples.
     async fn attest_heads(&self, heads: &[(StreamId, Sequence, u64)]) -> Result<(), Error>;
-    /// This operator's latest heads of `streams` accepted on chain with the block of their
-    /// attestation (streams it never attested are left out).
+    /// This operator's latest heads of `streams` accepted on chain with the stored bytes and
+    /// the block of that attestation (streams it never attested are left out).
     async fn attested_heads(
         &self,
         streams: &[StreamId],
-    ) -> Result<Vec<(StreamId, Sequence, BlockNumber)>, Error>;
+    ) -> Result<Vec<(StreamId, Sequence, u64, BlockNumber)>, Error>;
 }
 
 /// [`OperatorCalls`] to a node, signed by the operator: one connection, opened on first use
@@ -872,7 +873,7 @@ impl OperatorCalls for NodeCalls {
     async fn attested_heads(
         &self,
         streams: &[StreamId],
-    ) -> Result<Vec<(StreamId, Sequence, BlockNumber)>, Error> {
+    ) -> Result<Vec<(StreamId, Sequence, u64, BlockNumber)>, Error> {
         let chain = self.connection().await?;
         let me = self.account.account_id();
         let mut heads = Vec::new();
@@ -888,8 +889,8 @@ impl OperatorCalls for NodeCalls {
                     what: "Operators.StreamHeads",
                     detail: e.to_string(),
                 })?;
-            if let Some((_, head, _, at)) = attested.into_iter().find(|(who, ..)| *who == me) {
-                heads.push((*stream, head, at));
+            if let Some((_, head, bytes, at)) = attested.into_iter().find(|(who, ..)| *who == me) {
+                heads.push((*stream, head, bytes, at));
             }
         }
         Ok(heads)
@@ -1074,6 +1075,8 @@ struct AttestState {
     accepted: BTreeMap<StreamId, Sequence>,
     /// The finalized block at which the chain last accepted an attestation of the stream.
     accepted_at: BTreeMap<StreamId, BlockNumber>,
+    /// The stored bytes of the stream in that attestation.
+    accepted_bytes: BTreeMap<StreamId, u64>,
     /// The stored head found by the last scan (scans resume there).
     scanned: BTreeMap<StreamId, Sequence>,
     /// A head the chain refused, per stream: not sent again until the head grows past it.
@@ -1083,9 +1086,9 @@ struct AttestState {
 /// Attests this operator's stream heads on chain (`Operators::attest_heads`): for each
 /// assigned stream, the number of its segments stored contiguously from sequence 0 and the
 /// bytes it stores. A round sends one transaction (chunked by [`MAX_HEADS_PER_CALL`]) with
-/// the streams whose head grew since the chain last accepted one, or whose last accepted
-/// attestation is [`REATTEST_BLOCKS`] old (hosting is paid per attestation interval), and
-/// nothing otherwise. The heads the chain
+/// the streams whose head grew since the chain last accepted one, whose stored bytes
+/// changed, or whose last accepted attestation is [`REATTEST_BLOCKS`] old (hosting is paid
+/// per attestation interval by the bytes attested), and nothing otherwise. The heads the chain
 /// holds are read before a stream's first attestation, so a head lower than an accepted one
 /// is never sent (e.g. after a restart, when retention pruned the stream's start: scans
 /// resume at the accepted head).
@@ -1129,6 +1132,7 @@ impl HeadAttester {
         state.synced.retain(|s| streams.contains(s));
         state.accepted.retain(|s, _| streams.contains(s));
         state.accepted_at.retain(|s, _| streams.contains(s));
+        state.accepted_bytes.retain(|s, _| streams.contains(s));
         state.scanned.retain(|s, _| streams.contains(s));
         state.refused.retain(|s, _| streams.contains(s));
 
@@ -1140,10 +1144,11 @@ impl HeadAttester {
         if !unsynced.is_empty() {
             match self.calls.attested_heads(&unsynced).await {
                 Ok(heads) => {
-                    for (stream, head, at) in heads {
+                    for (stream, head, bytes, at) in heads {
                         let accepted = state.accepted.entry(stream).or_default();
                         *accepted = (*accepted).max(head);
                         state.accepted_at.entry(stream).or_insert(at);
+                        state.accepted_bytes.entry(stream).or_insert(bytes);
                     }
                     state.synced.extend(unsynced);
                 }
@@ -1191,10 +1196,14 @@ impl HeadAttester {
                 .accepted_at
                 .get(&stream)
                 .is_some_and(|at| now.saturating_sub(*at) >= REATTEST_BLOCKS);
+            let bytes_changed = refused.is_none()
+                && state.accepted_at.contains_key(&stream)
+                && state.accepted_bytes.get(&stream).copied().unwrap_or(0) != bytes;
             if head > accepted && refused.is_none_or(|r| head > r) {
                 grown.push((stream, head, bytes));
-            } else if stale && bytes > 0 {
-                // Unchanged, but hosting is paid per attestation interval: attest again.
+            } else if (stale && bytes > 0 && refused.is_none()) || bytes_changed {
+                // Hosting is paid per attestation interval by the bytes attested: attest again
+                // when they changed, and at least every `REATTEST_BLOCKS`.
                 grown.push((stream, accepted, bytes));
             }
         }
@@ -1202,9 +1211,10 @@ impl HeadAttester {
             round.calls += 1;
             match self.calls.attest_heads(chunk).await {
                 Ok(()) => {
-                    for (stream, head, _) in chunk {
+                    for (stream, head, bytes) in chunk {
                         state.accepted.insert(*stream, *head);
                         state.accepted_at.insert(*stream, now);
+                        state.accepted_bytes.insert(*stream, *bytes);
                         state.refused.remove(stream);
                     }
                     round.attested += chunk.len();
@@ -1356,6 +1366,7 @@ mod tests {
             operators: vec![account(9)],
             retention: 0,
             open: true,
+            oldest_epoch: 0,
             quota_bytes: u64::MAX,
         }
     }
@@ -1706,6 +1717,8 @@ mod tests {
         mine: BTreeMap<StreamId, Sequence>,
         others: BTreeMap<StreamId, Vec<Sequence>>,
         attestations: Vec<Vec<(StreamId, Sequence)>>,
+        /// The stored bytes of each stream's latest accepted attestation.
+        bytes: BTreeMap<StreamId, u64>,
         claims: Vec<(PurchaseId, u64, Result<(), String>)>,
         /// Claims per `claim_batch` call (transaction).
         batches: Vec<usize>,
@@ -1776,6 +1789,7 @@ mod tests {
         }
 
         async fn attest_heads(&self, heads: &[(StreamId, Sequence, u64)]) -> Result<(), Error> {
+            let bytes: Vec<(StreamId, u64)> = heads.iter().map(|(s, _, b)| (*s, *b)).collect();
             let heads: Vec<(StreamId, Sequence)> = heads.iter().map(|(s, h, _)| (*s, *h)).collect();
             let mut state = self.lock();
             if state.offline {
@@ -1798,6 +1812,7 @@ mod tests {
                 }
             }
             state.mine.extend(heads.iter().copied());
+            state.bytes.extend(bytes);
             state.attestations.push(heads);
             Ok(())
         }
@@ -1805,14 +1820,19 @@ mod tests {
         async fn attested_heads(
             &self,
             streams: &[StreamId],
-        ) -> Result<Vec<(StreamId, Sequence, BlockNumber)>, Error> {
+        ) -> Result<Vec<(StreamId, Sequence, u64, BlockNumber)>, Error> {
             let state = self.lock();
             if state.offline {
                 return Err(Error::Chain("node down".into()));
             }
             Ok(streams
                 .iter()
-                .filter_map(|s| state.mine.get(s).map(|h| (*s, *h, 0)))
+                .filter_map(|s| {
+                    state
+                        .mine
+                        .get(s)
+                        .map(|h| (*s, *h, state.bytes.get(s).copied().unwrap_or(0), 0))
+                })
                 .collect())
         }
     }
@@ -1897,17 +1917,20 @@ mod tests {
         assert_eq!(calls.attestations(), vec![vec![(s1, 5)]]);
         assert_eq!(attester.accepted(&s1).await, Some(5));
 
-        // Nothing changed, or only past a gap: nothing sent.
+        // Nothing changed: nothing sent. Stored past a gap: the head stays, the stored bytes
+        // (what hosting pays for) are attested again.
         assert_eq!(attester.round().await.unwrap(), AttestRound::default());
         put(&store, s1, [7], 1);
+        assert_eq!(attester.round().await.unwrap().attested, 1);
+        assert_eq!(calls.attestations()[1], vec![(s1, 5)]);
+        assert_eq!(calls.lock().bytes.get(&s1), Some(&6));
         assert_eq!(attester.round().await.unwrap(), AttestRound::default());
-        assert_eq!(calls.attestations().len(), 1);
 
         // The gap filled and stream 2 started: both in one call.
         put(&store, s1, 5..7, 1);
         put(&store, s2, 0..2, 1);
         attester.round().await.unwrap();
-        assert_eq!(calls.attestations()[1], vec![(s1, 8), (s2, 2)]);
+        assert_eq!(calls.attestations()[2], vec![(s1, 8), (s2, 2)]);
 
         // Chunked by the chain's bound.
         put(&store, s1, 8..9, 1);
@@ -1916,7 +1939,7 @@ mod tests {
             HeadAttester::new(view.clone(), store.clone(), calls.clone()).with_max_per_call(1);
         let round = chunked.round().await.unwrap();
         assert_eq!((round.calls, round.attested), (2, 2));
-        assert_eq!(calls.attestations()[2..], [vec![(s1, 9)], vec![(s2, 3)]]);
+        assert_eq!(calls.attestations()[3..], [vec![(s1, 9)], vec![(s2, 3)]]);
         let attester = chunked;
 
         // The node is down: undecided, sent at the next round.
@@ -1950,11 +1973,11 @@ mod tests {
         restarted.round().await.unwrap();
         assert_eq!(calls.attestations().last().unwrap(), &vec![(s2, 5)]);
 
-        // Every attested head of every stream only ever grew.
+        // No attested head of any stream ever went back.
         let mut last = BTreeMap::new();
         for (stream, head) in calls.attestations().into_iter().flatten() {
             let previous = last.insert(stream, head).unwrap_or(0);
-            assert!(head > previous, "{stream:?}: {head} after {previous}");
+            assert!(head >= previous, "{stream:?}: {head} after {previous}");
         }
 
         // An unassigned stream is forgotten.

@@ -110,6 +110,7 @@ fn view(operators: &[AccountId], last: u64) -> Arc<InMemoryChainView> {
         operators: operators.to_vec(),
         retention: 0,
         open: true,
+        oldest_epoch: 0,
         quota_bytes: u64::MAX,
     }));
     view.apply(ChainEvent::PurchaseUpdated(active_purchase(1, last)));

@@ -130,14 +130,15 @@ async fn operators_entry<T: Decode>(
     Some(T::decode(&mut &raw[..]).unwrap())
 }
 
-/// Waits until `operator`'s attestation of `stream` has head `head`: its stored bytes and
+/// Waits until `operator`'s attestation of `stream` has head `head` and `bytes` stored: its
 /// block.
 async fn attested(
     chain: &fastdata_sdk::FastData,
     stream: &StreamId,
     operator: &AccountId,
     head: u64,
-) -> (u64, u32) {
+    bytes: u64,
+) -> u32 {
     chain
         .wait_for(
             "the operator's attestation",
@@ -150,8 +151,8 @@ async fn attested(
                         .unwrap_or_default();
                 Ok(records
                     .into_iter()
-                    .find(|r| r.0 == *operator && r.1 == head)
-                    .map(|r| (r.2, r.3)))
+                    .find(|r| r.0 == *operator && r.1 == head && r.2 == bytes)
+                    .map(|r| r.3))
             },
         )
         .await
@@ -214,17 +215,18 @@ async fn a_seller_stores_only_what_it_pays_for_and_pays_its_operator_for_hosting
         publisher.publish(&reading(i)).await.unwrap();
     }
     publisher.flush(Duration::from_secs(60)).await.unwrap();
-    let (bytes, first_at) = attested(&seller.chain, &stream, &me, 5).await;
-    assert_eq!(bytes, 5 * envelope);
+    let first_at = attested(&seller.chain, &stream, &me, 5, 5 * envelope).await;
 
-    // Twenty more: the operator stores only the 14 that fit and refuses 6.
+    // Twenty more: the operator stores only the 14 that fit and refuses 6; then one that
+    // fills the quota to the byte.
     for i in 5..25 {
         publisher.publish(&reading(i)).await.unwrap();
     }
+    let filler = (1_000_000 - fit * envelope) as usize - OVERHEAD;
+    publisher.publish(&vec![0xf1; filler]).await.unwrap();
     publisher.flush(Duration::from_secs(60)).await.unwrap();
     publisher.close(Duration::from_secs(10)).await.unwrap();
-    let (bytes, last_at) = attested(&seller.chain, &stream, &me, fit).await;
-    assert_eq!(bytes, fit * envelope);
+    let last_at = attested(&seller.chain, &stream, &me, fit, 1_000_000).await;
     let http = fastdata_sdk::http::HttpClient::new();
     let (status, text) = http
         .get(&format!("{}/metrics", op.endpoint.http_url), &[], 1 << 20)
@@ -241,7 +243,8 @@ async fn a_seller_stores_only_what_it_pays_for_and_pays_its_operator_for_hosting
     );
 
     // Each attestation after the first paid the operator from the seller's funds for the
-    // bytes attested before it: between 5 and 19 envelopes over the blocks in between.
+    // bytes attested before it: between 5 envelopes and the whole quota over the blocks in
+    // between.
     let (payer, quota_mb, funds): (AccountId, u32, Balance) =
         operators_entry(&seller.chain, "Hosting", &stream)
             .await
@@ -254,14 +257,20 @@ async fn a_seller_stores_only_what_it_pays_for_and_pays_its_operator_for_hosting
     };
     let paid = FUNDS - funds;
     assert!(
-        paid + 2 >= cost(5 * envelope) && paid <= cost(fit * envelope) && paid > 0,
+        paid + 2 >= cost(5 * envelope) && paid <= cost(1_000_000) && paid > 0,
         "paid {paid} for {} blocks",
         last_at - first_at
     );
 
-    // With the quota lowered to nothing, the operator refuses the seller's publisher, saying
-    // why, as soon as it has followed the change.
-    seller.chain.fund_hosting(&stream, 0, 0).await.unwrap();
+    // What is stored stays paid for: the quota cannot go below it.
+    let lowered = seller
+        .chain
+        .fund_hosting(&stream, 0, 0)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(lowered.contains("QuotaBelowStored"), "{lowered}");
+    // With the quota used up, the operator refuses the seller's publisher, saying why.
     let keys = seller.keystore.epoch_keys(&stream, 0).unwrap();
     let expiry = net.alice.finalized_number().await.unwrap() + 1_000;
     let refused = seller
@@ -275,7 +284,7 @@ async fn a_seller_stores_only_what_it_pays_for_and_pays_its_operator_for_hosting
                 keys.clone(),
                 std::slice::from_ref(&op.endpoint),
                 expiry,
-                25,
+                26,
             )
             .await;
             Ok(match attempt {

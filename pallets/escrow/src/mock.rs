@@ -286,7 +286,7 @@ impl OperatorProvider<AccountId, Balance> for MockOperators {
     fn stream_head(stream: &StreamId) -> Sequence {
         with_state(|s| s.heads.get(stream).copied().unwrap_or_default())
     }
-    fn hosting(_stream: &StreamId) -> Option<(u32, Balance)> {
+    fn hosting(_stream: &StreamId) -> Option<(u32, bool)> {
         None
     }
 }

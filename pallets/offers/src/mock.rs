@@ -172,8 +172,8 @@ impl OperatorProvider<AccountId, Balance> for MockOperators {
     fn stream_head(_stream: &StreamId) -> fastdata_primitives::Sequence {
         0
     }
-    fn hosting(_stream: &StreamId) -> Option<(u32, Balance)> {
-        Some((16, 1_000))
+    fn hosting(_stream: &StreamId) -> Option<(u32, bool)> {
+        Some((16, true))
     }
 }
 

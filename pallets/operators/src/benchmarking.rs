@@ -278,9 +278,15 @@ mod benchmarks {
                 .collect();
             StreamHeads::<T>::insert(stream, BoundedVec::truncate_from(records));
             let payer = funded::<T>("payer", i);
-            Operators::<T>::open_hosting(&stream, &payer);
-            let funds = Operators::<T>::hosting_cost(stored, quota_mb, T::HostingPeriod::get())
-                .saturating_mul(2u32.into());
+            let replicas = T::MaxReplication::get();
+            Operators::<T>::open_hosting(&stream, &payer, replicas);
+            let funds = Operators::<T>::period_cost(&HostingAccount {
+                payer: payer.clone(),
+                quota_mb,
+                funds: Zero::zero(),
+                replicas,
+            })
+            .saturating_mul(2u32.into());
             T::Currency::set_balance(
                 &payer,
                 funds
@@ -313,8 +319,20 @@ mod benchmarks {
     fn fund_hosting() -> Result<(), BenchmarkError> {
         let payer = funded::<T>("payer", 0);
         let stream = stream_id(0);
-        Operators::<T>::open_hosting(&stream, &payer);
-        let amount = T::Currency::minimum_balance().saturating_mul(10u32.into());
+        let replicas = T::MaxReplication::get();
+        Operators::<T>::open_hosting(&stream, &payer, replicas);
+        let amount = Operators::<T>::period_cost(&HostingAccount {
+            payer: payer.clone(),
+            quota_mb: T::MaxQuotaMb::get(),
+            funds: Zero::zero(),
+            replicas,
+        });
+        T::Currency::set_balance(
+            &payer,
+            amount
+                .saturating_add(T::Currency::minimum_balance())
+                .saturating_mul(2u32.into()),
+        );
 
         #[extrinsic_call]
         _(

@@ -20,7 +20,7 @@ impl<T: Config> OperatorProvider<T::AccountId, BalanceOf<T>> for Pallet<T> {
         payer: &T::AccountId,
     ) -> Result<(), DispatchError> {
         Self::do_request_assignment(stream, replication)?;
-        Self::open_hosting(stream, payer);
+        Self::open_hosting(stream, payer, replication);
         Ok(())
     }
 
@@ -38,7 +38,7 @@ impl<T: Config> OperatorProvider<T::AccountId, BalanceOf<T>> for Pallet<T> {
         Self::head_of(stream)
     }
 
-    fn hosting(stream: &StreamId) -> Option<(u32, BalanceOf<T>)> {
-        Hosting::<T>::get(stream).map(|h| (h.quota_mb, h.funds))
+    fn hosting(stream: &StreamId) -> Option<(u32, bool)> {
+        Hosting::<T>::get(stream).map(|h| (h.quota_mb, Self::is_funded(&h)))
     }
 }

@@ -521,6 +521,11 @@ pub mod pallet {
         /// The operator still hosts streams whose replacements are not drawn yet: retry in a
         /// few blocks.
         StillHosting,
+        /// The quota is below the bytes an operator of the stream attests it stores.
+        QuotaBelowStored,
+        /// The funds do not pay for every replica storing the whole quota for a hosting
+        /// period: add funds or lower the quota.
+        HostingUnderfunded,
     }
 
     #[pallet::hooks]

@@ -30,7 +30,7 @@ fn status(who: AccountId) -> Option<OperatorStatus<u64>> {
 fn assign(n: u32, replication: u32) -> Vec<AccountId> {
     let chosen =
         Operators::assign_now(&stream(n), replication, mock_randomness()).expect("assignment");
-    Operators::open_hosting(&stream(n), &SELLER);
+    Operators::open_hosting(&stream(n), &SELLER, replication);
     chosen
 }
 
@@ -1073,7 +1073,7 @@ fn an_operator_timing_its_pause_hands_its_stream_to_its_friend_no_more_often_tha
             for round in 0..rounds {
                 let id = sp_core::H256(sp_io::hashing::blake2_256(&(b"pause", round).encode()));
                 // The stream is the pauser's alone.
-                Operators::open_hosting(&id, &SELLER);
+                Operators::open_hosting(&id, &SELLER, 1);
                 pallet::Assignments::<Test>::insert(
                     id,
                     AssignmentOf::<Test>::truncate_from(vec![pauser]),
@@ -1403,19 +1403,19 @@ fn hosting_pays_each_operator_for_the_median_bytes_stored() {
             RuntimeOrigin::signed(SELLER),
             stream(1),
             10,
-            25_000
+            40_000
         ));
         System::assert_last_event(
             Event::HostingFunded {
                 stream: stream(1),
                 payer: SELLER,
                 quota_mb: 10,
-                added: 25_000,
-                funds: 25_000,
+                added: 40_000,
+                funds: 40_000,
             }
             .into(),
         );
-        assert_eq!(hosting_held(SELLER), 25_000);
+        assert_eq!(hosting_held(SELLER), 40_000);
         let start = System::block_number();
         let balances: Vec<Balance> = ops.iter().map(Balances::free_balance).collect();
         // First attestations start each operator's clock and pay nothing. The third
@@ -1423,7 +1423,7 @@ fn hosting_pays_each_operator_for_the_median_bytes_stored() {
         assert_ok!(attest_stored(ops[0], &[(1, 4, 4 * MB)]));
         assert_ok!(attest_stored(ops[1], &[(1, 5, 5 * MB)]));
         assert_ok!(attest_stored(ops[2], &[(1, 6, 100 * MB)]));
-        assert_eq!(hosting_held(SELLER), 25_000);
+        assert_eq!(hosting_held(SELLER), 40_000);
 
         // Half a period later: paid for the lower median (5 MB) for 50 blocks.
         advance_to(start + HOSTING_PERIOD / 2);
@@ -1440,7 +1440,7 @@ fn hosting_pays_each_operator_for_the_median_bytes_stored() {
             .into(),
         );
         assert_eq!(Balances::free_balance(ops[0]), balances[0] + half);
-        assert_eq!(hosting_held(SELLER), 25_000 - half);
+        assert_eq!(hosting_held(SELLER), 40_000 - half);
 
         // The liar, silent for three periods, is paid for one period of the median
         // (now 8 MB: 5, 8, 100), not for its 100 MB.
@@ -1448,7 +1448,7 @@ fn hosting_pays_each_operator_for_the_median_bytes_stored() {
         assert_ok!(attest_stored(ops[2], &[(1, 9, 100 * MB)]));
         let period = HOSTING_PRICE_PER_MB * 8;
         assert_eq!(Balances::free_balance(ops[2]), balances[2] + period);
-        assert_eq!(hosting_held(SELLER), 25_000 - half - period);
+        assert_eq!(hosting_held(SELLER), 40_000 - half - period);
         // Nothing moved to the operator that did not attest again.
         assert_eq!(Balances::free_balance(ops[1]), balances[1]);
     });
@@ -1524,7 +1524,7 @@ fn releasing_a_stream_refunds_its_hosting_funds() {
             RuntimeOrigin::signed(SELLER),
             stream(2),
             1,
-            700
+            1_500
         ));
         <Operators as OperatorProvider<_, _>>::release(&stream(2));
         assert_eq!(hosting_held(SELLER), 0);
@@ -1569,6 +1569,66 @@ fn fund_hosting_errors_change_nothing() {
             crate::Hosting::<Test>::get(stream(1)).map(|h| h.quota_mb),
             Some(0)
         );
+        // A quota needs a period of it paid for (1 MB: 1_000): one planck unlocks nothing.
+        assert_noop!(
+            Operators::fund_hosting(RuntimeOrigin::signed(SELLER), stream(1), 1, 999),
+            Error::<Test>::HostingUnderfunded
+        );
+        assert_eq!(
+            <Operators as OperatorProvider<_, _>>::hosting(&stream(1)),
+            Some((0, false))
+        );
+    });
+}
+
+#[test]
+fn a_seller_cannot_stop_paying_for_what_is_stored() {
+    ten_operators().build_and_execute(|| {
+        let ops = assign(1, 1);
+        assert_ok!(Operators::fund_hosting(
+            RuntimeOrigin::signed(SELLER),
+            stream(1),
+            10,
+            50_000
+        ));
+        assert_eq!(
+            <Operators as OperatorProvider<_, _>>::hosting(&stream(1)),
+            Some((10, true))
+        );
+        assert_ok!(attest_stored(ops[0], &[(1, 10, 6 * MB)]));
+        // Lowering the quota to zero just before the next attestation would pay nothing
+        // for the 6 MB stored: refused, down to what is stored.
+        assert_noop!(
+            Operators::fund_hosting(RuntimeOrigin::signed(SELLER), stream(1), 0, 0),
+            Error::<Test>::QuotaBelowStored
+        );
+        assert_noop!(
+            Operators::fund_hosting(RuntimeOrigin::signed(SELLER), stream(1), 5, 0),
+            Error::<Test>::QuotaBelowStored
+        );
+        assert_ok!(Operators::fund_hosting(
+            RuntimeOrigin::signed(SELLER),
+            stream(1),
+            6,
+            0
+        ));
+        // Releasing half a period later pays the operator up to the release.
+        let before = Balances::free_balance(ops[0]);
+        advance_to(System::block_number() + HOSTING_PERIOD / 2);
+        <Operators as OperatorProvider<_, _>>::release(&stream(1));
+        assert_eq!(
+            Balances::free_balance(ops[0]),
+            before + 6 * HOSTING_PRICE_PER_MB / 2
+        );
+        assert_eq!(hosting_held(SELLER), 0);
+        System::assert_has_event(
+            Event::HostingRefunded {
+                stream: stream(1),
+                payer: SELLER,
+                amount: 50_000 - 6 * HOSTING_PRICE_PER_MB / 2,
+            }
+            .into(),
+        );
     });
 }
 
@@ -1580,7 +1640,7 @@ fn try_state_detects_hosting_funds_not_held() {
             RuntimeOrigin::signed(SELLER),
             stream(1),
             1,
-            100
+            1_000
         ));
         assert_ok!(Operators::do_try_state());
         crate::Hosting::<Test>::mutate(stream(1), |h| h.as_mut().unwrap().funds += 1);

@@ -69,6 +69,9 @@ pub struct HostingAccount<AccountId, Balance> {
     pub quota_mb: u32,
     /// Funds left on hold to pay the operators.
     pub funds: Balance,
+    /// Operators the stream was requested with: a quota must come with funds for all of
+    /// them storing all of it for a hosting period.
+    pub replicas: u32,
 }
 
 /// The hosting account of a runtime.

@@ -110,11 +110,11 @@ impl OperatorCalls for FakeChain {
     async fn attested_heads(
         &self,
         streams: &[StreamId],
-    ) -> Result<Vec<(StreamId, Sequence, BlockNumber)>, Error> {
+    ) -> Result<Vec<(StreamId, Sequence, u64, BlockNumber)>, Error> {
         let state = self.lock();
         Ok(streams
             .iter()
-            .filter_map(|s| state.mine.get(s).map(|h| (*s, *h, 0)))
+            .filter_map(|s| state.mine.get(s).map(|h| (*s, *h, 0, 0)))
             .collect())
     }
 }

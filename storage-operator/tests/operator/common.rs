@@ -76,6 +76,7 @@ pub fn assignment(seller: &sr25519::Pair, operators: &[AccountId]) -> StreamAssi
         operators: operators.to_vec(),
         retention: 0,
         open: true,
+        oldest_epoch: 0,
         quota_bytes: u64::MAX,
     }
 }

@@ -8,7 +8,6 @@ use fastdata_primitives::{
 };
 use frame_support::traits::Get;
 use frame_system::pallet_prelude::BlockNumberFor;
-use sp_runtime::traits::Zero;
 
 /// An offer listing of a runtime.
 pub type OfferListingOf<T> =
@@ -57,10 +56,10 @@ impl<T: Config> Pallet<T> {
     /// The stream `id` with its operators, current epoch and that epoch's commitment.
     pub fn stream_view(id: StreamId) -> Option<StreamView<T::AccountId, BlockNumberFor<T>>> {
         let stream = Streams::<T>::get(id)?;
-        let (quota_mb, funds) = T::Operators::hosting(&id).unwrap_or_default();
+        let (quota_mb, hosting_funded) = T::Operators::hosting(&id).unwrap_or_default();
         Some(StreamView {
             quota_mb,
-            hosting_funded: !funds.is_zero(),
+            hosting_funded,
             id,
             operators: T::Operators::assigned(&id),
             epoch_commitment: EpochCommitments::<T>::get(id, stream.epoch),
@@ -68,6 +67,7 @@ impl<T: Config> Pallet<T> {
             offer: stream.offer,
             name: stream.name.into_inner(),
             epoch: stream.epoch,
+            oldest_epoch: stream.oldest_epoch,
             created_at: stream.created_at,
             closed_at: stream.closed_at,
         })

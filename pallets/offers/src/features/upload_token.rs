@@ -2,7 +2,7 @@
 
 use crate::*;
 use fastdata_primitives::{
-    tokens::{SignedUploadToken, TokenError, UploadToken},
+    tokens::{SignedUploadToken, TokenError, UploadTarget, UploadToken},
     OperatorProvider,
 };
 use frame_system::pallet_prelude::BlockNumberFor;
@@ -10,22 +10,17 @@ use sp_core::sr25519;
 
 impl<T: Config> Pallet<T> {
     /// Checks `token` against chain state and returns the seller whose key must have signed
-    /// it: the stream exists and is open, `token.operator` is assigned to it, and
-    /// `token.epoch` is a retained epoch not after the current one (uploads for the previous
-    /// epoch stay possible while publishers switch keys).
+    /// it: the stream exists and passes [`UploadToken::check_target`] (the daemon's check).
     pub fn upload_token_facts(
         token: &UploadToken<T::AccountId, BlockNumberFor<T>>,
     ) -> Result<T::AccountId, TokenError> {
         let stream = Streams::<T>::get(token.stream).ok_or(TokenError::UnknownStream)?;
-        if !stream.is_open() {
-            return Err(TokenError::StreamClosed);
-        }
-        if !T::Operators::assigned(&token.stream).contains(&token.operator) {
-            return Err(TokenError::NotAssigned);
-        }
-        if token.epoch > stream.epoch || token.epoch < stream.oldest_epoch {
-            return Err(TokenError::UnknownEpoch);
-        }
+        token.check_target(&UploadTarget {
+            open: stream.is_open(),
+            operators: &T::Operators::assigned(&token.stream),
+            epoch: stream.epoch,
+            oldest_epoch: stream.oldest_epoch,
+        })?;
         Ok(stream.seller)
     }
 

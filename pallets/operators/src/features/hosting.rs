@@ -3,14 +3,20 @@
 //!
 //! A stream's hosting account is opened with its assignment request (quota 0, no funds:
 //! the daemons store nothing for it) and funded by its seller with
-//! [`Pallet::fund_hosting`]. Each attestation of an operator after its first pays it
+//! [`Pallet::fund_hosting`]: a quota comes with funds for every replica storing all of it
+//! for a hosting period, and the daemons accept segments only while the funds cover that
+//! ([`Pallet::is_funded`]); a quota cannot go below the bytes an operator attests it stores. Each attestation of an operator after its first pays it
 //! [`Config::HostingPricePerMb`] per MB per [`Config::HostingPeriod`] for the blocks since
 //! its previous one (at most one period), for the lower median of the bytes the assigned
 //! operators attested, capped at the quota: fewer than half of the replicas cannot inflate
 //! it. The pay moves from the funds held from the seller; once they run out the operators
-//! refuse new segments. Releasing the stream returns what is left.
+//! refuse new segments. Releasing the stream pays the operators up to that block and returns
+//! what is left.
 
-use crate::*;
+use crate::{
+    features::heads::{attested_by, lower_median},
+    *,
+};
 use fastdata_primitives::{escrow::BYTES_PER_MB, StreamId};
 use frame_support::{
     ensure,
@@ -27,16 +33,30 @@ use sp_runtime::{
 };
 
 impl<T: Config> Pallet<T> {
-    /// Opens the (empty) hosting account of a newly requested `stream`, paid by `payer`.
-    pub(crate) fn open_hosting(stream: &StreamId, payer: &T::AccountId) {
+    /// Opens the (empty) hosting account of a newly requested `stream` of `replicas`
+    /// operators, paid by `payer`.
+    pub(crate) fn open_hosting(stream: &StreamId, payer: &T::AccountId, replicas: u32) {
         Hosting::<T>::insert(
             stream,
             HostingAccount {
                 payer: payer.clone(),
                 quota_mb: 0,
                 funds: Zero::zero(),
+                replicas,
             },
         );
+    }
+
+    /// What a period of `account`'s replicas each storing its full quota costs.
+    pub fn period_cost(account: &HostingAccountOf<T>) -> BalanceOf<T> {
+        let quota_bytes = u64::from(account.quota_mb).saturating_mul(BYTES_PER_MB);
+        Self::hosting_cost(quota_bytes, account.quota_mb, T::HostingPeriod::get())
+            .saturating_mul(account.replicas.max(1).into())
+    }
+
+    /// `account` has a quota and funds for a period of it: its operators accept segments.
+    pub fn is_funded(account: &HostingAccountOf<T>) -> bool {
+        account.quota_mb > 0 && account.funds >= Self::period_cost(account)
     }
 
     /// [`Pallet::fund_hosting`].
@@ -54,11 +74,27 @@ impl<T: Config> Pallet<T> {
                 quota_mb != account.quota_mb || !amount.is_zero(),
                 Error::<T>::NothingToUpdate
             );
+            if quota_mb < account.quota_mb {
+                // What is stored stays paid for: no quota below the bytes an operator holds.
+                let stored = StreamHeads::<T>::get(stream)
+                    .iter()
+                    .map(|r| r.stored_bytes)
+                    .max()
+                    .unwrap_or(0);
+                ensure!(
+                    u64::from(quota_mb).saturating_mul(BYTES_PER_MB) >= stored,
+                    Error::<T>::QuotaBelowStored
+                );
+            }
             if !amount.is_zero() {
                 T::Currency::hold(&HoldReason::Hosting.into(), &who, amount)?;
                 account.funds = account.funds.saturating_add(amount);
             }
             account.quota_mb = quota_mb;
+            ensure!(
+                quota_mb == 0 || Self::is_funded(account),
+                Error::<T>::HostingUnderfunded
+            );
             Self::deposit_event(Event::HostingFunded {
                 stream,
                 payer: who.clone(),
@@ -127,8 +163,17 @@ impl<T: Config> Pallet<T> {
         Hosting::<T>::insert(stream, account);
     }
 
-    /// Closes the hosting account of a released `stream`, returning its funds to the payer.
+    /// Closes the hosting account of a released `stream`: pays each assigned operator for
+    /// hosting since its latest attestation, then returns the rest to the payer.
     pub(crate) fn close_hosting(stream: &StreamId) {
+        if let Some(assigned) = Assignments::<T>::get(stream) {
+            let records = StreamHeads::<T>::get(stream);
+            let bytes = lower_median(attested_by(&assigned, &records, |r| r.stored_bytes));
+            let now = frame_system::Pallet::<T>::block_number();
+            for record in records.iter().filter(|r| assigned.contains(&r.operator)) {
+                Self::pay_hosting(stream, &record.operator, bytes, record.at, now);
+            }
+        }
         let Some(account) = Hosting::<T>::take(stream) else {
             return;
         };

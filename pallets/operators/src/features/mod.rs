@@ -1,7 +1,7 @@
 //! The pallet's logic, one file per topic; the calls in `lib.rs` delegate here.
 
 mod assignment;
-mod heads;
+pub(crate) mod heads;
 mod hosting;
 #[cfg(any(feature = "try-runtime", test))]
 mod invariants;
