@@ -140,7 +140,7 @@ enum Command {
     },
     /// What you earned as seller and as storage operator, and your balance with its holds.
     Earnings,
-    /// Storage operators: status, register, pause, resume, leave, withdraw, bond-extra.
+    /// Storage operators: status, register, pause, resume, leave, withdraw, bond-extra, earnings.
     #[command(subcommand)]
     Operator(operator::OperatorCommand),
 }
@@ -1487,6 +1487,7 @@ mod tests {
             (&["operator", "withdraw"], true),
             (&["operator", "status"], true),
             (&["operator", "status", "5Grw"], true),
+            (&["operator", "earnings"], true),
             (&["operator", "bond-extra", "5FAST"], true),
             (&["operator", "bond-extra"], false),
             (&["operator", "fly"], false),

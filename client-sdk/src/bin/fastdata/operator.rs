@@ -47,6 +47,9 @@ pub(crate) enum OperatorCommand {
         /// Amount (planck, or with suffix FAST).
         amount: String,
     },
+    /// What you earned (as operator and as seller) and your balance with its holds; the same
+    /// as `fastdata earnings`.
+    Earnings,
 }
 
 /// The status as text and, for `Leaving`, the block from which the stake can be withdrawn.
@@ -100,7 +103,7 @@ pub(crate) fn status_text(r: &OperatorStatusReport) -> String {
     ];
     out.extend(r.streams.iter().map(|s| format!("    {s:?}")));
     out.push(match r.pending_reassignment {
-        Some(at) => format!("  its streams are reassigned from relay block {at}"),
+        Some(at) => format!("  replacements for its streams are drawn from relay block {at}"),
         None => "  no pending reassignment".into(),
     });
     out.join("\n")
@@ -109,9 +112,11 @@ pub(crate) fn status_text(r: &OperatorStatusReport) -> String {
 pub(crate) async fn operator(ctx: &Ctx, cmd: OperatorCommand) -> anyhow::Result<()> {
     let chain = match &cmd {
         OperatorCommand::Status { .. } => ctx.reader().await?,
+        OperatorCommand::Earnings => return super::business::earnings(ctx).await,
         _ => ctx.chain().await?,
     };
     let (name, action, result) = match cmd {
+        OperatorCommand::Earnings => return super::business::earnings(ctx).await,
         OperatorCommand::Status { who } => {
             let who = match who {
                 Some(w) => parse_account(&w)?,
@@ -214,7 +219,7 @@ mod tests {
         assert_eq!(v["pending_reassignment"], 90);
         let text = status_text(&report);
         assert!(text.contains("withdrawable from block 700"), "{text}");
-        assert!(text.contains("reassigned from relay block 90"), "{text}");
+        assert!(text.contains("drawn from relay block 90"), "{text}");
         assert!(text.contains("100 FAST"), "{text}");
         assert_eq!(status_name(&OperatorStatus::Paused), ("Paused", None));
     }
