@@ -856,6 +856,10 @@ pub const CALLS: &[(&str, &str, &[&str])] = &[
         &["broker_url", "http_url", "price_per_mb"],
     ),
     ("Operators", "resume", &[]),
+    ("Operators", "pause", &[]),
+    ("Operators", "leave", &[]),
+    ("Operators", "withdraw", &[]),
+    ("Operators", "bond_extra", &["amount"]),
     ("Operators", "heartbeat", &[]),
     ("Operators", "attest_heads", &["heads"]),
     (
