@@ -44,6 +44,15 @@ pub struct Hosting {
 }
 
 impl Hosting {
+    /// The `Operators::fund_hosting` call that sets this hosting for `stream`.
+    fn call(&self, stream: &StreamId) -> BatchCall {
+        BatchCall::new(
+            "Operators",
+            "fund_hosting",
+            (*stream, self.quota_mb, self.funds),
+        )
+    }
+
     /// 64 MB per operator funded with 10 FAST: a demo or test stream.
     pub const DEMO: Self = Self {
         quota_mb: 64,
@@ -69,6 +78,19 @@ impl Hosting {
                 .saturating_mul(periods),
         }
     }
+}
+
+/// Checks that `included` registered `stream` (`Offers::StreamRegistered`).
+fn expect_registered(included: &Included, stream: &StreamId) -> Result<(), Error> {
+    let (registered, _offer, _seller): (StreamId, OfferId, AccountId) =
+        included.decode_event("Offers", "StreamRegistered")?;
+    if registered != *stream {
+        return Err(Error::Decode {
+            what: "StreamRegistered",
+            detail: format!("chain registered {registered:?}, expected {stream:?}"),
+        });
+    }
+    Ok(())
 }
 
 /// An offer and its stream listed together ([`FastData::list_stream`]).
@@ -241,12 +263,7 @@ impl FastData {
         name: &str,
         hosting: Hosting,
     ) -> Result<ListedStream, Error> {
-        let timestamp = crate::now_millis();
-        let stream = stream_id(&self.account().account_id(), name.as_bytes(), timestamp);
-        let keys = EpochKeys::generate()?;
-        let commitment = keys.commitment();
-        keystore.set_epoch_keys(&stream, 0, &keys);
-        keystore.save()?;
+        let (stream, timestamp, commitment) = self.new_stream_keys(keystore, name)?;
         let calls = [
             BatchCall::new(
                 "Offers",
@@ -261,22 +278,11 @@ impl FastData {
                     commitment,
                 ),
             ),
-            BatchCall::new(
-                "Operators",
-                "fund_hosting",
-                (stream, hosting.quota_mb, hosting.funds),
-            ),
+            hosting.call(&stream),
         ];
         let included = self.submit_all(&calls, Wait::InBlock).await?;
         let offer: OfferId = included.decode_event("Offers", "OfferCreated")?;
-        let (registered, _offer, _seller): (StreamId, OfferId, AccountId) =
-            included.decode_event("Offers", "StreamRegistered")?;
-        if registered != stream {
-            return Err(Error::Decode {
-                what: "StreamRegistered",
-                detail: format!("chain registered {registered:?}, expected {stream:?}"),
-            });
-        }
+        expect_registered(&included, &stream)?;
         Ok(ListedStream {
             offer,
             stream,
@@ -339,39 +345,38 @@ impl FastData {
         name: &str,
         hosting: Hosting,
     ) -> Result<RegisteredStream, Error> {
-        let timestamp = crate::now_millis();
-        let stream = stream_id(&self.account().account_id(), name.as_bytes(), timestamp);
-        let keys = EpochKeys::generate()?;
-        let commitment = keys.commitment();
-        keystore.set_epoch_keys(&stream, 0, &keys);
-        keystore.save()?;
+        let (stream, timestamp, commitment) = self.new_stream_keys(keystore, name)?;
         let calls = [
             BatchCall::new(
                 "Offers",
                 "register_stream",
                 (offer, name.as_bytes().to_vec(), timestamp, commitment),
             ),
-            BatchCall::new(
-                "Operators",
-                "fund_hosting",
-                (stream, hosting.quota_mb, hosting.funds),
-            ),
+            hosting.call(&stream),
         ];
         let included = self.submit_all(&calls, Wait::InBlock).await?;
-        let (registered, _offer, _seller): (StreamId, OfferId, AccountId) =
-            included.decode_event("Offers", "StreamRegistered")?;
-        if registered != stream {
-            return Err(Error::Decode {
-                what: "StreamRegistered",
-                detail: format!("chain registered {registered:?}, expected {stream:?}"),
-            });
-        }
+        expect_registered(&included, &stream)?;
         let operators = self.wait_for_operators(&stream).await?;
         Ok(RegisteredStream {
             stream,
             operators,
             commitment,
         })
+    }
+
+    /// A new stream `name` of this account: its id and timestamp, and fresh epoch-0 keys kept
+    /// in `keystore` (saved before any transaction is sent), with their commitment.
+    fn new_stream_keys(
+        &self,
+        keystore: &mut Keystore,
+        name: &str,
+    ) -> Result<(StreamId, u64, H256), Error> {
+        let timestamp = crate::now_millis();
+        let stream = stream_id(&self.account().account_id(), name.as_bytes(), timestamp);
+        let keys = EpochKeys::generate()?;
+        keystore.set_epoch_keys(&stream, 0, &keys);
+        keystore.save()?;
+        Ok((stream, timestamp, keys.commitment()))
     }
 
     /// Waits until the chain has drawn the operators of the newly registered `stream` (a few

@@ -1073,10 +1073,9 @@ struct AttestState {
     synced: BTreeSet<StreamId>,
     /// The latest head of each stream the chain accepted from this operator.
     accepted: BTreeMap<StreamId, Sequence>,
-    /// The finalized block at which the chain last accepted an attestation of the stream.
-    accepted_at: BTreeMap<StreamId, BlockNumber>,
-    /// The stored bytes of the stream in that attestation.
-    accepted_bytes: BTreeMap<StreamId, u64>,
+    /// The finalized block at which the chain last accepted an attestation of the stream,
+    /// and the stored bytes it attested.
+    last_accepted: BTreeMap<StreamId, (BlockNumber, u64)>,
     /// The stored head found by the last scan (scans resume there).
     scanned: BTreeMap<StreamId, Sequence>,
     /// A head the chain refused, per stream: not sent again until the head grows past it.
@@ -1131,8 +1130,7 @@ impl HeadAttester {
         let streams: BTreeSet<StreamId> = self.view.streams().iter().map(|s| s.stream).collect();
         state.synced.retain(|s| streams.contains(s));
         state.accepted.retain(|s, _| streams.contains(s));
-        state.accepted_at.retain(|s, _| streams.contains(s));
-        state.accepted_bytes.retain(|s, _| streams.contains(s));
+        state.last_accepted.retain(|s, _| streams.contains(s));
         state.scanned.retain(|s, _| streams.contains(s));
         state.refused.retain(|s, _| streams.contains(s));
 
@@ -1147,8 +1145,7 @@ impl HeadAttester {
                     for (stream, head, bytes, at) in heads {
                         let accepted = state.accepted.entry(stream).or_default();
                         *accepted = (*accepted).max(head);
-                        state.accepted_at.entry(stream).or_insert(at);
-                        state.accepted_bytes.entry(stream).or_insert(bytes);
+                        state.last_accepted.entry(stream).or_insert((at, bytes));
                     }
                     state.synced.extend(unsynced);
                 }
@@ -1192,13 +1189,10 @@ impl HeadAttester {
             state.scanned.insert(stream, head);
             let accepted = state.accepted.get(&stream).copied().unwrap_or(0);
             let refused = state.refused.get(&stream).copied();
-            let stale = state
-                .accepted_at
-                .get(&stream)
-                .is_some_and(|at| now.saturating_sub(*at) >= REATTEST_BLOCKS);
-            let bytes_changed = refused.is_none()
-                && state.accepted_at.contains_key(&stream)
-                && state.accepted_bytes.get(&stream).copied().unwrap_or(0) != bytes;
+            let last = state.last_accepted.get(&stream).copied();
+            let stale = last.is_some_and(|(at, _)| now.saturating_sub(at) >= REATTEST_BLOCKS);
+            let bytes_changed =
+                refused.is_none() && last.is_some_and(|(_, attested)| attested != bytes);
             if head > accepted && refused.is_none_or(|r| head > r) {
                 grown.push((stream, head, bytes));
             } else if (stale && bytes > 0 && refused.is_none()) || bytes_changed {
@@ -1213,8 +1207,7 @@ impl HeadAttester {
                 Ok(()) => {
                     for (stream, head, bytes) in chunk {
                         state.accepted.insert(*stream, *head);
-                        state.accepted_at.insert(*stream, now);
-                        state.accepted_bytes.insert(*stream, *bytes);
+                        state.last_accepted.insert(*stream, (now, *bytes));
                         state.refused.remove(stream);
                     }
                     round.attested += chunk.len();
