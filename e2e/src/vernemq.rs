@@ -157,9 +157,29 @@ impl Vernemq {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
-        let key = format!("key={}", node.api_key);
-        node.run("bin/vmq-admin", &["api-key", "add", &key, "scope=mgmt"])?;
+        node.add_api_key(deadline + Duration::from_secs(30))?;
         Ok(node)
+    }
+
+    /// Adds the node's API key. `/health` answers before the management interface's
+    /// metadata is ready, and then `vmq-admin api-key add` fails (it prints its usage), so
+    /// this retries until the key is listed or `deadline` passes.
+    fn add_api_key(&self, deadline: Instant) -> anyhow::Result<()> {
+        let key = format!("key={}", self.api_key);
+        loop {
+            let added = self.run("bin/vmq-admin", &["api-key", "add", &key, "scope=mgmt"]);
+            let listed = self
+                .run("bin/vmq-admin", &["api-key", "show"])
+                .is_ok_and(|keys| keys.contains(&self.api_key));
+            if listed {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                added?;
+                bail!("VerneMQ on port {} does not list the API key", self.port);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// `http://127.0.0.1:<http_port>`, the daemon's `vernemq.api_url`.

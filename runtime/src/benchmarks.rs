@@ -191,17 +191,37 @@ impl pallet_offers::BenchmarkHelper<AccountId, BlockNumber> for Helper {
     }
 }
 
-impl pallet_operators::BenchmarkHelper<AccountId> for Helper {
+/// The account of an sr25519 key generated in the benchmark keystore from `suri`.
+fn bench_signer(suri: &str) -> AccountId {
+    let public = sp_io::crypto::sr25519_generate(BENCH_KEY, Some(suri.as_bytes().to_vec()));
+    MultiSigner::from(public).into_account()
+}
+
+/// `signer`'s signature of `message` with its key in the benchmark keystore (a zero
+/// signature, which fails verification, if the key is not there).
+fn bench_sign(signer: &AccountId, message: &[u8]) -> Signature {
+    let public = sr25519::Public::from_raw(*AsRef::<[u8; 32]>::as_ref(signer));
+    let signature = sp_io::crypto::sr25519_sign(BENCH_KEY, &public, message);
+    MultiSignature::Sr25519(signature.unwrap_or_else(|| sr25519::Signature::from_raw([0; 64])))
+}
+
+impl pallet_operators::BenchmarkHelper<AccountId, Signature> for Helper {
     fn make_trusted(who: &AccountId) {
         check(Did::benchmark_make_verified(who), "verify an operator");
+    }
+
+    fn signer(seed: u32) -> AccountId {
+        bench_signer(&format!("//fastdata-bench-operator-{seed}"))
+    }
+
+    fn sign(signer: &AccountId, message: &[u8]) -> Signature {
+        bench_sign(signer, message)
     }
 }
 
 impl pallet_escrow::BenchmarkHelper<Runtime> for Helper {
     fn buyer(seed: u32) -> AccountId {
-        let suri = format!("//fastdata-bench-buyer-{seed}");
-        let public = sp_io::crypto::sr25519_generate(BENCH_KEY, Some(suri.into_bytes()));
-        let who = MultiSigner::from(public).into_account();
+        let who = bench_signer(&format!("//fastdata-bench-buyer-{seed}"));
         Balances::set_balance(&who, FUNDS);
         if !pallet_did::Dids::<Runtime>::contains_key(&who) {
             let key_agreement = sp_io::hashing::blake2_256(&seed.to_le_bytes());
@@ -226,9 +246,7 @@ impl pallet_escrow::BenchmarkHelper<Runtime> for Helper {
     }
 
     fn sign(signer: &AccountId, message: &[u8]) -> Signature {
-        let public = sr25519::Public::from_raw(*AsRef::<[u8; 32]>::as_ref(signer));
-        let signature = sp_io::crypto::sr25519_sign(BENCH_KEY, &public, message);
-        MultiSignature::Sr25519(signature.unwrap_or_else(|| sr25519::Signature::from_raw([0; 64])))
+        bench_sign(signer, message)
     }
 
     /// Lists the offer through `pallet-offers` (seller verified, stream registered and its

@@ -1,10 +1,10 @@
 //! Wiring: builds every part of the daemon from a [`Config`], runs each long-running part as
 //! a named task under a [`Supervisor`] (see [`tasks`] for the names), shuts it down.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use fastdata_primitives::AccountId;
+use fastdata_primitives::{AccountId, BlockNumber, StreamId};
 use fastdata_sdk::http::HttpClient;
 use sp_core::Pair;
 
@@ -202,7 +202,7 @@ impl Daemon {
         );
         let node = Arc::new(
             Node::new(
-                me.clone(),
+                pair.clone(),
                 auth.clone(),
                 view.clone(),
                 store.clone(),
@@ -529,7 +529,12 @@ async fn gate_sync(
     }
 }
 
-/// Deletes segments older than their stream's retention; a sweep the store fails ends the
+/// Blocks a stream this operator no longer hosts (released, or reassigned away) keeps its
+/// segments, so a successor can still backfill from it: an hour of 6-second blocks.
+pub const UNHOSTED_KEEP_BLOCKS: BlockNumber = 600;
+
+/// Deletes segments older than their stream's retention, and every segment of a stream this
+/// operator has not hosted for [`UNHOSTED_KEEP_BLOCKS`]; a sweep the store fails ends the
 /// run with the error.
 async fn retention(
     view: Arc<dyn ChainView>,
@@ -539,30 +544,140 @@ async fn retention(
     mut ctx: TaskContext,
 ) -> Result<(), TaskError> {
     ctx.ready();
+    // Streams stored but not hosted, with the block they were first seen so.
+    let mut unhosted: BTreeMap<StreamId, BlockNumber> = BTreeMap::new();
     loop {
         tokio::select! {
             _ = ctx.stopped() => return Ok(()),
             _ = tokio::time::sleep(period) => {}
         }
         let now = view.finalized_block();
-        for stream in view.streams().into_iter().filter(|s| s.retention > 0) {
-            let Some(before) = now.checked_sub(stream.retention) else {
-                continue;
-            };
+        let hosted = view.streams();
+        let mut sweeps: Vec<(StreamId, Option<BlockNumber>)> = hosted
+            .iter()
+            .filter(|s| s.retention > 0)
+            .filter_map(|s| Some((s.stream, Some(now.checked_sub(s.retention)?))))
+            .collect();
+        // Before the first finalized block the view is not synced: it hosts nothing yet.
+        if now > 0 {
             let store = store.clone();
-            match tokio::task::spawn_blocking(move || store.prune(&stream.stream, before)).await {
-                Ok(Ok(n)) => {
-                    metrics.segments_pruned.inc_by(n);
+            let stored = blocking_store(move || store.stored_streams()).await?;
+            unhosted.retain(|stream, _| stored.contains(stream));
+            for stream in stored {
+                if hosted.iter().any(|s| s.stream == stream) {
+                    unhosted.remove(&stream);
+                    continue;
                 }
-                Ok(Err(e)) => {
-                    return Err(TaskError::transient(format!("retention sweep failed: {e}")))
-                }
-                Err(e) => {
-                    return Err(TaskError::transient(format!(
-                        "retention sweep crashed: {e}"
-                    )))
+                let since = *unhosted.entry(stream).or_insert(now);
+                if now.saturating_sub(since) >= UNHOSTED_KEEP_BLOCKS {
+                    sweeps.push((stream, None));
                 }
             }
         }
+        for (stream, before) in sweeps {
+            let store = store.clone();
+            let n = blocking_store(move || match before {
+                Some(before) => store.prune(&stream, before),
+                None => store.drop_stream(&stream),
+            })
+            .await?;
+            metrics.segments_pruned.inc_by(n);
+            if before.is_none() {
+                unhosted.remove(&stream);
+                tracing::info!(%stream, segments = n, "deleted a stream this operator no longer hosts");
+            }
+        }
+    }
+}
+
+/// Runs a store operation of the retention sweep off the async threads.
+async fn blocking_store<R: Send + 'static>(
+    op: impl FnOnce() -> Result<R, crate::store::StoreError> + Send + 'static,
+) -> Result<R, TaskError> {
+    match tokio::task::spawn_blocking(op).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(TaskError::transient(format!("retention sweep failed: {e}"))),
+        Err(e) => Err(TaskError::transient(format!("retention sweep crashed: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        chain::{tests::assignment, InMemoryChainView},
+        store::NewSegment,
+        supervisor::Policy,
+    };
+    use sp_core::H256;
+
+    fn segment(stream: u8, sequence: u64) -> NewSegment {
+        NewSegment {
+            stream: H256::repeat_byte(stream),
+            sequence,
+            envelope: vec![stream; 10],
+        }
+    }
+
+    /// Waits until `done` holds, sweeping every 20 ms.
+    async fn eventually(done: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "not within 5 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn streams_no_longer_hosted_are_deleted_after_the_keep_period_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("db.redb")).unwrap());
+        let view = InMemoryChainView::shared();
+        // Hosted: stream 7. Stored but never hosted here: stream 8.
+        view.apply(ChainEvent::StreamAssigned(assignment(7, 1, &[2])));
+        store
+            .insert_segments(&[segment(7, 0), segment(7, 1), segment(8, 0)], 1)
+            .unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let supervisor = Supervisor::new(Policy::default(), metrics.clone());
+        let (v, s, m) = (view.clone(), store.clone(), metrics.clone());
+        supervisor.spawn(tasks::RETENTION, Restart::OnError, move |ctx| {
+            let view: Arc<dyn ChainView> = v.clone();
+            retention(view, s.clone(), m.clone(), Duration::from_millis(10), ctx)
+        });
+        let stored = |n: u8| store.count(&H256::repeat_byte(n)).unwrap();
+
+        // Not synced (no finalized block): nothing is touched however long it runs.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!((stored(7), stored(8)), (2, 1));
+        // Synced: stream 8 is kept for the keep period, counted from now.
+        view.apply(ChainEvent::Finalized { number: 100 });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        view.apply(ChainEvent::Finalized {
+            number: 100 + UNHOSTED_KEEP_BLOCKS - 1,
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!((stored(7), stored(8)), (2, 1));
+        view.apply(ChainEvent::Finalized {
+            number: 100 + UNHOSTED_KEEP_BLOCKS,
+        });
+        eventually(|| stored(8) == 0).await;
+        assert_eq!(stored(7), 2, "a hosted stream stays");
+        assert_eq!(store.stored_bytes(&H256::repeat_byte(8)).unwrap(), 0);
+
+        // Released: its segments go once it has been unhosted for the keep period.
+        view.apply(ChainEvent::StreamUnassigned {
+            stream: H256::repeat_byte(7),
+        });
+        let released_at = 100 + UNHOSTED_KEEP_BLOCKS;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(stored(7), 2);
+        view.apply(ChainEvent::Finalized {
+            number: released_at + UNHOSTED_KEEP_BLOCKS,
+        });
+        eventually(|| stored(7) == 0).await;
+        assert!(store.stored_streams().unwrap().is_empty());
+        assert_eq!(metrics.segments_pruned.get(), 3);
+        supervisor.shutdown().await;
     }
 }

@@ -276,6 +276,8 @@ impl Touched {
                 | "Suspended"
                 | "Slashed"
                 | "HeadsAttested"
+                | "HeadSkipped"
+                | "EquivocationReported"
                 | "HostingPaid"
                 | "ReassignmentRequested"
                 | "AssignmentRequested"
@@ -1792,10 +1794,15 @@ mod tests {
             if heads.is_empty() {
                 return Err(dispatch(call, "Operators::NoHeads"));
             }
+            // As on chain: streams not assigned are skipped, a lower head fails the call.
+            let heads: Vec<(StreamId, Sequence)> = heads
+                .into_iter()
+                .filter(|(stream, _)| state.assigned.contains(stream))
+                .collect();
+            if heads.is_empty() {
+                return Err(dispatch(call, "Operators::NotAssigned"));
+            }
             for (stream, head) in &heads {
-                if !state.assigned.contains(stream) {
-                    return Err(dispatch(call, "Operators::NotAssigned"));
-                }
                 if state
                     .mine
                     .get(stream)

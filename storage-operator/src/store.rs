@@ -361,28 +361,62 @@ impl Store {
     /// Deletes the segments of `stream` stored before block `before` (retention). Returns how
     /// many were deleted.
     pub fn prune(&self, stream: &StreamId, before: BlockNumber) -> Result<u64, StoreError> {
+        self.remove_segments(stream, |stored_at| stored_at < before)
+    }
+
+    /// Deletes every segment of `stream` (one this operator no longer hosts) and its byte
+    /// count. Returns how many segments were deleted.
+    pub fn drop_stream(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        self.remove_segments(stream, |_| true)
+    }
+
+    /// The streams this store holds segments of.
+    pub fn stored_streams(&self) -> Result<Vec<StreamId>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(STREAM_BYTES)?;
+        let mut streams = Vec::new();
+        for entry in table.iter()? {
+            let key = entry?.0;
+            if let Ok(bytes) = <[u8; 32]>::try_from(key.value()) {
+                streams.push(StreamId::from(bytes));
+            }
+        }
+        Ok(streams)
+    }
+
+    /// Deletes the segments of `stream` whose storage block satisfies `expired`, keeping its
+    /// byte count; a stream left without segments loses its count.
+    fn remove_segments(
+        &self,
+        stream: &StreamId,
+        expired: impl Fn(BlockNumber) -> bool,
+    ) -> Result<u64, StoreError> {
         let txn = self.write()?;
         let mut removed = 0;
         {
             let mut table = txn.open_table(SEGMENTS)?;
             let start = segment_key(stream, 0);
             let end = segment_key(stream, Sequence::MAX);
-            let mut expired = Vec::new();
-            let mut freed = 0u64;
+            let mut keys = Vec::new();
+            let (mut freed, mut kept) = (0u64, 0u64);
             for entry in table.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
                 let (key, value) = entry?;
                 let (stored_at, envelope) = split_value(value.value());
-                if stored_at < before {
-                    expired.push(key.value().to_vec());
+                if expired(stored_at) {
+                    keys.push(key.value().to_vec());
                     freed = freed.saturating_add(envelope.len() as u64);
+                } else {
+                    kept += 1;
                 }
             }
-            for key in expired {
+            for key in keys {
                 table.remove(key.as_slice())?;
                 removed += 1;
             }
-            if freed > 0 {
-                let mut bytes = txn.open_table(STREAM_BYTES)?;
+            let mut bytes = txn.open_table(STREAM_BYTES)?;
+            if kept == 0 {
+                bytes.remove(stream.as_bytes())?;
+            } else if freed > 0 {
                 let stored = bytes.get(stream.as_bytes())?.map_or(0, |v| v.value());
                 bytes.insert(stream.as_bytes(), stored.saturating_sub(freed))?;
             }
@@ -680,6 +714,25 @@ mod tests {
             vec![3]
         );
         assert_eq!(store.count(&H256::repeat_byte(2)).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_dropped_stream_loses_its_segments_and_byte_count_only() {
+        let (_dir, store) = store();
+        let (one, two) = (H256::repeat_byte(1), H256::repeat_byte(2));
+        store
+            .insert_segments(&[seg(1, 1, b"ab"), seg(1, 2, b"c")], 1)
+            .unwrap();
+        store.insert_segments(&[seg(2, 1, b"zz")], 1).unwrap();
+        let mut stored = store.stored_streams().unwrap();
+        stored.sort();
+        assert_eq!(stored, vec![one, two]);
+        assert_eq!(store.drop_stream(&one).unwrap(), 2);
+        assert_eq!(store.count(&one).unwrap(), 0);
+        assert_eq!(store.stored_bytes(&one).unwrap(), 0);
+        assert_eq!(store.stored_streams().unwrap(), vec![two]);
+        assert_eq!(store.stored_bytes(&two).unwrap(), 2);
+        assert_eq!(store.segment(&two, 1).unwrap().unwrap().envelope, b"zz");
     }
 
     #[test]

@@ -17,7 +17,9 @@
 //      goes back; the purchase is Settled, both sides rate each other and the seller's trust
 //      score in the listing moves;
 //   6. the seller closes the stream and the operator leaves, so reruns on the same chain
-//      start from the same operator set.
+//      start from the same operator set;
+//   7. issuers are registered by two thirds of the arbiters;
+//   8. an operator that signed two contents for one segment is slashed on anyone's report.
 // Every run uses new accounts, so the test passes on a fresh chain and on one it already
 // ran on. It takes about 80 s: the live period (10 blocks) plus the claim grace period
 // (50 blocks) must pass before settlement; no shorter honest path to a rating exists.
@@ -641,4 +643,67 @@ test('7. issuers are registered by two thirds of the arbiters, never by one', as
   assert.equal(str(registered.data.issuer), issuer.address);
   assert.equal(registered.data.weight.toNumber(), 500_000_000);
   assert.equal((await api.query.did.issuers(issuer.address)).isSome, true);
+});
+
+// An operator's signed word on a served segment: SCALE((domain, genesis, (stream, sequence,
+// blake2_256(envelope)))) signed with its account's sr25519 key, as its daemon does.
+const STATEMENT_DOMAIN = 'fastdata/segment-statement/v1';
+function signStatement(signer, genesis, stream, sequence, envelope) {
+  const statement = { stream, sequence, digest: blake2AsHex(envelope, 256) };
+  const message = api.createType('(Bytes, H256, H256, u64, H256)', [
+    u8aToHex(stringToU8a(STATEMENT_DOMAIN)), genesis, statement.stream, statement.sequence, statement.digest,
+  ]).toU8a();
+  return [statement, { Sr25519: u8aToHex(signer.sign(message)) }];
+}
+
+test('8. an operator that signs two contents for one segment is slashed on anyone\'s report', async () => {
+  const cheat = keyring.addFromUri(`//fd-js-${run}-cheat`);
+  const reporter = keyring.addFromUri(`//fd-js-${run}-reporter`);
+  const stake = c.operators.minStake.toBigInt() * 2n;
+  for (const [who, amount] of [[cheat, stake + 10n * UNIT], [reporter, 10n * UNIT]]) {
+    await sendFinalized(api, api.tx.balances.transferKeepAlive(who.address, amount), alice);
+  }
+  await sendFinalized(api, api.tx.operators.register(stake, 'mqtt://127.0.0.1:18831',
+    'http://127.0.0.1:18081', OPERATOR_PRICE), cheat);
+  const stream = blake2AsHex(stringToU8a(`fd-js-${run}-stream`), 256);
+  const stored = signStatement(cheat, api.genesisHash, stream, 7, stringToU8a('what the seller published'));
+  const served = signStatement(cheat, api.genesisHash, stream, 7, stringToU8a('what a buyer was served'));
+
+  // Not a conflict, or not the operator's signature: refused, nothing slashed.
+  assert.equal(await sendFailing(api, api.tx.operators.reportEquivocation(cheat.address, stored, stored), reporter),
+    'operators.NoConflict');
+  const framed = signStatement(reporter, api.genesisHash, stream, 7, stringToU8a('forged by the reporter'));
+  assert.equal(await sendFailing(api, api.tx.operators.reportEquivocation(cheat.address, stored, framed), reporter),
+    'operators.BadStatementSignature');
+  const foreign = signStatement(cheat, '0x' + '11'.repeat(32), stream, 7, stringToU8a('on another chain'));
+  assert.equal(await sendFailing(api, api.tx.operators.reportEquivocation(cheat.address, stored, foreign), reporter),
+    'operators.BadStatementSignature');
+
+  const reporterBefore = (await freeAndHolds(reporter.address)).free;
+  const cheatBefore = await freeAndHolds(cheat.address);
+  const issuanceBefore = (await api.query.balances.totalIssuance()).toBigInt();
+  const { events } = await sendFinalized(api, api.tx.operators.reportEquivocation(cheat.address, stored, served), reporter);
+  const reported = theEvent(api, events, 'operators', 'EquivocationReported');
+  assert.deepEqual(reported.data.names, ['operator', 'reporter', 'stream', 'sequence']);
+  assert.deepEqual([str(reported.data.operator), str(reported.data.reporter), reported.data.stream.toHex(),
+    reported.data.sequence.toNumber()], [cheat.address, reporter.address, stream, 7]);
+  // A tenth of the stake, burned; the reporter pays no fee.
+  const slashAmount = stake / 10n;
+  const slashed = theEvent(api, events, 'operators', 'Slashed');
+  assert.deepEqual([str(slashed.data.operator), bal(slashed.data.amount)], [cheat.address, slashAmount]);
+  const expectedEvidence = blake2AsHex(api.createType('((H256, u64, H256, MultiSignature), (H256, u64, H256, MultiSignature))',
+    [[stream, 7, stored[0].digest, stored[1]], [stream, 7, served[0].digest, served[1]]]).toU8a(), 256);
+  assert.equal(slashed.data.evidence.toHex(), expectedEvidence);
+  const cheatAfter = await freeAndHolds(cheat.address);
+  const held = (h) => h.holds.reduce((sum, x) => sum + x.amount, 0n);
+  assert.equal(held(cheatBefore) - held(cheatAfter), slashAmount);
+  assert.equal(cheatAfter.free, cheatBefore.free);
+  assert.equal((await freeAndHolds(reporter.address)).free, reporterBefore);
+  assert.equal(issuanceBefore - (await api.query.balances.totalIssuance()).toBigInt(), slashAmount);
+  const record = (await api.call.operatorsApi.operator(cheat.address)).unwrap();
+  assert.equal(record.stake.toBigInt(), stake - slashAmount);
+  // Once per segment.
+  assert.equal(await sendFailing(api, api.tx.operators.reportEquivocation(cheat.address, served, stored), reporter),
+    'operators.AlreadyReported');
+  await sendFinalized(api, api.tx.operators.leave(), cheat);
 });

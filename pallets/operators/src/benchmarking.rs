@@ -96,13 +96,18 @@ fn host_streams<T: Config>(who: &T::AccountId, s: u32, others: &[T::AccountId]) 
 /// A full registry: `who` plus `MaxOperators - 1` others, all with the costliest trust
 /// scores (reassignment computes them all); `who` hosts `s` streams.
 fn full_registry_hosting<T: Config>(s: u32) -> T::AccountId {
+    let who = funded::<T>("target", 0);
+    full_registry_with::<T>(&who, s);
+    who
+}
+
+/// [`full_registry_hosting`] with `who` (funded) as the operator hosting `s` streams.
+fn full_registry_with<T: Config>(who: &T::AccountId, s: u32) {
     let others = operators::<T>(T::MaxOperators::get().saturating_sub(1));
     others.iter().for_each(T::BenchmarkHelper::make_trusted);
-    let who = funded::<T>("target", 0);
-    T::BenchmarkHelper::make_trusted(&who);
-    register_operator::<T>(&who);
-    host_streams::<T>(&who, s, &others);
-    who
+    T::BenchmarkHelper::make_trusted(who);
+    register_operator::<T>(who);
+    host_streams::<T>(who, s, &others);
 }
 
 fn assert_last_event<T: Config>(event: Event<T>) {
@@ -366,6 +371,38 @@ mod benchmarks {
             H256::repeat_byte(1),
         );
 
+        assert_eq!(
+            pallet::Operators::<T>::get(&target).map(|i| i.status),
+            Some(OperatorStatus::Suspended)
+        );
+        Ok(())
+    }
+
+    #[benchmark]
+    fn report_equivocation(
+        s: Linear<0, { T::MaxStreamsPerOperator::get() }>,
+    ) -> Result<(), BenchmarkError> {
+        // Two valid signatures checked, and a slash that suspends the operator (its stake is
+        // the minimum) and reassigns its `s` streams.
+        let target = T::BenchmarkHelper::signer(0);
+        fund::<T>(&target);
+        full_registry_with::<T>(&target, s);
+        let reporter = funded::<T>("reporter", 0);
+        let genesis = Operators::<T>::genesis_hash();
+        let signed = |content: &[u8]| {
+            let statement =
+                fastdata_primitives::custody::SegmentStatement::of(stream_id(0), 7, content);
+            let signature =
+                T::BenchmarkHelper::sign(&target, &statement.signing_payload(&genesis));
+            (statement, signature)
+        };
+        let (first, second) = (signed(b"stored"), signed(b"served"));
+        let lookup = T::Lookup::unlookup(target.clone());
+
+        #[extrinsic_call]
+        _(RawOrigin::Signed(reporter), lookup, first, second);
+
+        assert!(Equivocations::<T>::contains_key((target.clone(), stream_id(0), 7)));
         assert_eq!(
             pallet::Operators::<T>::get(&target).map(|i| i.status),
             Some(OperatorStatus::Suspended)

@@ -16,9 +16,12 @@
 //! - **Liveness.** Active operators send a [heartbeat](Pallet::heartbeat) at least every
 //!   [`Config::HeartbeatTimeout`] blocks. `on_idle` checks a bounded number of operators per
 //!   block (round robin) and suspends the silent ones.
-//! - **Slashing.** [`Config::SlashOrigin`] (the arbiters) [slashes](Pallet::slash) proven
-//!   misbehaviour, citing an evidence hash. A slash that leaves the stake below the minimum
-//!   suspends the operator.
+//! - **Slashing.** Anyone [reports](Pallet::report_equivocation) two statements an operator
+//!   signed about one segment with different contents
+//!   ([`fastdata_primitives::custody`]); the chain checks both signatures and slashes
+//!   [`Config::EquivocationSlash`] of the stake, without arbiters. For misbehaviour the chain
+//!   cannot check, [`Config::SlashOrigin`] (the arbiters) [slashes](Pallet::slash), citing
+//!   an evidence hash. A slash that leaves the stake below the minimum suspends the operator.
 //! - **Assignment.** When `pallet-offers` registers a stream it calls
 //!   [`OperatorProvider::request_assignment`], which checks that `R` active operators have
 //!   room and queues the stream. [`Config::AssignmentDelay`] blocks of the randomness source
@@ -80,17 +83,15 @@ pub const LOG_TARGET: &str = "runtime::operators";
 
 /// What the benchmarks need from the runtime.
 #[cfg(feature = "runtime-benchmarks")]
-pub trait BenchmarkHelper<AccountId> {
+pub trait BenchmarkHelper<AccountId, Signature> {
     /// Makes `who`'s trust score ([`Config::Trust`]) as costly to compute as it can be (e.g. a
     /// DID with the most credentials): assigning and reassigning streams computes the score
     /// of every active operator.
     fn make_trusted(who: &AccountId);
-}
-
-/// No setup: for runtimes whose trust scores cost the same for every account.
-#[cfg(feature = "runtime-benchmarks")]
-impl<AccountId> BenchmarkHelper<AccountId> for () {
-    fn make_trusted(_who: &AccountId) {}
+    /// An account, distinct per `seed`, that can sign with [`Config::StatementSignature`].
+    fn signer(seed: u32) -> AccountId;
+    /// `signer`'s signature of `message` (`signer` was returned by [`Self::signer`]).
+    fn sign(signer: &AccountId, message: &[u8]) -> Signature;
 }
 
 // FRAME's expansion of `#[pallet::pallet]`, `#[pallet::storage]` and `#[pallet::error]` calls
@@ -108,7 +109,11 @@ pub mod pallet {
     };
     use frame_system::pallet_prelude::*;
     use sp_core::H256;
-    use sp_runtime::traits::{BlockNumberProvider, StaticLookup};
+    use fastdata_primitives::custody::SegmentStatement;
+    use sp_runtime::{
+        traits::{BlockNumberProvider, IdentifyAccount, StaticLookup, Verify},
+        Perbill,
+    };
 
     /// Account lookup source of a runtime.
     pub type AccountIdLookupOf<T> = <<T as frame_system::Config>::Lookup as StaticLookup>::Source;
@@ -160,6 +165,16 @@ pub mod pallet {
 
         /// Receives slashed stake (e.g. the treasury); `()` burns it.
         type OnSlash: OnUnbalanced<fungible::Credit<Self::AccountId, Self::Currency>>;
+
+        /// Signature of an operator's segment statements (its account key).
+        type StatementSignature: Verify<Signer = Self::StatementSigner> + Parameter;
+
+        /// Signer of [`Config::StatementSignature`]; identifies the operator's account.
+        type StatementSigner: IdentifyAccount<AccountId = Self::AccountId>;
+
+        /// Share of its stake an operator loses for each proven equivocation.
+        #[pallet::constant]
+        type EquivocationSlash: Get<Perbill>;
 
         /// Minimum stake of an active operator. Also pays for the operator's storage.
         #[pallet::constant]
@@ -221,7 +236,7 @@ pub mod pallet {
 
         /// Benchmark setup from the runtime.
         #[cfg(feature = "runtime-benchmarks")]
-        type BenchmarkHelper: BenchmarkHelper<Self::AccountId>;
+        type BenchmarkHelper: BenchmarkHelper<Self::AccountId, Self::StatementSignature>;
     }
 
     /// Registered operators.
@@ -280,6 +295,16 @@ pub mod pallet {
     #[pallet::storage]
     pub type PendingAssignments<T: Config> =
         StorageValue<_, BoundedVec<PendingAssignmentOf<T>, T::MaxPendingAssignments>, ValueQuery>;
+
+    /// Segments for which an operator's equivocation was reported, with the block of the
+    /// report: each slashes once. Entries grow only with slashes of a non-zero amount.
+    #[pallet::storage]
+    pub type Equivocations<T: Config> = StorageMap<
+        _,
+        Blake2_128Concat,
+        (T::AccountId, StreamId, Sequence),
+        BlockNumberFor<T>,
+    >;
 
     /// Position in [`ActiveOperators`] where the next liveness check starts.
     #[pallet::storage]
@@ -366,6 +391,18 @@ pub mod pallet {
             /// Hash of the evidence (e.g. the conflicting signed commitments).
             evidence: H256,
         },
+        /// Two conflicting statements of an operator about one segment were reported; a
+        /// [`Event::Slashed`] follows.
+        EquivocationReported {
+            /// The operator that signed both.
+            operator: T::AccountId,
+            /// Who reported them.
+            reporter: T::AccountId,
+            /// The stream of the segment.
+            stream: StreamId,
+            /// The segment's sequence number.
+            sequence: Sequence,
+        },
         /// A new stream waits for its operators to be drawn.
         AssignmentRequested {
             /// The stream.
@@ -423,6 +460,14 @@ pub mod pallet {
             operator: T::AccountId,
             /// Number of streams attested.
             streams: u32,
+        },
+        /// A stream in an operator's attestation was skipped: it is no longer assigned to
+        /// the operator (released or reassigned since the attestation was signed).
+        HeadSkipped {
+            /// The operator.
+            operator: T::AccountId,
+            /// The stream.
+            stream: StreamId,
         },
         /// A stream's seller set its hosting quota and/or added funds.
         HostingFunded {
@@ -508,7 +553,7 @@ pub mod pallet {
         NotEnoughOperators,
         /// An attestation names no stream.
         NoHeads,
-        /// The caller is not assigned to a stream it attests.
+        /// The caller is assigned to none of the streams it attests.
         NotAssigned,
         /// An attested head is lower than the caller's previous attestation for the stream.
         HeadDecreased,
@@ -526,6 +571,14 @@ pub mod pallet {
         /// The funds do not pay for every replica storing the whole quota for a hosting
         /// period: add funds or lower the quota.
         HostingUnderfunded,
+        /// The two statements are not about the same segment, or name the same content.
+        NoConflict,
+        /// A statement is not signed by the reported operator on this chain.
+        BadStatementSignature,
+        /// This operator's equivocation on this segment was already reported.
+        AlreadyReported,
+        /// The operator has no stake left to slash.
+        NothingToSlash,
     }
 
     #[pallet::hooks]
@@ -674,6 +727,7 @@ pub mod pallet {
         /// median of its assigned operators' latest attestations; the escrow pays stream
         /// periods by it and refuses receipts beyond it. Each attestation after the first
         /// pays the caller for hosting since its previous one (see [`Pallet::fund_hosting`]).
+        /// A stream no longer assigned to the caller is skipped ([`Event::HeadSkipped`]).
         /// Emits [`Event::HeadsAttested`], and [`Event::HostingPaid`] /
         /// [`Event::HostingExhausted`] per stream paid.
         #[pallet::call_index(9)]
@@ -703,6 +757,31 @@ pub mod pallet {
         ) -> DispatchResult {
             let who = ensure_signed(origin)?;
             Self::do_fund_hosting(who, stream, quota_mb, amount)
+        }
+
+        /// Reports two statements `operator` signed about the same segment naming different
+        /// contents ([`fastdata_primitives::custody`]): proof that it served something other
+        /// than what it stored. Anyone may report, once per segment; the chain checks both
+        /// signatures and slashes [`Config::EquivocationSlash`] of the operator's stake (to
+        /// [`Config::OnSlash`]), suspending it if the rest is below the minimum. A valid
+        /// report costs the reporter no fee. Emits [`Event::EquivocationReported`] and
+        /// [`Event::Slashed`].
+        #[pallet::call_index(11)]
+        #[pallet::weight(T::WeightInfo::report_equivocation(T::MaxStreamsPerOperator::get()))]
+        pub fn report_equivocation(
+            origin: OriginFor<T>,
+            operator: AccountIdLookupOf<T>,
+            first: (SegmentStatement, T::StatementSignature),
+            second: (SegmentStatement, T::StatementSignature),
+        ) -> DispatchResultWithPostInfo {
+            let reporter = ensure_signed(origin)?;
+            let operator = T::Lookup::lookup(operator)?;
+            let moved = Self::do_report_equivocation(reporter, operator, first, second)?;
+            Ok((
+                Some(T::WeightInfo::report_equivocation(moved)),
+                Pays::No,
+            )
+                .into())
         }
     }
 }

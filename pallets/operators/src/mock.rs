@@ -12,7 +12,10 @@ use frame_support::{
 };
 use frame_system::EnsureRoot;
 use sp_core::H256;
-use sp_runtime::BuildStorage;
+use sp_runtime::{
+    testing::{TestSignature, UintAuthorityId},
+    BuildStorage,
+};
 use std::{cell::RefCell, collections::BTreeMap};
 
 type Block = frame_system::mocking::MockBlock<Test>;
@@ -103,6 +106,9 @@ impl pallet_operators::Config for Test {
     type MaxPendingAssignments = ConstU32<MAX_PENDING_ASSIGNMENTS>;
     type SlashOrigin = EnsureRoot<AccountId>;
     type OnSlash = ();
+    type StatementSignature = TestSignature;
+    type StatementSigner = UintAuthorityId;
+    type EquivocationSlash = EquivocationSlash;
     type MinStake = ConstU64<MIN_STAKE>;
     type UnbondingPeriod = ConstU64<UNBONDING>;
     type HeartbeatTimeout = ConstU64<HEARTBEAT_TIMEOUT>;
@@ -117,7 +123,41 @@ impl pallet_operators::Config for Test {
     type MaxQuotaMb = ConstU32<MAX_QUOTA_MB>;
     type WeightInfo = ();
     #[cfg(feature = "runtime-benchmarks")]
-    type BenchmarkHelper = ();
+    type BenchmarkHelper = MockBenchmarkHelper;
+}
+
+/// Share of its stake an operator loses per proven equivocation.
+pub const EQUIVOCATION_SLASH_PERCENT: u32 = 10;
+
+frame_support::parameter_types! {
+    pub EquivocationSlash: sp_runtime::Perbill =
+        sp_runtime::Perbill::from_percent(EQUIVOCATION_SLASH_PERCENT);
+}
+
+/// `TestSignature`s, which name their signer: an operator "signs" a statement with
+/// `TestSignature(operator, payload)`.
+pub fn sign_statement(
+    operator: AccountId,
+    statement: &fastdata_primitives::custody::SegmentStatement,
+) -> TestSignature {
+    let genesis = pallet_operators::Pallet::<Test>::genesis_hash();
+    TestSignature(operator, statement.signing_payload(&genesis))
+}
+
+/// Benchmark setup for the mock: trust costs the same for everyone; accounts sign with
+/// `TestSignature`.
+#[cfg(feature = "runtime-benchmarks")]
+pub struct MockBenchmarkHelper;
+
+#[cfg(feature = "runtime-benchmarks")]
+impl crate::BenchmarkHelper<AccountId, TestSignature> for MockBenchmarkHelper {
+    fn make_trusted(_who: &AccountId) {}
+    fn signer(seed: u32) -> AccountId {
+        10_000 + u64::from(seed)
+    }
+    fn sign(signer: &AccountId, message: &[u8]) -> TestSignature {
+        TestSignature(*signer, message.to_vec())
+    }
 }
 
 /// A bounded URL from a string.

@@ -5,6 +5,7 @@ use crate::{
     OperatorCount, OperatorStatus, PendingAssignments, PendingReassignments, SuspensionReason,
 };
 use codec::Encode;
+use fastdata_primitives::custody::SegmentStatement;
 use fastdata_primitives::{OperatorProvider, SCORE_ONE};
 use frame_support::{
     assert_noop, assert_ok,
@@ -733,6 +734,146 @@ fn slash_errors() {
         });
 }
 
+// ---------------------------------------------------------------- equivocation
+
+fn statement(stream_n: u32, sequence: u64, content: &[u8]) -> SegmentStatement {
+    SegmentStatement::of(stream(stream_n), sequence, content)
+}
+
+/// `statement` with `signer`'s signature.
+fn signed(
+    signer: AccountId,
+    statement: SegmentStatement,
+) -> (SegmentStatement, sp_runtime::testing::TestSignature) {
+    let signature = sign_statement(signer, &statement);
+    (statement, signature)
+}
+
+fn report(
+    reporter: AccountId,
+    operator: AccountId,
+    first: (SegmentStatement, sp_runtime::testing::TestSignature),
+    second: (SegmentStatement, sp_runtime::testing::TestSignature),
+) -> frame_support::dispatch::DispatchResultWithPostInfo {
+    Operators::report_equivocation(RuntimeOrigin::signed(reporter), operator, first, second)
+}
+
+#[test]
+fn an_operator_signing_two_contents_for_one_segment_is_slashed_by_anyone() {
+    ExtBuilder::default()
+        .operators(vec![(1, 1_000)])
+        .build_and_execute(|| {
+            let issuance = Balances::total_issuance();
+            let stored = signed(1, statement(1, 7, b"what the seller published"));
+            let served = signed(1, statement(1, 7, b"what a buyer was served"));
+            let post = report(42, 1, stored.clone(), served.clone()).unwrap();
+            assert_eq!(post.pays_fee, frame_support::dispatch::Pays::No);
+            // 10 % of the stake, burned (`OnSlash = ()`).
+            assert_eq!(held(1), 900);
+            assert_eq!(pallet::Operators::<Test>::get(1).unwrap().stake, 900);
+            assert_eq!(Balances::total_issuance(), issuance - 100);
+            assert_eq!(status(1), Some(OperatorStatus::Active));
+            let evidence = H256(sp_io::hashing::blake2_256(&(&stored, &served).encode()));
+            let events = operator_events();
+            assert!(events.contains(&Event::EquivocationReported {
+                operator: 1,
+                reporter: 42,
+                stream: stream(1),
+                sequence: 7,
+            }));
+            System::assert_last_event(
+                Event::Slashed {
+                    operator: 1,
+                    amount: 100,
+                    evidence,
+                }
+                .into(),
+            );
+            // Once per segment, in either order.
+            assert_noop!(
+                report(43, 1, served.clone(), stored.clone()),
+                Error::<Test>::AlreadyReported
+            );
+            // Another segment is another offence.
+            let a = signed(1, statement(1, 8, b"a"));
+            let b = signed(1, statement(1, 8, b"b"));
+            assert_ok!(report(42, 1, a, b));
+            assert_eq!(held(1), 810);
+        });
+}
+
+#[test]
+fn an_equivocation_below_the_minimum_stake_suspends_and_reassigns() {
+    ten_operators().build_and_execute(|| {
+        for n in 0..20 {
+            assign(n, 3);
+        }
+        let hosted = Operators::streams_of(&4);
+        assert!(!hosted.is_empty());
+        let a = signed(4, statement(0, 1, b"a"));
+        let b = signed(4, statement(0, 1, b"b"));
+        assert_ok!(report(42, 4, a, b));
+        assert_eq!(held(4), MIN_STAKE - MIN_STAKE / 10);
+        assert_eq!(status(4), Some(OperatorStatus::Suspended));
+        draw_replacements();
+        for s in hosted {
+            assert!(!<Operators as OperatorProvider<_, _>>::assigned(&s).contains(&4));
+        }
+    });
+}
+
+#[test]
+fn reports_without_a_checkable_conflict_change_nothing() {
+    ExtBuilder::default()
+        .operators(vec![(1, 1_000), (2, 1_000)])
+        .build_and_execute(|| {
+            let a = signed(1, statement(1, 7, b"a"));
+            // The same content twice, another sequence, another stream: no conflict.
+            assert_noop!(report(42, 1, a.clone(), a.clone()), Error::<Test>::NoConflict);
+            let other_sequence = signed(1, statement(1, 8, b"b"));
+            assert_noop!(
+                report(42, 1, a.clone(), other_sequence),
+                Error::<Test>::NoConflict
+            );
+            let other_stream = signed(1, statement(2, 7, b"b"));
+            assert_noop!(report(42, 1, a.clone(), other_stream), Error::<Test>::NoConflict);
+            // One statement signed by someone else: nobody can frame operator 1.
+            let framed = signed(2, statement(1, 7, b"b"));
+            assert_noop!(
+                report(42, 1, a.clone(), framed.clone()),
+                Error::<Test>::BadStatementSignature
+            );
+            // A signature for another network.
+            let b = statement(1, 7, b"b");
+            let foreign = sp_runtime::testing::TestSignature(
+                1,
+                b.signing_payload(&H256::repeat_byte(0xee)),
+            );
+            assert_noop!(
+                report(42, 1, a.clone(), (b.clone(), foreign)),
+                Error::<Test>::BadStatementSignature
+            );
+            // Not an operator.
+            let c = signed(3, statement(1, 7, b"a"));
+            let d = signed(3, statement(1, 7, b"b"));
+            assert_noop!(report(42, 3, c, d), Error::<Test>::NotRegistered);
+            assert_eq!(held(1), 1_000);
+        });
+}
+
+#[test]
+fn an_operator_slashed_to_nothing_cannot_be_reported_again() {
+    ExtBuilder::default()
+        .operators(vec![(1, MIN_STAKE)])
+        .build_and_execute(|| {
+            assert_ok!(Operators::slash(RuntimeOrigin::root(), 1, MIN_STAKE, H256::zero()));
+            let a = signed(1, statement(1, 7, b"a"));
+            let b = signed(1, statement(1, 7, b"b"));
+            assert_noop!(report(42, 1, a, b), Error::<Test>::NothingToSlash);
+            assert!(!crate::Equivocations::<Test>::contains_key((1, stream(1), 7)));
+        });
+}
+
 // ---------------------------------------------------------------- assignment
 
 #[test]
@@ -1348,12 +1489,41 @@ fn attest_heads_errors_change_nothing() {
         assert_noop!(attest(ops[0], &[(2, 10)]), Error::<Test>::NotAssigned);
         assert_noop!(attest(ops[0], &[]), Error::<Test>::NoHeads);
         assert_noop!(attest(42, &[(1, 10)]), Error::<Test>::NotRegistered);
-        // One bad entry fails the whole call.
+        // A lower head fails the whole call.
+        assert_ok!(attest(ops[0], &[(1, 10)]));
         assert_noop!(
-            attest(ops[0], &[(1, 10), (2, 10)]),
-            Error::<Test>::NotAssigned
+            attest(ops[0], &[(1, 20), (1, 5)]),
+            Error::<Test>::HeadDecreased
         );
-        assert!(crate::StreamHeads::<Test>::get(stream(1)).is_empty());
+        assert_eq!(crate::StreamHeads::<Test>::get(stream(1))[0].head, 10);
+    });
+}
+
+#[test]
+fn a_stream_released_under_an_attestation_is_skipped_not_fatal() {
+    ten_operators().build_and_execute(|| {
+        let ops = assign(1, 1);
+        assert_ok!(attest(ops[0], &[(1, 10)]));
+        // Stream 2 was released after the daemon read the chain; stream 1 still counts.
+        System::reset_events();
+        assert_ok!(attest(ops[0], &[(1, 20), (2, 10)]));
+        assert_eq!(head(1), 20);
+        let events: Vec<_> = System::events().into_iter().map(|r| r.event).collect();
+        assert!(events.contains(
+            &Event::HeadSkipped {
+                operator: ops[0],
+                stream: stream(2),
+            }
+            .into()
+        ));
+        System::assert_last_event(
+            Event::HeadsAttested {
+                operator: ops[0],
+                streams: 1,
+            }
+            .into(),
+        );
+        assert!(crate::StreamHeads::<Test>::get(stream(2)).is_empty());
     });
 }
 

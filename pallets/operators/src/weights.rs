@@ -46,6 +46,8 @@ pub trait WeightInfo {
 	fn fund_hosting() -> Weight;
 	/// Weight of `reassign`.
 	fn reassign(s: u32) -> Weight;
+	/// Weight of `report_equivocation`.
+	fn report_equivocation(s: u32) -> Weight;
 }
 
 /// The measured weights with the runtime's database costs (`T::DbWeight`).
@@ -97,6 +99,9 @@ impl<T: frame_system::Config> WeightInfo for SubstrateWeight<T> {
 	fn reassign(s: u32) -> Weight {
 		pending::reassign::<T::DbWeight>(s)
 	}
+	fn report_equivocation(s: u32) -> Weight {
+		measured::report_equivocation::<T::DbWeight>(s)
+	}
 }
 
 /// The measured weights with RocksDB's database costs, for tests and mock runtimes.
@@ -146,12 +151,23 @@ impl WeightInfo for () {
 	fn reassign(s: u32) -> Weight {
 		pending::reassign::<RocksDbWeight>(s)
 	}
+	fn report_equivocation(s: u32) -> Weight {
+		measured::report_equivocation::<RocksDbWeight>(s)
+	}
 }
 
 /// One function per benchmark: the fitted execution time and proof size plus the storage
 /// reads and writes, priced with the database costs `D`.
 mod measured {
 	use super::*;
+
+	/// `report_equivocation`, until `scripts/weights` measures it: `slash(s)` plus two
+	/// sr25519 verifications (at most 100 µs each) and the `Equivocations` read and write.
+	pub fn report_equivocation<D: Get<RuntimeDbWeight>>(s: u32) -> Weight {
+		slash::<D>(s)
+			.saturating_add(Weight::from_parts(200_000_000, 3_000))
+			.saturating_add(D::get().reads_writes(1, 1))
+	}
 
 	/// `register`: fastest run 625_057 ns; proof
 	/// size recorded `11183` B, estimated

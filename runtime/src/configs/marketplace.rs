@@ -122,6 +122,12 @@ parameter_types! {
 }
 
 parameter_types! {
+    /// An operator loses a tenth of its stake per segment it is proven to have served
+    /// other than it stored.
+    pub const EquivocationSlash: sp_runtime::Perbill = sp_runtime::Perbill::from_percent(10);
+}
+
+parameter_types! {
     /// Hosting is paid per MB stored per hour.
     pub const HostingPeriod: BlockNumber = HOURS;
     pub const HostingPricePerMb: Balance = MILLIUNIT;
@@ -136,6 +142,9 @@ impl pallet_operators::Config for Runtime {
     type MaxPendingAssignments = frame_support::traits::ConstU32<256>;
     type SlashOrigin = super::ArbitersTwoThirds;
     type OnSlash = ();
+    type StatementSignature = Signature;
+    type StatementSigner = <Signature as Verify>::Signer;
+    type EquivocationSlash = EquivocationSlash;
     type MinStake = MinStake;
     type UnbondingPeriod = UnbondingPeriod;
     type HeartbeatTimeout = HeartbeatTimeout;

@@ -84,22 +84,24 @@ impl OperatorCalls for FakeChain {
     }
 
     async fn attest_heads(&self, heads: &[(StreamId, Sequence, u64)]) -> Result<(), Error> {
-        let heads: Vec<(StreamId, Sequence)> = heads.iter().map(|(s, h, _)| (*s, *h)).collect();
+        // As on chain: streams it does not host are skipped, a lower head fails the call.
+        let heads: Vec<(StreamId, Sequence)> = heads
+            .iter()
+            .filter(|(s, _, _)| *s == STREAM)
+            .map(|(s, h, _)| (*s, *h))
+            .collect();
         let mut state = self.lock();
-        for (stream, head) in &heads {
-            let error = if *stream != STREAM {
-                "NotAssigned"
-            } else if state
-                .mine
-                .get(stream)
-                .is_some_and(|previous| head < previous)
-            {
-                "HeadDecreased"
-            } else {
-                continue;
-            };
+        if heads.is_empty() {
             return Err(Error::Dispatch {
-                error: format!("Operators::attest_heads failed with Operators::{error}"),
+                error: "Operators::attest_heads failed with Operators::NotAssigned".into(),
+            });
+        }
+        if heads
+            .iter()
+            .any(|(stream, head)| state.mine.get(stream).is_some_and(|previous| head < previous))
+        {
+            return Err(Error::Dispatch {
+                error: "Operators::attest_heads failed with Operators::HeadDecreased".into(),
             });
         }
         state.mine.extend(heads.iter().copied());

@@ -43,8 +43,10 @@ pub(crate) fn attested_by<A: PartialEq, B, V: Copy + Default>(
 
 impl<T: Config> Pallet<T> {
     /// Records `operator`'s heads and stored bytes, paying it for hosting each stream since
-    /// its previous attestation. Every stream must be assigned to it, and no head may be
-    /// lower than its previous attestation for the stream; otherwise nothing changes.
+    /// its previous attestation. A stream no longer assigned to it (released or reassigned
+    /// since the daemon read the chain) is skipped with [`Event::HeadSkipped`]; if every
+    /// stream is skipped the call fails with `NotAssigned`. A head lower than the caller's
+    /// previous attestation fails the call and changes nothing.
     pub(crate) fn do_attest_heads(
         operator: T::AccountId,
         heads: BoundedVec<(StreamId, Sequence, u64), T::MaxStreamsPerOperator>,
@@ -55,10 +57,18 @@ impl<T: Config> Pallet<T> {
             Error::<T>::NotRegistered
         );
         let now = frame_system::Pallet::<T>::block_number();
+        let mut attested = 0u32;
         // A call is transactional: an error undoes the payments of the streams before it.
         for (stream, head, stored_bytes) in heads.iter() {
-            let assigned = Assignments::<T>::get(stream).ok_or(Error::<T>::NotAssigned)?;
-            ensure!(assigned.contains(&operator), Error::<T>::NotAssigned);
+            let Some(assigned) =
+                Assignments::<T>::get(stream).filter(|assigned| assigned.contains(&operator))
+            else {
+                Self::deposit_event(Event::HeadSkipped {
+                    operator: operator.clone(),
+                    stream: *stream,
+                });
+                continue;
+            };
             let mut records = StreamHeads::<T>::get(stream);
             // Attestations of operators no longer assigned stop counting.
             records.retain(|r| assigned.contains(&r.operator));
@@ -85,10 +95,12 @@ impl<T: Config> Pallet<T> {
                     .map_err(|_| Error::<T>::NotAssigned)?,
             }
             StreamHeads::<T>::insert(stream, records);
+            attested = attested.saturating_add(1);
         }
+        ensure!(attested > 0, Error::<T>::NotAssigned);
         Self::deposit_event(Event::HeadsAttested {
             operator,
-            streams: heads.len() as u32,
+            streams: attested,
         });
         Ok(())
     }

@@ -1,6 +1,9 @@
-//! Slashing of proven misbehaviour.
+//! Slashing of proven misbehaviour: equivocations the chain checks itself, and what the
+//! arbiters judge.
 
 use crate::*;
+use codec::Encode;
+use fastdata_primitives::custody::SegmentStatement;
 use frame_support::{
     pallet_prelude::*,
     traits::{fungible::BalancedHold, Imbalance, OnUnbalanced},
@@ -8,7 +11,55 @@ use frame_support::{
 use sp_core::H256;
 use sp_runtime::traits::{Saturating, Zero};
 
+/// A segment statement with its signature, as reported.
+pub(crate) type SignedStatement<T> = (SegmentStatement, <T as Config>::StatementSignature);
+
 impl<T: Config> Pallet<T> {
+    /// Checks that `operator` signed both statements, about one segment with different
+    /// contents, and slashes [`Config::EquivocationSlash`] of its stake; returns the number
+    /// of streams reassigned if that suspended it.
+    pub(crate) fn do_report_equivocation(
+        reporter: T::AccountId,
+        operator: T::AccountId,
+        first: SignedStatement<T>,
+        second: SignedStatement<T>,
+    ) -> Result<u32, DispatchError> {
+        let ((a, a_signature), (b, b_signature)) = (&first, &second);
+        ensure!(a.conflicts_with(b), Error::<T>::NoConflict);
+        let genesis = Self::genesis_hash();
+        ensure!(
+            a.verify(a_signature, &operator, &genesis) && b.verify(b_signature, &operator, &genesis),
+            Error::<T>::BadStatementSignature
+        );
+        let key = (operator.clone(), a.stream, a.sequence);
+        ensure!(
+            !Equivocations::<T>::contains_key(&key),
+            Error::<T>::AlreadyReported
+        );
+        let stake = Operators::<T>::get(&operator)
+            .ok_or(Error::<T>::NotRegistered)?
+            .stake;
+        let amount = T::EquivocationSlash::get().mul_floor(stake);
+        ensure!(!amount.is_zero(), Error::<T>::NothingToSlash);
+        Equivocations::<T>::insert(&key, frame_system::Pallet::<T>::block_number());
+        Self::deposit_event(Event::EquivocationReported {
+            operator: operator.clone(),
+            reporter,
+            stream: a.stream,
+            sequence: a.sequence,
+        });
+        let evidence = H256(sp_io::hashing::blake2_256(&(&first, &second).encode()));
+        Self::do_slash(operator, amount, evidence)
+    }
+
+    /// This chain's genesis hash, to which operators bind their statements.
+    pub fn genesis_hash() -> H256 {
+        let hash = frame_system::Pallet::<T>::block_hash(
+            frame_system::pallet_prelude::BlockNumberFor::<T>::default(),
+        );
+        fastdata_primitives::genesis_h256(hash.as_ref())
+    }
+
     /// Slashes up to `amount` of `who`'s stake; returns the number of streams reassigned if
     /// the slash suspended the operator.
     pub(crate) fn do_slash(
