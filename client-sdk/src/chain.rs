@@ -867,6 +867,11 @@ pub const CALLS: &[(&str, &str, &[&str])] = &[
         "fund_hosting",
         &["stream", "quota_mb", "amount"],
     ),
+    (
+        "Operators",
+        "report_equivocation",
+        &["operator", "first", "second"],
+    ),
     ("Trust", "rate", &["purchase", "score", "comment"]),
 ];
 

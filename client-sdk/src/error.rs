@@ -71,6 +71,9 @@ pub enum Error {
         /// Its error code and message, or the transport error.
         detail: String,
     },
+    /// Evidence against an operator does not hold (and the chain would refuse it).
+    #[error("evidence: {0}")]
+    Evidence(String),
     /// No operator could serve the request.
     #[error("no operator could serve: {0}")]
     NoOperator(String),

@@ -6,12 +6,15 @@
 //!   ([`seller`]: offers, streams, epochs, key delivery), buyer ([`buyer`]: listings with
 //!   trust scores, purchases, sealed keys, ratings, disputes).
 //! - [`keystore::Keystore`] keeps the secrets that never go on chain: the X25519
-//!   key-agreement key of a DID and the seller's per-epoch data keys (file mode 0600).
+//!   key-agreement key of a DID and the seller's per-epoch data keys (file mode 0600;
+//!   encrypted with the passphrase in `FASTDATA_KEYSTORE_PASSPHRASE` when it is set).
 //! - [`operator::OperatorClient`] speaks the storage operator daemon's HTTP protocol
 //!   (broker sessions, segment downloads, receipts); [`publish::StreamPublisher`] seals and
 //!   publishes segments to every assigned operator's broker; [`receive`] downloads or
 //!   subscribes, fails over between replicas, and hands out verified plaintext in sequence
 //!   order with no gaps or duplicates.
+//! - [`seller_service`] runs a seller in one long-running process (`fastdata seller run`):
+//!   records batched into segments and published, keys delivered, epochs rotated.
 //!
 //! Chain access: transactions are built from the runtime's pallet and call names with the
 //! arguments encoded by the very types the runtime uses (`fastdata-primitives`), and runtime
@@ -48,6 +51,7 @@ pub mod receive;
 pub mod runtime;
 pub mod sales;
 pub mod seller;
+pub mod seller_service;
 
 pub use account::Account;
 pub use chain::FastData;

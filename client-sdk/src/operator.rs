@@ -4,11 +4,17 @@
 //! |---|---|
 //! | `GET /v1/terms` → `{"operator","genesis","receipt_window"}` | receivers (receipt window W, chain check) |
 //! | `POST /v1/broker/session` `{"upload_token":"0x…"}` / `{"access_request":"0x…"}` → `{"username","password","client_id","topic","access"}` | publisher, live receiver |
-//! | `GET /v1/purchases/{id}/segments?from=&to=` with header `x-fastdata-access: 0x…` → segment frames | batch receiver |
+//! | `GET /v1/purchases/{id}/segments?from=&to=` with header `x-fastdata-access: 0x…` → signed segment frames | batch receiver |
 //! | `POST /v1/receipts` body `0x` + hex SCALE `(Receipt, sr25519 signature)` | receivers |
 //!
 //! Tokens and requests are SCALE-encoded `fastdata_primitives::tokens::Signed<…>` in hex;
-//! frames are `u32` big-endian length + envelope. Each token and request carries a fresh nonce
+//! signed frames (`application/vnd.fastdata.signed-segments`) are `u32` big-endian length +
+//! envelope + the operator's 64-byte sr25519 signature of
+//! [`SegmentStatement::of`]`(stream, sequence, envelope)` for the chain's genesis
+//! ([`fastdata_primitives::custody`]). [`OperatorClient::download`] checks every signature
+//! against the operator's account and keeps the signed statements
+//! ([`Download::statements`]): two of them by one operator for one segment with different
+//! digests prove an equivocation on chain. Each token and request carries a fresh nonce
 //! ([`crate::fresh_nonce`]) since the daemon refuses replays. Tokens, requests and receipts
 //! are signed for the genesis hash of the chain the operator serves
 //! ([`FastData::genesis`](crate::FastData::genesis)): the daemon refuses anything signed for
@@ -17,6 +23,7 @@
 use codec::Encode;
 use fastdata_primitives::{
     api_market::OperatorView,
+    custody::SegmentStatement,
     envelope,
     receipt::Receipt,
     tokens::{AccessRequest, Signed, UploadToken},
@@ -25,12 +32,22 @@ use fastdata_primitives::{
 use hyper::{body::Bytes, Method};
 use rumqttc::{MqttOptions, TlsConfiguration, Transport};
 use serde::Deserialize;
-use sp_core::H256;
+use sp_core::{sr25519, H256};
+use sp_runtime::MultiSignature;
 
-use crate::{account::Account, chain::FastData, error::Error, http::HttpClient};
+use crate::{
+    account::Account,
+    chain::{arg, FastData, Included},
+    error::Error,
+    http::HttpClient,
+};
 
 /// Header carrying a buyer's access request.
 pub const ACCESS_HEADER: &str = "x-fastdata-access";
+/// Content type of a download answer in signed frames.
+pub const SIGNED_FRAMES_CONTENT_TYPE: &str = "application/vnd.fastdata.signed-segments";
+/// Content type of unsigned frames: what daemons older than signed downloads answered.
+const UNSIGNED_FRAMES_CONTENT_TYPE: &str = "application/vnd.fastdata.segments";
 /// Largest batch download body read at once.
 pub const MAX_DOWNLOAD: usize = 64 * 1024 * 1024;
 
@@ -153,11 +170,69 @@ pub struct OperatorTerms {
     pub receipt_window: u64,
 }
 
+/// An operator's signed statement about a segment it served: kept as evidence, since two of
+/// them by one operator for one segment with different digests
+/// ([`SegmentStatement::conflicts_with`]) get it slashed (`Operators::report_equivocation`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServedStatement {
+    /// The operator that served and signed.
+    pub operator: AccountId,
+    /// `(stream, sequence, blake2_256(envelope))` as served.
+    pub statement: SegmentStatement,
+    /// The operator's signature of `statement` for the chain's genesis (checked).
+    pub signature: sr25519::Signature,
+}
+
+/// A signed statement as `Operators::report_equivocation` takes it.
+pub type StatementEvidence = (SegmentStatement, MultiSignature);
+
+impl ServedStatement {
+    /// The statement and signature as the chain takes them.
+    pub fn evidence(&self) -> StatementEvidence {
+        (
+            self.statement.clone(),
+            MultiSignature::Sr25519(self.signature),
+        )
+    }
+}
+
+/// Why a download answer was cut short at a frame: the frame and everything after it were
+/// dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefusedFrame {
+    /// The frame does not hold an envelope whose header reads.
+    NotAnEnvelope(String),
+    /// The operator's signature of segment `sequence` does not verify against its account and
+    /// this chain: the segment was altered or substituted, or the operator signs with another
+    /// key or for another chain.
+    BadSignature {
+        /// The sequence the frame's header names.
+        sequence: Sequence,
+    },
+}
+
+impl std::fmt::Display for RefusedFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotAnEnvelope(e) => write!(f, "a served frame is not an envelope: {e}"),
+            Self::BadSignature { sequence } => write!(
+                f,
+                "segment {sequence} does not carry the operator's valid signature"
+            ),
+        }
+    }
+}
+
 /// One answer of a segment download.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Download {
-    /// Envelopes, in increasing sequence order.
+    /// Envelopes whose operator signature verified, in increasing sequence order.
     pub envelopes: Vec<Vec<u8>>,
+    /// The operator's signed statement of each of [`Self::envelopes`], at the same index.
+    pub statements: Vec<ServedStatement>,
+    /// The first frame refused, if any: [`Self::envelopes`] ends before it, and nothing after
+    /// it is kept. Treat it like a segment that does not verify.
+    pub refused: Option<RefusedFrame>,
     /// Upper bound of the range the operator sent (`x-fastdata-served-to`).
     pub served_to: Option<Sequence>,
     /// Highest sequence the current receipt allows (`x-fastdata-window-end`).
@@ -391,19 +466,65 @@ impl OperatorClient {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<Sequence>().ok())
         };
-        let envelopes = envelope::decode_frames(&answer.body)
-            .map_err(|detail| Error::Operator {
-                operator: self.endpoint.http_url.clone(),
-                code: None,
-                detail,
-            })?
-            .into_iter()
-            .map(<[u8]>::to_vec)
-            .collect();
-        Ok(Download {
-            envelopes,
+        let malformed = |detail: String| Error::Operator {
+            operator: self.endpoint.http_url.clone(),
+            code: None,
+            detail,
+        };
+        let content_type = answer
+            .headers
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        if content_type == Some(UNSIGNED_FRAMES_CONTENT_TYPE) {
+            return Err(malformed(
+                "serves unsigned segments; its daemon predates signed downloads and must be \
+                 upgraded"
+                    .into(),
+            ));
+        }
+        let frames = envelope::decode_signed_frames(&answer.body)
+            .map_err(|e| malformed(format!("malformed signed segment frames: {e}")))?;
+        let mut download = Download {
             served_to: header("x-fastdata-served-to"),
             window_end: header("x-fastdata-window-end"),
+            ..Download::default()
+        };
+        for (served, signature) in frames {
+            match self.check_signed(served, signature) {
+                Ok(statement) => {
+                    download.envelopes.push(served.to_vec());
+                    download.statements.push(statement);
+                }
+                Err(refused) => {
+                    download.refused = Some(refused);
+                    break;
+                }
+            }
+        }
+        Ok(download)
+    }
+
+    /// The operator's statement of a served `envelope` if `signature` is its valid signature
+    /// of it for this chain.
+    fn check_signed(
+        &self,
+        envelope: &[u8],
+        signature: [u8; envelope::FRAME_SIGNATURE_LEN],
+    ) -> Result<ServedStatement, RefusedFrame> {
+        let header = envelope::parse_header(envelope)
+            .map_err(|e| RefusedFrame::NotAnEnvelope(e.to_string()))?;
+        let statement = SegmentStatement::of(header.stream, header.sequence, envelope);
+        let signature = sr25519::Signature::from_raw(signature);
+        let operator = sr25519::Public::from_raw(*self.endpoint.account.as_ref());
+        if !statement.verify_sr25519(&signature, &operator, &self.genesis) {
+            return Err(RefusedFrame::BadSignature {
+                sequence: header.sequence,
+            });
+        }
+        Ok(ServedStatement {
+            operator: self.endpoint.account.clone(),
+            statement,
+            signature,
         })
     }
 
@@ -456,6 +577,30 @@ impl FastData {
         self.runtime_api("OperatorsApi_operators", ()).await
     }
 
+    /// Reports that `operator` signed two statements about one segment naming different
+    /// contents (`Operators::report_equivocation`, e.g. from
+    /// [`ServedStatement::evidence`]): the chain checks both and slashes the operator; a valid
+    /// report costs no fee. Checked here first (conflict, both signatures for this chain), so
+    /// evidence the chain would refuse is not sent.
+    pub async fn report_equivocation(
+        &self,
+        operator: &AccountId,
+        first: StatementEvidence,
+        second: StatementEvidence,
+    ) -> Result<Included, Error> {
+        check_equivocation(operator, &first, &second, &self.genesis())?;
+        self.submit(
+            "Operators",
+            "report_equivocation",
+            (
+                arg(crate::identity::lookup(operator)),
+                arg(first),
+                arg(second),
+            ),
+        )
+        .await
+    }
+
     /// The endpoints of the operators currently assigned to `stream`, in assignment order.
     pub async fn stream_endpoints(
         &self,
@@ -479,9 +624,134 @@ impl FastData {
     }
 }
 
+/// `first` and `second` are `operator`'s valid signatures, for the chain `genesis`, of two
+/// statements about one segment naming different contents.
+pub fn check_equivocation(
+    operator: &AccountId,
+    first: &StatementEvidence,
+    second: &StatementEvidence,
+    genesis: &H256,
+) -> Result<(), Error> {
+    let ((a, a_signature), (b, b_signature)) = (first, second);
+    if !a.conflicts_with(b) {
+        return Err(Error::Evidence(format!(
+            "the statements do not conflict: an equivocation is two digests for one segment \
+             (got segment {} of stream {:?} and segment {} of stream {:?})",
+            a.sequence, a.stream, b.sequence, b.stream
+        )));
+    }
+    for (which, statement, signature) in [("first", a, a_signature), ("second", b, b_signature)] {
+        if !statement.verify(signature, operator, genesis) {
+            return Err(Error::Evidence(format!(
+                "the {which} statement is not signed by {operator} for this chain"
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fastdata_primitives::envelope::{seal, EpochKeys, SegmentHeader};
+    use sp_core::Pair;
+
+    const GENESIS: H256 = H256([0x47; 32]);
+
+    fn operator() -> sr25519::Pair {
+        sr25519::Pair::from_seed(&[2; 32])
+    }
+
+    fn sealed(sequence: Sequence) -> Vec<u8> {
+        let header = SegmentHeader {
+            stream: H256([7; 32]),
+            epoch: 0,
+            sequence,
+            timestamp: 1,
+        };
+        seal(&EpochKeys::new([1; 32], [2; 32]), &header, b"reading").unwrap()
+    }
+
+    fn client_of(operator: &sr25519::Pair) -> OperatorClient {
+        OperatorClient::new(
+            OperatorEndpoint {
+                account: AccountId::from(operator.public()),
+                broker_url: "mqtt://127.0.0.1:1883".into(),
+                http_url: "http://127.0.0.1:1".into(),
+            },
+            GENESIS,
+        )
+    }
+
+    fn signed(operator: &sr25519::Pair, envelope: &[u8], sequence: Sequence) -> [u8; 64] {
+        SegmentStatement::of(H256([7; 32]), sequence, envelope)
+            .sign_sr25519(operator, &GENESIS)
+            .0
+    }
+
+    #[test]
+    fn served_frames_need_the_operators_signature() {
+        let op = operator();
+        let client = client_of(&op);
+        let envelope = sealed(5);
+        let served = client
+            .check_signed(&envelope, signed(&op, &envelope, 5))
+            .unwrap();
+        assert_eq!(served.operator, AccountId::from(op.public()));
+        assert_eq!(served.statement, SegmentStatement::of(H256([7; 32]), 5, &envelope));
+        let (statement, signature) = served.evidence();
+        assert!(statement.verify(&signature, &served.operator, &GENESIS));
+
+        // A flipped envelope byte, another sequence, another signer, another chain: refused.
+        let mut flipped = envelope.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        let bad = RefusedFrame::BadSignature { sequence: 5 };
+        assert_eq!(
+            client.check_signed(&flipped, signed(&op, &envelope, 5)),
+            Err(bad.clone())
+        );
+        assert_eq!(
+            client.check_signed(&envelope, signed(&op, &envelope, 6)),
+            Err(bad.clone())
+        );
+        let other = sr25519::Pair::from_seed(&[3; 32]);
+        assert_eq!(
+            client.check_signed(&envelope, signed(&other, &envelope, 5)),
+            Err(bad.clone())
+        );
+        let elsewhere = SegmentStatement::of(H256([7; 32]), 5, &envelope)
+            .sign_sr25519(&op, &H256::zero())
+            .0;
+        assert_eq!(client.check_signed(&envelope, elsewhere), Err(bad));
+        assert!(matches!(
+            client.check_signed(b"garbage", [0; 64]),
+            Err(RefusedFrame::NotAnEnvelope(_))
+        ));
+    }
+
+    #[test]
+    fn equivocation_evidence_is_checked_before_it_is_sent() {
+        let op = operator();
+        let who = AccountId::from(op.public());
+        let statement = |sequence, envelope: &[u8]| {
+            let statement = SegmentStatement::of(H256([7; 32]), sequence, envelope);
+            let signature = MultiSignature::Sr25519(statement.sign_sr25519(&op, &GENESIS));
+            (statement, signature)
+        };
+        let (a, b) = (statement(5, b"one"), statement(5, b"two"));
+        check_equivocation(&who, &a, &b, &GENESIS).unwrap();
+        // Same contents, or different segments: no equivocation.
+        assert!(check_equivocation(&who, &a, &a.clone(), &GENESIS).is_err());
+        assert!(check_equivocation(&who, &a, &statement(6, b"two"), &GENESIS).is_err());
+        // Another operator's account, another chain, a forged signature: refused.
+        let other = AccountId::new([9; 32]);
+        assert!(check_equivocation(&other, &a, &b, &GENESIS).is_err());
+        assert!(check_equivocation(&who, &a, &b, &H256::zero()).is_err());
+        let forged = (b.0.clone(), a.1.clone());
+        let err = check_equivocation(&who, &a, &forged, &GENESIS).unwrap_err();
+        assert!(err.to_string().contains("second statement"), "{err}");
+    }
 
     #[test]
     fn broker_urls() {

@@ -6,7 +6,9 @@
 //!   duplicate-free sequence.
 //! - [`Receiver::download`] fetches a range over the operators' HTTP API and fails over to the
 //!   next operator when one is unreachable, refuses, has a gap, or serves a segment that does
-//!   not verify.
+//!   not verify or does not carry the operator's valid signature
+//!   ([`OperatorClient::download`]). [`Receiver::with_statements`] keeps the operators' signed
+//!   statements of the segments accepted, the evidence of an equivocation.
 //! - [`Receiver::follow`] catches up over HTTP, then subscribes to the live topic on an
 //!   operator's broker (credentials from `POST /v1/broker/session`), fills gaps over HTTP and
 //!   fails over to another replica when the broker connection drops.
@@ -35,7 +37,7 @@ use sp_core::H256;
 use crate::{
     account::Account,
     error::Error,
-    operator::{OperatorClient, OperatorEndpoint},
+    operator::{OperatorClient, OperatorEndpoint, RefusedFrame, ServedStatement},
 };
 
 /// Opens and checks envelopes of one stream.
@@ -162,8 +164,11 @@ pub struct Summary {
     pub bytes: u64,
     /// Duplicates dropped.
     pub duplicates: u64,
-    /// Segments refused (tampered, unknown epoch, other stream).
+    /// Segments refused (tampered, unknown epoch, other stream, bad operator signature).
     pub rejected: u64,
+    /// Of [`Self::rejected`], segments downloaded without the serving operator's valid
+    /// signature.
+    pub bad_signatures: u64,
     /// Fail-overs to another operator.
     pub failovers: u64,
     /// The last sequence handed out.
@@ -310,6 +315,8 @@ pub struct Receiver {
     last_error: Option<String>,
     patience: Duration,
     behind_since: Option<tokio::time::Instant>,
+    /// Signed statements of accepted downloaded segments, when kept.
+    statements: Option<Vec<ServedStatement>>,
 }
 
 /// How long [`BuyerChain::receiver`](crate::buyer::BuyerChain::receiver) waits for operators
@@ -357,7 +364,22 @@ impl Receiver {
             last_error: None,
             patience: Duration::ZERO,
             behind_since: None,
+            statements: None,
         }
+    }
+
+    /// Keeps the operator's signed statement of every segment downloaded over HTTP that
+    /// verified ([`Self::take_statements`]), including duplicates served by other operators:
+    /// the evidence for `Operators::report_equivocation`. About 140 bytes per segment until
+    /// taken; live (MQTT) segments carry none.
+    pub fn with_statements(mut self) -> Self {
+        self.statements = Some(Vec::new());
+        self
+    }
+
+    /// The statements kept since the last call ([`Self::with_statements`]; empty without it).
+    pub fn take_statements(&mut self) -> Vec<ServedStatement> {
+        self.statements.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Waits up to `patience` for operators that refuse because they do not yet know the
@@ -465,9 +487,12 @@ impl Receiver {
         }
     }
 
+    /// Verifies a segment and hands out whatever is now in order; `statement` is the serving
+    /// operator's (already checked) signed statement of it, if it came with one.
     fn accept(
         &mut self,
         envelope_bytes: &[u8],
+        statement: Option<&ServedStatement>,
         sink: &mut impl FnMut(OpenedSegment) -> Result<(), Error>,
     ) -> Result<bool, Error> {
         let segment = match self.verifier.open(envelope_bytes) {
@@ -477,6 +502,9 @@ impl Receiver {
                 return Err(e);
             }
         };
+        if let (Some(kept), Some(statement)) = (self.statements.as_mut(), statement) {
+            kept.push(statement.clone());
+        }
         let from = self.current;
         *self.bytes_from.entry(from).or_default() += envelope_bytes.len() as u64;
         let seen = self.seen_from.entry(from).or_default();
@@ -629,8 +657,8 @@ impl Receiver {
             self.learn_window(self.current, download.window_end);
             let mut progressed = false;
             let mut bad = None;
-            for envelope_bytes in &download.envelopes {
-                match self.accept(envelope_bytes, sink) {
+            for (index, envelope_bytes) in download.envelopes.iter().enumerate() {
+                match self.accept(envelope_bytes, download.statements.get(index), sink) {
                     Ok(p) => progressed |= p,
                     Err(Error::Segment(e)) => {
                         bad = Some(e);
@@ -643,6 +671,15 @@ impl Receiver {
                     Err(e) => return Err(e),
                 }
                 self.receipts_due().await;
+            }
+            // A frame without the operator's valid signature is refused like a corrupt
+            // segment: not accepted, so never receipted, and the operator is left.
+            if let (None, Some(refused)) = (&bad, &download.refused) {
+                self.summary.rejected += 1;
+                if matches!(refused, RefusedFrame::BadSignature { .. }) {
+                    self.summary.bad_signatures += 1;
+                }
+                bad = Some(refused.to_string());
             }
             if progressed {
                 fruitless = 0;
@@ -805,7 +842,7 @@ impl Receiver {
                             }
                         }
                         Ok(Event::Incoming(Packet::Publish(publish))) => {
-                            match self.accept(&publish.payload, sink) {
+                            match self.accept(&publish.payload, None, sink) {
                                 Ok(_) => {
                                     fruitless = 0;
                                     gap_since = match (self.reorder.gap(), gap_since) {

@@ -369,25 +369,71 @@ pub fn encode_frame(out: &mut Vec<u8>, envelope: &[u8]) {
 pub fn decode_frames(mut body: &[u8]) -> Result<Vec<&[u8]>, alloc::string::String> {
     let mut frames = Vec::new();
     while !body.is_empty() {
-        if body.len() < 4 {
-            return Err("truncated frame length".into());
-        }
-        let mut len = [0u8; 4];
-        len.copy_from_slice(&body[..4]);
-        let len = u32::from_be_bytes(len) as usize;
-        if len > MAX_ENVELOPE_LEN {
-            return Err(alloc::format!(
-                "frame of {len} bytes exceeds the envelope limit"
-            ));
-        }
-        let rest = &body[4..];
-        if rest.len() < len {
-            return Err("truncated frame".into());
-        }
-        frames.push(&rest[..len]);
-        body = &rest[len..];
+        let (envelope, rest) = split_frame(body)?;
+        frames.push(envelope);
+        body = rest;
     }
     Ok(frames)
+}
+
+/// Length of the operator's sr25519 signature that ends a signed frame.
+pub const FRAME_SIGNATURE_LEN: usize = 64;
+
+/// Appends one envelope to a buyer's download body as a signed frame: 4-byte big-endian length
+/// of the envelope, the envelope, then the serving operator's 64-byte sr25519 signature of
+/// [`SegmentStatement::of`](crate::custody::SegmentStatement::of)`(stream, sequence, envelope)`
+/// on the chain's genesis ([`crate::custody`]).
+pub fn encode_signed_frame(
+    out: &mut Vec<u8>,
+    envelope: &[u8],
+    signature: &[u8; FRAME_SIGNATURE_LEN],
+) {
+    encode_frame(out, envelope);
+    out.extend_from_slice(signature);
+}
+
+/// One decoded signed frame: the envelope and the operator's raw sr25519 signature of it.
+pub type SignedFrame<'a> = (&'a [u8], [u8; FRAME_SIGNATURE_LEN]);
+
+/// Splits a buyer's download body into its envelopes and the operator's signature of each
+/// (not checked here), refusing truncated frames or signatures and envelopes longer than
+/// [`MAX_ENVELOPE_LEN`].
+pub fn decode_signed_frames(
+    mut body: &[u8],
+) -> Result<Vec<SignedFrame<'_>>, alloc::string::String> {
+    let mut frames = Vec::new();
+    while !body.is_empty() {
+        let (envelope, rest) = split_frame(body)?;
+        if rest.len() < FRAME_SIGNATURE_LEN {
+            return Err("truncated frame signature".into());
+        }
+        let (signature, rest) = rest.split_at(FRAME_SIGNATURE_LEN);
+        let mut raw = [0u8; FRAME_SIGNATURE_LEN];
+        raw.copy_from_slice(signature);
+        frames.push((envelope, raw));
+        body = rest;
+    }
+    Ok(frames)
+}
+
+/// The envelope of the frame at the start of `body` and what follows it.
+fn split_frame(body: &[u8]) -> Result<(&[u8], &[u8]), alloc::string::String> {
+    if body.len() < 4 {
+        return Err("truncated frame length".into());
+    }
+    let mut len = [0u8; 4];
+    len.copy_from_slice(&body[..4]);
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_ENVELOPE_LEN {
+        return Err(alloc::format!(
+            "frame of {len} bytes exceeds the envelope limit"
+        ));
+    }
+    let rest = &body[4..];
+    if rest.len() < len {
+        return Err("truncated frame".into());
+    }
+    Ok(rest.split_at(len))
 }
 
 #[cfg(all(test, feature = "std"))]
@@ -408,6 +454,77 @@ mod tests {
         assert!(decode_frames(&[0, 0]).is_err());
         assert!(decode_frames(&u32::MAX.to_be_bytes()).is_err());
         assert!(decode_frames(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn signed_frames_roundtrip() {
+        let mut out = Vec::new();
+        encode_signed_frame(&mut out, b"abc", &[1; 64]);
+        encode_signed_frame(&mut out, b"", &[2; 64]);
+        encode_signed_frame(&mut out, b"defg", &[3; 64]);
+        assert_eq!(out.len(), 3 * (4 + FRAME_SIGNATURE_LEN) + 7);
+        assert_eq!(
+            decode_signed_frames(&out).unwrap(),
+            vec![(&b"abc"[..], [1; 64]), (&b""[..], [2; 64]), (&b"defg"[..], [3; 64])]
+        );
+        assert!(decode_signed_frames(&[]).unwrap().is_empty());
+        // Unsigned frames are not signed frames.
+        let mut unsigned = Vec::new();
+        encode_frame(&mut unsigned, b"abc");
+        assert!(decode_signed_frames(&unsigned).is_err());
+    }
+
+    #[test]
+    fn signed_frames_refuse_truncation() {
+        let mut out = Vec::new();
+        encode_signed_frame(&mut out, b"abc", &[1; 64]);
+        encode_signed_frame(&mut out, b"defg", &[3; 64]);
+        // Cut anywhere but at a frame boundary: refused.
+        let boundary = 4 + 3 + FRAME_SIGNATURE_LEN;
+        for len in 1..out.len() {
+            let decoded = decode_signed_frames(&out[..len]);
+            if len == boundary {
+                assert_eq!(decoded.unwrap().len(), 1);
+            } else {
+                assert!(decoded.is_err(), "truncated to {len}");
+            }
+        }
+        assert_eq!(
+            decode_signed_frames(&out[..out.len() - 1]).unwrap_err(),
+            "truncated frame signature"
+        );
+    }
+
+    #[test]
+    fn signed_frames_refuse_oversized_envelopes() {
+        let mut out = ((MAX_ENVELOPE_LEN + 1) as u32).to_be_bytes().to_vec();
+        out.extend(core::iter::repeat_n(0u8, MAX_ENVELOPE_LEN + 1 + FRAME_SIGNATURE_LEN));
+        assert!(decode_signed_frames(&out)
+            .unwrap_err()
+            .contains("exceeds the envelope limit"));
+        assert!(decode_signed_frames(&u32::MAX.to_be_bytes()).is_err());
+        // The largest envelope is fine.
+        let mut biggest = Vec::new();
+        encode_signed_frame(&mut biggest, &vec![0u8; MAX_ENVELOPE_LEN], &[9; 64]);
+        assert_eq!(decode_signed_frames(&biggest).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn signed_frames_carry_verifiable_statements() {
+        use crate::custody::SegmentStatement;
+        use sp_core::{sr25519, Pair};
+        let operator = sr25519::Pair::from_seed(&[5; 32]);
+        let genesis = H256::repeat_byte(0x47);
+        let sealed = seal(&keys(), &header(), PLAINTEXT).unwrap();
+        let statement = SegmentStatement::of(header().stream, header().sequence, &sealed);
+        let mut out = Vec::new();
+        encode_signed_frame(&mut out, &sealed, &statement.sign_sr25519(&operator, &genesis).0);
+        let frames = decode_signed_frames(&out).unwrap();
+        let (envelope, signature) = frames[0];
+        let h = parse_header(envelope).unwrap();
+        let served = SegmentStatement::of(h.stream, h.sequence, envelope);
+        let signature = sr25519::Signature::from_raw(signature);
+        assert!(served.verify_sr25519(&signature, &operator.public(), &genesis));
     }
 
     fn keys() -> EpochKeys {

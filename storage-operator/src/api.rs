@@ -6,13 +6,18 @@
 //! | `GET /metrics` | Prometheus | text exposition |
 //! | `GET /v1/terms` | anyone | `{"operator","genesis","receipt_window"}`: this operator (SS58), the genesis hash every signature must be made for, and the receipt window W |
 //! | `POST /v1/broker/session` | seller, buyer | `{"upload_token":"0x…"}` or `{"access_request":"0x…"}` (hex SCALE) → broker credentials `{"username","password","topic","access","receipt_window"}`; stream purchases only, and not while the receipt window is used up |
-//! | `GET /v1/purchases/{id}/segments?from=&to=` | buyer | header `x-fastdata-access: 0x…` (hex SCALE signed access request for `id`) → segment frames |
+//! | `GET /v1/purchases/{id}/segments?from=&to=` | buyer | header `x-fastdata-access: 0x…` (hex SCALE signed access request for `id`) → signed segment frames |
 //! | `POST /v1/receipts` | buyer | SCALE `(Receipt, Signature)`, raw or `0x`-hex → the accepted receipt |
 //! | `GET /v1/replica/streams/{hex}/segments?from=&to=` | operators | header `x-fastdata-replica` → segment frames |
 //!
-//! Segment frames (`application/vnd.fastdata.segments`): a sequence of `u32` big-endian length
-//! followed by that many bytes of envelope, in increasing sequence order. A buyer download
-//! covers only what the purchase bought (a batch's `first..=last`; a stream's sequences from
+//! Segment frames (`application/vnd.fastdata.segments`, replicas): a sequence of `u32`
+//! big-endian length followed by that many bytes of envelope, in increasing sequence order.
+//! Signed segment frames (`application/vnd.fastdata.signed-segments`, buyers): the same, each
+//! frame followed by this operator's 64-byte sr25519 signature (account key) of
+//! [`SegmentStatement::of`]`(stream, sequence, envelope)` for the chain's genesis
+//! ([`fastdata_primitives::custody`]). The store never rewrites a sequence, so an honest
+//! operator never signs two digests for one segment; a buyer holding two that differ proves
+//! an equivocation on chain (`Operators::report_equivocation`). A buyer download covers only what the purchase bought (a batch's `first..=last`; a stream's sequences from
 //! its `start_head` on) and stops at most the receipt window W (`serving.receipt_window`) past
 //! the buyer's last receipt for the purchase ([`crate::receipts::window_end`], the rule live
 //! subscribers are held to as well); the response headers `x-fastdata-served-to` (upper bound
@@ -33,11 +38,12 @@ use axum::{
     Json, Router,
 };
 use fastdata_primitives::{
-    envelope, tokens::TokenError, AccountId, PurchaseId, Sequence, StreamId,
+    custody::SegmentStatement, envelope, tokens::TokenError, AccountId, PurchaseId, Sequence,
+    StreamId,
 };
 use serde::Deserialize;
 use serde_json::json;
-use sp_core::H256;
+use sp_core::{sr25519, Pair, H256};
 
 use crate::{
     auth::{decode_hex_scale, public_key, AccessRequest, Authorizer, Refusal, UploadToken},
@@ -54,8 +60,10 @@ use crate::{
 pub const ACCESS_HEADER: &str = "x-fastdata-access";
 /// Header carrying an operator's replica request.
 pub const REPLICA_HEADER: &str = "x-fastdata-replica";
-/// Content type of segment frames.
+/// Content type of segment frames (replicas).
 pub const FRAMES_CONTENT_TYPE: &str = "application/vnd.fastdata.segments";
+/// Content type of signed segment frames (buyer downloads).
+pub const SIGNED_FRAMES_CONTENT_TYPE: &str = "application/vnd.fastdata.signed-segments";
 /// Largest JSON or receipt body accepted.
 const MAX_SMALL_BODY: usize = 8 * 1024;
 /// Segments read from the store per step of a streamed download.
@@ -66,12 +74,17 @@ pub const SERVED_TO_HEADER: &str = "x-fastdata-served-to";
 pub const WINDOW_END_HEADER: &str = "x-fastdata-window-end";
 
 /// The download framing lives with the envelope format, shared with the SDK.
-pub use fastdata_primitives::envelope::{decode_frames, encode_frame};
+pub use fastdata_primitives::envelope::{
+    decode_frames, decode_signed_frames, encode_frame, encode_signed_frame,
+};
 
 /// Shared state of the HTTP handlers.
 pub struct Node {
     /// This operator.
     pub me: AccountId,
+    /// This operator's account key: signs a [`SegmentStatement`] for every segment served to a
+    /// buyer.
+    signer: sr25519::Pair,
     /// Decisions.
     pub auth: Arc<Authorizer>,
     /// Chain facts.
@@ -89,9 +102,10 @@ pub struct Node {
 }
 
 impl Node {
-    /// Handler state; the receipt window and genesis hash are `auth`'s.
+    /// Handler state of the operator with account key `operator`; the receipt window and
+    /// genesis hash are `auth`'s.
     pub fn new(
-        me: AccountId,
+        operator: sr25519::Pair,
         auth: Arc<Authorizer>,
         view: Arc<dyn ChainView>,
         store: Arc<Store>,
@@ -100,7 +114,8 @@ impl Node {
         receipts: Arc<ReceiptBook>,
     ) -> Self {
         Self {
-            me,
+            me: AccountId::from(operator.public()),
+            signer: operator,
             auth,
             view,
             store,
@@ -109,6 +124,17 @@ impl Node {
             receipts,
             health: Health::default(),
         }
+    }
+
+    /// This operator's signature of segment `sequence` of `stream` served as `envelope`.
+    pub fn sign_served(
+        &self,
+        stream: StreamId,
+        sequence: Sequence,
+        envelope: &[u8],
+    ) -> sr25519::Signature {
+        SegmentStatement::of(stream, sequence, envelope)
+            .sign_sr25519(&self.signer, &self.auth.genesis())
     }
 
     /// Reports `health` (the daemon's supervisor's) on `GET /health`.
@@ -333,7 +359,12 @@ async fn purchase_segments(
     // What the purchase bought, from its start, at most W past its last receipt.
     let (auth, p) = (node.auth.clone(), purchase.clone());
     let Some((start, window_end)) = blocking(move || auth.window(&p)).await?? else {
-        return Ok(frames_response(Body::empty(), None, None));
+        return Ok(frames_response(
+            Body::empty(),
+            SIGNED_FRAMES_CONTENT_TYPE,
+            None,
+            None,
+        ));
     };
     let (window_first, window_last) = purchase.sequence_window().unwrap_or((0, Sequence::MAX));
     let from = range.from.unwrap_or(start).max(start).max(window_first);
@@ -343,7 +374,12 @@ async fn purchase_segments(
         .min(window_last)
         .min(window_end);
     if from > to {
-        return Ok(frames_response(Body::empty(), None, Some(window_end)));
+        return Ok(frames_response(
+            Body::empty(),
+            SIGNED_FRAMES_CONTENT_TYPE,
+            None,
+            Some(window_end),
+        ));
     }
 
     // Read in chunks and stream them; `x-fastdata-served-to` is the upper bound of the range.
@@ -354,16 +390,23 @@ async fn purchase_segments(
             if done || next > to {
                 return None;
             }
-            let (store, p) = (node.store.clone(), purchase.clone());
+            let (signer, p) = (node.clone(), purchase.clone());
             let read = tokio::task::spawn_blocking(move || {
+                let store = &signer.store;
                 let chunk = store.segments(&stream_id, next, to, READ_CHUNK)?;
                 let mut out = Vec::new();
                 let (mut count, mut highest) = (0u64, None);
                 for segment in &chunk {
-                    if envelope::parse_header(&segment.envelope)
-                        .is_ok_and(|h| p.covers_epoch(h.epoch))
-                    {
-                        encode_frame(&mut out, &segment.envelope);
+                    let Ok(header) = envelope::parse_header(&segment.envelope) else {
+                        continue;
+                    };
+                    // Signed under the sequence it is stored at (ingest stores each envelope
+                    // under its header's sequence; anything else is not served). The store
+                    // never stores a sequence twice, even after deleting it.
+                    if p.covers_epoch(header.epoch) && header.sequence == segment.sequence {
+                        let signature =
+                            signer.sign_served(stream_id, segment.sequence, &segment.envelope);
+                        encode_signed_frame(&mut out, &segment.envelope, &signature.0);
                         count += 1;
                         highest = Some(segment.sequence);
                     }
@@ -407,6 +450,7 @@ async fn purchase_segments(
         });
     Ok(frames_response(
         Body::from_stream(body),
+        SIGNED_FRAMES_CONTENT_TYPE,
         Some(to),
         Some(window_end),
     ))
@@ -414,6 +458,7 @@ async fn purchase_segments(
 
 fn frames_response(
     body: Body,
+    content_type: &'static str,
     served_to: Option<Sequence>,
     window_end: Option<Sequence>,
 ) -> Response {
@@ -421,7 +466,7 @@ fn frames_response(
     let headers = response.headers_mut();
     headers.insert(
         axum::http::header::CONTENT_TYPE,
-        HeaderValue::from_static(FRAMES_CONTENT_TYPE),
+        HeaderValue::from_static(content_type),
     );
     if let Some(to) = served_to {
         headers.insert(SERVED_TO_HEADER, HeaderValue::from(to));
@@ -494,6 +539,7 @@ async fn replica_segments(
     }
     Ok(frames_response(
         Body::from(out),
+        FRAMES_CONTENT_TYPE,
         segments.last().map(|s| s.sequence),
         None,
     ))

@@ -319,6 +319,7 @@ impl Daemon {
                 store.clone(),
                 retention_metrics.clone(),
                 sweep,
+                (UNHOSTED_KEEP_BLOCKS, UNHOSTED_KEEP_TIME),
                 ctx,
             )
         });
@@ -529,23 +530,29 @@ async fn gate_sync(
     }
 }
 
-/// Blocks a stream this operator no longer hosts (released, or reassigned away) keeps its
-/// segments, so a successor can still backfill from it: an hour of 6-second blocks.
+/// How long a stream this operator no longer hosts (released, or reassigned away) keeps its
+/// segments: both this many finalized blocks and [`UNHOSTED_KEEP_TIME`] of this process's
+/// running time, so a view that is briefly wrong (a node catching up finalizes hundreds of
+/// blocks in seconds; a restart starts the count again) deletes nothing it still hosts.
 pub const UNHOSTED_KEEP_BLOCKS: BlockNumber = 600;
 
+/// See [`UNHOSTED_KEEP_BLOCKS`]: an hour.
+pub const UNHOSTED_KEEP_TIME: Duration = Duration::from_secs(3600);
+
 /// Deletes segments older than their stream's retention, and every segment of a stream this
-/// operator has not hosted for [`UNHOSTED_KEEP_BLOCKS`]; a sweep the store fails ends the
-/// run with the error.
+/// operator has not hosted for `keep_blocks` finalized blocks and `keep_time`; a sweep the
+/// store fails ends the run with the error.
 async fn retention(
     view: Arc<dyn ChainView>,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     period: Duration,
+    (keep_blocks, keep_time): (BlockNumber, Duration),
     mut ctx: TaskContext,
 ) -> Result<(), TaskError> {
     ctx.ready();
-    // Streams stored but not hosted, with the block they were first seen so.
-    let mut unhosted: BTreeMap<StreamId, BlockNumber> = BTreeMap::new();
+    // Streams stored but not hosted, with the block and time they were first seen so.
+    let mut unhosted: BTreeMap<StreamId, (BlockNumber, tokio::time::Instant)> = BTreeMap::new();
     loop {
         tokio::select! {
             _ = ctx.stopped() => return Ok(()),
@@ -568,8 +575,10 @@ async fn retention(
                     unhosted.remove(&stream);
                     continue;
                 }
-                let since = *unhosted.entry(stream).or_insert(now);
-                if now.saturating_sub(since) >= UNHOSTED_KEEP_BLOCKS {
+                let (since, seen) = *unhosted
+                    .entry(stream)
+                    .or_insert((now, tokio::time::Instant::now()));
+                if now.saturating_sub(since) >= keep_blocks && seen.elapsed() >= keep_time {
                     sweeps.push((stream, None));
                 }
             }
@@ -619,11 +628,14 @@ mod tests {
         }
     }
 
+    /// The keep time of the test: short, but longer than the checks made before it passes.
+    const KEEP_TIME: Duration = Duration::from_millis(1500);
+
     /// Waits until `done` holds, sweeping every 20 ms.
     async fn eventually(done: impl Fn() -> bool) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !done() {
-            assert!(tokio::time::Instant::now() < deadline, "not within 5 s");
+            assert!(tokio::time::Instant::now() < deadline, "not within 10 s");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -643,37 +655,40 @@ mod tests {
         let (v, s, m) = (view.clone(), store.clone(), metrics.clone());
         supervisor.spawn(tasks::RETENTION, Restart::OnError, move |ctx| {
             let view: Arc<dyn ChainView> = v.clone();
-            retention(view, s.clone(), m.clone(), Duration::from_millis(10), ctx)
+            let keep = (UNHOSTED_KEEP_BLOCKS, KEEP_TIME);
+            retention(view, s.clone(), m.clone(), Duration::from_millis(10), keep, ctx)
         });
         let stored = |n: u8| store.count(&H256::repeat_byte(n)).unwrap();
 
         // Not synced (no finalized block): nothing is touched however long it runs.
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!((stored(7), stored(8)), (2, 1));
-        // Synced: stream 8 is kept for the keep period, counted from now.
+        // Synced: stream 8 is kept for the keep period, counted from now: the blocks alone
+        // (a node catching up finalizes them in seconds) delete nothing.
         view.apply(ChainEvent::Finalized { number: 100 });
+        let seen = tokio::time::Instant::now();
         tokio::time::sleep(Duration::from_millis(100)).await;
-        view.apply(ChainEvent::Finalized {
-            number: 100 + UNHOSTED_KEEP_BLOCKS - 1,
-        });
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!((stored(7), stored(8)), (2, 1));
         view.apply(ChainEvent::Finalized {
             number: 100 + UNHOSTED_KEEP_BLOCKS,
         });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(seen.elapsed() < KEEP_TIME);
+        assert_eq!((stored(7), stored(8)), (2, 1));
+        // Once the time has passed too, it goes.
         eventually(|| stored(8) == 0).await;
+        assert!(seen.elapsed() >= KEEP_TIME);
         assert_eq!(stored(7), 2, "a hosted stream stays");
         assert_eq!(store.stored_bytes(&H256::repeat_byte(8)).unwrap(), 0);
 
-        // Released: its segments go once it has been unhosted for the keep period.
+        // Released: the time alone deletes nothing either; the blocks must pass too.
         view.apply(ChainEvent::StreamUnassigned {
             stream: H256::repeat_byte(7),
         });
-        let released_at = 100 + UNHOSTED_KEEP_BLOCKS;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let released = tokio::time::Instant::now();
+        eventually(|| released.elapsed() > KEEP_TIME + Duration::from_millis(200)).await;
         assert_eq!(stored(7), 2);
         view.apply(ChainEvent::Finalized {
-            number: released_at + UNHOSTED_KEEP_BLOCKS,
+            number: 100 + 2 * UNHOSTED_KEEP_BLOCKS,
         });
         eventually(|| stored(7) == 0).await;
         assert!(store.stored_streams().unwrap().is_empty());

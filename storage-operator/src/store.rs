@@ -37,6 +37,11 @@ const CLAIMED: TableDefinition<u64, u64> = TableDefinition::new("claimed");
 const SERVED: TableDefinition<u64, u64> = TableDefinition::new("served");
 /// Envelope bytes stored per stream (the hosting quota counts them).
 const STREAM_BYTES: TableDefinition<&[u8], u64> = TableDefinition::new("stream_bytes");
+/// Per stream, one past the highest sequence ever deleted (retention or release). Those
+/// sequences are never stored again: the operator signs what it serves, and must never
+/// serve two contents for one segment (a seller re-uploading a deleted sequence with other
+/// bytes would otherwise make an honest operator equivocate).
+const DELETED_BELOW: TableDefinition<&[u8], u64> = TableDefinition::new("deleted_below");
 
 /// A storage failure (disk full, I/O error, corruption). The operation changed nothing.
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +146,7 @@ impl Store {
             txn.open_table(RECEIPTS)?;
             txn.open_table(CLAIMED)?;
             txn.open_table(SERVED)?;
+            txn.open_table(DELETED_BELOW)?;
             let mut bytes = txn.open_table(STREAM_BYTES)?;
             if bytes.is_empty()? {
                 // A database from before the byte counts: count what it stores.
@@ -182,8 +188,9 @@ impl Store {
     }
 
     /// Stores `segments` in one durable transaction; a segment whose `(stream, sequence)` is
-    /// already stored is left as it is (duplicates are ignored, never overwritten). Returns,
-    /// per segment, whether it was new. When this returns `Ok`, the segments are on disk.
+    /// already stored, or was stored and deleted, is left as it is (duplicates are ignored,
+    /// never overwritten). Returns, per segment, whether it was new. When this returns `Ok`,
+    /// the segments are on disk.
     pub fn insert_segments(
         &self,
         segments: &[NewSegment],
@@ -206,10 +213,14 @@ impl Store {
         {
             let mut table = txn.open_table(SEGMENTS)?;
             let mut bytes = txn.open_table(STREAM_BYTES)?;
+            let deleted = txn.open_table(DELETED_BELOW)?;
             let mut value = Vec::new();
             for segment in segments {
                 let key = segment_key(&segment.stream, segment.sequence);
-                if table.get(key.as_slice())?.is_some() {
+                let deleted_below = deleted
+                    .get(segment.stream.as_bytes())?
+                    .map_or(0, |v| v.value());
+                if segment.sequence < deleted_below || table.get(key.as_slice())?.is_some() {
                     outcomes.push(Insert::Duplicate);
                     continue;
                 }
@@ -399,15 +410,22 @@ impl Store {
             let end = segment_key(stream, Sequence::MAX);
             let mut keys = Vec::new();
             let (mut freed, mut kept) = (0u64, 0u64);
+            let mut highest = None;
             for entry in table.range::<&[u8]>(start.as_slice()..=end.as_slice())? {
                 let (key, value) = entry?;
                 let (stored_at, envelope) = split_value(value.value());
                 if expired(stored_at) {
+                    highest = Some(sequence_of(key.value()));
                     keys.push(key.value().to_vec());
                     freed = freed.saturating_add(envelope.len() as u64);
                 } else {
                     kept += 1;
                 }
+            }
+            if let Some(highest) = highest {
+                let mut deleted = txn.open_table(DELETED_BELOW)?;
+                let below = deleted.get(stream.as_bytes())?.map_or(0, |v| v.value());
+                deleted.insert(stream.as_bytes(), below.max(highest.saturating_add(1)))?;
             }
             for key in keys {
                 table.remove(key.as_slice())?;
@@ -733,6 +751,37 @@ mod tests {
         assert_eq!(store.stored_streams().unwrap(), vec![two]);
         assert_eq!(store.stored_bytes(&two).unwrap(), 2);
         assert_eq!(store.segment(&two, 1).unwrap().unwrap().envelope, b"zz");
+    }
+
+    #[test]
+    fn deleted_sequences_are_never_stored_again_even_with_other_bytes() {
+        let (dir, store) = store();
+        let s = H256::repeat_byte(1);
+        store
+            .insert_segments(&[seg(1, 0, b"a"), seg(1, 1, b"b")], 10)
+            .unwrap();
+        store.insert_segments(&[seg(1, 2, b"c")], 20).unwrap();
+        assert_eq!(store.prune(&s, 15).unwrap(), 2);
+        // A seller re-uploading a pruned sequence with other bytes: refused as a duplicate,
+        // so the operator can never serve (and sign) two contents for it.
+        assert_eq!(
+            store
+                .insert_segments(&[seg(1, 1, b"forged"), seg(1, 3, b"d")], 21)
+                .unwrap(),
+            vec![false, true]
+        );
+        assert!(store.segment(&s, 1).unwrap().is_none());
+        assert_eq!(store.drop_stream(&s).unwrap(), 2);
+        // It survives a restart and a dropped stream.
+        drop(store);
+        let store = Store::open(&dir.path().join("db.redb")).unwrap();
+        assert_eq!(
+            store
+                .insert_segments(&[seg(1, 3, b"other"), seg(1, 4, b"e")], 22)
+                .unwrap(),
+            vec![false, true]
+        );
+        assert_eq!(store.sequences(&s, 0, 10).unwrap(), vec![4]);
     }
 
     #[test]

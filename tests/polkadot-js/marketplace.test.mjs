@@ -702,7 +702,7 @@ test('8. an operator that signs two contents for one segment is slashed on anyon
   assert.equal(issuanceBefore - (await api.query.balances.totalIssuance()).toBigInt(), slashAmount);
   const record = (await api.call.operatorsApi.operator(cheat.address)).unwrap();
   assert.equal(record.stake.toBigInt(), stake - slashAmount);
-  // Once per segment.
+  // Once per operator and stream.
   assert.equal(await sendFailing(api, api.tx.operators.reportEquivocation(cheat.address, served, stored), reporter),
     'operators.AlreadyReported');
   await sendFinalized(api, api.tx.operators.leave(), cheat);

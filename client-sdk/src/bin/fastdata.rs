@@ -21,8 +21,12 @@
 // paths are explicit).
 #[path = "fastdata/business.rs"]
 mod business;
+#[path = "fastdata/keystore.rs"]
+mod keystore;
 #[path = "fastdata/operator.rs"]
 mod operator;
+#[path = "fastdata/seller_run.rs"]
+mod seller_run;
 
 use std::{
     io::{Read, Write},
@@ -143,6 +147,13 @@ enum Command {
     /// Storage operators: status, register, pause, resume, leave, withdraw, bond-extra, earnings.
     #[command(subcommand)]
     Operator(operator::OperatorCommand),
+    /// The seller service: `seller run --config seller.toml` publishes, delivers keys and
+    /// rotates epochs in one long-running process.
+    #[command(subcommand)]
+    Seller(seller_run::SellerCommand),
+    /// The local keystore: status, encrypted backup and restore, encrypt.
+    #[command(subcommand)]
+    Keystore(keystore::KeystoreCommand),
 }
 
 #[derive(Subcommand)]
@@ -438,6 +449,18 @@ fn score(s: u32) -> f64 {
     f64::from(s) / f64::from(SCORE_ONE)
 }
 
+/// Warns once per run (on stderr) that the keystore is written without encryption.
+fn warn_unprotected(path: &std::path::Path) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        eprintln!(
+            "warning: keystore {} is not encrypted: anyone who can read it has your keys; set {} (see `fastdata keystore status`)",
+            path.display(),
+            fastdata_sdk::keystore::PASSPHRASE_ENV
+        );
+    });
+}
+
 struct Ctx {
     cli_url: String,
     suri: Option<String>,
@@ -448,7 +471,11 @@ struct Ctx {
 
 impl Ctx {
     fn keystore(&self) -> anyhow::Result<Keystore> {
-        Ok(Keystore::open(&self.keystore_path)?)
+        let keystore = Keystore::open(&self.keystore_path)?;
+        if !keystore.is_protected() {
+            warn_unprotected(&self.keystore_path);
+        }
+        Ok(keystore)
     }
 
     fn acting(&self) -> anyhow::Result<Account> {
@@ -582,6 +609,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sales { offer } => business::sales(&ctx, offer).await,
         Command::Earnings => business::earnings(&ctx).await,
         Command::Operator(cmd) => operator::operator(&ctx, cmd).await,
+        Command::Seller(cmd) => seller_run::seller(&ctx, cmd).await,
+        Command::Keystore(cmd) => keystore::keystore(&ctx, cmd),
         Command::Rate {
             purchase,
             score,
@@ -1364,7 +1393,7 @@ async fn receive(ctx: &Ctx, args: ReceiveArgs) -> anyhow::Result<()> {
     };
     out.flush()?;
     bar.finish_and_clear();
-    let value = json!({"purchase": purchase.id, "segments": summary.segments, "bytes": summary.bytes, "up_to": summary.up_to, "duplicates": summary.duplicates, "rejected": summary.rejected, "failovers": summary.failovers});
+    let value = json!({"purchase": purchase.id, "segments": summary.segments, "bytes": summary.bytes, "up_to": summary.up_to, "duplicates": summary.duplicates, "rejected": summary.rejected, "bad_signatures": summary.bad_signatures, "failovers": summary.failovers});
     if ctx.json || args.out.is_some() {
         print(ctx, &value, || {
             format!("received {} verified segments ({} bytes) up to sequence {:?}; {} rejected, {} fail-overs", summary.segments, summary.bytes, summary.up_to, summary.rejected, summary.failovers)

@@ -4,6 +4,7 @@
 
 mod cli;
 mod data_plane;
+mod keystore_cli;
 mod live;
 mod metadata;
 mod smoke;

@@ -243,6 +243,27 @@ fn sdk_argument_encodings_match_exported_metadata() {
             "rate",
             vec![3u64.encode(), 90u8.encode(), Some(H256::zero()).encode()],
         ),
+        (
+            "Operators",
+            "report_equivocation",
+            vec![
+                lookup(&who).encode(),
+                (
+                    fastdata_primitives::custody::SegmentStatement::of(H256::zero(), 3, b"a"),
+                    sp_runtime::MultiSignature::Sr25519(
+                        sp_core::sr25519::Signature::from_raw([1; 64]),
+                    ),
+                )
+                    .encode(),
+                (
+                    fastdata_primitives::custody::SegmentStatement::of(H256::zero(), 3, b"b"),
+                    sp_runtime::MultiSignature::Sr25519(
+                        sp_core::sr25519::Signature::from_raw([2; 64]),
+                    ),
+                )
+                    .encode(),
+            ],
+        ),
     ];
     // Claims and key deliveries go in `Utility::force_batch` as `RuntimeCall`s encoded by hand.
     let receipt = fastdata_primitives::receipt::Receipt {

@@ -402,7 +402,7 @@ mod benchmarks {
         #[extrinsic_call]
         _(RawOrigin::Signed(reporter), lookup, first, second);
 
-        assert!(Equivocations::<T>::contains_key((target.clone(), stream_id(0), 7)));
+        assert!(Equivocations::<T>::contains_key((target.clone(), stream_id(0))));
         assert_eq!(
             pallet::Operators::<T>::get(&target).map(|i| i.status),
             Some(OperatorStatus::Suspended)

@@ -296,15 +296,13 @@ pub mod pallet {
     pub type PendingAssignments<T: Config> =
         StorageValue<_, BoundedVec<PendingAssignmentOf<T>, T::MaxPendingAssignments>, ValueQuery>;
 
-    /// Segments for which an operator's equivocation was reported, with the block of the
-    /// report: each slashes once. Entries grow only with slashes of a non-zero amount.
+    /// Streams on which an operator's equivocation was reported, with the block of the
+    /// report: an operator is slashed once per stream, so one seller cannot compound slashes
+    /// through the segments of one stream. Entries grow only with slashes of a non-zero
+    /// amount.
     #[pallet::storage]
-    pub type Equivocations<T: Config> = StorageMap<
-        _,
-        Blake2_128Concat,
-        (T::AccountId, StreamId, Sequence),
-        BlockNumberFor<T>,
-    >;
+    pub type Equivocations<T: Config> =
+        StorageMap<_, Blake2_128Concat, (T::AccountId, StreamId), BlockNumberFor<T>>;
 
     /// Position in [`ActiveOperators`] where the next liveness check starts.
     #[pallet::storage]
@@ -575,7 +573,7 @@ pub mod pallet {
         NoConflict,
         /// A statement is not signed by the reported operator on this chain.
         BadStatementSignature,
-        /// This operator's equivocation on this segment was already reported.
+        /// An equivocation of this operator on this stream was already reported.
         AlreadyReported,
         /// The operator has no stake left to slash.
         NothingToSlash,
@@ -761,11 +759,11 @@ pub mod pallet {
 
         /// Reports two statements `operator` signed about the same segment naming different
         /// contents ([`fastdata_primitives::custody`]): proof that it served something other
-        /// than what it stored. Anyone may report, once per segment; the chain checks both
-        /// signatures and slashes [`Config::EquivocationSlash`] of the operator's stake (to
-        /// [`Config::OnSlash`]), suspending it if the rest is below the minimum. A valid
-        /// report costs the reporter no fee. Emits [`Event::EquivocationReported`] and
-        /// [`Event::Slashed`].
+        /// than what it stored. Anyone may report, once per operator and stream; the chain
+        /// checks both signatures and slashes [`Config::EquivocationSlash`] of the operator's
+        /// stake (to [`Config::OnSlash`]), suspending it if the rest is below the minimum. A
+        /// valid report against an operator holding at least [`Config::MinStake`] costs the
+        /// reporter no fee. Emits [`Event::EquivocationReported`] and [`Event::Slashed`].
         #[pallet::call_index(11)]
         #[pallet::weight(T::WeightInfo::report_equivocation(T::MaxStreamsPerOperator::get()))]
         pub fn report_equivocation(
@@ -776,12 +774,9 @@ pub mod pallet {
         ) -> DispatchResultWithPostInfo {
             let reporter = ensure_signed(origin)?;
             let operator = T::Lookup::lookup(operator)?;
-            let moved = Self::do_report_equivocation(reporter, operator, first, second)?;
-            Ok((
-                Some(T::WeightInfo::report_equivocation(moved)),
-                Pays::No,
-            )
-                .into())
+            let (moved, staked) = Self::do_report_equivocation(reporter, operator, first, second)?;
+            let pays = if staked { Pays::No } else { Pays::Yes };
+            Ok((Some(T::WeightInfo::report_equivocation(moved)), pays).into())
         }
     }
 }

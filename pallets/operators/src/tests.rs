@@ -789,14 +789,18 @@ fn an_operator_signing_two_contents_for_one_segment_is_slashed_by_anyone() {
                 }
                 .into(),
             );
-            // Once per segment, in either order.
+            // Once per stream, in either order and for any of its segments: a seller cannot
+            // compound slashes segment by segment.
             assert_noop!(
                 report(43, 1, served.clone(), stored.clone()),
                 Error::<Test>::AlreadyReported
             );
-            // Another segment is another offence.
             let a = signed(1, statement(1, 8, b"a"));
             let b = signed(1, statement(1, 8, b"b"));
+            assert_noop!(report(42, 1, a, b), Error::<Test>::AlreadyReported);
+            // Another stream is another offence.
+            let a = signed(1, statement(2, 8, b"a"));
+            let b = signed(1, statement(2, 8, b"b"));
             assert_ok!(report(42, 1, a, b));
             assert_eq!(held(1), 810);
         });
@@ -812,8 +816,16 @@ fn an_equivocation_below_the_minimum_stake_suspends_and_reassigns() {
         assert!(!hosted.is_empty());
         let a = signed(4, statement(0, 1, b"a"));
         let b = signed(4, statement(0, 1, b"b"));
-        assert_ok!(report(42, 4, a, b));
+        let post = report(42, 4, a, b).unwrap();
+        // It held the minimum stake: the report is free.
+        assert_eq!(post.pays_fee, frame_support::dispatch::Pays::No);
         assert_eq!(held(4), MIN_STAKE - MIN_STAKE / 10);
+        // Below the minimum now: reporting it again (another stream) costs a fee, so an
+        // operator cannot self-report dust slashes for free.
+        let a = signed(4, statement(1, 1, b"a"));
+        let b = signed(4, statement(1, 1, b"b"));
+        let post = report(42, 4, a, b).unwrap();
+        assert_eq!(post.pays_fee, frame_support::dispatch::Pays::Yes);
         assert_eq!(status(4), Some(OperatorStatus::Suspended));
         draw_replacements();
         for s in hosted {
@@ -870,7 +882,7 @@ fn an_operator_slashed_to_nothing_cannot_be_reported_again() {
             let a = signed(1, statement(1, 7, b"a"));
             let b = signed(1, statement(1, 7, b"b"));
             assert_noop!(report(42, 1, a, b), Error::<Test>::NothingToSlash);
-            assert!(!crate::Equivocations::<Test>::contains_key((1, stream(1), 7)));
+            assert!(!crate::Equivocations::<Test>::contains_key((1, stream(1))));
         });
 }
 

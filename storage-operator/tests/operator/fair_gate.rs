@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use crate::common::*;
 use fastdata_operator::{
-    api::{decode_frames, ACCESS_HEADER},
+    api::{decode_signed_frames, ACCESS_HEADER},
     auth::stream_topic,
     chain::ChainEvent,
     daemon::Daemon,
@@ -138,10 +138,10 @@ async fn download(
         .await
         .unwrap();
     let envelopes = if status.is_success() {
-        decode_frames(&body)
+        decode_signed_frames(&body)
             .unwrap()
             .into_iter()
-            .map(<[u8]>::to_vec)
+            .map(|(envelope, _signature)| envelope.to_vec())
             .collect()
     } else {
         Vec::new()

@@ -15,7 +15,7 @@ use std::{
 
 use crate::common::*;
 use fastdata_operator::{
-    api::{decode_frames, ACCESS_HEADER},
+    api::{decode_signed_frames, ACCESS_HEADER},
     auth::stream_topic,
     store::Store,
 };
@@ -225,10 +225,10 @@ async fn acknowledged_segments_survive_kill_9() {
             "{status}: {}",
             String::from_utf8_lossy(&body)
         );
-        sequences = decode_frames(&body)
+        sequences = decode_signed_frames(&body)
             .unwrap()
             .iter()
-            .map(|f| envelope::parse_header(f).unwrap().sequence)
+            .map(|(f, _)| envelope::parse_header(f).unwrap().sequence)
             .collect();
         if sequences.len() as u64 == TOTAL {
             break;

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use crate::common::*;
 use fastdata_operator::{
-    api::{decode_frames, ACCESS_HEADER, REPLICA_HEADER},
+    api::{decode_frames, decode_signed_frames, ACCESS_HEADER, REPLICA_HEADER},
     auth::to_hex_scale,
     chain::{ChainEvent, InMemoryChainView},
     daemon::Daemon,
@@ -14,7 +14,8 @@ use fastdata_operator::{
     replication::{BackfillRequest, ReplicaRequest},
     store::NewSegment,
 };
-use fastdata_primitives::{envelope, tokens::Signed, AccountId};
+use fastdata_primitives::{custody::SegmentStatement, envelope, tokens::Signed, AccountId};
+use sp_core::{sr25519, Pair};
 
 fn segments(range: std::ops::RangeInclusive<u64>) -> Vec<NewSegment> {
     range
@@ -41,10 +42,10 @@ async fn download(
         .await
         .unwrap();
     let sequences = if status.is_success() {
-        decode_frames(&body)
+        decode_signed_frames(&body)
             .unwrap()
             .iter()
-            .map(|f| envelope::parse_header(f).unwrap().sequence)
+            .map(|(f, _)| envelope::parse_header(f).unwrap().sequence)
             .collect()
     } else {
         Vec::new()
@@ -182,6 +183,68 @@ async fn buyer_downloads_within_the_receipt_window() {
         metrics.contains(r#"fastdata_operator_receipts_total{result="accepted"} 1"#),
         "{metrics}"
     );
+    daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_served_frame_is_signed_by_the_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let (seller, buyer, operator) = (pair(1), pair(3), pair(2));
+    let me = account(&operator);
+    let view = view_with(vec![
+        ChainEvent::StreamAssigned(assignment(&seller, std::slice::from_ref(&me))),
+        ChainEvent::PurchaseUpdated(purchase(1, &buyer, 1_000)),
+    ]);
+    let daemon = Daemon::start(
+        vernemq_config(dir.path(), &seed_suri(2), 8),
+        view,
+        Arc::new(NoChainSubmitter),
+    )
+    .await
+    .unwrap();
+    daemon
+        .node
+        .store
+        .insert_segments(&segments(0..=5), 10)
+        .unwrap();
+
+    let url = format!(
+        "http://{}/v1/purchases/1/segments?from=0&to=5",
+        daemon.http_addr
+    );
+    let (status, body) = HttpClient::new()
+        .get(&url, &[(ACCESS_HEADER, access_request(&buyer, &me, 1, 1))], 1 << 24)
+        .await
+        .unwrap();
+    assert_eq!(status.as_u16(), 200);
+    let frames = decode_signed_frames(&body).unwrap();
+    assert_eq!(frames.len(), 6);
+    for (seq, (served, signature)) in (0u64..).zip(&frames) {
+        let stored = daemon.node.store.segment(&STREAM, seq).unwrap().unwrap();
+        assert_eq!(*served, &stored.envelope[..], "the stored envelope, as stored");
+        let signature = sr25519::Signature::from_raw(*signature);
+        let statement = SegmentStatement::of(STREAM, seq, served);
+        assert!(
+            statement.verify_sr25519(&signature, &operator.public(), &GENESIS),
+            "segment {seq}: the operator's signature for this chain"
+        );
+        // Not for another operator, another chain, another sequence or other bytes.
+        assert!(!statement.verify_sr25519(&signature, &seller.public(), &GENESIS));
+        assert!(!statement.verify_sr25519(
+            &signature,
+            &operator.public(),
+            &sp_core::H256::repeat_byte(1)
+        ));
+        let elsewhere = SegmentStatement::of(STREAM, seq + 1, served);
+        assert!(!elsewhere.verify_sr25519(&signature, &operator.public(), &GENESIS));
+        let mut flipped = served.to_vec();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        let forged = SegmentStatement::of(STREAM, seq, &flipped);
+        assert!(!forged.verify_sr25519(&signature, &operator.public(), &GENESIS));
+        // Two such statements for one segment are an equivocation.
+        assert!(statement.conflicts_with(&forged));
+    }
     daemon.shutdown().await;
 }
 

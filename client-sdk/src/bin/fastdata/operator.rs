@@ -1,9 +1,16 @@
 //! `fastdata operator …`: a storage operator's record and its life-cycle calls. Every call
-//! waits for finality and prints the record as it is afterwards.
+//! waits for finality and prints the record as it is afterwards. `report-equivocation` is
+//! anyone's: it proves an operator signed two contents for one segment.
 
 use clap::Subcommand;
 use fastdata_primitives::api_market::OperatorStatus;
-use fastdata_sdk::{account::parse_account, operator_account::OperatorStatusReport, Error};
+use codec::DecodeAll;
+use fastdata_sdk::{
+    account::parse_account,
+    operator::StatementEvidence,
+    operator_account::OperatorStatusReport,
+    Error,
+};
 use serde_json::{json, Value};
 use sp_core::crypto::Ss58Codec;
 
@@ -50,6 +57,29 @@ pub(crate) enum OperatorCommand {
     /// What you earned (as operator and as seller) and your balance with its holds; the same
     /// as `fastdata earnings`.
     Earnings,
+    /// Report that an operator signed two different contents for one segment: the chain
+    /// slashes it (no fee for a valid report). Each statement is `0x` + hex SCALE
+    /// `(SegmentStatement, MultiSignature)`, as the SDK's `ServedStatement::evidence` gives it
+    /// for a segment the operator served.
+    ReportEquivocation {
+        /// The operator's account (SS58 or did:fast:…).
+        operator: String,
+        /// The first signed statement.
+        #[arg(long)]
+        first: String,
+        /// The second signed statement, for the same segment with another digest.
+        #[arg(long)]
+        second: String,
+    },
+}
+
+/// A signed statement from `0x` + hex SCALE `(SegmentStatement, MultiSignature)`.
+fn parse_evidence(which: &str, text: &str) -> anyhow::Result<StatementEvidence> {
+    let bytes = hex::decode(text.trim().trim_start_matches("0x"))
+        .map_err(|e| anyhow::anyhow!("--{which} is not hex: {e}"))?;
+    StatementEvidence::decode_all(&mut &bytes[..]).map_err(|e| {
+        anyhow::anyhow!("--{which} is not a SCALE-encoded (SegmentStatement, MultiSignature): {e}")
+    })
 }
 
 /// The status as text and, for `Leaving`, the block from which the stake can be withdrawn.
@@ -117,6 +147,37 @@ pub(crate) async fn operator(ctx: &Ctx, cmd: OperatorCommand) -> anyhow::Result<
     };
     let (name, action, result) = match cmd {
         OperatorCommand::Earnings => return super::business::earnings(ctx).await,
+        OperatorCommand::ReportEquivocation {
+            operator,
+            first,
+            second,
+        } => {
+            let operator = parse_account(&operator)?;
+            let (first, second) = (
+                parse_evidence("first", &first)?,
+                parse_evidence("second", &second)?,
+            );
+            let (stream, sequence) = (first.0.stream, first.0.sequence);
+            let included = chain
+                .report_equivocation(&operator, first, second)
+                .await
+                .map_err(|e| anyhow::Error::from(e).context("report-equivocation failed"))?;
+            let value = json!({
+                "operator": operator.to_ss58check(),
+                "action": "equivocation-reported",
+                "stream": format!("{stream:?}"),
+                "sequence": sequence,
+                "block": included.block_number,
+            });
+            print(ctx, &value, || {
+                format!(
+                    "reported {} for two contents of segment {sequence} of stream {stream:?} at block {}",
+                    operator.to_ss58check(),
+                    included.block_number
+                )
+            });
+            return Ok(());
+        }
         OperatorCommand::Status { who } => {
             let who = match who {
                 Some(w) => parse_account(&w)?,
@@ -222,5 +283,21 @@ mod tests {
         assert!(text.contains("drawn from relay block 90"), "{text}");
         assert!(text.contains("100 FAST"), "{text}");
         assert_eq!(status_name(&OperatorStatus::Paused), ("Paused", None));
+    }
+
+    #[test]
+    fn equivocation_evidence_parses_from_hex_scale() {
+        use codec::Encode;
+        use fastdata_primitives::custody::SegmentStatement;
+        let evidence: StatementEvidence = (
+            SegmentStatement::of(sp_core::H256::repeat_byte(7), 3, b"envelope"),
+            sp_runtime::MultiSignature::Sr25519(sp_core::sr25519::Signature::from_raw([1; 64])),
+        );
+        let text = format!("0x{}", hex::encode(evidence.encode()));
+        assert_eq!(parse_evidence("first", &text).unwrap(), evidence);
+        let err = parse_evidence("first", &text[..text.len() - 2]).unwrap_err();
+        assert!(err.to_string().contains("--first"), "{err}");
+        assert!(parse_evidence("second", &format!("{text}00")).is_err());
+        assert!(parse_evidence("second", "0xzz").is_err());
     }
 }

@@ -16,14 +16,15 @@ pub(crate) type SignedStatement<T> = (SegmentStatement, <T as Config>::Statement
 
 impl<T: Config> Pallet<T> {
     /// Checks that `operator` signed both statements, about one segment with different
-    /// contents, and slashes [`Config::EquivocationSlash`] of its stake; returns the number
-    /// of streams reassigned if that suspended it.
+    /// contents, and slashes [`Config::EquivocationSlash`] of its stake, once per stream;
+    /// returns the number of streams reassigned if that suspended it, and whether the
+    /// operator had at least the minimum stake (only then is the report fee-free).
     pub(crate) fn do_report_equivocation(
         reporter: T::AccountId,
         operator: T::AccountId,
         first: SignedStatement<T>,
         second: SignedStatement<T>,
-    ) -> Result<u32, DispatchError> {
+    ) -> Result<(u32, bool), DispatchError> {
         let ((a, a_signature), (b, b_signature)) = (&first, &second);
         ensure!(a.conflicts_with(b), Error::<T>::NoConflict);
         let genesis = Self::genesis_hash();
@@ -31,7 +32,7 @@ impl<T: Config> Pallet<T> {
             a.verify(a_signature, &operator, &genesis) && b.verify(b_signature, &operator, &genesis),
             Error::<T>::BadStatementSignature
         );
-        let key = (operator.clone(), a.stream, a.sequence);
+        let key = (operator.clone(), a.stream);
         ensure!(
             !Equivocations::<T>::contains_key(&key),
             Error::<T>::AlreadyReported
@@ -49,7 +50,8 @@ impl<T: Config> Pallet<T> {
             sequence: a.sequence,
         });
         let evidence = H256(sp_io::hashing::blake2_256(&(&first, &second).encode()));
-        Self::do_slash(operator, amount, evidence)
+        let staked = stake >= T::MinStake::get();
+        Ok((Self::do_slash(operator, amount, evidence)?, staked))
     }
 
     /// This chain's genesis hash, to which operators bind their statements.
