@@ -698,7 +698,10 @@ mod tests {
             .check_signed(&envelope, signed(&op, &envelope, 5))
             .unwrap();
         assert_eq!(served.operator, AccountId::from(op.public()));
-        assert_eq!(served.statement, SegmentStatement::of(H256([7; 32]), 5, &envelope));
+        assert_eq!(
+            served.statement,
+            SegmentStatement::of(H256([7; 32]), 5, &envelope)
+        );
         let (statement, signature) = served.evidence();
         assert!(statement.verify(&signature, &served.operator, &GENESIS));
 

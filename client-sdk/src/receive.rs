@@ -379,7 +379,10 @@ impl Receiver {
 
     /// The statements kept since the last call ([`Self::with_statements`]; empty without it).
     pub fn take_statements(&mut self) -> Vec<ServedStatement> {
-        self.statements.as_mut().map(std::mem::take).unwrap_or_default()
+        self.statements
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Waits up to `patience` for operators that refuse because they do not yet know the

@@ -465,7 +465,11 @@ mod tests {
         assert_eq!(out.len(), 3 * (4 + FRAME_SIGNATURE_LEN) + 7);
         assert_eq!(
             decode_signed_frames(&out).unwrap(),
-            vec![(&b"abc"[..], [1; 64]), (&b""[..], [2; 64]), (&b"defg"[..], [3; 64])]
+            vec![
+                (&b"abc"[..], [1; 64]),
+                (&b""[..], [2; 64]),
+                (&b"defg"[..], [3; 64])
+            ]
         );
         assert!(decode_signed_frames(&[]).unwrap().is_empty());
         // Unsigned frames are not signed frames.
@@ -498,7 +502,10 @@ mod tests {
     #[test]
     fn signed_frames_refuse_oversized_envelopes() {
         let mut out = ((MAX_ENVELOPE_LEN + 1) as u32).to_be_bytes().to_vec();
-        out.extend(core::iter::repeat_n(0u8, MAX_ENVELOPE_LEN + 1 + FRAME_SIGNATURE_LEN));
+        out.extend(core::iter::repeat_n(
+            0u8,
+            MAX_ENVELOPE_LEN + 1 + FRAME_SIGNATURE_LEN,
+        ));
         assert!(decode_signed_frames(&out)
             .unwrap_err()
             .contains("exceeds the envelope limit"));
@@ -518,7 +525,11 @@ mod tests {
         let sealed = seal(&keys(), &header(), PLAINTEXT).unwrap();
         let statement = SegmentStatement::of(header().stream, header().sequence, &sealed);
         let mut out = Vec::new();
-        encode_signed_frame(&mut out, &sealed, &statement.sign_sr25519(&operator, &genesis).0);
+        encode_signed_frame(
+            &mut out,
+            &sealed,
+            &statement.sign_sr25519(&operator, &genesis).0,
+        );
         let frames = decode_signed_frames(&out).unwrap();
         let (envelope, signature) = frames[0];
         let h = parse_header(envelope).unwrap();

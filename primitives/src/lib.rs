@@ -31,8 +31,8 @@ pub mod api_identity;
 
 pub mod api_escrow;
 pub mod api_market;
-pub mod escrow;
 pub mod custody;
+pub mod escrow;
 pub mod receipt;
 pub mod sealed;
 pub mod tokens;

@@ -606,7 +606,9 @@ async fn blocking_store<R: Send + 'static>(
     match tokio::task::spawn_blocking(op).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(TaskError::transient(format!("retention sweep failed: {e}"))),
-        Err(e) => Err(TaskError::transient(format!("retention sweep crashed: {e}"))),
+        Err(e) => Err(TaskError::transient(format!(
+            "retention sweep crashed: {e}"
+        ))),
     }
 }
 
@@ -656,7 +658,14 @@ mod tests {
         supervisor.spawn(tasks::RETENTION, Restart::OnError, move |ctx| {
             let view: Arc<dyn ChainView> = v.clone();
             let keep = (UNHOSTED_KEEP_BLOCKS, KEEP_TIME);
-            retention(view, s.clone(), m.clone(), Duration::from_millis(10), keep, ctx)
+            retention(
+                view,
+                s.clone(),
+                m.clone(),
+                Duration::from_millis(10),
+                keep,
+                ctx,
+            )
         });
         let stored = |n: u8| store.count(&H256::repeat_byte(n)).unwrap();
 

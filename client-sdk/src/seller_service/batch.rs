@@ -116,7 +116,10 @@ impl Batcher {
 /// newline (one is added to a last line without). A line longer than a segment can carry is
 /// sent cut to [`MAX_PAYLOAD_LEN`]` + 1` bytes, for the batcher to refuse, so memory stays
 /// bounded.
-pub fn read_lines<R: BufRead>(mut reader: R, records: &mpsc::Sender<Vec<u8>>) -> std::io::Result<()> {
+pub fn read_lines<R: BufRead>(
+    mut reader: R,
+    records: &mpsc::Sender<Vec<u8>>,
+) -> std::io::Result<()> {
     let mut line = Vec::new();
     let mut cut = false;
     loop {

@@ -281,7 +281,10 @@ impl SellerConfig {
                 .map(|m| {
                     let field = |f: &str| format!("stream[{i}].mqtt.{f}");
                     let url = m.url.ok_or_else(|| {
-                        ConfigError::field(field("url"), "missing; e.g. \"mqtt://plant-broker:1883\"")
+                        ConfigError::field(
+                            field("url"),
+                            "missing; e.g. \"mqtt://plant-broker:1883\"",
+                        )
                     })?;
                     if parse_broker_url(&url).is_none() {
                         return Err(ConfigError::field(
@@ -337,8 +340,8 @@ impl SellerConfig {
                     return Err(ConfigError::field(
                         at("max_bytes"),
                         format!(
-                            "{n} is not between 1 and {MAX_PAYLOAD_LEN} (the largest segment payload)"
-                        ),
+                        "{n} is not between 1 and {MAX_PAYLOAD_LEN} (the largest segment payload)"
+                    ),
                     ))
                 }
             };
@@ -452,7 +455,10 @@ mod tests {
             "stream[0].id"
         );
         assert_eq!(field_of(&one("")), "stream[0]");
-        assert_eq!(field_of(&one("stdin = true\nmax_bytes = 0")), "stream[0].max_bytes");
+        assert_eq!(
+            field_of(&one("stdin = true\nmax_bytes = 0")),
+            "stream[0].max_bytes"
+        );
         assert_eq!(
             field_of(&one("stdin = true\nmax_bytes = 65537")),
             "stream[0].max_bytes"
@@ -482,11 +488,15 @@ mod tests {
             "stream[0].mqtt.topics"
         );
         assert_eq!(
-            field_of(&one("[stream.mqtt]\nurl = \"mqtt://x\"\ntopics = [\"a\", \"b/#/c\"]")),
+            field_of(&one(
+                "[stream.mqtt]\nurl = \"mqtt://x\"\ntopics = [\"a\", \"b/#/c\"]"
+            )),
             "stream[0].mqtt.topics[1]"
         );
         assert_eq!(
-            field_of(&one("[stream.mqtt]\nurl = \"mqtt://x\"\ntopics = [\"a\"]\npassword = \"p\"")),
+            field_of(&one(
+                "[stream.mqtt]\nurl = \"mqtt://x\"\ntopics = [\"a\"]\npassword = \"p\""
+            )),
             "stream[0].mqtt.username"
         );
         // Two streams on stdin; a stream twice.

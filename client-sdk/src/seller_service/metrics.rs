@@ -46,7 +46,11 @@ impl SellerMetrics {
             registry: Registry::default(),
         };
         for (name, help, counter) in [
-            ("records_in", "Records read from the sources", &metrics.records_in),
+            (
+                "records_in",
+                "Records read from the sources",
+                &metrics.records_in,
+            ),
             (
                 "records_refused",
                 "Records refused: longer than a segment can carry",
@@ -62,7 +66,11 @@ impl SellerMetrics {
                 "Segments dropped: the queue waiting for a publisher was full",
                 &metrics.segments_dropped,
             ),
-            ("keys_delivered", "Epoch keys delivered to buyers", &metrics.keys_delivered),
+            (
+                "keys_delivered",
+                "Epoch keys delivered to buyers",
+                &metrics.keys_delivered,
+            ),
             ("rotations", "Key epochs opened", &metrics.rotations),
             (
                 "publisher_restarts",
@@ -133,9 +141,15 @@ mod tests {
             "rotations",
             "publisher_restarts",
         ] {
-            assert!(text.contains(&format!("fastdata_seller_{name}_total")), "{name}: {text}");
+            assert!(
+                text.contains(&format!("fastdata_seller_{name}_total")),
+                "{name}: {text}"
+            );
         }
-        assert!(text.contains("fastdata_seller_records_in_total 3"), "{text}");
+        assert!(
+            text.contains("fastdata_seller_records_in_total 3"),
+            "{text}"
+        );
         assert!(text.contains("fastdata_seller_rotations_total 1"), "{text}");
     }
 }

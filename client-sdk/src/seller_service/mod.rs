@@ -181,8 +181,7 @@ impl SellerService {
             let metrics = metrics.clone();
             tasks.push(tokio::spawn(async move {
                 if let Err(e) =
-                    metrics::serve(listener, metrics, async move { stopped(&mut stop).await })
-                        .await
+                    metrics::serve(listener, metrics, async move { stopped(&mut stop).await }).await
                 {
                     tracing::error!("the metrics server failed: {e}");
                 }
@@ -219,11 +218,9 @@ impl SellerService {
                     let tx = tx.clone();
                     // A thread of its own: a blocking read must not hold up the runtime's
                     // shutdown.
-                    std::thread::spawn(move || {
-                        match batch::read_lines(reader, &tx) {
-                            Ok(()) => tracing::info!(?stream, "standard input closed"),
-                            Err(e) => tracing::error!(?stream, "standard input failed: {e}"),
-                        }
+                    std::thread::spawn(move || match batch::read_lines(reader, &tx) {
+                        Ok(()) => tracing::info!(?stream, "standard input closed"),
+                        Err(e) => tracing::error!(?stream, "standard input failed: {e}"),
                     });
                 }
             }
@@ -273,7 +270,10 @@ impl SellerService {
             );
         }
         for task in tasks {
-            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
                 tracing::warn!("a task did not stop within 5 s");
             }
         }
@@ -419,7 +419,10 @@ async fn mqtt_source(
         }
     };
     if let Some(username) = &source.username {
-        options.set_credentials(username.clone(), source.password.clone().unwrap_or_default());
+        options.set_credentials(
+            username.clone(),
+            source.password.clone().unwrap_or_default(),
+        );
     }
     options.set_keep_alive(Duration::from_secs(30));
     options.set_clean_session(true);
@@ -536,7 +539,9 @@ impl StreamTask {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.batcher.deadline();
-            let retry = self.retry_at.filter(|_| self.live.is_none() && !self.pending.is_empty());
+            let retry = self
+                .retry_at
+                .filter(|_| self.live.is_none() && !self.pending.is_empty());
             tokio::select! {
                 _ = stopped(&mut stop) => break,
                 record = records.recv(), if open => match record {
@@ -864,18 +869,16 @@ impl StreamTask {
             .filter(|id| !self.done.contains(id))
             .collect();
         let chain = &self.chain;
-        let purchases: Vec<_> = futures_util::stream::iter(ids.into_iter().map(|id| async move {
-            chain.purchase(id).await
-        }))
+        let purchases: Vec<_> = futures_util::stream::iter(
+            ids.into_iter()
+                .map(|id| async move { chain.purchase(id).await }),
+        )
         .buffered(PURCHASE_READS_IN_FLIGHT)
         .try_collect()
         .await?;
         let mut accesses = Vec::new();
         for p in purchases.into_iter().flatten() {
-            let open = matches!(
-                p.state,
-                PurchaseState::AwaitingKeys | PurchaseState::Active
-            );
+            let open = matches!(p.state, PurchaseState::AwaitingKeys | PurchaseState::Active);
             if !open && !p.access.epochs.contains(&view.epoch) {
                 self.done.insert(p.id);
                 continue;

@@ -183,12 +183,21 @@ mod tests {
     #[test]
     fn only_holders_of_the_current_epoch_count() {
         // Ended long ago but only held epoch 2; the stream is at epoch 3: nothing to do.
-        assert_eq!(rotation_due(500, 3, 400, None, &[access(1, 100, &[1, 2])]), None);
+        assert_eq!(
+            rotation_due(500, 3, 400, None, &[access(1, 100, &[1, 2])]),
+            None
+        );
         // Still has access at this block: nothing to do.
         assert_eq!(rotation_due(99, 3, 0, None, &[access(1, 100, &[3])]), None);
         // The first ended holder is reported.
         assert_eq!(
-            rotation_due(200, 3, 0, None, &[access(5, 150, &[3]), access(4, 120, &[2, 3])]),
+            rotation_due(
+                200,
+                3,
+                0,
+                None,
+                &[access(5, 150, &[3]), access(4, 120, &[2, 3])]
+            ),
             Some(RotationReason::AccessEnded {
                 purchase: 4,
                 end: 120

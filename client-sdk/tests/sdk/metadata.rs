@@ -250,16 +250,16 @@ fn sdk_argument_encodings_match_exported_metadata() {
                 lookup(&who).encode(),
                 (
                     fastdata_primitives::custody::SegmentStatement::of(H256::zero(), 3, b"a"),
-                    sp_runtime::MultiSignature::Sr25519(
-                        sp_core::sr25519::Signature::from_raw([1; 64]),
-                    ),
+                    sp_runtime::MultiSignature::Sr25519(sp_core::sr25519::Signature::from_raw(
+                        [1; 64],
+                    )),
                 )
                     .encode(),
                 (
                     fastdata_primitives::custody::SegmentStatement::of(H256::zero(), 3, b"b"),
-                    sp_runtime::MultiSignature::Sr25519(
-                        sp_core::sr25519::Signature::from_raw([2; 64]),
-                    ),
+                    sp_runtime::MultiSignature::Sr25519(sp_core::sr25519::Signature::from_raw(
+                        [2; 64],
+                    )),
                 )
                     .encode(),
             ],

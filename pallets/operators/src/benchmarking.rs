@@ -392,8 +392,7 @@ mod benchmarks {
         let signed = |content: &[u8]| {
             let statement =
                 fastdata_primitives::custody::SegmentStatement::of(stream_id(0), 7, content);
-            let signature =
-                T::BenchmarkHelper::sign(&target, &statement.signing_payload(&genesis));
+            let signature = T::BenchmarkHelper::sign(&target, &statement.signing_payload(&genesis));
             (statement, signature)
         };
         let (first, second) = (signed(b"stored"), signed(b"served"));
@@ -402,7 +401,10 @@ mod benchmarks {
         #[extrinsic_call]
         _(RawOrigin::Signed(reporter), lookup, first, second);
 
-        assert!(Equivocations::<T>::contains_key((target.clone(), stream_id(0))));
+        assert!(Equivocations::<T>::contains_key((
+            target.clone(),
+            stream_id(0)
+        )));
         assert_eq!(
             pallet::Operators::<T>::get(&target).map(|i| i.status),
             Some(OperatorStatus::Suspended)

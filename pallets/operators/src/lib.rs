@@ -101,6 +101,7 @@ pub trait BenchmarkHelper<AccountId, Signature> {
 #[frame_support::pallet]
 pub mod pallet {
     use super::*;
+    use fastdata_primitives::custody::SegmentStatement;
     use fastdata_primitives::{Score, Sequence, StreamId, TrustProvider};
     use frame_support::{
         pallet_prelude::*,
@@ -109,7 +110,6 @@ pub mod pallet {
     };
     use frame_system::pallet_prelude::*;
     use sp_core::H256;
-    use fastdata_primitives::custody::SegmentStatement;
     use sp_runtime::{
         traits::{BlockNumberProvider, IdentifyAccount, StaticLookup, Verify},
         Perbill,

@@ -841,14 +841,20 @@ fn reports_without_a_checkable_conflict_change_nothing() {
         .build_and_execute(|| {
             let a = signed(1, statement(1, 7, b"a"));
             // The same content twice, another sequence, another stream: no conflict.
-            assert_noop!(report(42, 1, a.clone(), a.clone()), Error::<Test>::NoConflict);
+            assert_noop!(
+                report(42, 1, a.clone(), a.clone()),
+                Error::<Test>::NoConflict
+            );
             let other_sequence = signed(1, statement(1, 8, b"b"));
             assert_noop!(
                 report(42, 1, a.clone(), other_sequence),
                 Error::<Test>::NoConflict
             );
             let other_stream = signed(1, statement(2, 7, b"b"));
-            assert_noop!(report(42, 1, a.clone(), other_stream), Error::<Test>::NoConflict);
+            assert_noop!(
+                report(42, 1, a.clone(), other_stream),
+                Error::<Test>::NoConflict
+            );
             // One statement signed by someone else: nobody can frame operator 1.
             let framed = signed(2, statement(1, 7, b"b"));
             assert_noop!(
@@ -857,10 +863,8 @@ fn reports_without_a_checkable_conflict_change_nothing() {
             );
             // A signature for another network.
             let b = statement(1, 7, b"b");
-            let foreign = sp_runtime::testing::TestSignature(
-                1,
-                b.signing_payload(&H256::repeat_byte(0xee)),
-            );
+            let foreign =
+                sp_runtime::testing::TestSignature(1, b.signing_payload(&H256::repeat_byte(0xee)));
             assert_noop!(
                 report(42, 1, a.clone(), (b.clone(), foreign)),
                 Error::<Test>::BadStatementSignature
@@ -878,7 +882,12 @@ fn an_operator_slashed_to_nothing_cannot_be_reported_again() {
     ExtBuilder::default()
         .operators(vec![(1, MIN_STAKE)])
         .build_and_execute(|| {
-            assert_ok!(Operators::slash(RuntimeOrigin::root(), 1, MIN_STAKE, H256::zero()));
+            assert_ok!(Operators::slash(
+                RuntimeOrigin::root(),
+                1,
+                MIN_STAKE,
+                H256::zero()
+            ));
             let a = signed(1, statement(1, 7, b"a"));
             let b = signed(1, statement(1, 7, b"b"));
             assert_noop!(report(42, 1, a, b), Error::<Test>::NothingToSlash);

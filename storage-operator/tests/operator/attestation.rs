@@ -96,10 +96,12 @@ impl OperatorCalls for FakeChain {
                 error: "Operators::attest_heads failed with Operators::NotAssigned".into(),
             });
         }
-        if heads
-            .iter()
-            .any(|(stream, head)| state.mine.get(stream).is_some_and(|previous| head < previous))
-        {
+        if heads.iter().any(|(stream, head)| {
+            state
+                .mine
+                .get(stream)
+                .is_some_and(|previous| head < previous)
+        }) {
             return Err(Error::Dispatch {
                 error: "Operators::attest_heads failed with Operators::HeadDecreased".into(),
             });

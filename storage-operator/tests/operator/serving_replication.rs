@@ -213,7 +213,11 @@ async fn every_served_frame_is_signed_by_the_operator() {
         daemon.http_addr
     );
     let (status, body) = HttpClient::new()
-        .get(&url, &[(ACCESS_HEADER, access_request(&buyer, &me, 1, 1))], 1 << 24)
+        .get(
+            &url,
+            &[(ACCESS_HEADER, access_request(&buyer, &me, 1, 1))],
+            1 << 24,
+        )
         .await
         .unwrap();
     assert_eq!(status.as_u16(), 200);
@@ -221,7 +225,11 @@ async fn every_served_frame_is_signed_by_the_operator() {
     assert_eq!(frames.len(), 6);
     for (seq, (served, signature)) in (0u64..).zip(&frames) {
         let stored = daemon.node.store.segment(&STREAM, seq).unwrap().unwrap();
-        assert_eq!(*served, &stored.envelope[..], "the stored envelope, as stored");
+        assert_eq!(
+            *served,
+            &stored.envelope[..],
+            "the stored envelope, as stored"
+        );
         let signature = sr25519::Signature::from_raw(*signature);
         let statement = SegmentStatement::of(STREAM, seq, served);
         assert!(

@@ -3,12 +3,10 @@
 //! anyone's: it proves an operator signed two contents for one segment.
 
 use clap::Subcommand;
-use fastdata_primitives::api_market::OperatorStatus;
 use codec::DecodeAll;
+use fastdata_primitives::api_market::OperatorStatus;
 use fastdata_sdk::{
-    account::parse_account,
-    operator::StatementEvidence,
-    operator_account::OperatorStatusReport,
+    account::parse_account, operator::StatementEvidence, operator_account::OperatorStatusReport,
     Error,
 };
 use serde_json::{json, Value};

@@ -84,7 +84,11 @@ pub async fn seller(ctx: &Ctx, cmd: SellerCommand) -> anyhow::Result<()> {
                     "seller service running for {} ({} stream entr{}); Ctrl-C or SIGTERM stops",
                     chain.account().did(),
                     parsed.streams.len(),
-                    if parsed.streams.len() == 1 { "y" } else { "ies" }
+                    if parsed.streams.len() == 1 {
+                        "y"
+                    } else {
+                        "ies"
+                    }
                 );
             }
             SellerService::new(&ctx.cli_url, chain, parsed, keystore, delivery_keystore)

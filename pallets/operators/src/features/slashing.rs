@@ -29,7 +29,8 @@ impl<T: Config> Pallet<T> {
         ensure!(a.conflicts_with(b), Error::<T>::NoConflict);
         let genesis = Self::genesis_hash();
         ensure!(
-            a.verify(a_signature, &operator, &genesis) && b.verify(b_signature, &operator, &genesis),
+            a.verify(a_signature, &operator, &genesis)
+                && b.verify(b_signature, &operator, &genesis),
             Error::<T>::BadStatementSignature
         );
         let key = (operator.clone(), a.stream);
