@@ -536,7 +536,9 @@ impl FastData {
         let mut attempt = 0u64;
         loop {
             match self.included(in_block, what, nonce, true).await {
-                Err(e) if !matches!(e, Error::Dispatch { .. }) && attempt < 4 => {
+                // Up to about 9 s in all: under load with many transactions in flight, a
+                // finalized block's header was once not served for more than 2.5 s.
+                Err(e) if !matches!(e, Error::Dispatch { .. }) && attempt < 8 => {
                     attempt += 1;
                     tracing::debug!("{what}: events not readable yet ({e}); retrying");
                     tokio::time::sleep(std::time::Duration::from_millis(250 * attempt)).await;
