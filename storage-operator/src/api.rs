@@ -48,6 +48,7 @@ use sp_core::{sr25519, Pair, H256};
 use crate::{
     auth::{decode_hex_scale, public_key, AccessRequest, Authorizer, Refusal, UploadToken},
     chain::ChainView,
+    daemon::UNHOSTED_KEEP_BLOCKS,
     gate::{BrokerGate, GateError},
     metrics::Metrics,
     receipts::{ReceiptBook, ReceiptError},
@@ -557,16 +558,26 @@ fn check_replica(
             detail: "for another stream".into(),
         });
     }
-    let assignment = node
+    let now = node.view.finalized_block();
+    let assignment = node.view.stream(stream);
+    // A stream this operator handed over stays readable by its successor for the keep
+    // period (it is deleted after that), so the successor can backfill it.
+    let successor = node
         .view
-        .stream(stream)
-        .ok_or(Refusal::Token(TokenError::UnknownStream))?;
-    if !assignment.operators.contains(&payload.requester) || payload.requester == node.me {
+        .handovers(stream, now.saturating_sub(UNHOSTED_KEEP_BLOCKS))
+        .iter()
+        .any(|(from, to)| *from == node.me && *to == payload.requester);
+    let assigned = assignment
+        .as_ref()
+        .is_some_and(|a| a.operators.contains(&payload.requester));
+    if assignment.is_none() && !successor {
+        return Err(Refusal::Token(TokenError::UnknownStream));
+    }
+    if payload.requester == node.me || !(assigned || successor) {
         return Err(Refusal::Token(TokenError::NotAssigned));
     }
     let mut context = b"replica".to_vec();
     context.extend_from_slice(payload.requester.as_ref());
-    let now = node.view.finalized_block();
     node.store
         .with_nonce(&context, |last| {
             request

@@ -131,6 +131,19 @@ pub enum ChainEvent {
         /// The purchase.
         purchase: PurchaseId,
     },
+    /// The chain moved `stream` from operator `from` to operator `to`
+    /// (`Operators::StreamReassigned`). The former operator keeps its data for the keep
+    /// period and serves it to `to` alone, which backfills from it.
+    StreamHandedOver {
+        /// The stream.
+        stream: StreamId,
+        /// The operator that stopped hosting it.
+        from: AccountId,
+        /// The operator that now hosts it.
+        to: AccountId,
+        /// The finalized block of the handover.
+        at: BlockNumber,
+    },
     /// An operator's HTTP endpoint (used for replication).
     OperatorEndpoint {
         /// The operator.
@@ -161,7 +174,14 @@ pub trait ChainView: Send + Sync + 'static {
     fn start_head(&self, _purchase: PurchaseId) -> Option<Sequence> {
         None
     }
+    /// The handovers of `stream` seen at or after block `since`, as `(from, to)`.
+    fn handovers(&self, _stream: &StreamId, _since: BlockNumber) -> Vec<(AccountId, AccountId)> {
+        Vec::new()
+    }
 }
+
+/// Handovers a view remembers per stream (the latest ones).
+const MAX_HANDOVERS_PER_STREAM: usize = 8;
 
 #[derive(Default)]
 struct ViewState {
@@ -170,6 +190,7 @@ struct ViewState {
     purchases: HashMap<PurchaseId, PurchaseInfo>,
     endpoints: HashMap<AccountId, String>,
     start_heads: HashMap<PurchaseId, Sequence>,
+    handovers: HashMap<StreamId, Vec<(AccountId, AccountId, BlockNumber)>>,
 }
 
 /// The in-memory [`ChainView`], fed by [`InMemoryChainView::apply`].
@@ -244,6 +265,21 @@ impl InMemoryChainView {
                 ChainEvent::PurchaseRefunded { purchase } => {
                     if let Some(p) = state.purchases.get_mut(purchase) {
                         p.state = PurchaseState::Refunded;
+                    }
+                }
+                ChainEvent::StreamHandedOver {
+                    stream,
+                    from,
+                    to,
+                    at,
+                } => {
+                    let list = state.handovers.entry(*stream).or_default();
+                    let entry = (from.clone(), to.clone(), *at);
+                    if !list.contains(&entry) {
+                        list.push(entry);
+                        if list.len() > MAX_HANDOVERS_PER_STREAM {
+                            list.remove(0);
+                        }
                     }
                 }
                 ChainEvent::OperatorEndpoint { operator, http_url } => {
@@ -322,6 +358,18 @@ impl ChainView for InMemoryChainView {
 
     fn start_head(&self, purchase: PurchaseId) -> Option<Sequence> {
         self.read().start_heads.get(&purchase).copied()
+    }
+
+    fn handovers(&self, stream: &StreamId, since: BlockNumber) -> Vec<(AccountId, AccountId)> {
+        self.read()
+            .handovers
+            .get(stream)
+            .map_or_else(Vec::new, |list| {
+                list.iter()
+                    .filter(|(_, _, at)| *at >= since)
+                    .map(|(from, to, _)| (from.clone(), to.clone()))
+                    .collect()
+            })
     }
 }
 

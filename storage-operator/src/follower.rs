@@ -217,6 +217,8 @@ pub struct Touched {
     pub purchases: BTreeSet<PurchaseId>,
     /// Operator endpoints may have changed.
     pub endpoints: bool,
+    /// Streams the chain moved from one operator to another, as `(stream, from, to)`.
+    pub handovers: Vec<(StreamId, AccountId, AccountId)>,
 }
 
 impl Touched {
@@ -246,8 +248,16 @@ impl Touched {
             ("Offers", "EpochRotated" | "StreamClosed") => first(fields).map(|s| {
                 self.streams.insert(s);
             }),
-            ("Offers", "StreamRegistered")
-            | ("Operators", "StreamAssigned" | "StreamReassigned" | "StreamReleased") => {
+            ("Operators", "StreamReassigned") => {
+                first::<(StreamId, AccountId, Option<AccountId>)>(fields).map(|(s, from, to)| {
+                    self.streams.insert(s);
+                    self.assignments = true;
+                    if let Some(to) = to {
+                        self.handovers.push((s, from, to));
+                    }
+                })
+            }
+            ("Offers", "StreamRegistered") | ("Operators", "StreamAssigned" | "StreamReleased") => {
                 first(fields).map(|s| {
                     self.streams.insert(s);
                     self.assignments = true;
@@ -621,6 +631,7 @@ impl Follower {
         };
         let mut last_heartbeat: Option<u64> = None;
         let mut last_refresh = 0u64;
+        let me = self.account.account_id();
         let mut head_probe = tokio::time::interval(HEAD_PROBE_INTERVAL);
         head_probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.metrics
@@ -645,6 +656,20 @@ impl Follower {
                 .await
                 .map_err(|e| Error::Chain(format!("block {number}: {e}")))?;
             let touched = market_changes(&at).await?;
+            // Handovers first: the replicator reacting to a new assignment already knows
+            // which former operator still holds the stream.
+            self.view.apply_all(
+                touched
+                    .handovers
+                    .iter()
+                    .filter(|(_, from, to)| *from == me || *to == me)
+                    .map(|(stream, from, to)| ChainEvent::StreamHandedOver {
+                        stream: *stream,
+                        from: from.clone(),
+                        to: to.clone(),
+                        at: number as BlockNumber,
+                    }),
+            );
             if touched.unknown || number.saturating_sub(last_refresh) >= FULL_REFRESH_BLOCKS {
                 self.refresh(&at, None).await?;
                 last_refresh = number;
@@ -1610,14 +1635,47 @@ mod tests {
         touched.note("Escrow", "RefundedForMissingKeys", &2u64.encode());
         touched.note("Escrow", "Purchased", &(4u64, 2u64).encode());
         touched.note("Escrow", "PurchaseReaped", &3u64.encode());
+        // Stream 3 came from operator 9 (fields: stream, from, to, sources).
         touched.note(
             "Operators",
             "StreamReassigned",
-            &StreamId::repeat_byte(3).encode(),
+            &(
+                StreamId::repeat_byte(3),
+                account(9),
+                Some(me.clone()),
+                vec![me.clone()],
+            )
+                .encode(),
         );
         touched.note("Offers", "EpochRotated", &StreamId::repeat_byte(1).encode());
         touched.note("Operators", "HeartbeatReceived", &account(7).encode());
         assert!(!touched.unknown);
+        assert_eq!(
+            touched.handovers,
+            vec![(StreamId::repeat_byte(3), account(9), me.clone())]
+        );
+        // A reassignment to nobody hands nothing over; a truncated one is unknown.
+        let mut nobody = Touched::default();
+        let no_one: Option<AccountId> = None;
+        nobody.note(
+            "Operators",
+            "StreamReassigned",
+            &(
+                StreamId::repeat_byte(3),
+                account(9),
+                no_one,
+                Vec::<AccountId>::new(),
+            )
+                .encode(),
+        );
+        assert!(nobody.handovers.is_empty() && nobody.assignments && !nobody.unknown);
+        let mut truncated = Touched::default();
+        truncated.note(
+            "Operators",
+            "StreamReassigned",
+            &StreamId::repeat_byte(3).encode(),
+        );
+        assert!(truncated.unknown);
 
         let before = chain.reads();
         let incremental = update(&chain, &me, &view, &touched).await.unwrap();

@@ -34,7 +34,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::{
     api::{decode_frames, REPLICA_HEADER},
     auth::to_hex_scale,
-    chain::{ChainEvent, ChainView},
+    chain::{ChainEvent, ChainView, StreamAssignment},
+    daemon::UNHOSTED_KEEP_BLOCKS,
     metrics::Metrics,
     store::{Insert, NewSegment, Store},
 };
@@ -166,6 +167,28 @@ impl Replicator {
         }
     }
 
+    /// Whom to backfill `stream` from: its other operators, then the operators that handed
+    /// it to this one within the keep period (they keep its data that long).
+    fn peers(&self, stream: &StreamAssignment) -> Vec<AccountId> {
+        let since = self
+            .view
+            .finalized_block()
+            .saturating_sub(UNHOSTED_KEEP_BLOCKS);
+        let former = self
+            .view
+            .handovers(&stream.stream, since)
+            .into_iter()
+            .filter(|(_, to)| *to == self.me)
+            .map(|(from, _)| from);
+        let mut peers: Vec<AccountId> = Vec::new();
+        for peer in stream.operators.iter().cloned().chain(former) {
+            if peer != self.me && !peers.contains(&peer) {
+                peers.push(peer);
+            }
+        }
+        peers
+    }
+
     /// Fills `request` from the other operators of the stream. Returns how many segments were
     /// stored.
     pub async fn backfill(&self, request: BackfillRequest) -> Result<u64, String> {
@@ -177,15 +200,15 @@ impl Replicator {
             .stream(&request.stream)
             .ok_or_else(|| "stream is not assigned to this operator".to_owned())?;
         let mut stored = 0;
-        for peer in stream.operators.iter().filter(|op| **op != self.me) {
+        for peer in self.peers(&stream) {
             if !self.missing(&request) {
                 break;
             }
-            let Some(url) = self.view.operator_endpoint(peer) else {
+            let Some(url) = self.view.operator_endpoint(&peer) else {
                 tracing::debug!(%peer, "no HTTP endpoint known for peer");
                 continue;
             };
-            match self.backfill_from(peer, &url, request).await {
+            match self.backfill_from(&peer, &url, request).await {
                 Ok(n) => stored += n,
                 Err(e) => tracing::warn!(%peer, %url, "backfill from peer failed: {e}"),
             }

@@ -113,7 +113,9 @@ impl pallet_trust::Config for Runtime {
 
 parameter_types! {
     pub const MinStake: Balance = 100 * UNIT;
-    pub const UnbondingPeriod: BlockNumber = 10 * MINUTES;
+    /// A departing operator's stake stays slashable for a week after it stops serving,
+    /// longer than buyers need to compare the statements it signed (and than a dispute).
+    pub const UnbondingPeriod: BlockNumber = 7 * DAYS;
     pub const HeartbeatTimeout: BlockNumber = 10 * MINUTES;
     pub const MaxTrustBoost: u32 = 4 * SCORE_ONE;
     /// Relay blocks between a registration and its operators' draw: more than the relay

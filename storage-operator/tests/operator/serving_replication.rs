@@ -431,3 +431,103 @@ async fn second_operator_backfills_new_assignment_and_gap_without_duplicates() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_former_operator_serves_its_successor_for_the_keep_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let seller = pair(1);
+    let (a_pair, b_pair, c_pair) = (pair(2), pair(4), pair(5));
+    let (a_account, b_account) = (account(&a_pair), account(&b_pair));
+    let handover = ChainEvent::StreamHandedOver {
+        stream: STREAM,
+        from: a_account.clone(),
+        to: b_account.clone(),
+        at: 10,
+    };
+
+    // A hosted the stream alone and stored 0..=39; at block 10 the chain moved it to B.
+    let view_a = view_with(vec![ChainEvent::Finalized { number: 10 }, handover.clone()]);
+    let a = Daemon::start(
+        vernemq_config(&dir.path().join("a"), &seed_suri(2), 8),
+        view_a.clone(),
+        Arc::new(NoChainSubmitter),
+    )
+    .await
+    .unwrap();
+    a.node.store.insert_segments(&segments(0..=39), 5).unwrap();
+
+    // B hosts it alone (one replica): only A, its former operator, still has the data.
+    let view_b = view_with(vec![
+        ChainEvent::Finalized { number: 10 },
+        handover,
+        ChainEvent::OperatorEndpoint {
+            operator: a_account.clone(),
+            http_url: format!("http://{}", a.http_addr),
+        },
+        ChainEvent::StreamAssigned(assignment(&seller, std::slice::from_ref(&b_account))),
+    ]);
+    let b = Daemon::start(
+        vernemq_config(&dir.path().join("b"), &seed_suri(4), 8),
+        view_b.clone(),
+        Arc::new(NoChainSubmitter),
+    )
+    .await
+    .unwrap();
+    let store_b = b.node.store.clone();
+    assert!(
+        wait_until(Duration::from_secs(20), || store_b.count(&STREAM).unwrap()
+            == 40)
+        .await,
+        "B did not backfill from its former operator"
+    );
+    assert_eq!(
+        store_b.sequences(&STREAM, 0, u64::MAX).unwrap(),
+        (0..=39).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store_b.segment(&STREAM, 17).unwrap().unwrap().envelope,
+        a.node.store.segment(&STREAM, 17).unwrap().unwrap().envelope
+    );
+
+    // A serves the successor alone, and only for the keep period.
+    let client = HttpClient::new();
+    let url = format!(
+        "http://{}/v1/replica/streams/{}/segments?from=0&to=39",
+        a.http_addr,
+        hex::encode(STREAM.as_bytes())
+    );
+    let get = |who: &sr25519::Pair, nonce: u64| {
+        let header = to_hex_scale(&Signed::sign(
+            ReplicaRequest {
+                stream: STREAM,
+                requester: account(who),
+                operator: a_account.clone(),
+                expiry: 100_000,
+                nonce,
+            },
+            who,
+            &GENESIS,
+        ));
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let (status, body) = client
+                .get(&url, &[(REPLICA_HEADER, header)], 1 << 24)
+                .await
+                .unwrap();
+            (status.as_u16(), body)
+        }
+    };
+    let (status, _) = get(&c_pair, 1).await;
+    assert_eq!(status, 404, "an operator that did not take the stream over");
+    let (status, body) = get(&b_pair, u64::MAX - 2).await;
+    assert_eq!(status, 200);
+    assert_eq!(decode_frames(&body).unwrap().len(), 40);
+    view_a.apply(ChainEvent::Finalized {
+        number: 11 + fastdata_operator::daemon::UNHOSTED_KEEP_BLOCKS,
+    });
+    let (status, _) = get(&b_pair, u64::MAX - 1).await;
+    assert_eq!(status, 404, "after the keep period");
+
+    a.shutdown().await;
+    b.shutdown().await;
+}
