@@ -68,6 +68,24 @@ fn add_issuer<T: Config>(index: u32) -> T::AccountId {
     issuer
 }
 
+/// Registers issuers `from`, `from + 1`, … until `room` places are left in the issuer set
+/// (the set at its largest for `room` 0).
+fn fill_issuers<T: Config>(from: u32, room: u32) {
+    let target = T::MaxIssuers::get().saturating_sub(room);
+    let mut next = from;
+    while (Issuers::<T>::get().len() as u32) < target {
+        add_issuer::<T>(next);
+        next += 1;
+    }
+}
+
+/// Attests credentials `from..MaxCredentialsPerDid` of `issuer` to `subject`.
+fn fill_credentials<T: Config>(issuer: &T::AccountId, subject: &T::AccountId, from: u32) {
+    for i in from..T::MaxCredentialsPerDid::get() {
+        attest::<T>(issuer, subject, i);
+    }
+}
+
 fn credential_type<T: Config>(index: u32) -> Vec<u8> {
     filled(index, T::MaxCredentialTypeLength::get(), b'c')
 }
@@ -102,12 +120,13 @@ impl<T: Config> Pallet<T> {
             Self::do_create_did(who.clone(), [7u8; 32], Vec::new())?;
         }
         let existing = Dids::<T>::get(who)
-            .map(|d| d.credentials)
+            .map(|d| d.credentials.len() as u32)
             .unwrap_or_default();
         for i in existing..T::MaxCredentialsPerDid::get() {
             let mut issuer: T::AccountId = account("did-bench-issuer", i, SEED);
-            if !Issuers::<T>::contains_key(&issuer) {
-                if IssuerCount::<T>::get() < T::MaxIssuers::get() {
+            let issuers = Issuers::<T>::get();
+            if !issuers.contains_key(&issuer) {
+                if (issuers.len() as u32) < T::MaxIssuers::get() {
                     T::Currency::set_balance(
                         &issuer,
                         BalanceOf::<T>::max_value() / 1_000_000u32.into(),
@@ -115,8 +134,10 @@ impl<T: Config> Pallet<T> {
                     Self::do_register_issuer(issuer.clone(), b"bench".to_vec(), Perbill::one())?;
                 } else {
                     // Reuse a registered issuer (not `who` itself).
-                    issuer = Issuers::<T>::iter_keys()
-                        .find(|i| i != who)
+                    issuer = issuers
+                        .keys()
+                        .find(|i| *i != who)
+                        .cloned()
                         .ok_or(Error::<T>::UnknownIssuer)?;
                 }
             }
@@ -204,6 +225,7 @@ mod benchmarks {
     fn register_issuer() -> Result<(), BenchmarkError> {
         let origin =
             T::IssuerOrigin::try_successful_origin().map_err(|_| BenchmarkError::Weightless)?;
+        fill_issuers::<T>(1, 1);
         let issuer: T::AccountId = account("issuer", 0, SEED);
         let name = filled(0, T::MaxIssuerNameLength::get(), b'n');
         let weight = Perbill::from_percent(70);
@@ -225,6 +247,7 @@ mod benchmarks {
         let origin =
             T::IssuerOrigin::try_successful_origin().map_err(|_| BenchmarkError::Weightless)?;
         let issuer = add_issuer::<T>(0);
+        fill_issuers::<T>(1, 0);
         let weight = Perbill::from_percent(90);
 
         #[extrinsic_call]
@@ -239,6 +262,7 @@ mod benchmarks {
         let origin =
             T::IssuerOrigin::try_successful_origin().map_err(|_| BenchmarkError::Weightless)?;
         let issuer = add_issuer::<T>(0);
+        fill_issuers::<T>(1, 0);
 
         #[extrinsic_call]
         _(origin as T::RuntimeOrigin, lookup::<T>(&issuer));
@@ -250,6 +274,7 @@ mod benchmarks {
     #[benchmark]
     fn attest_credential() {
         let issuer = add_issuer::<T>(0);
+        fill_issuers::<T>(1, 0);
         let subject = funded::<T>("subject", 0);
         add_did::<T>(&subject);
         let existing = T::MaxCredentialsPerDid::get().saturating_sub(1);
@@ -276,6 +301,8 @@ mod benchmarks {
         let issuer = add_issuer::<T>(0);
         let subject = funded::<T>("subject", 0);
         add_did::<T>(&subject);
+        // The DID's list full, the revoked credential last.
+        fill_credentials::<T>(&issuer, &subject, 1);
         let id = attest::<T>(&issuer, &subject, 0);
 
         #[extrinsic_call]
@@ -293,6 +320,7 @@ mod benchmarks {
         let issuer = add_issuer::<T>(0);
         let subject = funded::<T>("subject", 0);
         add_did::<T>(&subject);
+        fill_credentials::<T>(&issuer, &subject, 1);
         let id = attest::<T>(&issuer, &subject, 0);
 
         #[extrinsic_call]

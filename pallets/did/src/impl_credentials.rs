@@ -29,7 +29,7 @@ impl<T: Config> Pallet<T> {
         expires_at: BlockNumberFor<T>,
     ) -> DispatchResult {
         ensure!(
-            Issuers::<T>::contains_key(&issuer),
+            Issuers::<T>::get().contains_key(&issuer),
             Error::<T>::UnknownIssuer
         );
         ensure!(issuer != subject, Error::<T>::SelfAttestation);
@@ -37,10 +37,6 @@ impl<T: Config> Pallet<T> {
         ensure!(!credential_type.is_empty(), Error::<T>::EmptyCredentialType);
         let now = frame_system::Pallet::<T>::block_number();
         ensure!(expires_at > now, Error::<T>::ExpiryInPast);
-        ensure!(
-            doc.credentials < T::MaxCredentialsPerDid::get(),
-            Error::<T>::TooManyCredentials
-        );
         let id = credential_id(&issuer, &subject, &credential_type);
         ensure!(
             !Credentials::<T>::contains_key(&subject, id),
@@ -51,6 +47,15 @@ impl<T: Config> Pallet<T> {
             .try_into()
             .map_err(|_| Error::<T>::CredentialTypeTooLong)?;
 
+        doc.credentials
+            .try_push(CredentialStatus {
+                id,
+                issuer: issuer.clone(),
+                issued_at: now,
+                expires_at,
+                revoked: false,
+            })
+            .map_err(|_| Error::<T>::TooManyCredentials)?;
         T::Currency::hold(&HoldReason::CredentialDeposit.into(), &issuer, deposit)?;
         Credentials::<T>::insert(
             &subject,
@@ -65,7 +70,6 @@ impl<T: Config> Pallet<T> {
                 deposit,
             },
         );
-        doc.credentials = doc.credentials.saturating_add(1);
         Dids::<T>::insert(&subject, doc);
         Self::deposit_event(Event::CredentialAttested {
             subject,
@@ -89,6 +93,15 @@ impl<T: Config> Pallet<T> {
             credential.revoked_at = Some(frame_system::Pallet::<T>::block_number());
             Ok(())
         })?;
+        // A credential is stored only under an active DID, which lists it.
+        Dids::<T>::mutate(&subject, |doc| {
+            if let Some(status) = doc
+                .as_mut()
+                .and_then(|doc| doc.credentials.iter_mut().find(|c| c.id == id))
+            {
+                status.revoked = true;
+            }
+        });
         Self::deposit_event(Event::CredentialRevoked {
             subject,
             issuer: who,
@@ -119,7 +132,7 @@ impl<T: Config> Pallet<T> {
         Credentials::<T>::remove(&subject, id);
         Dids::<T>::mutate(&subject, |doc| {
             if let Some(doc) = doc {
-                doc.credentials = doc.credentials.saturating_sub(1);
+                doc.credentials.retain(|c| c.id != id);
             }
         });
         Self::deposit_event(Event::CredentialRemoved {

@@ -83,7 +83,7 @@ impl<T: Config> Pallet<T> {
             DidDocument {
                 key_agreement,
                 services,
-                credentials: 0,
+                credentials: BoundedVec::new(),
                 created_at: now,
                 updated_at: now,
                 deposit,
@@ -171,11 +171,11 @@ impl<T: Config> Pallet<T> {
             }
             removed.saturating_inc();
         }
-        if removed != doc.credentials {
+        if removed as usize != doc.credentials.len() {
             log::warn!(
                 target: LOG_TARGET,
                 "DID had {} credentials recorded but {} stored",
-                doc.credentials,
+                doc.credentials.len(),
                 removed
             );
         }

@@ -11,32 +11,31 @@ impl<T: Config> Pallet<T> {
         name: Vec<u8>,
         weight: Perbill,
     ) -> DispatchResult {
-        ensure!(
-            !Issuers::<T>::contains_key(&issuer),
-            Error::<T>::IssuerAlreadyRegistered
-        );
         ensure!(!name.is_empty(), Error::<T>::EmptyIssuerName);
         let name: BoundedVec<u8, T::MaxIssuerNameLength> =
             name.try_into().map_err(|_| Error::<T>::IssuerNameTooLong)?;
-        let count = IssuerCount::<T>::get();
-        ensure!(count < T::MaxIssuers::get(), Error::<T>::TooManyIssuers);
-
-        Issuers::<T>::insert(
-            &issuer,
-            IssuerInfo {
+        Issuers::<T>::try_mutate(|issuers| -> DispatchResult {
+            ensure!(
+                !issuers.contains_key(&issuer),
+                Error::<T>::IssuerAlreadyRegistered
+            );
+            let info = IssuerInfo {
                 name,
                 weight,
                 registered_at: frame_system::Pallet::<T>::block_number(),
-            },
-        );
-        IssuerCount::<T>::put(count.saturating_add(1));
+            };
+            issuers
+                .try_insert(issuer.clone(), info)
+                .map_err(|_| Error::<T>::TooManyIssuers)?;
+            Ok(())
+        })?;
         Self::deposit_event(Event::IssuerRegistered { issuer, weight });
         Ok(())
     }
 
     pub(crate) fn do_set_issuer_weight(issuer: T::AccountId, weight: Perbill) -> DispatchResult {
-        Issuers::<T>::try_mutate(&issuer, |info| -> DispatchResult {
-            let info = info.as_mut().ok_or(Error::<T>::UnknownIssuer)?;
+        Issuers::<T>::try_mutate(|issuers| -> DispatchResult {
+            let info = issuers.get_mut(&issuer).ok_or(Error::<T>::UnknownIssuer)?;
             ensure!(info.weight != weight, Error::<T>::IssuerWeightUnchanged);
             info.weight = weight;
             Ok(())
@@ -46,12 +45,12 @@ impl<T: Config> Pallet<T> {
     }
 
     pub(crate) fn do_remove_issuer(issuer: T::AccountId) -> DispatchResult {
-        ensure!(
-            Issuers::<T>::contains_key(&issuer),
-            Error::<T>::UnknownIssuer
-        );
-        Issuers::<T>::remove(&issuer);
-        IssuerCount::<T>::mutate(|count| *count = count.saturating_sub(1));
+        Issuers::<T>::try_mutate(|issuers| -> DispatchResult {
+            issuers
+                .remove(&issuer)
+                .map(drop)
+                .ok_or(Error::<T>::UnknownIssuer.into())
+        })?;
         Self::deposit_event(Event::IssuerRemoved { issuer });
         Ok(())
     }

@@ -72,6 +72,7 @@ pub mod pallet {
     use frame_support::{
         pallet_prelude::*,
         traits::fungible::{Inspect, Mutate, MutateHold},
+        BoundedBTreeMap,
     };
     use frame_system::pallet_prelude::*;
     use sp_core::H256;
@@ -82,11 +83,22 @@ pub mod pallet {
         <<T as Config>::Currency as Inspect<<T as frame_system::Config>::AccountId>>::Balance;
     /// A DID document as stored.
     pub type DidDocumentOf<T> = DidDocument<
+        <T as frame_system::Config>::AccountId,
         BalanceOf<T>,
         BlockNumberFor<T>,
         <T as Config>::MaxServices,
         <T as Config>::MaxServiceFieldLength,
         <T as Config>::MaxServiceUrlLength,
+        <T as Config>::MaxCredentialsPerDid,
+    >;
+    /// What the DID document keeps of a credential.
+    pub type CredentialStatusOf<T> =
+        CredentialStatus<<T as frame_system::Config>::AccountId, BlockNumberFor<T>>;
+    /// The registered issuers, one value (verification reads it once).
+    pub type IssuersOf<T> = BoundedBTreeMap<
+        <T as frame_system::Config>::AccountId,
+        IssuerInfoOf<T>,
+        <T as Config>::MaxIssuers,
     >;
     /// A bounded service endpoint.
     pub type ServiceEndpointOf<T> =
@@ -192,13 +204,10 @@ pub mod pallet {
     #[pallet::storage]
     pub type Dids<T: Config> = StorageMap<_, Blake2_128Concat, T::AccountId, DidDocumentOf<T>>;
 
-    /// Registered issuers.
+    /// Registered issuers by account: one bounded value, so checking a DID's credentials
+    /// reads it once whatever their number.
     #[pallet::storage]
-    pub type Issuers<T: Config> = StorageMap<_, Blake2_128Concat, T::AccountId, IssuerInfoOf<T>>;
-
-    /// Number of registered issuers.
-    #[pallet::storage]
-    pub type IssuerCount<T: Config> = StorageValue<_, u32, ValueQuery>;
+    pub type Issuers<T: Config> = StorageValue<_, IssuersOf<T>, ValueQuery>;
 
     /// Credentials by subject (DID controller) and credential id.
     #[pallet::storage]

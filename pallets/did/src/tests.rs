@@ -79,7 +79,10 @@ fn create_did_holds_deposit_and_stores_document() {
             doc.services[0].endpoint.as_slice(),
             b"mqtts://b.example:8883"
         );
-        assert_eq!((doc.created_at, doc.updated_at, doc.credentials), (1, 1, 0));
+        assert_eq!(
+            (doc.created_at, doc.updated_at, doc.credentials.len()),
+            (1, 1, 0)
+        );
         assert_eq!(doc.deposit, deposit);
         assert_eq!(
             last_event(),
@@ -372,13 +375,13 @@ fn register_update_and_remove_issuer() {
             b"KYC GmbH".to_vec(),
             Perbill::from_percent(60)
         ));
-        let info = Issuers::<Test>::get(KYC).expect("stored");
+        let info = Issuers::<Test>::get().get(&KYC).cloned().expect("stored");
         assert_eq!(info.name.as_slice(), b"KYC GmbH");
         assert_eq!(
             (info.weight, info.registered_at),
             (Perbill::from_percent(60), 3)
         );
-        assert_eq!(IssuerCount::<Test>::get(), 1);
+        assert_eq!(Issuers::<Test>::get().len(), 1);
         assert_eq!(
             last_event(),
             Event::IssuerRegistered {
@@ -394,7 +397,11 @@ fn register_update_and_remove_issuer() {
             Perbill::from_percent(80)
         ));
         assert_eq!(
-            Issuers::<Test>::get(KYC).expect("stored").weight,
+            Issuers::<Test>::get()
+                .get(&KYC)
+                .cloned()
+                .expect("stored")
+                .weight,
             Perbill::from_percent(80)
         );
         assert_eq!(
@@ -407,8 +414,8 @@ fn register_update_and_remove_issuer() {
         );
 
         assert_ok!(Did::remove_issuer(RuntimeOrigin::root(), KYC));
-        assert!(!Issuers::<Test>::contains_key(KYC));
-        assert_eq!(IssuerCount::<Test>::get(), 0);
+        assert!(!Issuers::<Test>::get().contains_key(&KYC));
+        assert_eq!(Issuers::<Test>::get().len(), 0);
         assert_eq!(last_event(), Event::IssuerRemoved { issuer: KYC }.into());
     });
 }
@@ -558,7 +565,19 @@ fn attest_credential_holds_issuer_deposit_and_verifies_subject() {
         );
         assert_eq!((c.revoked_at, c.deposit), (None, deposit));
         assert_eq!(c.credential_type.as_slice(), b"KYC");
-        assert_eq!(Dids::<Test>::get(ALICE).expect("stored").credentials, 1);
+        assert_eq!(
+            Dids::<Test>::get(ALICE)
+                .expect("stored")
+                .credentials
+                .into_inner(),
+            vec![CredentialStatus {
+                id,
+                issuer: KYC,
+                issued_at: 1,
+                expires_at: 50,
+                revoked: false
+            }]
+        );
         assert_eq!(
             last_event(),
             Event::CredentialAttested {
@@ -760,7 +779,10 @@ fn holder_or_issuer_can_remove_a_credential() {
         assert!(!Credentials::<Test>::contains_key(ALICE, kyc));
         assert_eq!(credential_held(KYC), 0);
         assert_eq!(Balances::balance(&KYC), INITIAL_BALANCE);
-        assert_eq!(Dids::<Test>::get(ALICE).expect("stored").credentials, 1);
+        assert_eq!(
+            Dids::<Test>::get(ALICE).expect("stored").credentials.len(),
+            1
+        );
         assert_eq!(
             last_event(),
             Event::CredentialRemoved {
@@ -779,7 +801,10 @@ fn holder_or_issuer_can_remove_a_credential() {
             coc
         ));
         assert_eq!(credential_held(CHAMBER), 0);
-        assert_eq!(Dids::<Test>::get(ALICE).expect("stored").credentials, 0);
+        assert_eq!(
+            Dids::<Test>::get(ALICE).expect("stored").credentials.len(),
+            0
+        );
         assert!(!Did::is_verified(&ALICE));
         assert_eq!(
             last_event(),
@@ -936,7 +961,7 @@ fn genesis_registers_issuers_dids_and_credentials_with_deposits() {
             Did::credential_weights(&ALICE),
             vec![Perbill::from_percent(60)]
         );
-        assert_eq!(IssuerCount::<Test>::get(), 1);
+        assert_eq!(Issuers::<Test>::get().len(), 1);
         assert_eq!(did_held(ALICE), DID_DEPOSIT + BYTE_DEPOSIT);
         assert_eq!(credential_held(KYC), CREDENTIAL_DEPOSIT + 3 * BYTE_DEPOSIT);
         assert_ok!(Did::do_try_state());

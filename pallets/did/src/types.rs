@@ -66,6 +66,31 @@ pub struct ServiceEndpoint<MaxLen: Get<u32>, MaxUrl: Get<u32>> {
     pub endpoint: BoundedVec<u8, MaxUrl>,
 }
 
+/// What checking a DID needs of one of its credentials, kept in the DID document so that
+/// [`fastdata_primitives::IdentityProvider::is_verified`] reads one record per account (the
+/// whole credential stays in `Credentials`).
+#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, MaxEncodedLen, TypeInfo)]
+pub struct CredentialStatus<AccountId, BlockNumber> {
+    /// The credential's id.
+    pub id: CredentialId,
+    /// Its issuer.
+    pub issuer: AccountId,
+    /// Block of attestation.
+    pub issued_at: BlockNumber,
+    /// First block at which it is expired.
+    pub expires_at: BlockNumber,
+    /// Revoked by its issuer.
+    pub revoked: bool,
+}
+
+impl<AccountId, BlockNumber: PartialOrd> CredentialStatus<AccountId, BlockNumber> {
+    /// Not revoked and not expired at block `now` (issuer registration is checked by the
+    /// pallet).
+    pub fn is_live_at(&self, now: &BlockNumber) -> bool {
+        !self.revoked && *now < self.expires_at
+    }
+}
+
 /// The DID document of `did:fast:<ss58 of the controller>`, stored under the controller.
 ///
 /// The authentication key is the controlling sr25519 account itself; the X25519
@@ -73,21 +98,27 @@ pub struct ServiceEndpoint<MaxLen: Get<u32>, MaxUrl: Get<u32>> {
 #[derive(
     CloneNoBound, PartialEqNoBound, EqNoBound, DebugNoBound, Encode, Decode, MaxEncodedLen, TypeInfo,
 )]
-#[scale_info(skip_type_params(MaxServices, MaxLen, MaxUrl))]
-#[codec(mel_bound(Balance: MaxEncodedLen, BlockNumber: MaxEncodedLen))]
+#[scale_info(skip_type_params(MaxServices, MaxLen, MaxUrl, MaxCredentials))]
+#[codec(mel_bound(
+    AccountId: MaxEncodedLen,
+    Balance: MaxEncodedLen,
+    BlockNumber: MaxEncodedLen
+))]
 pub struct DidDocument<
+    AccountId: Clone + PartialEq + Eq + core::fmt::Debug,
     Balance: Clone + PartialEq + Eq + core::fmt::Debug,
     BlockNumber: Clone + PartialEq + Eq + core::fmt::Debug,
     MaxServices: Get<u32>,
     MaxLen: Get<u32>,
     MaxUrl: Get<u32>,
+    MaxCredentials: Get<u32>,
 > {
     /// The X25519 key-agreement public key.
     pub key_agreement: X25519Public,
     /// Service endpoints.
     pub services: BoundedVec<ServiceEndpoint<MaxLen, MaxUrl>, MaxServices>,
-    /// Number of credentials currently stored for this DID (valid or not).
-    pub credentials: u32,
+    /// The credentials stored for this DID (valid or not), as verification needs them.
+    pub credentials: BoundedVec<CredentialStatus<AccountId, BlockNumber>, MaxCredentials>,
     /// Block at which the DID was created.
     pub created_at: BlockNumber,
     /// Block of the last change of keys or services.
@@ -139,20 +170,6 @@ pub struct Credential<
     pub revoked_at: Option<BlockNumber>,
     /// Deposit held from the issuer.
     pub deposit: Balance,
-}
-
-impl<AccountId, Balance, BlockNumber, MaxType> Credential<AccountId, Balance, BlockNumber, MaxType>
-where
-    AccountId: Clone + PartialEq + Eq + core::fmt::Debug,
-    Balance: Clone + PartialEq + Eq + core::fmt::Debug,
-    BlockNumber: Clone + PartialEq + Eq + core::fmt::Debug + PartialOrd,
-    MaxType: Get<u32>,
-{
-    /// Not revoked and not expired at block `now` (issuer registration is checked by the
-    /// pallet).
-    pub fn is_live_at(&self, now: &BlockNumber) -> bool {
-        self.revoked_at.is_none() && *now < self.expires_at
-    }
 }
 
 /// `base + per_byte × bytes`, saturating.
