@@ -5,6 +5,8 @@
 //!   chain (onboarding runtime, upload throughput, end-to-end latency, overhead vs plaintext).
 //! - `fastdata-bench trust`: trust score gained per unit paid, honest vs colluding (issue 18).
 //! - `fastdata-bench scale`: keys, claims, purchases per block and onboarding at scale (issue 19).
+//! - `fastdata-bench latency`: record written to `fastdata seller run` → buyer has it decrypted,
+//!   at 1, 10 and 100 records/s (issue 21).
 //! - `fastdata-bench report DIR…`: plots and `REPORT.md` from the CSV files of runs.
 //!
 //! Every run writes `results.csv` and `meta.csv` into `<out>/<mode>-<UTC timestamp>/`.
@@ -12,6 +14,7 @@
 mod chainops;
 mod devchain;
 mod grid;
+mod latency;
 mod machine;
 mod operator;
 mod plot;
@@ -50,6 +53,8 @@ enum Command {
     Trust(trust::TrustArgs),
     /// Key delivery, claim rounds, purchases per block and onboarding at scale on a dev chain.
     Scale(scale::ScaleArgs),
+    /// Latency from a record written to the seller process to the buyer, on a dev chain.
+    Latency(latency::LatencyArgs),
     /// Regenerates plots and the report from run directories.
     Report(ReportArgs),
 }
@@ -224,6 +229,7 @@ fn finish(
     runs.extend(newest_run(out, &["quick", "full", "custom"]));
     runs.extend(newest_run(out, &["trust"]));
     runs.extend(newest_run(out, &["scale"]));
+    runs.extend(newest_run(out, &["latency"]));
     if !runs.iter().any(|r| r == dir) {
         runs.push(dir.to_path_buf());
     }
@@ -398,6 +404,7 @@ fn main() -> std::process::ExitCode {
             Command::Grid(args) => grid(args).await,
             Command::Trust(args) => trust::command(args).await,
             Command::Scale(args) => scale::command(args).await,
+            Command::Latency(args) => latency::command(args).await,
             Command::Report(args) => report::generate(&args.dirs, &args.output).map(|()| {
                 println!("report: {}", args.output.display());
             }),

@@ -17,6 +17,17 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
 }
 
+/// How x values are drawn.
+#[derive(Clone, Copy, Debug)]
+enum XAxis<'a> {
+    /// As they are.
+    Linear,
+    /// On a log scale, labelled as payload rates.
+    LogRate,
+    /// On a log scale, labelled as numbers with this unit.
+    Log(&'a str),
+}
+
 /// Draws `series` as lines with markers into the SVG file `path`. With `log_rate_x`, x values
 /// are payload rates drawn on a log scale and labelled as rates.
 pub fn line_chart(
@@ -27,7 +38,36 @@ pub fn line_chart(
     series: &[Series],
     log_rate_x: bool,
 ) -> anyhow::Result<()> {
-    let tx = |x: f64| if log_rate_x { x.max(1.0).log10() } else { x };
+    let axis = if log_rate_x {
+        XAxis::LogRate
+    } else {
+        XAxis::Linear
+    };
+    chart(path, title, x_label, y_label, series, axis)
+}
+
+/// [`line_chart`] with x values (≥ 1) on a log scale, labelled as numbers of `unit`.
+pub fn log_x_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    unit: &str,
+) -> anyhow::Result<()> {
+    chart(path, title, x_label, y_label, series, XAxis::Log(unit))
+}
+
+fn chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    axis: XAxis<'_>,
+) -> anyhow::Result<()> {
+    let log_x = !matches!(axis, XAxis::Linear);
+    let tx = |x: f64| if log_x { x.max(1.0).log10() } else { x };
     let points: Vec<(f64, f64)> = series
         .iter()
         .flat_map(|s| s.points.iter().map(|(x, y)| (tx(*x), *y)))
@@ -56,12 +96,10 @@ pub fn line_chart(
             .x_label_area_size(45)
             .y_label_area_size(70)
             .build_cartesian_2d(x0..x1, y0..y1)?;
-        let format_x = |x: &f64| {
-            if log_rate_x {
-                rate_label(10f64.powf(*x).round() as u64)
-            } else {
-                format!("{x:.0}")
-            }
+        let format_x = |x: &f64| match axis {
+            XAxis::Linear => format!("{x:.0}"),
+            XAxis::LogRate => rate_label(10f64.powf(*x).round() as u64),
+            XAxis::Log(unit) => format!("{} {unit}", 10f64.powf(*x).round()),
         };
         chart
             .configure_mesh()

@@ -488,6 +488,8 @@ pub fn generate(dirs: &[PathBuf], output: &Path) -> anyhow::Result<()> {
             crate::trust::section(&mut out, run, output)?;
         } else if run.kind() == "scale" {
             crate::scale::section(&mut out, run, output)?;
+        } else if run.kind() == "latency" {
+            crate::latency::section(&mut out, run, output)?;
         } else {
             grid_section(&mut out, run, output)?;
         }

@@ -14,13 +14,14 @@ pub const META_CSV: &str = "meta.csv";
 /// One measured value of one grid cell (or of the operator benchmark).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Row {
-    /// `operator`, `grid`, `trust` or `scale`.
+    /// `operator`, `grid`, `trust`, `scale` or `latency`.
     pub experiment: String,
     /// Concurrent sellers of the cell (grid); the cell's size, purchases or sellers (scale).
     pub sellers: Option<u32>,
     /// Storage operators of the cell.
     pub operators: Option<u32>,
-    /// Payload rate per seller, bytes/s (`None` for rate-independent metrics).
+    /// Payload rate per seller, bytes/s (`latency`: records/s; `None` for rate-independent
+    /// metrics).
     pub rate: Option<u64>,
     /// Repetition index (0-based).
     pub rep: Option<u32>,

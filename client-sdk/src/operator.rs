@@ -194,6 +194,80 @@ impl ServedStatement {
             MultiSignature::Sr25519(self.signature),
         )
     }
+
+    /// One line of a statements file (`fastdata receive --statements`): JSON naming the
+    /// operator, the segment and its digest, with `evidence` as
+    /// `fastdata operator report-equivocation` takes it (`0x` + SCALE of [`Self::evidence`]).
+    pub fn to_line(&self) -> String {
+        use sp_core::crypto::Ss58Codec;
+        serde_json::json!({
+            "operator": self.operator.to_ss58check(),
+            "stream": format!("{:?}", self.statement.stream),
+            "sequence": self.statement.sequence,
+            "digest": format!("{:?}", self.statement.digest),
+            "evidence": format!("0x{}", hex::encode(self.evidence().encode())),
+        })
+        .to_string()
+    }
+
+    /// Parses a line written by [`Self::to_line`]; the signature is not checked here
+    /// ([`check_equivocation`] does).
+    pub fn from_line(line: &str) -> Result<Self, Error> {
+        use codec::DecodeAll;
+        use sp_core::crypto::Ss58Codec;
+        #[derive(Deserialize)]
+        struct Line {
+            operator: String,
+            evidence: String,
+        }
+        let bad = |detail: String| Error::Evidence(format!("not a statement line: {detail}"));
+        let line: Line = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+        let operator = AccountId::from_ss58check(&line.operator)
+            .map_err(|e| bad(format!("operator {:?}: {e:?}", line.operator)))?;
+        let bytes = hex::decode(line.evidence.trim_start_matches("0x"))
+            .map_err(|e| bad(format!("evidence is not hex: {e}")))?;
+        let (statement, signature) =
+            StatementEvidence::decode_all(&mut &bytes[..]).map_err(|e| {
+                bad(format!(
+                    "evidence is not (SegmentStatement, MultiSignature): {e}"
+                ))
+            })?;
+        let MultiSignature::Sr25519(signature) = signature else {
+            return Err(bad("operators sign with sr25519".into()));
+        };
+        Ok(Self {
+            operator,
+            statement,
+            signature,
+        })
+    }
+}
+
+/// The equivocations among `statements`: for each operator and stream, the first two
+/// statements about one segment with different digests (the chain slashes an operator once
+/// per stream, so one pair each is enough). Signatures are not checked here.
+pub fn equivocations(statements: &[ServedStatement]) -> Vec<(ServedStatement, ServedStatement)> {
+    let mut first_seen: std::collections::BTreeMap<
+        (&AccountId, StreamId, Sequence),
+        &ServedStatement,
+    > = Default::default();
+    let mut reported = std::collections::BTreeSet::new();
+    let mut found = Vec::new();
+    for s in statements {
+        let key = (&s.operator, s.statement.stream, s.statement.sequence);
+        match first_seen.get(&key) {
+            None => {
+                first_seen.insert(key, s);
+            }
+            Some(first) if first.statement.conflicts_with(&s.statement) => {
+                if reported.insert((&s.operator, s.statement.stream)) {
+                    found.push(((*first).clone(), s.clone()));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    found
 }
 
 /// Why a download answer was cut short at a frame: the frame and everything after it were
@@ -754,6 +828,64 @@ mod tests {
         let forged = (b.0.clone(), a.1.clone());
         let err = check_equivocation(&who, &a, &forged, &GENESIS).unwrap_err();
         assert!(err.to_string().contains("second statement"), "{err}");
+    }
+
+    #[test]
+    fn statement_lines_round_trip_and_equivocations_are_found_once_per_stream() {
+        let (op, other) = (operator(), sr25519::Pair::from_seed(&[3; 32]));
+        let served = |by: &sr25519::Pair, stream: u8, sequence, envelope: &[u8]| {
+            let statement = SegmentStatement::of(H256([stream; 32]), sequence, envelope);
+            ServedStatement {
+                operator: AccountId::from(by.public()),
+                signature: statement.sign_sr25519(by, &GENESIS),
+                statement,
+            }
+        };
+        let a = served(&op, 7, 5, b"one");
+        let line = a.to_line();
+        assert_eq!(ServedStatement::from_line(&line).unwrap(), a);
+        // What the line says is what report-equivocation --first takes.
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            value["evidence"],
+            format!("0x{}", hex::encode(a.evidence().encode()))
+        );
+        for bad in [
+            "",
+            "{}",
+            r#"{"operator":"nobody","evidence":"0x00"}"#,
+            &line.replace("\"evidence\":\"0x", "\"evidence\":\"0xzz"),
+        ] {
+            assert!(ServedStatement::from_line(bad).is_err(), "{bad}");
+        }
+
+        let statements = vec![
+            a.clone(),
+            served(&op, 7, 5, b"one"),   // the same again: no conflict
+            served(&other, 7, 5, b"x"),  // another operator's other digest: no conflict
+            served(&op, 7, 6, b"two"),   // another segment
+            served(&op, 7, 5, b"two"),   // conflicts with a
+            served(&op, 7, 6, b"three"), // conflicts too, but the stream is already found
+            served(&op, 8, 1, b"a"),
+            served(&op, 8, 1, b"b"), // another stream: found
+        ];
+        let found = equivocations(&statements);
+        assert_eq!(
+            found,
+            vec![
+                (a.clone(), statements[4].clone()),
+                (statements[6].clone(), statements[7].clone())
+            ]
+        );
+        for (first, second) in &found {
+            check_equivocation(
+                &first.operator,
+                &first.evidence(),
+                &second.evidence(),
+                &GENESIS,
+            )
+            .unwrap();
+        }
     }
 
     #[test]

@@ -33,10 +33,13 @@ use fastdata_primitives::{
 };
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, Packet, QoS};
 use sp_core::H256;
+use tokio::sync::mpsc;
 
 use crate::{
     account::Account,
+    chain::FastData,
     error::Error,
+    keystore::Keystore,
     operator::{OperatorClient, OperatorEndpoint, RefusedFrame, ServedStatement},
 };
 
@@ -317,7 +320,19 @@ pub struct Receiver {
     behind_since: Option<tokio::time::Instant>,
     /// Signed statements of accepted downloaded segments, when kept.
     statements: Option<Vec<ServedStatement>>,
+    /// Keys of epochs delivered after the receiver was made ([`Receiver::key_updates`]).
+    key_updates: Option<mpsc::UnboundedReceiver<(EpochIndex, EpochKeys)>>,
+    /// Segments of a newer epoch than any held, waiting for its keys, with the operator
+    /// that served each.
+    held: Vec<(usize, Vec<u8>)>,
 }
+
+/// Silence on a live subscription after which the operators are asked over HTTP.
+const LIVE_QUIET: Duration = Duration::from_secs(5);
+
+/// Most segments held while the keys of their epoch are awaited; later ones are fetched again
+/// over HTTP once the keys came.
+const MAX_HELD: usize = 4_096;
 
 /// How long [`BuyerChain::receiver`](crate::buyer::BuyerChain::receiver) waits for operators
 /// that do not yet know an active purchase (their chain views trail finality by a block or
@@ -365,7 +380,42 @@ impl Receiver {
             patience: Duration::ZERO,
             behind_since: None,
             statements: None,
+            key_updates: None,
+            held: Vec::new(),
         }
+    }
+
+    /// A sender for the keys of epochs delivered to the purchase after the receiver was made
+    /// (a seller's rotation), e.g. fed by
+    /// [`FastData::forward_epoch_keys`](crate::FastData::forward_epoch_keys). From then on, a
+    /// segment of a newer epoch than any held is kept until its keys come, instead of counting
+    /// as a segment that does not verify: a live buyer follows the stream across rotations.
+    pub fn key_updates(&mut self) -> mpsc::UnboundedSender<(EpochIndex, EpochKeys)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.key_updates = Some(rx);
+        tx
+    }
+
+    /// Adds the keys that came on [`Self::key_updates`] and opens the segments held for them.
+    fn take_new_keys(
+        &mut self,
+        sink: &mut impl FnMut(OpenedSegment) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut added = false;
+        while let Some(Ok((epoch, keys))) = self.key_updates.as_mut().map(|rx| rx.try_recv()) {
+            self.verifier.add_epoch(epoch, keys);
+            added = true;
+        }
+        if !added {
+            return Ok(());
+        }
+        for (from, bytes) in std::mem::take(&mut self.held) {
+            match self.accept_from(from, &bytes, None, sink) {
+                Ok(_) | Err(Error::Segment(_) | Error::Envelope(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Keeps the operator's signed statement of every segment downloaded over HTTP that
@@ -498,6 +548,31 @@ impl Receiver {
         statement: Option<&ServedStatement>,
         sink: &mut impl FnMut(OpenedSegment) -> Result<(), Error>,
     ) -> Result<bool, Error> {
+        self.accept_from(self.current, envelope_bytes, statement, sink)
+    }
+
+    /// [`Self::accept`] of a segment operator `from` served.
+    fn accept_from(
+        &mut self,
+        from: usize,
+        envelope_bytes: &[u8],
+        statement: Option<&ServedStatement>,
+        sink: &mut impl FnMut(OpenedSegment) -> Result<(), Error>,
+    ) -> Result<bool, Error> {
+        if self.key_updates.is_some() {
+            let newer = envelope::parse_header(envelope_bytes).is_ok_and(|h| {
+                self.verifier
+                    .epochs()
+                    .last()
+                    .is_some_and(|held| h.epoch > *held)
+            });
+            if newer {
+                if self.held.len() < MAX_HELD {
+                    self.held.push((from, envelope_bytes.to_vec()));
+                }
+                return Ok(false);
+            }
+        }
         let segment = match self.verifier.open(envelope_bytes) {
             Ok(segment) => segment,
             Err(e) => {
@@ -508,7 +583,6 @@ impl Receiver {
         if let (Some(kept), Some(statement)) = (self.statements.as_mut(), statement) {
             kept.push(statement.clone());
         }
-        let from = self.current;
         *self.bytes_from.entry(from).or_default() += envelope_bytes.len() as u64;
         let seen = self.seen_from.entry(from).or_default();
         *seen = (*seen).max(segment.header.sequence);
@@ -621,6 +695,7 @@ impl Receiver {
         // Operators that answered "nothing more" in a row (for open-ended downloads).
         let mut exhausted = 0usize;
         loop {
+            self.take_new_keys(sink)?;
             if let (Some(next), Some(last)) = (self.reorder.next_expected(), last) {
                 if next > last {
                     return Ok(self.summary());
@@ -821,6 +896,7 @@ impl Receiver {
             let mut ticker = tokio::time::interval((interval / 4).max(Duration::from_millis(10)));
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut gap_since: Option<tokio::time::Instant> = None;
+            let mut quiet_since = tokio::time::Instant::now();
             let outcome: Result<(), String> = loop {
                 tokio::select! {
                     _ = &mut stop => {
@@ -828,6 +904,13 @@ impl Receiver {
                         return Ok(self.summary());
                     }
                     _ = ticker.tick() => {
+                        self.take_new_keys(sink)?;
+                        // Nothing live for a while: segments may have reached only the HTTP
+                        // side (a publisher that lost this broker), so look there too.
+                        if quiet_since.elapsed() > LIVE_QUIET {
+                            self.catch_up_live(sink).await?;
+                            quiet_since = tokio::time::Instant::now();
+                        }
                         self.receipts_due().await;
                         if let Some(since) = gap_since {
                             if since.elapsed() > Duration::from_secs(2) {
@@ -844,10 +927,17 @@ impl Receiver {
                                 break Err(e.to_string());
                             }
                         }
+                        // What was published between the catch-up and the subscription
+                        // arrives neither live nor, without a later segment, as a gap.
+                        Ok(Event::Incoming(Packet::SubAck(_))) => {
+                            self.catch_up_live(sink).await?;
+                            quiet_since = tokio::time::Instant::now();
+                        }
                         Ok(Event::Incoming(Packet::Publish(publish))) => {
                             match self.accept(&publish.payload, None, sink) {
                                 Ok(_) => {
                                     fruitless = 0;
+                                    quiet_since = tokio::time::Instant::now();
                                     gap_since = match (self.reorder.gap(), gap_since) {
                                         (None, _) => None,
                                         (Some(_), None) => Some(tokio::time::Instant::now()),
@@ -872,6 +962,65 @@ impl Receiver {
                 fruitless += 1;
                 self.failover(why);
             }
+        }
+    }
+}
+
+impl FastData {
+    /// Sends the keys of every epoch delivered to purchase `id` (opened with `keystore` and
+    /// checked against the commitments) to `keys` ([`Receiver::key_updates`]), looking every
+    /// `every`, until the purchase is no longer open or the receiver is gone.
+    pub async fn forward_epoch_keys(
+        &self,
+        keystore: &Keystore,
+        id: PurchaseId,
+        keys: mpsc::UnboundedSender<(EpochIndex, EpochKeys)>,
+        every: Duration,
+    ) -> Result<(), Error> {
+        let mut sent = std::collections::BTreeSet::new();
+        loop {
+            let purchase = self
+                .purchase(id)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("no purchase {id}")))?;
+            for epoch in &purchase.access.epochs {
+                if sent.contains(epoch) {
+                    continue;
+                }
+                let opened = self.open_keys(keystore, &purchase, *epoch).await?;
+                if keys.send((*epoch, opened)).is_err() {
+                    return Ok(());
+                }
+                sent.insert(*epoch);
+            }
+            if !matches!(
+                purchase.state,
+                fastdata_primitives::escrow::PurchaseState::AwaitingKeys
+                    | fastdata_primitives::escrow::PurchaseState::Active
+            ) {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = keys.closed() => return Ok(()),
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+}
+
+impl Receiver {
+    /// While following live: downloads over HTTP whatever the operators have beyond what was
+    /// received, staying on the live operator.
+    async fn catch_up_live(
+        &mut self,
+        sink: &mut impl FnMut(OpenedSegment) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let live = self.current;
+        let result = self.download_inner(None, sink).await;
+        self.current = live;
+        match result {
+            Ok(_) | Err(Error::NoOperator(_)) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 }

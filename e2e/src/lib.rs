@@ -243,6 +243,31 @@ batch = 16
     pub fn running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
+
+    /// Kills the broker (Mosquitto only): clients lose their connections and sessions.
+    pub fn kill_broker(&mut self) -> anyhow::Result<()> {
+        match &mut self.broker.process {
+            BrokerProcess::Mosquitto(mosquitto) => mosquitto.kill(),
+            BrokerProcess::Vernemq(_) => bail!("only a Mosquitto broker is killed and restarted"),
+        }
+        Ok(())
+    }
+
+    /// Starts the broker killed by [`Self::kill_broker`] again, on the same port with its
+    /// state (the dynsec logins).
+    pub fn restart_broker(&mut self) -> anyhow::Result<()> {
+        let BrokerProcess::Mosquitto(old) = &mut self.broker.process else {
+            bail!("only a Mosquitto broker is killed and restarted");
+        };
+        old.kill();
+        let dir = old.dir.clone();
+        self.broker.process = BrokerProcess::Mosquitto(Mosquitto::start(
+            &dir,
+            self.broker.port,
+            &self.broker.admin_password,
+        )?);
+        Ok(())
+    }
 }
 
 impl Drop for OperatorNode {
@@ -588,4 +613,217 @@ pub async fn settled(
         })
         .await?;
     Ok(settled)
+}
+
+/// A `fastdata seller run` child process publishing one stream from its standard input
+/// (records are lines written with [`SellerProcess::send`]), delivering keys to every
+/// purchase of the seller's streams, serving its counters on a local metrics port.
+pub struct SellerProcess {
+    child: Option<Child>,
+    stdin: Option<std::process::ChildStdin>,
+    metrics: std::net::SocketAddr,
+    log: PathBuf,
+}
+
+impl SellerProcess {
+    /// Writes `dir/seller.toml` (the stream `stream` from standard input, with the extra
+    /// `[[stream]]` keys `stream_options`, e.g. `"max_delay_ms = 100\n"`) and starts
+    /// `fastdata seller run` against `url`, acting as the account of the 32-byte `seed` with
+    /// the seller's `keystore`. Its log (`FASTDATA_LOG=info`) goes to `dir/seller.log`.
+    pub fn start(
+        url: &str,
+        seed: [u8; 32],
+        keystore: &Path,
+        stream: StreamId,
+        stream_options: &str,
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let config = dir.join("seller.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "metrics = \"{metrics}\"\n\n[[stream]]\nid = \"0x{}\"\nstdin = true\n{stream_options}",
+                hex::encode(stream.as_bytes())
+            ),
+        )?;
+        let log = dir.join("seller.log");
+        let out = std::fs::File::create(&log)?;
+        let mut child = Command::new(binary("fastdata")?)
+            .arg("--url")
+            .arg(url)
+            .arg("--keystore")
+            .arg(keystore)
+            .args(["seller", "run", "--config"])
+            .arg(&config)
+            .env("FASTDATA_SURI", format!("0x{}", hex::encode(seed)))
+            .env_remove("FASTDATA_ACCOUNT")
+            .env("FASTDATA_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("cannot start `fastdata seller run`")?;
+        let stdin = child.stdin.take();
+        Ok(Self {
+            child: Some(child),
+            stdin,
+            metrics,
+            log,
+        })
+    }
+
+    /// Writes one record (a line; `record` must not contain a newline).
+    pub fn send(&mut self, record: &[u8]) -> anyhow::Result<()> {
+        use std::io::Write;
+        let stdin = self
+            .stdin
+            .as_mut()
+            .context("the seller's standard input is closed")?;
+        let mut line = Vec::with_capacity(record.len() + 1);
+        line.extend_from_slice(record);
+        line.push(b'\n');
+        stdin
+            .write_all(&line)
+            .with_context(|| format!("the seller process stopped; see {}", self.log.display()))
+    }
+
+    /// Closes its standard input (the service publishes what it batched and keeps running).
+    pub fn close_input(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Its counters (`fastdata_seller_<name>_total` → value) from `GET /metrics`.
+    pub fn metrics(&self) -> anyhow::Result<std::collections::HashMap<String, f64>> {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect_timeout(&self.metrics, Duration::from_secs(2))?;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(
+            conn,
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.metrics
+        )?;
+        let mut text = String::new();
+        conn.read_to_string(&mut text)?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with("fastdata_seller_"))
+            .filter_map(|l| {
+                let (name, value) = l.split_once(' ')?;
+                Some((name.to_owned(), value.trim().parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// The counter `fastdata_seller_<name>_total` (0 when not served yet).
+    pub fn counter(&self, name: &str) -> f64 {
+        self.metrics()
+            .ok()
+            .and_then(|m| m.get(&format!("fastdata_seller_{name}_total")).copied())
+            .unwrap_or(0.0)
+    }
+
+    /// Waits (at most `timeout`) until the counter `name` reaches `value`.
+    pub async fn wait_counter(
+        &mut self,
+        name: &str,
+        value: f64,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = self.counter(name);
+            if now >= value {
+                return Ok(());
+            }
+            if !self.running() {
+                bail!("the seller process exited; see {}", self.log.display());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the seller's {name} is {now}, not {value}, after {timeout:?}; see {}",
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits (at most `timeout`) until the service has read `records` records and its count
+    /// of published segments has not changed for a second (batches flush within
+    /// `max_delay_ms`); returns that count.
+    pub async fn wait_published(&mut self, records: u64, timeout: Duration) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + timeout;
+        self.wait_counter("records_in", records as f64, timeout)
+            .await?;
+        let mut last = (self.counter("segments_published"), Instant::now());
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = self.counter("segments_published");
+            if now != last.0 {
+                last = (now, Instant::now());
+            } else if last.1.elapsed() >= Duration::from_secs(1) {
+                return Ok(now as u64);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the seller kept publishing for {timeout:?}; see {}",
+                    self.log.display()
+                );
+            }
+        }
+    }
+
+    /// Whether the process is running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Its log file.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// Stops it with SIGTERM (it flushes, closes its publisher and saves the next sequence)
+    /// and waits for it to exit, SIGKILL after `timeout`; fails unless it exited with 0.
+    pub async fn stop(mut self, timeout: Duration) -> anyhow::Result<()> {
+        self.close_input();
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let _ = Command::new("kill")
+            .arg(child.id().to_string())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                anyhow::ensure!(
+                    status.success(),
+                    "the seller process exited with {status}; see {}",
+                    self.log.display()
+                );
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "the seller process did not stop within {timeout:?}; see {}",
+                    self.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for SellerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

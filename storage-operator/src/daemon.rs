@@ -182,8 +182,14 @@ impl Daemon {
                         config.broker.password.clone(),
                         api,
                     )
-                    .with_http_client(http_client.clone()),
+                    .with_http_client(http_client.clone())
+                    .with_store(store.clone())
+                    .context("cannot read the broker gate's records")?,
                 );
+                // Before the hooks are served, so no session registers meanwhile.
+                if let Err(e) = gate.sync_sessions().await {
+                    tracing::warn!("broker sessions not compared with the gate's records: {e}");
+                }
                 let listener = tokio::net::TcpListener::bind(config.vernemq.webhook_listen)
                     .await
                     .with_context(|| {

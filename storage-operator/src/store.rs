@@ -1,4 +1,5 @@
-//! Durable storage in one redb database: segments, anti-replay nonces, receipts and claims.
+//! Durable storage in one redb database: segments, anti-replay nonces, receipts, claims and
+//! the broker gate's decisions.
 //!
 //! # Durability
 //!
@@ -18,6 +19,8 @@
 //! | `receipts` | purchase id                          | SCALE `(Receipt, Signature)`        |
 //! | `claimed`  | purchase id                          | nonce of the last receipt claimed   |
 //! | `served`   | purchase id                          | highest sequence served over HTTP   |
+//! | `gate_logins` | minted broker username            | encoded by the gate ([`GateTable`]) |
+//! | `gate_sessions` | gate-encoded session key         | encoded by the gate                 |
 //!
 //! Big-endian sequence numbers make the byte order of keys the order of `(stream, sequence)`,
 //! so a range read is one B-tree scan.
@@ -42,6 +45,31 @@ const STREAM_BYTES: TableDefinition<&[u8], u64> = TableDefinition::new("stream_b
 /// serve two contents for one segment (a seller re-uploading a deleted sequence with other
 /// bytes would otherwise make an honest operator equivocate).
 const DELETED_BELOW: TableDefinition<&[u8], u64> = TableDefinition::new("deleted_below");
+/// Broker logins the gate minted (VerneMQ), so they keep working after a restart.
+const GATE_LOGINS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("gate_logins");
+/// Broker sessions the gate admitted (VerneMQ), so they are still revoked after a restart.
+const GATE_SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("gate_sessions");
+
+/// A row of a [`GateTable`]: key and value.
+pub type GateRow = (Vec<u8>, Vec<u8>);
+
+/// A table of the broker gate's decisions; keys and values are the gate's own encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GateTable {
+    /// Minted logins, by username.
+    Logins,
+    /// Admitted sessions, by mountpoint and client id.
+    Sessions,
+}
+
+impl GateTable {
+    fn definition(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
+        match self {
+            Self::Logins => GATE_LOGINS,
+            Self::Sessions => GATE_SESSIONS,
+        }
+    }
+}
 
 /// A storage failure (disk full, I/O error, corruption). The operation changed nothing.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +175,8 @@ impl Store {
             txn.open_table(CLAIMED)?;
             txn.open_table(SERVED)?;
             txn.open_table(DELETED_BELOW)?;
+            txn.open_table(GATE_LOGINS)?;
+            txn.open_table(GATE_SESSIONS)?;
             let mut bytes = txn.open_table(STREAM_BYTES)?;
             if bytes.is_empty()? {
                 // A database from before the byte counts: count what it stores.
@@ -571,6 +601,42 @@ impl Store {
         let table = txn.open_table(SERVED)?;
         Ok(table.get(purchase)?.map(|v| v.value()))
     }
+
+    /// Durably stores the gate's row `key` (replacing one with the same key).
+    pub fn gate_put(&self, table: GateTable, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let txn = self.write()?;
+        txn.open_table(table.definition())?.insert(key, value)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Durably deletes the gate's rows `keys` (absent ones are ignored).
+    pub fn gate_remove(&self, table: GateTable, keys: &[Vec<u8>]) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let txn = self.write()?;
+        {
+            let mut rows = txn.open_table(table.definition())?;
+            for key in keys {
+                rows.remove(key.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Every row of the gate's `table`, in key order.
+    pub fn gate_rows(&self, table: GateTable) -> Result<Vec<GateRow>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let rows = txn.open_table(table.definition())?;
+        let mut out = Vec::new();
+        for entry in rows.iter()? {
+            let (k, v) = entry?;
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -837,5 +903,37 @@ mod tests {
         store.set_claimed(1, 4).unwrap();
         store.set_claimed(1, 3).unwrap();
         assert_eq!(store.claimed(1).unwrap(), Some(4));
+    }
+
+    #[test]
+    fn gate_rows_persist_and_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            store.gate_put(GateTable::Logins, b"a", b"1").unwrap();
+            store.gate_put(GateTable::Logins, b"b", b"2").unwrap();
+            store.gate_put(GateTable::Logins, b"a", b"3").unwrap();
+            store.gate_put(GateTable::Sessions, b"s", b"4").unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.gate_rows(GateTable::Logins).unwrap(),
+            vec![
+                (b"a".to_vec(), b"3".to_vec()),
+                (b"b".to_vec(), b"2".to_vec())
+            ]
+        );
+        store
+            .gate_remove(GateTable::Logins, &[b"a".to_vec(), b"z".to_vec()])
+            .unwrap();
+        assert_eq!(
+            store.gate_rows(GateTable::Logins).unwrap(),
+            vec![(b"b".to_vec(), b"2".to_vec())]
+        );
+        assert_eq!(
+            store.gate_rows(GateTable::Sessions).unwrap(),
+            vec![(b"s".to_vec(), b"4".to_vec())]
+        );
     }
 }

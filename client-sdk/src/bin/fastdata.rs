@@ -394,6 +394,10 @@ struct ReceiveArgs {
     /// First sequence wanted.
     #[arg(long)]
     from: Option<u64>,
+    /// Append the operators' signed statements of every downloaded segment to this file,
+    /// one JSON line each: evidence for `fastdata operator find-equivocation`.
+    #[arg(long)]
+    statements: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -1345,6 +1349,9 @@ async fn receive(ctx: &Ctx, args: ReceiveArgs) -> anyhow::Result<()> {
     let mut receiver = chain
         .receiver(&keystore, &purchase, endpoints, first, 600)
         .await?;
+    if args.statements.is_some() {
+        receiver = receiver.with_statements();
+    }
     let mut out: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -1393,7 +1400,22 @@ async fn receive(ctx: &Ctx, args: ReceiveArgs) -> anyhow::Result<()> {
     };
     out.flush()?;
     bar.finish_and_clear();
-    let value = json!({"purchase": purchase.id, "segments": summary.segments, "bytes": summary.bytes, "up_to": summary.up_to, "duplicates": summary.duplicates, "rejected": summary.rejected, "bad_signatures": summary.bad_signatures, "failovers": summary.failovers});
+    let mut statements_saved = 0;
+    if let Some(path) = &args.statements {
+        let lines: String = receiver
+            .take_statements()
+            .iter()
+            .map(|s| s.to_line() + "\n")
+            .collect();
+        statements_saved = lines.lines().count();
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(lines.as_bytes()))
+            .with_context(|| format!("cannot write statements to {}", path.display()))?;
+    }
+    let value = json!({"purchase": purchase.id, "segments": summary.segments, "statements": statements_saved, "bytes": summary.bytes, "up_to": summary.up_to, "duplicates": summary.duplicates, "rejected": summary.rejected, "bad_signatures": summary.bad_signatures, "failovers": summary.failovers});
     if ctx.json || args.out.is_some() {
         print(ctx, &value, || {
             format!("received {} verified segments ({} bytes) up to sequence {:?}; {} rejected, {} fail-overs", summary.segments, summary.bytes, summary.up_to, summary.rejected, summary.failovers)

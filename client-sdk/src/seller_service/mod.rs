@@ -26,6 +26,7 @@ pub mod rotation;
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     io::BufRead,
+    path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
 };
@@ -65,6 +66,21 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
 /// Purchases read from the node at once.
 const PURCHASE_READS_IN_FLIGHT: usize = 16;
+/// Sequences reserved at a time: the keystore's next sequence is raised past a sequence
+/// before it is used, so a restart after a crash never reuses one.
+const RESERVE: u64 = 32;
+
+/// The next sequence in a stream's marker file, if there is one.
+fn read_marker(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Replaces the marker file at `path` with `next`.
+fn write_marker(path: &Path, next: u64) -> std::io::Result<()> {
+    let tmp = path.with_extension("next-tmp");
+    std::fs::write(&tmp, format!("{next}\n"))?;
+    std::fs::rename(&tmp, path)
+}
 
 /// Resolves when `stop` turns true (or its sender is gone).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
@@ -494,7 +510,12 @@ struct StreamTask {
     retry_at: Option<Instant>,
     backoff: Backoff,
     publishers_opened: u64,
-    saved_sequence: Option<u64>,
+    /// The next sequence, once a publisher was opened by this process.
+    next: Option<u64>,
+    /// The keystore's next sequence: every sequence below it may be in use.
+    reserved: u64,
+    /// The next sequence last written to [`Self::marker`].
+    marked: Option<u64>,
     last_check: Option<BlockNumber>,
     first_seen: HashMap<EpochIndex, BlockNumber>,
     /// Purchases closed without the current epoch's keys: they never get newer keys.
@@ -525,7 +546,9 @@ impl StreamTask {
             retry_at: None,
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
             publishers_opened: 0,
-            saved_sequence: None,
+            next: None,
+            reserved: 0,
+            marked: None,
             last_check: None,
             first_seen: HashMap::new(),
             done: HashSet::new(),
@@ -576,7 +599,8 @@ impl StreamTask {
                 "segments not published at shutdown: no operator reachable"
             );
         }
-        self.drop_publisher("shutdown").await;
+        self.drop_publisher("shutdown", CLOSE_TIMEOUT).await;
+        self.release_reservation().await;
         tracing::info!(stream = ?self.stream, "stream stopped");
     }
 
@@ -626,12 +650,22 @@ impl StreamTask {
             }
             self.open_publisher().await;
         }
-        let Some(live) = self.live.as_mut() else {
-            return;
-        };
-        while let Some(segment) = self.pending.front() {
+        while let Some(sequence) = self.live.as_ref().map(|l| l.publisher.next_sequence()) {
+            if self.pending.is_empty() {
+                break;
+            }
+            if sequence >= self.reserved {
+                if let Err(e) = self.reserve(sequence).await {
+                    tracing::warn!(stream = ?self.stream, "cannot reserve sequences, not publishing yet: {e}");
+                    return;
+                }
+            }
+            let (Some(live), Some(segment)) = (self.live.as_mut(), self.pending.front()) else {
+                return;
+            };
             match live.publisher.publish(&segment.payload).await {
                 Ok(sequence) => {
+                    self.next = Some(sequence + 1);
                     self.metrics.segments_published.inc();
                     tracing::info!(
                         stream = ?self.stream,
@@ -646,7 +680,8 @@ impl StreamTask {
                 }
                 Err(e) => {
                     tracing::warn!(stream = ?self.stream, "publishing failed, reconnecting: {e}");
-                    self.drop_publisher("publishing failed").await;
+                    self.drop_publisher("publishing failed", CLOSE_TIMEOUT)
+                        .await;
                     self.schedule_retry();
                     return;
                 }
@@ -721,10 +756,18 @@ impl StreamTask {
                     ),
                 });
             }
-            let next = keystore
+            let stored = keystore
                 .stream(&stream)
                 .map(|s| s.next_sequence)
                 .unwrap_or(0);
+            self.reserved = self.reserved.max(stored);
+            // This process continues where it is; a new one where the last one stopped, or
+            // after a crash (its marker left behind) from the last sequence it marked, filling
+            // what it reserved but may not have used.
+            let next = match self.next {
+                Some(next) => next,
+                None => read_marker(&self.marker_path(&keystore)).map_or(stored, |m| m.min(stored)),
+            };
             keystore.record_epoch_start(&stream, view.epoch, next);
             keystore.save()?;
             (keys, next)
@@ -735,7 +778,7 @@ impl StreamTask {
             .finalized_number()
             .await?
             .saturating_add(TOKEN_BLOCKS);
-        let publisher = StreamPublisher::connect(
+        let mut publisher = StreamPublisher::connect(
             self.chain.account(),
             self.chain.genesis(),
             stream,
@@ -746,7 +789,20 @@ impl StreamTask {
             next,
         )
         .await?;
-        self.saved_sequence = Some(next);
+        if self.next.is_none() && next < self.reserved {
+            // Empty segments close the gap a crash left: buyers and the chain's head need
+            // every sequence, and operators keep a segment they already hold.
+            tracing::warn!(
+                ?stream,
+                from = next,
+                to = self.reserved,
+                "the last run did not stop cleanly: filling the sequences it reserved with empty segments"
+            );
+            while publisher.next_sequence() < self.reserved {
+                publisher.publish(&[]).await?;
+            }
+        }
+        self.next = Some(publisher.next_sequence());
         let mut operators = view.operators;
         operators.sort();
         Ok(Live {
@@ -756,44 +812,98 @@ impl StreamTask {
         })
     }
 
-    /// Closes the publisher (waiting a while for acknowledgements) and saves where the next
+    /// Closes the publisher (waiting a while for acknowledgements) and marks where the next
     /// one continues.
-    async fn drop_publisher(&mut self, why: &str) {
+    async fn drop_publisher(&mut self, why: &str, timeout: Duration) {
         let Some(live) = self.live.take() else {
             return;
         };
-        let next = live.publisher.next_sequence();
-        if let Err(e) = live.publisher.close(CLOSE_TIMEOUT).await {
+        if let Err(e) = live.publisher.close(timeout).await {
             // The operators that missed segments backfill them from a replica.
             tracing::warn!(stream = ?self.stream, "closing the publisher ({why}): {e}");
         }
-        self.save_sequence(next).await;
+        self.mark().await;
     }
 
-    /// Saves `next` as the stream's next sequence if it changed. Sequences are never reused:
-    /// operators keep the first segment stored under a sequence.
-    async fn save_sequence(&mut self, next: u64) {
-        if self.saved_sequence == Some(next) {
+    /// The file marking that this stream's publishing did not stop cleanly, holding the next
+    /// sequence as of its last write: next to the keystore, `.<keystore file>.<stream>.next`.
+    fn marker_path(&self, keystore: &Keystore) -> PathBuf {
+        let name = keystore
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        keystore.path().with_file_name(format!(
+            ".{name}.{}.next",
+            hex::encode(self.stream.as_bytes())
+        ))
+    }
+
+    /// Writes the next sequence to the marker if it changed.
+    async fn mark(&mut self) {
+        let Some(next) = self.next.filter(|n| self.marked != Some(*n)) else {
             return;
+        };
+        let path = self.marker_path(&*self.keystore.lock().await);
+        match write_marker(&path, next) {
+            Ok(()) => self.marked = Some(next),
+            Err(e) => tracing::warn!(stream = ?self.stream, "cannot write {}: {e}", path.display()),
+        }
+    }
+
+    /// Raises the keystore's next sequence to `sequence + RESERVE` before `sequence` is used,
+    /// the marker written first (so a crash after the reservation fills from it).
+    async fn reserve(&mut self, sequence: u64) -> Result<(), Error> {
+        self.next = Some(sequence);
+        self.marked = None;
+        self.mark().await;
+        if self.marked != Some(sequence) {
+            return Err(Error::Io(std::io::Error::other(
+                "the sequence marker is not written",
+            )));
         }
         let mut keystore = self.keystore.lock().await;
         if let Err(e) = keystore.reload() {
             tracing::warn!("keystore not re-read: {e}");
         }
         let secrets = keystore.stream_mut(&self.stream);
-        secrets.next_sequence = secrets.next_sequence.max(next);
-        match keystore.save() {
-            Ok(()) => self.saved_sequence = Some(next),
-            Err(e) => tracing::warn!(stream = ?self.stream, "next sequence not saved: {e}"),
+        let reserved = secrets.next_sequence.max(sequence + RESERVE);
+        secrets.next_sequence = reserved;
+        keystore.save()?;
+        self.reserved = reserved;
+        Ok(())
+    }
+
+    /// At a clean stop: the keystore's next sequence goes back to the first unused one (unless
+    /// something else raised it) and the marker is removed.
+    async fn release_reservation(&mut self) {
+        let Some(next) = self.next else {
+            return;
+        };
+        let mut keystore = self.keystore.lock().await;
+        if let Err(e) = keystore.reload() {
+            tracing::warn!("keystore not re-read: {e}");
+        }
+        let secrets = keystore.stream_mut(&self.stream);
+        if secrets.next_sequence == self.reserved {
+            secrets.next_sequence = next;
+        }
+        if let Err(e) = keystore.save() {
+            tracing::warn!(stream = ?self.stream, "next sequence not saved: {e}");
+            return;
+        }
+        let path = self.marker_path(&keystore);
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(stream = ?self.stream, "cannot remove {}: {e}", path.display());
+            }
         }
     }
 
     /// At every tick: saves the next sequence; every few blocks, follows the stream's epoch,
     /// operators and purchases and rotates when due.
     async fn watch_chain(&mut self) {
-        if let Some(next) = self.live.as_ref().map(|l| l.publisher.next_sequence()) {
-            self.save_sequence(next).await;
-        }
+        self.mark().await;
         (self.generation, self.chain) = self.conn.get().await;
         let now = match self.chain.finalized_number().await {
             Ok(now) => now,
@@ -825,6 +935,14 @@ impl StreamTask {
         if let Some(live) = &self.live {
             let mut operators = view.operators.clone();
             operators.sort();
+            // A restarted daemon or broker drops the publisher's login: only a new upload
+            // session gets it back (the operator backfills what it missed from a replica).
+            let refused = live.publisher.status().into_iter().find(|s| {
+                !s.connected
+                    && s.last_error.as_deref().is_some_and(|e| {
+                        e.contains("NotAuthorized") || e.contains("BadUserNamePassword")
+                    })
+            });
             let restart = if live.publisher.epoch() != view.epoch {
                 Some(format!(
                     "the stream is at epoch {} (rotated elsewhere), not {}",
@@ -837,6 +955,8 @@ impl StreamTask {
                     live.operators.len(),
                     operators.len()
                 ))
+            } else if let Some(link) = &refused {
+                Some(format!("the broker of {} refuses its login", link.operator))
             } else if now.saturating_add(TOKEN_RENEW_MARGIN) >= live.expiry {
                 Some(format!("its upload token expires at block {}", live.expiry))
             } else {
@@ -844,7 +964,13 @@ impl StreamTask {
             };
             if let Some(why) = restart {
                 tracing::info!(?stream, "re-creating the publisher: {why}");
-                self.drop_publisher(&why).await;
+                // A refused link never acknowledges: do not wait for it.
+                let timeout = if refused.is_some() {
+                    Duration::from_secs(1)
+                } else {
+                    CLOSE_TIMEOUT
+                };
+                self.drop_publisher(&why, timeout).await;
                 self.open_publisher().await;
             }
         }
@@ -898,7 +1024,7 @@ impl StreamTask {
         // What is batched goes out under the old epoch.
         self.flush_batch();
         self.publish_pending().await;
-        self.drop_publisher("rotation").await;
+        self.drop_publisher("rotation", CLOSE_TIMEOUT).await;
         let epoch = {
             let mut keystore = self.keystore.lock().await;
             if let Err(e) = keystore.reload() {

@@ -86,3 +86,82 @@ fn empty_keystore_lists_no_accounts() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "[]");
 }
+
+#[test]
+fn find_equivocation_reads_statement_files_and_names_each_pair() {
+    use fastdata_primitives::custody::SegmentStatement;
+    use fastdata_sdk::operator::ServedStatement;
+    use sp_core::{sr25519, Pair, H256};
+    let dir = tempfile::tempdir().unwrap();
+    let ks = dir.path().join("ks.json");
+    let genesis = H256::repeat_byte(0x47);
+    let operator = sr25519::Pair::from_seed(&[5; 32]);
+    let served = |sequence, envelope: &[u8]| {
+        let statement = SegmentStatement::of(H256::repeat_byte(7), sequence, envelope);
+        ServedStatement {
+            operator: operator.public().into(),
+            signature: statement.sign_sr25519(&operator, &genesis),
+            statement,
+        }
+    };
+    // Two buyers' files: the same segment 3 served with two contents.
+    let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    let first = served(3, b"one");
+    let second = served(3, b"two");
+    std::fs::write(
+        &a,
+        format!("{}\n{}\n", first.to_line(), served(4, b"x").to_line()),
+    )
+    .unwrap();
+    std::fs::write(&b, format!("\n{}\n", second.to_line())).unwrap();
+    let (code, out, err) = fastdata(
+        &[
+            "--json",
+            "operator",
+            "find-equivocation",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+        ],
+        &ks,
+    );
+    assert_eq!(code, 0, "{err}");
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(value["statements"], 3);
+    let found = value["equivocations"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{out}");
+    assert_eq!(found[0]["sequence"], 3);
+    // The evidence printed is each statement's, as report-equivocation takes it.
+    let evidence =
+        |s: &ServedStatement| format!("0x{}", hex::encode(codec::Encode::encode(&s.evidence())));
+    assert_eq!(found[0]["first"], evidence(&first));
+    assert_eq!(found[0]["second"], evidence(&second));
+
+    // One file alone holds no equivocation.
+    let (code, out, _) = fastdata(
+        &[
+            "--json",
+            "operator",
+            "find-equivocation",
+            a.to_str().unwrap(),
+        ],
+        &ks,
+    );
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["equivocations"],
+        serde_json::json!([])
+    );
+    // A damaged line is named by file and line.
+    std::fs::write(&b, format!("{}\nnot json\n", second.to_line())).unwrap();
+    let (code, _, err) = fastdata(
+        &[
+            "operator",
+            "find-equivocation",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+        ],
+        &ks,
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("b.jsonl:2:"), "{err}");
+}

@@ -1,7 +1,9 @@
 //! `fastdata-demo`: one trade through the whole marketplace against a running node. Three
 //! storage operators (Mosquitto + `fastdata-operator`) register; an issuer verifies a seller;
-//! the seller streams simulated sensor readings; a buyer buys a recorded batch and a live
-//! period, receives and verifies every segment, operators claim, the live purchase settles,
+//! the seller publishes a recorded batch, then runs its service (`fastdata seller run`, a child
+//! process) that delivers the keys and publishes the live stream from sensor readings fed to
+//! its standard input; a buyer buys the batch and a live period, receives and verifies every
+//! segment, operators claim, the live purchase settles,
 //! both sides rate each other, and the listing shows the new trust score. Prints balances
 //! before and after. Accounts are stable across runs (re-running works on a kept chain).
 
@@ -9,11 +11,14 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::Parser;
-use fastdata_e2e::{publish, reading, receive, seeded_account, settled, Network, Trader, UNIT};
+use fastdata_e2e::{
+    publish, reading, receive, seed, settled, Network, SellerProcess, Trader, UNIT,
+};
 use fastdata_primitives::{
     api_market::{Licence, OfferTerms},
     AccountId, Balance, PaymentMode, SCORE_ONE,
 };
+use fastdata_sdk::Account;
 use sp_runtime::Perbill;
 
 /// Runs the FAST DATA demo trade against a node.
@@ -26,7 +31,8 @@ struct Cli {
     /// Working directory (brokers, operator databases, keystores, logs).
     #[arg(long, default_value = "/var/tmp/fastdata/demo")]
     dir: PathBuf,
-    /// Segments the seller publishes per purchase.
+    /// Segments the seller publishes to the batch, and sensor readings it feeds to the live
+    /// stream.
     #[arg(long, default_value_t = 30)]
     segments: u64,
     /// Keep the operators running after the trade until Ctrl-C.
@@ -88,16 +94,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let alice = net.alice.clone();
 
     step("onboarding: DIDs for seller and buyer; the dev issuer (Alice) attests KYC");
+    let seller_seed = seed(Some("demo/seller"))?;
     let mut seller = Trader::onboard(
         &alice,
-        seeded_account(Some("demo/seller"))?,
+        Account::from_seed(&seller_seed),
         &cli.dir.join("seller.json"),
         true,
     )
     .await?;
     let buyer = Trader::onboard(
         &alice,
-        seeded_account(Some("demo/buyer"))?,
+        Account::from_seed(&seed(Some("demo/buyer"))?),
         &cli.dir.join("buyer.json"),
         true,
     )
@@ -185,49 +192,90 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let live_data: Vec<Vec<u8>> = (0..n).map(|i| reading("press-live", i)).collect();
     let batch_endpoints = publish(&mut seller, batch_stream.stream, 0, 0, &batch_data).await?;
 
-    step("buyer buys both; seller delivers the keys sealed to the buyer's X25519 key");
+    step("seller starts its service: `fastdata seller run` (live stream from stdin, key delivery)");
+    let mut service = SellerProcess::start(
+        &cli.url,
+        seller_seed,
+        &cli.dir.join("seller.json"),
+        live_stream.stream,
+        "max_delay_ms = 100\n",
+        &cli.dir.join("seller-service"),
+    )?;
+    println!("  log {}", service.log().display());
+
+    step("buyer buys both; the seller process delivers the keys sealed to the buyer's X25519 key");
     let batch_purchase = buyer.chain.buy(batch_offer, 1, 5 * UNIT).await?;
     let live_purchase = buyer.chain.buy(live_offer, 1, 10 * UNIT).await?;
-    let deliveries = seller.chain.deliver_due_keys(&seller.keystore).await?;
-    println!(
-        "  purchases #{batch_purchase} and #{live_purchase}; {} key deliveries",
-        deliveries.len()
-    );
     for p in [batch_purchase, live_purchase] {
         buyer
             .chain
             .wait_for_keys(p, Duration::from_secs(60))
             .await?;
     }
+    service
+        .wait_counter("keys_delivered", 2.0, Duration::from_secs(30))
+        .await?;
+    println!(
+        "  purchases #{batch_purchase} and #{live_purchase}; {} key deliveries by the seller process",
+        service.counter("keys_delivered")
+    );
 
     // A live purchase pays for what is published during its periods, from the stream's
     // head at purchase time on.
     step(&format!(
-        "seller publishes {n} readings to the live stream during the buyer's period"
+        "a sensor writes {n} readings (10 a second) to the seller process during the buyer's period"
     ));
-    let live_endpoints = publish(&mut seller, live_stream.stream, 0, 0, &live_data).await?;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    for record in &live_data {
+        tick.tick().await;
+        service.send(record)?;
+    }
+    service.close_input();
+    let live_segments = service.wait_published(n, Duration::from_secs(60)).await?;
+    anyhow::ensure!(live_segments > 0, "the seller process published nothing");
+    // SIGTERM: the service stops cleanly (exit status 0).
+    service.stop(Duration::from_secs(70)).await?;
+    println!(
+        "  {n} records published in {live_segments} segments; the seller process stopped cleanly"
+    );
+    let live_endpoints = seller.chain.stream_endpoints(&live_stream.stream).await?;
 
     step("buyer downloads, decrypts and verifies every segment (receipts go to the operators)");
-    for (name, purchase, endpoints, data) in [
-        ("batch", batch_purchase, batch_endpoints, &batch_data),
-        ("live", live_purchase, live_endpoints, &live_data),
-    ] {
-        let (segments, summary) = receive(&buyer, purchase, endpoints, 0, n - 1).await?;
-        let ok = segments.len() as u64 == n
-            && segments
-                .iter()
-                .zip(data.iter())
-                .enumerate()
-                .all(|(i, ((s, p), d))| *s == i as u64 && p == d);
-        anyhow::ensure!(
-            ok,
-            "{name}: received data differs from what the seller published"
-        );
-        println!(
-            "  {name}: {n} segments, byte-for-byte equal, {} rejected, {} duplicates",
-            summary.rejected, summary.duplicates
-        );
-    }
+    let (segments, summary) = receive(&buyer, batch_purchase, batch_endpoints, 0, n - 1).await?;
+    let ok = segments.len() as u64 == n
+        && segments
+            .iter()
+            .zip(batch_data.iter())
+            .enumerate()
+            .all(|(i, ((s, p), d))| *s == i as u64 && p == d);
+    anyhow::ensure!(
+        ok,
+        "batch: received data differs from what the seller published"
+    );
+    println!(
+        "  batch: {n} segments, byte-for-byte equal, {} rejected, {} duplicates",
+        summary.rejected, summary.duplicates
+    );
+    // The live segments carry the records (one line each) in order, batched by the service.
+    let (segments, summary) =
+        receive(&buyer, live_purchase, live_endpoints, 0, live_segments - 1).await?;
+    let sent: Vec<u8> = live_data
+        .iter()
+        .flat_map(|r| r.iter().copied().chain([b'\n']))
+        .collect();
+    let received: Vec<u8> = segments.iter().flat_map(|(_, p)| p.clone()).collect();
+    let in_order = segments
+        .iter()
+        .enumerate()
+        .all(|(i, (s, _))| *s == i as u64);
+    anyhow::ensure!(
+        segments.len() as u64 == live_segments && in_order && received == sent,
+        "live: received records differ from what the sensor wrote to the seller process"
+    );
+    println!(
+        "  live: {n} records in {live_segments} segments, byte-for-byte equal, {} rejected, {} duplicates",
+        summary.rejected, summary.duplicates
+    );
 
     if !cli.no_settle {
         step("operators claim with the buyer's receipts; the live period settles (≈80 blocks)");

@@ -5,6 +5,8 @@ mod cli_trade;
 mod fair_pay;
 mod integrity;
 mod marketplace;
+mod restart;
 mod revocation;
+mod seller_service;
 mod takeover;
 mod vernemq;

@@ -91,6 +91,9 @@ pub enum GateError {
     /// The principal cannot be granted broker access (e.g. the daemon itself).
     #[error("nothing to grant for this principal")]
     NothingToGrant,
+    /// The grant could not be recorded in the daemon's store.
+    #[error("cannot record the grant: {0}")]
+    Store(String),
 }
 
 /// The broker access-control backend.
@@ -171,6 +174,73 @@ pub fn principal_client_id(principal: &Principal) -> Option<String> {
         Principal::Buyer { purchase, .. } => Some(format!("fd-buyer-{purchase}")),
         Principal::Operator => None,
     }
+}
+
+/// How a principal is stored with the gate's decisions (SCALE; `Principal` is not).
+#[derive(codec::Encode, codec::Decode)]
+enum StoredPrincipal {
+    Seller {
+        stream: StreamId,
+        seller: fastdata_primitives::AccountId,
+        epoch: fastdata_primitives::EpochIndex,
+    },
+    Buyer {
+        purchase: PurchaseId,
+        stream: StreamId,
+        buyer: fastdata_primitives::AccountId,
+    },
+    Operator,
+}
+
+/// SCALE encoding of `principal` (for the store).
+pub(crate) fn encode_principal(principal: &Principal) -> Vec<u8> {
+    let stored = match principal.clone() {
+        Principal::Seller {
+            stream,
+            seller,
+            epoch,
+        } => StoredPrincipal::Seller {
+            stream,
+            seller,
+            epoch,
+        },
+        Principal::Buyer {
+            purchase,
+            stream,
+            buyer,
+        } => StoredPrincipal::Buyer {
+            purchase,
+            stream,
+            buyer,
+        },
+        Principal::Operator => StoredPrincipal::Operator,
+    };
+    codec::Encode::encode(&stored)
+}
+
+/// Decodes a principal stored by [`encode_principal`] from the front of `input`.
+pub(crate) fn decode_principal(input: &mut &[u8]) -> Result<Principal, codec::Error> {
+    Ok(match <StoredPrincipal as codec::Decode>::decode(input)? {
+        StoredPrincipal::Seller {
+            stream,
+            seller,
+            epoch,
+        } => Principal::Seller {
+            stream,
+            seller,
+            epoch,
+        },
+        StoredPrincipal::Buyer {
+            purchase,
+            stream,
+            buyer,
+        } => Principal::Buyer {
+            purchase,
+            stream,
+            buyer,
+        },
+        StoredPrincipal::Operator => Principal::Operator,
+    })
 }
 
 /// A random credential string of `bytes` random bytes, hex-encoded.

@@ -22,8 +22,11 @@
 //! has exactly what its roles give it.
 //!
 //! On start-up [`MosquittoGate::adopt_existing`] takes over the `fd-*` clients a previous run
-//! created (the plugin persists them), binds them to their client id (`setClientId`, for
-//! clients of versions that did not) and deletes those the chain view no longer justifies.
+//! created (the plugin persists them, so their logins keep working across a restart of the
+//! daemon and are still revoked when their grant ends), binds them to their client id
+//! (`setClientId`, only for clients of versions that did not: the command kicks the client)
+//! and learns their receipt-window state (role and `disabled`), so a restart disconnects no
+//! client that is still justified; it deletes those the chain view no longer justifies.
 //!
 //! The control connection is driven by the supervised task [`CONTROL_TASK`]
 //! ([`ControlConnection::run`]): a lost connection ends the run and the supervisor reconnects
@@ -358,20 +361,27 @@ impl MosquittoGate {
 
     /// Usernames of every client the plugin knows.
     pub async fn list_clients(&self) -> Result<Vec<String>, GateError> {
+        Ok(self
+            .list_clients_verbose()
+            .await?
+            .into_iter()
+            .map(|c| c.username)
+            .collect())
+    }
+
+    /// Every client the plugin knows, with its client id, roles and state (entries that do
+    /// not parse are skipped).
+    async fn list_clients_verbose(&self) -> Result<Vec<DynsecClient>, GateError> {
         let answers = self
             .command(vec![
-                json!({ "command": "listClients", "verbose": false, "count": -1, "offset": 0 }),
+                json!({ "command": "listClients", "verbose": true, "count": -1, "offset": 0 }),
             ])
             .await?;
         let clients = answers
             .first()
             .and_then(|a| a.pointer("/data/clients"))
             .and_then(Value::as_array)
-            .map(|list| {
-                list.iter()
-                    .filter_map(|c| c.as_str().map(str::to_owned))
-                    .collect()
-            })
+            .map(|list| list.iter().filter_map(DynsecClient::parse).collect())
             .unwrap_or_default();
         Ok(clients)
     }
@@ -383,8 +393,9 @@ impl MosquittoGate {
         view: &dyn ChainView,
         me: &AccountId,
     ) -> Result<usize, GateError> {
-        let (mut stale, mut kept) = (Vec::new(), Vec::new());
-        for name in self.list_clients().await? {
+        let (mut stale, mut unbound) = (Vec::new(), Vec::new());
+        for client in self.list_clients_verbose().await? {
+            let name = client.username.clone();
             let principal = if let Some(hex_id) = name.strip_prefix("fd-seller-") {
                 let mut id = [0u8; 32];
                 hex::decode_to_slice(hex_id, &mut id)
@@ -409,14 +420,20 @@ impl MosquittoGate {
             };
             match principal {
                 Some(p) if justified(view, me, &p) => {
-                    kept.push(name.clone());
+                    if client.clientid.as_deref() != Some(name.as_str()) {
+                        unbound.push(name.clone());
+                    }
+                    if let Principal::Buyer { stream, .. } = &p {
+                        let open = !client.disabled && client.roles.contains(&sub_role(stream));
+                        lock(&self.windows).insert(name.clone(), open);
+                    }
                     lock(&self.granted).insert(name, p);
                 }
                 _ => stale.push(name),
             }
         }
         // Clients created before logins were bound to their client id get bound now.
-        let bind = kept
+        let bind = unbound
             .iter()
             .map(|n| {
                 step(
@@ -431,6 +448,50 @@ impl MosquittoGate {
         let n = stale.len();
         self.delete_clients(stale).await?;
         Ok(n)
+    }
+}
+
+/// A client as `listClients` with `verbose` describes it.
+struct DynsecClient {
+    username: String,
+    clientid: Option<String>,
+    roles: Vec<String>,
+    disabled: bool,
+}
+
+impl DynsecClient {
+    /// A verbose entry (an object), or a bare username (a string).
+    fn parse(entry: &Value) -> Option<Self> {
+        if let Some(username) = entry.as_str() {
+            return Some(Self {
+                username: username.to_owned(),
+                clientid: None,
+                roles: Vec::new(),
+                disabled: false,
+            });
+        }
+        Some(Self {
+            username: entry.get("username")?.as_str()?.to_owned(),
+            clientid: entry
+                .get("clientid")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            roles: entry
+                .get("roles")
+                .and_then(Value::as_array)
+                .map(|roles| {
+                    roles
+                        .iter()
+                        .filter_map(|r| r.get("rolename").and_then(Value::as_str))
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            disabled: entry
+                .get("disabled")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+        })
     }
 }
 

@@ -29,6 +29,15 @@
 //!
 //! Answers are never cached (no `cache-control` header): a refund or an unassignment takes
 //! effect at the next hook call.
+//!
+//! **Restarts.** With a store ([`VernemqGate::with_store`]) the gate records every minted
+//! login (username, a hash of its password, principal) and every admitted session before it
+//! answers, and reads them back at start: minted logins keep working and sessions that stayed
+//! connected are still disconnected when their grant ends. [`VernemqGate::sync_sessions`]
+//! then compares them with the broker's session list: sessions gone while the daemon was down
+//! are forgotten, online clients the gate does not know are disconnected (they log in again
+//! through the hooks). Rows go when their grant is revoked; a principal keeps at most
+//! [`MAX_LOGINS_PER_PRINCIPAL`] minted logins.
 
 use fastdata_sdk::http::HttpClient;
 use std::{
@@ -46,17 +55,19 @@ use axum::{
     Json, Router,
 };
 use base64::Engine;
+use codec::{Decode, Encode};
 use fastdata_primitives::{envelope::MAX_ENVELOPE_LEN, AccountId, PurchaseId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    grant_scope, justified, principal_client_id, random_secret, BrokerCredentials, BrokerGate,
-    GateError, Revocation,
+    decode_principal, encode_principal, grant_scope, justified, principal_client_id, random_secret,
+    BrokerCredentials, BrokerGate, GateError, Revocation,
 };
 use crate::{
     auth::{decode_hex_scale, AccessRequest, Authorizer, Principal, Refusal, UploadToken},
     chain::ChainView,
+    store::{GateTable, Store, StoreError},
 };
 
 /// Username with which a seller's publisher connects directly with its upload token.
@@ -65,6 +76,14 @@ pub const UPLOAD_USERNAME: &str = "upload";
 pub const ACCESS_USERNAME: &str = "access";
 /// Largest webhook body accepted (a publish carries a base64 envelope).
 pub const MAX_WEBHOOK_BODY: usize = MAX_ENVELOPE_LEN * 4 / 3 + 64 * 1024;
+
+/// Minted logins kept per principal: minting one more drops its oldest.
+pub const MAX_LOGINS_PER_PRINCIPAL: usize = 16;
+/// Largest session list read from VerneMQ's API.
+const MAX_SESSION_LIST: usize = 64 * 1024 * 1024;
+/// Most sessions listed per node (VerneMQ lists 100 by default); a list this long may be cut
+/// short, so nothing is forgotten for it.
+const SESSION_LIST_LIMIT: usize = 1_000_000;
 
 /// QoS value that refuses one topic of an MQTT 3.1.1 subscription.
 const QOS_REFUSED_V3: u8 = 128;
@@ -80,12 +99,58 @@ pub struct VernemqApi {
     pub api_key: String,
 }
 
+/// A login minted by [`BrokerGate::grant`].
+struct Minted {
+    /// blake2-256 of the password (the password itself is never stored).
+    secret: [u8; 32],
+    principal: Principal,
+    /// Order of minting (the oldest logins of a principal go first).
+    serial: u64,
+}
+
 #[derive(Default)]
 struct Sessions {
-    /// Credentials minted by [`BrokerGate::grant`], by username (also the bound client id).
-    minted: HashMap<String, (String, Principal)>,
+    /// Minted logins, by username (also the bound client id).
+    minted: HashMap<String, Minted>,
     /// Registered clients, by (mountpoint, client id).
     connected: HashMap<(String, String), Principal>,
+    /// Serial of the next minted login.
+    next_serial: u64,
+}
+
+/// Store row of a minted login: (secret hash, serial) ‖ principal.
+fn login_row(minted: &Minted) -> Vec<u8> {
+    let mut row = (minted.secret, minted.serial).encode();
+    row.extend(encode_principal(&minted.principal));
+    row
+}
+
+fn decode_login(value: &[u8]) -> Option<Minted> {
+    let input = &mut &value[..];
+    let (secret, serial) = <([u8; 32], u64)>::decode(input).ok()?;
+    let principal = decode_principal(input).ok()?;
+    input.is_empty().then_some(Minted {
+        secret,
+        principal,
+        serial,
+    })
+}
+
+/// Store key of a session.
+fn session_key(mountpoint: &str, client_id: &str) -> Vec<u8> {
+    (mountpoint, client_id).encode()
+}
+
+fn decode_session(key: &[u8], value: &[u8]) -> Option<((String, String), Principal)> {
+    let id = <(String, String)>::decode(&mut &key[..]).ok()?;
+    let input = &mut &value[..];
+    let principal = decode_principal(input).ok()?;
+    input.is_empty().then_some((id, principal))
+}
+
+fn secret_hash(password: &str) -> [u8; 32] {
+    use sp_runtime::traits::Hash;
+    sp_runtime::traits::BlakeTwo256::hash(password.as_bytes()).0
 }
 
 /// The VerneMQ webhook backend.
@@ -96,6 +161,7 @@ pub struct VernemqGate {
     operator_password: String,
     base64_payload: bool,
     api: Option<(VernemqApi, HttpClient)>,
+    store: Option<Arc<Store>>,
 }
 
 #[derive(Deserialize)]
@@ -174,7 +240,56 @@ impl VernemqGate {
             operator_password,
             base64_payload: true,
             api: api.map(|api| (api, HttpClient::new())),
+            store: None,
         }
+    }
+
+    /// Records the gate's decisions in `store` and reads back those of previous runs (rows
+    /// that do not decode are skipped with a warning and deleted).
+    pub fn with_store(mut self, store: Arc<Store>) -> Result<Self, StoreError> {
+        let logins = store.gate_rows(GateTable::Logins)?;
+        let connected = store.gate_rows(GateTable::Sessions)?;
+        let sessions = self
+            .sessions
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut corrupt = Vec::new();
+        for (key, value) in logins {
+            let login = String::from_utf8(key.clone())
+                .ok()
+                .zip(decode_login(&value));
+            match login {
+                Some((username, minted)) => {
+                    sessions.next_serial = sessions.next_serial.max(minted.serial + 1);
+                    sessions.minted.insert(username, minted);
+                }
+                None => {
+                    tracing::warn!(key = %hex::encode(&key), "skipping a stored broker login that does not decode");
+                    corrupt.push(key);
+                }
+            }
+        }
+        store.gate_remove(GateTable::Logins, &corrupt)?;
+        corrupt.clear();
+        for (key, value) in connected {
+            match decode_session(&key, &value) {
+                Some((id, principal)) => {
+                    sessions.connected.insert(id, principal);
+                }
+                None => {
+                    tracing::warn!(key = %hex::encode(&key), "skipping a stored broker session that does not decode");
+                    corrupt.push(key);
+                }
+            }
+        }
+        store.gate_remove(GateTable::Sessions, &corrupt)?;
+        tracing::info!(
+            logins = sessions.minted.len(),
+            sessions = sessions.connected.len(),
+            "broker gate state of the previous run read back"
+        );
+        self.store = Some(store);
+        Ok(self)
     }
 
     /// Uses `client` for VerneMQ's API (e.g. one trusting `http.ca_cert`).
@@ -258,10 +373,8 @@ impl VernemqGate {
                 let principal = {
                     let sessions = self.sessions();
                     match sessions.minted.get(minted) {
-                        Some((secret, principal))
-                            if constant_time_eq(secret.as_bytes(), password.as_bytes()) =>
-                        {
-                            principal.clone()
+                        Some(login) if constant_time_eq(&login.secret, &secret_hash(password)) => {
+                            login.principal.clone()
                         }
                         _ => return Err(Refusal::UnknownCredentials),
                     }
@@ -286,11 +399,23 @@ impl VernemqGate {
                 not_allowed()
             }
             Ok((principal, _)) => {
-                tracing::info!(client_id = %request.client_id, ?principal, "client registered");
                 let seller = matches!(principal, Principal::Seller { .. });
-                self.sessions()
-                    .connected
-                    .insert((request.mountpoint, request.client_id), principal);
+                let id = (request.mountpoint, request.client_id);
+                let known = self.sessions().connected.get(&id) == Some(&principal);
+                // Recorded before the broker lets the client in: a session the gate could
+                // forget across a restart could not be revoked.
+                if !known {
+                    if let Some(store) = &self.store {
+                        let key = session_key(&id.0, &id.1);
+                        let row = encode_principal(&principal);
+                        if let Err(e) = store.gate_put(GateTable::Sessions, &key, &row) {
+                            tracing::warn!(client_id = %id.1, "register refused: cannot record the session: {e}");
+                            return not_allowed();
+                        }
+                    }
+                }
+                tracing::info!(client_id = %id.1, ?principal, "client registered");
+                self.sessions().connected.insert(id, principal);
                 if seller {
                     json!({ "result": "ok", "modifiers": { "max_message_size": MAX_ENVELOPE_LEN + 1024 } })
                 } else {
@@ -384,16 +509,53 @@ impl VernemqGate {
     }
 
     fn on_client_gone(&self, request: ClientRequest) -> Value {
-        self.sessions()
+        let removed = self
+            .sessions()
             .connected
-            .remove(&(request.mountpoint, request.client_id));
+            .remove(&(request.mountpoint.clone(), request.client_id.clone()));
+        if let (Some(_), Some(store)) = (removed, &self.store) {
+            let key = session_key(&request.mountpoint, &request.client_id);
+            if let Err(e) = store.gate_remove(GateTable::Sessions, &[key]) {
+                tracing::warn!(client_id = %request.client_id, "cannot delete the session's record: {e}");
+            }
+        }
         json!({})
+    }
+
+    /// Deletes rows of `table` off the async threads (a failure leaves them to the next
+    /// revocation or start, and is logged).
+    async fn forget(&self, table: GateTable, keys: Vec<Vec<u8>>) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        if keys.is_empty() {
+            return;
+        }
+        let n = keys.len();
+        match tokio::task::spawn_blocking(move || store.gate_remove(table, &keys)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(?table, rows = n, "cannot delete gate records: {e}"),
+            Err(e) => tracing::warn!(?table, rows = n, "cannot delete gate records: {e}"),
+        }
     }
 
     /// Removes the sessions and minted credentials `matches` selects and disconnects the
     /// sessions through the API, if set.
     async fn drop_sessions(&self, matches: impl Fn(&Principal) -> bool) -> usize {
-        self.sessions().minted.retain(|_, (_, p)| !matches(p));
+        let logins: Vec<Vec<u8>> = {
+            let mut sessions = self.sessions();
+            let names: Vec<String> = sessions
+                .minted
+                .iter()
+                .filter(|(_, login)| matches(&login.principal))
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in &names {
+                sessions.minted.remove(name);
+            }
+            names.into_iter().map(String::into_bytes).collect()
+        };
+        self.forget(GateTable::Logins, logins).await;
         self.disconnect(matches).await
     }
 
@@ -413,8 +575,16 @@ impl VernemqGate {
             }
             dropped
         };
+        let keys = dropped.iter().map(|(m, c)| session_key(m, c)).collect();
+        self.forget(GateTable::Sessions, keys).await;
+        self.kick(&dropped).await;
+        dropped.len()
+    }
+
+    /// Disconnects `clients` (mountpoint, client id) through the API, if set.
+    async fn kick(&self, clients: &[(String, String)]) {
         if let Some((api, client)) = &self.api {
-            for (mountpoint, client_id) in &dropped {
+            for (mountpoint, client_id) in clients {
                 let mut url = format!(
                     "{}/api/v1/session/disconnect?client-id={}&--cleanup",
                     api.base_url.trim_end_matches('/'),
@@ -423,12 +593,8 @@ impl VernemqGate {
                 if !mountpoint.is_empty() {
                     url.push_str(&format!("&--mountpoint={}", urlencode(mountpoint)));
                 }
-                let auth = format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(format!("{}:", api.api_key))
-                );
                 match client
-                    .get(&url, &[("authorization", auth)], 64 * 1024)
+                    .get(&url, &[("authorization", api_auth(api))], 64 * 1024)
                     .await
                 {
                     Ok((status, _)) if status.is_success() => {}
@@ -439,7 +605,71 @@ impl VernemqGate {
                 }
             }
         }
-        dropped.len()
+    }
+
+    /// Aligns the sessions read back from the store with the broker's (call at start, before
+    /// the hooks are served): forgets those no longer online, disconnects online clients the
+    /// gate does not know (they log in again through the hooks) except the daemon's own.
+    /// Returns (forgotten, disconnected); without the API, (0, 0).
+    pub async fn sync_sessions(&self) -> Result<(usize, usize), GateError> {
+        let Some((api, client)) = &self.api else {
+            return Ok((0, 0));
+        };
+        let url = format!(
+            "{}/api/v1/session/show?--client_id&--mountpoint&--user&--is_online&--limit={SESSION_LIST_LIMIT}",
+            api.base_url.trim_end_matches('/')
+        );
+        let (status, body) = client
+            .get(&url, &[("authorization", api_auth(api))], MAX_SESSION_LIST)
+            .await
+            .map_err(|e| GateError::Connection(format!("VerneMQ session list: {e}")))?;
+        if !status.is_success() {
+            return Err(GateError::Refused {
+                command: "session show".into(),
+                message: format!("{status}: {}", String::from_utf8_lossy(&body)),
+            });
+        }
+        let (rows, online) = online_sessions(&body)?;
+        if rows >= SESSION_LIST_LIMIT {
+            return Err(GateError::Refused {
+                command: "session show".into(),
+                message: format!("{rows} sessions listed, the list may be cut short"),
+            });
+        }
+        let (stale, unknown) = {
+            let mut sessions = self.sessions();
+            let stale: Vec<(String, String)> = sessions
+                .connected
+                .keys()
+                .filter(|id| !online.contains_key(*id))
+                .cloned()
+                .collect();
+            for id in &stale {
+                sessions.connected.remove(id);
+            }
+            let mut unknown = Vec::new();
+            for (id, user) in &online {
+                if sessions.connected.contains_key(id) {
+                    continue;
+                }
+                if user.as_deref() == Some(self.operator_username.as_str()) {
+                    sessions.connected.insert(id.clone(), Principal::Operator);
+                } else {
+                    unknown.push(id.clone());
+                }
+            }
+            (stale, unknown)
+        };
+        let keys = stale.iter().map(|(m, c)| session_key(m, c)).collect();
+        self.forget(GateTable::Sessions, keys).await;
+        self.kick(&unknown).await;
+        tracing::info!(
+            online = online.len(),
+            forgotten = stale.len(),
+            disconnected = unknown.len(),
+            "broker sessions compared with the gate's"
+        );
+        Ok((stale.len(), unknown.len()))
     }
 
     /// The webhook routes (`POST /vernemq/{hook}` and `POST /vernemq` with the hook header).
@@ -450,6 +680,59 @@ impl VernemqGate {
             .layer(axum::extract::DefaultBodyLimit::max(MAX_WEBHOOK_BODY))
             .with_state(self)
     }
+}
+
+/// The `authorization` header of VerneMQ's API.
+fn api_auth(api: &VernemqApi) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:", api.api_key))
+    )
+}
+
+/// Online sessions by (mountpoint, client id), with their usernames.
+type OnlineSessions = HashMap<(String, String), Option<String>>;
+
+/// The number of rows and the online sessions of a `session show` answer (clique's JSON: a
+/// list of outputs, one `{"type":"table","table":[{"client_id":…,"mountpoint":…,"user":…,
+/// "is_online":…},…]}`); rows that do not parse are skipped.
+fn online_sessions(body: &[u8]) -> Result<(usize, OnlineSessions), GateError> {
+    let answer: Value = serde_json::from_slice(body).map_err(|e| GateError::Refused {
+        command: "session show".into(),
+        message: format!("unexpected answer: {e}"),
+    })?;
+    let table = match &answer {
+        Value::Array(outputs) => outputs.iter().find_map(|o| o.get("table")),
+        other => other.get("table"),
+    };
+    let Some(rows) = table.and_then(Value::as_array) else {
+        return Err(GateError::Refused {
+            command: "session show".into(),
+            message: "no session table in the answer".into(),
+        });
+    };
+    let mut online = HashMap::new();
+    for row in rows {
+        let is_online = match row.get("is_online") {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => s == "true",
+            _ => false,
+        };
+        let Some(client_id) = row.get("client_id").and_then(Value::as_str) else {
+            tracing::warn!(%row, "skipping a VerneMQ session without a client id");
+            continue;
+        };
+        if !is_online {
+            continue;
+        }
+        let mountpoint = row
+            .get("mountpoint")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let user = row.get("user").and_then(Value::as_str).map(str::to_owned);
+        online.insert((mountpoint.to_owned(), client_id.to_owned()), user);
+    }
+    Ok((rows.len(), online))
 }
 
 fn urlencode(text: &str) -> String {
@@ -508,9 +791,45 @@ impl BrokerGate for VernemqGate {
         let (topic, access) = grant_scope(principal)?;
         let username = format!("fd-{}", random_secret(8)?);
         let password = random_secret(24)?;
-        self.sessions()
-            .minted
-            .insert(username.clone(), (password.clone(), principal.clone()));
+        let (login, evicted) = {
+            let mut sessions = self.sessions();
+            let login = Minted {
+                secret: secret_hash(&password),
+                principal: principal.clone(),
+                serial: sessions.next_serial,
+            };
+            sessions.next_serial += 1;
+            let mut same: Vec<(u64, String)> = sessions
+                .minted
+                .iter()
+                .filter(|(_, m)| &m.principal == principal)
+                .map(|(name, m)| (m.serial, name.clone()))
+                .collect();
+            same.sort_unstable();
+            let excess = (same.len() + 1).saturating_sub(MAX_LOGINS_PER_PRINCIPAL);
+            let evicted: Vec<String> = same.into_iter().take(excess).map(|(_, n)| n).collect();
+            (login, evicted)
+        };
+        // Recorded before the client gets it, so it keeps working after a restart.
+        if let Some(store) = self.store.clone() {
+            let (key, row) = (username.clone().into_bytes(), login_row(&login));
+            tokio::task::spawn_blocking(move || store.gate_put(GateTable::Logins, &key, &row))
+                .await
+                .map_err(|e| GateError::Store(e.to_string()))?
+                .map_err(|e| GateError::Store(e.to_string()))?;
+        }
+        {
+            let mut sessions = self.sessions();
+            for name in &evicted {
+                sessions.minted.remove(name);
+            }
+            sessions.minted.insert(username.clone(), login);
+        }
+        self.forget(
+            GateTable::Logins,
+            evicted.into_iter().map(String::into_bytes).collect(),
+        )
+        .await;
         Ok(BrokerCredentials {
             // Bound to the username (checked at `auth_on_register`).
             client_id: username.clone(),
@@ -1048,6 +1367,165 @@ mod tests {
             .1,
             answer(NOT_ALLOWED)
         );
+    }
+
+    fn stored_gate(f: &Fixture, store: &Arc<Store>) -> Arc<VernemqGate> {
+        Arc::new(
+            VernemqGate::new(f.auth.clone(), "operator".into(), "s3cret".into(), None)
+                .with_store(store.clone())
+                .unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn minted_logins_and_sessions_survive_a_restart_until_revoked() {
+        let f = fixture();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("gate.redb")).unwrap());
+        let first = stored_gate(&f, &store);
+        let (principal, _) = f.auth.admit_access(&access_request(&f, 1, 1)).unwrap();
+        let creds = first.grant(&principal).await.unwrap();
+        let register = register_body(&creds.username, &creds.password, &creds.client_id);
+        assert_eq!(
+            call(&first, "auth_on_register", register.clone()).1,
+            answer(OK)
+        );
+        // A second login registers and goes away: nothing of its session is left.
+        let other = first.grant(&principal).await.unwrap();
+        let gone = register_body(&other.username, &other.password, &other.client_id);
+        assert_eq!(call(&first, "auth_on_register", gone).1, answer(OK));
+        call(
+            &first,
+            "on_client_gone",
+            json!({"client_id": other.client_id, "mountpoint": ""}),
+        );
+        // The password is not stored, only its hash.
+        let rows = store.gate_rows(GateTable::Logins).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(rows
+            .iter()
+            .all(|(_, v)| !v.windows(48).any(|w| w == creds.password.as_bytes())));
+        // Rows that do not decode are skipped and deleted.
+        store
+            .gate_put(GateTable::Logins, b"fd-bad", b"\x01")
+            .unwrap();
+        store.gate_put(GateTable::Sessions, b"\xff", b"").unwrap();
+        drop(first);
+
+        let second = stored_gate(&f, &store);
+        assert_eq!(second.connected_clients(), 1);
+        assert_eq!(store.gate_rows(GateTable::Logins).unwrap().len(), 2);
+        assert_eq!(store.gate_rows(GateTable::Sessions).unwrap().len(), 1);
+        // The session that stayed connected is known without a new login.
+        let topic = stream_topic(&f.stream);
+        let sub = json!({"client_id": creds.client_id, "mountpoint": "", "username": creds.username, "topics": [{"topic": topic, "qos": 1}]});
+        assert_eq!(
+            call(&second, "auth_on_subscribe", sub.clone()).1,
+            answer(OK)
+        );
+        // Both minted logins still work, with their own client ids only.
+        assert_eq!(
+            call(&second, "auth_on_register", register.clone()).1,
+            answer(OK)
+        );
+        assert_eq!(
+            call(
+                &second,
+                "auth_on_register",
+                register_body(&other.username, &other.password, &creds.client_id)
+            )
+            .1,
+            answer(NOT_ALLOWED)
+        );
+        assert_eq!(
+            call(
+                &second,
+                "auth_on_register",
+                register_body(&creds.username, "wrong", &creds.client_id)
+            )
+            .1,
+            answer(NOT_ALLOWED)
+        );
+
+        // Revoked after the restart: the session and the logins are gone, on disk too.
+        second.revoke(Revocation::Purchase(1)).await.unwrap();
+        assert_eq!(second.connected_clients(), 0);
+        assert_eq!(
+            call(&second, "auth_on_subscribe", sub).1,
+            answer(NOT_ALLOWED)
+        );
+        assert!(store.gate_rows(GateTable::Logins).unwrap().is_empty());
+        assert!(store.gate_rows(GateTable::Sessions).unwrap().is_empty());
+        drop(second);
+        let third = stored_gate(&f, &store);
+        assert_eq!(
+            call(&third, "auth_on_register", register).1,
+            answer(NOT_ALLOWED)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_principal_keeps_its_newest_logins_only() {
+        let f = fixture();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("gate.redb")).unwrap());
+        let gate = stored_gate(&f, &store);
+        let (principal, _) = f.auth.admit_access(&access_request(&f, 1, 1)).unwrap();
+        let mut logins = Vec::new();
+        for _ in 0..=MAX_LOGINS_PER_PRINCIPAL {
+            logins.push(gate.grant(&principal).await.unwrap());
+        }
+        assert_eq!(
+            store.gate_rows(GateTable::Logins).unwrap().len(),
+            MAX_LOGINS_PER_PRINCIPAL
+        );
+        drop(gate);
+        // The order survives a restart: the next login evicts the oldest left.
+        let gate = stored_gate(&f, &store);
+        logins.push(gate.grant(&principal).await.unwrap());
+        let admitted: Vec<bool> = logins
+            .iter()
+            .map(|c| {
+                call(
+                    &gate,
+                    "auth_on_register",
+                    register_body(&c.username, &c.password, &c.client_id),
+                )
+                .1 == answer(OK)
+            })
+            .collect();
+        let mut expected = vec![false, false];
+        expected.extend([true; MAX_LOGINS_PER_PRINCIPAL]);
+        assert_eq!(admitted, expected);
+    }
+
+    #[test]
+    fn online_sessions_of_a_session_show_answer() {
+        let body = br#"[{"type":"table","table":[
+            {"client_id":"a","mountpoint":"","user":"operator","is_online":true},
+            {"client_id":"b","mountpoint":"m","user":"fd-1","is_online":"true"},
+            {"client_id":"c","mountpoint":"","user":"x","is_online":false},
+            {"mountpoint":"","is_online":true}
+        ]}]"#;
+        let (rows, online) = online_sessions(body).unwrap();
+        assert_eq!((rows, online.len()), (4, 2));
+        assert_eq!(
+            online.get(&(String::new(), "a".into())),
+            Some(&Some("operator".into()))
+        );
+        assert_eq!(
+            online.get(&("m".into(), "b".into())),
+            Some(&Some("fd-1".into()))
+        );
+        assert!(online_sessions(b"{}").is_err());
+        assert!(online_sessions(b"[]").is_err());
+        assert_eq!(
+            online_sessions(br#"{"type":"table","table":[]}"#)
+                .unwrap()
+                .0,
+            0
+        );
+        assert!(online_sessions(b"not json").is_err());
     }
 
     #[tokio::test]

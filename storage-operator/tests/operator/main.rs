@@ -7,6 +7,7 @@ mod common;
 mod fair_gate;
 mod kill9;
 mod mosquitto_gate;
+mod restart;
 mod serving_replication;
 mod supervision;
 mod tls;

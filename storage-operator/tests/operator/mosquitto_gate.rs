@@ -17,13 +17,13 @@ use tokio::sync::mpsc;
 type Polled = Result<Event, String>;
 
 /// An MQTT client whose events (until the first error) are forwarded to a channel.
-struct Client {
-    mqtt: AsyncClient,
+pub(crate) struct Client {
+    pub(crate) mqtt: AsyncClient,
     events: mpsc::UnboundedReceiver<Polled>,
 }
 
 impl Client {
-    fn connect(port: u16, username: &str, password: &str, client_id: &str) -> Self {
+    pub(crate) fn connect(port: u16, username: &str, password: &str, client_id: &str) -> Self {
         let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
         options.set_credentials(username, password);
         options.set_keep_alive(Duration::from_secs(5));
@@ -42,7 +42,10 @@ impl Client {
     }
 
     /// Waits for the first event `pick` accepts (or the first error if `pick` takes errors).
-    async fn wait<T>(&mut self, mut pick: impl FnMut(&Polled) -> Option<T>) -> Option<T> {
+    pub(crate) async fn wait<T>(
+        &mut self,
+        mut pick: impl FnMut(&Polled) -> Option<T>,
+    ) -> Option<T> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let event = tokio::time::timeout_at(deadline, self.events.recv())
@@ -57,7 +60,7 @@ impl Client {
         }
     }
 
-    async fn connected(&mut self) -> bool {
+    pub(crate) async fn connected(&mut self) -> bool {
         self.wait(|e| match e {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 Some(ack.code == ConnectReturnCode::Success)
@@ -69,13 +72,13 @@ impl Client {
         .unwrap_or(false)
     }
 
-    async fn disconnected(&mut self) -> bool {
+    pub(crate) async fn disconnected(&mut self) -> bool {
         self.wait(|e| e.is_err().then_some(true))
             .await
             .unwrap_or(false)
     }
 
-    async fn suback(&mut self) -> Vec<SubscribeReasonCode> {
+    pub(crate) async fn suback(&mut self) -> Vec<SubscribeReasonCode> {
         self.wait(|e| match e {
             Ok(Event::Incoming(Packet::SubAck(ack))) => Some(ack.return_codes.clone()),
             _ => None,
@@ -84,7 +87,7 @@ impl Client {
         .unwrap_or_default()
     }
 
-    async fn next_payload(&mut self) -> Option<Vec<u8>> {
+    pub(crate) async fn next_payload(&mut self) -> Option<Vec<u8>> {
         self.wait(|e| match e {
             Ok(Event::Incoming(Packet::Publish(p))) => Some(p.payload.to_vec()),
             _ => None,
@@ -93,7 +96,7 @@ impl Client {
     }
 }
 
-async fn session(daemon: &Daemon, body: serde_json::Value) -> (u16, serde_json::Value) {
+pub(crate) async fn session(daemon: &Daemon, body: serde_json::Value) -> (u16, serde_json::Value) {
     post_json(
         &format!("http://{}/v1/broker/session", daemon.http_addr),
         body,

@@ -4,9 +4,12 @@
 
 use clap::Subcommand;
 use codec::DecodeAll;
+use codec::Encode;
 use fastdata_primitives::api_market::OperatorStatus;
 use fastdata_sdk::{
-    account::parse_account, operator::StatementEvidence, operator_account::OperatorStatusReport,
+    account::parse_account,
+    operator::{equivocations, ServedStatement, StatementEvidence},
+    operator_account::OperatorStatusReport,
     Error,
 };
 use serde_json::{json, Value};
@@ -68,6 +71,18 @@ pub(crate) enum OperatorCommand {
         /// The second signed statement, for the same segment with another digest.
         #[arg(long)]
         second: String,
+    },
+    /// Find equivocations in statements files written by `fastdata receive --statements`:
+    /// two statements by one operator about one segment naming different contents, one per
+    /// operator and stream. Prints each with the evidence `report-equivocation` takes;
+    /// `--report` sends them (fee-free against an operator holding the minimum stake).
+    FindEquivocation {
+        /// Statements files (one JSON statement per line).
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+        /// Report every equivocation found on chain.
+        #[arg(long)]
+        report: bool,
     },
 }
 
@@ -137,14 +152,89 @@ pub(crate) fn status_text(r: &OperatorStatusReport) -> String {
     out.join("\n")
 }
 
+/// `fastdata operator find-equivocation`.
+async fn find_equivocation(
+    ctx: &Ctx,
+    files: &[std::path::PathBuf],
+    report: bool,
+) -> anyhow::Result<()> {
+    let mut statements = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            statements.push(
+                ServedStatement::from_line(line)
+                    .map_err(|e| anyhow::anyhow!("{}:{}: {e}", file.display(), i + 1))?,
+            );
+        }
+    }
+    let found = equivocations(&statements);
+    let chain = match report && !found.is_empty() {
+        true => Some(ctx.chain().await?),
+        false => None,
+    };
+    let mut listed = Vec::new();
+    for (first, second) in &found {
+        let evidence = |s: &ServedStatement| format!("0x{}", hex::encode(s.evidence().encode()));
+        let mut value = json!({
+            "operator": first.operator.to_ss58check(),
+            "stream": format!("{:?}", first.statement.stream),
+            "sequence": first.statement.sequence,
+            "first": evidence(first),
+            "second": evidence(second),
+        });
+        if let Some(chain) = &chain {
+            let included = chain
+                .report_equivocation(&first.operator, first.evidence(), second.evidence())
+                .await
+                .map_err(|e| anyhow::Error::from(e).context("report-equivocation failed"))?;
+            value["reported_at"] = json!(included.block_number);
+        }
+        listed.push(value);
+    }
+    let value = json!({"statements": statements.len(), "equivocations": listed});
+    print(ctx, &value, || {
+        let mut lines = vec![format!(
+            "{} statements read, {} equivocations",
+            statements.len(),
+            listed.len()
+        )];
+        for v in &listed {
+            lines.push(format!(
+                "  {} segment {} of stream {}{}\n    --first {}\n    --second {}",
+                v["operator"].as_str().unwrap_or_default(),
+                v["sequence"],
+                v["stream"].as_str().unwrap_or_default(),
+                v.get("reported_at")
+                    .map(|b| format!(" (reported at block {b})"))
+                    .unwrap_or_default(),
+                v["first"].as_str().unwrap_or_default(),
+                v["second"].as_str().unwrap_or_default(),
+            ));
+        }
+        lines.join("\n")
+    });
+    Ok(())
+}
+
 pub(crate) async fn operator(ctx: &Ctx, cmd: OperatorCommand) -> anyhow::Result<()> {
     let chain = match &cmd {
         OperatorCommand::Status { .. } => ctx.reader().await?,
         OperatorCommand::Earnings => return super::business::earnings(ctx).await,
+        OperatorCommand::FindEquivocation { files, report } => {
+            return find_equivocation(ctx, files, *report).await
+        }
         _ => ctx.chain().await?,
     };
     let (name, action, result) = match cmd {
         OperatorCommand::Earnings => return super::business::earnings(ctx).await,
+        OperatorCommand::FindEquivocation { files, report } => {
+            return find_equivocation(ctx, &files, report).await
+        }
         OperatorCommand::ReportEquivocation {
             operator,
             first,
