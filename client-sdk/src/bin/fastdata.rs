@@ -1390,11 +1390,27 @@ async fn receive(ctx: &Ctx, args: ReceiveArgs) -> anyhow::Result<()> {
         Ok(())
     };
     let summary = if args.live {
-        receiver
+        // Keys of epochs the seller opens while following (rotations) reach the receiver.
+        let keys = receiver.key_updates();
+        let forward = {
+            let (chain, keystore) = (chain.clone(), ctx.keystore()?);
+            let id = purchase.id;
+            tokio::spawn(async move {
+                if let Err(e) = chain
+                    .forward_epoch_keys(&keystore, id, keys, Duration::from_secs(2))
+                    .await
+                {
+                    tracing::warn!("new epoch keys of purchase {id}: {e}");
+                }
+            })
+        };
+        let summary = receiver
             .follow(&mut sink, Duration::from_secs(1), async {
                 let _ = tokio::signal::ctrl_c().await;
             })
-            .await?
+            .await;
+        forward.abort();
+        summary?
     } else {
         receiver.download(last, &mut sink).await?
     };
