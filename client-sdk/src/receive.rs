@@ -559,6 +559,14 @@ impl Receiver {
         statement: Option<&ServedStatement>,
         sink: &mut impl FnMut(OpenedSegment) -> Result<(), Error>,
     ) -> Result<bool, Error> {
+        // A rotation just before the purchase leaves segments of the previous epoch after
+        // it (live, the publisher switches a little late): not bought, not openable, skipped.
+        let first_held = self.verifier.epochs().first().copied();
+        if envelope::parse_header(envelope_bytes)
+            .is_ok_and(|h| first_held.is_some_and(|first| h.epoch < first))
+        {
+            return Ok(false);
+        }
         if self.key_updates.is_some() {
             let newer = envelope::parse_header(envelope_bytes).is_ok_and(|h| {
                 self.verifier

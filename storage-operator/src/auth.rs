@@ -47,6 +47,8 @@ use crate::{
 
 /// Segments read per step while looking for a purchase's first entitled sequence.
 const SCAN_CHUNK: usize = 256;
+/// Most purchases whose first entitled sequence is kept in memory (then the cache restarts).
+const MAX_CACHED_STARTS: usize = 100_000;
 
 /// An upload token as the daemon receives it.
 pub type UploadToken = SignedUploadToken<AccountId, BlockNumber>;
@@ -287,7 +289,7 @@ pub struct Authorizer {
     view: Arc<dyn ChainView>,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
-    /// First stored sequence of purchases whose start the chain does not state (cached).
+    /// First entitled sequence of stream purchases ([`Self::entitlement_start`]).
     scanned_start: Mutex<HashMap<PurchaseId, Sequence>>,
 }
 
@@ -443,16 +445,16 @@ impl Authorizer {
         self.record("live_access", result)
     }
 
-    /// The first sequence `purchase` pays for and may be served: a batch's `first`; a
-    /// stream's `start_head` (the stream head when it was bought). For a stream purchase
-    /// whose start the chain view does not state, the first stored segment of an epoch it
-    /// has keys for; `None` while there is none.
+    /// The first sequence `purchase` pays for and may be served: a batch's `first`; for a
+    /// stream, the first stored segment from its `start_head` (the stream head attested when
+    /// it was bought; 0 if the view does not state it) on that is sealed under an epoch it
+    /// has keys for. The attested head lags the publisher, and a rotation just before the
+    /// purchase leaves segments of the previous epoch after it: the buyer neither holds nor
+    /// paid for their keys, so serving starts past them. `None` while there is no such
+    /// segment.
     pub fn entitlement_start(&self, purchase: &PurchaseInfo) -> Result<Option<Sequence>, Refusal> {
         if let Some((first, _)) = purchase.sequence_window() {
             return Ok(Some(first));
-        }
-        if let Some(start) = self.view.start_head(purchase.id) {
-            return Ok(Some(start));
         }
         let mut cache = self
             .scanned_start
@@ -461,7 +463,10 @@ impl Authorizer {
         if let Some(start) = cache.get(&purchase.id) {
             return Ok(Some(*start));
         }
-        let mut from = 0;
+        let mut from = self.view.start_head(purchase.id).unwrap_or(0);
+        // Cached only when nothing is missing before it here: a replica still backfilling
+        // may hold a later segment of the epoch before an earlier one.
+        let (mut expected, mut contiguous) = (from, true);
         loop {
             let chunk = self
                 .store
@@ -470,12 +475,20 @@ impl Authorizer {
             let Some(last) = chunk.last().map(|s| s.sequence) else {
                 return Ok(None);
             };
-            if let Some(found) = chunk.iter().find(|segment| {
-                envelope::parse_header(&segment.envelope)
+            for segment in &chunk {
+                contiguous &= segment.sequence == expected;
+                expected = segment.sequence.saturating_add(1);
+                if envelope::parse_header(&segment.envelope)
                     .is_ok_and(|h| purchase.covers_epoch(h.epoch))
-            }) {
-                cache.insert(purchase.id, found.sequence);
-                return Ok(Some(found.sequence));
+                {
+                    if contiguous {
+                        if cache.len() >= MAX_CACHED_STARTS {
+                            cache.clear();
+                        }
+                        cache.insert(purchase.id, segment.sequence);
+                    }
+                    return Ok(Some(segment.sequence));
+                }
             }
             if last == Sequence::MAX {
                 return Ok(None);
@@ -845,6 +858,14 @@ pub(crate) mod tests {
     }
 
     fn store_segments(f: &Fixture, sequences: std::ops::RangeInclusive<Sequence>) {
+        store_epoch_segments(f, 0, sequences);
+    }
+
+    fn store_epoch_segments(
+        f: &Fixture,
+        epoch: EpochIndex,
+        sequences: std::ops::RangeInclusive<Sequence>,
+    ) {
         let keys = EpochKeys::new([1; 32], [2; 32]);
         let segments: Vec<_> = sequences
             .map(|sequence| crate::store::NewSegment {
@@ -854,7 +875,7 @@ pub(crate) mod tests {
                     &keys,
                     &SegmentHeader {
                         stream: f.stream,
-                        epoch: 0,
+                        epoch,
                         sequence,
                         timestamp: 1,
                     },
@@ -966,6 +987,39 @@ pub(crate) mod tests {
             f.auth.admit_upload(&upload_token(&f, 4, 20)),
             Err(Refusal::QuotaExhausted { quota: 0, .. })
         ));
+    }
+
+    #[test]
+    fn a_purchase_after_a_rotation_starts_at_its_first_epoch_segment() {
+        // The attested head (4) lags the publisher, which kept sealing under epoch 0 until
+        // sequence 7: the buyer of epoch 1 on is served from 8, the first it can open.
+        let f = fixture();
+        store_epoch_segments(&f, 0, 0..=7);
+        store_epoch_segments(&f, 1, 8..=12);
+        let mut p = f.view.purchase(1).unwrap();
+        p.access.first_epoch = Some(1);
+        p.access.epochs = vec![1];
+        f.view.apply(ChainEvent::PurchaseUpdated(p.clone()));
+        let auth = authorizer(&f, &[(1, 4)], 3);
+        assert_eq!(auth.entitlement_start(&p), Ok(Some(8)));
+        assert_eq!(auth.window(&p), Ok(Some((8, 10))));
+        // Before any segment of its epochs is stored there is nothing to serve yet.
+        let g = fixture();
+        store_epoch_segments(&g, 0, 0..=7);
+        let mut q = g.view.purchase(1).unwrap();
+        q.access.epochs = vec![1];
+        assert_eq!(authorizer(&g, &[(1, 4)], 3).entitlement_start(&q), Ok(None));
+        // A replica missing part of the range answers from what it holds, without caching
+        // it: once the hole is filled the earlier segment is the start.
+        let h = fixture();
+        store_epoch_segments(&h, 1, 9..=9);
+        let mut r = h.view.purchase(1).unwrap();
+        r.access.epochs = vec![1];
+        let auth = authorizer(&h, &[(1, 4)], 3);
+        assert_eq!(auth.entitlement_start(&r), Ok(Some(9)));
+        store_epoch_segments(&h, 0, 4..=6);
+        store_epoch_segments(&h, 1, 7..=8);
+        assert_eq!(auth.entitlement_start(&r), Ok(Some(7)));
     }
 
     #[test]

@@ -441,6 +441,42 @@ async fn a_live_buyer_gets_every_record_once_across_failures_rotation_and_a_serv
         .unwrap()
         .is_none());
 
+    // The late buyer downloads what it bought: from the first segment of its epochs at or
+    // after the head attested when it bought (which lags the publisher, and may fall on
+    // epoch 0 segments it cannot open) to the last record; every one opens.
+    let last_seq = got.last().unwrap().0;
+    let mut late_receiver = late
+        .chain
+        .receiver(
+            &late.keystore,
+            &late_view,
+            late.chain.stream_endpoints(&stream).await.unwrap(),
+            None,
+            10_000,
+        )
+        .await
+        .unwrap();
+    let mut late_got = Vec::new();
+    let late_summary = late_receiver
+        .download(Some(last_seq), |s| {
+            late_got.push((s.header.sequence, s.header.epoch, s.payload));
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(late_summary.rejected, 0, "{late_summary:?}");
+    let first_late = late_got.first().unwrap().0;
+    assert_eq!(
+        late_got,
+        got.iter()
+            .filter(|s| s.0 >= first_late)
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    assert!(late_got.iter().all(|s| s.1 >= 1), "{late_got:?}");
+    assert!(late_got.iter().any(|s| s.2 == line(late_from)));
+    assert_eq!(late_got.last().unwrap().0, last_seq);
+
     drop(service);
     drop(buyers);
     net.stop(true).await.unwrap();
