@@ -75,7 +75,7 @@ pub async fn fund(from: &FastData, to: &AccountId, amount: Balance) -> anyhow::R
 }
 
 /// Which broker an operator runs beside its daemon.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum BrokerKind {
     /// Mosquitto with the dynamic-security plugin (the daemon pushes grants).
     Mosquitto,
@@ -318,6 +318,83 @@ pub struct Network {
     pub alice: FastData,
     /// The operators.
     pub operators: Vec<OperatorNode>,
+    /// The node's URL.
+    url: String,
+    /// Fresh operator accounts (no `labels`) leave the operator set when the network is
+    /// dropped without [`Self::stop`] (a failed test), so later tests on the same chain are
+    /// not assigned operators that are gone.
+    leave_on_drop: bool,
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        if self.operators.is_empty() {
+            return;
+        }
+        for op in &mut self.operators {
+            op.stop();
+        }
+        if !self.leave_on_drop {
+            return;
+        }
+        // On a thread with its own runtime and connection: the test's runtime may be the one
+        // unwinding.
+        let url = self.url.clone();
+        let accounts: Vec<Account> = self.operators.iter().map(|o| o.account.clone()).collect();
+        let left = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let alice = FastData::connect(
+                    &url,
+                    Account::from_suri("//Alice").map_err(|e| e.to_string())?,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                let failed =
+                    tokio::time::timeout(Duration::from_secs(60), leave_all(&alice, &accounts))
+                        .await
+                        .map_err(|_| "timed out".to_owned())?;
+                if failed.is_empty() {
+                    Ok(())
+                } else {
+                    Err(failed.join("; "))
+                }
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = left {
+            eprintln!("operators of a dropped test network did not leave: {e}");
+        }
+    }
+}
+
+/// Each of `operators` leaves the operator set on chain; returns the failures.
+async fn leave_all(alice: &FastData, operators: &[Account]) -> Vec<String> {
+    let mut failed = Vec::new();
+    for account in operators {
+        let chain = alice.as_account(account.clone());
+        // A transaction the stopped daemon sent last (a claim, a heartbeat) may still be in
+        // the pool, or be dropped there and leave the nonce the SDK picked invalid: the SDK
+        // then reads the nonce again, so try again shortly.
+        let mut attempt = 0;
+        loop {
+            match chain.submit("Operators", "leave", ()).await {
+                Ok(_) => break,
+                Err(e) if attempt < 10 && e.to_string().contains("is not valid") => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Err(e) => {
+                    failed.push(format!("{}: {e}", account.address()));
+                    break;
+                }
+            }
+        }
+    }
+    failed
 }
 
 impl Network {
@@ -357,7 +434,12 @@ impl Network {
                 kind,
             )?);
         }
-        let network = Self { alice, operators };
+        let network = Self {
+            alice,
+            operators,
+            url: url.to_owned(),
+            leave_on_drop: labels.is_none(),
+        };
         for op in &network.operators {
             network.wait_active(op).await?;
         }
@@ -394,33 +476,17 @@ impl Network {
     /// its daemon stopped, so their transactions cannot race) and no new stream is assigned
     /// to it.
     pub async fn stop(mut self, leave: bool) -> anyhow::Result<()> {
-        for op in &mut self.operators {
+        let mut operators = std::mem::take(&mut self.operators);
+        for op in &mut operators {
             op.stop();
         }
-        let mut failed = Vec::new();
-        if leave {
-            for op in &self.operators {
-                let chain = self.alice.as_account(op.account.clone());
-                // A transaction the stopped daemon sent last (a claim, a heartbeat) may still
-                // be in the pool, or be dropped there and leave the nonce the SDK picked
-                // invalid: the SDK then reads the nonce again, so try again shortly.
-                let mut attempt = 0;
-                loop {
-                    match chain.submit("Operators", "leave", ()).await {
-                        Ok(_) => break,
-                        Err(e) if attempt < 10 && e.to_string().contains("is not valid") => {
-                            attempt += 1;
-                            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-                        }
-                        Err(e) => {
-                            failed.push(format!("{}: {e}", op.account.address()));
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        drop(self.operators);
+        let failed = if leave {
+            let accounts: Vec<Account> = operators.iter().map(|o| o.account.clone()).collect();
+            leave_all(&self.alice, &accounts).await
+        } else {
+            Vec::new()
+        };
+        drop(operators);
         anyhow::ensure!(
             failed.is_empty(),
             "operators did not leave: {}",

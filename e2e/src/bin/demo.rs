@@ -1,5 +1,6 @@
 //! `fastdata-demo`: one trade through the whole marketplace against a running node. Three
-//! storage operators (Mosquitto + `fastdata-operator`) register; an issuer verifies a seller;
+//! storage operators (Mosquitto, or VerneMQ with `--broker vernemq`, + `fastdata-operator`)
+//! register; an issuer verifies a seller;
 //! the seller publishes a recorded batch, then runs its service (`fastdata seller run`, a child
 //! process) that delivers the keys and publishes the live stream from sensor readings fed to
 //! its standard input; a buyer buys the batch and a live period, receives and verifies every
@@ -12,7 +13,7 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::Parser;
 use fastdata_e2e::{
-    publish, reading, receive, seed, settled, Network, SellerProcess, Trader, UNIT,
+    publish, reading, receive, seed, settled, BrokerKind, Network, SellerProcess, Trader, UNIT,
 };
 use fastdata_primitives::{
     api_market::{Licence, OfferTerms},
@@ -42,6 +43,10 @@ struct Cli {
     /// parachain on zombienet).
     #[arg(long)]
     no_settle: bool,
+    /// The operators' broker: Mosquitto (dynamic-security plugin) or VerneMQ (webhooks; the
+    /// release `scripts/setup` builds).
+    #[arg(long, value_enum, default_value_t = BrokerKind::Mosquitto)]
+    broker: BrokerKind,
 }
 
 fn fast(planck: Balance) -> String {
@@ -81,8 +86,14 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cli.dir)?;
-    step("starting three storage operators (Mosquitto + fastdata-operator each)");
-    let net = Network::start(&cli.url, &cli.dir, 3, Some("demo")).await?;
+    let broker = match cli.broker {
+        BrokerKind::Mosquitto => "Mosquitto",
+        BrokerKind::Vernemq => "VerneMQ",
+    };
+    step(&format!(
+        "starting three storage operators ({broker} + fastdata-operator each)"
+    ));
+    let net = Network::start_on(&cli.url, &cli.dir, 3, Some("demo"), cli.broker).await?;
     for op in &net.operators {
         println!(
             "  {}  {}  {}",
