@@ -6,6 +6,7 @@
 //! | `POST /v1/broker/session` `{"upload_token":"0x…"}` / `{"access_request":"0x…"}` → `{"username","password","client_id","topic","access"}` | publisher, live receiver |
 //! | `GET /v1/purchases/{id}/segments?from=&to=` with header `x-fastdata-access: 0x…` → signed segment frames | batch receiver |
 //! | `POST /v1/receipts` body `0x` + hex SCALE `(Receipt, sr25519 signature)` | receivers |
+//! | `GET /v1/streams/{stream hex}/head` → `{"last_sequence": n \| null}` (highest stored) | seller service after a crash |
 //!
 //! Tokens and requests are SCALE-encoded `fastdata_primitives::tokens::Signed<…>` in hex;
 //! signed frames (`application/vnd.fastdata.signed-segments`) are `u32` big-endian length +
@@ -195,9 +196,33 @@ impl ServedStatement {
         )
     }
 
+    /// [`Self::evidence`] as `fastdata operator report-equivocation` takes it: `0x` + hex
+    /// SCALE `(SegmentStatement, MultiSignature)`.
+    pub fn evidence_hex(&self) -> String {
+        hex_scale(&self.evidence())
+    }
+
+    /// Checks that [`Self::signature`] is the operator's signature of the statement for the
+    /// chain with genesis hash `genesis`: what a statement read from a file must pass before
+    /// it counts as evidence.
+    pub fn verify(&self, genesis: &H256) -> Result<(), Error> {
+        let operator = sr25519::Public::from_raw(*self.operator.as_ref());
+        if self
+            .statement
+            .verify_sr25519(&self.signature, &operator, genesis)
+        {
+            Ok(())
+        } else {
+            Err(Error::Evidence(format!(
+                "the statement of segment {} of stream {:?} is not signed by {} for this chain",
+                self.statement.sequence, self.statement.stream, self.operator
+            )))
+        }
+    }
+
     /// One line of a statements file (`fastdata receive --statements`): JSON naming the
     /// operator, the segment and its digest, with `evidence` as
-    /// `fastdata operator report-equivocation` takes it (`0x` + SCALE of [`Self::evidence`]).
+    /// `fastdata operator report-equivocation` takes it ([`Self::evidence_hex`]).
     pub fn to_line(&self) -> String {
         use sp_core::crypto::Ss58Codec;
         serde_json::json!({
@@ -205,13 +230,13 @@ impl ServedStatement {
             "stream": format!("{:?}", self.statement.stream),
             "sequence": self.statement.sequence,
             "digest": format!("{:?}", self.statement.digest),
-            "evidence": format!("0x{}", hex::encode(self.evidence().encode())),
+            "evidence": self.evidence_hex(),
         })
         .to_string()
     }
 
     /// Parses a line written by [`Self::to_line`]; the signature is not checked here
-    /// ([`check_equivocation`] does).
+    /// ([`Self::verify`] does).
     pub fn from_line(line: &str) -> Result<Self, Error> {
         use codec::DecodeAll;
         use sp_core::crypto::Ss58Codec;
@@ -245,7 +270,9 @@ impl ServedStatement {
 
 /// The equivocations among `statements`: for each operator and stream, the first two
 /// statements about one segment with different digests (the chain slashes an operator once
-/// per stream, so one pair each is enough). Signatures are not checked here.
+/// per stream, so one pair each is enough). Signatures are not checked here: give it only
+/// statements that passed [`ServedStatement::verify`], or a forged first statement hides the
+/// real pair.
 pub fn equivocations(statements: &[ServedStatement]) -> Vec<(ServedStatement, ServedStatement)> {
     let mut first_seen: std::collections::BTreeMap<
         (&AccountId, StreamId, Sequence),
@@ -446,6 +473,38 @@ impl OperatorClient {
             genesis: H256(genesis),
             receipt_window: raw.receipt_window,
         }))
+    }
+
+    /// The highest sequence of `stream` the operator stores (`None`: it stores none), from
+    /// `GET /v1/streams/{stream hex}/head` → `{"last_sequence": n | null}`. An error when the
+    /// operator cannot be asked: unreachable, refusing, or a daemon that predates the route.
+    pub async fn stored_head(&self, stream: &StreamId) -> Result<Option<Sequence>, Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            last_sequence: Option<Sequence>,
+        }
+        let path = format!("/v1/streams/{}/head", hex::encode(stream.as_bytes()));
+        let answer = self
+            .http
+            .send(Method::GET, &self.url(&path), &[], Bytes::new(), 64 * 1024)
+            .await
+            .map_err(|e| self.transport(e))?;
+        if answer.status == hyper::StatusCode::NOT_FOUND && answer.body.is_empty() {
+            return Err(Error::Operator {
+                operator: self.endpoint.http_url.clone(),
+                code: None,
+                detail: format!("does not answer GET {path} (its daemon predates it)"),
+            });
+        }
+        if !answer.status.is_success() {
+            return Err(self.refused(answer.status, &answer.body));
+        }
+        let raw: Raw = serde_json::from_slice(&answer.body).map_err(|e| Error::Operator {
+            operator: self.endpoint.http_url.clone(),
+            code: None,
+            detail: format!("unexpected stored head answer: {e}"),
+        })?;
+        Ok(raw.last_sequence)
     }
 
     /// Signs an upload token for `stream`/`epoch` valid until `expiry` and trades it for
@@ -675,6 +734,35 @@ impl FastData {
         .await
     }
 
+    /// The latest head each operator of `stream` attested on chain (`Operators.StreamHeads`):
+    /// the segments it stored contiguously from the start, by operator. Empty before the
+    /// first attestation.
+    pub async fn attested_heads(
+        &self,
+        stream: &StreamId,
+    ) -> Result<Vec<(AccountId, Sequence)>, Error> {
+        let mut key =
+            crate::chain::double_map_key("Operators", "StreamHeads", stream.as_bytes(), &[]);
+        // A map with one `blake2_128_concat` key: no second key's 8-byte hash.
+        key.truncate(key.len().saturating_sub(8));
+        let Some(raw) = self.storage_raw(key).await? else {
+            return Ok(Vec::new());
+        };
+        // `HeadRecord { operator, head, stored_bytes, at }` per assigned operator.
+        let records =
+            <Vec<(AccountId, Sequence, u64, BlockNumber)> as codec::DecodeAll>::decode_all(
+                &mut &raw[..],
+            )
+            .map_err(|e| Error::Decode {
+                what: "Operators.StreamHeads",
+                detail: e.to_string(),
+            })?;
+        Ok(records
+            .into_iter()
+            .map(|(operator, head, ..)| (operator, head))
+            .collect())
+    }
+
     /// The endpoints of the operators currently assigned to `stream`, in assignment order.
     pub async fn stream_endpoints(
         &self,
@@ -886,6 +974,78 @@ mod tests {
             )
             .unwrap();
         }
+    }
+
+    #[test]
+    fn statements_from_files_are_verified_for_the_chain() {
+        let op = operator();
+        let statement = SegmentStatement::of(H256([7; 32]), 5, b"one");
+        let good = ServedStatement {
+            operator: AccountId::from(op.public()),
+            signature: statement.sign_sr25519(&op, &GENESIS),
+            statement,
+        };
+        good.verify(&GENESIS).unwrap();
+        assert_eq!(
+            good.evidence_hex(),
+            format!("0x{}", hex::encode(good.evidence().encode()))
+        );
+        // Another chain, another signer, another digest under the signature: refused.
+        assert!(good.verify(&H256::zero()).is_err());
+        let mut other_signer = good.clone();
+        other_signer.signature = good
+            .statement
+            .sign_sr25519(&sr25519::Pair::from_seed(&[3; 32]), &GENESIS);
+        assert!(other_signer.verify(&GENESIS).is_err());
+        let mut altered = good.clone();
+        altered.statement = SegmentStatement::of(H256([7; 32]), 5, b"two");
+        let err = altered.verify(&GENESIS).unwrap_err();
+        assert!(err.to_string().contains("segment 5"), "{err}");
+    }
+
+    /// Answers every request on a local port with `status` and `body`.
+    async fn canned_daemon(status: &'static str, body: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = conn.read(&mut request).await;
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(answer.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn the_stored_head_is_asked_of_the_daemon() {
+        let ask = |url: String| async move {
+            let mut client = client_of(&operator());
+            client.endpoint.http_url = url;
+            client.stored_head(&H256([7; 32])).await
+        };
+        let url = canned_daemon("200 OK", r#"{"last_sequence":41}"#).await;
+        assert_eq!(ask(url).await.unwrap(), Some(41));
+        let url = canned_daemon("200 OK", r#"{"last_sequence":null}"#).await;
+        assert_eq!(ask(url).await.unwrap(), None);
+        // A daemon without the route, one that refuses, a garbled answer: cannot be asked.
+        let url = canned_daemon("404 Not Found", "").await;
+        let err = ask(url).await.unwrap_err();
+        assert!(err.to_string().contains("predates"), "{err}");
+        let url = canned_daemon(
+            "404 Not Found",
+            r#"{"error":"unknown_stream","message":"not hosted here"}"#,
+        )
+        .await;
+        let err = ask(url).await.unwrap_err();
+        assert!(err.to_string().contains("unknown_stream"), "{err}");
+        let url = canned_daemon("200 OK", r#"{"last_sequence":"x"}"#).await;
+        assert!(ask(url).await.is_err());
     }
 
     #[test]

@@ -977,7 +977,8 @@ impl Receiver {
 impl FastData {
     /// Sends the keys of every epoch delivered to purchase `id` (opened with `keystore` and
     /// checked against the commitments) to `keys` ([`Receiver::key_updates`]), looking every
-    /// `every`, until the purchase is no longer open or the receiver is gone.
+    /// `every`, until the purchase is no longer open or the receiver is gone. Keys that
+    /// cannot be opened are logged and tried again at the next look.
     pub async fn forward_epoch_keys(
         &self,
         keystore: &Keystore,
@@ -991,15 +992,9 @@ impl FastData {
                 .purchase(id)
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("no purchase {id}")))?;
-            for epoch in &purchase.access.epochs {
-                if sent.contains(epoch) {
-                    continue;
-                }
-                let opened = self.open_keys(keystore, &purchase, *epoch).await?;
-                if keys.send((*epoch, opened)).is_err() {
-                    return Ok(());
-                }
-                sent.insert(*epoch);
+            let open = |epoch| self.open_keys(keystore, &purchase, epoch);
+            if !forward_new_keys(&purchase.access.epochs, &mut sent, &keys, open).await {
+                return Ok(());
             }
             if !matches!(
                 purchase.state,
@@ -1014,6 +1009,46 @@ impl FastData {
             }
         }
     }
+}
+
+/// One look of [`FastData::forward_epoch_keys`]: sends the keys of `epochs` not yet `sent`,
+/// opened by `open`, in epoch order. At a key that cannot be opened it logs and stops, so
+/// that key comes again at the next look before any newer one (a receiver keeps a segment
+/// waiting for keys only if its epoch is newer than all it holds). False once the receiver
+/// is gone.
+async fn forward_new_keys<F, Fut>(
+    epochs: &[EpochIndex],
+    sent: &mut std::collections::BTreeSet<EpochIndex>,
+    keys: &mpsc::UnboundedSender<(EpochIndex, EpochKeys)>,
+    mut open: F,
+) -> bool
+where
+    F: FnMut(EpochIndex) -> Fut,
+    Fut: std::future::Future<Output = Result<EpochKeys, Error>>,
+{
+    let mut epochs = epochs.to_vec();
+    epochs.sort_unstable();
+    for epoch in epochs {
+        if sent.contains(&epoch) {
+            continue;
+        }
+        match open(epoch).await {
+            Ok(opened) => {
+                if keys.send((epoch, opened)).is_err() {
+                    return false;
+                }
+                sent.insert(epoch);
+            }
+            Err(e) => {
+                tracing::warn!(
+                    epoch,
+                    "keys of epoch {epoch} not opened yet, trying again: {e}"
+                );
+                break;
+            }
+        }
+    }
+    true
 }
 
 impl Receiver {
@@ -1190,5 +1225,52 @@ mod tests {
             .to_string()
             .contains("another stream"));
         assert!(v.open(b"garbage").is_err());
+    }
+
+    #[tokio::test]
+    async fn keys_that_cannot_be_opened_yet_are_forwarded_at_a_later_look() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut sent = std::collections::BTreeSet::new();
+        let mut attempts = Vec::new();
+        // First look: epoch 1's sealed key is not readable yet.
+        let open = |epoch, readable: bool, attempts: &mut Vec<EpochIndex>| {
+            attempts.push(epoch);
+            let result = match epoch == 1 && !readable {
+                true => Err(Error::NotFound("no keys of epoch 1 on chain yet".into())),
+                false => Ok(keys()),
+            };
+            async move { result }
+        };
+        assert!(
+            forward_new_keys(&[2, 0, 1], &mut sent, &tx, |e| open(
+                e,
+                false,
+                &mut attempts
+            ))
+            .await
+        );
+        let mut got = Vec::new();
+        while let Ok((epoch, _)) = rx.try_recv() {
+            got.push(epoch);
+        }
+        // Epoch 0 went; epoch 1 failed and epoch 2 waits behind it.
+        assert_eq!(got, vec![0]);
+        assert!(
+            forward_new_keys(&[2, 0, 1], &mut sent, &tx, |e| open(e, true, &mut attempts)).await
+        );
+        while let Ok((epoch, _)) = rx.try_recv() {
+            got.push(epoch);
+        }
+        assert_eq!(got, vec![0, 1, 2]);
+        // Nothing is opened or sent twice.
+        assert!(
+            forward_new_keys(&[2, 0, 1], &mut sent, &tx, |e| open(e, true, &mut attempts)).await
+        );
+        assert!(rx.try_recv().is_err());
+        assert_eq!(attempts, vec![0, 1, 1, 2]);
+        // A gone receiver ends the forwarding.
+        drop(rx);
+        let mut fresh = std::collections::BTreeSet::new();
+        assert!(!forward_new_keys(&[0], &mut fresh, &tx, |_| async { Ok(keys()) }).await);
     }
 }

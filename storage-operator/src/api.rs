@@ -240,6 +240,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/broker/session", post(broker_session))
         .route("/v1/purchases/{id}/segments", get(purchase_segments))
         .route("/v1/receipts", post(post_receipt))
+        .route("/v1/streams/{stream}/head", get(stream_head))
         .route(
             "/v1/replica/streams/{stream}/segments",
             get(replica_segments),
@@ -513,6 +514,29 @@ fn parse_stream_hex(text: &str) -> Result<StreamId, ApiError> {
         )
     })?;
     Ok(H256(id))
+}
+
+/// `GET /v1/streams/{stream}/head`: the highest sequence this operator stores of a stream it
+/// hosts, `{"last_sequence": n | null}` (what its head attestations put on chain, current). A
+/// seller's service asks every operator after a crash, so that it fills the sequences it had
+/// reserved only above what any of them holds.
+async fn stream_head(
+    State(node): State<Arc<Node>>,
+    Path(stream): Path<String>,
+) -> Result<Response, ApiError> {
+    let stream = parse_stream_hex(&stream)?;
+    if node.view.stream(&stream).is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_stream",
+            "the stream is not hosted here",
+        ));
+    }
+    let store = node.store.clone();
+    let last = blocking(move || store.last_sequence(&stream))
+        .await?
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({ "last_sequence": last })).into_response())
 }
 
 async fn replica_segments(

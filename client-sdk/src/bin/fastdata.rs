@@ -45,6 +45,7 @@ use fastdata_primitives::{
 use fastdata_sdk::{
     account::{did_of, parse_account},
     keystore::Keystore,
+    operator::ServedStatement,
     publish::{SimulatedSensor, StreamPublisher},
     seller::Hosting,
     Account, Error, FastData,
@@ -1410,27 +1411,19 @@ async fn receive(ctx: &Ctx, args: ReceiveArgs) -> anyhow::Result<()> {
             })
             .await;
         forward.abort();
-        summary?
+        summary
     } else {
-        receiver.download(last, &mut sink).await?
+        receiver.download(last, &mut sink).await
     };
-    out.flush()?;
+    let flushed = out.flush();
     bar.finish_and_clear();
-    let mut statements_saved = 0;
-    if let Some(path) = &args.statements {
-        let lines: String = receiver
-            .take_statements()
-            .iter()
-            .map(|s| s.to_line() + "\n")
-            .collect();
-        statements_saved = lines.lines().count();
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .and_then(|mut f| f.write_all(lines.as_bytes()))
-            .with_context(|| format!("cannot write statements to {}", path.display()))?;
-    }
+    // The statements received are evidence even when the download failed part-way.
+    let (summary, statements_saved) = keep_statements(
+        summary,
+        args.statements.as_deref(),
+        &receiver.take_statements(),
+    )?;
+    flushed?;
     let value = json!({"purchase": purchase.id, "segments": summary.segments, "statements": statements_saved, "bytes": summary.bytes, "up_to": summary.up_to, "duplicates": summary.duplicates, "rejected": summary.rejected, "bad_signatures": summary.bad_signatures, "failovers": summary.failovers});
     if ctx.json || args.out.is_some() {
         print(ctx, &value, || {
@@ -1443,6 +1436,46 @@ async fn receive(ctx: &Ctx, args: ReceiveArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Appends `statements` to the file at `path`, one line each ([`ServedStatement::to_line`]);
+/// how many.
+fn save_statements(
+    path: &std::path::Path,
+    statements: &[ServedStatement],
+) -> anyhow::Result<usize> {
+    let lines: String = statements.iter().map(|s| s.to_line() + "\n").collect();
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(lines.as_bytes()))
+        .with_context(|| format!("cannot write statements to {}", path.display()))?;
+    Ok(statements.len())
+}
+
+/// Saves the statements received to `path` (if given) whatever the `outcome` of the receive:
+/// evidence gathered before a failure is kept. Then the outcome, with how many were saved.
+fn keep_statements<T>(
+    outcome: Result<T, Error>,
+    path: Option<&std::path::Path>,
+    statements: &[ServedStatement],
+) -> anyhow::Result<(T, usize)> {
+    let saved = path.map_or(Ok(0), |path| save_statements(path, statements));
+    match outcome {
+        Ok(value) => Ok((value, saved?)),
+        Err(e) => {
+            match (path, saved) {
+                (Some(path), Ok(n)) => eprintln!(
+                    "{n} statements received before the failure appended to {}",
+                    path.display()
+                ),
+                (_, Err(not_saved)) => eprintln!("warning: {not_saved:#}"),
+                (None, Ok(_)) => {}
+            }
+            Err(e.into())
+        }
+    }
 }
 
 fn exit_code(e: &anyhow::Error) -> i32 {
@@ -1568,6 +1601,43 @@ mod tests {
             }
             _ => panic!("bond-extra did not parse"),
         }
+    }
+
+    #[test]
+    fn statements_received_are_saved_even_when_the_receive_fails() {
+        use fastdata_primitives::custody::SegmentStatement;
+        use sp_core::{sr25519, Pair};
+        let operator = sr25519::Pair::from_seed(&[5; 32]);
+        let statements: Vec<ServedStatement> = (0..3)
+            .map(|sequence| {
+                let statement = SegmentStatement::of(H256::repeat_byte(7), sequence, b"x");
+                ServedStatement {
+                    operator: operator.public().into(),
+                    signature: statement.sign_sr25519(&operator, &H256::repeat_byte(0x47)),
+                    statement,
+                }
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("statements.jsonl");
+        let failed: Result<(), Error> = Err(Error::NoOperator("every operator failed".into()));
+        let err = keep_statements(failed, Some(&path), &statements).unwrap_err();
+        assert!(matches!(
+            err.downcast_ref::<Error>(),
+            Some(Error::NoOperator(_))
+        ));
+        let written = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<_> = written.lines().collect();
+        assert_eq!(lines.len(), 3);
+        for (line, statement) in lines.iter().zip(&statements) {
+            assert_eq!(&ServedStatement::from_line(line).unwrap(), statement);
+        }
+        // A later success appends.
+        let (value, saved) = keep_statements(Ok(7), Some(&path), &statements[..1]).unwrap();
+        assert_eq!((value, saved), (7, 1));
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 4);
+        // Nothing asked, nothing written.
+        assert_eq!(keep_statements(Ok(1), None, &statements).unwrap(), (1, 0));
     }
 
     #[test]

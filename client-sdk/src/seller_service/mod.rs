@@ -26,12 +26,15 @@ pub mod rotation;
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     io::BufRead,
+    ops::Range,
     path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
 };
 
-use fastdata_primitives::{escrow::PurchaseState, AccountId, BlockNumber, EpochIndex, StreamId};
+use fastdata_primitives::{
+    escrow::PurchaseState, AccountId, BlockNumber, EpochIndex, Sequence, StreamId,
+};
 use futures_util::{StreamExt, TryStreamExt};
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, Packet, QoS};
 use tokio::{
@@ -40,8 +43,12 @@ use tokio::{
 };
 
 use crate::{
-    chain::FastData, error::Error, keystore::Keystore, operator::parse_broker_url,
-    publish::StreamPublisher, seller::Delivery,
+    chain::FastData,
+    error::Error,
+    keystore::Keystore,
+    operator::{parse_broker_url, OperatorClient, OperatorEndpoint},
+    publish::StreamPublisher,
+    seller::Delivery,
 };
 use batch::{Backoff, Batcher, Segment};
 use config::{MqttSource, SellerConfig, StreamConfig, StreamSelector};
@@ -69,6 +76,20 @@ const PURCHASE_READS_IN_FLIGHT: usize = 16;
 /// Sequences reserved at a time: the keystore's next sequence is raised past a sequence
 /// before it is used, so a restart after a crash never reuses one.
 const RESERVE: u64 = 32;
+
+/// The sequences a run that did not stop cleanly fills with empty segments: from `next` (where
+/// the last run marked it was) below `reserved` (the keystore's next sequence), but only above
+/// `held`, the highest sequence each operator of the stream is known to hold. The last run may
+/// have published past its marker: a lagging replica lacks some of those segments, and an
+/// empty one there would give one sequence two contents. It backfills them from its peers.
+fn fill_range(next: Sequence, reserved: Sequence, held: &[Option<Sequence>]) -> Range<Sequence> {
+    let above = held
+        .iter()
+        .flatten()
+        .max()
+        .map_or(0, |h| h.saturating_add(1));
+    next.max(above).min(reserved)..reserved
+}
 
 /// The next sequence in a stream's marker file, if there is one.
 fn read_marker(path: &Path) -> Option<u64> {
@@ -773,6 +794,22 @@ impl StreamTask {
             (keys, next)
         };
         let endpoints = self.chain.stream_endpoints(&stream).await?;
+        let crashed = self.next.is_none() && next < self.reserved;
+        let start = if crashed {
+            let held = self.operator_heads(&view.operators, &endpoints).await?;
+            let fill = fill_range(next, self.reserved, &held);
+            if fill.start > next {
+                tracing::warn!(
+                    ?stream,
+                    from = next,
+                    to = fill.start,
+                    "the last run published these sequences (an operator holds them): not filled, lagging replicas backfill them"
+                );
+            }
+            fill.start
+        } else {
+            next
+        };
         let expiry = self
             .chain
             .finalized_number()
@@ -786,15 +823,15 @@ impl StreamTask {
             keys,
             &endpoints,
             expiry,
-            next,
+            start,
         )
         .await?;
-        if self.next.is_none() && next < self.reserved {
+        if crashed && start < self.reserved {
             // Empty segments close the gap a crash left: buyers and the chain's head need
             // every sequence, and operators keep a segment they already hold.
             tracing::warn!(
                 ?stream,
-                from = next,
+                from = start,
                 to = self.reserved,
                 "the last run did not stop cleanly: filling the sequences it reserved with empty segments"
             );
@@ -810,6 +847,52 @@ impl StreamTask {
             operators,
             expiry,
         })
+    }
+
+    /// The highest sequence each of `operators` is known to hold (for [`fill_range`]): what it
+    /// answers itself ([`OperatorClient::stored_head`]) and at least what it attested on
+    /// chain. An operator that cannot be asked is logged and counts with its attestation only.
+    async fn operator_heads(
+        &self,
+        operators: &[AccountId],
+        endpoints: &[OperatorEndpoint],
+    ) -> Result<Vec<Option<Sequence>>, Error> {
+        let stream = self.stream;
+        let attested = self.chain.attested_heads(&stream).await?;
+        let genesis = self.chain.genesis();
+        let asked = futures_util::future::join_all(operators.iter().map(|account| async move {
+            let Some(endpoint) = endpoints.iter().find(|e| &e.account == account) else {
+                return Err(Error::NotFound(format!(
+                    "operator {account} has no registered endpoints"
+                )));
+            };
+            OperatorClient::new(endpoint.clone(), genesis)
+                .stored_head(&stream)
+                .await
+        }))
+        .await;
+        Ok(operators
+            .iter()
+            .zip(asked)
+            .map(|(account, answer)| {
+                let on_chain = attested
+                    .iter()
+                    .find(|(who, _)| who == account)
+                    .and_then(|(_, head)| head.checked_sub(1));
+                match answer {
+                    Ok(held) => held.max(on_chain),
+                    Err(e) => {
+                        tracing::warn!(
+                            ?stream,
+                            operator = %account,
+                            attested_up_to = ?on_chain,
+                            "cannot learn what this operator holds; not filling at or below what the others and its attestation report: {e}"
+                        );
+                        on_chain
+                    }
+                }
+            })
+            .collect())
     }
 
     /// Closes the publisher (waiting a while for acknowledgements) and marks where the next
@@ -1038,5 +1121,31 @@ impl StreamTask {
         self.backoff.reset();
         self.open_publisher().await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_crash_filler_stays_above_every_operator_head() {
+        // Marker at 10, reserved to 42; the up-to-date replica holds 0..=17, the lagging one
+        // 0..=12, a third answered nothing (no attestation, not reachable).
+        let held = [Some(17), Some(12), None];
+        let fill = fill_range(10, 42, &held);
+        assert_eq!(fill, 18..42);
+        assert!(fill.clone().all(|sequence| sequence > 17));
+        // Whatever the order of the answers.
+        assert_eq!(fill_range(10, 42, &[None, Some(12), Some(17)]), 18..42);
+        // Nothing held above the marker: fill from it.
+        assert_eq!(fill_range(10, 42, &[Some(9), Some(3)]), 10..42);
+        assert_eq!(fill_range(10, 42, &[None, None]), 10..42);
+        assert_eq!(fill_range(0, 32, &[]), 0..32);
+        // The last run used everything it reserved: nothing to fill.
+        assert!(fill_range(10, 42, &[Some(41)]).is_empty());
+        // An operator claiming sequences never reserved: nothing filled, nothing overflows.
+        assert_eq!(fill_range(10, 42, &[Some(99)]), 42..42);
+        assert_eq!(fill_range(10, 42, &[Some(u64::MAX)]), 42..42);
     }
 }

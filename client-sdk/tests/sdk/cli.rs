@@ -95,6 +95,7 @@ fn find_equivocation_reads_statement_files_and_names_each_pair() {
     let dir = tempfile::tempdir().unwrap();
     let ks = dir.path().join("ks.json");
     let genesis = H256::repeat_byte(0x47);
+    let genesis_arg = format!("{genesis:?}");
     let operator = sr25519::Pair::from_seed(&[5; 32]);
     let served = |sequence, envelope: &[u8]| {
         let statement = SegmentStatement::of(H256::repeat_byte(7), sequence, envelope);
@@ -104,29 +105,45 @@ fn find_equivocation_reads_statement_files_and_names_each_pair() {
             statement,
         }
     };
-    // Two buyers' files: the same segment 3 served with two contents.
-    let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
-    let first = served(3, b"one");
-    let second = served(3, b"two");
-    std::fs::write(
-        &a,
-        format!("{}\n{}\n", first.to_line(), served(4, b"x").to_line()),
-    )
-    .unwrap();
-    std::fs::write(&b, format!("\n{}\n", second.to_line())).unwrap();
-    let (code, out, err) = fastdata(
-        &[
+    let find = |files: &[&std::path::Path]| {
+        let mut args = vec![
             "--json",
             "operator",
             "find-equivocation",
-            a.to_str().unwrap(),
-            b.to_str().unwrap(),
-        ],
-        &ks,
-    );
+            "--genesis",
+            &genesis_arg,
+        ];
+        args.extend(files.iter().map(|f| f.to_str().unwrap()));
+        fastdata(&args, &ks)
+    };
+    // Two buyers' files: the same segment 3 served with two contents. The first line of a is
+    // forged: segment 3 with a third digest under the signature of another statement.
+    let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    let first = served(3, b"one");
+    let second = served(3, b"two");
+    let forged = ServedStatement {
+        statement: SegmentStatement::of(H256::repeat_byte(7), 3, b"forged"),
+        ..first.clone()
+    };
+    std::fs::write(
+        &a,
+        format!(
+            "{}\n{}\n{}\n",
+            forged.to_line(),
+            first.to_line(),
+            served(4, b"x").to_line()
+        ),
+    )
+    .unwrap();
+    std::fs::write(&b, format!("\n{}\n", second.to_line())).unwrap();
+    let (code, out, err) = find(&[&a, &b]);
     assert_eq!(code, 0, "{err}");
     let value: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(value["statements"], 3);
+    // The forged line is named and not paired: the pair is the two signed statements.
+    assert!(err.contains("a.jsonl:1: "), "{err}");
+    assert!(err.contains("not signed by"), "{err}");
+    assert_eq!(value["skipped"].as_array().map(Vec::len), Some(1), "{out}");
     let found = value["equivocations"].as_array().unwrap();
     assert_eq!(found.len(), 1, "{out}");
     assert_eq!(found[0]["sequence"], 3);
@@ -137,31 +154,34 @@ fn find_equivocation_reads_statement_files_and_names_each_pair() {
     assert_eq!(found[0]["second"], evidence(&second));
 
     // One file alone holds no equivocation.
-    let (code, out, _) = fastdata(
-        &[
-            "--json",
-            "operator",
-            "find-equivocation",
-            a.to_str().unwrap(),
-        ],
-        &ks,
-    );
+    let (code, out, _) = find(&[&a]);
     assert_eq!(code, 0);
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&out).unwrap()["equivocations"],
         serde_json::json!([])
     );
-    // A damaged line is named by file and line.
+    // A damaged line is named by file and line, and skipped.
     std::fs::write(&b, format!("{}\nnot json\n", second.to_line())).unwrap();
-    let (code, _, err) = fastdata(
+    let (code, out, err) = find(&[&a, &b]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("b.jsonl:2: "), "{err}");
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(value["equivocations"].as_array().map(Vec::len), Some(1));
+    // Statements signed for another chain do not verify.
+    let (code, out, err) = fastdata(
         &[
+            "--json",
             "operator",
             "find-equivocation",
+            "--genesis",
+            &format!("{:?}", H256::zero()),
             a.to_str().unwrap(),
             b.to_str().unwrap(),
         ],
         &ks,
     );
-    assert_ne!(code, 0);
-    assert!(err.contains("b.jsonl:2:"), "{err}");
+    assert_eq!(code, 0, "{err}");
+    let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(value["statements"], 0);
+    assert_eq!(value["equivocations"], serde_json::json!([]));
 }

@@ -9,5 +9,6 @@ mod kill9;
 mod mosquitto_gate;
 mod restart;
 mod serving_replication;
+mod stream_head;
 mod supervision;
 mod tls;

@@ -2,10 +2,10 @@
 //! waits for finality and prints the record as it is afterwards. `report-equivocation` is
 //! anyone's: it proves an operator signed two contents for one segment.
 
+use anyhow::Context as _;
 use clap::Subcommand;
 use codec::DecodeAll;
-use codec::Encode;
-use fastdata_primitives::api_market::OperatorStatus;
+use fastdata_primitives::{api_market::OperatorStatus, BlockNumber};
 use fastdata_sdk::{
     account::parse_account,
     operator::{equivocations, ServedStatement, StatementEvidence},
@@ -13,9 +13,9 @@ use fastdata_sdk::{
     Error,
 };
 use serde_json::{json, Value};
-use sp_core::crypto::Ss58Codec;
+use sp_core::{crypto::Ss58Codec, H256};
 
-use super::{fmt_balance, parse_balance, print, score, Ctx};
+use super::{fmt_balance, parse_balance, parse_h256, print, score, Ctx};
 
 #[derive(Subcommand)]
 pub(crate) enum OperatorCommand {
@@ -74,8 +74,11 @@ pub(crate) enum OperatorCommand {
     },
     /// Find equivocations in statements files written by `fastdata receive --statements`:
     /// two statements by one operator about one segment naming different contents, one per
-    /// operator and stream. Prints each with the evidence `report-equivocation` takes;
-    /// `--report` sends them (fee-free against an operator holding the minimum stake).
+    /// operator and stream. Only statements the operator's signature verifies for the chain
+    /// count: any other line is named (`file:line: reason`) and skipped. Prints each with the
+    /// evidence `report-equivocation` takes; `--report` sends them (fee-free against an
+    /// operator holding the minimum stake), going on after a failed report and failing at
+    /// the end if any did.
     FindEquivocation {
         /// Statements files (one JSON statement per line).
         #[arg(required = true)]
@@ -83,6 +86,10 @@ pub(crate) enum OperatorCommand {
         /// Report every equivocation found on chain.
         #[arg(long)]
         report: bool,
+        /// Genesis hash (0x + 64 hex digits) of the chain the statements are signed for
+        /// [default: that of the node at --url].
+        #[arg(long)]
+        genesis: Option<String>,
     },
 }
 
@@ -152,13 +159,14 @@ pub(crate) fn status_text(r: &OperatorStatusReport) -> String {
     out.join("\n")
 }
 
-/// `fastdata operator find-equivocation`.
-async fn find_equivocation(
-    ctx: &Ctx,
+/// The statements of `files` whose signature verifies for the chain `genesis`, and a
+/// `file:line: reason` for every other non-empty line.
+fn read_statements(
     files: &[std::path::PathBuf],
-    report: bool,
-) -> anyhow::Result<()> {
+    genesis: &H256,
+) -> anyhow::Result<(Vec<ServedStatement>, Vec<String>)> {
     let mut statements = Vec::new();
+    let mut skipped = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(file)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
@@ -166,75 +174,169 @@ async fn find_equivocation(
             if line.trim().is_empty() {
                 continue;
             }
-            statements.push(
-                ServedStatement::from_line(line)
-                    .map_err(|e| anyhow::anyhow!("{}:{}: {e}", file.display(), i + 1))?,
-            );
+            let verified =
+                ServedStatement::from_line(line).and_then(|s| s.verify(genesis).map(|()| s));
+            match verified {
+                Ok(statement) => statements.push(statement),
+                Err(e) => skipped.push(format!("{}:{}: {e}", file.display(), i + 1)),
+            }
         }
     }
-    let found = equivocations(&statements);
-    let chain = match report && !found.is_empty() {
+    Ok((statements, skipped))
+}
+
+/// Reports every pair with `report`, going on after a failure: the block each report was
+/// included in, or why it failed.
+async fn report_each<F, Fut>(
+    pairs: &[(ServedStatement, ServedStatement)],
+    mut report: F,
+) -> Vec<Result<BlockNumber, anyhow::Error>>
+where
+    F: FnMut(&ServedStatement, &ServedStatement) -> Fut,
+    Fut: std::future::Future<Output = Result<BlockNumber, Error>>,
+{
+    let mut out = Vec::with_capacity(pairs.len());
+    for (first, second) in pairs {
+        out.push(
+            report(first, second)
+                .await
+                .map_err(|e| anyhow::Error::from(e).context("report-equivocation failed")),
+        );
+    }
+    out
+}
+
+/// `fastdata operator find-equivocation`.
+async fn find_equivocation(
+    ctx: &Ctx,
+    files: &[std::path::PathBuf],
+    report: bool,
+    genesis: Option<&str>,
+) -> anyhow::Result<()> {
+    let chain = match report {
         true => Some(ctx.chain().await?),
         false => None,
     };
+    let genesis = match (genesis, &chain) {
+        (Some(text), chain) => {
+            let genesis = parse_h256(text)?;
+            if let Some(chain) = chain.as_ref().filter(|c| c.genesis() != genesis) {
+                anyhow::bail!(
+                    "--genesis {genesis:?} is not the genesis of the node at {} ({:?})",
+                    ctx.cli_url,
+                    chain.genesis()
+                );
+            }
+            genesis
+        }
+        (None, Some(chain)) => chain.genesis(),
+        (None, None) => ctx
+            .reader()
+            .await
+            .context(
+                "statements are checked against the chain's genesis: reach the node or pass --genesis",
+            )?
+            .genesis(),
+    };
+    let (statements, skipped) = read_statements(files, &genesis)?;
+    for line in &skipped {
+        eprintln!("{line}");
+    }
+    let found = equivocations(&statements);
+    let reports = match &chain {
+        Some(chain) => {
+            report_each(&found, |first, second| {
+                let (operator, first, second) =
+                    (first.operator.clone(), first.evidence(), second.evidence());
+                async move {
+                    chain
+                        .report_equivocation(&operator, first, second)
+                        .await
+                        .map(|included| included.block_number)
+                }
+            })
+            .await
+        }
+        None => Vec::new(),
+    };
+    let mut reports = reports.into_iter();
     let mut listed = Vec::new();
+    let (mut failures, mut first_failure) = (0, None);
     for (first, second) in &found {
-        let evidence = |s: &ServedStatement| format!("0x{}", hex::encode(s.evidence().encode()));
         let mut value = json!({
             "operator": first.operator.to_ss58check(),
             "stream": format!("{:?}", first.statement.stream),
             "sequence": first.statement.sequence,
-            "first": evidence(first),
-            "second": evidence(second),
+            "first": first.evidence_hex(),
+            "second": second.evidence_hex(),
         });
-        if let Some(chain) = &chain {
-            let included = chain
-                .report_equivocation(&first.operator, first.evidence(), second.evidence())
-                .await
-                .map_err(|e| anyhow::Error::from(e).context("report-equivocation failed"))?;
-            value["reported_at"] = json!(included.block_number);
+        match reports.next() {
+            Some(Ok(block)) => value["reported_at"] = json!(block),
+            Some(Err(e)) => {
+                value["report_error"] = json!(format!("{e:#}"));
+                failures += 1;
+                first_failure.get_or_insert(e);
+            }
+            None => {}
         }
         listed.push(value);
     }
-    let value = json!({"statements": statements.len(), "equivocations": listed});
+    let value = json!({
+        "statements": statements.len(),
+        "skipped": skipped,
+        "equivocations": listed,
+    });
     print(ctx, &value, || {
         let mut lines = vec![format!(
-            "{} statements read, {} equivocations",
+            "{} statements read, {} lines skipped, {} equivocations",
             statements.len(),
+            skipped.len(),
             listed.len()
         )];
         for v in &listed {
+            let outcome = match (v.get("reported_at"), v.get("report_error")) {
+                (Some(block), _) => format!(" (reported at block {block})"),
+                (_, Some(e)) => format!(" (report failed: {})", e.as_str().unwrap_or_default()),
+                _ => String::new(),
+            };
             lines.push(format!(
-                "  {} segment {} of stream {}{}\n    --first {}\n    --second {}",
+                "  {} segment {} of stream {}{outcome}\n    --first {}\n    --second {}",
                 v["operator"].as_str().unwrap_or_default(),
                 v["sequence"],
                 v["stream"].as_str().unwrap_or_default(),
-                v.get("reported_at")
-                    .map(|b| format!(" (reported at block {b})"))
-                    .unwrap_or_default(),
                 v["first"].as_str().unwrap_or_default(),
                 v["second"].as_str().unwrap_or_default(),
             ));
         }
         lines.join("\n")
     });
-    Ok(())
+    match first_failure {
+        None => Ok(()),
+        Some(e) => Err(e.context(format!(
+            "{failures} of {} equivocation reports failed; the first",
+            found.len()
+        ))),
+    }
 }
 
 pub(crate) async fn operator(ctx: &Ctx, cmd: OperatorCommand) -> anyhow::Result<()> {
     let chain = match &cmd {
         OperatorCommand::Status { .. } => ctx.reader().await?,
         OperatorCommand::Earnings => return super::business::earnings(ctx).await,
-        OperatorCommand::FindEquivocation { files, report } => {
-            return find_equivocation(ctx, files, *report).await
-        }
+        OperatorCommand::FindEquivocation {
+            files,
+            report,
+            genesis,
+        } => return find_equivocation(ctx, files, *report, genesis.as_deref()).await,
         _ => ctx.chain().await?,
     };
     let (name, action, result) = match cmd {
         OperatorCommand::Earnings => return super::business::earnings(ctx).await,
-        OperatorCommand::FindEquivocation { files, report } => {
-            return find_equivocation(ctx, &files, report).await
-        }
+        OperatorCommand::FindEquivocation {
+            files,
+            report,
+            genesis,
+        } => return find_equivocation(ctx, &files, report, genesis.as_deref()).await,
         OperatorCommand::ReportEquivocation {
             operator,
             first,
@@ -371,6 +473,48 @@ mod tests {
         assert!(text.contains("drawn from relay block 90"), "{text}");
         assert!(text.contains("100 FAST"), "{text}");
         assert_eq!(status_name(&OperatorStatus::Paused), ("Paused", None));
+    }
+
+    #[tokio::test]
+    async fn a_failed_report_does_not_stop_the_others() {
+        use fastdata_primitives::custody::SegmentStatement;
+        use sp_core::{sr25519, Pair};
+        let operator = sr25519::Pair::from_seed(&[5; 32]);
+        let served = |stream: u8, envelope: &[u8]| {
+            let statement = SegmentStatement::of(H256::repeat_byte(stream), 3, envelope);
+            ServedStatement {
+                operator: operator.public().into(),
+                signature: statement.sign_sr25519(&operator, &H256::repeat_byte(0x47)),
+                statement,
+            }
+        };
+        let pairs: Vec<_> = (1..=3)
+            .map(|stream| (served(stream, b"one"), served(stream, b"two")))
+            .collect();
+        let mut asked = Vec::new();
+        let results = report_each(&pairs, |first, _| {
+            let stream = first.statement.stream;
+            asked.push(stream);
+            async move {
+                match stream == H256::repeat_byte(1) {
+                    true => Err(Error::Dispatch {
+                        error: "Operators.AlreadyReported".into(),
+                    }),
+                    false => Ok(u32::from(stream.as_bytes()[0]) * 10),
+                }
+            }
+        })
+        .await;
+        assert_eq!(asked.len(), 3);
+        let err = results[0].as_ref().unwrap_err();
+        assert!(format!("{err:#}").contains("AlreadyReported"), "{err:#}");
+        // The chain's error stays reachable (it sets the exit code).
+        assert!(matches!(
+            err.downcast_ref::<Error>(),
+            Some(Error::Dispatch { .. })
+        ));
+        assert_eq!(results[1].as_ref().ok(), Some(&20));
+        assert_eq!(results[2].as_ref().ok(), Some(&30));
     }
 
     #[test]
