@@ -86,14 +86,17 @@ fn parse_cpu_jiffies(stat: &str) -> Option<(u64, u64)> {
 
 /// The id of the first process whose command line contains `needle`.
 pub fn find_pid(needle: &str) -> Option<u32> {
+    find_pid_all(&[needle])
+}
+
+/// The id of the first process whose command line contains every one of `needles`.
+pub fn find_pid_all(needles: &[&str]) -> Option<u32> {
     std::fs::read_dir("/proc").ok()?.find_map(|entry| {
         let entry = entry.ok()?;
         let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
         let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-        String::from_utf8_lossy(&cmdline)
-            .replace('\0', " ")
-            .contains(needle)
-            .then_some(pid)
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        needles.iter().all(|n| cmdline.contains(n)).then_some(pid)
     })
 }
 

@@ -1,6 +1,7 @@
 //! `fastdata-bench`: FAST DATA benchmarks.
 //!
-//! - `fastdata-bench operator`: storage-operator decision latency, ingest throughput, memory.
+//! - `fastdata-bench operator`: storage-operator decision latency, ingest throughput and
+//!   publish → PUBACK latency through Mosquitto and VerneMQ, memory.
 //! - `fastdata-bench grid --quick|--full --url ws://…`: the paper's experiment grid on a dev
 //!   chain (onboarding runtime, upload throughput, end-to-end latency, overhead vs plaintext).
 //! - `fastdata-bench trust`: trust score gained per unit paid, honest vs colluding (issue 18).
@@ -86,6 +87,17 @@ struct OperatorArgs {
     /// Plaintext bytes per segment.
     #[arg(long, default_value_t = 256)]
     payload: usize,
+    /// The brokers to run the ingest through: Mosquitto (dynamic security), VerneMQ
+    /// (webhooks, `$FASTDATA_VERNEMQ`), or both.
+    #[arg(long, value_enum, default_value_t = BrokerChoice::Both)]
+    broker: BrokerChoice,
+    /// `[vernemq] cache_secs` of a second VerneMQ run in which the daemon lets VerneMQ cache
+    /// allowed publish answers (0: no such run).
+    #[arg(long, default_value_t = 5)]
+    vernemq_cache_secs: u32,
+    /// Publish → PUBACK round trips timed one at a time with the broker idle, per broker.
+    #[arg(long, default_value_t = 1_000)]
+    probe_samples: u32,
     /// The fastdata-operator binary (default: $FASTDATA_BIN/fastdata-operator or next to
     /// this executable).
     #[arg(long)]
@@ -93,6 +105,31 @@ struct OperatorArgs {
     /// Also write the report here.
     #[arg(long, default_value = default_report())]
     report: PathBuf,
+}
+
+/// `fastdata-bench operator --broker`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum BrokerChoice {
+    Mosquitto,
+    Vernemq,
+    Both,
+}
+
+impl BrokerChoice {
+    /// The ingest runs, in order.
+    fn gates(self, cache_secs: u32) -> Vec<operator::Gate> {
+        let mut gates = Vec::new();
+        if self != BrokerChoice::Vernemq {
+            gates.push(operator::Gate::Mosquitto);
+        }
+        if self != BrokerChoice::Mosquitto {
+            gates.push(operator::Gate::Vernemq { cache_secs: 0 });
+            if cache_secs > 0 {
+                gates.push(operator::Gate::Vernemq { cache_secs });
+            }
+        }
+        gates
+    }
 }
 
 #[derive(Args, Debug)]
@@ -245,8 +282,18 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
             fastdata_primitives::envelope::MAX_PAYLOAD_LEN
         );
     }
-    if args.decisions == 0 || args.admissions == 0 {
-        bail!("--decisions and --admissions must be at least 1");
+    if args.decisions == 0 || args.admissions == 0 || args.probe_samples == 0 {
+        bail!("--decisions, --admissions and --probe-samples must be at least 1");
+    }
+    if args.vernemq_cache_secs > fastdata_operator::config::MAX_VERNEMQ_CACHE_SECS {
+        bail!(
+            "--vernemq-cache-secs must be at most {}",
+            fastdata_operator::config::MAX_VERNEMQ_CACHE_SECS
+        );
+    }
+    if args.broker != BrokerChoice::Mosquitto {
+        fastdata_e2e::vernemq::release()
+            .context("--broker vernemq needs the VerneMQ release (or pass --broker mosquitto)")?;
     }
     let (dir, started) = run_dir(&args.out, "operator")?;
     let cfg = operator::OperatorBench {
@@ -257,6 +304,8 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
         publishers: args.publishers,
         segments: args.segments,
         payload: args.payload,
+        gates: args.broker.gates(args.vernemq_cache_secs),
+        probe_samples: args.probe_samples,
         operator_bin: operator_bin(args.operator_bin)?,
         work: operator::work_dir(&dir),
     };
@@ -266,7 +315,7 @@ async fn operator(args: OperatorArgs) -> anyhow::Result<()> {
     // Keep the broker's and the daemon's logs of a stalled ingest for inspection.
     let stalled = rows
         .iter()
-        .any(|r| r.metric == "ingest_stalled" && r.value > 0.0);
+        .any(|r| r.metric.ends_with("ingest_stalled") && r.value > 0.0);
     if !stalled {
         let _ = std::fs::remove_dir_all(&cfg.work);
     }
@@ -436,6 +485,30 @@ mod tests {
         assert!(Cli::try_parse_from(["fastdata-bench", "grid", "--quick", "--full"]).is_err());
         assert!(Cli::try_parse_from(["fastdata-bench", "grid", "--quick"]).is_ok());
         assert!(Cli::try_parse_from(["fastdata-bench", "operator", "--streams", "x"]).is_err());
+        assert!(Cli::try_parse_from(["fastdata-bench", "operator", "--broker", "kafka"]).is_err());
+        let Ok(Cli {
+            command: Command::Operator(args),
+        }) = Cli::try_parse_from(["fastdata-bench", "operator"])
+        else {
+            panic!("operator takes no required arguments");
+        };
+        assert_eq!(args.broker, BrokerChoice::Both);
+        assert_eq!(
+            args.broker.gates(args.vernemq_cache_secs),
+            vec![
+                operator::Gate::Mosquitto,
+                operator::Gate::Vernemq { cache_secs: 0 },
+                operator::Gate::Vernemq { cache_secs: 5 }
+            ]
+        );
+        assert_eq!(
+            BrokerChoice::Vernemq.gates(0),
+            vec![operator::Gate::Vernemq { cache_secs: 0 }]
+        );
+        assert_eq!(
+            BrokerChoice::Mosquitto.gates(5),
+            vec![operator::Gate::Mosquitto]
+        );
         assert!(Cli::try_parse_from(["fastdata-bench", "report"]).is_err());
     }
 }

@@ -4,21 +4,34 @@
 //!   token admission and access request admission (sr25519 verification plus the durable
 //!   nonce update), and the per-message publish and subscribe ACL decisions, each timed call
 //!   by call over a view with many streams and purchases.
-//! - **Ingest**: a real Mosquitto and a real `fastdata-operator` process on a fixture chain
-//!   (no node) hosting the streams; publishers seal segments and publish them with QoS 1
-//!   through the SDK's [`StreamPublisher`] as fast as they can; the daemon's `/metrics`
-//!   counter of stored segments gives segments persisted per second.
+//! - **Ingest**, per broker ([`Gate`]): a real broker and a real `fastdata-operator` process on
+//!   a fixture chain (no node) hosting the streams. Mosquitto is gated by the dynamic-security
+//!   plugin (the daemon grants ahead, the broker decides each publish alone); VerneMQ (the
+//!   release `scripts/setup` builds, run by `fastdata-e2e`'s runner with the operator's
+//!   recommended settings) asks the daemon's webhooks about every publish, and once more with
+//!   the daemon letting VerneMQ cache allowed publish answers (`[vernemq] cache_secs`).
+//!   Publishers seal segments and publish them with QoS 1 through the SDK's
+//!   [`StreamPublisher`] as fast as they can; the daemon's `/metrics` counter of stored
+//!   segments gives segments persisted per second. A probe publisher on a stream of its own
+//!   times publish → PUBACK round trips one at a time every 5 ms, first with the broker idle,
+//!   then beside the flood: on VerneMQ the PUBACK waits for the `auth_on_publish` webhook, so
+//!   the difference to the cached run is the gate's cost as VerneMQ sees it. The daemon's
+//!   histogram of webhook answer times and VerneMQ's count of webhook requests are read too.
 //! - **Memory**: the daemon's `VmRSS` (and peak `VmHWM`) idle with all streams, and after the
 //!   ingest run.
 
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context};
+use fastdata_e2e::vernemq::Vernemq;
 use fastdata_operator::{
     auth::{public_key, stream_topic, Authorizer, Principal},
     chain::{ChainEvent, ChainView, InMemoryChainView, PurchaseInfo, StreamAssignment},
@@ -27,16 +40,24 @@ use fastdata_operator::{
     store::Store,
 };
 use fastdata_primitives::{
-    envelope::{seal, EpochKeys, SegmentHeader},
+    envelope::{seal, EpochKeys, SegmentHeader, MAX_ENVELOPE_LEN},
     escrow::{AccessPeriod, PurchaseState, PurchaseTerms},
     tokens::{AccessRequest, Signed, UploadToken},
     AccountId, StreamId,
 };
-use fastdata_sdk::{operator::OperatorEndpoint, publish::StreamPublisher, Account};
+use fastdata_sdk::{
+    operator::{OperatorClient, OperatorEndpoint},
+    publish::StreamPublisher,
+    Account,
+};
 use indicatif::{ProgressBar, ProgressStyle};
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, Packet, QoS};
 use sp_core::{crypto::Ss58Codec, sr25519, Pair, H256};
 use sp_io::hashing::blake2_256;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    sync::{mpsc, oneshot},
+};
 
 use crate::{machine, results::Row, stats};
 
@@ -61,6 +82,10 @@ pub struct OperatorBench {
     pub segments: u32,
     /// Plaintext bytes per segment.
     pub payload: usize,
+    /// The brokers to run the ingest through, in order.
+    pub gates: Vec<Gate>,
+    /// Publish → PUBACK round trips timed with the broker idle.
+    pub probe_samples: u32,
     /// The `fastdata-operator` binary.
     pub operator_bin: PathBuf,
     /// Working directory (broker, database, logs).
@@ -466,13 +491,141 @@ pub fn metric_value(text: &str, name_and_labels: &str) -> Option<f64> {
 /// The daemon's counter of stored segments.
 pub const STORED: &str = "fastdata_operator_segments_in_total{result=\"stored\"}";
 
+/// The broker and gate of an ingest run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Mosquitto with the dynamic-security plugin: the daemon grants logins and topics ahead,
+    /// the broker decides each publish alone.
+    Mosquitto,
+    /// VerneMQ with webhooks: the broker asks the daemon about every register, subscribe and
+    /// publish; with `cache_secs` > 0 the daemon lets VerneMQ reuse allowed publish answers
+    /// that long (`[vernemq] cache_secs`).
+    Vernemq {
+        /// `[vernemq] cache_secs` of the daemon.
+        cache_secs: u32,
+    },
+}
+
+impl Gate {
+    /// The prefix of this gate's metric names (none for Mosquitto, the names of earlier runs).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Gate::Mosquitto => "",
+            Gate::Vernemq { cache_secs: 0 } => "vernemq_",
+            Gate::Vernemq { .. } => "vernemq_cached_",
+        }
+    }
+
+    /// Human-readable.
+    pub fn label(self) -> String {
+        match self {
+            Gate::Mosquitto => "Mosquitto (dynamic security)".into(),
+            Gate::Vernemq { cache_secs: 0 } => "VerneMQ (webhooks)".into(),
+            Gate::Vernemq { cache_secs } => {
+                format!("VerneMQ (webhooks, publish answers cached {cache_secs} s)")
+            }
+        }
+    }
+}
+
+/// One publish → PUBACK round trip at a time, every [`PROBE_INTERVAL`], on a stream of its
+/// own.
+const PROBE_INTERVAL: Duration = Duration::from_millis(5);
+
+/// `vernemq.conf` settings beyond what the e2e runner sets: the operator's recommended ones
+/// (`storage-operator/vernemq.conf`), and reads of at most 32 KiB from a client's socket
+/// (VerneMQ's own example buffer sizes). VerneMQ 2.1.2's parser (`vmq_parser:parse/4`)
+/// compares the whole unparsed buffer, not the next packet, with the session's
+/// `max_message_size` (the daemon sets 65,649 + 1,024 bytes for sellers) and answers `more`
+/// when it is larger: a publisher whose backlog reaches VerneMQ in one read larger than that
+/// gets no further PUBACK until the keep-alive drops the connection (seen here: 45–60 s
+/// stalls with the OS default buffers). Bounding the read keeps this run's 256-byte segments
+/// clear of it.
+const VERNEMQ_SETTINGS: &[(&str, &str)] = &[
+    ("max_inflight_messages", "1000"),
+    ("max_message_size", "70000"),
+    ("listener.tcp.buffer_sizes", "4096,16384,32768"),
+];
+
+/// The daemon's histogram of webhook answer times.
+const WEBHOOK_SECONDS: &str = "fastdata_operator_webhook_seconds";
+
+/// A running broker of an ingest run.
+enum Broker {
+    Mosquitto(Mosquitto),
+    Vernemq(Vernemq),
+}
+
+impl Broker {
+    fn port(&self) -> u16 {
+        match self {
+            Broker::Mosquitto(m) => m.port,
+            Broker::Vernemq(v) => v.port,
+        }
+    }
+
+    /// The broker's process, for its CPU time.
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Broker::Mosquitto(m) => {
+                machine::find_pid(&m.dir.join("mosquitto.conf").display().to_string())
+            }
+            Broker::Vernemq(v) => {
+                machine::find_pid_all(&["beam.smp", &v.dir.display().to_string()])
+            }
+        }
+    }
+
+    fn log(&self) -> PathBuf {
+        match self {
+            Broker::Mosquitto(m) => m.dir.join("mosquitto.log"),
+            Broker::Vernemq(v) => v.dir.join("log/console.log"),
+        }
+    }
+}
+
+/// Starts the broker of `gate` under `dir`; the daemon's `[broker]` (and `[vernemq]`)
+/// configuration for it.
+fn start_broker(gate: Gate, dir: &Path, http_port: u16) -> anyhow::Result<(Broker, String)> {
+    match gate {
+        Gate::Mosquitto => {
+            let broker = Mosquitto::start(&dir.join("broker"), free_port()?, BROKER_PASSWORD)
+                .context("cannot start mosquitto")?;
+            let section = format!(
+                "[broker]\nkind = \"mosquitto\"\nport = {}\nusername = \"{ADMIN_USER}\"\n\
+                 password = \"{BROKER_PASSWORD}\"\nclient_id_prefix = \"bench-{http_port}\"\n",
+                broker.port
+            );
+            Ok((Broker::Mosquitto(broker), section))
+        }
+        Gate::Vernemq { cache_secs } => {
+            let webhooks = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
+            let broker = Vernemq::start_with(&dir.join("vernemq"), webhooks, VERNEMQ_SETTINGS)
+                .context("cannot start VerneMQ")?;
+            let mut section = format!(
+                "[broker]\nkind = \"vernemq\"\nport = {}\nusername = \"operator\"\n\
+                 password = \"{BROKER_PASSWORD}\"\nclient_id_prefix = \"bench-{http_port}\"\n\
+                 [vernemq]\nwebhook_listen = \"{webhooks}\"\napi_url = \"{}\"\napi_key = \"{}\"\n",
+                broker.port,
+                broker.api_url(),
+                broker.api_key
+            );
+            if cache_secs > 0 {
+                section.push_str(&format!("cache_secs = {cache_secs}\n"));
+            }
+            Ok((Broker::Vernemq(broker), section))
+        }
+    }
+}
+
 fn start_daemon(
     cfg: &OperatorBench,
     state: &ChainState,
-    broker: &Mosquitto,
+    dir: &Path,
+    broker_section: &str,
     http_port: u16,
 ) -> anyhow::Result<DaemonProcess> {
-    let dir = cfg.work.join("daemon");
+    let dir = dir.join("daemon");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let fixture = dir.join("chain.toml");
@@ -482,11 +635,9 @@ fn start_daemon(
         &config,
         format!(
             "[operator]\nsuri = \"0x{}\"\ndata_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\
-             [broker]\nkind = \"mosquitto\"\nport = {}\nusername = \"{ADMIN_USER}\"\npassword = \"{BROKER_PASSWORD}\"\n\
-             client_id_prefix = \"bench-{http_port}\"\n[chain]\nfixture = \"{}\"\ngenesis = \"{GENESIS:?}\"\n",
+             {broker_section}[chain]\nfixture = \"{}\"\ngenesis = \"{GENESIS:?}\"\n",
             hex::encode(operator_seed()),
             dir.join("data").display(),
-            broker.port,
             fixture.display()
         ),
     )?;
@@ -503,8 +654,291 @@ fn start_daemon(
     Ok(DaemonProcess { child })
 }
 
-/// Ingest throughput through a real broker and daemon, and the daemon's memory.
-pub async fn ingest_bench(cfg: &OperatorBench, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+/// A seller's publisher that has one segment in flight at a time and times each publish →
+/// PUBACK round trip (what a paced seller sees). It logs in like the SDK's publisher: an
+/// upload token traded for a login bound to its client id.
+struct Probe {
+    client: AsyncClient,
+    /// When each PUBACK arrived (the event loop's clock).
+    acks: mpsc::UnboundedReceiver<Instant>,
+    task: tokio::task::JoinHandle<()>,
+    topic: String,
+    stream: StreamId,
+    keys: EpochKeys,
+    payload: Vec<u8>,
+    sequence: u64,
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Probe {
+    async fn connect(
+        endpoint: &OperatorEndpoint,
+        index: u32,
+        payload: usize,
+    ) -> anyhow::Result<Self> {
+        let seller = Account::from_seed(&seller_seed(index));
+        let stream = stream_id(index);
+        let credentials = OperatorClient::new(endpoint.clone(), GENESIS)
+            .upload_session(&seller, stream, 0, FOREVER)
+            .await
+            .context("the probe's upload session was refused")?;
+        let client_id = credentials.mqtt_client_id(|| credentials.username.clone());
+        let mut options = endpoint.broker_address()?.mqtt_options(client_id)?;
+        options.set_credentials(credentials.username.clone(), credentials.password.clone());
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_max_packet_size(MAX_ENVELOPE_LEN + 1024, MAX_ENVELOPE_LEN + 1024);
+        let (client, mut eventloop) = AsyncClient::new(options, 16);
+        let (ack_tx, acks) = mpsc::unbounded_channel();
+        let (connected_tx, connected) = oneshot::channel::<Result<(), String>>();
+        let task = tokio::spawn(async move {
+            let mut connected_tx = Some(connected_tx);
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        if let Some(tx) = connected_tx.take() {
+                            let _ = tx.send(if ack.code == ConnectReturnCode::Success {
+                                Ok(())
+                            } else {
+                                Err(format!("{:?}", ack.code))
+                            });
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        let _ = ack_tx.send(Instant::now());
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        if let Some(tx) = connected_tx.take() {
+                            let _ = tx.send(Err(e.to_string()));
+                            return;
+                        }
+                        tracing::warn!("probe connection: {e}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        });
+        match tokio::time::timeout(Duration::from_secs(10), connected).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => bail!("the probe cannot connect to the broker: {e}"),
+            Ok(Err(_)) => bail!("the probe's connection ended before CONNACK"),
+            Err(_) => bail!("no CONNACK for the probe within 10 s"),
+        }
+        Ok(Self {
+            client,
+            acks,
+            task,
+            topic: credentials.topic,
+            stream,
+            keys: EpochKeys::new([5; 32], [6; 32]),
+            payload: vec![0x3c; payload],
+            sequence: 0,
+        })
+    }
+
+    /// Seals the next segment, publishes it and waits for its PUBACK; the time from the
+    /// publish call to the PUBACK.
+    async fn round_trip(&mut self) -> anyhow::Result<Duration> {
+        let header = SegmentHeader {
+            stream: self.stream,
+            epoch: 0,
+            sequence: self.sequence,
+            timestamp: 1,
+        };
+        let sealed = seal(&self.keys, &header, &self.payload).context("cannot seal")?;
+        self.sequence += 1;
+        let sent = Instant::now();
+        self.client
+            .publish(self.topic.clone(), QoS::AtLeastOnce, false, sealed)
+            .await
+            .context("the probe cannot publish")?;
+        let acked = tokio::time::timeout(Duration::from_secs(30), self.acks.recv())
+            .await
+            .context("no PUBACK for the probe within 30 s")?
+            .context("the probe's connection ended")?;
+        Ok(acked.saturating_duration_since(sent))
+    }
+
+    /// Round trips every [`PROBE_INTERVAL`] until `count` are done or `stop` is set; their
+    /// times in ms.
+    async fn paced(
+        &mut self,
+        count: Option<u32>,
+        stop: &AtomicBool,
+        progress: Option<&ProgressBar>,
+    ) -> anyhow::Result<Vec<f64>> {
+        let mut samples = Vec::new();
+        let mut tick = tokio::time::interval(PROBE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while count.is_none_or(|n| samples.len() < n as usize) && !stop.load(Ordering::Relaxed) {
+            tick.tick().await;
+            samples.push(self.round_trip().await?.as_secs_f64() * 1e3);
+            if let Some(progress) = progress {
+                progress.inc(1);
+            }
+        }
+        Ok(samples)
+    }
+}
+
+fn puback_rows(
+    prefix: &str,
+    name: &str,
+    samples: &mut [f64],
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    let s = stats::summarize(samples).context("no PUBACK samples")?;
+    let p95 = stats::percentile(samples, 95.0).unwrap_or(s.max);
+    for (what, value) in [
+        ("p50", s.p50),
+        ("p95", p95),
+        ("p99", s.p99),
+        ("max", s.max),
+        ("mean", s.mean),
+    ] {
+        rows.push(Row::operator(
+            &format!("{prefix}puback_{name}_{what}"),
+            value,
+            "ms",
+        ));
+    }
+    rows.push(Row::operator(
+        &format!("{prefix}puback_{name}_count"),
+        s.count as f64,
+        "publishes",
+    ));
+    Ok(())
+}
+
+/// One hook's series of the daemon's webhook histogram.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HookTimes {
+    /// (upper bound s, cumulative count), ascending; the last is +Inf.
+    pub buckets: Vec<(f64, f64)>,
+    /// Sum of the times, s.
+    pub sum: f64,
+    /// Calls.
+    pub count: f64,
+}
+
+impl HookTimes {
+    /// The series of `hook` in the daemon's Prometheus text, if it has one.
+    pub fn parse(text: &str, hook: &str) -> Option<Self> {
+        let label = format!("hook=\"{hook}\"");
+        let mut times = Self::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some(rest) = line.strip_prefix(WEBHOOK_SECONDS) else {
+                continue;
+            };
+            let Some((key, value)) = rest.rsplit_once(' ') else {
+                continue;
+            };
+            if !key.contains(&label) {
+                continue;
+            }
+            let Ok(value) = value.trim().parse::<f64>() else {
+                continue;
+            };
+            if key.starts_with("_sum") {
+                times.sum = value;
+            } else if key.starts_with("_count") {
+                times.count = value;
+            } else if let Some(le) = key
+                .strip_prefix("_bucket{le=\"")
+                .and_then(|k| k.split_once('"'))
+                .map(|(le, _)| le)
+            {
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                times.buckets.push((le, value));
+            }
+        }
+        times.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        (!times.buckets.is_empty()).then_some(times)
+    }
+
+    /// What was observed after `before`.
+    pub fn since(&self, before: &Self) -> Self {
+        Self {
+            buckets: self
+                .buckets
+                .iter()
+                .map(|(le, n)| {
+                    let earlier = before
+                        .buckets
+                        .iter()
+                        .find(|(b, _)| b == le)
+                        .map_or(0.0, |(_, m)| *m);
+                    (*le, n - earlier)
+                })
+                .collect(),
+            sum: self.sum - before.sum,
+            count: self.count - before.count,
+        }
+    }
+
+    /// The `q`-quantile (0..=1), interpolated linearly within its bucket; `None` without
+    /// calls or in the +Inf bucket.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count <= 0.0 {
+            return None;
+        }
+        let rank = q * self.count;
+        let mut lower = (0.0, 0.0);
+        for &(le, n) in &self.buckets {
+            if n >= rank {
+                if !le.is_finite() {
+                    return None;
+                }
+                let width = n - lower.1;
+                let within = if width > 0.0 {
+                    (rank - lower.1) / width
+                } else {
+                    1.0
+                };
+                return Some(lower.0 + (le - lower.0) * within);
+            }
+            lower = (le, n);
+        }
+        None
+    }
+}
+
+/// The sum of every sample of metric `name` (any labels) in Prometheus text.
+pub fn metric_sum(text: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            let metric = key.split('{').next()?.trim();
+            (metric == name).then(|| value.trim().parse().ok())?
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+/// VerneMQ's counter of PUBACKs sent.
+const VMQ_PUBACKS_SENT: &str = "vernemq_mqtt_puback_sent";
+
+/// VerneMQ's counter of `auth_on_publish` webhook requests (cache misses).
+const VMQ_PUBLISH_REQUESTS: &str = "vernemq_webhooks_auth_on_publish_requests";
+
+/// Ingest throughput and publish → PUBACK latency through a real broker and daemon gated by
+/// `gate`, and the daemon's memory.
+pub async fn ingest_bench(
+    cfg: &OperatorBench,
+    gate: Gate,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
     if cfg.publishers == 0 || cfg.segments == 0 {
         bail!("--publishers and --segments must be at least 1");
     }
@@ -517,12 +951,24 @@ pub async fn ingest_bench(cfg: &OperatorBench, rows: &mut Vec<Row>) -> anyhow::R
             cfg.operator_bin.display()
         );
     }
-    let state = ChainState::new(cfg.streams, cfg.purchases_per_stream);
-    let broker = Mosquitto::start(&cfg.work.join("broker"), free_port()?, BROKER_PASSWORD)
-        .context("cannot start mosquitto")?;
+    let prefix = gate.prefix();
+    let key = |metric: &str| format!("{prefix}{metric}");
+    let dir = cfg.work.join(match gate {
+        Gate::Mosquitto => "mosquitto",
+        Gate::Vernemq { cache_secs: 0 } => "vernemq",
+        Gate::Vernemq { .. } => "vernemq-cached",
+    });
+    // One more stream than --streams: the probe's.
+    let state = ChainState::new(cfg.streams + 1, cfg.purchases_per_stream);
     let http_port = free_port()?;
     let http = format!("127.0.0.1:{http_port}");
-    let mut daemon = start_daemon(cfg, &state, &broker, http_port)?;
+    let (broker, section) = start_broker(gate, &dir, http_port)?;
+    let vmq_metrics = match &broker {
+        Broker::Vernemq(v) => Some(format!("127.0.0.1:{}", v.http_port)),
+        Broker::Mosquitto(_) => None,
+    };
+    let daemon_log = dir.join("daemon/operator.log");
+    let mut daemon = start_daemon(cfg, &state, &dir, &section, http_port)?;
     let started = Instant::now();
     loop {
         if get_metrics(&http).await.is_ok() {
@@ -531,7 +977,7 @@ pub async fn ingest_bench(cfg: &OperatorBench, rows: &mut Vec<Row>) -> anyhow::R
         if let Ok(Some(status)) = daemon.child.try_wait() {
             bail!(
                 "fastdata-operator exited ({status}); see {}",
-                cfg.work.join("daemon/operator.log").display()
+                daemon_log.display()
             );
         }
         if started.elapsed() > Duration::from_secs(30) {
@@ -540,7 +986,7 @@ pub async fn ingest_bench(cfg: &OperatorBench, rows: &mut Vec<Row>) -> anyhow::R
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     rows.push(Row::operator(
-        "daemon_startup",
+        &key("daemon_startup"),
         started.elapsed().as_secs_f64(),
         "s",
     ));
@@ -548,11 +994,15 @@ pub async fn ingest_bench(cfg: &OperatorBench, rows: &mut Vec<Row>) -> anyhow::R
     tokio::time::sleep(Duration::from_secs(2)).await;
     let pid = daemon.pid();
     let (idle_rss, _) = machine::rss_kib(pid).context("cannot read the daemon's memory")?;
-    rows.push(Row::operator("rss_idle", idle_rss as f64 / 1024.0, "MiB"));
+    rows.push(Row::operator(
+        &key("rss_idle"),
+        idle_rss as f64 / 1024.0,
+        "MiB",
+    ));
 
     let endpoint = OperatorEndpoint {
         account: state.me.clone(),
-        broker_url: format!("mqtt://127.0.0.1:{}", broker.port),
+        broker_url: format!("mqtt://127.0.0.1:{}", broker.port()),
         http_url: format!("http://{http}"),
     };
     let connecting = bar(u64::from(cfg.publishers), "connecting publishers");
@@ -576,12 +1026,40 @@ pub async fn ingest_bench(cfg: &OperatorBench, rows: &mut Vec<Row>) -> anyhow::R
     }
     connecting.finish();
 
+    // Publish → PUBACK one at a time with the broker otherwise idle.
+    let mut probe = Probe::connect(&endpoint, cfg.streams, cfg.payload).await?;
+    let idle = bar(u64::from(cfg.probe_samples), "PUBACK round trips, idle");
+    let never = AtomicBool::new(false);
+    let mut samples = probe
+        .paced(Some(cfg.probe_samples), &never, Some(&idle))
+        .await?;
+    idle.finish();
+    puback_rows(prefix, "idle", &mut samples, rows)?;
+    // The probe's segments are stored before the flood starts.
+    let probe_idle = samples.len() as f64;
+    let settle = Instant::now();
+    let mut before = 0.0;
+    while settle.elapsed() < Duration::from_secs(30) {
+        before = metric_value(&get_metrics(&http).await?, STORED).unwrap_or(0.0);
+        if before >= probe_idle {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     let total = u64::from(cfg.publishers) * u64::from(cfg.segments);
-    let before = metric_value(&get_metrics(&http).await?, STORED).unwrap_or(0.0);
+    let daemon_before = get_metrics(&http).await?;
+    let hook_before = HookTimes::parse(&daemon_before, "auth_on_publish");
+    let vmq_before = match &vmq_metrics {
+        Some(addr) => get_metrics(addr)
+            .await
+            .ok()
+            .and_then(|t| metric_sum(&t, VMQ_PUBLISH_REQUESTS)),
+        None => None,
+    };
     let cpu_daemon_before = machine::cpu_seconds(&pid.to_string()).unwrap_or(0.0);
     let cpu_self_before = machine::cpu_seconds("self").unwrap_or(0.0);
-    let broker_conf = broker.dir.join("mosquitto.conf");
-    let broker_pid = machine::find_pid(&broker_conf.display().to_string());
+    let broker_pid = broker.pid();
     let cpu_broker_before = broker_pid
         .and_then(|p| machine::cpu_seconds(&p.to_string()))
         .unwrap_or(0.0);
@@ -603,6 +1081,16 @@ pub async fn ingest_bench(cfg: &OperatorBench, rows: &mut Vec<Row>) -> anyhow::R
             Ok::<_, fastdata_sdk::Error>(acked)
         }));
     }
+    // The probe keeps timing round trips, now beside the flood, until the publishers are
+    // done.
+    let stop = Arc::new(AtomicBool::new(false));
+    let loaded = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let samples = probe.paced(None, &stop, None).await;
+            (probe, samples)
+        })
+    };
     // Poll the daemon's counter until every segment is on disk.
     let cpu_now = || {
         (
@@ -615,33 +1103,80 @@ pub async fn ingest_bench(cfg: &OperatorBench, rows: &mut Vec<Row>) -> anyhow::R
     let mut peak_rss = idle_rss;
     // (stored, when, CPU counters then): the last progress seen.
     let mut last = (0.0, t0.elapsed(), cpu_now());
+    // Progress of either the daemon's store or, with VerneMQ, of the broker's PUBACKs (read
+    // once a second): VerneMQ delivers to the daemon's persistent ingest session from one
+    // queue process, which can fall far behind while the publishers keep the broker busy.
+    let mut active = (0.0, t0.elapsed());
+    let mut vmq_checked = Instant::now();
     let mut stalled = false;
+    // The probe's segments of the flood phase, once it stopped.
+    let mut probe_loaded: Option<(Probe, anyhow::Result<Vec<f64>>)> = None;
+    let mut loaded = Some(loaded);
     while t0.elapsed() < Duration::from_secs(900) {
         let stored = metric_value(&get_metrics(&http).await?, STORED).unwrap_or(0.0) - before;
-        progress.set_position(stored.max(0.0) as u64);
+        if tasks.iter().all(|t| t.is_finished()) {
+            stop.store(true, Ordering::Relaxed);
+            if let Some(task) = loaded.take() {
+                probe_loaded = Some(task.await.context("the probe task failed")?);
+            }
+        }
+        let probe_count = match &probe_loaded {
+            Some((_, Ok(samples))) => samples.len() as f64,
+            _ => 0.0,
+        };
+        progress.set_position((stored - probe_count).max(0.0) as u64);
         if let Some((rss, _)) = machine::rss_kib(pid) {
             peak_rss = peak_rss.max(rss);
         }
         if stored > last.0 {
             last = (stored, t0.elapsed(), cpu_now());
-        } else if t0.elapsed() - last.1 > Duration::from_secs(30) {
+            active.1 = t0.elapsed();
+        }
+        if let Some(addr) = vmq_metrics
+            .as_ref()
+            .filter(|_| vmq_checked.elapsed().as_secs() >= 1)
+        {
+            vmq_checked = Instant::now();
+            let acks = get_metrics(addr)
+                .await
+                .ok()
+                .and_then(|t| metric_sum(&t, VMQ_PUBACKS_SENT))
+                .unwrap_or(0.0);
+            if acks > active.0 {
+                active = (acks, t0.elapsed());
+            }
+        }
+        if t0.elapsed() - active.1 > Duration::from_secs(30) {
             stalled = true;
             break;
         }
-        if stored >= total as f64 {
+        if probe_loaded.is_some() && stored >= total as f64 + probe_count {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     progress.finish();
-    let (stored, at, (cpu_daemon_end, cpu_self_end, cpu_broker_end, jiffies_end)) = last;
+    let (loaded_samples, probe) = match probe_loaded {
+        Some((probe, samples)) => (Some(samples), Some(probe)),
+        None => {
+            stop.store(true, Ordering::Relaxed);
+            (None, None)
+        }
+    };
+    let probe_count = match &loaded_samples {
+        Some(Ok(samples)) => samples.len() as f64,
+        _ => 0.0,
+    };
+    let (stored_all, at, (cpu_daemon_end, cpu_self_end, cpu_broker_end, jiffies_end)) = last;
+    let stored = (stored_all - probe_count).max(0.0);
     let mut acked = Vec::new();
     if stalled || stored < total as f64 {
         eprintln!(
-            "ingest stalled: {stored} of {total} segments stored, then no progress for 30 s; \
+            "ingest stalled: {stored} of {total} segments stored, then no segment stored (and \
+             no PUBACK) for 30 s; \
              see {} and {}",
-            cfg.work.join("daemon/operator.log").display(),
-            cfg.work.join("broker/mosquitto.log").display()
+            daemon_log.display(),
+            broker.log().display()
         );
         for task in &tasks {
             task.abort();
@@ -656,12 +1191,21 @@ pub async fn ingest_bench(cfg: &OperatorBench, rows: &mut Vec<Row>) -> anyhow::R
             );
         }
     }
+    match loaded_samples {
+        Some(Ok(mut samples)) if !samples.is_empty() => {
+            puback_rows(prefix, "load", &mut samples, rows)?
+        }
+        Some(Ok(_)) => {}
+        Some(Err(e)) => eprintln!("the probe beside the flood failed: {e:#}"),
+        None => eprintln!("the probe beside the flood did not finish"),
+    }
+    drop(probe);
     rows.push(Row::operator(
-        "ingest_stalled",
+        &key("ingest_stalled"),
         if stored < total as f64 { 1.0 } else { 0.0 },
         "bool",
     ));
-    rows.push(Row::operator("ingest_stored", stored, "segments"));
+    rows.push(Row::operator(&key("ingest_stored"), stored, "segments"));
     let wall = at.as_secs_f64().max(1e-9);
     let cpu_daemon = cpu_daemon_end - cpu_daemon_before;
     let cpu_self = cpu_self_end - cpu_self_before;
@@ -670,54 +1214,113 @@ pub async fn ingest_bench(cfg: &OperatorBench, rows: &mut Vec<Row>) -> anyhow::R
         .zip(jiffies_end)
         .map(|((b0, t0), (b1, t1))| (b1 - b0) as f64 / (t1 - t0).max(1) as f64);
     let last_ack = acked.iter().copied().fold(0.0, f64::max);
-    rows.push(Row::operator("ingest_segments", total as f64, "segments"));
     rows.push(Row::operator(
-        "ingest_publishers",
+        &key("ingest_segments"),
+        total as f64,
+        "segments",
+    ));
+    rows.push(Row::operator(
+        &key("ingest_publishers"),
         f64::from(cfg.publishers),
         "publishers",
     ));
-    rows.push(Row::operator("ingest_payload", cfg.payload as f64, "bytes"));
     rows.push(Row::operator(
-        "ingest_persisted_per_s",
+        &key("ingest_payload"),
+        cfg.payload as f64,
+        "bytes",
+    ));
+    rows.push(Row::operator(
+        &key("ingest_persisted_per_s"),
         stored / wall,
         "segments/s",
     ));
     if !acked.is_empty() {
         rows.push(Row::operator(
-            "ingest_acked_per_s",
+            &key("ingest_acked_per_s"),
             total as f64 / last_ack.max(1e-9),
             "segments/s",
         ));
     }
-    rows.push(Row::operator("ingest_wall", wall, "s"));
+    rows.push(Row::operator(&key("ingest_wall"), wall, "s"));
     rows.push(Row::operator(
-        "ingest_daemon_cpu",
+        &key("ingest_daemon_cpu"),
         cpu_daemon / wall,
         "cores",
     ));
     rows.push(Row::operator(
-        "ingest_publishers_cpu",
+        &key("ingest_publishers_cpu"),
         cpu_self / wall,
         "cores",
     ));
     if let Some(cpu) = cpu_broker {
-        rows.push(Row::operator("ingest_broker_cpu", cpu / wall, "cores"));
+        rows.push(Row::operator(
+            &key("ingest_broker_cpu"),
+            cpu / wall,
+            "cores",
+        ));
     }
     if let Some(busy) = busy {
         rows.push(Row::operator(
-            "ingest_machine_busy",
+            &key("ingest_machine_busy"),
             busy * machine::nproc() as f64,
             "cores",
         ));
     }
+    if let Gate::Vernemq { cache_secs } = gate {
+        rows.push(Row::operator(
+            &key("cache_secs"),
+            f64::from(cache_secs),
+            "s",
+        ));
+        // The daemon's own time per auth_on_publish answer, over the flood and its probe.
+        let daemon_after = get_metrics(&http).await?;
+        if let Some(after) = HookTimes::parse(&daemon_after, "auth_on_publish") {
+            let times = after.since(&hook_before.unwrap_or_default());
+            rows.push(Row::operator(
+                &key("webhook_publish_count"),
+                times.count,
+                "calls",
+            ));
+            if times.count > 0.0 {
+                rows.push(Row::operator(
+                    &key("webhook_publish_mean"),
+                    times.sum / times.count * 1e6,
+                    "us",
+                ));
+            }
+            for (what, q) in [("p50", 0.5), ("p99", 0.99)] {
+                if let Some(v) = times.quantile(q) {
+                    rows.push(Row::operator(
+                        &key(&format!("webhook_publish_{what}")),
+                        v * 1e6,
+                        "us",
+                    ));
+                }
+            }
+        }
+        // VerneMQ's own count of auth_on_publish calls it made (cache misses).
+        if let Some(addr) = &vmq_metrics {
+            let after = get_metrics(addr)
+                .await
+                .ok()
+                .and_then(|t| metric_sum(&t, VMQ_PUBLISH_REQUESTS));
+            if let Some(calls) = after.zip(vmq_before).map(|(a, b)| a - b) {
+                rows.push(Row::operator(
+                    &key("vmq_publish_requests"),
+                    calls,
+                    "requests",
+                ));
+            }
+        }
+    }
     if let Some((rss, hwm)) = machine::rss_kib(pid) {
         rows.push(Row::operator(
-            "rss_after_ingest",
+            &key("rss_after_ingest"),
             rss as f64 / 1024.0,
             "MiB",
         ));
         rows.push(Row::operator(
-            "rss_peak",
+            &key("rss_peak"),
             hwm.max(peak_rss) as f64 / 1024.0,
             "MiB",
         ));
@@ -738,11 +1341,16 @@ pub async fn run(cfg: &OperatorBench) -> anyhow::Result<Vec<Row>> {
         cfg.streams * cfg.purchases_per_stream
     );
     auth_bench(cfg, &mut rows)?;
-    println!(
-        "ingest ({} publishers × {} segments of {} B)",
-        cfg.publishers, cfg.segments, cfg.payload
-    );
-    ingest_bench(cfg, &mut rows).await?;
+    for &gate in &cfg.gates {
+        println!(
+            "ingest through {} ({} publishers × {} segments of {} B)",
+            gate.label(),
+            cfg.publishers,
+            cfg.segments,
+            cfg.payload
+        );
+        ingest_bench(cfg, gate, &mut rows).await?;
+    }
     Ok(rows)
 }
 
@@ -762,6 +1370,59 @@ mod tests {
         assert_eq!(metric_value(text, STORED), Some(1234.0));
         assert_eq!(metric_value(text, "up"), Some(1.0));
         assert_eq!(metric_value(text, "down"), None);
+    }
+
+    #[test]
+    fn webhook_histograms_are_read_and_differenced() {
+        let text = |calls: [u64; 3], sum: f64| {
+            format!(
+                "# TYPE fastdata_operator_webhook_seconds histogram\n\
+                 fastdata_operator_webhook_seconds_sum{{hook=\"auth_on_publish\"}} {sum}\n\
+                 fastdata_operator_webhook_seconds_count{{hook=\"auth_on_publish\"}} {}\n\
+                 fastdata_operator_webhook_seconds_bucket{{le=\"0.0001\",hook=\"auth_on_publish\"}} {}\n\
+                 fastdata_operator_webhook_seconds_bucket{{le=\"0.0002\",hook=\"auth_on_publish\"}} {}\n\
+                 fastdata_operator_webhook_seconds_bucket{{le=\"+Inf\",hook=\"auth_on_publish\"}} {}\n\
+                 fastdata_operator_webhook_seconds_count{{hook=\"auth_on_register\"}} 7\n\
+                 fastdata_operator_webhook_seconds_bucket{{le=\"+Inf\",hook=\"auth_on_register\"}} 7\n",
+                calls[2], calls[0], calls[1], calls[2]
+            )
+        };
+        let before = HookTimes::parse(&text([10, 10, 10], 0.001), "auth_on_publish").unwrap();
+        let after = HookTimes::parse(&text([10, 110, 110], 0.016), "auth_on_publish").unwrap();
+        let times = after.since(&before);
+        assert_eq!(times.count, 100.0);
+        assert!((times.sum - 0.015).abs() < 1e-12);
+        // All 100 new calls took 100–200 µs: the median is interpolated to 150 µs.
+        let p50 = times.quantile(0.5).unwrap();
+        assert!((p50 - 0.000_15).abs() < 1e-9, "{p50}");
+        assert!(times.quantile(1.0).unwrap() <= 0.000_2);
+        assert_eq!(HookTimes::default().quantile(0.5), None);
+        assert_eq!(
+            HookTimes::parse(&text([1, 1, 1], 0.0), "auth_on_subscribe"),
+            None
+        );
+        assert_eq!(HookTimes::parse("up 1\n", "auth_on_publish"), None);
+        // Calls slower than the last finite bound have no quantile.
+        let slow = HookTimes::parse(&text([0, 0, 5], 5.0), "auth_on_publish").unwrap();
+        assert_eq!(slow.quantile(0.5), None);
+    }
+
+    #[test]
+    fn metric_sums_cover_every_label_set() {
+        let text = "# HELP vernemq_webhooks_auth_on_publish_requests x\n\
+                    vernemq_webhooks_auth_on_publish_requests{node=\"a\"} 3\n\
+                    vernemq_webhooks_auth_on_publish_requests{node=\"b\"} 4\n\
+                    vernemq_webhooks_auth_on_publish_requests_x 100\n";
+        assert_eq!(metric_sum(text, VMQ_PUBLISH_REQUESTS), Some(7.0));
+        assert_eq!(metric_sum(text, "nothing"), None);
+    }
+
+    #[test]
+    fn gates_name_their_metrics() {
+        assert_eq!(Gate::Mosquitto.prefix(), "");
+        assert_eq!(Gate::Vernemq { cache_secs: 0 }.prefix(), "vernemq_");
+        assert_eq!(Gate::Vernemq { cache_secs: 5 }.prefix(), "vernemq_cached_");
+        assert!(Gate::Vernemq { cache_secs: 5 }.label().contains("5 s"));
     }
 
     #[test]

@@ -262,6 +262,50 @@ pub fn grid_figures(table: &Table, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(written)
 }
 
+/// Publish → PUBACK latency by percentile, one line per broker of an operator run (`runs`:
+/// metric prefix and name), idle and beside the flood; into `dir/plots`. Returns the files
+/// written.
+pub fn puback_figures(
+    table: &Table,
+    runs: &[(&str, String)],
+    dir: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let plots = dir.join("plots");
+    std::fs::create_dir_all(&plots)
+        .with_context(|| format!("cannot create {}", plots.display()))?;
+    let mut written = Vec::new();
+    for (phase, title) in [
+        ("idle", "Publish → PUBACK, one at a time, broker idle"),
+        (
+            "load",
+            "Publish → PUBACK, one at a time, beside the ingest flood",
+        ),
+    ] {
+        let series: Vec<Series> = runs
+            .iter()
+            .map(|(prefix, name)| Series {
+                name: name.clone(),
+                points: [50.0, 95.0, 99.0]
+                    .into_iter()
+                    .filter_map(|q| {
+                        table
+                            .op(&format!("{prefix}puback_{phase}_p{q:.0}"))
+                            .map(|v| (q, v))
+                    })
+                    .collect(),
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect();
+        if series.is_empty() {
+            continue;
+        }
+        let path = plots.join(format!("puback_{phase}_by_broker.svg"));
+        line_chart(&path, title, "percentile", "milliseconds", &series, false)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -177,7 +177,7 @@ fn machine_section(out: &mut String, runs: &[Run]) {
     out.push('\n');
 }
 
-fn operator_section(out: &mut String, run: &Run) {
+fn operator_section(out: &mut String, run: &Run, report: &Path) -> anyhow::Result<()> {
     let t = &run.table;
     let _ = writeln!(
         out,
@@ -309,6 +309,127 @@ fn operator_section(out: &mut String, run: &Run) {
         }
     }
     out.push('\n');
+    brokers_section(out, run, report)
+}
+
+/// The ingest runs of an operator run: (metric prefix, name), those measured.
+fn broker_runs(t: &Table) -> Vec<(&'static str, String)> {
+    [
+        ("", "Mosquitto".to_owned()),
+        ("vernemq_", "VerneMQ".to_owned()),
+        (
+            "vernemq_cached_",
+            format!(
+                "VerneMQ, publish answers cached {} s",
+                f(t.op("vernemq_cached_cache_secs"), 0)
+            ),
+        ),
+    ]
+    .into_iter()
+    .filter(|(prefix, _)| t.op(&format!("{prefix}ingest_persisted_per_s")).is_some())
+    .collect()
+}
+
+/// Mosquitto beside VerneMQ: throughput, publish → PUBACK latency, the webhook's cost.
+fn brokers_section(out: &mut String, run: &Run, report: &Path) -> anyhow::Result<()> {
+    let t = &run.table;
+    let runs = broker_runs(t);
+    if !runs.iter().any(|(prefix, _)| prefix.starts_with("vernemq")) {
+        return Ok(());
+    }
+    out.push_str("### The gate on each broker: Mosquitto and VerneMQ\n\n");
+    out.push_str(
+        "The same ingest, one fresh broker and daemon each. Mosquitto: the daemon grants logins \
+         and topics ahead through the dynamic-security plugin and the broker decides each publish \
+         alone. VerneMQ 2.1.2 (the settings of `storage-operator/vernemq.conf`, and socket reads of \
+         at most 32 KiB: `listener.tcp.buffer_sizes`, see `VERNEMQ_SETTINGS` in \
+         `benchmarks/src/operator.rs`): the broker asks the daemon's webhooks at every register, \
+         subscribe and publish, and acknowledges a QoS 1 publish after `auth_on_publish` \
+         answered; it stores every QoS 1 message for the daemon's persistent ingest session in \
+         its LevelDB message store before delivering it. Cached: the daemon adds \
+         `cache-control: max-age` to allowed `auth_on_publish` answers (`[vernemq] cache_secs`), \
+         so VerneMQ asks once per publisher and expiry; no other hook is cached (see \
+         `storage-operator/src/gate/vernemq.rs` for why and what a cached answer skips). A probe \
+         publisher on a stream of its own (same login path as the SDK) times publish → PUBACK \
+         one segment at a time every 5 ms: idle, then beside the flood until the publishers \
+         are done.\n\n",
+    );
+    out.push_str("| broker | segments persisted/s | acknowledged/s | daemon CPU | broker CPU | publishers CPU | machine busy | daemon peak RSS |\n|---|---|---|---|---|---|---|---|\n");
+    for (prefix, name) in &runs {
+        let m = |k: &str| t.op(&format!("{prefix}{k}"));
+        let stalled = if m("ingest_stalled") == Some(1.0) {
+            " (**stalled**)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {}{stalled} | {} | {} | {} | {} | {} | {} MB |",
+            f(m("ingest_persisted_per_s"), 0),
+            f(m("ingest_acked_per_s"), 0),
+            f(m("ingest_daemon_cpu"), 2),
+            f(m("ingest_broker_cpu"), 2),
+            f(m("ingest_publishers_cpu"), 2),
+            f(m("ingest_machine_busy"), 2),
+            f(m("rss_peak").map(|mib| mib * 1.048_576), 1),
+        );
+    }
+    out.push_str("\nPublish → PUBACK, ms (nearest rank):\n\n| broker | idle p50 | idle p95 | idle p99 | beside the flood p50 | p95 | p99 | max | round trips idle / beside |\n|---|---|---|---|---|---|---|---|---|\n");
+    for (prefix, name) in &runs {
+        let m = |k: &str| t.op(&format!("{prefix}puback_{k}"));
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
+            f(m("idle_p50"), 3),
+            f(m("idle_p95"), 3),
+            f(m("idle_p99"), 3),
+            f(m("load_p50"), 2),
+            f(m("load_p95"), 2),
+            f(m("load_p99"), 2),
+            f(m("load_max"), 2),
+            f(m("idle_count"), 0),
+            f(m("load_count"), 0),
+        );
+    }
+    out.push_str("\nThe webhook during the flood: VerneMQ's count of `auth_on_publish` requests it sent (its cache misses) and the daemon's time to answer one (`fastdata_operator_webhook_seconds`, from the request to the answer; percentiles interpolated within its ×1.5 buckets):\n\n| broker | segments | webhook requests | per segment | daemon answer mean µs | p50 µs | p99 µs |\n|---|---|---|---|---|---|---|\n");
+    for (prefix, name) in runs.iter().filter(|(p, _)| p.starts_with("vernemq")) {
+        let m = |k: &str| t.op(&format!("{prefix}{k}"));
+        let requests = m("vmq_publish_requests");
+        // The probe's round trips beside the flood went through the same hook.
+        let segments = m("ingest_segments").map(|s| s + m("puback_load_count").unwrap_or(0.0));
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            f(segments, 0),
+            f(requests, 0),
+            f(requests.zip(segments).map(|(r, s)| r / s.max(1.0)), 3),
+            f(m("webhook_publish_mean"), 1),
+            f(m("webhook_publish_p50"), 1),
+            f(m("webhook_publish_p99"), 1),
+        );
+    }
+    let idle = |prefix: &str| t.op(&format!("{prefix}puback_idle_p50"));
+    if let (Some(asked), Some(cached)) = (idle("vernemq_"), idle("vernemq_cached_")) {
+        let _ = writeln!(
+            out,
+            "\nThe `auth_on_publish` round trip as VerneMQ sees it (idle p50, asked − cached): \
+             {:.3} ms.",
+            asked - cached
+        );
+    }
+    let figures = crate::plot::puback_figures(t, &runs, &run.dir)?;
+    if !figures.is_empty() {
+        out.push('\n');
+        for fig in figures {
+            let name = fig
+                .file_stem()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let _ = writeln!(out, "![{name}]({})\n", link(report, &fig));
+        }
+    }
+    out.push('\n');
+    Ok(())
 }
 
 fn grid_section(out: &mut String, run: &Run, report: &Path) -> anyhow::Result<()> {
@@ -483,7 +604,7 @@ pub fn generate(dirs: &[PathBuf], output: &Path) -> anyhow::Result<()> {
     machine_section(&mut out, &runs);
     for run in &runs {
         if run.kind() == "operator" {
-            operator_section(&mut out, run);
+            operator_section(&mut out, run, output)?;
         } else if run.kind() == "trust" {
             crate::trust::section(&mut out, run, output)?;
         } else if run.kind() == "scale" {
@@ -510,7 +631,9 @@ const METHOD: &str = "## Method\n\n\
 - `fastdata-bench operator`: decisions are timed one by one with `Instant` around the daemon's own \
   `Authorizer` calls; tokens and requests are signed before timing. Ingest uses the released \
   `fastdata-operator` binary with a fixture chain (no node), its Mosquitto with the dynamic-security \
-  plugin, and the SDK publisher; memory is `VmRSS`/`VmHWM` of that process.\n\
+  plugin (and, per run, VerneMQ with webhooks), and the SDK publisher; memory is `VmRSS`/`VmHWM` of \
+  that process. Publish → PUBACK is timed by a probe publisher from the publish call to the PUBACK \
+  in its MQTT event loop.\n\
 - `fastdata-bench grid`: a dev node (`--dev --dev-block-time 1000`), `fastdata-e2e`'s `Network` \
   (Mosquitto + `fastdata-operator` per operator, registered on chain). Sellers and the buyer are fresh \
   accounts funded before timing; the issuer's KYC attestations are batched between the two timed \
@@ -578,5 +701,72 @@ mod tests {
         assert!(text.contains("| 20 | 3 | 10 KB/s |"), "{text}");
         assert!(text.contains("**missed**"));
         assert!(run.join("plots/runtime_vs_sellers.svg").exists());
+    }
+
+    #[test]
+    fn operator_report_compares_the_brokers() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("operator-x");
+        std::fs::create_dir_all(&run).unwrap();
+        let mut rows = Vec::new();
+        for (prefix, rate, idle) in [
+            ("", 60_000.0, 0.2),
+            ("vernemq_", 9_000.0, 0.9),
+            ("vernemq_cached_", 20_000.0, 0.4),
+        ] {
+            rows.push(Row::operator(
+                &format!("{prefix}ingest_persisted_per_s"),
+                rate,
+                "segments/s",
+            ));
+            rows.push(Row::operator(
+                &format!("{prefix}ingest_segments"),
+                1000.0,
+                "segments",
+            ));
+            for (q, factor) in [("p50", 1.0), ("p95", 2.0), ("p99", 3.0)] {
+                rows.push(Row::operator(
+                    &format!("{prefix}puback_idle_{q}"),
+                    idle * factor,
+                    "ms",
+                ));
+                rows.push(Row::operator(
+                    &format!("{prefix}puback_load_{q}"),
+                    10.0 * idle * factor,
+                    "ms",
+                ));
+            }
+        }
+        rows.push(Row::operator("vernemq_cached_cache_secs", 5.0, "s"));
+        rows.push(Row::operator(
+            "vernemq_vmq_publish_requests",
+            1000.0,
+            "requests",
+        ));
+        rows.push(Row::operator("vernemq_webhook_publish_mean", 120.0, "us"));
+        results::write_rows(&run, &rows).unwrap();
+        results::write_meta(
+            &run,
+            &[Meta {
+                key: "mode".into(),
+                value: "operator".into(),
+            }],
+        )
+        .unwrap();
+        let output = dir.path().join("REPORT.md");
+        generate(std::slice::from_ref(&run), &output).unwrap();
+        let text = std::fs::read_to_string(&output).unwrap();
+        assert!(text.contains("| VerneMQ | 9000 |"), "{text}");
+        assert!(
+            text.contains("| VerneMQ, publish answers cached 5 s | 20000 |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| VerneMQ | 1000 | 1000 | 1.000 | 120.0 |"),
+            "{text}"
+        );
+        assert!(text.contains("asked − cached): 0.500 ms"), "{text}");
+        assert!(run.join("plots/puback_idle_by_broker.svg").exists());
+        assert!(run.join("plots/puback_load_by_broker.svg").exists());
     }
 }

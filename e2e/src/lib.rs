@@ -23,7 +23,7 @@ use fastdata_sdk::{
     receive::Summary, Account, FastData,
 };
 use sp_core::H256;
-use vernemq::Vernemq;
+use vernemq::{Vernemq, VernemqCluster};
 
 /// 1 FAST in planck.
 pub const UNIT: Balance = 1_000_000_000_000;
@@ -89,6 +89,9 @@ pub enum BrokerProcess {
     Mosquitto(Mosquitto),
     /// VerneMQ.
     Vernemq(Vernemq),
+    /// A VerneMQ cluster; the daemon's config lists every node (`[broker] hosts`) and the
+    /// operator's on-chain broker URL names the first.
+    VernemqCluster(VernemqCluster),
 }
 
 /// An operator's broker.
@@ -115,7 +118,15 @@ pub struct OperatorNode {
 }
 
 impl OperatorNode {
-    fn start(dir: &Path, seed: [u8; 32], url: &str, kind: BrokerKind) -> anyhow::Result<Self> {
+    /// Starts an operator with `kind` broker; VerneMQ with `nodes` > 1 is a cluster of that
+    /// many nodes.
+    fn start(
+        dir: &Path,
+        seed: [u8; 32],
+        url: &str,
+        kind: BrokerKind,
+        nodes: usize,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let account = Account::from_seed(&seed);
         let http_port = free_port()?;
@@ -132,6 +143,27 @@ impl OperatorNode {
                     (mosquitto.port, BrokerProcess::Mosquitto(mosquitto)),
                     section,
                 )
+            }
+            BrokerKind::Vernemq if nodes > 1 => {
+                let webhooks = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
+                let cluster = VernemqCluster::start(&dir.join("vernemq"), webhooks, nodes)?;
+                let hosts: Vec<String> = cluster
+                    .nodes
+                    .iter()
+                    .map(|n| format!("\"127.0.0.1:{}\"", n.port))
+                    .collect();
+                // The HTTP API acts cluster-wide: the last node's (the tests kill the first).
+                let api = cluster.nodes.last().context("an empty cluster")?;
+                let section = format!(
+                    "[broker]\nkind = \"vernemq\"\nhosts = [{}]\nusername = \"operator\"\n\
+                     password = \"{BROKER_PASSWORD}\"\nclient_id_prefix = \"op-{http_port}\"\n[vernemq]\nwebhook_listen = \"{webhooks}\"\n\
+                     api_url = \"{}\"\napi_key = \"{}\"\n",
+                    hosts.join(", "),
+                    api.api_url(),
+                    api.api_key
+                );
+                let port = cluster.nodes[0].port;
+                ((port, BrokerProcess::VernemqCluster(cluster)), section)
             }
             BrokerKind::Vernemq => {
                 let webhooks = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
@@ -248,7 +280,9 @@ batch = 16
     pub fn kill_broker(&mut self) -> anyhow::Result<()> {
         match &mut self.broker.process {
             BrokerProcess::Mosquitto(mosquitto) => mosquitto.kill(),
-            BrokerProcess::Vernemq(_) => bail!("only a Mosquitto broker is killed and restarted"),
+            BrokerProcess::Vernemq(_) | BrokerProcess::VernemqCluster(_) => {
+                bail!("only a Mosquitto broker is killed and restarted")
+            }
         }
         Ok(())
     }
@@ -418,6 +452,29 @@ impl Network {
         labels: Option<&str>,
         kind: BrokerKind,
     ) -> anyhow::Result<Self> {
+        Self::start_with(url, dir, count, labels, kind, 1).await
+    }
+
+    /// [`Self::start`] with each operator's broker a VerneMQ cluster of `nodes` nodes
+    /// ([`BrokerProcess::VernemqCluster`]).
+    pub async fn start_vernemq_cluster(
+        url: &str,
+        dir: &Path,
+        count: usize,
+        labels: Option<&str>,
+        nodes: usize,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(url, dir, count, labels, BrokerKind::Vernemq, nodes).await
+    }
+
+    async fn start_with(
+        url: &str,
+        dir: &Path,
+        count: usize,
+        labels: Option<&str>,
+        kind: BrokerKind,
+        nodes: usize,
+    ) -> anyhow::Result<Self> {
         let alice = FastData::connect(url, Account::from_suri("//Alice")?)
             .await
             .context("is fastdata-node running?")?;
@@ -432,6 +489,7 @@ impl Network {
                 seed,
                 url,
                 kind,
+                nodes,
             )?);
         }
         let network = Self {

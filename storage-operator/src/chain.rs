@@ -19,13 +19,17 @@
 //! | last period settled                           | `PurchaseEnded { purchase }`           |
 //! | key deadline missed → refund                  | `PurchaseRefunded { purchase }`        |
 //! | operator registered / endpoint changed        | `OperatorEndpoint { operator, http_url }` |
+//! | `Operators::StreamReassigned` from/to me      | `StreamHandedOver { stream, from, to, at }` |
+//! | `Operators.StreamHeads` grew (`HeadsAttested`) | `HeadAttested { stream, head }`        |
 //!
 //! On (re)connect the follower rebuilds the state from storage at the last finalized block and
-//! emits the same events (they are idempotent upserts), so nothing is missed.
+//! emits the same events (they are idempotent upserts), so nothing is missed. Handovers are
+//! only seen in block events, not in chain state: the daemon keeps them in its store
+//! ([`ChainView::keep_handovers`]) so a restart does not forget them.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{Arc, Mutex, RwLock, Weak},
 };
 
 use fastdata_primitives::{
@@ -34,6 +38,11 @@ use fastdata_primitives::{
 };
 use serde::Deserialize;
 use tokio::sync::broadcast;
+
+use crate::{
+    daemon::UNHOSTED_KEEP_BLOCKS,
+    store::{Store, StoreError},
+};
 
 /// A stream this operator hosts.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -144,6 +153,15 @@ pub enum ChainEvent {
         /// The finalized block of the handover.
         at: BlockNumber,
     },
+    /// The highest head of a stream this operator hosts attested on chain by its operators
+    /// (`Operators.StreamHeads`) grew: sequences below `head` were published. Backfill never
+    /// stores a sequence at or above it (see `replication.rs`).
+    HeadAttested {
+        /// The stream.
+        stream: StreamId,
+        /// One past the last sequence attested as stored (a count from sequence 0).
+        head: Sequence,
+    },
     /// An operator's HTTP endpoint (used for replication).
     OperatorEndpoint {
         /// The operator.
@@ -178,10 +196,38 @@ pub trait ChainView: Send + Sync + 'static {
     fn handovers(&self, _stream: &StreamId, _since: BlockNumber) -> Vec<(AccountId, AccountId)> {
         Vec::new()
     }
+    /// The highest head of `stream` attested on chain ([`ChainEvent::HeadAttested`]): its
+    /// sequences below it were published; `None` if none is known.
+    fn attested_head(&self, _stream: &StreamId) -> Option<Sequence> {
+        None
+    }
+    /// Takes in the handovers `store` keeps and records there every handover known or
+    /// learned from now on (the daemon's store, so a restart remembers them); returns how
+    /// many were loaded. A view without handovers ignores it.
+    fn keep_handovers(&self, _store: &Arc<Store>) -> Result<usize, StoreError> {
+        Ok(0)
+    }
 }
 
-/// Handovers a view remembers per stream (the latest ones).
-const MAX_HANDOVERS_PER_STREAM: usize = 8;
+/// A stream moved from one operator to another ([`ChainEvent::StreamHandedOver`]).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Handover {
+    /// The stream.
+    pub stream: StreamId,
+    /// The operator that stopped hosting it.
+    pub from: AccountId,
+    /// The operator that now hosts it.
+    pub to: AccountId,
+    /// The finalized block of the handover.
+    pub at: BlockNumber,
+}
+
+/// Handovers a view (and the store) remembers per stream (the latest ones).
+pub const MAX_HANDOVERS_PER_STREAM: usize = 8;
+
+/// How long a handover is remembered, in blocks: a former operator keeps and serves the
+/// stream's data this long.
+pub const HANDOVER_KEEP_BLOCKS: BlockNumber = UNHOSTED_KEEP_BLOCKS;
 
 #[derive(Default)]
 struct ViewState {
@@ -191,12 +237,46 @@ struct ViewState {
     endpoints: HashMap<AccountId, String>,
     start_heads: HashMap<PurchaseId, Sequence>,
     handovers: HashMap<StreamId, Vec<(AccountId, AccountId, BlockNumber)>>,
+    /// Highest attested head per assigned stream.
+    heads: HashMap<StreamId, Sequence>,
+}
+
+impl ViewState {
+    /// Adds a handover; returns whether it was new.
+    fn add_handover(&mut self, h: &Handover) -> bool {
+        let list = self.handovers.entry(h.stream).or_default();
+        let entry = (h.from.clone(), h.to.clone(), h.at);
+        if list.contains(&entry) {
+            return false;
+        }
+        list.push(entry);
+        list.sort_by_key(|(_, _, at)| *at);
+        if list.len() > MAX_HANDOVERS_PER_STREAM {
+            list.remove(0);
+        }
+        true
+    }
+
+    /// Forgets the handovers older than the keep period.
+    fn prune_handovers(&mut self) {
+        let since = self.finalized.saturating_sub(HANDOVER_KEEP_BLOCKS);
+        if since == 0 {
+            return;
+        }
+        self.handovers.retain(|_, list| {
+            list.retain(|(_, _, at)| *at >= since);
+            !list.is_empty()
+        });
+    }
 }
 
 /// The in-memory [`ChainView`], fed by [`InMemoryChainView::apply`].
 pub struct InMemoryChainView {
     state: RwLock<ViewState>,
     events: broadcast::Sender<ChainEvent>,
+    /// Where handovers are kept ([`ChainView::keep_handovers`]); weak, so a stopped daemon's
+    /// database is closed even while the view lives on.
+    handover_store: Mutex<Option<Weak<Store>>>,
 }
 
 impl Default for InMemoryChainView {
@@ -212,6 +292,7 @@ impl InMemoryChainView {
         Self {
             state: RwLock::new(ViewState::default()),
             events,
+            handover_store: Mutex::new(None),
         }
     }
 
@@ -235,13 +316,17 @@ impl InMemoryChainView {
     }
 
     /// Applies one event and broadcasts it. Events are idempotent; finalized block numbers
-    /// never go backwards; ended or refunded purchases keep their final state.
+    /// and attested heads never go backwards; ended or refunded purchases keep their final
+    /// state. A new handover is written to the store given to
+    /// [`ChainView::keep_handovers`] before it is broadcast.
     pub fn apply(&self, event: ChainEvent) {
+        let mut new_handover = None;
         {
             let mut state = self.write();
             match &event {
                 ChainEvent::Finalized { number } => {
                     state.finalized = state.finalized.max(*number);
+                    state.prune_handovers();
                 }
                 ChainEvent::StreamAssigned(assignment) => {
                     state.streams.insert(assignment.stream, assignment.clone());
@@ -253,6 +338,7 @@ impl InMemoryChainView {
                 }
                 ChainEvent::StreamUnassigned { stream } => {
                     state.streams.remove(stream);
+                    state.heads.remove(stream);
                 }
                 ChainEvent::PurchaseUpdated(info) => {
                     state.purchases.insert(info.id, info.clone());
@@ -273,13 +359,21 @@ impl InMemoryChainView {
                     to,
                     at,
                 } => {
-                    let list = state.handovers.entry(*stream).or_default();
-                    let entry = (from.clone(), to.clone(), *at);
-                    if !list.contains(&entry) {
-                        list.push(entry);
-                        if list.len() > MAX_HANDOVERS_PER_STREAM {
-                            list.remove(0);
-                        }
+                    let handover = Handover {
+                        stream: *stream,
+                        from: from.clone(),
+                        to: to.clone(),
+                        at: *at,
+                    };
+                    if state.add_handover(&handover) {
+                        new_handover = Some(handover);
+                    }
+                }
+                ChainEvent::HeadAttested { stream, head } => {
+                    // Only for hosted streams: the map stays bounded by the assignments.
+                    if state.streams.contains_key(stream) {
+                        let known = state.heads.entry(*stream).or_default();
+                        *known = (*known).max(*head);
                     }
                 }
                 ChainEvent::OperatorEndpoint { operator, http_url } => {
@@ -287,8 +381,30 @@ impl InMemoryChainView {
                 }
             }
         }
+        if let Some(handover) = new_handover {
+            self.store_handover(&handover);
+        }
         // Nobody listening is fine (tests, start-up).
         let _ = self.events.send(event);
+    }
+
+    /// Writes `handover` to the store kept by [`ChainView::keep_handovers`], if any (rare: a
+    /// short blocking write). A failure is logged: the view still holds it until a restart.
+    fn store_handover(&self, handover: &Handover) {
+        let store = self
+            .handover_store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_ref()
+            .and_then(Weak::upgrade);
+        if let Some(store) = store {
+            if let Err(e) = store.record_handover(handover) {
+                tracing::warn!(
+                    ?handover,
+                    "handover not stored, forgotten at a restart: {e}"
+                );
+            }
+        }
     }
 
     /// Every known operator HTTP endpoint, by operator.
@@ -371,6 +487,45 @@ impl ChainView for InMemoryChainView {
                     .collect()
             })
     }
+
+    fn attested_head(&self, stream: &StreamId) -> Option<Sequence> {
+        self.read().heads.get(stream).copied()
+    }
+
+    fn keep_handovers(&self, store: &Arc<Store>) -> Result<usize, StoreError> {
+        let stored = store.handovers()?;
+        let loaded = stored.len();
+        // The lock is held across the merge so no handover applied meanwhile is missed.
+        let mut slot = self
+            .handover_store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let known: Vec<Handover> = {
+            let mut state = self.write();
+            for handover in &stored {
+                state.add_handover(handover);
+            }
+            state.prune_handovers();
+            state
+                .handovers
+                .iter()
+                .flat_map(|(stream, list)| {
+                    list.iter().map(|(from, to, at)| Handover {
+                        stream: *stream,
+                        from: from.clone(),
+                        to: to.clone(),
+                        at: *at,
+                    })
+                })
+                .collect()
+        };
+        // Those the view learned before the store was given (e.g. before the daemon started).
+        for handover in known.iter().filter(|h| !stored.contains(h)) {
+            store.record_handover(handover)?;
+        }
+        *slot = Some(Arc::downgrade(store));
+        Ok(loaded)
+    }
 }
 
 /// A dev/test description of chain state in TOML, applied to an [`InMemoryChainView`] at
@@ -386,6 +541,7 @@ impl ChainView for InMemoryChainView {
 /// epoch = 0
 /// operators = ["5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"]
 /// retention = 0
+/// head = 100   # attested head: backfill stores sequences below it only (none if left out)
 ///
 /// [[purchase]]
 /// id = 1
@@ -439,6 +595,9 @@ pub struct FixtureStream {
     /// Hosting quota in bytes (unlimited if left out).
     #[serde(default = "unlimited")]
     pub quota_bytes: u64,
+    /// Highest head attested on chain ([`ChainEvent::HeadAttested`]); none if left out.
+    #[serde(default)]
+    pub head: Option<Sequence>,
 }
 
 fn unlimited() -> u64 {
@@ -513,6 +672,9 @@ impl Fixture {
                 open: true,
                 quota_bytes: s.quota_bytes,
             }));
+            if let Some(head) = s.head {
+                events.push(ChainEvent::HeadAttested { stream: s.id, head });
+            }
         }
         for p in &self.purchases {
             let state = match p.state.as_deref().unwrap_or("active") {
@@ -630,6 +792,92 @@ pub(crate) mod tests {
         assert!(view.streams().is_empty());
     }
 
+    fn handover(stream: u8, from: u8, to: u8, at: BlockNumber) -> Handover {
+        Handover {
+            stream: H256::repeat_byte(stream),
+            from: account(from),
+            to: account(to),
+            at,
+        }
+    }
+
+    fn handed_over(h: &Handover) -> ChainEvent {
+        ChainEvent::StreamHandedOver {
+            stream: h.stream,
+            from: h.from.clone(),
+            to: h.to.clone(),
+            at: h.at,
+        }
+    }
+
+    #[test]
+    fn handovers_survive_a_restart_through_the_store_and_expire_after_the_keep_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.redb");
+        let (early, late) = (handover(7, 2, 3, 10), handover(8, 2, 4, 11));
+        {
+            let store = Arc::new(Store::open(&path).unwrap());
+            let view = InMemoryChainView::new();
+            view.apply(ChainEvent::Finalized { number: 11 });
+            // Learned before the daemon gave the view its store, then after.
+            view.apply(handed_over(&early));
+            assert_eq!(view.keep_handovers(&store).unwrap(), 0);
+            view.apply(handed_over(&late));
+            assert_eq!(
+                store.handovers().unwrap(),
+                vec![early.clone(), late.clone()]
+            );
+        }
+        // A restart: a new view (the chain does not list handovers) over the same database.
+        let store = Arc::new(Store::open(&path).unwrap());
+        let view = InMemoryChainView::new();
+        view.apply(ChainEvent::Finalized { number: 12 });
+        assert!(view.handovers(&H256::repeat_byte(7), 0).is_empty());
+        assert_eq!(view.keep_handovers(&store).unwrap(), 2);
+        assert_eq!(
+            view.handovers(&H256::repeat_byte(7), 0),
+            vec![(account(2), account(3))]
+        );
+        assert_eq!(
+            view.handovers(&H256::repeat_byte(8), 0),
+            vec![(account(2), account(4))]
+        );
+        // Past the keep period of the first one, the view forgets it.
+        view.apply(ChainEvent::Finalized {
+            number: 11 + HANDOVER_KEEP_BLOCKS,
+        });
+        assert!(view.handovers(&H256::repeat_byte(7), 0).is_empty());
+        assert_eq!(view.handovers(&H256::repeat_byte(8), 0).len(), 1);
+        // The view does not keep a stopped daemon's database open.
+        drop(store);
+        let store = Arc::new(Store::open(&path).unwrap());
+        view.apply(handed_over(&handover(9, 5, 2, 20)));
+        assert_eq!(store.handovers().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn attested_heads_grow_only_and_only_for_hosted_streams() {
+        let view = InMemoryChainView::new();
+        let (seven, eight) = (H256::repeat_byte(7), H256::repeat_byte(8));
+        view.apply(ChainEvent::StreamAssigned(assignment(7, 1, &[2])));
+        view.apply(ChainEvent::HeadAttested {
+            stream: seven,
+            head: 10,
+        });
+        view.apply(ChainEvent::HeadAttested {
+            stream: seven,
+            head: 4,
+        });
+        view.apply(ChainEvent::HeadAttested {
+            stream: eight,
+            head: 10,
+        });
+        assert_eq!(view.attested_head(&seven), Some(10));
+        assert_eq!(view.attested_head(&eight), None);
+        view.apply(ChainEvent::StreamUnassigned { stream: seven });
+        assert_eq!(view.attested_head(&seven), None);
+    }
+
     #[test]
     fn fixture_parses_into_events() {
         let alice = sp_core::crypto::Ss58Codec::to_ss58check(&account(1));
@@ -640,6 +888,7 @@ pub(crate) mod tests {
             id = "0x{}"
             seller = "{alice}"
             operators = ["{alice}"]
+            head = 12
             [[purchase]]
             id = 4
             buyer = "{alice}"
@@ -658,6 +907,7 @@ pub(crate) mod tests {
         view.apply_all(fixture.events().unwrap());
         assert_eq!(view.finalized_block(), 9);
         assert_eq!(view.purchase(4).unwrap().sequence_window(), Some((0, 9)));
+        assert_eq!(view.attested_head(&H256::repeat_byte(7)), Some(12));
         assert_eq!(
             view.operator_endpoint(&account(1)).unwrap(),
             "http://127.0.0.1:1"

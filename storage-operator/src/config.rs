@@ -18,6 +18,8 @@
 //! kind = "mosquitto"        # or "vernemq"
 //! host = "127.0.0.1"        # with tls = true, the name (or IP) its certificate carries
 //! port = 1883
+//! # hosts = ["10.0.0.1:1883", "10.0.0.2:1883"]  # vernemq cluster: the nodes the daemon's own
+//!                           # connections try in turn (instead of host/port), see README
 //! # tls = true              # connect over TLS (mqtts), e.g. port 8883
 //! username = "admin"        # mosquitto: the dynsec admin; vernemq: the daemon's own account
 //! password = "…"
@@ -26,6 +28,9 @@
 //! webhook_listen = "127.0.0.1:8889"
 //! # api_url = "http://127.0.0.1:8888"   # to disconnect revoked clients
 //! # api_key = "…"
+//! # cache_secs = 5          # let VerneMQ reuse an allowed auth_on_publish answer this long
+//!                           # (needs api_url; default 0: every publish is asked, see
+//!                           # `gate::vernemq`)
 //!
 //! [chain]
 //! url = "ws://127.0.0.1:9944"   # follow this node (or: fixture = "chain.toml" for tests)
@@ -168,6 +173,11 @@ pub struct BrokerSection {
     /// Port.
     #[serde(default = "default_port")]
     pub port: u16,
+    /// The nodes of a VerneMQ cluster (`"host:port"` each), used instead of `host` and `port`
+    /// by the daemon's own connections: ingest tries them in turn, so a node that goes down
+    /// does not stop it (see [`Self::nodes`]).
+    #[serde(default)]
+    pub hosts: Option<Vec<BrokerNode>>,
     /// The daemon's broker username.
     pub username: String,
     /// The daemon's broker password.
@@ -201,6 +211,115 @@ impl BrokerSection {
             hex::encode(&tag.as_bytes()[..8])
         )
     }
+
+    /// The broker nodes the daemon's own connections try, in order: `hosts`, else `host:port`.
+    pub fn nodes(&self) -> Vec<BrokerNode> {
+        match &self.hosts {
+            Some(hosts) => hosts.clone(),
+            None => vec![BrokerNode {
+                host: self.host.clone(),
+                port: self.port,
+            }],
+        }
+    }
+
+    /// Checks `hosts`: only with VerneMQ (a Mosquitto broker is one node), not empty, no node
+    /// twice.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let Some(hosts) = &self.hosts else {
+            return Ok(());
+        };
+        if self.kind != BrokerKind::Vernemq {
+            anyhow::bail!(
+                "broker.hosts lists the nodes of a VerneMQ cluster (kind = \"vernemq\"); a \
+                 Mosquitto broker is one node: use broker.host and broker.port"
+            );
+        }
+        if hosts.is_empty() {
+            anyhow::bail!(
+                "broker.hosts is empty: list the cluster's nodes, or drop it to use broker.host \
+                 and broker.port"
+            );
+        }
+        for (i, node) in hosts.iter().enumerate() {
+            if hosts[..i].contains(node) {
+                anyhow::bail!("broker.hosts lists {node} twice");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One broker node the daemon connects to: `host:port` (an IPv6 address in brackets).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerNode {
+    /// Name or IP address (IPv6 without brackets); with `broker.tls`, the name its
+    /// certificate carries.
+    pub host: String,
+    /// MQTT port.
+    pub port: u16,
+}
+
+impl std::fmt::Display for BrokerNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl std::str::FromStr for BrokerNode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("broker node {text:?}: {why}");
+        if text.contains("://") {
+            return Err(bad(
+                "write host:port, without a scheme (e.g. \"10.0.0.1:1883\")",
+            ));
+        }
+        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+            let (ip, port) = rest
+                .split_once("]:")
+                .ok_or_else(|| bad("write an IPv6 address as [address]:port"))?;
+            ip.parse::<std::net::Ipv6Addr>()
+                .map_err(|_| bad("not an IPv6 address in the brackets"))?;
+            (ip, port)
+        } else {
+            let (host, port) = text
+                .rsplit_once(':')
+                .ok_or_else(|| bad("no port (write host:port)"))?;
+            if host.contains(':') {
+                return Err(bad("put an IPv6 address in brackets: [address]:port"));
+            }
+            if host.is_empty()
+                || !host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            {
+                return Err(bad("not a host name or IP address"));
+            }
+            (host, port)
+        };
+        let port = match port.parse::<u16>() {
+            Ok(port) if port > 0 => port,
+            _ => return Err(bad("the port must be a number from 1 to 65535")),
+        };
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for BrokerNode {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 fn default_host() -> String {
@@ -223,7 +342,17 @@ pub struct VernemqSection {
     pub api_url: Option<String>,
     /// VerneMQ API key.
     pub api_key: Option<String>,
+    /// Seconds VerneMQ may reuse an allowed `auth_on_publish` answer for the same client,
+    /// topic, QoS and retain flag without asking the daemon (`cache-control: max-age`); 0
+    /// (default): every publish is asked. See [`crate::gate::vernemq`] for what a cached
+    /// answer skips. Needs `api_url` and `api_key`, so revoked publishers are disconnected at
+    /// once rather than when the answer expires.
+    #[serde(default)]
+    pub cache_secs: u32,
 }
+
+/// Largest `vernemq.cache_secs`.
+pub const MAX_VERNEMQ_CACHE_SECS: u32 = 3600;
 
 impl Default for VernemqSection {
     fn default() -> Self {
@@ -231,7 +360,24 @@ impl Default for VernemqSection {
             webhook_listen: SocketAddr::from(([127, 0, 0, 1], 8889)),
             api_url: None,
             api_key: None,
+            cache_secs: 0,
         }
+    }
+}
+
+impl VernemqSection {
+    /// Checks `cache_secs` against the API settings.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.cache_secs > MAX_VERNEMQ_CACHE_SECS {
+            anyhow::bail!("vernemq.cache_secs must be at most {MAX_VERNEMQ_CACHE_SECS}");
+        }
+        if self.cache_secs > 0 && (self.api_url.is_none() || self.api_key.is_none()) {
+            anyhow::bail!(
+                "vernemq.cache_secs needs vernemq.api_url and api_key: a cached publish \
+                 answer outlives a revocation unless the daemon disconnects the publisher"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -455,6 +601,8 @@ impl Config {
     /// the TLS files (read and parsed).
     pub fn validate(&self) -> anyhow::Result<()> {
         self.supervision.validate()?;
+        self.broker.validate()?;
+        self.vernemq.validate()?;
         if self.serving.receipt_window == 0 {
             anyhow::bail!("serving.receipt_window must be at least 1 (segments)");
         }
@@ -545,6 +693,34 @@ mod tests {
     }
 
     #[test]
+    fn vernemq_publish_cache_is_off_by_default_and_needs_the_api() {
+        let base = "[operator]\nsuri = \"//Bob\"\ndata_dir = \"/tmp/x\"\n[broker]\nkind = \"vernemq\"\nusername = \"a\"\npassword = \"b\"\n";
+        let config = Config::from_toml(base).unwrap();
+        assert_eq!(config.vernemq.cache_secs, 0);
+        let api = "webhook_listen = \"127.0.0.1:8889\"\napi_url = \"http://127.0.0.1:8888\"\napi_key = \"k\"\n";
+        let config = Config::from_toml(&format!("{base}[vernemq]\n{api}cache_secs = 5\n")).unwrap();
+        assert_eq!(config.vernemq.cache_secs, 5);
+        for (bad, says) in [
+            (
+                "webhook_listen = \"127.0.0.1:8889\"\ncache_secs = 5\n".to_owned(),
+                "needs vernemq.api_url",
+            ),
+            (
+                "webhook_listen = \"127.0.0.1:8889\"\napi_url = \"http://127.0.0.1:8888\"\ncache_secs = 5\n"
+                    .to_owned(),
+                "needs vernemq.api_url",
+            ),
+            (format!("{api}cache_secs = 3601\n"), "at most 3600"),
+            (format!("{api}cache_secs = -1\n"), "cache_secs"),
+        ] {
+            let err = Config::from_toml(&format!("{base}[vernemq]\n{bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn chain_section_is_checked() {
         let base = "[operator]\nsuri = \"//Bob\"\ndata_dir = \"/tmp/x\"\n[broker]\nkind = \"mosquitto\"\nusername = \"a\"\npassword = \"b\"\n";
         let good = format!(
@@ -605,6 +781,66 @@ mod tests {
                 .to_string();
             assert!(err.contains(says), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn broker_hosts_list_the_nodes_of_a_vernemq_cluster() {
+        let base = |kind: &str| {
+            format!(
+                "[operator]\nsuri = \"//Bob\"\ndata_dir = \"/tmp/x\"\n[broker]\nkind = \"{kind}\"\n\
+                 username = \"a\"\npassword = \"b\"\nhost = \"10.0.0.9\"\nport = 1884\n"
+            )
+        };
+        let node = |host: &str, port| BrokerNode {
+            host: host.into(),
+            port,
+        };
+        // Without hosts: the one host and port.
+        let config = Config::from_toml(&base("vernemq")).unwrap();
+        assert_eq!(config.broker.nodes(), vec![node("10.0.0.9", 1884)]);
+        let config = Config::from_toml(&format!(
+            "{}hosts = [\"10.0.0.1:1883\", \"vmq-2.example.org:8883\", \"[::1]:1885\"]\n",
+            base("vernemq")
+        ))
+        .unwrap();
+        let nodes = config.broker.nodes();
+        assert_eq!(
+            nodes,
+            vec![
+                node("10.0.0.1", 1883),
+                node("vmq-2.example.org", 8883),
+                node("::1", 1885)
+            ]
+        );
+        let shown: Vec<String> = nodes.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            ["10.0.0.1:1883", "vmq-2.example.org:8883", "[::1]:1885"]
+        );
+        for (hosts, says) in [
+            ("[\"10.0.0.1\"]", "no port"),
+            ("[\"mqtt://10.0.0.1:1883\"]", "without a scheme"),
+            ("[\"10.0.0.1:0\"]", "from 1 to 65535"),
+            ("[\"10.0.0.1:70000\"]", "from 1 to 65535"),
+            ("[\"10.0.0.1:x\"]", "from 1 to 65535"),
+            ("[\":1883\"]", "not a host name"),
+            ("[\"a b:1883\"]", "not a host name"),
+            ("[\"::1:1883\"]", "in brackets"),
+            ("[\"[zz]:1883\"]", "not an IPv6 address"),
+            ("[\"[::1]1883\"]", "[address]:port"),
+            ("[]", "broker.hosts is empty"),
+            ("[\"a:1\", \"b:2\", \"a:1\"]", "lists a:1 twice"),
+            ("\"a:1\"", "invalid type"),
+        ] {
+            let err = Config::from_toml(&format!("{}hosts = {hosts}\n", base("vernemq")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{hosts}: {err}");
+        }
+        let err = Config::from_toml(&format!("{}hosts = [\"a:1\"]\n", base("mosquitto")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Mosquitto broker is one node"), "{err}");
     }
 
     #[test]

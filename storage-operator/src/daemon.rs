@@ -11,7 +11,7 @@ use sp_core::Pair;
 use crate::{
     api::{self, Node},
     auth::Authorizer,
-    chain::{ChainEvent, ChainView},
+    chain::{ChainEvent, ChainView, HANDOVER_KEEP_BLOCKS},
     config::{BrokerKind, Config},
     gate::{
         mosquitto::{MosquittoConfig, MosquittoGate},
@@ -118,6 +118,13 @@ impl Daemon {
             Store::open(&db_path)
                 .with_context(|| format!("cannot open the database {}", db_path.display()))?,
         );
+        // Handovers are only seen in block events: the store remembers them across restarts.
+        let handovers = view
+            .keep_handovers(&store)
+            .context("cannot read the stored handovers")?;
+        if handovers > 0 {
+            tracing::info!(handovers, "stream handovers loaded from the store");
+        }
         let genesis = config.chain.genesis();
         tracing::info!(
             genesis = %format!("0x{}", hex::encode(genesis.as_bytes())),
@@ -183,6 +190,8 @@ impl Daemon {
                         api,
                     )
                     .with_http_client(http_client.clone())
+                    .with_metrics(metrics.clone())
+                    .with_publish_cache(config.vernemq.cache_secs)
                     .with_store(store.clone())
                     .context("cannot read the broker gate's records")?,
                 );
@@ -253,8 +262,7 @@ impl Daemon {
         });
 
         let ingest_config = IngestConfig {
-            host: config.broker.host.clone(),
-            port: config.broker.port,
+            brokers: ingest::BrokerNodes::new(config.broker.nodes()),
             username: config.broker.username.clone(),
             password: config.broker.password.clone(),
             client_id: config.broker.own_client_id("ingest"),
@@ -545,9 +553,10 @@ pub const UNHOSTED_KEEP_BLOCKS: BlockNumber = 600;
 /// See [`UNHOSTED_KEEP_BLOCKS`]: an hour.
 pub const UNHOSTED_KEEP_TIME: Duration = Duration::from_secs(3600);
 
-/// Deletes segments older than their stream's retention, and every segment of a stream this
-/// operator has not hosted for `keep_blocks` finalized blocks and `keep_time`; a sweep the
-/// store fails ends the run with the error.
+/// Deletes segments older than their stream's retention, every segment of a stream this
+/// operator has not hosted for `keep_blocks` finalized blocks and `keep_time`, and the
+/// stored handovers older than [`HANDOVER_KEEP_BLOCKS`]; a sweep the store fails ends the run
+/// with the error.
 async fn retention(
     view: Arc<dyn ChainView>,
     store: Arc<Store>,
@@ -588,6 +597,11 @@ async fn retention(
                     sweeps.push((stream, None));
                 }
             }
+        }
+        if now > HANDOVER_KEEP_BLOCKS {
+            let store = store.clone();
+            let before = now - HANDOVER_KEEP_BLOCKS;
+            blocking_store(move || store.prune_handovers(before)).await?;
         }
         for (stream, before) in sweeps {
             let store = store.clone();
@@ -658,6 +672,14 @@ mod tests {
         store
             .insert_segments(&[segment(7, 0), segment(7, 1), segment(8, 0)], 1)
             .unwrap();
+        // Stream 8 was handed over at block 100.
+        let handover = crate::chain::Handover {
+            stream: H256::repeat_byte(8),
+            from: crate::chain::tests::account(2),
+            to: crate::chain::tests::account(3),
+            at: 100,
+        };
+        store.record_handover(&handover).unwrap();
         let metrics = Arc::new(Metrics::new());
         let supervisor = Supervisor::new(Policy::default(), metrics.clone());
         let (v, s, m) = (view.clone(), store.clone(), metrics.clone());
@@ -689,6 +711,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(seen.elapsed() < KEEP_TIME);
         assert_eq!((stored(7), stored(8)), (2, 1));
+        assert_eq!(store.handovers().unwrap(), vec![handover.clone()]);
         // Once the time has passed too, it goes.
         eventually(|| stored(8) == 0).await;
         assert!(seen.elapsed() >= KEEP_TIME);
@@ -707,6 +730,8 @@ mod tests {
         });
         eventually(|| stored(7) == 0).await;
         assert!(store.stored_streams().unwrap().is_empty());
+        // The handover is past its keep period too.
+        eventually(|| store.handovers().unwrap().is_empty()).await;
         assert_eq!(metrics.segments_pruned.get(), 3);
         supervisor.shutdown().await;
     }

@@ -5,8 +5,9 @@
 //!
 //! On every (re)connection, and every [`FULL_REFRESH_BLOCKS`] blocks, the follower reads a
 //! full [`Snapshot`] of the facts this operator needs (its streams with their offers'
-//! retention, the purchases of those streams, every operator's HTTP endpoint) through the
-//! runtime APIs and applies the difference to the view ([`diff`]). In between, each finalized
+//! retention and highest attested heads, the purchases of those streams, every operator's
+//! HTTP endpoint) through the runtime APIs and storage, and applies the difference to the
+//! view ([`diff`]). In between, each finalized
 //! block's marketplace events name what changed ([`Touched`]): only those streams, offers and
 //! purchases are read again ([`update`]) and the same [`diff`] applies them. A block missed
 //! while disconnected cannot leave the view stale: reconnecting reads a full snapshot.
@@ -74,6 +75,8 @@ pub struct Snapshot {
     /// The attested stream head when each stream purchase of `purchases` was bought (the
     /// first sequence it pays for), where the chain recorded one.
     pub start_heads: BTreeMap<PurchaseId, Sequence>,
+    /// The highest head attested on chain for each stream of `streams` that has one.
+    pub heads: BTreeMap<StreamId, Sequence>,
 }
 
 /// The chain state the follower reads, at one block.
@@ -94,6 +97,9 @@ pub trait ChainReader: Sync {
     ) -> Result<Option<(PurchaseInfo, Option<Sequence>)>, Error>;
     /// HTTP endpoints of all operators.
     async fn endpoints(&self) -> Result<Vec<(AccountId, String)>, Error>;
+    /// The highest head of `stream` its operators attested (`Operators.StreamHeads`);
+    /// `None` without attestation.
+    async fn attested_head(&self, stream: StreamId) -> Result<Option<Sequence>, Error>;
 }
 
 #[async_trait::async_trait]
@@ -148,6 +154,29 @@ impl ChainReader for AtBlock {
             })
             .collect())
     }
+
+    async fn attested_head(&self, stream: StreamId) -> Result<Option<Sequence>, Error> {
+        use fastdata_sdk::subxt::error::StorageError;
+        match self.storage().fetch_raw(stream_heads_key(&stream)).await {
+            Ok(raw) => Ok(head_records(&raw)?
+                .into_iter()
+                .map(|(_, head, _, _)| head)
+                .max()),
+            Err(StorageError::NoValueFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// `Operators.StreamHeads(stream)`: `HeadRecord { operator, head, stored_bytes, at }` per
+/// operator that attested.
+fn head_records(raw: &[u8]) -> Result<Vec<(AccountId, Sequence, u64, BlockNumber)>, Error> {
+    Vec::<(AccountId, Sequence, u64, BlockNumber)>::decode(&mut &raw[..]).map_err(|e| {
+        Error::Decode {
+            what: "Operators.StreamHeads",
+            detail: e.to_string(),
+        }
+    })
 }
 
 /// Runs `read` for every key, [`READ_CONCURRENCY`] at a time, keeping the keys' order.
@@ -181,6 +210,11 @@ pub async fn snapshot(chain: &dyn ChainReader, me: &AccountId) -> Result<Snapsho
         purchase_ids.extend(ids);
     }
     let mine: BTreeSet<StreamId> = streams.iter().map(|s| s.stream).collect();
+    let heads = read_all(mine.iter().copied().collect(), |id| chain.attested_head(id))
+        .await?
+        .into_iter()
+        .filter_map(|(id, head)| Some((id, head?)))
+        .collect();
     let mut purchases = Vec::new();
     let mut start_heads = BTreeMap::new();
     for (id, read) in read_all(purchase_ids, |id| chain.purchase(id)).await? {
@@ -198,6 +232,7 @@ pub async fn snapshot(chain: &dyn ChainReader, me: &AccountId) -> Result<Snapsho
         purchases,
         endpoints: chain.endpoints().await?,
         start_heads,
+        heads,
     })
 }
 
@@ -219,6 +254,8 @@ pub struct Touched {
     pub endpoints: bool,
     /// Streams the chain moved from one operator to another, as `(stream, from, to)`.
     pub handovers: Vec<(StreamId, AccountId, AccountId)>,
+    /// Operators that attested heads: the heads of the streams they host may have grown.
+    pub attesters: BTreeSet<AccountId>,
 }
 
 impl Touched {
@@ -272,6 +309,9 @@ impl Touched {
                 self.endpoints = true;
                 Some(())
             }
+            ("Operators", "HeadsAttested") => first(fields).map(|who| {
+                self.attesters.insert(who);
+            }),
             // Stake, liveness and status changes reach this operator's streams only through
             // the assignment events above; so do assignment requests (drawn later, as
             // `StreamAssigned`) and draws that found no operator.
@@ -285,7 +325,6 @@ impl Touched {
                 | "Withdrawn"
                 | "Suspended"
                 | "Slashed"
-                | "HeadsAttested"
                 | "HeadSkipped"
                 | "EquivocationReported"
                 | "HostingPaid"
@@ -305,7 +344,8 @@ impl Touched {
 
 /// The [`Snapshot`] at `chain`'s block, from the view's current state and fresh reads of only
 /// what `touched` names: the stream list when assignments changed, touched and newly assigned
-/// streams (and the purchases of new ones), touched purchases, and the endpoints.
+/// streams (and the purchases of new ones), touched purchases, the endpoints, and the heads of
+/// new streams and of those hosted by an operator that attested.
 pub async fn update(
     chain: &dyn ChainReader,
     me: &AccountId,
@@ -364,6 +404,22 @@ pub async fn update(
         };
     }
     start_heads.retain(|id, _| purchases.contains_key(id));
+    let mut heads: BTreeMap<StreamId, Sequence> = streams
+        .keys()
+        .filter_map(|id| view.attested_head(id).map(|head| (*id, head)))
+        .collect();
+    let reread: Vec<StreamId> = streams
+        .values()
+        .filter(|s| {
+            new.contains(&s.stream) || s.operators.iter().any(|o| touched.attesters.contains(o))
+        })
+        .map(|s| s.stream)
+        .collect();
+    for (id, head) in read_all(reread, |id| chain.attested_head(id)).await? {
+        if let Some(head) = head {
+            heads.insert(id, head);
+        }
+    }
     let endpoints = if touched.endpoints {
         chain.endpoints().await?
     } else {
@@ -375,6 +431,7 @@ pub async fn update(
         purchases: purchases.into_values().collect(),
         endpoints,
         start_heads,
+        heads,
     })
 }
 
@@ -412,8 +469,8 @@ fn purchase_info(view: PurchaseView<AccountId, Balance, BlockNumber>) -> Purchas
 }
 
 /// The events that turn `view` into `snapshot`, in an order the daemon can act on: stream
-/// changes, purchase upserts followed by their end or refund, endpoints, and the finalized
-/// block last. An open purchase of a still-assigned stream that vanished from chain (reaped)
+/// changes, grown attested heads, purchase upserts followed by their end or refund,
+/// endpoints, and the finalized block last. An open purchase of a still-assigned stream that vanished from chain (reaped)
 /// is ended.
 pub fn diff(view: &dyn ChainView, snapshot: &Snapshot) -> Vec<ChainEvent> {
     let mut events = Vec::new();
@@ -426,6 +483,15 @@ pub fn diff(view: &dyn ChainView, snapshot: &Snapshot) -> Vec<ChainEvent> {
     for old in view.streams() {
         if !current.contains(&old.stream) {
             events.push(ChainEvent::StreamUnassigned { stream: old.stream });
+        }
+    }
+    for (stream, head) in &snapshot.heads {
+        if current.contains(stream) && view.attested_head(stream).is_none_or(|known| known < *head)
+        {
+            events.push(ChainEvent::HeadAttested {
+                stream: *stream,
+                head: *head,
+            });
         }
     }
     let present: BTreeSet<PurchaseId> = snapshot.purchases.iter().map(|p| p.id).collect();
@@ -910,12 +976,7 @@ impl OperatorCalls for NodeCalls {
                 Err(e) => return self.checked(Err(e)).await,
             };
             let Some(raw) = raw else { continue };
-            // `HeadRecord { operator, head, stored_bytes, at }` per assigned operator.
-            let attested = Vec::<(AccountId, Sequence, u64, BlockNumber)>::decode(&mut &raw[..])
-                .map_err(|e| Error::Decode {
-                    what: "Operators.StreamHeads",
-                    detail: e.to_string(),
-                })?;
+            let attested = head_records(&raw)?;
             if let Some((_, head, bytes, at)) = attested.into_iter().find(|(who, ..)| *who == me) {
                 heads.push((*stream, head, bytes, at));
             }
@@ -1419,6 +1480,7 @@ mod tests {
             purchases,
             endpoints: vec![(account(9), "http://127.0.0.1:1".into())],
             start_heads: BTreeMap::new(),
+            heads: BTreeMap::new(),
         }
     }
 
@@ -1528,6 +1590,7 @@ mod tests {
         streams: std::collections::HashMap<StreamId, StreamAssignment>,
         purchases: std::collections::HashMap<PurchaseId, PurchaseInfo>,
         start_heads: std::collections::HashMap<PurchaseId, Sequence>,
+        heads: std::collections::HashMap<StreamId, Sequence>,
         endpoints: Vec<(AccountId, String)>,
         reads: std::sync::atomic::AtomicUsize,
     }
@@ -1580,6 +1643,10 @@ mod tests {
             self.read();
             Ok(self.endpoints.clone())
         }
+        async fn attested_head(&self, stream: StreamId) -> Result<Option<Sequence>, Error> {
+            self.read();
+            Ok(self.heads.get(&stream).copied())
+        }
     }
 
     fn sorted(mut s: Snapshot) -> Snapshot {
@@ -1598,9 +1665,16 @@ mod tests {
             endpoints: vec![(account(9), "http://127.0.0.1:1".into())],
             ..Default::default()
         };
-        for s in [stream(1, 0), stream(2, 0), stream(3, 0)] {
+        // Stream 1 is shared with operator 8.
+        let shared = |epoch| StreamAssignment {
+            operators: vec![account(9), account(8)],
+            ..stream(1, epoch)
+        };
+        for s in [shared(0), stream(2, 0), stream(3, 0)] {
             chain.streams.insert(s.stream, s);
         }
+        chain.heads.insert(StreamId::repeat_byte(1), 30);
+        chain.heads.insert(StreamId::repeat_byte(3), 12);
         for p in [
             purchase(1, 1, PurchaseState::Active),
             purchase(2, 1, PurchaseState::AwaitingKeys),
@@ -1615,9 +1689,15 @@ mod tests {
         let view = InMemoryChainView::new();
         let first = snapshot(&chain, &me).await.unwrap();
         assert_eq!(first.start_heads, BTreeMap::from([(1, 40)]));
+        assert_eq!(
+            first.heads,
+            BTreeMap::from([(StreamId::repeat_byte(1), 30)])
+        );
         view.set_start_heads(first.start_heads.clone());
         view.apply_all(diff(&view, &first));
         assert_eq!(view.start_head(1), Some(40));
+        assert_eq!(view.attested_head(&StreamId::repeat_byte(1)), Some(30));
+        assert_eq!(view.attested_head(&StreamId::repeat_byte(2)), None);
         assert_eq!(view.purchases_of(&StreamId::repeat_byte(1)).len(), 2);
         assert!(view.purchase(5).is_none(), "stream 3 is not ours yet");
 
@@ -1630,8 +1710,12 @@ mod tests {
         chain.start_heads.insert(4, 12);
         chain.purchases.remove(&3);
         chain.assigned.push(StreamId::repeat_byte(3));
-        chain.streams.insert(StreamId::repeat_byte(1), stream(1, 1));
+        chain.streams.insert(StreamId::repeat_byte(1), shared(1));
+        // Operator 8 attested stream 1 further; operator 7 (sharing nothing) attested too.
+        chain.heads.insert(StreamId::repeat_byte(1), 35);
         let mut touched = Touched::default();
+        touched.note("Operators", "HeadsAttested", &(account(8), 1u32).encode());
+        touched.note("Operators", "HeadsAttested", &(account(7), 3u32).encode());
         touched.note("Escrow", "RefundedForMissingKeys", &2u64.encode());
         touched.note("Escrow", "Purchased", &(4u64, 2u64).encode());
         touched.note("Escrow", "PurchaseReaped", &3u64.encode());
@@ -1680,8 +1764,9 @@ mod tests {
         let before = chain.reads();
         let incremental = update(&chain, &me, &view, &touched).await.unwrap();
         let reads = chain.reads() - before;
-        // streams_of, streams 1 and 3, the purchase ids of offer 3, purchases 2, 3, 4, 5, 6.
-        assert_eq!(reads, 9);
+        // streams_of, streams 1 and 3, the purchase ids of offer 3, purchases 2, 3, 4, 5, 6,
+        // the heads of stream 1 (operator 8 attested) and 3 (new).
+        assert_eq!(reads, 11);
         let before = chain.reads();
         let full = snapshot(&chain, &me).await.unwrap();
         assert!(chain.reads() - before > reads);
@@ -1692,7 +1777,23 @@ mod tests {
             BTreeMap::from([(1, 40), (4, 12), (5, 7)])
         );
 
+        assert_eq!(
+            incremental.heads,
+            BTreeMap::from([
+                (StreamId::repeat_byte(1), 35),
+                (StreamId::repeat_byte(3), 12)
+            ])
+        );
+
         let events = diff(&view, &incremental);
+        assert!(events.contains(&ChainEvent::HeadAttested {
+            stream: StreamId::repeat_byte(1),
+            head: 35
+        }));
+        assert!(events.contains(&ChainEvent::HeadAttested {
+            stream: StreamId::repeat_byte(3),
+            head: 12
+        }));
         assert!(events.contains(&ChainEvent::PurchaseRefunded { purchase: 2 }));
         assert!(events.contains(&ChainEvent::PurchaseEnded { purchase: 3 }));
         assert!(events.contains(&ChainEvent::PurchaseUpdated(bought)));
@@ -1711,6 +1812,13 @@ mod tests {
             Some(PurchaseState::Settled)
         );
         assert_eq!(view.finalized_block(), 6);
+        assert_eq!(view.attested_head(&StreamId::repeat_byte(3)), Some(12));
+        // Attested heads never go backwards in the view.
+        view.apply(ChainEvent::HeadAttested {
+            stream: StreamId::repeat_byte(1),
+            head: 20,
+        });
+        assert_eq!(view.attested_head(&StreamId::repeat_byte(1)), Some(35));
 
         // A quiet block after it changes nothing and reads nothing.
         let before = chain.reads();
@@ -1744,6 +1852,8 @@ mod tests {
         t.note("Operators", "StreamReleased", &stream.encode());
         t.note("Operators", "Updated", &account(1).encode());
         assert!(t.assignments && t.endpoints && !t.unknown);
+        t.note("Operators", "HeadsAttested", &(account(3), 2u32).encode());
+        assert_eq!(t.attesters, BTreeSet::from([account(3)]));
 
         for (pallet, variant, fields) in [
             ("Escrow", "Purchased", vec![1u8, 2]),

@@ -22,20 +22,34 @@
 //! The client is the supervised task `ingest` ([`run`]): a lost broker connection or a store
 //! error ends the run, and the supervisor restarts it with back-off; nothing unstored is
 //! acknowledged, so nothing is lost meanwhile.
+//!
+//! On a VerneMQ cluster (`broker.hosts`) each run connects to the first node that accepts it,
+//! trying them in turn from the one it last connected to ([`BrokerNodes`]), so a node that
+//! goes down does not stop ingest. The persistent session is the cluster's and follows the
+//! client to another node (while a dead node is still a cluster member, VerneMQ refuses logins
+//! until it is back or removed: see the README).
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use fastdata_primitives::tokens::TokenError;
 use fastdata_primitives::{Sequence, StreamId};
 use rumqttc::{
-    AsyncClient, Event, MqttOptions, Packet, Publish, QoS, SubscribeFilter, TlsConfiguration,
-    Transport,
+    AsyncClient, ConnAck, Event, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter,
+    TlsConfiguration, Transport,
 };
 use tokio::sync::{broadcast, mpsc};
 
 use crate::{
     auth::{parse_stream_topic, stream_topic, Authorizer, Refusal},
     chain::ChainEvent,
+    config::BrokerNode,
     metrics::Metrics,
     replication::BackfillRequest,
     store::{Insert, NewSegment, Store},
@@ -60,13 +74,45 @@ pub const BROKER_MAX_INFLIGHT: usize = 1000;
 /// in-flight window and the writer's queue bound in practice.
 const REQUEST_CAPACITY: usize = 1 << 24;
 
+/// The broker nodes the ingest client connects to (`broker.hosts`, or its one host and
+/// port), tried in turn. Clones share the node last connected to, so every run of the
+/// supervised task starts with it.
+#[derive(Clone, Debug)]
+pub struct BrokerNodes {
+    nodes: Arc<[BrokerNode]>,
+    last: Arc<AtomicUsize>,
+}
+
+impl BrokerNodes {
+    /// The nodes, in the order first tried.
+    pub fn new(nodes: Vec<BrokerNode>) -> Self {
+        Self {
+            nodes: nodes.into(),
+            last: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// The order to try them in: from the node last connected to, round the list.
+    fn order(&self) -> impl Iterator<Item = (usize, &BrokerNode)> {
+        let start = self.last.load(Ordering::Relaxed);
+        let n = self.nodes.len();
+        (0..n).map(move |i| {
+            let index = (start + i) % n;
+            (index, &self.nodes[index])
+        })
+    }
+
+    /// Notes that node `index` accepted the connection.
+    fn connected(&self, index: usize) {
+        self.last.store(index, Ordering::Relaxed);
+    }
+}
+
 /// How the ingest client reaches the broker.
 #[derive(Clone, Debug)]
 pub struct IngestConfig {
-    /// Broker host.
-    pub host: String,
-    /// Broker port.
-    pub port: u16,
+    /// Broker nodes.
+    pub brokers: BrokerNodes,
     /// Username of the daemon's own broker account.
     pub username: String,
     /// Its password.
@@ -244,19 +290,11 @@ pub async fn run(
     mut ctx: TaskContext,
 ) -> Result<(), TaskError> {
     let view = writer.auth.view().clone();
-    let mut options = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
-    options.set_credentials(config.username.clone(), config.password.clone());
-    if let Some(tls) = &config.tls {
-        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            tls.clone(),
-        )));
-    }
-    options.set_clean_session(false);
-    options.set_manual_acks(true);
-    options.set_keep_alive(Duration::from_secs(30));
-    let max = fastdata_primitives::envelope::MAX_ENVELOPE_LEN + 1024;
-    options.set_max_packet_size(max, max);
-    let (client, mut eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+    let (client, mut eventloop, ack, node) = tokio::select! {
+        _ = ctx.stopped() => return Ok(()),
+        connected = connect(&config) => connected?,
+    };
+    tracing::info!(%node, session_present = ack.session_present, "ingest connected to the broker");
 
     // Messages go to a blocking writer thread through a bounded channel (back-pressure: when
     // the disk is slow the event loop stops reading and the broker queues). The writer's acks
@@ -265,7 +303,10 @@ pub async fn run(
     let mut writer_task = tokio::spawn(write_loop(writer, rx, client.clone()));
     let mut writer_done = false;
     // SUBACKs still awaited from the subscriptions sent at CONNACK.
-    let mut awaiting_subacks = 0usize;
+    let mut awaiting_subacks = subscribe_all(&client, &view);
+    if awaiting_subacks == 0 {
+        ctx.ready();
+    }
 
     let result = loop {
         tokio::select! {
@@ -301,24 +342,6 @@ pub async fn run(
                 }
             },
             polled = eventloop.poll() => match polled {
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    tracing::info!(session_present = ack.session_present, "ingest connected to the broker");
-                    let topics: Vec<SubscribeFilter> = view
-                        .streams()
-                        .iter()
-                        .map(|s| SubscribeFilter::new(stream_topic(&s.stream), QoS::AtLeastOnce))
-                        .collect();
-                    awaiting_subacks = 0;
-                    for chunk in topics.chunks(SUBSCRIBE_CHUNK) {
-                        match client.try_subscribe_many(chunk.to_vec()) {
-                            Ok(()) => awaiting_subacks += 1,
-                            Err(e) => tracing::warn!("cannot subscribe: {e}"),
-                        }
-                    }
-                    if awaiting_subacks == 0 {
-                        ctx.ready();
-                    }
-                }
                 Ok(Event::Incoming(Packet::SubAck(_))) if awaiting_subacks > 0 => {
                     awaiting_subacks -= 1;
                     if awaiting_subacks == 0 {
@@ -332,7 +355,7 @@ pub async fn run(
                 }
                 Ok(_) => {}
                 Err(e) => break Err(TaskError::transient(format!(
-                    "broker connection to {}:{}: {e}", config.host, config.port
+                    "broker connection to {node}: {e}"
                 ))),
             },
         }
@@ -354,6 +377,71 @@ pub async fn run(
         .await;
     }
     result
+}
+
+/// The MQTT options of the ingest connection to `node`.
+fn options(config: &IngestConfig, node: &BrokerNode) -> MqttOptions {
+    let mut options = MqttOptions::new(config.client_id.clone(), node.host.clone(), node.port);
+    options.set_credentials(config.username.clone(), config.password.clone());
+    if let Some(tls) = &config.tls {
+        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            tls.clone(),
+        )));
+    }
+    options.set_clean_session(false);
+    options.set_manual_acks(true);
+    options.set_keep_alive(Duration::from_secs(30));
+    let max = fastdata_primitives::envelope::MAX_ENVELOPE_LEN + 1024;
+    options.set_max_packet_size(max, max);
+    options
+}
+
+/// Connects to the first broker node that accepts the ingest client, trying them in turn from
+/// the one last connected to. Returns the client, its connected event loop, the CONNACK and
+/// the node; an error naming every node's failure if none accepts.
+async fn connect(
+    config: &IngestConfig,
+) -> Result<(AsyncClient, EventLoop, ConnAck, BrokerNode), TaskError> {
+    let mut failures = Vec::new();
+    for (index, node) in config.brokers.order() {
+        let (client, mut eventloop) = AsyncClient::new(options(config, node), REQUEST_CAPACITY);
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                config.brokers.connected(index);
+                return Ok((client, eventloop, ack, node.clone()));
+            }
+            Ok(event) => failures.push(format!("{node}: {event:?} before CONNACK")),
+            Err(e) => {
+                tracing::warn!(%node, "the broker node refuses the ingest connection: {e}");
+                failures.push(format!("{node}: {e}"));
+            }
+        }
+    }
+    if failures.is_empty() {
+        return Err(TaskError::fatal("no broker node configured"));
+    }
+    Err(TaskError::transient(format!(
+        "no broker node accepts the ingest connection ({})",
+        failures.join("; ")
+    )))
+}
+
+/// Subscribes to every hosted stream (in chunks of [`SUBSCRIBE_CHUNK`]); returns the number
+/// of SUBACKs to await.
+fn subscribe_all(client: &AsyncClient, view: &Arc<dyn crate::chain::ChainView>) -> usize {
+    let topics: Vec<SubscribeFilter> = view
+        .streams()
+        .iter()
+        .map(|s| SubscribeFilter::new(stream_topic(&s.stream), QoS::AtLeastOnce))
+        .collect();
+    let mut sent = 0;
+    for chunk in topics.chunks(SUBSCRIBE_CHUNK) {
+        match client.try_subscribe_many(chunk.to_vec()) {
+            Ok(()) => sent += 1,
+            Err(e) => tracing::warn!("cannot subscribe: {e}"),
+        }
+    }
+    sent
 }
 
 /// Stores what arrives in groups and acknowledges each group once it is committed. Ends with
@@ -427,6 +515,98 @@ mod tests {
             b"payload",
         )
         .unwrap()
+    }
+
+    fn node(port: u16) -> BrokerNode {
+        BrokerNode {
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn broker_nodes_are_tried_in_turn_from_the_last_one_connected_to() {
+        let nodes = BrokerNodes::new(vec![node(1), node(2), node(3)]);
+        let order =
+            |nodes: &BrokerNodes| nodes.order().map(|(i, n)| (i, n.port)).collect::<Vec<_>>();
+        assert_eq!(order(&nodes), [(0, 1), (1, 2), (2, 3)]);
+        // Clones (the config of each run) share the last node connected to.
+        nodes.clone().connected(2);
+        assert_eq!(order(&nodes), [(2, 3), (0, 1), (1, 2)]);
+        nodes.connected(1);
+        assert_eq!(order(&nodes.clone()), [(1, 2), (2, 3), (0, 1)]);
+        let one = BrokerNodes::new(vec![node(7)]);
+        assert_eq!(order(&one), [(0, 7)]);
+        assert_eq!(order(&BrokerNodes::new(Vec::new())), []);
+    }
+
+    /// A port nothing listens on.
+    fn closed_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// A broker stand-in that accepts every connection with a CONNACK and counts them.
+    async fn accepting_broker() -> (u16, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    // CONNECT, then CONNACK (session present, accepted); hold the connection.
+                    if socket.read(&mut buf).await.unwrap_or(0) > 0 {
+                        let _ = socket.write_all(&[0x20, 0x02, 0x01, 0x00]).await;
+                        while socket.read(&mut buf).await.unwrap_or(0) > 0 {}
+                    }
+                });
+            }
+        });
+        (port, accepted)
+    }
+
+    fn ingest_config(nodes: Vec<BrokerNode>) -> IngestConfig {
+        IngestConfig {
+            brokers: BrokerNodes::new(nodes),
+            username: "op".into(),
+            password: "pw".into(),
+            client_id: "op-ingest-test".into(),
+            tls: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn ingest_connects_to_the_next_node_when_one_is_down() {
+        let (up, accepted) = accepting_broker().await;
+        let down = closed_port();
+        let config = ingest_config(vec![node(down), node(up)]);
+        let (_client, _eventloop, ack, connected) = connect(&config).await.unwrap();
+        assert_eq!(connected, node(up));
+        assert!(ack.session_present);
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        // The next run (a clone of the config) starts with the node that accepted.
+        let (_client, _eventloop, _, connected) = connect(&config.clone()).await.unwrap();
+        assert_eq!(connected, node(up));
+        assert_eq!(config.brokers.order().next().unwrap().1, &node(up));
+
+        // No node up: one error naming each.
+        let other = closed_port();
+        let config = ingest_config(vec![node(down), node(other)]);
+        let err = connect(&config).await.err().unwrap().to_string();
+        assert!(err.contains(&format!("127.0.0.1:{down}")), "{err}");
+        assert!(err.contains(&format!("127.0.0.1:{other}")), "{err}");
+        assert!(connect(&ingest_config(Vec::new()))
+            .await
+            .err()
+            .unwrap()
+            .is_fatal());
     }
 
     #[test]

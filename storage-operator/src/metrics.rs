@@ -4,12 +4,36 @@
 use fastdata_primitives::PurchaseId;
 use prometheus_client::{
     encoding::text::encode,
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{exponential_buckets, Histogram},
+    },
     registry::Registry,
 };
 
 type Labels = Vec<(&'static str, &'static str)>;
 type OwnedLabels = Vec<(&'static str, String)>;
+/// A histogram per label set.
+type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// Buckets of [`Metrics::webhook_seconds`]: 10 µs × 1.5ⁿ, up to about 0.57 s.
+fn webhook_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_01, 1.5, 28))
+}
+
+/// The VerneMQ hooks the daemon answers, as metric labels (anything else: `unknown`).
+const WEBHOOK_HOOKS: &[&str] = &[
+    "auth_on_register",
+    "auth_on_register_m5",
+    "auth_on_publish",
+    "auth_on_publish_m5",
+    "auth_on_subscribe",
+    "auth_on_subscribe_m5",
+    "on_client_offline",
+    "on_client_gone",
+];
 
 fn gauge_value(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -44,7 +68,8 @@ pub struct Metrics {
     /// `too_large`, `wrong_stream`, `unknown_stream`, `future_epoch`, …).
     pub segments_refused: Family<Labels, Counter>,
     /// Valid segments not stored, by reason (`duplicate`: already stored; `peer_invalid`: a
-    /// backfill page that failed validation).
+    /// backfill page that failed validation; `above_head`: a backfilled segment at or above
+    /// the stream's attested head).
     pub segments_dropped: Family<Labels, Counter>,
     /// The node's finalized head, as last seen by the chain follower.
     pub chain_finalized_head: Gauge,
@@ -65,6 +90,9 @@ pub struct Metrics {
     pub task_restarts: Family<Labels, Counter>,
     /// 1 while a supervised task is up, by task.
     pub task_up: Family<Labels, Gauge>,
+    /// Time the daemon took to answer a VerneMQ webhook call, by hook (from the request to
+    /// the answer, the decision and any store write included).
+    pub webhook_seconds: Histograms,
 }
 
 impl Default for Metrics {
@@ -99,6 +127,7 @@ impl Metrics {
         let purchase_receipts = Family::<OwnedLabels, Gauge>::default();
         let task_restarts = Family::<Labels, Counter>::default();
         let task_up = Family::<Labels, Gauge>::default();
+        let webhook_seconds: Histograms = Family::new_with_constructor(webhook_histogram);
         registry.register(
             "segments_in",
             "Segments received from the broker",
@@ -197,6 +226,11 @@ impl Metrics {
             "1 while a supervised task is up",
             task_up.clone(),
         );
+        registry.register(
+            "webhook_seconds",
+            "Time to answer a VerneMQ webhook call, by hook",
+            webhook_seconds.clone(),
+        );
         Self {
             registry,
             segments_in,
@@ -221,6 +255,7 @@ impl Metrics {
             purchase_receipts,
             task_restarts,
             task_up,
+            webhook_seconds,
         }
     }
 
@@ -328,6 +363,18 @@ impl Metrics {
             .set(i64::from(up));
     }
 
+    /// Records that answering one call of VerneMQ's `hook` took `seconds`.
+    pub fn webhook(&self, hook: &str, seconds: f64) {
+        let hook = WEBHOOK_HOOKS
+            .iter()
+            .find(|h| **h == hook)
+            .copied()
+            .unwrap_or("unknown");
+        self.webhook_seconds
+            .get_or_create(&vec![("hook", hook)])
+            .observe(seconds);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -363,6 +410,42 @@ mod tests {
             text.contains("fastdata_operator_segments_in_total{result=\"stored\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn webhook_times_are_histograms_by_hook() {
+        let m = Metrics::new();
+        m.webhook("auth_on_publish", 0.000_2);
+        m.webhook("auth_on_publish", 0.003);
+        m.webhook("format_disk", 0.1);
+        let text = m.render();
+        let series = "fastdata_operator_webhook_seconds";
+        assert!(
+            text.contains(&format!("{series}_count{{hook=\"auth_on_publish\"}} 2\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{series}_count{{hook=\"unknown\"}} 1\n")),
+            "{text}"
+        );
+        // (upper bound, cumulative count) of the auth_on_publish buckets.
+        let buckets: Vec<(f64, u64)> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix(&format!("{series}_bucket{{le=\"")))
+            .filter_map(|l| l.split_once("\",hook=\"auth_on_publish\"} "))
+            .map(|(le, n)| (le.parse().unwrap_or(f64::INFINITY), n.parse().unwrap()))
+            .collect();
+        assert_eq!(buckets.len(), 29, "{text}");
+        // 200 µs is within the bucket ending at 10 µs × 1.5⁸ ≈ 256 µs, 3 ms is not.
+        let count_at = |seconds: f64| {
+            buckets
+                .iter()
+                .find(|(le, _)| *le >= seconds)
+                .map(|(_, n)| *n)
+        };
+        assert_eq!(count_at(0.000_256), Some(1));
+        assert_eq!(count_at(0.000_17), Some(0));
+        assert_eq!(count_at(f64::INFINITY), Some(2));
     }
 
     #[test]

@@ -12,13 +12,21 @@
 //! page, validates every envelope header (stream and sequence within the range, strictly
 //! increasing), and stores it with the same duplicate rule as ingest, so a segment is never
 //! stored twice whatever the order of live ingest and backfill.
+//!
+//! The daemon cannot open envelopes, so a peer could plant segments at sequences the seller
+//! has not published yet, and the real ones would later be refused here as duplicates.
+//! Backfill therefore never stores a sequence at or above the stream's highest head attested
+//! on chain ([`ChainView::attested_head`]): a request reaching past it is cut there and its
+//! remainder kept (one range per stream) until the head grows ([`ChainEvent::HeadAttested`]);
+//! a peer that sends a sequence beyond the range asked has those frames dropped
+//! (`segments_dropped{reason="above_head"}`) and is not asked again in that round.
 
 use fastdata_sdk::http::HttpClient;
 use std::{
-    collections::HashSet,
+    collections::{BTreeMap, HashSet},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex,
     },
 };
 
@@ -102,6 +110,8 @@ pub struct Replicator {
     metrics: Arc<Metrics>,
     client: HttpClient,
     nonce: AtomicU64,
+    /// Per stream, the range asked for above its attested head, retried when it grows.
+    deferred: Mutex<BTreeMap<StreamId, (Sequence, Sequence)>>,
 }
 
 fn now_millis() -> u64 {
@@ -129,6 +139,7 @@ impl Replicator {
             metrics,
             client: HttpClient::new(),
             nonce: AtomicU64::new(now_millis()),
+            deferred: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -151,6 +162,42 @@ impl Replicator {
                 Ok(_) => return next,
                 Err(actual) => current = actual,
             }
+        }
+    }
+
+    fn deferred(&self) -> std::sync::MutexGuard<'_, BTreeMap<StreamId, (Sequence, Sequence)>> {
+        // Every update is one insert or remove: a poisoned map is still consistent.
+        self.deferred
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Keeps `from..=to` of `stream` for when its attested head grows, merged with what is
+    /// already kept (one range per stream).
+    fn defer(&self, stream: StreamId, from: Sequence, to: Sequence) {
+        let mut deferred = self.deferred();
+        let range = deferred.entry(stream).or_insert((from, to));
+        *range = (range.0.min(from), range.1.max(to));
+    }
+
+    /// The range of `stream` waiting for its attested head to grow, if any.
+    pub fn waiting(&self, stream: &StreamId) -> Option<(Sequence, Sequence)> {
+        self.deferred().get(stream).copied()
+    }
+
+    /// Backfills what waits for `stream`'s attested head if the head now allows part of it.
+    pub async fn resume(&self, stream: StreamId) -> Result<u64, String> {
+        let head = self.view.attested_head(&stream).unwrap_or(0);
+        let range = {
+            let mut deferred = self.deferred();
+            match deferred.get(&stream) {
+                Some((from, _)) if *from < head => deferred.remove(&stream),
+                _ => None,
+            }
+        };
+        match range {
+            Some((from, to)) => self.backfill(BackfillRequest { stream, from, to }).await,
+            None => Ok(0),
         }
     }
 
@@ -189,8 +236,9 @@ impl Replicator {
         peers
     }
 
-    /// Fills `request` from the other operators of the stream. Returns how many segments were
-    /// stored.
+    /// Fills `request` from the other operators of the stream, below the stream's attested
+    /// head; the part at or above it waits for the head to grow ([`Self::resume`]). Returns
+    /// how many segments were stored.
     pub async fn backfill(&self, request: BackfillRequest) -> Result<u64, String> {
         if request.from > request.to {
             return Ok(0);
@@ -199,6 +247,21 @@ impl Replicator {
             .view
             .stream(&request.stream)
             .ok_or_else(|| "stream is not assigned to this operator".to_owned())?;
+        let head = self.view.attested_head(&request.stream).unwrap_or(0);
+        if request.to >= head {
+            self.defer(request.stream, request.from.max(head), request.to);
+        }
+        // Sequences at or above the head may not be published yet: none is stored.
+        let request = match head.checked_sub(1) {
+            Some(last) if request.from <= last => BackfillRequest {
+                to: request.to.min(last),
+                ..request
+            },
+            _ => {
+                tracing::debug!(?request, head, "backfill waits for the attested head");
+                return Ok(0);
+            }
+        };
         let mut stored = 0;
         for peer in self.peers(&stream) {
             if !self.missing(&request) {
@@ -208,9 +271,11 @@ impl Replicator {
                 tracing::debug!(%peer, "no HTTP endpoint known for peer");
                 continue;
             };
-            match self.backfill_from(&peer, &url, request).await {
-                Ok(n) => stored += n,
-                Err(e) => tracing::warn!(%peer, %url, "backfill from peer failed: {e}"),
+            if let Err(e) = self
+                .backfill_from(&peer, &url, request, head, &mut stored)
+                .await
+            {
+                tracing::warn!(%peer, %url, "backfill from peer failed: {e}");
             }
         }
         if stored > 0 {
@@ -219,14 +284,19 @@ impl Replicator {
         Ok(stored)
     }
 
+    /// Asks `peer` for `request` (already below `head`), page by page, adding what it stores
+    /// to `stored`. A page with a bad envelope, another stream, a sequence below the range or
+    /// out of order is dropped whole; frames beyond the range are dropped, the others stored,
+    /// and the peer is not asked again this round.
     async fn backfill_from(
         &self,
         peer: &AccountId,
         url: &str,
         request: BackfillRequest,
-    ) -> Result<u64, String> {
+        head: Sequence,
+        stored: &mut u64,
+    ) -> Result<(), String> {
         let mut from = request.from;
-        let mut stored = 0;
         loop {
             let signed = Signed::sign(
                 ReplicaRequest {
@@ -258,24 +328,35 @@ impl Replicator {
             }
             let frames = decode_frames(&body)?;
             if frames.is_empty() {
-                return Ok(stored);
+                return Ok(());
             }
             let mut segments = Vec::with_capacity(frames.len());
             let mut last = None;
             let page = frames.len() as u64;
+            // Frames beyond the range asked: (above the attested head, others).
+            let mut beyond = (0u64, 0u64);
+            let mut first_beyond = None;
             for frame in frames {
                 let header = envelope::parse_header(frame).map_err(|e| {
                     self.metrics.segments_dropped("peer_invalid", page);
                     format!("peer sent a bad envelope: {e}")
                 })?;
+                if header.sequence > request.to && header.stream == request.stream {
+                    if header.sequence >= head {
+                        beyond.0 += 1;
+                    } else {
+                        beyond.1 += 1;
+                    }
+                    first_beyond.get_or_insert(header.sequence);
+                    continue;
+                }
                 if header.stream != request.stream
                     || header.sequence < from
-                    || header.sequence > request.to
                     || last.is_some_and(|l| header.sequence <= l)
                 {
                     self.metrics.segments_dropped("peer_invalid", page);
                     return Err(format!(
-                        "peer sent sequence {} outside {from}..={}",
+                        "peer sent sequence {} outside {from}..={} or out of order",
                         header.sequence, request.to
                     ));
                 }
@@ -306,16 +387,27 @@ impl Replicator {
                 .segments_dropped("duplicate", count(Insert::Duplicate));
             self.metrics
                 .segments_dropped("over_quota", count(Insert::OverQuota));
-            stored += n;
+            *stored += n;
+            if let Some(sequence) = first_beyond {
+                self.metrics.segments_dropped("above_head", beyond.0);
+                self.metrics.segments_dropped("peer_invalid", beyond.1);
+                return Err(format!(
+                    "peer sent {} segments from sequence {sequence}, beyond {from}..={} \
+                     (attested head {head}); not asked again this round",
+                    beyond.0 + beyond.1,
+                    request.to
+                ));
+            }
             match last {
-                Some(l) if l < request.to => from = l + 1,
-                _ => return Ok(stored),
+                Some(l) if l < request.to => from = l.saturating_add(1),
+                _ => return Ok(()),
             }
         }
     }
 
-    /// Serves backfill requests (gaps from ingest) and backfills each newly assigned stream
-    /// from the end of what is stored, until `shutdown`.
+    /// Serves backfill requests (gaps from ingest), backfills each newly assigned stream from
+    /// the end of what is stored, and resumes what waited for a stream's attested head when
+    /// it grows, until `shutdown`.
     pub async fn run(
         self: Arc<Self>,
         mut requests: mpsc::Receiver<BackfillRequest>,
@@ -365,12 +457,28 @@ impl Replicator {
                     Ok(ChainEvent::StreamAssigned(a)) if known.insert(a.stream) => catch_up(a.stream).await,
                     Ok(ChainEvent::StreamUnassigned { stream }) => {
                         known.remove(&stream);
+                        self.deferred().remove(&stream);
+                    }
+                    Ok(ChainEvent::HeadAttested { stream, .. }) => {
+                        if let Err(e) = self.resume(stream).await {
+                            tracing::warn!(%stream, "backfill up to the attested head failed: {e}");
+                        }
                     }
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        for s in self.view.streams() {
-                            if known.insert(s.stream) {
-                                catch_up(s.stream).await;
+                        let hosted: HashSet<StreamId> =
+                            self.view.streams().iter().map(|s| s.stream).collect();
+                        self.deferred().retain(|s, _| hosted.contains(s));
+                        known.retain(|s| hosted.contains(s));
+                        for s in hosted {
+                            if known.insert(s) {
+                                catch_up(s).await;
+                            }
+                        }
+                        let waiting: Vec<StreamId> = self.deferred().keys().copied().collect();
+                        for stream in waiting {
+                            if let Err(e) = self.resume(stream).await {
+                                tracing::warn!(%stream, "backfill up to the attested head failed: {e}");
                             }
                         }
                     }
@@ -378,5 +486,270 @@ impl Replicator {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::{tests::assignment, InMemoryChainView};
+    use axum::{
+        extract::{Query, State},
+        routing::get,
+        Router,
+    };
+    use fastdata_primitives::envelope::{encode_frame, seal_with_nonce, EpochKeys, SegmentHeader};
+    use std::{collections::BTreeMap, sync::Mutex as StdMutex, time::Duration};
+
+    fn stream() -> StreamId {
+        H256::repeat_byte(7)
+    }
+
+    /// A test vector: the same bytes every time (one nonce per sequence and kind).
+    fn envelope(sequence: Sequence, kind: u8, text: &str) -> Vec<u8> {
+        let header = SegmentHeader {
+            stream: stream(),
+            epoch: 0,
+            sequence,
+            timestamp: 1_700_000_000_000 + sequence,
+        };
+        let mut nonce = [kind; 12];
+        nonce[..8].copy_from_slice(&sequence.to_le_bytes());
+        let keys = EpochKeys::new([1; 32], [2; 32]);
+        seal_with_nonce(&keys, &header, nonce, text.as_bytes()).unwrap()
+    }
+
+    fn real(sequence: Sequence) -> Vec<u8> {
+        envelope(sequence, 0, &format!("reading {sequence}"))
+    }
+
+    fn planted(sequence: Sequence) -> Vec<u8> {
+        envelope(sequence, 1, "planted by a peer")
+    }
+
+    /// A malicious peer operator: answers every replica request with the segments it holds
+    /// from `from` on, whatever `to` was asked, and records the ranges asked.
+    #[derive(Default)]
+    struct Peer {
+        holds: StdMutex<BTreeMap<Sequence, Vec<u8>>>,
+        asked: StdMutex<Vec<(Sequence, Sequence)>>,
+    }
+
+    impl Peer {
+        fn hold(&self, segments: impl IntoIterator<Item = (Sequence, Vec<u8>)>) {
+            *self.holds.lock().unwrap() = segments.into_iter().collect();
+        }
+        fn asked(&self) -> Vec<(Sequence, Sequence)> {
+            self.asked.lock().unwrap().clone()
+        }
+    }
+
+    async fn replica(
+        State(peer): State<Arc<Peer>>,
+        Query(range): Query<BTreeMap<String, u64>>,
+    ) -> Vec<u8> {
+        let from = range.get("from").copied().unwrap_or(0);
+        let to = range.get("to").copied().unwrap_or(u64::MAX);
+        peer.asked.lock().unwrap().push((from, to));
+        let mut body = Vec::new();
+        for envelope in peer.holds.lock().unwrap().range(from..).map(|(_, e)| e) {
+            encode_frame(&mut body, envelope);
+        }
+        body
+    }
+
+    async fn serve(peer: Arc<Peer>) -> String {
+        let app = Router::new()
+            .route("/v1/replica/streams/{stream}/segments", get(replica))
+            .with_state(peer);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    struct Setup {
+        _dir: tempfile::TempDir,
+        view: Arc<InMemoryChainView>,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        replicator: Arc<Replicator>,
+        peer: Arc<Peer>,
+    }
+
+    /// This operator (key 2) shares stream 7 with the malicious peer (account 3).
+    async fn setup() -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("db.redb")).unwrap());
+        let pair = sr25519::Pair::from_seed(&[2; 32]);
+        let me = AccountId::from(pair.public());
+        let peer_account = AccountId::new([3; 32]);
+        let peer = Arc::new(Peer::default());
+        let url = serve(peer.clone()).await;
+        let view = InMemoryChainView::shared();
+        let mut hosted = assignment(7, 1, &[]);
+        hosted.operators = vec![me, peer_account.clone()];
+        view.apply_all([
+            ChainEvent::Finalized { number: 10 },
+            ChainEvent::StreamAssigned(hosted),
+            ChainEvent::OperatorEndpoint {
+                operator: peer_account,
+                http_url: url,
+            },
+        ]);
+        let metrics = Arc::new(Metrics::new());
+        let replicator = Arc::new(Replicator::new(
+            pair,
+            H256::repeat_byte(9),
+            view.clone(),
+            store.clone(),
+            metrics.clone(),
+        ));
+        Setup {
+            _dir: dir,
+            view,
+            store,
+            metrics,
+            replicator,
+            peer,
+        }
+    }
+
+    fn dropped(metrics: &Metrics, reason: &'static str) -> u64 {
+        metrics
+            .segments_dropped
+            .get_or_create(&vec![("reason", reason)])
+            .get()
+    }
+
+    fn head(view: &InMemoryChainView, head: Sequence) {
+        view.apply(ChainEvent::HeadAttested {
+            stream: stream(),
+            head,
+        });
+    }
+
+    #[tokio::test]
+    async fn a_peer_cannot_plant_segments_above_the_attested_head() {
+        let s = setup().await;
+        // The chain says 0..=9 were published. The peer holds them, and plants 10..=19 and
+        // 1000 (sequences the seller has not published yet).
+        head(&s.view, 10);
+        s.peer.hold(
+            (0..10)
+                .map(|n| (n, real(n)))
+                .chain((10..20).chain([1000]).map(|n| (n, planted(n)))),
+        );
+        let stored = s
+            .replicator
+            .backfill(BackfillRequest {
+                stream: stream(),
+                from: 0,
+                to: Sequence::MAX,
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored, 10);
+        assert_eq!(
+            s.store.sequences(&stream(), 0, Sequence::MAX).unwrap(),
+            (0..10).collect::<Vec<_>>()
+        );
+        for n in 0..10 {
+            assert_eq!(
+                s.store.segment(&stream(), n).unwrap().unwrap().envelope,
+                real(n)
+            );
+        }
+        // Asked up to the head only, once: the peer sent more, so it is not asked again.
+        assert_eq!(s.peer.asked(), vec![(0, 9)]);
+        assert_eq!(dropped(&s.metrics, "above_head"), 11);
+        assert_eq!(s.metrics.segments_backfilled.get(), 10);
+        assert_eq!(s.replicator.waiting(&stream()), Some((10, Sequence::MAX)));
+
+        // A range wholly above the head asks nobody and stores nothing.
+        let stored = s
+            .replicator
+            .backfill(BackfillRequest {
+                stream: stream(),
+                from: 12,
+                to: 15,
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored, 0);
+        assert_eq!(s.peer.asked().len(), 1);
+
+        // The seller publishes 10..=14 and the head grows: the real segments are backfilled
+        // (nothing planted took their place), and nothing from 15 on.
+        s.peer.hold(
+            (0..15)
+                .map(|n| (n, real(n)))
+                .chain((15..30).map(|n| (n, planted(n)))),
+        );
+        head(&s.view, 15);
+        assert_eq!(s.replicator.resume(stream()).await.unwrap(), 5);
+        assert_eq!(
+            s.store.sequences(&stream(), 0, Sequence::MAX).unwrap(),
+            (0..15).collect::<Vec<_>>()
+        );
+        for n in 10..15 {
+            assert_eq!(
+                s.store.segment(&stream(), n).unwrap().unwrap().envelope,
+                real(n)
+            );
+        }
+        assert_eq!(s.peer.asked().last(), Some(&(10, 14)));
+        assert_eq!(dropped(&s.metrics, "above_head"), 11 + 15);
+        assert_eq!(s.replicator.waiting(&stream()), Some((15, Sequence::MAX)));
+    }
+
+    #[tokio::test]
+    async fn without_an_attested_head_nothing_is_backfilled_until_one_arrives() {
+        let s = setup().await;
+        s.peer.hold((0..40).map(|n| (n, real(n))));
+        let stored = s
+            .replicator
+            .backfill(BackfillRequest {
+                stream: stream(),
+                from: 0,
+                to: 39,
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored, 0);
+        assert!(s.peer.asked().is_empty());
+        assert_eq!(s.store.count(&stream()).unwrap(), 0);
+        assert_eq!(s.replicator.waiting(&stream()), Some((0, 39)));
+
+        // The running replicator backfills when the head is attested, up to it.
+        let (_requests, rx) = mpsc::channel(4);
+        let (stop, shutdown) = watch::channel(false);
+        let run = tokio::spawn(s.replicator.clone().run(rx, s.view.subscribe(), shutdown));
+        head(&s.view, 25);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while s.store.count(&stream()).unwrap() < 25 {
+            assert!(tokio::time::Instant::now() < deadline, "not backfilled");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            s.store.sequences(&stream(), 0, Sequence::MAX).unwrap(),
+            (0..25).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            s.store.segment(&stream(), 24).unwrap().unwrap().envelope,
+            real(24)
+        );
+        assert_eq!(s.replicator.waiting(&stream()), Some((25, Sequence::MAX)));
+        // Unassigned: nothing waits any more.
+        s.view
+            .apply(ChainEvent::StreamUnassigned { stream: stream() });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while s.replicator.waiting(&stream()).is_some() {
+            assert!(tokio::time::Instant::now() < deadline, "still waiting");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.send(true).unwrap();
+        run.await.unwrap();
     }
 }

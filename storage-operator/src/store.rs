@@ -21,6 +21,7 @@
 //! | `served`   | purchase id                          | highest sequence served over HTTP   |
 //! | `gate_logins` | minted broker username            | encoded by the gate ([`GateTable`]) |
 //! | `gate_sessions` | gate-encoded session key         | encoded by the gate                 |
+//! | `handovers` | block (u32 BE) ‖ stream (32) ‖ from (32) ‖ to (32) | `()`                    |
 //!
 //! Big-endian sequence numbers make the byte order of keys the order of `(stream, sequence)`,
 //! so a range read is one B-tree scan.
@@ -30,8 +31,10 @@
 
 use std::path::Path;
 
-use fastdata_primitives::{BlockNumber, PurchaseId, Sequence, StreamId};
+use fastdata_primitives::{AccountId, BlockNumber, PurchaseId, Sequence, StreamId};
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
+
+use crate::chain::{Handover, MAX_HANDOVERS_PER_STREAM};
 
 const SEGMENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("segments");
 const NONCES: TableDefinition<&[u8], u64> = TableDefinition::new("nonces");
@@ -49,6 +52,36 @@ const DELETED_BELOW: TableDefinition<&[u8], u64> = TableDefinition::new("deleted
 const GATE_LOGINS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("gate_logins");
 /// Broker sessions the gate admitted (VerneMQ), so they are still revoked after a restart.
 const GATE_SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("gate_sessions");
+/// Streams handed over to or from this operator (the chain says so only in block events),
+/// oldest first, so a restart still knows whom to backfill from and whom to serve.
+const HANDOVERS: TableDefinition<&[u8], ()> = TableDefinition::new("handovers");
+
+/// Most handovers stored; the oldest go first (they are pruned after the keep period anyway).
+pub const MAX_STORED_HANDOVERS: usize = 4096;
+
+const HANDOVER_KEY_LEN: usize = 4 + 32 + 32 + 32;
+
+fn handover_key(h: &Handover) -> [u8; HANDOVER_KEY_LEN] {
+    let mut key = [0u8; HANDOVER_KEY_LEN];
+    key[..4].copy_from_slice(&h.at.to_be_bytes());
+    key[4..36].copy_from_slice(h.stream.as_bytes());
+    key[36..68].copy_from_slice(h.from.as_ref());
+    key[68..].copy_from_slice(h.to.as_ref());
+    key
+}
+
+fn handover_of(key: &[u8]) -> Option<Handover> {
+    let key: &[u8; HANDOVER_KEY_LEN] = key.try_into().ok()?;
+    let (at, rest) = key.split_at(4);
+    let (stream, rest) = rest.split_at(32);
+    let (from, to) = rest.split_at(32);
+    Some(Handover {
+        stream: StreamId::from(<[u8; 32]>::try_from(stream).ok()?),
+        from: AccountId::new(from.try_into().ok()?),
+        to: AccountId::new(to.try_into().ok()?),
+        at: BlockNumber::from_be_bytes(at.try_into().ok()?),
+    })
+}
 
 /// A row of a [`GateTable`]: key and value.
 pub type GateRow = (Vec<u8>, Vec<u8>);
@@ -177,6 +210,7 @@ impl Store {
             txn.open_table(DELETED_BELOW)?;
             txn.open_table(GATE_LOGINS)?;
             txn.open_table(GATE_SESSIONS)?;
+            txn.open_table(HANDOVERS)?;
             let mut bytes = txn.open_table(STREAM_BYTES)?;
             if bytes.is_empty()? {
                 // A database from before the byte counts: count what it stores.
@@ -626,6 +660,70 @@ impl Store {
         Ok(())
     }
 
+    /// Durably records `handover` (once), keeping the latest [`MAX_HANDOVERS_PER_STREAM`]
+    /// of its stream and [`MAX_STORED_HANDOVERS`] in all.
+    pub fn record_handover(&self, handover: &Handover) -> Result<(), StoreError> {
+        let txn = self.write()?;
+        {
+            let mut table = txn.open_table(HANDOVERS)?;
+            table.insert(handover_key(handover).as_slice(), ())?;
+            let mut same_stream = Vec::new();
+            let mut all = Vec::new();
+            for entry in table.iter()? {
+                let key = entry?.0.value().to_vec();
+                if handover_of(&key).is_some_and(|h| h.stream == handover.stream) {
+                    same_stream.push(key.clone());
+                }
+                all.push(key);
+            }
+            // Keys sort by block: the first ones are the oldest.
+            let excess = same_stream.len().saturating_sub(MAX_HANDOVERS_PER_STREAM);
+            let mut evicted: Vec<Vec<u8>> = same_stream.into_iter().take(excess).collect();
+            all.retain(|k| !evicted.contains(k));
+            let excess = all.len().saturating_sub(MAX_STORED_HANDOVERS);
+            evicted.extend(all.into_iter().take(excess));
+            for key in evicted {
+                table.remove(key.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Every stored handover, oldest first (rows that do not decode are skipped).
+    pub fn handovers(&self) -> Result<Vec<Handover>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(HANDOVERS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            if let Some(handover) = handover_of(entry?.0.value()) {
+                out.push(handover);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes the handovers made before block `before` (past the keep period). Returns how
+    /// many were deleted.
+    pub fn prune_handovers(&self, before: BlockNumber) -> Result<u64, StoreError> {
+        let txn = self.write()?;
+        let mut removed = 0;
+        {
+            let mut table = txn.open_table(HANDOVERS)?;
+            let end = before.to_be_bytes();
+            let mut keys = Vec::new();
+            for entry in table.range::<&[u8]>(..end.as_slice())? {
+                keys.push(entry?.0.value().to_vec());
+            }
+            for key in keys {
+                table.remove(key.as_slice())?;
+                removed += 1;
+            }
+        }
+        txn.commit()?;
+        Ok(removed)
+    }
+
     /// Every row of the gate's `table`, in key order.
     pub fn gate_rows(&self, table: GateTable) -> Result<Vec<GateRow>, StoreError> {
         let txn = self.db.begin_read()?;
@@ -903,6 +1001,53 @@ mod tests {
         store.set_claimed(1, 4).unwrap();
         store.set_claimed(1, 3).unwrap();
         assert_eq!(store.claimed(1).unwrap(), Some(4));
+    }
+
+    #[test]
+    fn handovers_persist_are_bounded_and_pruned_by_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.redb");
+        let handover = |stream: u8, to: u8, at: BlockNumber| Handover {
+            stream: H256::repeat_byte(stream),
+            from: AccountId::new([1; 32]),
+            to: AccountId::new([to; 32]),
+            at,
+        };
+        {
+            let store = Store::open(&path).unwrap();
+            store.record_handover(&handover(7, 2, 300)).unwrap();
+            store.record_handover(&handover(8, 3, 100)).unwrap();
+            store.record_handover(&handover(7, 2, 300)).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        // Oldest first, once each, after a restart.
+        assert_eq!(
+            store.handovers().unwrap(),
+            vec![handover(8, 3, 100), handover(7, 2, 300)]
+        );
+        // A stream keeps its latest handovers only.
+        for at in 0..MAX_HANDOVERS_PER_STREAM as BlockNumber + 2 {
+            store.record_handover(&handover(9, 4, 1000 + at)).unwrap();
+        }
+        let nine: Vec<BlockNumber> = store
+            .handovers()
+            .unwrap()
+            .into_iter()
+            .filter(|h| h.stream == H256::repeat_byte(9))
+            .map(|h| h.at)
+            .collect();
+        assert_eq!(
+            nine,
+            (1002..1000 + MAX_HANDOVERS_PER_STREAM as BlockNumber + 2).collect::<Vec<_>>()
+        );
+        // Pruning removes those made before the block given, not at it.
+        assert_eq!(store.prune_handovers(300).unwrap(), 1);
+        assert_eq!(store.handovers().unwrap()[0], handover(7, 2, 300));
+        assert_eq!(
+            store.prune_handovers(BlockNumber::MAX).unwrap(),
+            1 + MAX_HANDOVERS_PER_STREAM as u64
+        );
+        assert!(store.handovers().unwrap().is_empty());
     }
 
     #[test]

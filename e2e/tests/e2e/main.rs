@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli_trade;
+mod cluster;
 mod fair_pay;
 mod integrity;
 mod marketplace;

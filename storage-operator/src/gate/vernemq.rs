@@ -9,7 +9,7 @@
 //!
 //! | hook                      | allowed                                      | refused |
 //! |---------------------------|----------------------------------------------|---------|
-//! | `auth_on_register(_m5)`   | `{"result":"ok"}` (+ `modifiers` for sellers: `max_message_size`) | `{"result":{"error":"not_allowed"}}` |
+//! | `auth_on_register(_m5)`   | `{"result":"ok"}` (+ `modifiers` for sellers: `max_message_size`, [`SELLER_MAX_MESSAGE_SIZE`]) | `{"result":{"error":"not_allowed"}}` |
 //! | `auth_on_publish(_m5)`    | `{"result":"ok"}` (+ `modifiers: {"retain": false}` if retain was set) | same |
 //! | `auth_on_subscribe`       | `{"result":"ok"}`; some topics refused: `{"result":"ok","topics":[{"topic":…,"qos":128}]}` | same |
 //! | `auth_on_subscribe_m5`    | `{"result":"ok"}`; some refused: `{"result":"ok","modifiers":{"topics":[{"topic":…,"qos":135}]}}` | same |
@@ -27,8 +27,23 @@
 //! no buyer or seller can disconnect another client or the daemon's own connections. Only the
 //! daemon's own login (`broker.username`/`password`) chooses its ids freely.
 //!
-//! Answers are never cached (no `cache-control` header): a refund or an unassignment takes
-//! effect at the next hook call.
+//! **Caching.** VerneMQ (`vmq_webhooks`) keeps an allowed answer of `auth_on_register`,
+//! `auth_on_subscribe` or `auth_on_publish` (and their `_m5`) for `max-age` seconds when the
+//! endpoint sends `cache-control: max-age=N`, keyed by every hook argument except the payload
+//! and the peer port; refusals are never kept. By default no answer carries the header: a
+//! refund or an unassignment takes effect at the next hook call.
+//! [`VernemqGate::with_publish_cache`] (`[vernemq] cache_secs`) sends it on allowed
+//! `auth_on_publish(_m5)` answers only, so a connected seller's publishes on its own topic
+//! skip the webhook round trip until the answer expires. Revocations still act at once,
+//! because the gate disconnects the publisher through the API (required with the cache) and
+//! its next `auth_on_register` is asked. What a cached answer skips, for at most that long, is
+//! the per-message part: the segment header checks (size, version, stream, epoch not in the
+//! future) and the hosting-quota cut-off for live delivery. Such segments reach only that
+//! stream's own subscribers, whose SDK verifies every segment, and the daemon still refuses to
+//! store them. `auth_on_register` is never cached: the gate records each session there
+//! (without it the session's publishes and subscriptions are refused and it cannot be
+//! revoked), and a cached answer would let a single-use token be replayed.
+//! `auth_on_subscribe` runs once per session, so caching it would save nothing.
 //!
 //! **Restarts.** With a store ([`VernemqGate::with_store`]) the gate records every minted
 //! login (username, a hash of its password, principal) and every admitted session before it
@@ -49,7 +64,7 @@ use async_trait::async_trait;
 use axum::{
     body::Bytes,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode},
+    http::{header::CACHE_CONTROL, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::post,
     Json, Router,
@@ -67,8 +82,17 @@ use super::{
 use crate::{
     auth::{decode_hex_scale, AccessRequest, Authorizer, Principal, Refusal, UploadToken},
     chain::ChainView,
+    metrics::Metrics,
     store::{GateTable, Store, StoreError},
 };
+
+/// The `max_message_size` a seller's session gets. VerneMQ 2.1.2 compares the whole unparsed
+/// input of a connection with it (`vmq_parser:parse/4`), not the next packet: a limit of one
+/// envelope stalls a publisher whose backlog arrives in one larger socket read (no PUBACK until
+/// the keep-alive drops it). So it leaves room for a packet plus a socket read
+/// (`listener.tcp.buffer_sizes` in `vernemq.conf`); envelopes above
+/// [`MAX_ENVELOPE_LEN`] are refused per message by `auth_on_publish`.
+pub const SELLER_MAX_MESSAGE_SIZE: usize = 1 << 20;
 
 /// Username with which a seller's publisher connects directly with its upload token.
 pub const UPLOAD_USERNAME: &str = "upload";
@@ -162,6 +186,9 @@ pub struct VernemqGate {
     base64_payload: bool,
     api: Option<(VernemqApi, HttpClient)>,
     store: Option<Arc<Store>>,
+    metrics: Option<Arc<Metrics>>,
+    /// `max-age` of allowed `auth_on_publish` answers (0: no `cache-control`).
+    publish_cache_secs: u32,
 }
 
 #[derive(Deserialize)]
@@ -241,7 +268,33 @@ impl VernemqGate {
             base64_payload: true,
             api: api.map(|api| (api, HttpClient::new())),
             store: None,
+            metrics: None,
+            publish_cache_secs: 0,
         }
+    }
+
+    /// Records how long each webhook call took to answer in `metrics`
+    /// ([`Metrics::webhook_seconds`]).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Lets VerneMQ reuse an allowed `auth_on_publish(_m5)` answer for `secs` seconds (0: never,
+    /// the default); see the module documentation for what a cached answer skips. Use it only
+    /// with the API set, so that revoked publishers are disconnected.
+    pub fn with_publish_cache(mut self, secs: u32) -> Self {
+        self.publish_cache_secs = secs;
+        self
+    }
+
+    /// The `cache-control` value to send with the answer `(status, answer)` to `hook`, if any:
+    /// only allowed publishes are cached, and only with [`Self::with_publish_cache`].
+    pub fn cache_control(&self, hook: &str, status: StatusCode, answer: &Value) -> Option<String> {
+        let publish = matches!(hook, "auth_on_publish" | "auth_on_publish_m5");
+        let allowed = status == StatusCode::OK && answer.get("result") == Some(&json!("ok"));
+        (self.publish_cache_secs > 0 && publish && allowed)
+            .then(|| format!("max-age={}", self.publish_cache_secs))
     }
 
     /// Records the gate's decisions in `store` and reads back those of previous runs (rows
@@ -260,7 +313,8 @@ impl VernemqGate {
                 .zip(decode_login(&value));
             match login {
                 Some((username, minted)) => {
-                    sessions.next_serial = sessions.next_serial.max(minted.serial + 1);
+                    sessions.next_serial =
+                        sessions.next_serial.max(minted.serial.saturating_add(1));
                     sessions.minted.insert(username, minted);
                 }
                 None => {
@@ -417,7 +471,7 @@ impl VernemqGate {
                 tracing::info!(client_id = %id.1, ?principal, "client registered");
                 self.sessions().connected.insert(id, principal);
                 if seller {
-                    json!({ "result": "ok", "modifiers": { "max_message_size": MAX_ENVELOPE_LEN + 1024 } })
+                    json!({ "result": "ok", "modifiers": { "max_message_size": SELLER_MAX_MESSAGE_SIZE } })
                 } else {
                     ok()
                 }
@@ -751,13 +805,32 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
 }
 
 async fn answer(gate: Arc<VernemqGate>, hook: String, body: Bytes) -> Response {
-    match tokio::task::spawn_blocking(move || gate.handle(&hook, &body)).await {
-        Ok((status, value)) => (status, Json(value)).into_response(),
+    let started = std::time::Instant::now();
+    let handler = gate.clone();
+    let name = hook.clone();
+    let decided = tokio::task::spawn_blocking(move || {
+        let (status, value) = handler.handle(&name, &body);
+        let cache = handler.cache_control(&name, status, &value);
+        (status, value, cache)
+    })
+    .await;
+    let response = match decided {
+        Ok((status, value, cache)) => {
+            let mut response = (status, Json(value)).into_response();
+            if let Some(value) = cache.and_then(|c| HeaderValue::from_str(&c).ok()) {
+                response.headers_mut().insert(CACHE_CONTROL, value);
+            }
+            response
+        }
         Err(e) => {
             tracing::error!("webhook handler failed: {e}");
             (StatusCode::INTERNAL_SERVER_ERROR, Json(not_allowed())).into_response()
         }
+    };
+    if let Some(metrics) = &gate.metrics {
+        metrics.webhook(&hook, started.elapsed().as_secs_f64());
     }
+    response
 }
 
 async fn hook_by_path(
@@ -798,7 +871,7 @@ impl BrokerGate for VernemqGate {
                 principal: principal.clone(),
                 serial: sessions.next_serial,
             };
-            sessions.next_serial += 1;
+            sessions.next_serial = sessions.next_serial.saturating_add(1);
             let mut same: Vec<(u64, String)> = sessions
                 .minted
                 .iter()
@@ -1009,7 +1082,7 @@ mod tests {
             body,
             answer(&format!(
                 r#"{{"result":"ok","modifiers":{{"max_message_size":{}}}}}"#,
-                MAX_ENVELOPE_LEN + 1024
+                SELLER_MAX_MESSAGE_SIZE
             ))
         );
 
@@ -1631,6 +1704,115 @@ mod tests {
         f.view.apply(ChainEvent::Finalized { number: 60 });
         assert_eq!(gate.reconcile(f.view.as_ref(), &f.me).await.unwrap(), 1);
         assert_eq!(gate.connected_clients(), 0);
+    }
+
+    #[tokio::test]
+    async fn only_allowed_publishes_are_cacheable_and_hook_times_are_recorded() {
+        let f = fixture();
+        let metrics = Arc::new(Metrics::new());
+        let cached = |secs| {
+            Arc::new(
+                VernemqGate::new(f.auth.clone(), "operator".into(), "s3cret".into(), None)
+                    .with_metrics(metrics.clone())
+                    .with_publish_cache(secs),
+            )
+        };
+        let seller = seller_id(&f);
+        let topic = stream_topic(&f.stream);
+        // (status, cache-control, body) of one webhook call over HTTP.
+        let post = |app: Router, hook: &str, body: Value| {
+            let request = axum::http::Request::post(format!("/vernemq/{hook}"))
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap();
+            async move {
+                let response = app.oneshot(request).await.unwrap();
+                let status = response.status();
+                let cache = response
+                    .headers()
+                    .get(CACHE_CONTROL)
+                    .map(|v| v.to_str().unwrap().to_owned());
+                let bytes = http_body_util::BodyExt::collect(response.into_body())
+                    .await
+                    .unwrap()
+                    .to_bytes();
+                (
+                    status,
+                    cache,
+                    serde_json::from_slice::<Value>(&bytes).unwrap(),
+                )
+            }
+        };
+
+        let gate = cached(5);
+        let app = gate.clone().router();
+        let token = to_hex_scale(&upload_token(&f, 1, 20));
+        let (status, cache, body) = post(
+            app.clone(),
+            "auth_on_register",
+            register_body("upload", &token, &seller),
+        )
+        .await;
+        assert_eq!(
+            (status, cache, &body["result"]),
+            (StatusCode::OK, None, &json!("ok"))
+        );
+        let publish = publish_body(&f, &seller, &topic, &segment(&f, 1));
+        let (status, cache, body) = post(app.clone(), "auth_on_publish", publish.clone()).await;
+        assert_eq!(
+            (status, cache.as_deref(), body),
+            (StatusCode::OK, Some("max-age=5"), answer(OK))
+        );
+        let mut m5 = publish.clone();
+        m5["properties"] = json!({});
+        let (_, cache, _) = post(app.clone(), "auth_on_publish_m5", m5).await;
+        assert_eq!(cache.as_deref(), Some("max-age=5"));
+        // Refusals, garbage and the other hooks are never cached.
+        let (_, cache, body) = post(
+            app.clone(),
+            "auth_on_publish",
+            publish_body(&f, &seller, &topic, "Z2FyYmFnZQ=="),
+        )
+        .await;
+        assert_eq!((cache, body), (None, answer(NOT_ALLOWED)));
+        let (status, cache, _) = post(app.clone(), "auth_on_publish", json!({"x": 1})).await;
+        assert_eq!((status, cache), (StatusCode::BAD_REQUEST, None));
+        let sub = json!({"client_id": seller, "mountpoint": "", "username": "upload", "topics": [{"topic": topic, "qos": 1}]});
+        let (_, cache, _) = post(app.clone(), "auth_on_subscribe", sub).await;
+        assert_eq!(cache, None);
+        let (_, cache, body) = post(
+            app.clone(),
+            "auth_on_register",
+            register_body("operator", "s3cret", "op"),
+        )
+        .await;
+        assert_eq!((cache, body), (None, answer(OK)));
+
+        // Off by default.
+        let app = cached(0).router();
+        let token = to_hex_scale(&upload_token(&f, 2, 20));
+        let (_, cache, body) = post(
+            app.clone(),
+            "auth_on_register",
+            register_body("upload", &token, &seller),
+        )
+        .await;
+        assert_eq!((cache, &body["result"]), (None, &json!("ok")));
+        let (_, cache, body) = post(app, "auth_on_publish", publish).await;
+        assert_eq!((cache, body), (None, answer(OK)));
+
+        // Every call was timed, by hook.
+        let text = metrics.render();
+        for (hook, calls) in [
+            ("auth_on_register", 3),
+            ("auth_on_publish", 4),
+            ("auth_on_publish_m5", 1),
+            ("auth_on_subscribe", 1),
+        ] {
+            let line =
+                format!("fastdata_operator_webhook_seconds_count{{hook=\"{hook}\"}} {calls}\n");
+            assert!(text.contains(&line), "{line}{text}");
+        }
     }
 
     #[tokio::test]

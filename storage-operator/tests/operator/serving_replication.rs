@@ -8,7 +8,7 @@ use crate::common::*;
 use fastdata_operator::{
     api::{decode_frames, decode_signed_frames, ACCESS_HEADER, REPLICA_HEADER},
     auth::to_hex_scale,
-    chain::{ChainEvent, InMemoryChainView},
+    chain::{ChainEvent, ChainView, InMemoryChainView},
     daemon::Daemon,
     receipts::{NoChainSubmitter, Receipt},
     replication::{BackfillRequest, ReplicaRequest},
@@ -296,8 +296,13 @@ async fn second_operator_backfills_new_assignment_and_gap_without_duplicates() {
     .unwrap();
     a.node.store.insert_segments(&segments(0..=99), 10).unwrap();
 
-    // Operator B is assigned the stream later; it catches up from A on start.
+    // Operator B is assigned the stream later; it catches up from A on start, below the
+    // head A attested on chain.
     let view_b = two_operator_view(&seller, &a, &b_account, None);
+    view_b.apply(ChainEvent::HeadAttested {
+        stream: STREAM,
+        head: 100,
+    });
     let b = Daemon::start(
         vernemq_config(&dir.path().join("b"), &seed_suri(4), 8),
         view_b.clone(),
@@ -345,6 +350,10 @@ async fn second_operator_backfills_new_assignment_and_gap_without_duplicates() {
         .insert_segments(&segments(100..=149), 11)
         .unwrap();
     store_b.insert_segments(&segments(120..=149), 11).unwrap();
+    view_b.apply(ChainEvent::HeadAttested {
+        stream: STREAM,
+        head: 150,
+    });
     b.request_backfill(BackfillRequest {
         stream: STREAM,
         from: 100,
@@ -432,18 +441,45 @@ async fn second_operator_backfills_new_assignment_and_gap_without_duplicates() {
     b.shutdown().await;
 }
 
+/// The seller, operators A, B and C, and the chain handing A's stream to B at block 10.
+struct HandoverCase {
+    seller: sr25519::Pair,
+    b_pair: sr25519::Pair,
+    c_pair: sr25519::Pair,
+    a_account: AccountId,
+    b_account: AccountId,
+    handover: ChainEvent,
+}
+
+fn handover_case() -> HandoverCase {
+    let (a_pair, b_pair) = (pair(2), pair(4));
+    let (a_account, b_account) = (account(&a_pair), account(&b_pair));
+    HandoverCase {
+        seller: pair(1),
+        handover: ChainEvent::StreamHandedOver {
+            stream: STREAM,
+            from: a_account.clone(),
+            to: b_account.clone(),
+            at: 10,
+        },
+        b_pair,
+        c_pair: pair(5),
+        a_account,
+        b_account,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_former_operator_serves_its_successor_for_the_keep_period() {
     let dir = tempfile::tempdir().unwrap();
-    let seller = pair(1);
-    let (a_pair, b_pair, c_pair) = (pair(2), pair(4), pair(5));
-    let (a_account, b_account) = (account(&a_pair), account(&b_pair));
-    let handover = ChainEvent::StreamHandedOver {
-        stream: STREAM,
-        from: a_account.clone(),
-        to: b_account.clone(),
-        at: 10,
-    };
+    let HandoverCase {
+        seller,
+        b_pair,
+        c_pair,
+        a_account,
+        b_account,
+        handover,
+    } = handover_case();
 
     // A hosted the stream alone and stored 0..=39; at block 10 the chain moved it to B.
     let view_a = view_with(vec![ChainEvent::Finalized { number: 10 }, handover.clone()]);
@@ -465,6 +501,10 @@ async fn a_former_operator_serves_its_successor_for_the_keep_period() {
             http_url: format!("http://{}", a.http_addr),
         },
         ChainEvent::StreamAssigned(assignment(&seller, std::slice::from_ref(&b_account))),
+        ChainEvent::HeadAttested {
+            stream: STREAM,
+            head: 40,
+        },
     ]);
     let b = Daemon::start(
         vernemq_config(&dir.path().join("b"), &seed_suri(4), 8),
@@ -527,6 +567,167 @@ async fn a_former_operator_serves_its_successor_for_the_keep_period() {
     });
     let (status, _) = get(&b_pair, u64::MAX - 1).await;
     assert_eq!(status, 404, "after the keep period");
+
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// `GET` segments `0..=39` of [`STREAM`] from `operator`'s replica endpoint at `base`, as
+/// `who`: the status and the number of segments.
+async fn replica_get(
+    base: std::net::SocketAddr,
+    operator: &AccountId,
+    who: &sr25519::Pair,
+    nonce: u64,
+) -> (u16, usize) {
+    let url = format!(
+        "http://{base}/v1/replica/streams/{}/segments?from=0&to=39",
+        hex::encode(STREAM.as_bytes())
+    );
+    let header = to_hex_scale(&Signed::sign(
+        ReplicaRequest {
+            stream: STREAM,
+            requester: account(who),
+            operator: operator.clone(),
+            expiry: 100_000,
+            nonce,
+        },
+        who,
+        &GENESIS,
+    ));
+    let (status, body) = HttpClient::new()
+        .get(&url, &[(REPLICA_HEADER, header)], 1 << 24)
+        .await
+        .unwrap();
+    let frames = if status.is_success() {
+        decode_frames(&body).unwrap().len()
+    } else {
+        0
+    };
+    (status.as_u16(), frames)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handovers_survive_restarts_of_both_operators() {
+    let dir = tempfile::tempdir().unwrap();
+    let HandoverCase {
+        seller,
+        b_pair,
+        c_pair,
+        a_account,
+        b_account,
+        handover,
+    } = handover_case();
+    let hosted_by_b = || {
+        vec![
+            ChainEvent::StreamAssigned(assignment(&seller, std::slice::from_ref(&b_account))),
+            ChainEvent::HeadAttested {
+                stream: STREAM,
+                head: 40,
+            },
+        ]
+    };
+    let config = |name: &str, seed: u8| vernemq_config(&dir.path().join(name), &seed_suri(seed), 8);
+
+    // A hosted the stream alone and stored 0..=39; at block 10 the chain moved it to B. Both
+    // saw the handover, but B did not know A's endpoint yet, so it backfilled nothing.
+    let a = Daemon::start(
+        config("a", 2),
+        view_with(vec![handover.clone()]),
+        Arc::new(NoChainSubmitter),
+    )
+    .await
+    .unwrap();
+    a.node.store.insert_segments(&segments(0..=39), 5).unwrap();
+    let mut events = vec![handover];
+    events.extend(hosted_by_b());
+    let b = Daemon::start(
+        config("b", 4),
+        view_with(events),
+        Arc::new(NoChainSubmitter),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(b.node.store.count(&STREAM).unwrap(), 0);
+    a.shutdown().await;
+    b.shutdown().await;
+
+    // Both restart. Their new views come from chain state, which does not list handovers:
+    // each daemon loads them from its store.
+    let view_a = view_with(vec![ChainEvent::Finalized { number: 12 }]);
+    let a = Daemon::start(config("a", 2), view_a.clone(), Arc::new(NoChainSubmitter))
+        .await
+        .unwrap();
+    assert_eq!(
+        view_a.handovers(&STREAM, 0),
+        vec![(a_account.clone(), b_account.clone())]
+    );
+    let mut events = vec![
+        ChainEvent::Finalized { number: 12 },
+        ChainEvent::OperatorEndpoint {
+            operator: a_account.clone(),
+            http_url: format!("http://{}", a.http_addr),
+        },
+    ];
+    events.extend(hosted_by_b());
+    let view_b = view_with(events);
+    let b = Daemon::start(config("b", 4), view_b.clone(), Arc::new(NoChainSubmitter))
+        .await
+        .unwrap();
+    assert_eq!(
+        view_b.handovers(&STREAM, 0),
+        vec![(a_account.clone(), b_account.clone())]
+    );
+
+    // B still backfills from its former operator, which still serves it.
+    let store_b = b.node.store.clone();
+    assert!(
+        wait_until(Duration::from_secs(20), || store_b.count(&STREAM).unwrap()
+            == 40)
+        .await,
+        "B did not backfill from its former operator after the restarts"
+    );
+    assert_eq!(
+        store_b.sequences(&STREAM, 0, u64::MAX).unwrap(),
+        (0..=39).collect::<Vec<_>>()
+    );
+    for sequence in [0, 17, 39] {
+        assert_eq!(
+            store_b
+                .segment(&STREAM, sequence)
+                .unwrap()
+                .unwrap()
+                .envelope,
+            a.node
+                .store
+                .segment(&STREAM, sequence)
+                .unwrap()
+                .unwrap()
+                .envelope
+        );
+    }
+
+    // The restarted A admits its successor and refuses a third operator.
+    assert_eq!(
+        replica_get(a.http_addr, &a_account, &c_pair, 1).await,
+        (404, 0),
+        "an operator that did not take the stream over"
+    );
+    assert_eq!(
+        replica_get(a.http_addr, &a_account, &b_pair, u64::MAX - 2).await,
+        (200, 40)
+    );
+    // After the keep period, A forgets the handover and refuses B too.
+    view_a.apply(ChainEvent::Finalized {
+        number: 11 + fastdata_operator::daemon::UNHOSTED_KEEP_BLOCKS,
+    });
+    assert!(view_a.handovers(&STREAM, 0).is_empty());
+    assert_eq!(
+        replica_get(a.http_addr, &a_account, &b_pair, u64::MAX - 1).await,
+        (404, 0),
+        "after the keep period"
+    );
 
     a.shutdown().await;
     b.shutdown().await;

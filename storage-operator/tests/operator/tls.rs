@@ -202,6 +202,10 @@ async fn replication_over_https_trusts_http_ca_cert() {
     // Operator B trusts the CA through `http.ca_cert` and backfills from A's https:// URL.
     let view_b = view_with(vec![
         ChainEvent::StreamAssigned(assignment(&seller, &operators)),
+        ChainEvent::HeadAttested {
+            stream: STREAM,
+            head: 10,
+        },
         ChainEvent::OperatorEndpoint {
             operator: account(&a_pair),
             http_url: a.http_url(),
