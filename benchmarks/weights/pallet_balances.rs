@@ -121,100 +121,100 @@ impl WeightInfo for () {
 mod measured {
 	use super::*;
 
-	/// `transfer_allow_death`: fastest run 441_665 ns; proof
+	/// `transfer_allow_death`: fastest run 737_156 ns; proof
 	/// size recorded `0` B, estimated
 	/// `3593` B.
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | transfer_allow_death | time 462121000 | proof 3593 | reads 1 | writes 1 | max
+	// report | transfer_allow_death | time 785020000 | proof 3593 | reads 1 | writes 1 | max
 	pub fn transfer_allow_death<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(462_121_000, 3_593)
+		Weight::from_parts(785_020_000, 3_593)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `transfer_keep_alive`: fastest run 351_202 ns; proof
+	/// `transfer_keep_alive`: fastest run 629_840 ns; proof
 	/// size recorded `0` B, estimated
 	/// `3593` B.
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | transfer_keep_alive | time 369010000 | proof 3593 | reads 1 | writes 1 | max
+	// report | transfer_keep_alive | time 681346000 | proof 3593 | reads 1 | writes 1 | max
 	pub fn transfer_keep_alive<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(369_010_000, 3_593)
+		Weight::from_parts(681_346_000, 3_593)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `force_set_balance_creating`: fastest run 180_990 ns; proof
+	/// `force_set_balance_creating`: fastest run 277_833 ns; proof
 	/// size recorded `39` B, estimated
 	/// `3593` B.
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | force_set_balance_creating | time 185287000 | proof 3593 | reads 1 | writes 1 | max
+	// report | force_set_balance_creating | time 314920000 | proof 3593 | reads 1 | writes 1 | max
 	pub fn force_set_balance_creating<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(185_287_000, 3_593)
+		Weight::from_parts(314_920_000, 3_593)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `force_set_balance_killing`: fastest run 178_099 ns; proof
+	/// `force_set_balance_killing`: fastest run 280_654 ns; proof
 	/// size recorded `174` B, estimated
 	/// `3593` B.
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | force_set_balance_killing | time 179308000 | proof 3593 | reads 1 | writes 1 | max
+	// report | force_set_balance_killing | time 307197000 | proof 3593 | reads 1 | writes 1 | max
 	pub fn force_set_balance_killing<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(179_308_000, 3_593)
+		Weight::from_parts(307_197_000, 3_593)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `force_transfer`: fastest run 451_592 ns; proof
+	/// `force_transfer`: fastest run 767_323 ns; proof
 	/// size recorded `140` B, estimated
 	/// `6196` B.
 	/// Storage: `System::Account` (r:2 w:2)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | force_transfer | time 482381000 | proof 6196 | reads 2 | writes 2 | max
+	// report | force_transfer | time 780044000 | proof 6196 | reads 2 | writes 2 | max
 	pub fn force_transfer<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(482_381_000, 6_196)
+		Weight::from_parts(780_044_000, 6_196)
 			.saturating_add(D::get().reads(2))
 			.saturating_add(D::get().writes(2))
 	}
 
-	/// `transfer_all`: fastest run 438_273 ns; proof
+	/// `transfer_all`: fastest run 713_819 ns; proof
 	/// size recorded `0` B, estimated
 	/// `3593` B.
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | transfer_all | time 450661000 | proof 3593 | reads 1 | writes 1 | max
+	// report | transfer_all | time 721383000 | proof 3593 | reads 1 | writes 1 | max
 	pub fn transfer_all<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(450_661_000, 3_593)
+		Weight::from_parts(721_383_000, 3_593)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `force_unreserve`: fastest run 144_837 ns; proof
+	/// `force_unreserve`: fastest run 243_123 ns; proof
 	/// size recorded `174` B, estimated
 	/// `3593` B.
 	/// Storage: `System::Account` (r:1 w:1)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | force_unreserve | time 147006000 | proof 3593 | reads 1 | writes 1 | max
+	// report | force_unreserve | time 268213000 | proof 3593 | reads 1 | writes 1 | max
 	pub fn force_unreserve<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(147_006_000, 3_593)
+		Weight::from_parts(268_213_000, 3_593)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `upgrade_accounts`: fastest run 140_680 ns; proof
+	/// `upgrade_accounts`: fastest run 224_269 ns; proof
 	/// size recorded `0 + u * 85` B, estimated
 	/// `990 + u * 2603` B.
 	/// Component `u` measured over `1..=1000`.
 	/// Storage: `System::Account` (r:1000 w:1000)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | upgrade_accounts | time 142122000 u:126196433 | proof 990 u:2603 | reads 0 u:1 | writes 0 u:1 | max u:1000
+	// report | upgrade_accounts | time 253459000 u:158463832 | proof 990 u:2603 | reads 0 u:1 | writes 0 u:1 | max u:1000
 	pub fn upgrade_accounts<D: Get<RuntimeDbWeight>>(u: u32) -> Weight {
-		Weight::from_parts(142_122_000, 990)
-			.saturating_add(Weight::from_parts(126_196_433, 0).saturating_mul(u.into()))
+		Weight::from_parts(253_459_000, 990)
+			.saturating_add(Weight::from_parts(158_463_832, 0).saturating_mul(u.into()))
 			.saturating_add(Weight::from_parts(0, 2_603).saturating_mul(u.into()))
 			.saturating_add(D::get().reads(0))
 			.saturating_add(D::get().reads(1).saturating_mul(u.into()))
@@ -222,32 +222,32 @@ mod measured {
 			.saturating_add(D::get().writes(1).saturating_mul(u.into()))
 	}
 
-	/// `force_adjust_total_issuance`: fastest run 85_431 ns; proof
+	/// `force_adjust_total_issuance`: fastest run 87_474 ns; proof
 	/// size recorded `0` B, estimated
 	/// `0` B.
-	// report | force_adjust_total_issuance | time 88066000 | proof 0 | reads 0 | writes 0 | max
+	// report | force_adjust_total_issuance | time 92186000 | proof 0 | reads 0 | writes 0 | max
 	pub fn force_adjust_total_issuance<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(88_066_000, 0)
+		Weight::from_parts(92_186_000, 0)
 			.saturating_add(D::get().reads(0))
 			.saturating_add(D::get().writes(0))
 	}
 
-	/// `burn_allow_death`: fastest run 402_309 ns; proof
+	/// `burn_allow_death`: fastest run 452_566 ns; proof
 	/// size recorded `0` B, estimated
 	/// `0` B.
-	// report | burn_allow_death | time 424103000 | proof 0 | reads 0 | writes 0 | max
+	// report | burn_allow_death | time 465546000 | proof 0 | reads 0 | writes 0 | max
 	pub fn burn_allow_death<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(424_103_000, 0)
+		Weight::from_parts(465_546_000, 0)
 			.saturating_add(D::get().reads(0))
 			.saturating_add(D::get().writes(0))
 	}
 
-	/// `burn_keep_alive`: fastest run 264_327 ns; proof
+	/// `burn_keep_alive`: fastest run 298_250 ns; proof
 	/// size recorded `0` B, estimated
 	/// `0` B.
-	// report | burn_keep_alive | time 273175000 | proof 0 | reads 0 | writes 0 | max
+	// report | burn_keep_alive | time 314364000 | proof 0 | reads 0 | writes 0 | max
 	pub fn burn_keep_alive<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(273_175_000, 0)
+		Weight::from_parts(314_364_000, 0)
 			.saturating_add(D::get().reads(0))
 			.saturating_add(D::get().writes(0))
 	}

@@ -368,6 +368,9 @@ impl Drop for Network {
         for op in &mut self.operators {
             op.stop();
         }
+        if std::thread::panicking() {
+            keep_logs(&self.operators);
+        }
         if !self.leave_on_drop {
             return;
         }
@@ -401,6 +404,38 @@ impl Drop for Network {
         .join();
         if let Ok(Err(e)) = left {
             eprintln!("operators of a dropped test network did not leave: {e}");
+        }
+    }
+}
+
+/// Copies the operators' logs and configurations (daemon and broker) to
+/// `$FASTDATA_HOME/logs/failed-e2e/<pid>-<time>/operator-<i>` when a test fails: its own
+/// directory is a temporary one, gone with it.
+fn keep_logs(operators: &[OperatorNode]) {
+    let home = std::env::var_os("FASTDATA_HOME").unwrap_or_else(|| "/var/tmp/fastdata".into());
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let base = PathBuf::from(home)
+        .join("logs/failed-e2e")
+        .join(format!("{}-{stamp}", std::process::id()));
+    for (i, op) in operators.iter().enumerate() {
+        let to = base.join(format!("operator-{i}"));
+        let copied = std::fs::create_dir_all(&to).and_then(|()| {
+            Command::new("find")
+                .arg(".")
+                .args(["(", "-name", "*.log*", "-o", "-name", "*.toml", "-o", "-name"])
+                .args(["*.conf", ")", "-type", "f", "-exec", "cp", "--parents", "{}"])
+                .arg(&to)
+                .arg(";")
+                .current_dir(&op.dir)
+                .status()
+        });
+        match copied {
+            Ok(status) if status.success() => {
+                eprintln!("operator {i}'s logs kept in {}", to.display())
+            }
+            other => eprintln!("operator {i}'s logs not kept: {other:?}"),
         }
     }
 }

@@ -113,7 +113,7 @@ impl WeightInfo for () {
 mod measured {
 	use super::*;
 
-	/// `create_did`: fastest run 964_178 ns; proof
+	/// `create_did`: fastest run 428_955 ns; proof
 	/// size recorded `181` B, estimated
 	/// `7331` B.
 	/// Storage: `Did::Dids` (r:1 w:1)
@@ -122,26 +122,26 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(283), added: 2758, mode: `MaxEncodedLen`)
-	// report | create_did | time 3204469000 | proof 7331 | reads 3 | writes 3 | max
+	// report | create_did | time 444374000 | proof 7331 | reads 3 | writes 3 | max
 	pub fn create_did<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(3_204_469_000, 7_331)
+		Weight::from_parts(444_374_000, 7_331)
 			.saturating_add(D::get().reads(3))
 			.saturating_add(D::get().writes(3))
 	}
 
-	/// `rotate_key_agreement`: fastest run 228_571 ns; proof
+	/// `rotate_key_agreement`: fastest run 112_622 ns; proof
 	/// size recorded `2803` B, estimated
 	/// `7331` B.
 	/// Storage: `Did::Dids` (r:1 w:1)
 	/// Proof: `Did::Dids` (`max_values`: None, `max_size`: Some(3866), added: 6341, mode: `MaxEncodedLen`)
-	// report | rotate_key_agreement | time 276017000 | proof 7331 | reads 1 | writes 1 | max
+	// report | rotate_key_agreement | time 120549000 | proof 7331 | reads 1 | writes 1 | max
 	pub fn rotate_key_agreement<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(276_017_000, 7_331)
+		Weight::from_parts(120_549_000, 7_331)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `set_services`: fastest run 824_090 ns; proof
+	/// `set_services`: fastest run 404_604 ns; proof
 	/// size recorded `366` B, estimated
 	/// `7331` B.
 	/// Storage: `Did::Dids` (r:1 w:1)
@@ -150,14 +150,14 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(283), added: 2758, mode: `MaxEncodedLen`)
-	// report | set_services | time 886888000 | proof 7331 | reads 3 | writes 3 | max
+	// report | set_services | time 430844000 | proof 7331 | reads 3 | writes 3 | max
 	pub fn set_services<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(886_888_000, 7_331)
+		Weight::from_parts(430_844_000, 7_331)
 			.saturating_add(D::get().reads(3))
 			.saturating_add(D::get().writes(3))
 	}
 
-	/// `deactivate_did`: fastest run 732_033 ns; proof
+	/// `deactivate_did`: fastest run 371_144 ns; proof
 	/// size recorded `3053 + c * 396` B, estimated
 	/// `7331 + c * 2758` B.
 	/// Component `c` measured over `0..=16`.
@@ -169,10 +169,10 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:17 w:17)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(283), added: 2758, mode: `MaxEncodedLen`)
-	// report | deactivate_did | time 2016788097 c:730908873 | proof 7331 c:2758 | reads 4 c:3 | writes 3 c:3 | max c:16
+	// report | deactivate_did | time 409884226 c:268599088 | proof 7331 c:2758 | reads 4 c:3 | writes 3 c:3 | max c:16
 	pub fn deactivate_did<D: Get<RuntimeDbWeight>>(c: u32) -> Weight {
-		Weight::from_parts(2_016_788_097, 7_331)
-			.saturating_add(Weight::from_parts(730_908_873, 0).saturating_mul(c.into()))
+		Weight::from_parts(409_884_226, 7_331)
+			.saturating_add(Weight::from_parts(268_599_088, 0).saturating_mul(c.into()))
 			.saturating_add(Weight::from_parts(0, 2_758).saturating_mul(c.into()))
 			.saturating_add(D::get().reads(4))
 			.saturating_add(D::get().reads(3).saturating_mul(c.into()))
@@ -180,43 +180,43 @@ mod measured {
 			.saturating_add(D::get().writes(3).saturating_mul(c.into()))
 	}
 
-	/// `register_issuer`: fastest run 278_943 ns; proof
+	/// `register_issuer`: fastest run 203_931 ns; proof
 	/// size recorded `6700` B, estimated
 	/// `8271` B.
 	/// Storage: `Did::Issuers` (r:1 w:1)
 	/// Proof: `Did::Issuers` (`max_values`: Some(1), `max_size`: Some(6786), added: 7281, mode: `MaxEncodedLen`)
-	// report | register_issuer | time 716226000 | proof 8271 | reads 1 | writes 1 | max
+	// report | register_issuer | time 218641000 | proof 8271 | reads 1 | writes 1 | max
 	pub fn register_issuer<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(716_226_000, 8_271)
+		Weight::from_parts(218_641_000, 8_271)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `set_issuer_weight`: fastest run 374_510 ns; proof
+	/// `set_issuer_weight`: fastest run 198_189 ns; proof
 	/// size recorded `6807` B, estimated
 	/// `8271` B.
 	/// Storage: `Did::Issuers` (r:1 w:1)
 	/// Proof: `Did::Issuers` (`max_values`: Some(1), `max_size`: Some(6786), added: 7281, mode: `MaxEncodedLen`)
-	// report | set_issuer_weight | time 630049000 | proof 8271 | reads 1 | writes 1 | max
+	// report | set_issuer_weight | time 214153000 | proof 8271 | reads 1 | writes 1 | max
 	pub fn set_issuer_weight<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(630_049_000, 8_271)
+		Weight::from_parts(214_153_000, 8_271)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `remove_issuer`: fastest run 283_977 ns; proof
+	/// `remove_issuer`: fastest run 212_472 ns; proof
 	/// size recorded `6807` B, estimated
 	/// `8271` B.
 	/// Storage: `Did::Issuers` (r:1 w:1)
 	/// Proof: `Did::Issuers` (`max_values`: Some(1), `max_size`: Some(6786), added: 7281, mode: `MaxEncodedLen`)
-	// report | remove_issuer | time 408214000 | proof 8271 | reads 1 | writes 1 | max
+	// report | remove_issuer | time 222365000 | proof 8271 | reads 1 | writes 1 | max
 	pub fn remove_issuer<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(408_214_000, 8_271)
+		Weight::from_parts(222_365_000, 8_271)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `attest_credential`: fastest run 953_818 ns; proof
+	/// `attest_credential`: fastest run 686_502 ns; proof
 	/// size recorded `11392` B, estimated
 	/// `8271` B.
 	/// Storage: `Did::Issuers` (r:1 w:0)
@@ -229,28 +229,28 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(283), added: 2758, mode: `MaxEncodedLen`)
-	// report | attest_credential | time 1356486000 | proof 8271 | reads 5 | writes 4 | max
+	// report | attest_credential | time 713235000 | proof 8271 | reads 5 | writes 4 | max
 	pub fn attest_credential<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(1_356_486_000, 8_271)
+		Weight::from_parts(713_235_000, 8_271)
 			.saturating_add(D::get().reads(5))
 			.saturating_add(D::get().writes(4))
 	}
 
-	/// `revoke_credential`: fastest run 398_853 ns; proof
+	/// `revoke_credential`: fastest run 212_826 ns; proof
 	/// size recorded `4636` B, estimated
 	/// `7331` B.
 	/// Storage: `Did::Credentials` (r:1 w:1)
 	/// Proof: `Did::Credentials` (`max_values`: None, `max_size`: Some(206), added: 2681, mode: `MaxEncodedLen`)
 	/// Storage: `Did::Dids` (r:1 w:1)
 	/// Proof: `Did::Dids` (`max_values`: None, `max_size`: Some(3866), added: 6341, mode: `MaxEncodedLen`)
-	// report | revoke_credential | time 444387000 | proof 7331 | reads 2 | writes 2 | max
+	// report | revoke_credential | time 230695000 | proof 7331 | reads 2 | writes 2 | max
 	pub fn revoke_credential<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(444_387_000, 7_331)
+		Weight::from_parts(230_695_000, 7_331)
 			.saturating_add(D::get().reads(2))
 			.saturating_add(D::get().writes(2))
 	}
 
-	/// `remove_credential`: fastest run 554_916 ns; proof
+	/// `remove_credential`: fastest run 439_284 ns; proof
 	/// size recorded `4832` B, estimated
 	/// `7331` B.
 	/// Storage: `Did::Credentials` (r:1 w:1)
@@ -261,9 +261,9 @@ mod measured {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(283), added: 2758, mode: `MaxEncodedLen`)
 	/// Storage: `Did::Dids` (r:1 w:1)
 	/// Proof: `Did::Dids` (`max_values`: None, `max_size`: Some(3866), added: 6341, mode: `MaxEncodedLen`)
-	// report | remove_credential | time 576972000 | proof 7331 | reads 4 | writes 4 | max
+	// report | remove_credential | time 473892000 | proof 7331 | reads 4 | writes 4 | max
 	pub fn remove_credential<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(576_972_000, 7_331)
+		Weight::from_parts(473_892_000, 7_331)
 			.saturating_add(D::get().reads(4))
 			.saturating_add(D::get().writes(4))
 	}

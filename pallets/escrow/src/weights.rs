@@ -105,7 +105,7 @@ impl WeightInfo for () {
 mod measured {
 	use super::*;
 
-	/// `purchase`: fastest run 1_339_305 ns; proof
+	/// `purchase`: fastest run 1_445_227 ns; proof
 	/// size recorded `7116` B, estimated
 	/// `16410` B.
 	/// Storage: `Offers::Offers` (r:1 w:0)
@@ -142,14 +142,14 @@ mod measured {
 	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(978), added: 3453, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::PurchasesByOffer` (r:0 w:1)
 	/// Proof: `Escrow::PurchasesByOffer` (`max_values`: None, `max_size`: Some(32), added: 2507, mode: `MaxEncodedLen`)
-	// report | purchase | time 2198391000 | proof 16410 | reads 18 | writes 9 | max
+	// report | purchase | time 2278220000 | proof 16410 | reads 18 | writes 9 | max
 	pub fn purchase<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(2_198_391_000, 16_410)
+		Weight::from_parts(2_278_220_000, 16_410)
 			.saturating_add(D::get().reads(18))
 			.saturating_add(D::get().writes(9))
 	}
 
-	/// `deliver_keys`: fastest run 669_675 ns; proof
+	/// `deliver_keys`: fastest run 723_338 ns; proof
 	/// size recorded `2593` B, estimated
 	/// `4443` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
@@ -166,14 +166,14 @@ mod measured {
 	/// Proof: `Escrow::AgendaCursor` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::Agenda` (r:0 w:1)
 	/// Proof: `Escrow::Agenda` (`max_values`: None, `max_size`: Some(28), added: 2503, mode: `MaxEncodedLen`)
-	// report | deliver_keys | time 775975000 | proof 4443 | reads 6 | writes 5 | max
+	// report | deliver_keys | time 727138000 | proof 4443 | reads 6 | writes 5 | max
 	pub fn deliver_keys<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(775_975_000, 4_443)
+		Weight::from_parts(727_138_000, 4_443)
 			.saturating_add(D::get().reads(6))
 			.saturating_add(D::get().writes(5))
 	}
 
-	/// `refund_missing_keys`: fastest run 832_491 ns; proof
+	/// `refund_missing_keys`: fastest run 906_002 ns; proof
 	/// size recorded `2248` B, estimated
 	/// `24345` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
@@ -184,14 +184,14 @@ mod measured {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(283), added: 2758, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::OperatorClaims` (r:9 w:8)
 	/// Proof: `Escrow::OperatorClaims` (`max_values`: None, `max_size`: Some(120), added: 2595, mode: `MaxEncodedLen`)
-	// report | refund_missing_keys | time 834609000 | proof 24345 | reads 12 | writes 11 | max
+	// report | refund_missing_keys | time 920828000 | proof 24345 | reads 12 | writes 11 | max
 	pub fn refund_missing_keys<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(834_609_000, 24_345)
+		Weight::from_parts(920_828_000, 24_345)
 			.saturating_add(D::get().reads(12))
 			.saturating_add(D::get().writes(11))
 	}
 
-	/// `claim`: fastest run 427_544 ns; proof
+	/// `claim`: fastest run 481_912 ns; proof
 	/// size recorded `2330` B, estimated
 	/// `4443` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
@@ -206,14 +206,14 @@ mod measured {
 	/// Proof: `Operators::StreamHeads` (`max_values`: None, `max_size`: Some(309), added: 2784, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::OperatorClaims` (r:1 w:1)
 	/// Proof: `Escrow::OperatorClaims` (`max_values`: None, `max_size`: Some(120), added: 2595, mode: `MaxEncodedLen`)
-	// report | claim | time 451724000 | proof 4443 | reads 6 | writes 2 | max
+	// report | claim | time 771858000 | proof 4443 | reads 6 | writes 2 | max
 	pub fn claim<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(451_724_000, 4_443)
+		Weight::from_parts(771_858_000, 4_443)
 			.saturating_add(D::get().reads(6))
 			.saturating_add(D::get().writes(2))
 	}
 
-	/// `settle`: fastest run 3_382_602 ns; proof
+	/// `settle`: fastest run 3_573_738 ns; proof
 	/// size recorded `3986` B, estimated
 	/// `24417` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
@@ -228,14 +228,14 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(283), added: 2758, mode: `MaxEncodedLen`)
-	// report | settle | time 3529653000 | proof 24417 | reads 22 | writes 19 | max
+	// report | settle | time 5932678000 | proof 24417 | reads 22 | writes 19 | max
 	pub fn settle<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(3_529_653_000, 24_417)
+		Weight::from_parts(5_932_678_000, 24_417)
 			.saturating_add(D::get().reads(22))
 			.saturating_add(D::get().writes(19))
 	}
 
-	/// `dispute`: fastest run 535_662 ns; proof
+	/// `dispute`: fastest run 977_833 ns; proof
 	/// size recorded `1531` B, estimated
 	/// `4443` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
@@ -250,26 +250,26 @@ mod measured {
 	/// Proof: `Escrow::AgendaCursor` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::Agenda` (r:0 w:1)
 	/// Proof: `Escrow::Agenda` (`max_values`: None, `max_size`: Some(28), added: 2503, mode: `MaxEncodedLen`)
-	// report | dispute | time 587225000 | proof 4443 | reads 5 | writes 5 | max
+	// report | dispute | time 984321000 | proof 4443 | reads 5 | writes 5 | max
 	pub fn dispute<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(587_225_000, 4_443)
+		Weight::from_parts(984_321_000, 4_443)
 			.saturating_add(D::get().reads(5))
 			.saturating_add(D::get().writes(5))
 	}
 
-	/// `answer_dispute`: fastest run 147_934 ns; proof
+	/// `answer_dispute`: fastest run 280_395 ns; proof
 	/// size recorded `916` B, estimated
 	/// `4443` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
 	/// Proof: `Escrow::Purchases` (`max_values`: None, `max_size`: Some(978), added: 3453, mode: `MaxEncodedLen`)
-	// report | answer_dispute | time 169497000 | proof 4443 | reads 1 | writes 1 | max
+	// report | answer_dispute | time 300754000 | proof 4443 | reads 1 | writes 1 | max
 	pub fn answer_dispute<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(169_497_000, 4_443)
+		Weight::from_parts(300_754_000, 4_443)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `resolve_dispute`: fastest run 4_171_320 ns; proof
+	/// `resolve_dispute`: fastest run 5_242_619 ns; proof
 	/// size recorded `3578` B, estimated
 	/// `29623` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
@@ -284,14 +284,14 @@ mod measured {
 	/// Proof: `Escrow::AgendaCursor` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::Agenda` (r:0 w:2)
 	/// Proof: `Escrow::Agenda` (`max_values`: None, `max_size`: Some(28), added: 2503, mode: `MaxEncodedLen`)
-	// report | resolve_dispute | time 4181753000 | proof 29623 | reads 23 | writes 23 | max
+	// report | resolve_dispute | time 7994991000 | proof 29623 | reads 23 | writes 23 | max
 	pub fn resolve_dispute<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(4_181_753_000, 29_623)
+		Weight::from_parts(7_994_991_000, 29_623)
 			.saturating_add(D::get().reads(23))
 			.saturating_add(D::get().writes(23))
 	}
 
-	/// `reap`: fastest run 1_835_760 ns; proof
+	/// `reap`: fastest run 2_279_648 ns; proof
 	/// size recorded `14757` B, estimated
 	/// `707806` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:1)
@@ -310,9 +310,9 @@ mod measured {
 	/// Proof: `Escrow::PurchasesByBuyer` (`max_values`: None, `max_size`: Some(64), added: 2539, mode: `MaxEncodedLen`)
 	/// Storage: `Escrow::PurchasesByOffer` (r:0 w:1)
 	/// Proof: `Escrow::PurchasesByOffer` (`max_values`: None, `max_size`: Some(32), added: 2507, mode: `MaxEncodedLen`)
-	// report | reap | time 1943733000 | proof 707806 | reads 269 | writes 272 | max
+	// report | reap | time 3572593000 | proof 707806 | reads 269 | writes 272 | max
 	pub fn reap<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(1_943_733_000, 707_806)
+		Weight::from_parts(3_572_593_000, 707_806)
 			.saturating_add(D::get().reads(269))
 			.saturating_add(D::get().writes(272))
 	}

@@ -97,7 +97,7 @@ impl WeightInfo for () {
 mod measured {
 	use super::*;
 
-	/// `create_offer`: fastest run 642_032 ns; proof
+	/// `create_offer`: fastest run 538_161 ns; proof
 	/// size recorded `3656` B, estimated
 	/// `8271` B.
 	/// Storage: `Did::Dids` (r:1 w:0)
@@ -112,38 +112,38 @@ mod measured {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(283), added: 2758, mode: `MaxEncodedLen`)
 	/// Storage: `Offers::Offers` (r:0 w:1)
 	/// Proof: `Offers::Offers` (`max_values`: None, `max_size`: Some(320), added: 2795, mode: `MaxEncodedLen`)
-	// report | create_offer | time 2649548000 | proof 8271 | reads 5 | writes 4 | max
+	// report | create_offer | time 891984000 | proof 8271 | reads 5 | writes 4 | max
 	pub fn create_offer<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(2_649_548_000, 8_271)
+		Weight::from_parts(891_984_000, 8_271)
 			.saturating_add(D::get().reads(5))
 			.saturating_add(D::get().writes(4))
 	}
 
-	/// `update_offer`: fastest run 248_971 ns; proof
+	/// `update_offer`: fastest run 160_216 ns; proof
 	/// size recorded `468` B, estimated
 	/// `3785` B.
 	/// Storage: `Offers::Offers` (r:1 w:1)
 	/// Proof: `Offers::Offers` (`max_values`: None, `max_size`: Some(320), added: 2795, mode: `MaxEncodedLen`)
-	// report | update_offer | time 265477000 | proof 3785 | reads 1 | writes 1 | max
+	// report | update_offer | time 176115000 | proof 3785 | reads 1 | writes 1 | max
 	pub fn update_offer<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(265_477_000, 3_785)
+		Weight::from_parts(176_115_000, 3_785)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `retire_offer`: fastest run 221_075 ns; proof
+	/// `retire_offer`: fastest run 110_442 ns; proof
 	/// size recorded `403` B, estimated
 	/// `3785` B.
 	/// Storage: `Offers::Offers` (r:1 w:1)
 	/// Proof: `Offers::Offers` (`max_values`: None, `max_size`: Some(320), added: 2795, mode: `MaxEncodedLen`)
-	// report | retire_offer | time 232276000 | proof 3785 | reads 1 | writes 1 | max
+	// report | retire_offer | time 120534000 | proof 3785 | reads 1 | writes 1 | max
 	pub fn retire_offer<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(232_276_000, 3_785)
+		Weight::from_parts(120_534_000, 3_785)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `register_stream`: fastest run 960_829 ns; proof
+	/// `register_stream`: fastest run 825_426 ns; proof
 	/// size recorded `10259` B, estimated
 	/// `11744` B.
 	/// Storage: `Did::Dids` (r:1 w:0)
@@ -170,14 +170,14 @@ mod measured {
 	/// Proof: `Operators::Hosting` (`max_values`: None, `max_size`: Some(104), added: 2579, mode: `MaxEncodedLen`)
 	/// Storage: `Offers::EpochCommitments` (r:0 w:1)
 	/// Proof: `Offers::EpochCommitments` (`max_values`: None, `max_size`: Some(92), added: 2567, mode: `MaxEncodedLen`)
-	// report | register_stream | time 1389653000 | proof 11744 | reads 10 | writes 6 | max
+	// report | register_stream | time 885125000 | proof 11744 | reads 10 | writes 6 | max
 	pub fn register_stream<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(1_389_653_000, 11_744)
+		Weight::from_parts(885_125_000, 11_744)
 			.saturating_add(D::get().reads(10))
 			.saturating_add(D::get().writes(6))
 	}
 
-	/// `rotate_epoch`: fastest run 554_908 ns; proof
+	/// `rotate_epoch`: fastest run 560_757 ns; proof
 	/// size recorded `1191` B, estimated
 	/// `3748` B.
 	/// Storage: `Offers::Streams` (r:1 w:1)
@@ -186,14 +186,14 @@ mod measured {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(283), added: 2758, mode: `MaxEncodedLen`)
 	/// Storage: `Offers::EpochCommitments` (r:0 w:1)
 	/// Proof: `Offers::EpochCommitments` (`max_values`: None, `max_size`: Some(92), added: 2567, mode: `MaxEncodedLen`)
-	// report | rotate_epoch | time 896568000 | proof 3748 | reads 2 | writes 3 | max
+	// report | rotate_epoch | time 751585000 | proof 3748 | reads 2 | writes 3 | max
 	pub fn rotate_epoch<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(896_568_000, 3_748)
+		Weight::from_parts(751_585_000, 3_748)
 			.saturating_add(D::get().reads(2))
 			.saturating_add(D::get().writes(3))
 	}
 
-	/// `close_stream`: fastest run 502_110 ns; proof
+	/// `close_stream`: fastest run 484_220 ns; proof
 	/// size recorded `6778` B, estimated
 	/// `7087` B.
 	/// Storage: `Offers::Streams` (r:1 w:1)
@@ -212,14 +212,14 @@ mod measured {
 	/// Proof: `Offers::Offers` (`max_values`: None, `max_size`: Some(320), added: 2795, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::StreamsOf` (r:0 w:5)
 	/// Proof: `Operators::StreamsOf` (`max_values`: None, `max_size`: Some(96), added: 2571, mode: `MaxEncodedLen`)
-	// report | close_stream | time 576674000 | proof 7087 | reads 7 | writes 11 | max
+	// report | close_stream | time 497587000 | proof 7087 | reads 7 | writes 11 | max
 	pub fn close_stream<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(576_674_000, 7_087)
+		Weight::from_parts(497_587_000, 7_087)
 			.saturating_add(D::get().reads(7))
 			.saturating_add(D::get().writes(11))
 	}
 
-	/// `release_stream`: fastest run 466_291 ns; proof
+	/// `release_stream`: fastest run 418_155 ns; proof
 	/// size recorded `6532` B, estimated
 	/// `7087` B.
 	/// Storage: `Offers::Streams` (r:1 w:1)
@@ -236,14 +236,14 @@ mod measured {
 	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::StreamsOf` (r:0 w:5)
 	/// Proof: `Operators::StreamsOf` (`max_values`: None, `max_size`: Some(96), added: 2571, mode: `MaxEncodedLen`)
-	// report | release_stream | time 522553000 | proof 7087 | reads 6 | writes 10 | max
+	// report | release_stream | time 436633000 | proof 7087 | reads 6 | writes 10 | max
 	pub fn release_stream<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(522_553_000, 7_087)
+		Weight::from_parts(436_633_000, 7_087)
 			.saturating_add(D::get().reads(6))
 			.saturating_add(D::get().writes(10))
 	}
 
-	/// `remove_offer`: fastest run 801_327 ns; proof
+	/// `remove_offer`: fastest run 742_166 ns; proof
 	/// size recorded `1581` B, estimated
 	/// `4315` B.
 	/// Component `e` measured over `1..=1024`.
@@ -259,10 +259,10 @@ mod measured {
 	/// Proof: `Escrow::OfferNeededUntil` (`max_values`: None, `max_size`: Some(20), added: 2495, mode: `MaxEncodedLen`)
 	/// Storage: `Offers::EpochCommitments` (r:0 w:1024)
 	/// Proof: `Offers::EpochCommitments` (`max_values`: None, `max_size`: Some(92), added: 2567, mode: `MaxEncodedLen`)
-	// report | remove_offer | time 808223000 e:23183885 | proof 4315 | reads 4 | writes 5 e:1 | max e:1024
+	// report | remove_offer | time 977958179 e:13586706 | proof 4315 | reads 4 | writes 5 e:1 | max e:1024
 	pub fn remove_offer<D: Get<RuntimeDbWeight>>(e: u32) -> Weight {
-		Weight::from_parts(808_223_000, 4_315)
-			.saturating_add(Weight::from_parts(23_183_885, 0).saturating_mul(e.into()))
+		Weight::from_parts(977_958_179, 4_315)
+			.saturating_add(Weight::from_parts(13_586_706, 0).saturating_mul(e.into()))
 			.saturating_add(D::get().reads(4))
 			.saturating_add(D::get().writes(5))
 			.saturating_add(D::get().writes(1).saturating_mul(e.into()))

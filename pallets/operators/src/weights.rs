@@ -161,7 +161,7 @@ impl WeightInfo for () {
 mod measured {
 	use super::*;
 
-	/// `register`: fastest run 688_551 ns; proof
+	/// `register`: fastest run 646_615 ns; proof
 	/// size recorded `9388` B, estimated
 	/// `8271` B.
 	/// Storage: `Operators::Operators` (r:1 w:1)
@@ -180,26 +180,26 @@ mod measured {
 	/// Proof: `Trust::RatingWindows` (`max_values`: None, `max_size`: Some(1249), added: 3724, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::ActiveOperators` (r:1 w:1)
 	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
-	// report | register | time 756473000 | proof 8271 | reads 8 | writes 5 | max
+	// report | register | time 673556000 | proof 8271 | reads 8 | writes 5 | max
 	pub fn register<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(756_473_000, 8_271)
+		Weight::from_parts(673_556_000, 8_271)
 			.saturating_add(D::get().reads(8))
 			.saturating_add(D::get().writes(5))
 	}
 
-	/// `update`: fastest run 110_806 ns; proof
+	/// `update`: fastest run 93_040 ns; proof
 	/// size recorded `694` B, estimated
 	/// `4074` B.
 	/// Storage: `Operators::Operators` (r:1 w:1)
 	/// Proof: `Operators::Operators` (`max_values`: None, `max_size`: Some(609), added: 3084, mode: `MaxEncodedLen`)
-	// report | update | time 125070000 | proof 4074 | reads 1 | writes 1 | max
+	// report | update | time 97582000 | proof 4074 | reads 1 | writes 1 | max
 	pub fn update<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(125_070_000, 4_074)
+		Weight::from_parts(97_582_000, 4_074)
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().writes(1))
 	}
 
-	/// `bond_extra`: fastest run 425_682 ns; proof
+	/// `bond_extra`: fastest run 415_173 ns; proof
 	/// size recorded `896` B, estimated
 	/// `7087` B.
 	/// Storage: `Operators::Operators` (r:1 w:1)
@@ -210,14 +210,14 @@ mod measured {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(283), added: 2758, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::ActiveOperators` (r:1 w:1)
 	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
-	// report | bond_extra | time 447230000 | proof 7087 | reads 4 | writes 4 | max
+	// report | bond_extra | time 441740000 | proof 7087 | reads 4 | writes 4 | max
 	pub fn bond_extra<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(447_230_000, 7_087)
+		Weight::from_parts(441_740_000, 7_087)
 			.saturating_add(D::get().reads(4))
 			.saturating_add(D::get().writes(4))
 	}
 
-	/// `pause`: fastest run 375_140 ns; proof
+	/// `pause`: fastest run 307_300 ns; proof
 	/// size recorded `7690 + s * 53` B, estimated
 	/// `9185 + s * 2571` B.
 	/// Component `s` measured over `0..=256`.
@@ -233,17 +233,17 @@ mod measured {
 	/// Proof: `ParachainSystem::LastRelayChainBlockNumber` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
 	/// Storage: `Operators::PendingReassignments` (r:1 w:1)
 	/// Proof: `Operators::PendingReassignments` (`max_values`: Some(1), `max_size`: Some(3602), added: 4097, mode: `MaxEncodedLen`)
-	// report | pause | time 907924542 s:17847417 | proof 9185 s:2571 | reads 5 s:1 | writes 3 | max s:256
+	// report | pause | time 453874019 s:15343902 | proof 9185 s:2571 | reads 5 s:1 | writes 3 | max s:256
 	pub fn pause<D: Get<RuntimeDbWeight>>(s: u32) -> Weight {
-		Weight::from_parts(907_924_542, 9_185)
-			.saturating_add(Weight::from_parts(17_847_417, 0).saturating_mul(s.into()))
+		Weight::from_parts(453_874_019, 9_185)
+			.saturating_add(Weight::from_parts(15_343_902, 0).saturating_mul(s.into()))
 			.saturating_add(Weight::from_parts(0, 2_571).saturating_mul(s.into()))
 			.saturating_add(D::get().reads(5))
 			.saturating_add(D::get().reads(1).saturating_mul(s.into()))
 			.saturating_add(D::get().writes(3))
 	}
 
-	/// `reassign`: fastest run 108_531 ns; proof
+	/// `reassign`: fastest run 100_614 ns; proof
 	/// size recorded `6536 + s * 139` B, estimated
 	/// `7087 + s * 2684` B.
 	/// Component `s` measured over `0..=256`.
@@ -253,10 +253,10 @@ mod measured {
 	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::Assignments` (r:256 w:256)
 	/// Proof: `Operators::Assignments` (`max_values`: None, `max_size`: Some(209), added: 2684, mode: `MaxEncodedLen`)
-	// report | reassign | time 1904400648 s:114322372 | proof 7087 s:2684 | reads 2 s:2 | writes 1 s:3 | max s:256
+	// report | reassign | time 107117000 s:102089833 | proof 7087 s:2684 | reads 2 s:2 | writes 1 s:3 | max s:256
 	pub fn reassign<D: Get<RuntimeDbWeight>>(s: u32) -> Weight {
-		Weight::from_parts(1_904_400_648, 7_087)
-			.saturating_add(Weight::from_parts(114_322_372, 0).saturating_mul(s.into()))
+		Weight::from_parts(107_117_000, 7_087)
+			.saturating_add(Weight::from_parts(102_089_833, 0).saturating_mul(s.into()))
 			.saturating_add(Weight::from_parts(0, 2_684).saturating_mul(s.into()))
 			.saturating_add(D::get().reads(2))
 			.saturating_add(D::get().reads(2).saturating_mul(s.into()))
@@ -264,7 +264,7 @@ mod measured {
 			.saturating_add(D::get().writes(3).saturating_mul(s.into()))
 	}
 
-	/// `resume`: fastest run 537_271 ns; proof
+	/// `resume`: fastest run 464_051 ns; proof
 	/// size recorded `9743` B, estimated
 	/// `8271` B.
 	/// Storage: `Operators::Operators` (r:1 w:1)
@@ -281,14 +281,14 @@ mod measured {
 	/// Proof: `Trust::RatingWindows` (`max_values`: None, `max_size`: Some(1249), added: 3724, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::ActiveOperators` (r:1 w:1)
 	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
-	// report | resume | time 639076000 | proof 8271 | reads 7 | writes 3 | max
+	// report | resume | time 491645000 | proof 8271 | reads 7 | writes 3 | max
 	pub fn resume<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(639_076_000, 8_271)
+		Weight::from_parts(491_645_000, 8_271)
 			.saturating_add(D::get().reads(7))
 			.saturating_add(D::get().writes(3))
 	}
 
-	/// `leave`: fastest run 338_895 ns; proof
+	/// `leave`: fastest run 323_543 ns; proof
 	/// size recorded `7690 + s * 53` B, estimated
 	/// `9185 + s * 2571` B.
 	/// Component `s` measured over `0..=256`.
@@ -304,17 +304,17 @@ mod measured {
 	/// Proof: `ParachainSystem::LastRelayChainBlockNumber` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
 	/// Storage: `Operators::PendingReassignments` (r:1 w:1)
 	/// Proof: `Operators::PendingReassignments` (`max_values`: Some(1), `max_size`: Some(3602), added: 4097, mode: `MaxEncodedLen`)
-	// report | leave | time 495095945 s:27855909 | proof 9185 s:2571 | reads 5 s:1 | writes 3 | max s:256
+	// report | leave | time 494256394 s:17858862 | proof 9185 s:2571 | reads 5 s:1 | writes 3 | max s:256
 	pub fn leave<D: Get<RuntimeDbWeight>>(s: u32) -> Weight {
-		Weight::from_parts(495_095_945, 9_185)
-			.saturating_add(Weight::from_parts(27_855_909, 0).saturating_mul(s.into()))
+		Weight::from_parts(494_256_394, 9_185)
+			.saturating_add(Weight::from_parts(17_858_862, 0).saturating_mul(s.into()))
 			.saturating_add(Weight::from_parts(0, 2_571).saturating_mul(s.into()))
 			.saturating_add(D::get().reads(5))
 			.saturating_add(D::get().reads(1).saturating_mul(s.into()))
 			.saturating_add(D::get().writes(3))
 	}
 
-	/// `withdraw`: fastest run 497_575 ns; proof
+	/// `withdraw`: fastest run 385_132 ns; proof
 	/// size recorded `841` B, estimated
 	/// `4074` B.
 	/// Storage: `Operators::Operators` (r:1 w:1)
@@ -327,14 +327,14 @@ mod measured {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(283), added: 2758, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::OperatorCount` (r:1 w:1)
 	/// Proof: `Operators::OperatorCount` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
-	// report | withdraw | time 535670000 | proof 4074 | reads 5 | writes 4 | max
+	// report | withdraw | time 409184000 | proof 4074 | reads 5 | writes 4 | max
 	pub fn withdraw<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(535_670_000, 4_074)
+		Weight::from_parts(409_184_000, 4_074)
 			.saturating_add(D::get().reads(5))
 			.saturating_add(D::get().writes(4))
 	}
 
-	/// `heartbeat`: fastest run 553_992 ns; proof
+	/// `heartbeat`: fastest run 340_412 ns; proof
 	/// size recorded `9799` B, estimated
 	/// `8271` B.
 	/// Storage: `Operators::Operators` (r:1 w:1)
@@ -347,14 +347,14 @@ mod measured {
 	/// Proof: `Trust::RatingWindows` (`max_values`: None, `max_size`: Some(1249), added: 3724, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::ActiveOperators` (r:1 w:1)
 	/// Proof: `Operators::ActiveOperators` (`max_values`: Some(1), `max_size`: Some(5602), added: 6097, mode: `MaxEncodedLen`)
-	// report | heartbeat | time 600912000 | proof 8271 | reads 5 | writes 2 | max
+	// report | heartbeat | time 356013000 | proof 8271 | reads 5 | writes 2 | max
 	pub fn heartbeat<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(600_912_000, 8_271)
+		Weight::from_parts(356_013_000, 8_271)
 			.saturating_add(D::get().reads(5))
 			.saturating_add(D::get().writes(2))
 	}
 
-	/// `attest_heads`: fastest run 1_163_556 ns; proof
+	/// `attest_heads`: fastest run 663_777 ns; proof
 	/// size recorded `7747 + n * 445` B, estimated
 	/// `4074 + n * 2784` B.
 	/// Component `n` measured over `1..=256`.
@@ -370,10 +370,10 @@ mod measured {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(283), added: 2758, mode: `MaxEncodedLen`)
 	/// Storage: `System::Account` (r:257 w:257)
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
-	// report | attest_heads | time 20899419504 n:650941008 | proof 4074 n:2784 | reads 2 n:5 | writes 1 n:4 | max n:256
+	// report | attest_heads | time 699355000 n:588821357 | proof 4074 n:2784 | reads 2 n:5 | writes 1 n:4 | max n:256
 	pub fn attest_heads<D: Get<RuntimeDbWeight>>(n: u32) -> Weight {
-		Weight::from_parts(20_899_419_504, 4_074)
-			.saturating_add(Weight::from_parts(650_941_008, 0).saturating_mul(n.into()))
+		Weight::from_parts(699_355_000, 4_074)
+			.saturating_add(Weight::from_parts(588_821_357, 0).saturating_mul(n.into()))
 			.saturating_add(Weight::from_parts(0, 2_784).saturating_mul(n.into()))
 			.saturating_add(D::get().reads(2))
 			.saturating_add(D::get().reads(5).saturating_mul(n.into()))
@@ -381,7 +381,7 @@ mod measured {
 			.saturating_add(D::get().writes(4).saturating_mul(n.into()))
 	}
 
-	/// `fund_hosting`: fastest run 647_332 ns; proof
+	/// `fund_hosting`: fastest run 469_473 ns; proof
 	/// size recorded `238` B, estimated
 	/// `3748` B.
 	/// Storage: `Operators::Hosting` (r:1 w:1)
@@ -390,14 +390,14 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(283), added: 2758, mode: `MaxEncodedLen`)
-	// report | fund_hosting | time 742823000 | proof 3748 | reads 3 | writes 3 | max
+	// report | fund_hosting | time 482914000 | proof 3748 | reads 3 | writes 3 | max
 	pub fn fund_hosting<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(742_823_000, 3_748)
+		Weight::from_parts(482_914_000, 3_748)
 			.saturating_add(D::get().reads(3))
 			.saturating_add(D::get().writes(3))
 	}
 
-	/// `slash`: fastest run 790_673 ns; proof
+	/// `slash`: fastest run 640_115 ns; proof
 	/// size recorded `8850 + s * 53` B, estimated
 	/// `10345 + s * 2571` B.
 	/// Component `s` measured over `0..=256`.
@@ -417,17 +417,17 @@ mod measured {
 	/// Proof: `ParachainSystem::LastRelayChainBlockNumber` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
 	/// Storage: `Operators::PendingReassignments` (r:1 w:1)
 	/// Proof: `Operators::PendingReassignments` (`max_values`: Some(1), `max_size`: Some(3602), added: 4097, mode: `MaxEncodedLen`)
-	// report | slash | time 2902505064 s:24154202 | proof 10345 s:2571 | reads 7 s:1 | writes 5 | max s:256
+	// report | slash | time 1230104705 s:24366956 | proof 10345 s:2571 | reads 7 s:1 | writes 5 | max s:256
 	pub fn slash<D: Get<RuntimeDbWeight>>(s: u32) -> Weight {
-		Weight::from_parts(2_902_505_064, 10_345)
-			.saturating_add(Weight::from_parts(24_154_202, 0).saturating_mul(s.into()))
+		Weight::from_parts(1_230_104_705, 10_345)
+			.saturating_add(Weight::from_parts(24_366_956, 0).saturating_mul(s.into()))
 			.saturating_add(Weight::from_parts(0, 2_571).saturating_mul(s.into()))
 			.saturating_add(D::get().reads(7))
 			.saturating_add(D::get().reads(1).saturating_mul(s.into()))
 			.saturating_add(D::get().writes(5))
 	}
 
-	/// `report_equivocation`: fastest run 1_097_726 ns; proof
+	/// `report_equivocation`: fastest run 1_020_519 ns; proof
 	/// size recorded `8865 + s * 53` B, estimated
 	/// `10360 + s * 2571` B.
 	/// Component `s` measured over `0..=256`.
@@ -451,17 +451,17 @@ mod measured {
 	/// Proof: `ParachainSystem::LastRelayChainBlockNumber` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
 	/// Storage: `Operators::PendingReassignments` (r:1 w:1)
 	/// Proof: `Operators::PendingReassignments` (`max_values`: Some(1), `max_size`: Some(3602), added: 4097, mode: `MaxEncodedLen`)
-	// report | report_equivocation | time 2324031658 s:30366755 | proof 10360 s:2571 | reads 9 s:1 | writes 6 | max s:256
+	// report | report_equivocation | time 1197409093 s:23550013 | proof 10360 s:2571 | reads 9 s:1 | writes 6 | max s:256
 	pub fn report_equivocation<D: Get<RuntimeDbWeight>>(s: u32) -> Weight {
-		Weight::from_parts(2_324_031_658, 10_360)
-			.saturating_add(Weight::from_parts(30_366_755, 0).saturating_mul(s.into()))
+		Weight::from_parts(1_197_409_093, 10_360)
+			.saturating_add(Weight::from_parts(23_550_013, 0).saturating_mul(s.into()))
 			.saturating_add(Weight::from_parts(0, 2_571).saturating_mul(s.into()))
 			.saturating_add(D::get().reads(9))
 			.saturating_add(D::get().reads(1).saturating_mul(s.into()))
 			.saturating_add(D::get().writes(6))
 	}
 
-	/// `assign_pending`: fastest run 431_164 ns; proof
+	/// `assign_pending`: fastest run 333_393 ns; proof
 	/// size recorded `5717 + n * 40` B, estimated
 	/// `11727` B.
 	/// Component `n` measured over `1..=256`.
@@ -473,16 +473,16 @@ mod measured {
 	/// Proof: `Operators::Assignments` (`max_values`: None, `max_size`: Some(209), added: 2684, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::StreamsOf` (r:0 w:1280)
 	/// Proof: `Operators::StreamsOf` (`max_values`: None, `max_size`: Some(96), added: 2571, mode: `MaxEncodedLen`)
-	// report | assign_pending | time 2733437510 n:224280854 | proof 11727 | reads 2 | writes 2 n:6 | max n:256
+	// report | assign_pending | time 334053526 n:237766930 | proof 11727 | reads 2 | writes 2 n:6 | max n:256
 	pub fn assign_pending<D: Get<RuntimeDbWeight>>(n: u32) -> Weight {
-		Weight::from_parts(2_733_437_510, 11_727)
-			.saturating_add(Weight::from_parts(224_280_854, 0).saturating_mul(n.into()))
+		Weight::from_parts(334_053_526, 11_727)
+			.saturating_add(Weight::from_parts(237_766_930, 0).saturating_mul(n.into()))
 			.saturating_add(D::get().reads(2))
 			.saturating_add(D::get().writes(2))
 			.saturating_add(D::get().writes(6).saturating_mul(n.into()))
 	}
 
-	/// `check_liveness`: fastest run 8_515 ns; proof
+	/// `check_liveness`: fastest run 13_298 ns; proof
 	/// size recorded `594 + n * 143` B, estimated
 	/// `7087 + n * 3084` B.
 	/// Component `n` measured over `0..=8`.
@@ -492,17 +492,17 @@ mod measured {
 	/// Proof: `Operators::LivenessCursor` (`max_values`: Some(1), `max_size`: Some(4), added: 499, mode: `MaxEncodedLen`)
 	/// Storage: `Operators::Operators` (r:8 w:0)
 	/// Proof: `Operators::Operators` (`max_values`: None, `max_size`: Some(609), added: 3084, mode: `MaxEncodedLen`)
-	// report | check_liveness | time 18985801 n:34332536 | proof 7087 n:3084 | reads 1 n:1 | writes 0 | max n:8
+	// report | check_liveness | time 24548795 n:43384936 | proof 7087 n:3084 | reads 1 n:1 | writes 0 | max n:8
 	pub fn check_liveness<D: Get<RuntimeDbWeight>>(n: u32) -> Weight {
-		Weight::from_parts(18_985_801, 7_087)
-			.saturating_add(Weight::from_parts(34_332_536, 0).saturating_mul(n.into()))
+		Weight::from_parts(24_548_795, 7_087)
+			.saturating_add(Weight::from_parts(43_384_936, 0).saturating_mul(n.into()))
 			.saturating_add(Weight::from_parts(0, 3_084).saturating_mul(n.into()))
 			.saturating_add(D::get().reads(1))
 			.saturating_add(D::get().reads(1).saturating_mul(n.into()))
 			.saturating_add(D::get().writes(0))
 	}
 
-	/// `suspend_silent`: fastest run 603_104 ns; proof
+	/// `suspend_silent`: fastest run 584_340 ns; proof
 	/// size recorded `9733 + s * 53` B, estimated
 	/// `25662 + s * 2571` B.
 	/// Component `s` measured over `0..=256`.
@@ -520,10 +520,10 @@ mod measured {
 	/// Proof: `ParachainSystem::LastRelayChainBlockNumber` (`max_values`: Some(1), `max_size`: None, mode: `Measured`)
 	/// Storage: `Operators::PendingReassignments` (r:1 w:1)
 	/// Proof: `Operators::PendingReassignments` (`max_values`: Some(1), `max_size`: Some(3602), added: 4097, mode: `MaxEncodedLen`)
-	// report | suspend_silent | time 894655209 s:17014254 | proof 25662 s:2571 | reads 13 s:1 | writes 4 | max s:256
+	// report | suspend_silent | time 774310897 s:28809785 | proof 25662 s:2571 | reads 13 s:1 | writes 4 | max s:256
 	pub fn suspend_silent<D: Get<RuntimeDbWeight>>(s: u32) -> Weight {
-		Weight::from_parts(894_655_209, 25_662)
-			.saturating_add(Weight::from_parts(17_014_254, 0).saturating_mul(s.into()))
+		Weight::from_parts(774_310_897, 25_662)
+			.saturating_add(Weight::from_parts(28_809_785, 0).saturating_mul(s.into()))
 			.saturating_add(Weight::from_parts(0, 2_571).saturating_mul(s.into()))
 			.saturating_add(D::get().reads(13))
 			.saturating_add(D::get().reads(1).saturating_mul(s.into()))

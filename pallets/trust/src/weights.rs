@@ -49,7 +49,7 @@ impl WeightInfo for () {
 mod measured {
 	use super::*;
 
-	/// `rate`: fastest run 850_388 ns; proof
+	/// `rate`: fastest run 1_151_895 ns; proof
 	/// size recorded `7182` B, estimated
 	/// `13672` B.
 	/// Storage: `Escrow::Purchases` (r:1 w:0)
@@ -66,14 +66,14 @@ mod measured {
 	/// Proof: `System::Account` (`max_values`: None, `max_size`: Some(128), added: 2603, mode: `MaxEncodedLen`)
 	/// Storage: `Balances::Holds` (r:1 w:1)
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(283), added: 2758, mode: `MaxEncodedLen`)
-	// report | rate | time 2473247000 | proof 13672 | reads 9 | writes 4 | max
+	// report | rate | time 1180375000 | proof 13672 | reads 9 | writes 4 | max
 	pub fn rate<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(2_473_247_000, 13_672)
+		Weight::from_parts(1_180_375_000, 13_672)
 			.saturating_add(D::get().reads(9))
 			.saturating_add(D::get().writes(4))
 	}
 
-	/// `reap_rating`: fastest run 519_926 ns; proof
+	/// `reap_rating`: fastest run 613_205 ns; proof
 	/// size recorded `1678` B, estimated
 	/// `4714` B.
 	/// Storage: `Trust::Ratings` (r:1 w:1)
@@ -84,9 +84,9 @@ mod measured {
 	/// Proof: `Balances::Holds` (`max_values`: None, `max_size`: Some(283), added: 2758, mode: `MaxEncodedLen`)
 	/// Storage: `Trust::RatingWindows` (r:1 w:1)
 	/// Proof: `Trust::RatingWindows` (`max_values`: None, `max_size`: Some(1249), added: 3724, mode: `MaxEncodedLen`)
-	// report | reap_rating | time 3879437000 | proof 4714 | reads 4 | writes 4 | max
+	// report | reap_rating | time 644317000 | proof 4714 | reads 4 | writes 4 | max
 	pub fn reap_rating<D: Get<RuntimeDbWeight>>() -> Weight {
-		Weight::from_parts(3_879_437_000, 4_714)
+		Weight::from_parts(644_317_000, 4_714)
 			.saturating_add(D::get().reads(4))
 			.saturating_add(D::get().writes(4))
 	}
