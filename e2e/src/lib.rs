@@ -424,8 +424,19 @@ fn keep_logs(operators: &[OperatorNode]) {
         let copied = std::fs::create_dir_all(&to).and_then(|()| {
             Command::new("find")
                 .arg(".")
-                .args(["(", "-name", "*.log*", "-o", "-name", "*.toml", "-o", "-name"])
-                .args(["*.conf", ")", "-type", "f", "-exec", "cp", "--parents", "{}"])
+                .args([
+                    "(", "-name", "*.log*", "-o", "-name", "*.toml", "-o", "-name",
+                ])
+                .args([
+                    "*.conf",
+                    ")",
+                    "-type",
+                    "f",
+                    "-exec",
+                    "cp",
+                    "--parents",
+                    "{}",
+                ])
                 .arg(&to)
                 .arg(";")
                 .current_dir(&op.dir)
