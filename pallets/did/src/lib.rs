@@ -44,10 +44,8 @@ pub use pallet::*;
 
 #[cfg(feature = "runtime-benchmarks")]
 mod benchmarking;
-mod impl_credentials;
-mod impl_did;
-mod impl_identity;
-mod impl_issuers;
+mod features;
+mod impls;
 #[cfg(test)]
 mod mock;
 #[cfg(test)]
@@ -62,7 +60,7 @@ const LOG_TARGET: &str = "runtime::did";
 
 // FRAME's expansion of `#[pallet::pallet]`, `#[pallet::storage]` and `#[pallet::error]` calls
 // `expect` on values it built itself; the pallet's own logic lives outside this module
-// (`impl_*.rs`), where `clippy::expect_used` stays on.
+// (`features/`, `impls.rs`), where `clippy::expect_used` stays on.
 #[allow(clippy::expect_used)]
 #[frame_support::pallet]
 pub mod pallet {

@@ -131,7 +131,7 @@
 extern crate alloc;
 
 mod features;
-mod impl_traits;
+mod impls;
 pub mod types;
 pub mod weights;
 
@@ -149,8 +149,8 @@ pub use types::*;
 pub use weights::WeightInfo;
 
 // FRAME's expansion of `#[pallet::pallet]`, `#[pallet::storage]` and `#[pallet::error]` calls
-// `expect` on values it built itself; the pallet's logic lives in `features/`, where
-// `clippy::expect_used` stays on.
+// `expect` on values it built itself; the pallet's own logic lives outside this module
+// (`features/`, `impls.rs`), where `clippy::expect_used` stays on.
 #[allow(clippy::expect_used)]
 #[frame_support::pallet]
 pub mod pallet {

@@ -50,7 +50,7 @@ pub use pallet::*;
 #[cfg(feature = "runtime-benchmarks")]
 mod benchmarking;
 mod features;
-mod impl_offer_provider;
+mod impls;
 #[cfg(test)]
 mod mock;
 #[cfg(test)]
@@ -77,7 +77,7 @@ pub trait BenchmarkHelper<AccountId, BlockNumber> {
 
 // FRAME's expansion of `#[pallet::pallet]`, `#[pallet::storage]` and `#[pallet::error]` calls
 // `expect` on values it built itself; the pallet's own logic lives outside this module
-// (`features/`, `impl_*.rs`), where `clippy::expect_used` stays on.
+// (`features/`, `impls.rs`), where `clippy::expect_used` stays on.
 #[allow(clippy::expect_used)]
 #[frame_support::pallet]
 pub mod pallet {

@@ -90,8 +90,8 @@ pub use pallet::*;
 
 #[cfg(feature = "runtime-benchmarks")]
 mod benchmarking;
-mod impl_rating;
-mod impl_score;
+mod features;
+mod impls;
 #[cfg(test)]
 mod mock;
 #[cfg(test)]
@@ -117,7 +117,7 @@ pub trait BenchmarkHelper<AccountId, Balance, BlockNumber> {
 
 // FRAME's expansion of `#[pallet::pallet]`, `#[pallet::storage]` and `#[pallet::error]` calls
 // `expect` on values it built itself; the pallet's own logic lives outside this module
-// (`impl_*.rs`), where `clippy::expect_used` stays on.
+// (`features/`, `impls.rs`), where `clippy::expect_used` stays on.
 #[allow(clippy::expect_used)]
 #[frame_support::pallet]
 pub mod pallet {

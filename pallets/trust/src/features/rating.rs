@@ -48,6 +48,8 @@ impl<T: Config> Pallet<T> {
         Perbill::from_rational(value, reference)
     }
 
+    /// Records `rater`'s rating of the other party of the settled `purchase`, holding the
+    /// rating deposit, and adds it to the ratee's window.
     pub(crate) fn do_rate(
         rater: T::AccountId,
         purchase: PurchaseId,
@@ -137,6 +139,8 @@ impl<T: Config> Pallet<T> {
         Ok(())
     }
 
+    /// Removes `rater`'s rating of `purchase` once it has left the window and the rating
+    /// period is over, and returns the deposit.
     pub(crate) fn do_reap_rating(purchase: PurchaseId, rater: T::AccountId) -> DispatchResult {
         let rating = Ratings::<T>::get(purchase, &rater).ok_or(Error::<T>::RatingNotFound)?;
         let now = frame_system::Pallet::<T>::block_number();

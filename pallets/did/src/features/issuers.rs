@@ -6,6 +6,7 @@ use frame_support::{ensure, pallet_prelude::*};
 use sp_runtime::Perbill;
 
 impl<T: Config> Pallet<T> {
+    /// Registers `issuer` with `name` and reputation weight `weight`.
     pub(crate) fn do_register_issuer(
         issuer: T::AccountId,
         name: Vec<u8>,
@@ -33,6 +34,7 @@ impl<T: Config> Pallet<T> {
         Ok(())
     }
 
+    /// Changes the reputation weight of the registered `issuer`.
     pub(crate) fn do_set_issuer_weight(issuer: T::AccountId, weight: Perbill) -> DispatchResult {
         Issuers::<T>::try_mutate(|issuers| -> DispatchResult {
             let info = issuers.get_mut(&issuer).ok_or(Error::<T>::UnknownIssuer)?;
@@ -44,6 +46,7 @@ impl<T: Config> Pallet<T> {
         Ok(())
     }
 
+    /// Removes the registered `issuer` (its credentials stop counting as valid).
     pub(crate) fn do_remove_issuer(issuer: T::AccountId) -> DispatchResult {
         Issuers::<T>::try_mutate(|issuers| -> DispatchResult {
             issuers

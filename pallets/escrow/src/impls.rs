@@ -1,4 +1,5 @@
-//! Traits this pallet implements for the other pallets.
+//! Traits this pallet implements for other pallets: [`SettledTrades`] for `pallet-trust`,
+//! [`OfferPurchases`] for `pallet-offers`.
 
 use crate::*;
 use fastdata_primitives::{

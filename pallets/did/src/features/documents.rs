@@ -62,6 +62,7 @@ impl<T: Config> Pallet<T> {
         )
     }
 
+    /// Creates the DID of `who`, holding the deposit for its services.
     pub(crate) fn do_create_did(
         who: T::AccountId,
         key_agreement: X25519Public,
@@ -98,6 +99,7 @@ impl<T: Config> Pallet<T> {
         Ok(())
     }
 
+    /// Replaces the key-agreement key of `who`'s DID.
     pub(crate) fn do_rotate_key_agreement(
         who: T::AccountId,
         key_agreement: X25519Public,
@@ -123,6 +125,7 @@ impl<T: Config> Pallet<T> {
         Ok(())
     }
 
+    /// Replaces the services of `who`'s DID, holding or releasing the deposit difference.
     pub(crate) fn do_set_services(
         who: T::AccountId,
         services: Vec<ServiceInput>,

@@ -1,4 +1,5 @@
-//! [`OfferProvider`] for `pallet-escrow` and the operator daemons.
+//! Traits this pallet implements for other pallets: [`OfferProvider`] for `pallet-escrow`
+//! and the operator daemons.
 
 use crate::*;
 use fastdata_primitives::{

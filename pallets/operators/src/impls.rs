@@ -1,4 +1,5 @@
-//! [`OperatorProvider`] for `pallet-offers` and `pallet-escrow`.
+//! Traits this pallet implements for other pallets: [`OperatorProvider`] for
+//! `pallet-offers` and `pallet-escrow`.
 
 use crate::*;
 use alloc::vec::Vec;

@@ -1,11 +1,12 @@
-//! What other pallets and users read: validity of credentials, `IdentityProvider`, the
-//! `DidApi` runtime-API functions, and the `try_state` invariants.
+//! Read-only functions: validity of credentials and the reads behind the runtime API
+//! [`DidApi`](fastdata_primitives::api_identity::DidApi) and
+//! [`IdentityProvider`](fastdata_primitives::IdentityProvider).
 
 use crate::*;
 use alloc::vec::Vec;
 use fastdata_primitives::{
     api_identity::{CredentialInfo, ServiceInfo},
-    IdentityProvider, X25519Public,
+    X25519Public,
 };
 use frame_system::pallet_prelude::BlockNumberFor;
 use sp_runtime::Perbill;
@@ -100,82 +101,5 @@ impl<T: Config> Pallet<T> {
             updated_at: doc.updated_at,
             deposit: doc.deposit,
         })
-    }
-
-    /// Invariants:
-    /// - every DID's recorded deposit is what is held from its controller for `DidDeposit`
-    ///   and equals the deposit its services require;
-    /// - every DID lists exactly the credentials stored under it, as they are (issuer,
-    ///   attestation, expiry, revocation);
-    /// - credentials exist only under active DIDs;
-    /// - each issuer's `CredentialDeposit` hold equals the sum of its credentials' deposits.
-    #[cfg(any(feature = "try-runtime", test))]
-    pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
-        use alloc::collections::btree_map::BTreeMap;
-        use frame_support::{ensure, traits::fungible::InspectHold};
-        use sp_runtime::Saturating;
-
-        for (who, doc) in Dids::<T>::iter() {
-            ensure!(
-                T::Currency::balance_on_hold(&HoldReason::DidDeposit.into(), &who) == doc.deposit,
-                "DID deposit held differs from the recorded deposit"
-            );
-            ensure!(
-                doc.deposit == Self::did_deposit(&doc.services),
-                "DID deposit differs from what its services require"
-            );
-            let mut stored: Vec<CredentialStatusOf<T>> = Credentials::<T>::iter_prefix(&who)
-                .map(|(id, c)| CredentialStatus {
-                    id,
-                    issuer: c.issuer,
-                    issued_at: c.issued_at,
-                    expires_at: c.expires_at,
-                    revoked: c.revoked_at.is_some(),
-                })
-                .collect();
-            let mut listed = doc.credentials.into_inner();
-            stored.sort_by_key(|c| c.id);
-            listed.sort_by_key(|c| c.id);
-            ensure!(
-                stored == listed,
-                "DID's credential list differs from the stored credentials"
-            );
-        }
-
-        let mut by_issuer: BTreeMap<T::AccountId, BalanceOf<T>> = BTreeMap::new();
-        for (subject, _id, credential) in Credentials::<T>::iter() {
-            ensure!(
-                Dids::<T>::contains_key(&subject),
-                "credential stored under no DID"
-            );
-            ensure!(
-                credential.deposit == Self::credential_deposit(&credential.credential_type),
-                "credential deposit differs from what its type requires"
-            );
-            let entry = by_issuer.entry(credential.issuer.clone()).or_default();
-            *entry = entry.saturating_add(credential.deposit);
-        }
-        for (issuer, total) in by_issuer.iter() {
-            ensure!(
-                T::Currency::balance_on_hold(&HoldReason::CredentialDeposit.into(), issuer)
-                    == *total,
-                "credential deposits held differ from the recorded deposits"
-            );
-        }
-        Ok(())
-    }
-}
-
-impl<T: Config> IdentityProvider<T::AccountId> for Pallet<T> {
-    fn is_verified(who: &T::AccountId) -> bool {
-        Pallet::<T>::is_verified(who)
-    }
-
-    fn key_agreement_key(who: &T::AccountId) -> Option<X25519Public> {
-        Pallet::<T>::key_agreement_key(who)
-    }
-
-    fn credential_weights(who: &T::AccountId) -> Vec<Perbill> {
-        Pallet::<T>::credential_weights(who)
     }
 }

@@ -21,6 +21,8 @@ impl<T: Config> Pallet<T> {
         )
     }
 
+    /// Stores a credential `issuer` attests to `subject`'s DID, holding its deposit from
+    /// the issuer.
     pub(crate) fn do_attest_credential(
         issuer: T::AccountId,
         subject: T::AccountId,
@@ -81,6 +83,7 @@ impl<T: Config> Pallet<T> {
         Ok(())
     }
 
+    /// Marks the credential `id` of `subject` revoked by its issuer `who` (it stays stored).
     pub(crate) fn do_revoke_credential(
         who: T::AccountId,
         subject: T::AccountId,
@@ -110,6 +113,8 @@ impl<T: Config> Pallet<T> {
         Ok(())
     }
 
+    /// Removes the credential `id` of `subject` at the request of its holder or issuer `who`
+    /// and returns its deposit to the issuer.
     pub(crate) fn do_remove_credential(
         who: T::AccountId,
         subject: T::AccountId,
