@@ -2,9 +2,7 @@
 //! (`scripts/test` starts one and runs them with `--ignored`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod cli;
 mod data_plane;
-mod keystore_cli;
 mod live;
 mod metadata;
 mod smoke;

@@ -16,7 +16,7 @@ use fastdata_sdk::{
 use serde_json::{json, Value};
 use sp_core::crypto::Ss58Codec;
 
-use super::{fmt_balance, print, Ctx};
+use crate::common::{fmt_balance, print, Ctx};
 
 /// Planck as a decimal string.
 fn planck(b: Balance) -> Value {
@@ -52,6 +52,7 @@ pub(crate) fn sale_json(p: &Purchase) -> Value {
     })
 }
 
+/// Totals of sales as `--json` prints them.
 pub(crate) fn totals_json(t: &SalesTotals) -> Value {
     json!({
         "purchases": t.purchases,
@@ -92,6 +93,7 @@ fn ledger_text(l: &PurchaseLedger<Balance>) -> String {
     )
 }
 
+/// The `sales` answer as text: a table of sales per offer, with totals.
 pub(crate) fn sales_text(offers: &[OfferSales]) -> String {
     if offers.is_empty() {
         return "no offers; list one with `fastdata offer create`".into();

@@ -12,8 +12,9 @@ use fastdata_sdk::keystore::{
 };
 use serde_json::{json, Value};
 
-use super::{print, Ctx};
+use crate::common::{print, Ctx};
 
+/// `fastdata keystore …`.
 #[derive(Subcommand)]
 pub(crate) enum KeystoreCommand {
     /// Where the keystore is, whether it is encrypted, and what it holds (names and counts,
@@ -74,6 +75,7 @@ fn no_passphrase(path: &Path, what: &str) -> anyhow::Error {
     .into()
 }
 
+/// Runs a `fastdata keystore` command.
 pub(crate) fn keystore(ctx: &Ctx, cmd: KeystoreCommand) -> anyhow::Result<()> {
     let path = &ctx.keystore_path;
     match cmd {
@@ -123,7 +125,7 @@ pub(crate) fn keystore(ctx: &Ctx, cmd: KeystoreCommand) -> anyhow::Result<()> {
                 },
             );
             if !encrypted {
-                super::warn_unprotected(path);
+                crate::common::warn_unprotected(path);
             }
             Ok(())
         }

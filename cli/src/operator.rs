@@ -15,8 +15,9 @@ use fastdata_sdk::{
 use serde_json::{json, Value};
 use sp_core::{crypto::Ss58Codec, H256};
 
-use super::{fmt_balance, parse_balance, parse_h256, print, score, Ctx};
+use crate::common::{fmt_balance, parse_balance, parse_h256, print, score, Ctx};
 
+/// `fastdata operator …`.
 #[derive(Subcommand)]
 pub(crate) enum OperatorCommand {
     /// Show an operator's record: stake, status, endpoints, price, last heartbeat, streams
@@ -112,6 +113,7 @@ pub(crate) fn status_name(status: &OperatorStatus<u32>) -> (&'static str, Option
     }
 }
 
+/// An operator's record as `--json` prints it.
 pub(crate) fn status_json(r: &OperatorStatusReport) -> Value {
     let op = &r.operator;
     let (status, unbonding_until) = status_name(&op.status);
@@ -132,6 +134,7 @@ pub(crate) fn status_json(r: &OperatorStatusReport) -> Value {
     })
 }
 
+/// An operator's record as text.
 pub(crate) fn status_text(r: &OperatorStatusReport) -> String {
     let op = &r.operator;
     let (status, unbonding_until) = status_name(&op.status);
@@ -319,10 +322,11 @@ async fn find_equivocation(
     }
 }
 
+/// Runs a `fastdata operator` command.
 pub(crate) async fn operator(ctx: &Ctx, cmd: OperatorCommand) -> anyhow::Result<()> {
     let chain = match &cmd {
         OperatorCommand::Status { .. } => ctx.reader().await?,
-        OperatorCommand::Earnings => return super::business::earnings(ctx).await,
+        OperatorCommand::Earnings => return crate::sales::earnings(ctx).await,
         OperatorCommand::FindEquivocation {
             files,
             report,
@@ -331,7 +335,7 @@ pub(crate) async fn operator(ctx: &Ctx, cmd: OperatorCommand) -> anyhow::Result<
         _ => ctx.chain().await?,
     };
     let (name, action, result) = match cmd {
-        OperatorCommand::Earnings => return super::business::earnings(ctx).await,
+        OperatorCommand::Earnings => return crate::sales::earnings(ctx).await,
         OperatorCommand::FindEquivocation {
             files,
             report,

@@ -10,11 +10,11 @@ use fastdata_sdk::{
     FastData,
 };
 
-use crate::Ctx;
+use crate::common::Ctx;
 
 /// `fastdata seller …`.
 #[derive(Subcommand)]
-pub enum SellerCommand {
+pub(crate) enum SellerCommand {
     /// Run the seller service: publish records of the configured streams in segments (by
     /// size or within max_delay_ms), deliver keys to every purchase, rotate key epochs on a
     /// schedule and when a buyer's access ends. Logs with FASTDATA_LOG=info.
@@ -50,7 +50,7 @@ async fn shutdown_signal() {
 }
 
 /// Runs a `fastdata seller` command.
-pub async fn seller(ctx: &Ctx, cmd: SellerCommand) -> anyhow::Result<()> {
+pub(crate) async fn seller(ctx: &Ctx, cmd: SellerCommand) -> anyhow::Result<()> {
     match cmd {
         SellerCommand::Run { config } => {
             let parsed = SellerConfig::load(&config)?;
