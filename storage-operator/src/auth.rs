@@ -47,8 +47,21 @@ use crate::{
 
 /// Segments read per step while looking for a purchase's first entitled sequence.
 const SCAN_CHUNK: usize = 256;
-/// Most purchases whose first entitled sequence is kept in memory (then the cache restarts).
+/// Most segments one call reads while looking for a purchase's first entitled sequence; the
+/// next call goes on from where it stopped.
+const SCAN_LIMIT: usize = 2 * SCAN_CHUNK;
+/// Most purchases whose scan is kept in memory (then the cache restarts).
 const MAX_CACHED_STARTS: usize = 100_000;
+
+/// How far the search for a stream purchase's first entitled sequence got on this replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StartScan {
+    /// The first stored segment of a covered epoch, with nothing missing before it.
+    Found(Sequence),
+    /// Every sequence below `next` (from the start head on) is stored and of an epoch the
+    /// purchase does not cover.
+    Before(Sequence),
+}
 
 /// An upload token as the daemon receives it.
 pub type UploadToken = SignedUploadToken<AccountId, BlockNumber>;
@@ -289,8 +302,8 @@ pub struct Authorizer {
     view: Arc<dyn ChainView>,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
-    /// First entitled sequence of stream purchases ([`Self::entitlement_start`]).
-    scanned_start: Mutex<HashMap<PurchaseId, Sequence>>,
+    /// Progress of [`Self::entitlement_start`] per stream purchase.
+    scanned_start: Mutex<HashMap<PurchaseId, StartScan>>,
 }
 
 impl Authorizer {
@@ -450,51 +463,73 @@ impl Authorizer {
     /// it was bought; 0 if the view does not state it) on that is sealed under an epoch it
     /// has keys for. The attested head lags the publisher, and a rotation just before the
     /// purchase leaves segments of the previous epoch after it: the buyer neither holds nor
-    /// paid for their keys, so serving starts past them. `None` while there is no such
-    /// segment.
+    /// paid for their keys, so serving starts past them, but only past segments this replica
+    /// holds: with one missing before the first covered segment, serving starts at the start
+    /// head. `None` while there is no such segment.
+    ///
+    /// One call reads at most [`SCAN_LIMIT`] segments, without holding the cache's lock;
+    /// the next call goes on from there (`None` until the scan is done).
     pub fn entitlement_start(&self, purchase: &PurchaseInfo) -> Result<Option<Sequence>, Refusal> {
         if let Some((first, _)) = purchase.sequence_window() {
             return Ok(Some(first));
         }
-        let mut cache = self
-            .scanned_start
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(start) = cache.get(&purchase.id) {
-            return Ok(Some(*start));
-        }
-        let mut from = self.view.start_head(purchase.id).unwrap_or(0);
-        // Cached only when nothing is missing before it here: a replica still backfilling
-        // may hold a later segment of the epoch before an earlier one.
-        let (mut expected, mut contiguous) = (from, true);
-        loop {
+        let start_head = self.view.start_head(purchase.id).unwrap_or(0);
+        let cached = self.cached_scan(purchase.id);
+        let mut from = match cached {
+            Some(StartScan::Found(start)) => return Ok(Some(start)),
+            Some(StartScan::Before(next)) => next,
+            None => start_head,
+        };
+        let mut read = 0;
+        while read < SCAN_LIMIT {
             let chunk = self
                 .store
                 .segments(&purchase.stream, from, Sequence::MAX, SCAN_CHUNK)
                 .map_err(|e| Refusal::Storage(e.to_string()))?;
+            read += chunk.len();
             let Some(last) = chunk.last().map(|s| s.sequence) else {
-                return Ok(None);
+                break;
             };
             for segment in &chunk {
-                contiguous &= segment.sequence == expected;
-                expected = segment.sequence.saturating_add(1);
+                if segment.sequence != from {
+                    // A hole: what it hides is unknown, so nothing before it is skipped.
+                    return Ok(Some(start_head));
+                }
                 if envelope::parse_header(&segment.envelope)
                     .is_ok_and(|h| purchase.covers_epoch(h.epoch))
                 {
-                    if contiguous {
-                        if cache.len() >= MAX_CACHED_STARTS {
-                            cache.clear();
-                        }
-                        cache.insert(purchase.id, segment.sequence);
-                    }
-                    return Ok(Some(segment.sequence));
+                    self.cache_scan(purchase.id, StartScan::Found(from));
+                    return Ok(Some(from));
                 }
+                from = from.saturating_add(1);
             }
             if last == Sequence::MAX {
-                return Ok(None);
+                break;
             }
-            from = last + 1;
         }
+        if cached != Some(StartScan::Before(from)) {
+            self.cache_scan(purchase.id, StartScan::Before(from));
+        }
+        Ok(None)
+    }
+
+    fn cached_scan(&self, purchase: PurchaseId) -> Option<StartScan> {
+        self.scanned_start
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&purchase)
+            .copied()
+    }
+
+    fn cache_scan(&self, purchase: PurchaseId, scan: StartScan) {
+        let mut cache = self
+            .scanned_start
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if cache.len() >= MAX_CACHED_STARTS && !cache.contains_key(&purchase) {
+            cache.clear();
+        }
+        cache.insert(purchase, scan);
     }
 
     /// `(start, window end)` of `purchase`: its [`Self::entitlement_start`] and the highest
@@ -1009,17 +1044,40 @@ pub(crate) mod tests {
         let mut q = g.view.purchase(1).unwrap();
         q.access.epochs = vec![1];
         assert_eq!(authorizer(&g, &[(1, 4)], 3).entitlement_start(&q), Ok(None));
-        // A replica missing part of the range answers from what it holds, without caching
-        // it: once the hole is filled the earlier segment is the start.
+        // A replica missing part of the range skips nothing (what the hole hides is
+        // unknown): it serves from the start head, and once the hole is filled from the
+        // first segment of the purchase's epochs.
         let h = fixture();
         store_epoch_segments(&h, 1, 9..=9);
         let mut r = h.view.purchase(1).unwrap();
         r.access.epochs = vec![1];
         let auth = authorizer(&h, &[(1, 4)], 3);
-        assert_eq!(auth.entitlement_start(&r), Ok(Some(9)));
+        assert_eq!(auth.entitlement_start(&r), Ok(Some(4)));
         store_epoch_segments(&h, 0, 4..=6);
+        assert_eq!(auth.entitlement_start(&r), Ok(Some(4)));
         store_epoch_segments(&h, 1, 7..=8);
         assert_eq!(auth.entitlement_start(&r), Ok(Some(7)));
+    }
+
+    #[test]
+    fn the_start_scan_is_bounded_per_call_and_goes_on_from_where_it_stopped() {
+        // A seller keeps sealing under epoch 0 long after the buyer's epoch 1 began.
+        let f = fixture();
+        let old = (SCAN_LIMIT + SCAN_LIMIT / 2) as u64;
+        store_epoch_segments(&f, 0, 0..=old - 1);
+        let mut p = f.view.purchase(1).unwrap();
+        p.access.epochs = vec![1];
+        let auth = authorizer(&f, &[(1, 0)], 3);
+        assert_eq!(auth.entitlement_start(&p), Ok(None));
+        assert_eq!(
+            auth.cached_scan(1),
+            Some(StartScan::Before(SCAN_LIMIT as u64))
+        );
+        assert_eq!(auth.entitlement_start(&p), Ok(None));
+        assert_eq!(auth.cached_scan(1), Some(StartScan::Before(old)));
+        store_epoch_segments(&f, 1, old..=old + 2);
+        assert_eq!(auth.entitlement_start(&p), Ok(Some(old)));
+        assert_eq!(auth.cached_scan(1), Some(StartScan::Found(old)));
     }
 
     #[test]
