@@ -96,7 +96,8 @@
 //! 4. **Buyer.** `R = B − O − G = B − max(D, O)` is released back to the buyer.
 //!
 //! So `O + (G − F) + F + R = B` for every period and the payouts, fees and refunds of a
-//! purchase add up to exactly `P`. A payout the recipient cannot receive (its account would
+//! purchase add up to exactly `P`. The rule is computed by the pure functions of [`split`]
+//! ([`split::split_period`], [`split::split_upheld`]), tested on their own. A payout the recipient cannot receive (its account would
 //! stay below the existential deposit) goes back to the buyer instead
 //! ([`Event::PayoutRedirected`]).
 //!
@@ -132,6 +133,7 @@ extern crate alloc;
 
 mod features;
 mod impls;
+pub mod split;
 pub mod types;
 pub mod weights;
 

@@ -3,7 +3,8 @@
 //! random extreme amounts through whole purchases, checking that nothing overflows and
 //! that payouts, fees and refunds add up to the price; and random publishing and
 //! acknowledgement through stream purchases, checking each period against the per-period
-//! rule computed independently.
+//! rule computed independently; and the settlement rule's pure arithmetic on random amounts,
+//! checking that no planck is created or lost.
 
 use crate::{mock::*, *};
 use fastdata_primitives::{escrow::DisputeReason, OperatorProvider, PurchaseId};
@@ -384,5 +385,54 @@ proptest! {
             assert_eq!(p.state, fastdata_primitives::escrow::PurchaseState::Settled);
             assert_eq!(p.ledger.held, 0);
         });
+    }
+
+    /// The settlement rule as pure arithmetic ([`crate::split`]) on random amounts: each
+    /// period's split adds up to its budget to the planck, the budgets add up to the price,
+    /// the operators stay within the cap and their accruals, the seller's gross is
+    /// `max(D − O, 0)` with the fee `⌊f · G⌋` of it; an upheld dispute's split adds up to what
+    /// was held and refunds `⌊r · (H − O)⌋`.
+    #[test]
+    fn the_settlement_rule_neither_creates_nor_loses_a_planck(
+        price in prop_oneof![Just(0u64), 1u64..1_000, any::<u64>()],
+        periods in 1u32..=12,
+        delivered in prop::collection::vec((any::<u64>(), prop_oneof![Just(0u64), 1u64..100, any::<u64>()]), 12),
+        accrued in prop::collection::vec(prop_oneof![Just(0u64), 1u64..1_000, any::<u64>()], 0..6),
+        storage_share in 0u32..=1_000_000_000,
+        protocol_fee in 0u32..=1_000_000_000,
+        refund_ratio in 0u32..=1_000_000_000,
+    ) {
+        use crate::split::{period_budget, split_period, split_upheld, Delivered};
+        let (storage_share, protocol_fee, refund_ratio) = (
+            Perbill::from_parts(storage_share),
+            Perbill::from_parts(protocol_fee),
+            Perbill::from_parts(refund_ratio),
+        );
+        let total = accrued.iter().fold(0u64, |sum, a| sum.saturating_add(*a));
+        let mut held = price;
+        for index in 0..periods {
+            let budget = period_budget(price, periods, index, held);
+            let (covered, out_of) = delivered[index as usize];
+            let part = Delivered { covered: u128::from(covered % out_of.saturating_add(1)), out_of: u128::from(out_of) };
+            let split = split_period(budget, part, &accrued, total, storage_share, protocol_fee);
+            prop_assert_eq!(split.total(), Some(budget));
+            let operators = split.operators_total();
+            prop_assert!(operators <= storage_share.mul_floor(budget));
+            prop_assert_eq!(split.operators.len(), accrued.len());
+            for (share, a) in split.operators.iter().zip(&accrued) {
+                prop_assert!(share <= a);
+            }
+            let gross = split.seller + split.fee;
+            prop_assert_eq!(gross, part.value_of(budget).saturating_sub(operators));
+            prop_assert_eq!(split.fee, protocol_fee.mul_floor(gross));
+            held -= budget;
+        }
+        prop_assert_eq!(held, 0);
+
+        let upheld = split_upheld(price, &accrued, total, storage_share, refund_ratio, protocol_fee);
+        prop_assert_eq!(upheld.total(), Some(price));
+        let operators = upheld.operators_total();
+        prop_assert!(operators <= storage_share.mul_floor(price));
+        prop_assert_eq!(upheld.refund, refund_ratio.mul_floor(price - operators));
     }
 }

@@ -17,7 +17,7 @@ use sp_runtime::{
     Rounding,
 };
 
-use crate::Config;
+use crate::{split::Delivered, Config};
 
 /// Balance type of the pallet's currency.
 pub type BalanceOf<T> =
@@ -139,41 +139,50 @@ where
     }
 
     /// The budget of the next period to settle: an equal share `price / periods` of the
-    /// price, and for the last period whatever is still held (so rounding dust goes there).
+    /// price, and for the last period whatever is still held (so rounding dust goes there);
+    /// see [`split::period_budget`](crate::split::period_budget).
     pub fn next_period_budget(&self) -> Balance {
-        let periods = self.periods();
-        if self.settled_periods.saturating_add(1) >= periods {
-            self.ledger.held
-        } else {
-            (self.price / Balance::from(periods.max(1))).min(self.ledger.held)
+        crate::split::period_budget(
+            self.price,
+            self.periods(),
+            self.settled_periods,
+            self.ledger.held,
+        )
+    }
+
+    /// How much of the next period to settle the buyer received. Batch window
+    /// `first..=last`: the part of the window covered by `delivered_up_to`. Stream period `k`
+    /// with heads `h_k`, `h_{k+1}` at its boundaries: of the `h_{k+1} − h_k` segments
+    /// published in it, the `min(delivered_up_to + 1, h_{k+1}) − h_k` the buyer
+    /// acknowledged; nothing if nothing was published.
+    pub fn delivered(&self) -> Delivered {
+        let acknowledged = self.delivered_up_to.map_or(0u128, |u| u128::from(u) + 1);
+        match self.terms {
+            PurchaseTerms::Batch { first, last } => Delivered {
+                covered: acknowledged
+                    .min(u128::from(last) + 1)
+                    .saturating_sub(u128::from(first)),
+                out_of: self.terms.batch_len().unwrap_or(1),
+            },
+            PurchaseTerms::Stream { .. } => {
+                let (Some(from), Some(to)) = (self.heads.first(), self.heads.get(1)) else {
+                    return Delivered {
+                        covered: 0,
+                        out_of: 0,
+                    };
+                };
+                let (from, to) = (u128::from(*from), u128::from(*to));
+                Delivered {
+                    covered: acknowledged.min(to).saturating_sub(from),
+                    out_of: to.saturating_sub(from),
+                }
+            }
         }
     }
 
-    /// The share of `budget` the buyer received. Batch window `first..=last`: the fraction
-    /// of the window covered by `delivered_up_to`. Stream period `k` with heads `h_k`,
-    /// `h_{k+1}` at its boundaries: the fraction of the `h_{k+1} − h_k` segments published in
-    /// it that the buyer acknowledged, `min(delivered_up_to + 1, h_{k+1}) − h_k`; nothing if
-    /// nothing was published.
+    /// The share of `budget` the buyer received: `budget` scaled by [`Self::delivered`].
     pub fn delivered_value(&self, budget: Balance) -> Balance {
-        let acknowledged = self.delivered_up_to.map_or(0u128, |u| u128::from(u) + 1);
-        match self.terms {
-            PurchaseTerms::Batch { first, last } => {
-                let covered = acknowledged
-                    .min(u128::from(last) + 1)
-                    .saturating_sub(u128::from(first));
-                let len = self.terms.batch_len().unwrap_or(1);
-                mul_div(budget, covered, len)
-            }
-            PurchaseTerms::Stream { .. } => {
-                let (Some(from), Some(to)) = (self.heads.first(), self.heads.get(1)) else {
-                    return Zero::zero();
-                };
-                let (from, to) = (u128::from(*from), u128::from(*to));
-                let published = to.saturating_sub(from);
-                let covered = acknowledged.min(to).saturating_sub(from);
-                mul_div(budget, covered, published)
-            }
-        }
+        self.delivered().value_of(budget)
     }
 
     /// Streams: the next period boundary to record, `(index, block)`, if any is left and

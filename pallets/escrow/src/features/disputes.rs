@@ -1,6 +1,7 @@
 //! Disputes: the buyer freezes the remainder of a purchase, the dispute origin resolves it.
 
-use crate::{features::settlement::Payee, *};
+use crate::{features::settlement::Payee, split::split_upheld, *};
+use alloc::vec::Vec;
 use fastdata_primitives::{
     escrow::{DisputeInfo, DisputeReason, PurchaseState},
     PurchaseId,
@@ -185,21 +186,20 @@ impl<T: Config> Pallet<T> {
             });
         } else {
             Self::release(HoldReason::DisputeDeposit, &purchase.buyer, dispute.deposit)?;
-            let held = purchase.ledger.held;
-            let cap = T::StorageShare::get().mul_floor(held);
-            let operators = Self::pay_operators(id, purchase, cap)?;
-            let rest = held.saturating_sub(operators);
-            let refunded = refund_ratio.mul_floor(rest);
-            let gross = rest.saturating_sub(refunded);
-            let fee = T::ProtocolFee::get().mul_floor(gross);
+            let claims = Self::accrued_claims(id, purchase);
+            let split = split_upheld(
+                purchase.ledger.held,
+                &claims.iter().map(|(_, c)| c.accrued).collect::<Vec<_>>(),
+                purchase.accrued,
+                T::StorageShare::get(),
+                refund_ratio,
+                T::ProtocolFee::get(),
+            );
+            Self::pay_operators(id, purchase, claims, &split.operators)?;
+            let operators = split.operators_total();
+            let (seller, fee, refunded) = (split.seller, split.fee, split.refund);
             let seller_account = purchase.seller.clone();
-            let seller = Self::pay(
-                id,
-                purchase,
-                &seller_account,
-                gross.saturating_sub(fee),
-                Payee::Seller,
-            )?;
+            let seller = Self::pay(id, purchase, &seller_account, seller, Payee::Seller)?;
             let fee = Self::pay(
                 id,
                 purchase,

@@ -3,11 +3,13 @@
 //! `queries.rs` the runtime-API reads.
 
 pub mod agenda;
+pub mod claims;
 pub mod disputes;
 pub mod heads;
+#[cfg(any(feature = "try-runtime", test))]
 pub mod invariants;
 pub mod keys;
 pub mod purchase;
 pub mod queries;
-pub mod receipts;
+pub mod reaping;
 pub mod settlement;

@@ -1,17 +1,48 @@
-//! Buying an offer, and removing a closed purchase after its retention period.
+//! Buying an offer: the offer's rules, the terms and deadlines, the price, the holds and the
+//! stored purchase, one step each.
 
 use crate::*;
 use fastdata_primitives::{
     escrow::{PurchaseLedger, PurchaseState, PurchaseTerms},
-    IdentityProvider, OfferId, OfferProvider, OperatorProvider, PaymentMode, PurchaseId,
-    TrustProvider,
+    EpochIndex, IdentityProvider, OfferId, OfferProvider, OfferSummary, OperatorProvider,
+    PaymentMode, PurchaseId, StreamId, StreamSummary, TrustProvider, X25519Public,
 };
 use frame_support::{ensure, traits::Get, BoundedVec};
 use frame_system::pallet_prelude::BlockNumberFor;
 use sp_runtime::{
     traits::{CheckedAdd, CheckedMul, One, Saturating, Zero},
-    DispatchError, DispatchResult,
+    DispatchError,
 };
+
+/// An offer summary with the runtime's types.
+type OfferSummaryOf<T> =
+    OfferSummary<<T as frame_system::Config>::AccountId, BalanceOf<T>, BlockNumberFor<T>>;
+
+/// What the checks of a purchase found: the offer, its open and hosted stream, and the buyer.
+struct Checked<T: Config> {
+    /// The offer bought.
+    offer: OfferSummaryOf<T>,
+    /// The offer's stream.
+    stream_id: StreamId,
+    /// The stream, open and hosted.
+    stream: StreamSummary<T::AccountId>,
+    /// The buyer is verified (the discount applies).
+    verified: bool,
+    /// The buyer's key-agreement key, which the keys are sealed to.
+    buyer_key: X25519Public,
+}
+
+/// What was bought and until when.
+struct Schedule<T: Config> {
+    /// Batch window or stream periods.
+    terms: PurchaseTerms<BlockNumberFor<T>>,
+    /// First block after access.
+    end: BlockNumberFor<T>,
+    /// Last block for the keys of the first epoch.
+    key_deadline: BlockNumberFor<T>,
+    /// Streams: the epoch current at purchase time.
+    first_epoch: Option<EpochIndex>,
+}
 
 impl<T: Config> Pallet<T> {
     /// Checks the offer's rules, holds price and deposit from `buyer`, stores and schedules
@@ -22,9 +53,29 @@ impl<T: Config> Pallet<T> {
         periods: u32,
         max_price: BalanceOf<T>,
     ) -> Result<PurchaseId, DispatchError> {
+        let checked = Self::check_purchase(&buyer, offer_id)?;
+        let now = frame_system::Pallet::<T>::block_number();
+        let schedule = Self::purchase_schedule(&checked, periods, now)?;
+        let price = Self::purchase_price(&checked, periods, max_price)?;
+        let id = NextPurchaseId::<T>::get();
+        let next_id = id.checked_add(1).ok_or(Error::<T>::NoMoreIds)?;
+        let purchase = Self::new_purchase(&buyer, offer_id, checked, schedule, price, now);
+        Self::hold(HoldReason::PurchasePrice, &buyer, price)?;
+        Self::hold(HoldReason::PurchaseDeposit, &buyer, purchase.deposit)?;
+        Self::record_purchase(id, next_id, purchase, periods, now);
+        Ok(id)
+    }
+
+    /// The checks of the offer's rules: the offer is active and not the buyer's own, its
+    /// seller still verified, its stream registered, open and hosted; the buyer verified if
+    /// the offer asks for it, trusted enough, and with a key-agreement key.
+    fn check_purchase(
+        buyer: &T::AccountId,
+        offer_id: OfferId,
+    ) -> Result<Checked<T>, DispatchError> {
         let offer = T::Offers::offer(offer_id).ok_or(Error::<T>::UnknownOffer)?;
         ensure!(offer.active, Error::<T>::OfferInactive);
-        ensure!(offer.seller != buyer, Error::<T>::OwnOffer);
+        ensure!(offer.seller != *buyer, Error::<T>::OwnOffer);
         // Verification is checked again at every sale: a seller whose credentials expired or
         // were revoked since listing sells nothing more.
         ensure!(
@@ -36,22 +87,36 @@ impl<T: Config> Pallet<T> {
         ensure!(stream.open, Error::<T>::StreamClosed);
         ensure!(!stream.operators.is_empty(), Error::<T>::StreamNotHosted);
 
-        let verified = T::Identity::is_verified(&buyer);
+        let verified = T::Identity::is_verified(buyer);
         ensure!(
             verified || !offer.verified_only,
             Error::<T>::BuyerNotVerified
         );
         if offer.min_trust_score > 0 {
             ensure!(
-                T::Trust::trust_score(&buyer) >= offer.min_trust_score,
+                T::Trust::trust_score(buyer) >= offer.min_trust_score,
                 Error::<T>::TrustScoreTooLow
             );
         }
         let buyer_key =
-            T::Identity::key_agreement_key(&buyer).ok_or(Error::<T>::NoKeyAgreementKey)?;
+            T::Identity::key_agreement_key(buyer).ok_or(Error::<T>::NoKeyAgreementKey)?;
+        Ok(Checked {
+            offer,
+            stream_id,
+            stream,
+            verified,
+            buyer_key,
+        })
+    }
 
-        let now = frame_system::Pallet::<T>::block_number();
-        let (terms, end, first_epoch) = match offer.mode {
+    /// The terms bought (`periods` of the offer's mode) and their deadlines from `now`,
+    /// every later deadline checked to be representable.
+    fn purchase_schedule(
+        checked: &Checked<T>,
+        periods: u32,
+        now: BlockNumberFor<T>,
+    ) -> Result<Schedule<T>, DispatchError> {
+        let (terms, end, first_epoch) = match checked.offer.mode {
             PaymentMode::Batch { first, last } => {
                 ensure!(periods == 1, Error::<T>::InvalidPeriods);
                 ensure!(first <= last, Error::<T>::InvalidOffer);
@@ -82,7 +147,7 @@ impl<T: Config> Pallet<T> {
                 (
                     PurchaseTerms::Stream { period, periods },
                     end,
-                    Some(stream.epoch),
+                    Some(checked.stream.epoch),
                 )
             }
         };
@@ -98,54 +163,74 @@ impl<T: Config> Pallet<T> {
         key_deadline
             .checked_add(&One::one())
             .ok_or(Error::<T>::DeadlineOverflow)?;
+        Ok(Schedule {
+            terms,
+            end,
+            key_deadline,
+            first_epoch,
+        })
+    }
 
+    /// The price of `periods` of the offer, less the verified-buyer discount; at most
+    /// `max_price`.
+    fn purchase_price(
+        checked: &Checked<T>,
+        periods: u32,
+        max_price: BalanceOf<T>,
+    ) -> Result<BalanceOf<T>, DispatchError> {
+        let offer = &checked.offer;
         let list_price = offer
             .price
             .checked_mul(&periods.into())
             .ok_or(Error::<T>::PriceOverflow)?;
-        let price = if verified {
+        let price = if checked.verified {
             list_price.saturating_sub(offer.verified_discount.mul_floor(list_price))
         } else {
             list_price
         };
         ensure!(price <= max_price, Error::<T>::PriceAboveMaximum);
+        Ok(price)
+    }
 
-        let id = NextPurchaseId::<T>::get();
-        let next_id = id.checked_add(1).ok_or(Error::<T>::NoMoreIds)?;
-
-        let (start_head, heads) = match terms {
+    /// The purchase as it starts: awaiting keys, the whole price held, a stream's head at
+    /// purchase time as its first boundary, and the prices of the operators assigned now.
+    fn new_purchase(
+        buyer: &T::AccountId,
+        offer_id: OfferId,
+        checked: Checked<T>,
+        schedule: Schedule<T>,
+        price: BalanceOf<T>,
+        now: BlockNumberFor<T>,
+    ) -> PurchaseOf<T> {
+        let (start_head, heads) = match schedule.terms {
             PurchaseTerms::Stream { .. } => {
-                let head = T::Operators::stream_head(&stream_id);
+                let head = T::Operators::stream_head(&checked.stream_id);
                 (Some(head), BoundedVec::truncate_from(alloc::vec![head]))
             }
             PurchaseTerms::Batch { .. } => (None, BoundedVec::new()),
         };
         let operator_prices = BoundedVec::truncate_from(
-            stream
+            checked
+                .stream
                 .operators
                 .iter()
                 .filter_map(|op| T::Operators::price_per_mb(op).map(|price| (op.clone(), price)))
                 .take(MAX_PRICED_OPERATORS as usize)
                 .collect::<alloc::vec::Vec<_>>(),
         );
-
-        let deposit = T::PurchaseDeposit::get();
-        Self::hold(HoldReason::PurchasePrice, &buyer, price)?;
-        Self::hold(HoldReason::PurchaseDeposit, &buyer, deposit)?;
-
-        let mut purchase = Purchase {
+        Purchase {
             buyer: buyer.clone(),
-            seller: offer.seller.clone(),
+            seller: checked.offer.seller,
             offer: offer_id,
-            stream: stream_id,
-            terms,
-            buyer_key,
+            stream: checked.stream_id,
+            terms: schedule.terms,
+            buyer_key: checked.buyer_key,
             price,
-            deposit,
+            deposit: T::PurchaseDeposit::get(),
             start: now,
-            end,
-            key_deadline,
-            first_epoch,
+            end: schedule.end,
+            key_deadline: schedule.key_deadline,
+            first_epoch: schedule.first_epoch,
             state: PurchaseState::AwaitingKeys,
             epochs_delivered: 0,
             key_deposits: Zero::zero(),
@@ -164,76 +249,36 @@ impl<T: Config> Pallet<T> {
             disputed: false,
             closed_at: None,
             scheduled_at: None,
-        };
-        Self::ensure_scheduled(id, &mut purchase, now);
-
-        NextPurchaseId::<T>::put(next_id);
-        PurchasesByBuyer::<T>::insert(&buyer, id, ());
-        PurchasesByOffer::<T>::insert(offer_id, id, ());
-        // Checked above: `end + ClaimGracePeriod` does not overflow.
-        Self::keep_hosted_until(offer_id, end);
-        Purchases::<T>::insert(id, purchase);
-
-        Self::deposit_event(Event::Purchased {
-            purchase: id,
-            offer: offer_id,
-            buyer,
-            seller: offer.seller,
-            price,
-            deposit,
-            periods,
-            access_end: end,
-            key_deadline,
-        });
-        Ok(id)
-    }
-
-    /// Removes a closed purchase whose retention period is over (extrinsic entry point).
-    pub(crate) fn do_reap(id: PurchaseId) -> DispatchResult {
-        let purchase = Purchases::<T>::get(id).ok_or(Error::<T>::UnknownPurchase)?;
-        ensure!(!purchase.state.is_open(), Error::<T>::PurchaseOpen);
-        let now = frame_system::Pallet::<T>::block_number();
-        ensure!(
-            now >= Self::reap_due(&purchase),
-            Error::<T>::RetentionNotOver
-        );
-        Self::reap_purchase(id, &purchase)
-    }
-
-    /// First block at which a closed purchase may be reaped.
-    pub(crate) fn reap_due(purchase: &PurchaseOf<T>) -> BlockNumberFor<T> {
-        purchase
-            .closed_at
-            .unwrap_or(purchase.end)
-            .saturating_add(T::RetentionPeriod::get())
-    }
-
-    /// Removes `purchase` with its sealed keys, claims and index entries, and returns the
-    /// buyer's purchase deposit and the seller's key deposits.
-    pub(crate) fn reap_purchase(id: PurchaseId, purchase: &PurchaseOf<T>) -> DispatchResult {
-        if let Some(at) = purchase.scheduled_at {
-            Agenda::<T>::remove(at, id);
         }
-        Self::release(
-            HoldReason::PurchaseDeposit,
-            &purchase.buyer,
-            purchase.deposit,
-        )?;
-        Self::release(
-            HoldReason::KeyDeposit,
-            &purchase.seller,
-            purchase.key_deposits,
-        )?;
-        let _ = SealedKeys::<T>::clear_prefix(id, T::MaxEpochsPerPurchase::get(), None);
-        let _ = OperatorClaims::<T>::clear_prefix(id, T::MaxOperatorsPerPurchase::get(), None);
-        PurchasesByBuyer::<T>::remove(&purchase.buyer, id);
-        PurchasesByOffer::<T>::remove(purchase.offer, id);
-        Purchases::<T>::remove(id);
-        Self::deposit_event(Event::PurchaseReaped {
+    }
+
+    /// Schedules and stores the new purchase `id` with its index entries, keeps its offer's
+    /// stream hosted until its access end, and emits [`Event::Purchased`].
+    fn record_purchase(
+        id: PurchaseId,
+        next_id: PurchaseId,
+        mut purchase: PurchaseOf<T>,
+        periods: u32,
+        now: BlockNumberFor<T>,
+    ) {
+        Self::ensure_scheduled(id, &mut purchase, now);
+        NextPurchaseId::<T>::put(next_id);
+        PurchasesByBuyer::<T>::insert(&purchase.buyer, id, ());
+        PurchasesByOffer::<T>::insert(purchase.offer, id, ());
+        // Checked by `purchase_schedule`: `end + ClaimGracePeriod` does not overflow.
+        Self::keep_hosted_until(purchase.offer, purchase.end);
+        let event = Event::Purchased {
             purchase: id,
-            buyer_deposit: purchase.deposit,
-            key_deposits: purchase.key_deposits,
-        });
-        Ok(())
+            offer: purchase.offer,
+            buyer: purchase.buyer.clone(),
+            seller: purchase.seller.clone(),
+            price: purchase.price,
+            deposit: purchase.deposit,
+            periods,
+            access_end: purchase.end,
+            key_deadline: purchase.key_deadline,
+        };
+        Purchases::<T>::insert(id, purchase);
+        Self::deposit_event(event);
     }
 }

@@ -1,9 +1,11 @@
 //! Settlement of periods, and the money movements every feature uses.
 //!
-//! The rule is written out in the crate documentation ("Settlement rule"); the functions
-//! here implement it step by step and keep the purchase's ledger in step with the holds.
+//! The rule is written out in the crate documentation ("Settlement rule") and computed by
+//! the pure functions of [`crate::split`]; the functions here move the money it says and
+//! keep the purchase's ledger in step with the holds.
 
-use crate::*;
+use crate::{split::split_period, *};
+use alloc::vec::Vec;
 use fastdata_primitives::{escrow::PurchaseState, PurchaseId};
 use frame_support::{
     ensure,
@@ -15,7 +17,7 @@ use frame_support::{
 };
 use frame_system::pallet_prelude::BlockNumberFor;
 use sp_runtime::{
-    traits::{CheckedAdd, CheckedSub, Saturating, UniqueSaturatedInto, Zero},
+    traits::{CheckedAdd, CheckedSub, Saturating, Zero},
     ArithmeticError, DispatchError, DispatchResult,
 };
 
@@ -72,13 +74,18 @@ impl<T: Config> Pallet<T> {
     ) -> DispatchResult {
         let period = purchase.settled_periods;
         let budget = purchase.next_period_budget();
-        let cap = T::StorageShare::get().mul_floor(budget);
-        let operators = Self::pay_operators(id, purchase, cap)?;
-        let delivered = purchase.delivered_value(budget);
-        let gross = delivered.saturating_sub(operators);
-        let fee = T::ProtocolFee::get().mul_floor(gross);
-        let seller = gross.saturating_sub(fee);
-        let refunded = budget.saturating_sub(operators).saturating_sub(gross);
+        let claims = Self::accrued_claims(id, purchase);
+        let split = split_period(
+            budget,
+            purchase.delivered(),
+            &claims.iter().map(|(_, c)| c.accrued).collect::<Vec<_>>(),
+            purchase.accrued,
+            T::StorageShare::get(),
+            T::ProtocolFee::get(),
+        );
+        Self::pay_operators(id, purchase, claims, &split.operators)?;
+        let operators = split.operators_total();
+        let (seller, fee, refunded) = (split.seller, split.fee, split.refund);
 
         let seller_account = purchase.seller.clone();
         let seller_paid = Self::pay(id, purchase, &seller_account, seller, Payee::Seller)?;
@@ -124,36 +131,34 @@ impl<T: Config> Pallet<T> {
         });
     }
 
-    /// Pays the operators' accrued pay of `purchase`, scaled down pro rata if it exceeds
-    /// `cap`, and resets their accrual. Returns the total taken from the held price
-    /// (including payouts redirected to the buyer), never more than `cap`.
+    /// The claims on `id` with their accrued pay, in storage order; none are read when the
+    /// purchase has nothing accrued.
+    pub(crate) fn accrued_claims(
+        id: PurchaseId,
+        purchase: &PurchaseOf<T>,
+    ) -> Vec<(T::AccountId, OperatorClaimOf<T>)> {
+        if purchase.accrued.is_zero() {
+            return Vec::new();
+        }
+        OperatorClaims::<T>::iter_prefix(id).collect()
+    }
+
+    /// Pays each operator of `claims` its share from `shares` (same order, computed by
+    /// [`crate::split`]), books it on its claim, resets its accrual and the purchase's.
     pub(crate) fn pay_operators(
         id: PurchaseId,
         purchase: &mut PurchaseOf<T>,
-        cap: BalanceOf<T>,
-    ) -> Result<BalanceOf<T>, DispatchError> {
-        let mut taken = BalanceOf::<T>::zero();
+        claims: Vec<(T::AccountId, OperatorClaimOf<T>)>,
+        shares: &[BalanceOf<T>],
+    ) -> DispatchResult {
         if purchase.accrued.is_zero() {
-            return Ok(taken);
+            return Ok(());
         }
-        let total = purchase.accrued;
-        let claims: alloc::vec::Vec<_> = OperatorClaims::<T>::iter_prefix(id).collect();
-        for (operator, mut claim) in claims {
+        for ((operator, mut claim), share) in claims.into_iter().zip(shares) {
             if claim.accrued.is_zero() {
                 continue;
             }
-            let share = if total <= cap {
-                claim.accrued
-            } else {
-                mul_div(
-                    claim.accrued,
-                    cap.unique_saturated_into(),
-                    total.unique_saturated_into(),
-                )
-            };
-            let share = share.min(cap.saturating_sub(taken));
-            let paid = Self::pay(id, purchase, &operator, share, Payee::Operator)?;
-            taken = taken.saturating_add(share);
+            let paid = Self::pay(id, purchase, &operator, *share, Payee::Operator)?;
             claim.paid = claim.paid.saturating_add(paid);
             claim.accrued = Zero::zero();
             OperatorClaims::<T>::insert(id, &operator, claim);
@@ -166,7 +171,7 @@ impl<T: Config> Pallet<T> {
             }
         }
         purchase.accrued = Zero::zero();
-        Ok(taken)
+        Ok(())
     }
 
     /// Moves `amount` of the purchase's held price to `to` and books it for `payee`. If `to`

@@ -1,4 +1,4 @@
-//! Operators' claims with the buyer's cumulative receipts.
+//! Claims: operators accrue pay with the buyer's cumulative receipts.
 
 use crate::*;
 use fastdata_primitives::{
