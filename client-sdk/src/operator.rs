@@ -696,6 +696,52 @@ impl OperatorClient {
     }
 }
 
+/// One operator's latest attestation of a stream, as `Operators.StreamHeads` stores it
+/// (`pallet_operators::HeadRecord`).
+#[derive(Clone, Debug, PartialEq, Eq, codec::Encode, codec::Decode)]
+pub struct AttestedHead {
+    /// The operator that attested.
+    pub operator: AccountId,
+    /// The segments it stored contiguously from sequence 0.
+    pub head: Sequence,
+    /// The bytes of the stream it stored.
+    pub stored_bytes: u64,
+    /// The block of the attestation.
+    pub at: BlockNumber,
+}
+
+/// The storage key of `Operators.StreamHeads(stream)`, a map with one `blake2_128_concat`
+/// key: a double-map key without its (empty) second key's 8-byte `twox_64` hash.
+pub fn stream_heads_key(stream: &StreamId) -> Vec<u8> {
+    let mut key = crate::chain::double_map_key("Operators", "StreamHeads", stream.as_bytes(), &[]);
+    key.truncate(key.len().saturating_sub(8));
+    key
+}
+
+/// Decodes the whole value of `Operators.StreamHeads(stream)`.
+pub fn decode_attested_heads(raw: &[u8]) -> Result<Vec<AttestedHead>, Error> {
+    <Vec<AttestedHead> as codec::DecodeAll>::decode_all(&mut &raw[..]).map_err(|e| Error::Decode {
+        what: "Operators.StreamHeads",
+        detail: e.to_string(),
+    })
+}
+
+/// The one reader of `Operators.StreamHeads(stream)` (the SDK, the operator daemon's follower
+/// and its head attester read it here): each operator's latest attestation of `stream` at
+/// block `at`, empty before the first one. The chain's head of the stream is
+/// [`fastdata_primitives::heads::chain_head`] of the assigned operators' heads, a daemon's
+/// backfill cap [`fastdata_primitives::heads::backfill_cap`] of them all.
+pub async fn attested_heads_at(
+    at: &crate::chain::AtBlock,
+    stream: &StreamId,
+) -> Result<Vec<AttestedHead>, Error> {
+    match at.storage().fetch_raw(stream_heads_key(stream)).await {
+        Ok(raw) => decode_attested_heads(&raw),
+        Err(subxt::error::StorageError::NoValueFound) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// An operator as the runtime lists it.
 pub type Operator = OperatorView<AccountId, Balance, BlockNumber>;
 
@@ -734,33 +780,12 @@ impl FastData {
         .await
     }
 
-    /// The latest head each operator of `stream` attested on chain (`Operators.StreamHeads`):
-    /// the segments it stored contiguously from the start, by operator. Empty before the
-    /// first attestation.
-    pub async fn attested_heads(
-        &self,
-        stream: &StreamId,
-    ) -> Result<Vec<(AccountId, Sequence)>, Error> {
-        let mut key =
-            crate::chain::double_map_key("Operators", "StreamHeads", stream.as_bytes(), &[]);
-        // A map with one `blake2_128_concat` key: no second key's 8-byte hash.
-        key.truncate(key.len().saturating_sub(8));
-        let Some(raw) = self.storage_raw(key).await? else {
-            return Ok(Vec::new());
-        };
-        // `HeadRecord { operator, head, stored_bytes, at }` per assigned operator.
-        let records =
-            <Vec<(AccountId, Sequence, u64, BlockNumber)> as codec::DecodeAll>::decode_all(
-                &mut &raw[..],
-            )
-            .map_err(|e| Error::Decode {
-                what: "Operators.StreamHeads",
-                detail: e.to_string(),
-            })?;
-        Ok(records
-            .into_iter()
-            .map(|(operator, head, ..)| (operator, head))
-            .collect())
+    /// The latest head each operator of `stream` attested on chain (`Operators.StreamHeads`)
+    /// at the current block, by operator ([`attested_heads_at`]). Empty before the first
+    /// attestation.
+    pub async fn attested_heads(&self, stream: &StreamId) -> Result<Vec<AttestedHead>, Error> {
+        let at = self.client().at_current_block().await?;
+        attested_heads_at(&at, stream).await
     }
 
     /// The endpoints of the operators currently assigned to `stream`, in assignment order.
@@ -1072,5 +1097,45 @@ mod tests {
         assert_eq!(parse_broker_url("mqtts://:8883"), None);
         assert_eq!(parse_broker_url("mqtt://h:notaport"), None);
         assert_eq!(parse_broker_url("http://h:1"), None);
+    }
+
+    #[test]
+    fn stream_heads_key_is_a_blake2_128_concat_map_key() {
+        let stream = StreamId::repeat_byte(3);
+        let key = stream_heads_key(&stream);
+        assert_eq!(key.len(), 16 + 16 + 16 + 32);
+        assert_eq!(&key[48..], stream.as_bytes());
+        let other =
+            crate::chain::double_map_key("Operators", "StreamHeads", stream.as_bytes(), b"x");
+        assert_eq!(&other[..80], &key[..]);
+    }
+
+    #[test]
+    fn attested_heads_decode_whole_records_only() {
+        let records = vec![
+            AttestedHead {
+                operator: AccountId::new([1; 32]),
+                head: 12,
+                stored_bytes: 3_000,
+                at: 40,
+            },
+            AttestedHead {
+                operator: AccountId::new([2; 32]),
+                head: 9,
+                stored_bytes: 2_000,
+                at: 41,
+            },
+        ];
+        // The pallet's `HeadRecord { operator, head, stored_bytes, at }`, field by field.
+        let raw = records
+            .iter()
+            .map(|r| (r.operator.clone(), r.head, r.stored_bytes, r.at))
+            .collect::<Vec<_>>()
+            .encode();
+        assert_eq!(decode_attested_heads(&raw).unwrap(), records);
+        assert!(decode_attested_heads(&raw[..raw.len() - 1]).is_err());
+        let mut trailing = raw.clone();
+        trailing.push(0);
+        assert!(decode_attested_heads(&trailing).is_err());
     }
 }

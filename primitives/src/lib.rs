@@ -33,6 +33,7 @@ pub mod api_escrow;
 pub mod api_market;
 pub mod custody;
 pub mod escrow;
+pub mod heads;
 pub mod receipt;
 pub mod sealed;
 pub mod tokens;

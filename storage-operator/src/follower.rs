@@ -25,6 +25,7 @@ use std::{
 use codec::Decode;
 use futures_util::{StreamExt, TryStreamExt};
 
+use fastdata_primitives::heads::backfill_cap;
 use fastdata_primitives::{
     api_market::{OfferListing, OperatorStatus, OperatorView, StreamView},
     escrow::{PurchaseState, PurchaseView},
@@ -32,6 +33,7 @@ use fastdata_primitives::{
 };
 use fastdata_sdk::{
     chain::{arg, runtime_api_at, AtBlock, BatchCall, Included, Wait, MAX_BATCH_CALLS},
+    operator::attested_heads_at,
     Account, Error, FastData,
 };
 use tokio::sync::{watch, Mutex};
@@ -97,8 +99,8 @@ pub trait ChainReader: Sync {
     ) -> Result<Option<(PurchaseInfo, Option<Sequence>)>, Error>;
     /// HTTP endpoints of all operators.
     async fn endpoints(&self) -> Result<Vec<(AccountId, String)>, Error>;
-    /// The highest head of `stream` its operators attested (`Operators.StreamHeads`);
-    /// `None` without attestation.
+    /// How far `stream` is backfilled: the highest head its operators attested
+    /// (`Operators.StreamHeads`, [`backfill_cap`]); `None` without attestation.
     async fn attested_head(&self, stream: StreamId) -> Result<Option<Sequence>, Error>;
 }
 
@@ -156,27 +158,9 @@ impl ChainReader for AtBlock {
     }
 
     async fn attested_head(&self, stream: StreamId) -> Result<Option<Sequence>, Error> {
-        use fastdata_sdk::subxt::error::StorageError;
-        match self.storage().fetch_raw(stream_heads_key(&stream)).await {
-            Ok(raw) => Ok(head_records(&raw)?
-                .into_iter()
-                .map(|(_, head, _, _)| head)
-                .max()),
-            Err(StorageError::NoValueFound) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        let attested = attested_heads_at(self, &stream).await?;
+        Ok(backfill_cap(attested.into_iter().map(|a| a.head)))
     }
-}
-
-/// `Operators.StreamHeads(stream)`: `HeadRecord { operator, head, stored_bytes, at }` per
-/// operator that attested.
-fn head_records(raw: &[u8]) -> Result<Vec<(AccountId, Sequence, u64, BlockNumber)>, Error> {
-    Vec::<(AccountId, Sequence, u64, BlockNumber)>::decode(&mut &raw[..]).map_err(|e| {
-        Error::Decode {
-            what: "Operators.StreamHeads",
-            detail: e.to_string(),
-        }
-    })
 }
 
 /// Runs `read` for every key, [`READ_CONCURRENCY`] at a time, keeping the keys' order.
@@ -971,27 +955,16 @@ impl OperatorCalls for NodeCalls {
         let me = self.account.account_id();
         let mut heads = Vec::new();
         for stream in streams {
-            let raw = match chain.storage_raw(stream_heads_key(stream)).await {
-                Ok(raw) => raw,
+            let attested = match chain.attested_heads(stream).await {
+                Ok(attested) => attested,
                 Err(e) => return self.checked(Err(e)).await,
             };
-            let Some(raw) = raw else { continue };
-            let attested = head_records(&raw)?;
-            if let Some((_, head, bytes, at)) = attested.into_iter().find(|(who, ..)| *who == me) {
-                heads.push((*stream, head, bytes, at));
+            if let Some(mine) = attested.into_iter().find(|a| a.operator == me) {
+                heads.push((*stream, mine.head, mine.stored_bytes, mine.at));
             }
         }
         Ok(heads)
     }
-}
-
-/// The storage key of `Operators.StreamHeads(stream)`, a map with one `blake2_128_concat`
-/// key: a double-map key without its (empty) second key's 8-byte `twox_64` hash.
-pub fn stream_heads_key(stream: &StreamId) -> Vec<u8> {
-    let mut key =
-        fastdata_sdk::chain::double_map_key("Operators", "StreamHeads", stream.as_bytes(), &[]);
-    key.truncate(key.len().saturating_sub(8));
-    key
 }
 
 /// Submits claims signed by the operator as `Utility::force_batch` transactions of at most
@@ -2382,20 +2355,5 @@ mod tests {
         );
         assert_eq!(outcomes[2], ClaimOutcome::Accepted { accrued: 90 });
         assert_eq!(outcomes[3], ClaimOutcome::Accepted { accrued: 0 });
-    }
-
-    #[test]
-    fn stream_heads_key_is_a_blake2_128_concat_map_key() {
-        let stream = StreamId::repeat_byte(3);
-        let key = stream_heads_key(&stream);
-        assert_eq!(key.len(), 16 + 16 + 16 + 32);
-        assert_eq!(&key[48..], stream.as_bytes());
-        let other = fastdata_sdk::chain::double_map_key(
-            "Operators",
-            "StreamHeads",
-            stream.as_bytes(),
-            b"x",
-        );
-        assert_eq!(&other[..80], &key[..]);
     }
 }

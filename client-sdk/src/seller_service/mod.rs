@@ -877,8 +877,8 @@ impl StreamTask {
             .map(|(account, answer)| {
                 let on_chain = attested
                     .iter()
-                    .find(|(who, _)| who == account)
-                    .and_then(|(_, head)| head.checked_sub(1));
+                    .find(|a| &a.operator == account)
+                    .and_then(|a| a.head.checked_sub(1));
                 match answer {
                     Ok(held) => held.max(on_chain),
                     Err(e) => {

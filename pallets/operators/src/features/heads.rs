@@ -14,14 +14,8 @@ use fastdata_primitives::{Sequence, StreamId};
 use frame_support::{ensure, BoundedVec};
 use sp_runtime::DispatchResult;
 
-/// The lower median of `values` (index `(n - 1) / 2` once sorted); 0 if empty.
-pub(crate) fn lower_median<V: Ord + Copy + Default>(mut values: Vec<V>) -> V {
-    values.sort_unstable();
-    values
-        .get(values.len().saturating_sub(1) / 2)
-        .copied()
-        .unwrap_or_default()
-}
+/// The lower median (the one rule, shared with the daemon's backfill cap beside it).
+pub(crate) use fastdata_primitives::heads::lower_median;
 
 /// What `assigned` operators attested in `records` (`field` of each), a silent one counting
 /// as 0.
@@ -106,12 +100,13 @@ impl<T: Config> Pallet<T> {
     }
 
     /// The lower median of the assigned operators' latest attested heads of `stream`, a
-    /// silent operator counting as 0; 0 for a stream without assignment.
+    /// silent operator counting as 0 ([`fastdata_primitives::heads::chain_head`]); 0 for a
+    /// stream without assignment.
     pub fn head_of(stream: &StreamId) -> Sequence {
         let Some(assigned) = Assignments::<T>::get(stream) else {
             return 0;
         };
-        lower_median(attested_by(
+        fastdata_primitives::heads::chain_head(attested_by(
             &assigned,
             &StreamHeads::<T>::get(stream),
             |r| r.head,
