@@ -1,4 +1,5 @@
-//! Talking to storage operator daemons (`storage-operator`, see its `src/api.rs`):
+//! Talking to storage operator daemons (`storage-operator`, see its `src/api.rs`). Paths,
+//! headers and the JSON bodies are [`fastdata_primitives::operator_api`]'s, the server's own:
 //!
 //! | request | used by |
 //! |---|---|
@@ -43,12 +44,13 @@ use crate::{
     http::HttpClient,
 };
 
-/// Header carrying a buyer's access request.
-pub const ACCESS_HEADER: &str = "x-fastdata-access";
-/// Content type of a download answer in signed frames.
-pub const SIGNED_FRAMES_CONTENT_TYPE: &str = "application/vnd.fastdata.signed-segments";
-/// Content type of unsigned frames: what daemons older than signed downloads answered.
-const UNSIGNED_FRAMES_CONTENT_TYPE: &str = "application/vnd.fastdata.segments";
+use fastdata_primitives::operator_api::{
+    self as api, SegmentRange, SessionRequest, FRAMES_CONTENT_TYPE as UNSIGNED_FRAMES_CONTENT_TYPE,
+};
+/// The protocol's header, content type and answer names, re-exported for SDK users.
+pub use fastdata_primitives::operator_api::{
+    BrokerCredentials, ACCESS_HEADER, SIGNED_FRAMES_CONTENT_TYPE,
+};
 /// Largest batch download body read at once.
 pub const MAX_DOWNLOAD: usize = 64 * 1024 * 1024;
 
@@ -129,35 +131,6 @@ pub fn parse_broker_url(url: &str) -> Option<BrokerAddress> {
         port,
         tls,
     })
-}
-
-/// Broker credentials handed out by `POST /v1/broker/session`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct BrokerCredentials {
-    /// MQTT username.
-    pub username: String,
-    /// MQTT password.
-    pub password: String,
-    /// The client id the login is bound to: the broker refuses the login with any other id
-    /// (so no login can take over another client's session). `None` from operators that do
-    /// not state one (before bound logins); see [`Self::mqtt_client_id`].
-    #[serde(default)]
-    pub client_id: Option<String>,
-    /// The topic to publish to (seller) or subscribe to (buyer).
-    pub topic: String,
-    /// `publish` or `subscribe`.
-    pub access: String,
-    /// The receipt window W the operator holds a live subscriber to, if it says.
-    #[serde(default)]
-    pub receipt_window: Option<u64>,
-}
-
-impl BrokerCredentials {
-    /// The MQTT client id to connect with: the bound [`Self::client_id`], or `fallback` from an
-    /// operator that states none.
-    pub fn mqtt_client_id(&self, fallback: impl FnOnce() -> String) -> String {
-        self.client_id.clone().unwrap_or_else(fallback)
-    }
 }
 
 /// What an operator publishes at `GET /v1/terms`.
@@ -377,12 +350,7 @@ impl OperatorClient {
     }
 
     fn refused(&self, status: hyper::StatusCode, body: &[u8]) -> Error {
-        #[derive(Deserialize)]
-        struct ApiError {
-            error: String,
-            message: String,
-        }
-        let (code, detail) = match serde_json::from_slice::<ApiError>(body) {
+        let (code, detail) = match serde_json::from_slice::<api::ErrorBody>(body) {
             Ok(e) => {
                 let detail = format!("{} ({}): {}", e.error, status.as_u16(), e.message);
                 (Some(e.error), detail)
@@ -411,14 +379,19 @@ impl OperatorClient {
         }
     }
 
-    async fn session(&self, body: serde_json::Value) -> Result<BrokerCredentials, Error> {
+    async fn session(&self, request: &SessionRequest) -> Result<BrokerCredentials, Error> {
+        let body = serde_json::to_vec(request).map_err(|e| Error::Operator {
+            operator: self.endpoint.http_url.clone(),
+            code: None,
+            detail: format!("cannot encode the session request: {e}"),
+        })?;
         let answer = self
             .http
             .send(
                 Method::POST,
-                &self.url("/v1/broker/session"),
+                &self.url(api::SESSION_PATH),
                 &[("content-type", "application/json".into())],
-                Bytes::from(body.to_string()),
+                Bytes::from(body),
                 64 * 1024,
             )
             .await
@@ -435,17 +408,11 @@ impl OperatorClient {
 
     /// The operator's published terms, or `None` if the daemon predates `GET /v1/terms`.
     pub async fn terms(&self) -> Result<Option<OperatorTerms>, Error> {
-        #[derive(Deserialize)]
-        struct Raw {
-            operator: String,
-            genesis: String,
-            receipt_window: u64,
-        }
         let answer = self
             .http
             .send(
                 Method::GET,
-                &self.url("/v1/terms"),
+                &self.url(api::TERMS_PATH),
                 &[],
                 Bytes::new(),
                 64 * 1024,
@@ -463,7 +430,7 @@ impl OperatorClient {
             code: None,
             detail: format!("unexpected terms: {detail}"),
         };
-        let raw: Raw =
+        let raw: api::Terms =
             serde_json::from_slice(&answer.body).map_err(|e| unexpected(e.to_string()))?;
         let mut genesis = [0u8; 32];
         hex::decode_to_slice(raw.genesis.trim_start_matches("0x"), &mut genesis)
@@ -479,11 +446,7 @@ impl OperatorClient {
     /// `GET /v1/streams/{stream hex}/head` → `{"last_sequence": n | null}`. An error when the
     /// operator cannot be asked: unreachable, refusing, or a daemon that predates the route.
     pub async fn stored_head(&self, stream: &StreamId) -> Result<Option<Sequence>, Error> {
-        #[derive(Deserialize)]
-        struct Raw {
-            last_sequence: Option<Sequence>,
-        }
-        let path = format!("/v1/streams/{}/head", hex::encode(stream.as_bytes()));
+        let path = api::stream_head_path(stream);
         let answer = self
             .http
             .send(Method::GET, &self.url(&path), &[], Bytes::new(), 64 * 1024)
@@ -499,11 +462,12 @@ impl OperatorClient {
         if !answer.status.is_success() {
             return Err(self.refused(answer.status, &answer.body));
         }
-        let raw: Raw = serde_json::from_slice(&answer.body).map_err(|e| Error::Operator {
-            operator: self.endpoint.http_url.clone(),
-            code: None,
-            detail: format!("unexpected stored head answer: {e}"),
-        })?;
+        let raw: api::StoredHead =
+            serde_json::from_slice(&answer.body).map_err(|e| Error::Operator {
+                operator: self.endpoint.http_url.clone(),
+                code: None,
+                detail: format!("unexpected stored head answer: {e}"),
+            })?;
         Ok(raw.last_sequence)
     }
 
@@ -527,8 +491,11 @@ impl OperatorClient {
             seller.pair(),
             &self.genesis,
         );
-        self.session(serde_json::json!({ "upload_token": hex_scale(&token) }))
-            .await
+        self.session(&SessionRequest {
+            upload_token: Some(hex_scale(&token)),
+            access_request: None,
+        })
+        .await
     }
 
     fn access_request(&self, buyer: &Account, purchase: PurchaseId, expiry: BlockNumber) -> String {
@@ -552,8 +519,11 @@ impl OperatorClient {
         expiry: BlockNumber,
     ) -> Result<BrokerCredentials, Error> {
         let request = self.access_request(buyer, purchase, expiry);
-        self.session(serde_json::json!({ "access_request": request }))
-            .await
+        self.session(&SessionRequest {
+            upload_token: None,
+            access_request: Some(request),
+        })
+        .await
     }
 
     /// Downloads segments `from..=to` of `purchase` (the operator caps the range by the buyer's
@@ -566,18 +536,7 @@ impl OperatorClient {
         from: Option<Sequence>,
         to: Option<Sequence>,
     ) -> Result<Download, Error> {
-        let mut query = Vec::new();
-        if let Some(from) = from {
-            query.push(format!("from={from}"));
-        }
-        if let Some(to) = to {
-            query.push(format!("to={to}"));
-        }
-        let path = if query.is_empty() {
-            format!("/v1/purchases/{purchase}/segments")
-        } else {
-            format!("/v1/purchases/{purchase}/segments?{}", query.join("&"))
-        };
+        let path = api::purchase_segments_path(purchase, SegmentRange { from, to });
         let answer = self
             .http
             .send(
@@ -618,8 +577,8 @@ impl OperatorClient {
         let frames = envelope::decode_signed_frames(&answer.body)
             .map_err(|e| malformed(format!("malformed signed segment frames: {e}")))?;
         let mut download = Download {
-            served_to: header("x-fastdata-served-to"),
-            window_end: header("x-fastdata-window-end"),
+            served_to: header(api::SERVED_TO_HEADER),
+            window_end: header(api::WINDOW_END_HEADER),
             ..Download::default()
         };
         for (served, signature) in frames {
@@ -682,7 +641,7 @@ impl OperatorClient {
             .http
             .send(
                 Method::POST,
-                &self.url("/v1/receipts"),
+                &self.url(api::RECEIPTS_PATH),
                 &[("content-type", "text/plain".into())],
                 Bytes::from(body),
                 64 * 1024,

@@ -38,6 +38,10 @@ pub mod receipt;
 pub mod sealed;
 pub mod tokens;
 
+/// The operator daemon's HTTP protocol (paths, headers, request and answer types).
+#[cfg(feature = "std")]
+pub mod operator_api;
+
 /// The segment envelope (AES-256-GCM + HMAC-SHA256 with a clear, authenticated header).
 #[cfg(feature = "envelope")]
 pub mod envelope;

@@ -1,4 +1,5 @@
-//! The daemon's HTTP API (axum).
+//! The daemon's HTTP API (axum). Its paths, headers and JSON bodies are defined once in
+//! [`fastdata_primitives::operator_api`], where the SDK's client takes them from too.
 //!
 //! | route | who | what |
 //! |---|---|---|
@@ -37,13 +38,17 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
+use fastdata_primitives::operator_api::{
+    parse_stream_segment, BrokerCredentials, ErrorBody, ReceiptAccepted, SegmentRange,
+    SessionRequest, StoredHead, Terms, HEALTH_PATH, METRICS_PATH, PURCHASE_SEGMENTS_ROUTE,
+    RECEIPTS_PATH, REPLICA_SEGMENTS_ROUTE, SESSION_PATH, STREAM_HEAD_ROUTE, TERMS_PATH,
+};
 use fastdata_primitives::{
     custody::SegmentStatement, envelope, tokens::TokenError, AccountId, PurchaseId, Sequence,
     StreamId,
 };
-use serde::Deserialize;
 use serde_json::json;
-use sp_core::{sr25519, Pair, H256};
+use sp_core::{sr25519, Pair};
 
 use crate::{
     auth::{decode_hex_scale, public_key, AccessRequest, Authorizer, Refusal, UploadToken},
@@ -57,22 +62,15 @@ use crate::{
     supervisor::{Health, TaskState},
 };
 
-/// Header carrying a buyer's access request.
-pub const ACCESS_HEADER: &str = "x-fastdata-access";
-/// Header carrying an operator's replica request.
-pub const REPLICA_HEADER: &str = "x-fastdata-replica";
-/// Content type of segment frames (replicas).
-pub const FRAMES_CONTENT_TYPE: &str = "application/vnd.fastdata.segments";
-/// Content type of signed segment frames (buyer downloads).
-pub const SIGNED_FRAMES_CONTENT_TYPE: &str = "application/vnd.fastdata.signed-segments";
+/// The protocol's headers and content types (defined with the client's, in primitives).
+pub use fastdata_primitives::operator_api::{
+    ACCESS_HEADER, FRAMES_CONTENT_TYPE, REPLICA_HEADER, SERVED_TO_HEADER,
+    SIGNED_FRAMES_CONTENT_TYPE, WINDOW_END_HEADER,
+};
 /// Largest JSON or receipt body accepted.
 const MAX_SMALL_BODY: usize = 8 * 1024;
 /// Segments read from the store per step of a streamed download.
 const READ_CHUNK: usize = 256;
-/// Header: upper bound of the range a download covered.
-pub const SERVED_TO_HEADER: &str = "x-fastdata-served-to";
-/// Header: highest sequence the buyer's current receipt allows.
-pub const WINDOW_END_HEADER: &str = "x-fastdata-window-end";
 
 /// The download framing lives with the envelope format, shared with the SDK.
 pub use fastdata_primitives::envelope::{
@@ -176,7 +174,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(json!({ "error": self.code, "message": self.message })),
+            Json(ErrorBody {
+                error: self.code.into(),
+                message: self.message,
+            }),
         )
             .into_response()
     }
@@ -234,17 +235,14 @@ async fn blocking<T: Send + 'static>(
 /// The API routes.
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .route("/v1/terms", get(terms))
-        .route("/v1/broker/session", post(broker_session))
-        .route("/v1/purchases/{id}/segments", get(purchase_segments))
-        .route("/v1/receipts", post(post_receipt))
-        .route("/v1/streams/{stream}/head", get(stream_head))
-        .route(
-            "/v1/replica/streams/{stream}/segments",
-            get(replica_segments),
-        )
+        .route(HEALTH_PATH, get(health))
+        .route(METRICS_PATH, get(metrics))
+        .route(TERMS_PATH, get(terms))
+        .route(SESSION_PATH, post(broker_session))
+        .route(PURCHASE_SEGMENTS_ROUTE, get(purchase_segments))
+        .route(RECEIPTS_PATH, post(post_receipt))
+        .route(STREAM_HEAD_ROUTE, get(stream_head))
+        .route(REPLICA_SEGMENTS_ROUTE, get(replica_segments))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_SMALL_BODY))
         .with_state(node)
 }
@@ -272,19 +270,12 @@ async fn metrics(State(node): State<Arc<Node>>) -> Response {
 }
 
 async fn terms(State(node): State<Arc<Node>>) -> Response {
-    Json(json!({
-        "operator": sp_core::crypto::Ss58Codec::to_ss58check(&node.me),
-        "genesis": format!("0x{}", hex::encode(node.auth.genesis().as_bytes())),
-        "receipt_window": node.auth.receipt_window(),
-    }))
+    Json(Terms {
+        operator: sp_core::crypto::Ss58Codec::to_ss58check(&node.me),
+        genesis: format!("0x{}", hex::encode(node.auth.genesis().as_bytes())),
+        receipt_window: node.auth.receipt_window(),
+    })
     .into_response()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SessionRequest {
-    upload_token: Option<String>,
-    access_request: Option<String>,
 }
 
 async fn broker_session(State(node): State<Arc<Node>>, body: Bytes) -> Result<Response, ApiError> {
@@ -313,18 +304,18 @@ async fn broker_session(State(node): State<Arc<Node>>, body: Bytes) -> Result<Re
             ))
         }
     };
-    let credentials = node.gate.grant(&principal).await?;
+    let login = node.gate.grant(&principal).await?;
     // The receipt-window enforcement looks at the new grant at once.
     node.store.notify_changed();
-    let mut body = serde_json::to_value(&credentials).map_err(ApiError::internal)?;
-    body["receipt_window"] = json!(node.auth.receipt_window());
-    Ok(Json(body).into_response())
-}
-
-#[derive(Deserialize)]
-struct Range {
-    from: Option<Sequence>,
-    to: Option<Sequence>,
+    Ok(Json(BrokerCredentials {
+        username: login.username,
+        password: login.password,
+        client_id: Some(login.client_id),
+        topic: login.topic,
+        access: login.access.into(),
+        receipt_window: Some(node.auth.receipt_window()),
+    })
+    .into_response())
 }
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiError> {
@@ -343,7 +334,7 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, ApiErr
 async fn purchase_segments(
     State(node): State<Arc<Node>>,
     Path(id): Path<PurchaseId>,
-    Query(range): Query<Range>,
+    Query(range): Query<SegmentRange>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let request: AccessRequest =
@@ -494,26 +485,23 @@ async fn post_receipt(State(node): State<Arc<Node>>, body: Bytes) -> Result<Resp
     };
     let book = node.receipts.clone();
     let receipt = blocking(move || book.accept(&bytes)).await??;
-    Ok(Json(json!({
-        "purchase": receipt.purchase,
-        "up_to_sequence": receipt.up_to_sequence,
-        "bytes": receipt.bytes,
-        "nonce": receipt.nonce,
-    }))
+    Ok(Json(ReceiptAccepted {
+        purchase: receipt.purchase,
+        up_to_sequence: receipt.up_to_sequence,
+        bytes: receipt.bytes,
+        nonce: receipt.nonce,
+    })
     .into_response())
 }
 
 fn parse_stream_hex(text: &str) -> Result<StreamId, ApiError> {
-    let text = text.strip_prefix("0x").unwrap_or(text);
-    let mut id = [0u8; 32];
-    hex::decode_to_slice(text, &mut id).map_err(|_| {
+    parse_stream_segment(text).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed",
             "stream id must be 64 hex digits",
         )
-    })?;
-    Ok(H256(id))
+    })
 }
 
 /// `GET /v1/streams/{stream}/head`: the highest sequence this operator stores of a stream it
@@ -536,13 +524,16 @@ async fn stream_head(
     let last = blocking(move || store.last_sequence(&stream))
         .await?
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({ "last_sequence": last })).into_response())
+    Ok(Json(StoredHead {
+        last_sequence: last,
+    })
+    .into_response())
 }
 
 async fn replica_segments(
     State(node): State<Arc<Node>>,
     Path(stream): Path<String>,
-    Query(range): Query<Range>,
+    Query(range): Query<SegmentRange>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let stream = parse_stream_hex(&stream)?;

@@ -33,6 +33,7 @@ use std::{
 use codec::{Decode, Encode};
 use fastdata_primitives::{
     envelope,
+    operator_api::{replica_segments_path, SegmentRange},
     tokens::{Signed, TokenPayload},
     AccountId, BlockNumber, Sequence, StreamId,
 };
@@ -313,10 +314,15 @@ impl Replicator {
                 &self.genesis,
             );
             let page_url = format!(
-                "{}/v1/replica/streams/{}/segments?from={from}&to={}",
+                "{}{}",
                 url.trim_end_matches('/'),
-                hex::encode(request.stream.as_bytes()),
-                request.to
+                replica_segments_path(
+                    &request.stream,
+                    SegmentRange {
+                        from: Some(from),
+                        to: Some(request.to),
+                    }
+                )
             );
             let limit = REPLICA_PAGE * (envelope::MAX_ENVELOPE_LEN + 4);
             let (status, body) = self
@@ -560,7 +566,10 @@ mod tests {
 
     async fn serve(peer: Arc<Peer>) -> String {
         let app = Router::new()
-            .route("/v1/replica/streams/{stream}/segments", get(replica))
+            .route(
+                fastdata_primitives::operator_api::REPLICA_SEGMENTS_ROUTE,
+                get(replica),
+            )
             .with_state(peer);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

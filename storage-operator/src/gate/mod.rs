@@ -28,7 +28,7 @@
 //!
 //! **No session takeover.** MQTT lets a new connection with a client id in use take that
 //! session over (the broker disconnects the old one). So every login is bound to one client
-//! id: a minted login to the id in its [`BrokerCredentials`] (Mosquitto: the dynsec client's
+//! id: a minted login to the id in its [`BrokerLogin`] (Mosquitto: the dynsec client's
 //! `clientid`; VerneMQ: checked in `auth_on_register`), a token login on VerneMQ to its
 //! principal's id. No buyer or seller login can therefore connect as another buyer, a seller's
 //! publisher or the daemon's own connections, whose ids additionally carry a tag derived from
@@ -39,16 +39,16 @@ pub mod vernemq;
 
 use async_trait::async_trait;
 use fastdata_primitives::{PurchaseId, StreamId};
-use serde::Serialize;
 
 use crate::{
     auth::{stream_topic, Principal},
     chain::ChainView,
 };
 
-/// Credentials a client uses to connect to the broker after it was admitted.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct BrokerCredentials {
+/// The broker login minted for an admitted client; the API hands it out as
+/// [`fastdata_primitives::operator_api::BrokerCredentials`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerLogin {
     /// MQTT username.
     pub username: String,
     /// MQTT password.
@@ -103,7 +103,7 @@ pub trait BrokerGate: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     /// Lets an admitted principal onto the broker and returns its credentials.
-    async fn grant(&self, principal: &Principal) -> Result<BrokerCredentials, GateError>;
+    async fn grant(&self, principal: &Principal) -> Result<BrokerLogin, GateError>;
 
     /// Takes grants away (idempotent).
     async fn revoke(&self, revocation: Revocation) -> Result<(), GateError>;

@@ -51,8 +51,8 @@ use sp_core::H256;
 use tokio::sync::{oneshot, watch};
 
 use super::{
-    grant_scope, justified, principal_client_id, random_secret, BrokerCredentials, BrokerGate,
-    GateError, Revocation,
+    grant_scope, justified, principal_client_id, random_secret, BrokerGate, BrokerLogin, GateError,
+    Revocation,
 };
 use crate::{
     auth::Principal,
@@ -519,7 +519,7 @@ impl BrokerGate for MosquittoGate {
         "mosquitto"
     }
 
-    async fn grant(&self, principal: &Principal) -> Result<BrokerCredentials, GateError> {
+    async fn grant(&self, principal: &Principal) -> Result<BrokerLogin, GateError> {
         let (topic, access) = grant_scope(principal)?;
         let username = client_name(principal).ok_or(GateError::NothingToGrant)?;
         let password = random_secret(24)?;
@@ -556,7 +556,7 @@ impl BrokerGate for MosquittoGate {
         // A fresh client has its role and is enabled; the window enforcement re-checks it.
         lock(&self.windows).insert(username.clone(), true);
         tracing::info!(%username, ?principal, "dynsec client granted");
-        Ok(BrokerCredentials {
+        Ok(BrokerLogin {
             client_id: username.clone(),
             username,
             password,

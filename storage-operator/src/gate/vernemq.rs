@@ -21,7 +21,7 @@
 //!
 //! **Client ids.** `auth_on_register` binds every login to one client id (see
 //! [`crate::gate`]): a minted login (`POST /v1/broker/session`) to its username, which
-//! [`BrokerCredentials::client_id`] states; an `upload`/`access` token login to its
+//! [`BrokerLogin::client_id`] states; an `upload`/`access` token login to its
 //! principal's id ([`principal_client_id`]: `fd-seller-<stream hex>`, `fd-buyer-<purchase>`).
 //! A login with any other id is refused before VerneMQ takes over the session of that id, so
 //! no buyer or seller can disconnect another client or the daemon's own connections. Only the
@@ -77,7 +77,7 @@ use serde_json::{json, Value};
 
 use super::{
     decode_principal, encode_principal, grant_scope, justified, principal_client_id, random_secret,
-    BrokerCredentials, BrokerGate, GateError, Revocation,
+    BrokerGate, BrokerLogin, GateError, Revocation,
 };
 use crate::{
     auth::{decode_hex_scale, AccessRequest, Authorizer, Principal, Refusal, UploadToken},
@@ -860,7 +860,7 @@ impl BrokerGate for VernemqGate {
         "vernemq"
     }
 
-    async fn grant(&self, principal: &Principal) -> Result<BrokerCredentials, GateError> {
+    async fn grant(&self, principal: &Principal) -> Result<BrokerLogin, GateError> {
         let (topic, access) = grant_scope(principal)?;
         let username = format!("fd-{}", random_secret(8)?);
         let password = random_secret(24)?;
@@ -903,7 +903,7 @@ impl BrokerGate for VernemqGate {
             evicted.into_iter().map(String::into_bytes).collect(),
         )
         .await;
-        Ok(BrokerCredentials {
+        Ok(BrokerLogin {
             // Bound to the username (checked at `auth_on_register`).
             client_id: username.clone(),
             username,

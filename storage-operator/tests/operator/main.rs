@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod attestation;
+mod client_routes;
 mod common;
 mod fair_gate;
 mod kill9;
