@@ -5,28 +5,31 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use fastdata_primitives::{Balance, SCORE_ONE};
+use fastdata_primitives::{Balance, SCORE_ONE, TOKEN_DECIMALS};
 use fastdata_sdk::{keystore::Keystore, Account, Error, FastData};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use sp_core::H256;
 
 /// Planck per FAST.
-pub(crate) const FAST: Balance = 1_000_000_000_000;
+pub(crate) const FAST: Balance = fastdata_primitives::UNIT;
+/// Decimal places of a FAST amount.
+const DECIMALS: usize = TOKEN_DECIMALS as usize;
 
-/// Parses an amount: planck, or FAST with the suffix `FAST` (up to 12 decimals).
+/// Parses an amount: planck, or FAST with the suffix `FAST` (up to [`TOKEN_DECIMALS`]
+/// decimals).
 pub(crate) fn parse_balance(text: &str) -> anyhow::Result<Balance> {
     let t = text.trim();
     if let Some(num) = t.strip_suffix("FAST").map(str::trim) {
         let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-        if frac.len() > 12 {
-            anyhow::bail!("{text}: at most 12 decimals");
+        if frac.len() > DECIMALS {
+            anyhow::bail!("{text}: at most {DECIMALS} decimals");
         }
         let int: Balance = if int.is_empty() { 0 } else { int.parse()? };
         let frac_val: Balance = if frac.is_empty() {
             0
         } else {
-            format!("{frac:0<12}").parse()?
+            format!("{frac:0<DECIMALS$}").parse()?
         };
         return int
             .checked_mul(FAST)
@@ -39,7 +42,7 @@ pub(crate) fn parse_balance(text: &str) -> anyhow::Result<Balance> {
 
 /// An amount in FAST, without trailing zeros (`1.5 FAST`).
 pub(crate) fn fmt_balance(b: Balance) -> String {
-    let number = format!("{}.{:012}", b / FAST, b % FAST);
+    let number = format!("{}.{:0DECIMALS$}", b / FAST, b % FAST);
     format!(
         "{} FAST",
         number.trim_end_matches('0').trim_end_matches('.')

@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
         .create_offer(
             "plant7/press/temperature",
             PaymentMode::Stream { period: 100 },
-            1_000_000_000_000,
+            fastdata_sdk::primitives::UNIT,
             terms,
         )
         .await?;

@@ -26,7 +26,7 @@ use sp_core::H256;
 use vernemq::{Vernemq, VernemqCluster};
 
 /// 1 FAST in planck.
-pub const UNIT: Balance = 1_000_000_000_000;
+pub use fastdata_primitives::UNIT;
 /// Stake each operator holds.
 pub const OPERATOR_STAKE: Balance = 200 * UNIT;
 /// Price per MB each operator asks.

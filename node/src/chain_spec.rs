@@ -3,17 +3,20 @@
 
 use sc_chain_spec::{ChainSpec, ChainType, GenericChainSpec, Properties};
 
-/// Para id of the dev and local-testnet specs (must match the runtime presets).
-pub const PARA_ID: u32 = 2000;
+/// Para id of the dev and local-testnet specs (the runtime presets' own).
+pub const PARA_ID: u32 = fastdata_runtime::PARACHAIN_ID;
 
 /// Relay chain the embedded specs name (rococo-local on zombienet).
 pub const RELAY_CHAIN: &str = "rococo-local";
 
 fn properties() -> Properties {
     let mut p = Properties::new();
-    p.insert("tokenSymbol".into(), "FAST".into());
-    p.insert("tokenDecimals".into(), 12.into());
-    p.insert("ss58Format".into(), 42.into());
+    p.insert("tokenSymbol".into(), fastdata_runtime::TOKEN_SYMBOL.into());
+    p.insert(
+        "tokenDecimals".into(),
+        fastdata_runtime::TOKEN_DECIMALS.into(),
+    );
+    p.insert("ss58Format".into(), fastdata_runtime::SS58_PREFIX.into());
     p
 }
 

@@ -14,6 +14,25 @@ pub type Balance = u128;
 /// Block number type of the runtime.
 pub type BlockNumber = u32;
 
+/// Symbol of the FAST DATA token.
+pub const TOKEN_SYMBOL: &str = "FAST";
+/// Decimals of the token: one FAST is `10^TOKEN_DECIMALS` planck.
+pub const TOKEN_DECIMALS: u8 = 12;
+/// One FAST in planck.
+pub const UNIT: Balance = 10u128.pow(TOKEN_DECIMALS as u32);
+/// A thousandth of a FAST.
+pub const MILLIUNIT: Balance = UNIT / 1_000;
+/// A millionth of a FAST.
+pub const MICROUNIT: Balance = UNIT / 1_000_000;
+/// SS58 address prefix of the chain (the generic Substrate one).
+pub const SS58_PREFIX: u16 = 42;
+/// Para id of the FAST DATA parachain in dev and local networks (runtime presets, chain specs,
+/// `zombienet/network.toml`).
+pub const PARA_ID: u32 = 2000;
+/// Most operators a stream is replicated to: `pallet-operators`' and `pallet-offers`'
+/// `MaxReplication` in the runtime, one value for both.
+pub const MAX_REPLICATION: u32 = 5;
+
 pub mod traits;
 pub use traits::*;
 
@@ -45,3 +64,16 @@ pub mod operator_api;
 /// The segment envelope (AES-256-GCM + HMAC-SHA256 with a clear, authenticated header).
 #[cfg(feature = "envelope")]
 pub mod envelope;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_follow_the_decimals() {
+        assert_eq!(UNIT, 1_000_000_000_000);
+        assert_eq!(MILLIUNIT * 1_000, UNIT);
+        assert_eq!(MICROUNIT * 1_000_000, UNIT);
+        assert_eq!(UNIT, 10u128.pow(u32::from(TOKEN_DECIMALS)));
+    }
+}

@@ -120,17 +120,16 @@ pub const HOURS: BlockNumber = MINUTES * 60;
 /// Blocks per day.
 pub const DAYS: BlockNumber = HOURS * 24;
 
-/// One FAST token.
-pub const UNIT: Balance = 1_000_000_000_000;
-/// A thousandth of a FAST.
-pub const MILLIUNIT: Balance = 1_000_000_000;
-/// A millionth of a FAST.
-pub const MICROUNIT: Balance = 1_000_000;
+/// One FAST token, a thousandth and a millionth of one, and the token's symbol and decimals
+/// (defined once, in `fastdata-primitives`).
+pub use fastdata_primitives::{
+    MICROUNIT, MILLIUNIT, SS58_PREFIX, TOKEN_DECIMALS, TOKEN_SYMBOL, UNIT,
+};
 /// Minimum balance of an account.
 pub const EXISTENTIAL_DEPOSIT: Balance = MILLIUNIT;
 
 /// Para id of the FAST DATA parachain in dev and local networks.
-pub const PARACHAIN_ID: u32 = 2000;
+pub const PARACHAIN_ID: u32 = fastdata_primitives::PARA_ID;
 
 #[frame_support::runtime]
 mod runtime {
@@ -192,4 +191,41 @@ mod runtime {
 cumulus_pallet_parachain_system::register_validate_block! {
     Runtime = Runtime,
     BlockExecutor = cumulus_pallet_aura_ext::BlockExecutor::<Runtime, Executive>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use frame_support::traits::Get;
+    use sp_genesis_builder::{DEV_RUNTIME_PRESET, LOCAL_TESTNET_RUNTIME_PRESET};
+
+    #[test]
+    fn both_marketplace_pallets_take_the_one_replication_limit() {
+        let limit = fastdata_primitives::MAX_REPLICATION;
+        assert_eq!(
+            <<Runtime as pallet_operators::Config>::MaxReplication as Get<u32>>::get(),
+            limit
+        );
+        assert_eq!(
+            <<Runtime as pallet_offers::Config>::MaxReplication as Get<u32>>::get(),
+            limit
+        );
+        assert_eq!(
+            <<Runtime as frame_system::Config>::SS58Prefix as Get<u16>>::get(),
+            fastdata_primitives::SS58_PREFIX
+        );
+    }
+
+    #[test]
+    fn every_preset_registers_the_shared_para_id() {
+        for preset in [DEV_RUNTIME_PRESET, LOCAL_TESTNET_RUNTIME_PRESET] {
+            let json = genesis_config_presets::get_preset(&preset.into()).expect("known preset");
+            let value: serde_json::Value = serde_json::from_slice(&json).expect("preset is JSON");
+            assert_eq!(
+                value["parachainInfo"]["parachainId"],
+                serde_json::json!(fastdata_primitives::PARA_ID),
+                "{preset}"
+            );
+        }
+    }
 }

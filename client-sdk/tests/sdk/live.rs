@@ -24,7 +24,7 @@ use futures_util::{stream::FuturesUnordered, TryStreamExt};
 use sp_core::H256;
 use sp_runtime::Perbill;
 
-const UNIT: u128 = 1_000_000_000_000;
+use fastdata_sdk::primitives::UNIT;
 
 fn url() -> String {
     std::env::var("FASTDATA_WS").unwrap_or_else(|_| fastdata_sdk::DEFAULT_URL.to_string())

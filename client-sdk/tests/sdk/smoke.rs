@@ -50,7 +50,7 @@ async fn transfer_is_finalized_with_events() {
     let dest = Keypair::from_uri(&SecretUri::from_str(&format!("//smoke-{nonce}")).expect("uri"))
         .expect("keypair");
     let dest_id: [u8; 32] = dest.public_key().0;
-    let amount: u128 = 1_000_000_000_000; // one FAST
+    let amount: u128 = fastdata_sdk::primitives::UNIT; // one FAST
 
     let before_alice = free_balance(&api, alice.public_key().0).await;
     assert_eq!(free_balance(&api, dest_id).await, 0);

@@ -231,7 +231,7 @@ async fn cli_seller_sees_its_sales_and_an_operator_manages_its_record() {
     use fastdata_primitives::api_market::OperatorStatus;
     use fastdata_sdk::{account::parse_account, Account, FastData};
 
-    const FAST: u128 = 1_000_000_000_000;
+    const FAST: u128 = fastdata_primitives::UNIT;
     let dir = tempfile::tempdir().unwrap();
     let net = Network::start(&node_url(), dir.path(), 1, None)
         .await

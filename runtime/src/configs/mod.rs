@@ -79,7 +79,7 @@ parameter_types! {
         })
         .avg_block_initialization(AVERAGE_ON_INITIALIZE_RATIO)
         .build_or_panic();
-    pub const SS58Prefix: u16 = 42;
+    pub const SS58Prefix: u16 = fastdata_primitives::SS58_PREFIX;
 }
 
 #[derive_impl(frame_system::config_preludes::ParaChainDefaultConfig)]
