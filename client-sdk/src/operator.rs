@@ -688,8 +688,8 @@ pub fn decode_attested_heads(raw: &[u8]) -> Result<Vec<AttestedHead>, Error> {
 /// The one reader of `Operators.StreamHeads(stream)` (the SDK, the operator daemon's follower
 /// and its head attester read it here): each operator's latest attestation of `stream` at
 /// block `at`, empty before the first one. The chain's head of the stream is
-/// [`fastdata_primitives::heads::chain_head`] of the assigned operators' heads, a daemon's
-/// backfill cap [`fastdata_primitives::heads::backfill_cap`] of them all.
+/// [`fastdata_primitives::heads::chain_head`] of the assigned operators' heads; a daemon
+/// backfills below [`fastdata_primitives::heads::attested_backfill_head`] of them all.
 pub async fn attested_heads_at(
     at: &crate::chain::AtBlock,
     stream: &StreamId,

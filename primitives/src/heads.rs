@@ -8,13 +8,20 @@
 //!   median over the *assigned* operators, a silent one counting as 0, so fewer than half of
 //!   the replicas can neither raise nor lower it past an honest one.
 //! - [`backfill_cap`]: how far an **operator daemon** backfills a stream from its peers: the
-//!   highest head any operator attested, so a replica catches up with the most advanced
-//!   honest one, and a peer cannot plant segments above what someone attested.
+//!   lower median of the heads attested (by whoever attested), or one past the highest
+//!   sequence it stores itself (live ingest, or backfilled below an earlier cap), whichever is
+//!   higher. A peer can send any envelope (daemons cannot open them), and a segment stored at
+//!   a sequence the seller has not published yet would make the real one a duplicate: one
+//!   operator attesting an inflated head must not open that range. A new replica that has no
+//!   head of its own yet catches up below what most attested and below what it ingests live.
 //!
 //! ```
-//! use fastdata_primitives::heads::{backfill_cap, chain_head};
+//! use fastdata_primitives::heads::{attested_backfill_head, backfill_cap, chain_head};
 //! assert_eq!(chain_head([9, 3, 5, 0].to_vec()), 3);
-//! assert_eq!(backfill_cap([9, 3, 5, 0]), Some(9));
+//! let attested = attested_backfill_head([u64::MAX, 30, 28].to_vec());
+//! assert_eq!(attested, Some(30));
+//! assert_eq!(backfill_cap(attested, 0), 30);
+//! assert_eq!(backfill_cap(attested, 41), 41);
 //! ```
 
 use alloc::vec::Vec;
@@ -38,10 +45,17 @@ pub fn chain_head(assigned_heads: Vec<Sequence>) -> Sequence {
     lower_median(assigned_heads)
 }
 
-/// How far a daemon backfills a stream: the highest of the `attested` heads (of any operator
-/// that attested it); `None` before the first attestation, when nothing is backfilled.
-pub fn backfill_cap(attested: impl IntoIterator<Item = Sequence>) -> Option<Sequence> {
-    attested.into_iter().max()
+/// The part of [`backfill_cap`] the chain gives: the [`lower_median`] of the `attested` heads
+/// of a stream (of every operator that attested it); `None` before the first attestation.
+pub fn attested_backfill_head(attested: Vec<Sequence>) -> Option<Sequence> {
+    (!attested.is_empty()).then(|| lower_median(attested))
+}
+
+/// How far a daemon backfills a stream (it stores no sequence at or above the result): the
+/// [`attested_backfill_head`] (0 without one), or `stored_next` (one past the highest sequence
+/// the daemon stores itself, 0 if none), whichever is higher.
+pub fn backfill_cap(attested_head: Option<Sequence>, stored_next: Sequence) -> Sequence {
+    attested_head.unwrap_or(0).max(stored_next)
 }
 
 #[cfg(test)]
@@ -64,13 +78,21 @@ mod tests {
     }
 
     #[test]
-    fn the_backfill_cap_is_the_highest_attested_head() {
-        assert_eq!(backfill_cap([]), None);
-        assert_eq!(backfill_cap([0]), Some(0));
-        assert_eq!(backfill_cap([12, 40, 3]), Some(40));
-        // The cap is not the chain head: it follows the most advanced replica.
-        let heads = [2, 3, 40];
-        assert_eq!(backfill_cap(heads), Some(40));
-        assert_eq!(chain_head(heads.to_vec()), 3);
+    fn one_inflated_head_does_not_raise_the_backfill_cap() {
+        let cap = |attested: Vec<Sequence>, stored_next| {
+            backfill_cap(attested_backfill_head(attested), stored_next)
+        };
+        assert_eq!(attested_backfill_head(vec![]), None);
+        assert_eq!(attested_backfill_head(vec![0]), Some(0));
+        assert_eq!(cap(vec![], 0), 0);
+        assert_eq!(cap(vec![12, 40, 30], 0), 30);
+        // An operator attesting far past what was published moves nothing.
+        assert_eq!(cap(vec![u64::MAX, 40, 30], 0), 40);
+        assert_eq!(cap(vec![u64::MAX, 30], 0), 30);
+        // What the daemon stores itself (live) lets it fill the gaps below it.
+        assert_eq!(cap(vec![u64::MAX, 30], 55), 55);
+        assert_eq!(cap(vec![], 7), 7);
+        // A handover's predecessor, the only one that attested, is the one source.
+        assert_eq!(cap(vec![39], 0), 39);
     }
 }

@@ -196,8 +196,9 @@ pub trait ChainView: Send + Sync + 'static {
     fn handovers(&self, _stream: &StreamId, _since: BlockNumber) -> Vec<(AccountId, AccountId)> {
         Vec::new()
     }
-    /// The highest head of `stream` attested on chain ([`ChainEvent::HeadAttested`]): its
-    /// sequences below it were published; `None` if none is known.
+    /// The highest attested backfill head of `stream` seen ([`ChainEvent::HeadAttested`]: the
+    /// lower median of its operators' attested heads, so one inflated head does not move it):
+    /// its sequences below it were published; `None` if none is known.
     fn attested_head(&self, _stream: &StreamId) -> Option<Sequence> {
         None
     }

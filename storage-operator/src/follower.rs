@@ -25,7 +25,7 @@ use std::{
 use codec::Decode;
 use futures_util::{StreamExt, TryStreamExt};
 
-use fastdata_primitives::heads::backfill_cap;
+use fastdata_primitives::heads::attested_backfill_head;
 use fastdata_primitives::{
     api_market::{OfferListing, OperatorStatus, OperatorView, StreamView},
     escrow::{PurchaseState, PurchaseView},
@@ -99,8 +99,9 @@ pub trait ChainReader: Sync {
     ) -> Result<Option<(PurchaseInfo, Option<Sequence>)>, Error>;
     /// HTTP endpoints of all operators.
     async fn endpoints(&self) -> Result<Vec<(AccountId, String)>, Error>;
-    /// How far `stream` is backfilled: the highest head its operators attested
-    /// (`Operators.StreamHeads`, [`backfill_cap`]); `None` without attestation.
+    /// The attested part of how far `stream` is backfilled: the lower median of the heads its
+    /// operators attested (`Operators.StreamHeads`, [`attested_backfill_head`]); `None`
+    /// without attestation.
     async fn attested_head(&self, stream: StreamId) -> Result<Option<Sequence>, Error>;
 }
 
@@ -159,7 +160,9 @@ impl ChainReader for AtBlock {
 
     async fn attested_head(&self, stream: StreamId) -> Result<Option<Sequence>, Error> {
         let attested = attested_heads_at(self, &stream).await?;
-        Ok(backfill_cap(attested.into_iter().map(|a| a.head)))
+        Ok(attested_backfill_head(
+            attested.into_iter().map(|a| a.head).collect(),
+        ))
     }
 }
 

@@ -15,9 +15,12 @@
 //!
 //! The daemon cannot open envelopes, so a peer could plant segments at sequences the seller
 //! has not published yet, and the real ones would later be refused here as duplicates.
-//! Backfill therefore never stores a sequence at or above the stream's highest head attested
-//! on chain ([`ChainView::attested_head`]): a request reaching past it is cut there and its
-//! remainder kept (one range per stream) until the head grows ([`ChainEvent::HeadAttested`]);
+//! Backfill therefore never stores a sequence at or above its cap
+//! ([`fastdata_primitives::heads::backfill_cap`]): the lower median of the heads attested on
+//! chain ([`ChainView::attested_head`]; one operator attesting an inflated head does not
+//! move it), or one past the highest sequence this daemon stores itself, whichever is
+//! higher. A request reaching past it is cut there and its remainder kept (one range per
+//! stream) until the cap grows ([`ChainEvent::HeadAttested`], or a gap ingest reports);
 //! a peer that sends a sequence beyond the range asked has those frames dropped
 //! (`segments_dropped{reason="above_head"}`) and is not asked again in that round.
 
@@ -33,6 +36,7 @@ use std::{
 use codec::{Decode, Encode};
 use fastdata_primitives::{
     envelope,
+    heads::backfill_cap,
     operator_api::{replica_segments_path, SegmentRange},
     tokens::{Signed, TokenPayload},
     AccountId, BlockNumber, Sequence, StreamId,
@@ -186,9 +190,19 @@ impl Replicator {
         self.deferred().get(stream).copied()
     }
 
-    /// Backfills what waits for `stream`'s attested head if the head now allows part of it.
+    /// How far `stream` is backfilled ([`backfill_cap`]): nothing at or above it is stored.
+    fn cap(&self, stream: &StreamId) -> Result<Sequence, String> {
+        let stored_next = self
+            .store
+            .last_sequence(stream)
+            .map_err(|e| e.to_string())?
+            .map_or(0, |last| last.saturating_add(1));
+        Ok(backfill_cap(self.view.attested_head(stream), stored_next))
+    }
+
+    /// Backfills what waits for `stream`'s cap if it now allows part of it.
     pub async fn resume(&self, stream: StreamId) -> Result<u64, String> {
-        let head = self.view.attested_head(&stream).unwrap_or(0);
+        let head = self.cap(&stream)?;
         let range = {
             let mut deferred = self.deferred();
             match deferred.get(&stream) {
@@ -248,7 +262,7 @@ impl Replicator {
             .view
             .stream(&request.stream)
             .ok_or_else(|| "stream is not assigned to this operator".to_owned())?;
-        let head = self.view.attested_head(&request.stream).unwrap_or(0);
+        let head = self.cap(&request.stream)?;
         if request.to >= head {
             self.defer(request.stream, request.from.max(head), request.to);
         }
@@ -636,6 +650,52 @@ mod tests {
             stream: stream(),
             head,
         });
+    }
+
+    #[tokio::test]
+    async fn what_the_daemon_ingests_itself_lets_it_fill_the_gap_below_it() {
+        let s = setup().await;
+        // The attested heads allow 0..=9 only (one operator's inflated head does not count);
+        // this daemon ingested 30 live from the seller, so 10..=29 were published.
+        head(&s.view, 10);
+        s.store
+            .insert_segments(
+                &[NewSegment {
+                    stream: stream(),
+                    sequence: 30,
+                    envelope: real(30),
+                }],
+                10,
+            )
+            .unwrap();
+        s.peer.hold(
+            (0..30)
+                .map(|n| (n, real(n)))
+                .chain((31..40).map(|n| (n, planted(n)))),
+        );
+        let stored = s
+            .replicator
+            .backfill(BackfillRequest {
+                stream: stream(),
+                from: 0,
+                to: Sequence::MAX,
+            })
+            .await
+            .unwrap();
+        assert_eq!(stored, 30);
+        assert_eq!(
+            s.store.sequences(&stream(), 0, Sequence::MAX).unwrap(),
+            (0..=30).collect::<Vec<_>>()
+        );
+        for n in 0..=30 {
+            assert_eq!(
+                s.store.segment(&stream(), n).unwrap().unwrap().envelope,
+                real(n)
+            );
+        }
+        // Nothing above what it holds: the peer's 31..=39 are dropped.
+        assert_eq!(dropped(&s.metrics, "above_head"), 9);
+        assert_eq!(s.replicator.waiting(&stream()), Some((31, Sequence::MAX)));
     }
 
     #[tokio::test]
