@@ -559,22 +559,18 @@ impl Receiver {
         statement: Option<&ServedStatement>,
         sink: &mut impl FnMut(OpenedSegment) -> Result<(), Error>,
     ) -> Result<bool, Error> {
-        // A rotation just before the purchase leaves segments of the previous epoch after
-        // it (live, the publisher switches a little late): not bought, not openable, skipped.
-        let first_held = self.verifier.epochs().first().copied();
-        if envelope::parse_header(envelope_bytes)
-            .is_ok_and(|h| first_held.is_some_and(|first| h.epoch < first))
-        {
-            return Ok(false);
-        }
-        if self.key_updates.is_some() {
-            let newer = envelope::parse_header(envelope_bytes).is_ok_and(|h| {
-                self.verifier
-                    .epochs()
-                    .last()
-                    .is_some_and(|held| h.epoch > *held)
-            });
-            if newer {
+        // A header that does not parse is left to the verifier, which refuses it.
+        if let Ok(header) = envelope::parse_header(envelope_bytes) {
+            let epochs = self.verifier.epochs();
+            // A rotation just before the purchase leaves segments of the previous epoch after
+            // it (live, the publisher switches a little late): not bought, not openable,
+            // skipped.
+            if epochs.first().is_some_and(|first| header.epoch < *first) {
+                return Ok(false);
+            }
+            // A later epoch whose keys may still arrive is held until they do.
+            if self.key_updates.is_some() && epochs.last().is_some_and(|held| header.epoch > *held)
+            {
                 if self.held.len() < MAX_HELD {
                     self.held.push((from, envelope_bytes.to_vec()));
                 }
