@@ -3,13 +3,8 @@
 //! `fastdata_primitives::operator_api`. Also the chain's upload-token rule over HTTP: a token
 //! for an epoch the chain pruned is refused (the daemon once accepted it).
 
-use std::sync::Arc;
-
 use crate::common::*;
-use fastdata_operator::{
-    auth::stream_topic, chain::ChainEvent, daemon::Daemon, receipts::NoChainSubmitter,
-    store::NewSegment,
-};
+use fastdata_operator::{auth::stream_topic, chain::ChainEvent, store::NewSegment};
 use fastdata_sdk::{
     operator::{OperatorClient, OperatorEndpoint},
     Account, Error,
@@ -31,13 +26,7 @@ async fn every_client_request_is_routed_and_understood() {
         ],
         &[(1, 0)],
     );
-    let daemon = Daemon::start(
-        vernemq_config(dir.path(), &seed_suri(2), 8),
-        view,
-        Arc::new(NoChainSubmitter),
-    )
-    .await
-    .unwrap();
+    let daemon = start_vernemq_daemon(dir.path(), 2, view).await;
     let stored: Vec<NewSegment> = (0..=3)
         .map(|sequence| NewSegment {
             stream: STREAM,

@@ -209,6 +209,22 @@ pub fn mosquitto_config(data_dir: &Path, broker_port: u16, suri: &str) -> Config
     .unwrap()
 }
 
+/// A daemon on [`vernemq_config`] (receipt window 8) in `data_dir`, for the operator with key
+/// seed `seed`, following `view`, submitting nothing to a chain.
+pub async fn start_vernemq_daemon(
+    data_dir: &Path,
+    seed: u8,
+    view: Arc<InMemoryChainView>,
+) -> fastdata_operator::daemon::Daemon {
+    fastdata_operator::daemon::Daemon::start(
+        vernemq_config(data_dir, &seed_suri(seed), 8),
+        view,
+        Arc::new(fastdata_operator::receipts::NoChainSubmitter),
+    )
+    .await
+    .unwrap()
+}
+
 /// A config for daemons that need no broker (VerneMQ kind: the broker calls us). The ingest
 /// client keeps retrying an unused port, which is harmless.
 pub fn vernemq_config(data_dir: &Path, suri: &str, ahead: u64) -> Config {

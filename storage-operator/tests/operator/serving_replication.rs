@@ -84,13 +84,7 @@ async fn buyer_downloads_within_the_receipt_window() {
         ChainEvent::StreamAssigned(assignment(&seller, std::slice::from_ref(&me))),
         ChainEvent::PurchaseUpdated(purchase(1, &buyer, 1_000)),
     ]);
-    let daemon = Daemon::start(
-        vernemq_config(dir.path(), &seed_suri(2), 8),
-        view.clone(),
-        Arc::new(NoChainSubmitter),
-    )
-    .await
-    .unwrap();
+    let daemon = start_vernemq_daemon(dir.path(), 2, view.clone()).await;
     daemon
         .node
         .store
@@ -195,13 +189,7 @@ async fn every_served_frame_is_signed_by_the_operator() {
         ChainEvent::StreamAssigned(assignment(&seller, std::slice::from_ref(&me))),
         ChainEvent::PurchaseUpdated(purchase(1, &buyer, 1_000)),
     ]);
-    let daemon = Daemon::start(
-        vernemq_config(dir.path(), &seed_suri(2), 8),
-        view,
-        Arc::new(NoChainSubmitter),
-    )
-    .await
-    .unwrap();
+    let daemon = start_vernemq_daemon(dir.path(), 2, view).await;
     daemon
         .node
         .store
@@ -287,13 +275,7 @@ async fn second_operator_backfills_new_assignment_and_gap_without_duplicates() {
 
     // Operator A has 0..=99.
     let view_a = view_with(vec![]);
-    let a = Daemon::start(
-        vernemq_config(&dir.path().join("a"), &seed_suri(2), 8),
-        view_a.clone(),
-        Arc::new(NoChainSubmitter),
-    )
-    .await
-    .unwrap();
+    let a = start_vernemq_daemon(&dir.path().join("a"), 2, view_a.clone()).await;
     a.node.store.insert_segments(&segments(0..=99), 10).unwrap();
 
     // Operator B is assigned the stream later; it catches up from A on start, below the
@@ -303,13 +285,7 @@ async fn second_operator_backfills_new_assignment_and_gap_without_duplicates() {
         stream: STREAM,
         head: 100,
     });
-    let b = Daemon::start(
-        vernemq_config(&dir.path().join("b"), &seed_suri(4), 8),
-        view_b.clone(),
-        Arc::new(NoChainSubmitter),
-    )
-    .await
-    .unwrap();
+    let b = start_vernemq_daemon(&dir.path().join("b"), 4, view_b.clone()).await;
     view_a.apply_all(vec![
         ChainEvent::StreamAssigned(assignment(&seller, &[a_account.clone(), b_account.clone()])),
         ChainEvent::OperatorEndpoint {
@@ -483,13 +459,7 @@ async fn a_former_operator_serves_its_successor_for_the_keep_period() {
 
     // A hosted the stream alone and stored 0..=39; at block 10 the chain moved it to B.
     let view_a = view_with(vec![ChainEvent::Finalized { number: 10 }, handover.clone()]);
-    let a = Daemon::start(
-        vernemq_config(&dir.path().join("a"), &seed_suri(2), 8),
-        view_a.clone(),
-        Arc::new(NoChainSubmitter),
-    )
-    .await
-    .unwrap();
+    let a = start_vernemq_daemon(&dir.path().join("a"), 2, view_a.clone()).await;
     a.node.store.insert_segments(&segments(0..=39), 5).unwrap();
 
     // B hosts it alone (one replica): only A, its former operator, still has the data.
@@ -506,13 +476,7 @@ async fn a_former_operator_serves_its_successor_for_the_keep_period() {
             head: 40,
         },
     ]);
-    let b = Daemon::start(
-        vernemq_config(&dir.path().join("b"), &seed_suri(4), 8),
-        view_b.clone(),
-        Arc::new(NoChainSubmitter),
-    )
-    .await
-    .unwrap();
+    let b = start_vernemq_daemon(&dir.path().join("b"), 4, view_b.clone()).await;
     let store_b = b.node.store.clone();
     assert!(
         wait_until(Duration::from_secs(20), || store_b.count(&STREAM).unwrap()

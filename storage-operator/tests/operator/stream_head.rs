@@ -1,12 +1,8 @@
 //! `GET /v1/streams/{stream}/head` through the SDK's client: what a seller's service asks
 //! every operator after a crash before it fills the sequences it had reserved.
 
-use std::sync::Arc;
-
 use crate::common::*;
-use fastdata_operator::{
-    chain::ChainEvent, daemon::Daemon, receipts::NoChainSubmitter, store::NewSegment,
-};
+use fastdata_operator::{chain::ChainEvent, store::NewSegment};
 use fastdata_sdk::operator::{OperatorClient, OperatorEndpoint};
 use sp_core::H256;
 
@@ -19,13 +15,7 @@ async fn the_stored_head_of_a_hosted_stream_is_answered() {
         &seller,
         std::slice::from_ref(&me),
     ))]);
-    let daemon = Daemon::start(
-        vernemq_config(dir.path(), &seed_suri(2), 8),
-        view,
-        Arc::new(NoChainSubmitter),
-    )
-    .await
-    .unwrap();
+    let daemon = start_vernemq_daemon(dir.path(), 2, view).await;
     let client = OperatorClient::new(
         OperatorEndpoint {
             account: me,
