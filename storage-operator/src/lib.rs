@@ -13,8 +13,10 @@
 //! failed by the [`supervisor`]; `main.rs` is the CLI.
 
 pub mod api;
+pub mod attestation;
 pub mod auth;
 pub mod chain;
+pub mod claims;
 pub mod config;
 pub mod daemon;
 pub mod follower;
@@ -23,6 +25,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod mosquitto;
 pub mod receipts;
+pub mod registration;
 pub mod replication;
 pub mod store;
 pub mod supervisor;
