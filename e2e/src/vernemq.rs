@@ -388,8 +388,17 @@ impl VernemqCluster {
             )?);
         }
         let first = cluster.nodes[0].nodename.clone();
+        // A node answers /health before `vmq-admin` knows its commands ("Usage information
+        // not found"): the join is retried for a while.
+        let join = format!("discovery-node={first}");
         for node in &cluster.nodes[1..] {
-            node.admin(&["cluster", "join", &format!("discovery-node={first}")])?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while let Err(e) = node.admin(&["cluster", "join", &join]) {
+                if Instant::now() > deadline {
+                    return Err(e.context(format!("{} cannot join {first}", node.nodename)));
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
         }
         let names: Vec<&str> = cluster.nodes.iter().map(|n| n.nodename.as_str()).collect();
         let deadline = Instant::now() + Duration::from_secs(60);
