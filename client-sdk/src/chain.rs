@@ -359,7 +359,7 @@ impl FastData {
 
     /// The number of the last finalized block.
     pub async fn finalized_number(&self) -> Result<BlockNumber, Error> {
-        let at = self.client.at_current_block().await?;
+        let at = self.current_block().await?;
         Ok(at.block_number() as BlockNumber)
     }
 
@@ -419,7 +419,7 @@ impl FastData {
         let what = format!("{pallet}::{call}");
         let tx = subxt::dynamic::tx(pallet, call, data);
         // Signed against the finalized block: its hash anchors the mortality.
-        let at = self.client.at_current_block().await?;
+        let at = self.current_block().await?;
         let slot = nonce_slot(self.genesis(), &self.account.account_id());
         let mut local = slot.lock().await;
         let nonce = next_nonce(self.pool_nonce().await?, *local);
@@ -451,6 +451,26 @@ impl FastData {
                 Err(Error::Chain(format!(
                     "{what} (nonce {nonce}) not submitted: {e}"
                 )))
+            }
+        }
+    }
+
+    /// The client at the latest finalized block. Under load the node sometimes names a new
+    /// finalized block before it serves that block's header (seen with 20 transactions of one
+    /// account in flight); such a read is repeated a few times, each time at the then latest
+    /// finalized block.
+    pub async fn current_block(&self) -> Result<AtBlock, Error> {
+        let mut attempt = 0u64;
+        loop {
+            match self.client.at_current_block().await {
+                Err(subxt::error::OnlineClientAtBlockError::BlockHeaderNotFound { block_hash })
+                    if attempt < 8 =>
+                {
+                    attempt += 1;
+                    tracing::debug!("finalized block {block_hash:?} not served yet; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                result => return Ok(result?),
             }
         }
     }
@@ -599,9 +619,9 @@ impl FastData {
         if calls.is_empty() {
             return Vec::new();
         }
-        let metadata = match self.client.at_current_block().await {
+        let metadata = match self.current_block().await {
             Ok(at) => at.metadata(),
-            Err(e) => return not_included(calls.len(), &Error::from(e)),
+            Err(e) => return not_included(calls.len(), &e),
         };
         let mut sent = Vec::new();
         for chunk in calls.chunks(MAX_BATCH_CALLS) {
@@ -641,7 +661,7 @@ impl FastData {
     /// or none does (the error names the failing call's pallet error). Returns when it is
     /// included as `wait` says, with the events of every call.
     pub async fn submit_all(&self, calls: &[BatchCall], wait: Wait) -> Result<Included, Error> {
-        let metadata = self.client.at_current_block().await?.metadata();
+        let metadata = self.current_block().await?.metadata();
         let encoded = calls
             .iter()
             .map(|c| encode_call(&metadata, &c.pallet, &c.call, &c.args).map(RawCall))
@@ -657,7 +677,7 @@ impl FastData {
         method: &str,
         args: impl Encode,
     ) -> Result<R, Error> {
-        let at = self.client.at_current_block().await?;
+        let at = self.current_block().await?;
         runtime_api_at(&at, method, args).await
     }
 
@@ -683,7 +703,7 @@ impl FastData {
         &self,
         who: &fastdata_primitives::AccountId,
     ) -> Result<fastdata_primitives::Balance, Error> {
-        let at = self.client.at_current_block().await?;
+        let at = self.current_block().await?;
         let address = crate::runtime::fastdata::storage().system().account();
         let info = at
             .storage()
@@ -705,7 +725,7 @@ impl FastData {
 
     /// Reads raw storage at the last finalized block (`None` if absent).
     pub async fn storage_raw(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, Error> {
-        let at = self.client.at_current_block().await?;
+        let at = self.current_block().await?;
         match at.storage().fetch_raw(key).await {
             Ok(value) => Ok(Some(value)),
             Err(subxt::error::StorageError::NoValueFound) => Ok(None),

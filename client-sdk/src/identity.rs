@@ -181,7 +181,7 @@ impl FastData {
         call: &str,
         args: Vec<u8>,
     ) -> Result<Vec<u8>, Error> {
-        let metadata = self.client().at_current_block().await?.metadata();
+        let metadata = self.current_block().await?.metadata();
         crate::chain::encode_call(&metadata, pallet, call, &args)
     }
 }

@@ -743,7 +743,7 @@ impl FastData {
     /// at the current block, by operator ([`attested_heads_at`]). Empty before the first
     /// attestation.
     pub async fn attested_heads(&self, stream: &StreamId) -> Result<Vec<AttestedHead>, Error> {
-        let at = self.client().at_current_block().await?;
+        let at = self.current_block().await?;
         attested_heads_at(&at, stream).await
     }
 

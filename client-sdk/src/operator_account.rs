@@ -122,7 +122,7 @@ impl FastData {
 
     /// The balance of `who` with every hold on it, at the last finalized block.
     pub async fn account_funds(&self, who: &AccountId) -> Result<AccountFunds, Error> {
-        let at = self.client().at_current_block().await?;
+        let at = self.current_block().await?;
         let id = subxt::utils::AccountId32(*who.as_ref());
         let storage = crate::runtime::fastdata::storage();
         let mut funds = AccountFunds::default();

@@ -310,7 +310,7 @@ impl FastData {
     /// The runtime's hosting price: what an operator earns per MB stored per period, and the
     /// period in blocks (`Operators::HostingPricePerMb`, `Operators::HostingPeriod`).
     pub async fn hosting_price(&self) -> Result<(Balance, BlockNumber), Error> {
-        let at = self.client().at_current_block().await?;
+        let at = self.current_block().await?;
         let constants = at.constants();
         let missing = |name: &str, e: &dyn std::fmt::Display| {
             Error::NotFound(format!("runtime constant Operators.{name}: {e}"))

@@ -44,7 +44,7 @@ use crate::{
     supervisor::{TaskContext, TaskError},
 };
 
-pub use crate::{attestation::*, claims::*, registration::*};
+use crate::registration::{ensure_registered, Registration};
 
 /// The follower's task name (in `/health`, metrics and logs).
 pub const TASK: &str = "chain-follower";
@@ -572,7 +572,7 @@ impl Follower {
         if let Some(registration) = &self.registration {
             ensure_registered(&chain, registration).await?;
         }
-        let at = chain.client().at_current_block().await?;
+        let at = chain.current_block().await?;
         self.refresh(&at, None).await?;
         Ok(chain)
     }
@@ -757,7 +757,7 @@ async fn keep_alive(chain: &FastData) -> Result<(), Error> {
 /// Blocks between heartbeats: a third of the runtime's `HeartbeatTimeout`, or `None` if the
 /// runtime has no such constant.
 async fn heartbeat_interval(chain: &FastData) -> Result<Option<u64>, Error> {
-    let at = chain.client().at_current_block().await?;
+    let at = chain.current_block().await?;
     let address =
         fastdata_sdk::subxt::dynamic::constant::<BlockNumber>("Operators", "HeartbeatTimeout");
     match at.constants().entry(address) {
@@ -788,7 +788,11 @@ async fn market_changes(at: &AtBlock) -> Result<Touched, Error> {
 mod tests {
     use super::*;
     use crate::{
-        attestation::HEAD_SCAN_CHUNK,
+        attestation::{stored_head, AttestRound, HeadAttester, HEAD_SCAN_CHUNK},
+        claims::{
+            claim_calls, claim_outcome, claim_results, ChainClaimSubmitter, OperatorCalls,
+            BEYOND_STREAM_HEAD,
+        },
         receipts::{Claim, ClaimOutcome, ClaimSubmitter},
         store::Store,
     };
