@@ -29,8 +29,8 @@ pub const SS58_PREFIX: u16 = 42;
 /// Para id of the FAST DATA parachain in dev and local networks (runtime presets, chain specs,
 /// `zombienet/network.toml`).
 pub const PARA_ID: u32 = 2000;
-/// Most operators a stream is replicated to: `pallet-operators`' and `pallet-offers`'
-/// `MaxReplication` in the runtime, one value for both.
+/// Most operators a stream is replicated to: `pallet-operators`' `MaxReplication` in the
+/// runtime, which `pallet-offers` reads through [`OperatorProvider::max_replication`].
 pub const MAX_REPLICATION: u32 = 5;
 
 pub mod traits;

@@ -187,4 +187,7 @@ pub trait OperatorProvider<AccountId, Balance> {
     /// The hosting quota (MB) of `stream`, if it has a hosting account, and whether its funds
     /// pay for a period of every replica storing all of it (its operators accept segments).
     fn hosting(stream: &StreamId) -> Option<(u32, bool)>;
+    /// The most operators one stream can be assigned (`pallet-operators`' `MaxReplication`):
+    /// a `request_assignment` for more replicas fails, so offers must not promise more.
+    fn max_replication() -> u32;
 }

@@ -127,28 +127,40 @@ impl pallet_trust::BenchmarkHelper<AccountId, Balance, BlockNumber> for Helper {
     /// `SettledTrades::settled_trade` of `pallet-escrow` reads).
     fn settle_trade(purchase: PurchaseId, trade: SettledTrade<AccountId, Balance, BlockNumber>) {
         let record = pallet_escrow::Purchase {
-            buyer: trade.buyer,
-            seller: trade.seller,
-            offer: 0,
-            stream: H256::zero(),
-            terms: PurchaseTerms::Batch { first: 0, last: 0 },
-            buyer_key: [0u8; 32],
-            price: trade.value,
-            deposit: Zero::zero(),
-            start: trade.settled_at,
-            end: trade.settled_at,
-            key_deadline: trade.settled_at,
-            first_epoch: None,
+            deal: pallet_escrow::PurchaseDeal {
+                buyer: trade.buyer,
+                seller: trade.seller,
+                offer: 0,
+                stream: H256::zero(),
+                terms: PurchaseTerms::Batch { first: 0, last: 0 },
+                buyer_key: [0u8; 32],
+            },
+            payment: pallet_escrow::PurchasePayment {
+                price: trade.value,
+                deposit: Zero::zero(),
+            },
+            schedule: pallet_escrow::PurchaseSchedule {
+                start: trade.settled_at,
+                end: trade.settled_at,
+                key_deadline: trade.settled_at,
+                first_epoch: None,
+            },
             state: PurchaseState::Settled,
-            epochs_delivered: 0,
-            key_deposits: Zero::zero(),
-            settled_periods: 1,
-            delivered_up_to: None,
-            start_head: None,
-            heads: BoundedVec::new(),
-            operator_prices: BoundedVec::new(),
-            operators: 0,
-            accrued: Zero::zero(),
+            keys: pallet_escrow::KeyDelivery {
+                epochs: 0,
+                deposits: Zero::zero(),
+            },
+            progress: pallet_escrow::PurchaseProgress {
+                settled_periods: 1,
+                delivered_up_to: None,
+                start_head: None,
+                heads: BoundedVec::new(),
+            },
+            operators: pallet_escrow::OperatorPay {
+                prices: BoundedVec::new(),
+                claims: 0,
+                accrued: Zero::zero(),
+            },
             ledger: PurchaseLedger {
                 seller: trade.value,
                 ..Default::default()
@@ -261,7 +273,7 @@ impl pallet_escrow::BenchmarkHelper<Runtime> for Helper {
     ) -> OfferId {
         check(Did::benchmark_make_verified(seller), "verify the seller");
         operators.iter().for_each(register_operator);
-        let max_replication: u32 = <Runtime as pallet_offers::Config>::MaxReplication::get();
+        let max_replication: u32 = <Runtime as pallet_operators::Config>::MaxReplication::get();
         let terms = OfferTerms {
             licence: Licence::Commercial,
             resale_allowed: false,

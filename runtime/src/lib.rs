@@ -200,14 +200,20 @@ mod tests {
     use sp_genesis_builder::{DEV_RUNTIME_PRESET, LOCAL_TESTNET_RUNTIME_PRESET};
 
     #[test]
-    fn both_marketplace_pallets_take_the_one_replication_limit() {
+    fn offers_take_the_operators_replication_limit() {
+        use fastdata_primitives::OperatorProvider;
         let limit = fastdata_primitives::MAX_REPLICATION;
         assert_eq!(
             <<Runtime as pallet_operators::Config>::MaxReplication as Get<u32>>::get(),
             limit
         );
+        // The one limit, declared by `pallet-operators`, is what `pallet-offers` checks
+        // offers' replication against.
         assert_eq!(
-            <<Runtime as pallet_offers::Config>::MaxReplication as Get<u32>>::get(),
+            <<Runtime as pallet_offers::Config>::Operators as OperatorProvider<
+                AccountId,
+                Balance,
+            >>::max_replication(),
             limit
         );
         assert_eq!(

@@ -191,7 +191,7 @@ mod benchmarks {
         let id = buy::<T>(&w, T::MaxPeriods::get())?;
         claim_all::<T>(&w, id, 0)?;
         let p = Purchases::<T>::get(id).ok_or(BenchmarkError::Stop("purchase not stored"))?;
-        set_block::<T>(p.key_deadline.saturating_add(1u32.into()));
+        set_block::<T>(p.schedule.key_deadline.saturating_add(1u32.into()));
 
         #[extrinsic_call]
         _(RawOrigin::Signed(w.seller.clone()), id);

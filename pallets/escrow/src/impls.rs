@@ -24,10 +24,10 @@ impl<T: Config> SettledTrades<T::AccountId, BalanceOf<T>, BlockNumberFor<T>> for
             return None;
         }
         Some(SettledTrade {
-            value: p.price.saturating_sub(p.ledger.refunded),
+            value: p.payment.price.saturating_sub(p.ledger.refunded),
             settled_at: p.closed_at?,
-            buyer: p.buyer,
-            seller: p.seller,
+            buyer: p.deal.buyer,
+            seller: p.deal.seller,
         })
     }
 }

@@ -289,6 +289,9 @@ impl OperatorProvider<AccountId, Balance> for MockOperators {
     fn hosting(_stream: &StreamId) -> Option<(u32, bool)> {
         None
     }
+    fn max_replication() -> u32 {
+        fastdata_primitives::MAX_REPLICATION
+    }
 }
 
 /// Lists an offer with a registered open stream at epoch 0 with commitments for epochs

@@ -130,10 +130,13 @@ fn run(action: &Action, ids: &mut Vec<PurchaseId>) {
         } => {
             let id = pick(ids, purchase);
             let bytes = match Purchases::<Test>::get(id) {
-                Some(p) if !garbage => {
-                    fastdata_primitives::sealed::seal(&p.buyer_key, id, epoch, &epoch_keys(epoch))
-                        .unwrap_or_default()
-                }
+                Some(p) if !garbage => fastdata_primitives::sealed::seal(
+                    &p.deal.buyer_key,
+                    id,
+                    epoch,
+                    &epoch_keys(epoch),
+                )
+                .unwrap_or_default(),
                 _ => vec![7u8; 50],
             };
             let _ =
@@ -162,7 +165,7 @@ fn run(action: &Action, ids: &mut Vec<PurchaseId>) {
                 Some(p) if !forged => BUYERS
                     .iter()
                     .copied()
-                    .find(|b| account(*b) == p.buyer)
+                    .find(|b| account(*b) == p.deal.buyer)
                     .unwrap_or(STRANGER),
                 _ => OP1,
             };
@@ -177,7 +180,7 @@ fn run(action: &Action, ids: &mut Vec<PurchaseId>) {
         Action::Dispute { purchase } => {
             let id = pick(ids, purchase);
             let buyer = Purchases::<Test>::get(id)
-                .map(|p| p.buyer)
+                .map(|p| p.deal.buyer)
                 .unwrap_or_else(|| account(BUYER));
             let _ = Escrow::dispute(
                 RuntimeOrigin::signed(buyer),
@@ -267,7 +270,7 @@ proptest! {
             let id = NextPurchaseId::<Test>::get();
             Escrow::purchase(RuntimeOrigin::signed(account(BUYER)), offer, periods, u64::MAX).expect("buys");
             let p = Purchases::<Test>::get(id).expect("stored");
-            let sealed = fastdata_primitives::sealed::seal(&p.buyer_key, id, 0, &epoch_keys(0)).expect("seals");
+            let sealed = fastdata_primitives::sealed::seal(&p.deal.buyer_key, id, 0, &epoch_keys(0)).expect("seals");
             Escrow::deliver_keys(RuntimeOrigin::signed(account(SELLER)), id, 0, BoundedVec::truncate_from(sealed))
                 .expect("delivers");
             let ops = [OP1, OP2, OP3];
@@ -282,7 +285,7 @@ proptest! {
                 // Settle a period every other claim when one is due.
                 if i % 2 == 1 && settled < periods {
                     let p = Purchases::<Test>::get(id).expect("stored");
-                    let due = p.settlement_due(p.settled_periods, GRACE);
+                    let due = p.settlement_due(p.progress.settled_periods, GRACE);
                     System::set_block_number(due.max(System::block_number()));
                     let before = p.ledger;
                     let budget = p.next_period_budget();
@@ -296,7 +299,7 @@ proptest! {
             }
             while settled < periods {
                 let p = Purchases::<Test>::get(id).expect("stored");
-                System::set_block_number(p.settlement_due(p.settled_periods, GRACE).max(System::block_number()));
+                System::set_block_number(p.settlement_due(p.progress.settled_periods, GRACE).max(System::block_number()));
                 Escrow::settle(RuntimeOrigin::signed(account(STRANGER)), id).expect("settles");
                 settled += 1;
                 assert_eq!(Escrow::do_try_state(), Ok(()));
@@ -330,10 +333,10 @@ proptest! {
             let id = NextPurchaseId::<Test>::get();
             Escrow::purchase(RuntimeOrigin::signed(account(BUYER)), STREAM_OFFER, periods, u64::MAX).expect("buys");
             let p = Purchases::<Test>::get(id).expect("stored");
-            let sealed = fastdata_primitives::sealed::seal(&p.buyer_key, id, 0, &epoch_keys(0)).expect("seals");
+            let sealed = fastdata_primitives::sealed::seal(&p.deal.buyer_key, id, 0, &epoch_keys(0)).expect("seals");
             Escrow::deliver_keys(RuntimeOrigin::signed(account(SELLER)), id, 0, BoundedVec::truncate_from(sealed))
                 .expect("delivers");
-            let start = p.start;
+            let start = p.schedule.start;
             // The attested head after the publishing of each block.
             let mut head_at = std::collections::BTreeMap::new();
             head_at.insert(start, MockOperators::stream_head(&STREAM));
@@ -361,10 +364,10 @@ proptest! {
                 Escrow::on_idle(block, Weight::MAX);
                 assert_eq!(Escrow::do_try_state(), Ok(()));
                 let after = Purchases::<Test>::get(id).expect("stored");
-                if after.settled_periods == before.settled_periods {
+                if after.progress.settled_periods == before.progress.settled_periods {
                     continue;
                 }
-                let k = before.settled_periods;
+                let k = before.progress.settled_periods;
                 let h0 = head_at[&(start + u64::from(k) * PERIOD)];
                 let h1 = head_at[&(start + u64::from(k + 1) * PERIOD)];
                 let budget = before.next_period_budget();

@@ -53,7 +53,7 @@ fn deliver(id: PurchaseId, epoch: u32) {
 }
 
 fn sealed_for(id: PurchaseId, epoch: u32) -> BoundedVec<u8, <Test as Config>::MaxSealedKeyLen> {
-    let key = purchase_of(id).buyer_key;
+    let key = purchase_of(id).deal.buyer_key;
     BoundedVec::truncate_from(sealed::seal(&key, id, epoch, &epoch_keys(epoch)).expect("seals"))
 }
 
@@ -114,19 +114,22 @@ fn purchase_stream_holds_price_and_deposit() {
         assert_eq!(held(HoldReason::PurchaseDeposit, BUYER), PURCHASE_DEPOSIT);
         assert_eq!(free(BUYER), 100_000 - 3 * PRICE - PURCHASE_DEPOSIT);
         let p = purchase_of(id);
-        assert_eq!(p.buyer, account(BUYER));
-        assert_eq!(p.seller, account(SELLER));
-        assert_eq!(p.stream, STREAM);
+        assert_eq!(p.deal.buyer, account(BUYER));
+        assert_eq!(p.deal.seller, account(SELLER));
+        assert_eq!(p.deal.stream, STREAM);
         assert_eq!(
-            p.terms,
+            p.deal.terms,
             PurchaseTerms::Stream {
                 period: PERIOD,
                 periods: 3
             }
         );
-        assert_eq!(p.buyer_key, x25519_public(BUYER));
-        assert_eq!((p.start, p.end, p.key_deadline), (1, 31, 1 + KEY_DELIVERY));
-        assert_eq!(p.first_epoch, Some(0));
+        assert_eq!(p.deal.buyer_key, x25519_public(BUYER));
+        assert_eq!(
+            (p.schedule.start, p.schedule.end, p.schedule.key_deadline),
+            (1, 31, 1 + KEY_DELIVERY)
+        );
+        assert_eq!(p.schedule.first_epoch, Some(0));
         assert_eq!(p.state, PurchaseState::AwaitingKeys);
         assert_eq!(p.ledger.held, 3 * PRICE);
         assert_eq!(p.scheduled_at, Some(1 + KEY_DELIVERY + 1));
@@ -155,15 +158,15 @@ fn purchase_batch_records_window_and_download_period() {
         let id = buy(BUYER, BATCH_OFFER, 1);
         let p = purchase_of(id);
         assert_eq!(
-            p.terms,
+            p.deal.terms,
             PurchaseTerms::Batch {
                 first: 100,
                 last: 199
             }
         );
-        assert_eq!(p.end, 1 + BATCH_ACCESS);
-        assert_eq!(p.first_epoch, None);
-        assert_eq!(p.price, PRICE);
+        assert_eq!(p.schedule.end, 1 + BATCH_ACCESS);
+        assert_eq!(p.schedule.first_epoch, None);
+        assert_eq!(p.payment.price, PRICE);
     });
 }
 
@@ -191,7 +194,7 @@ fn verified_buyers_get_the_discount_and_pass_the_rules() {
             E::PriceAboveMaximum
         );
         assert_ok!(Escrow::purchase(signed(BUYER), STREAM_OFFER, 2, 1_500));
-        assert_eq!(purchase_of(0).price, 1_500);
+        assert_eq!(purchase_of(0).payment.price, 1_500);
     });
 }
 
@@ -255,7 +258,7 @@ fn unverified_buyers_pay_the_list_price() {
             o.verified_discount = Perbill::from_percent(25)
         });
         assert_ok!(Escrow::purchase(signed(BUYER), STREAM_OFFER, 2, 2_000));
-        assert_eq!(purchase_of(0).price, 2_000);
+        assert_eq!(purchase_of(0).payment.price, 2_000);
     });
 }
 
@@ -486,7 +489,7 @@ fn deliver_keys_activates_and_the_buyer_can_open_them() {
         assert_eq!(held(HoldReason::KeyDeposit, SELLER), deposit);
         let p = purchase_of(id);
         assert_eq!(p.state, PurchaseState::Active);
-        assert_eq!((p.epochs_delivered, p.key_deposits), (1, deposit));
+        assert_eq!((p.keys.epochs, p.keys.deposits), (1, deposit));
         System::assert_has_event(
             Event::KeysDelivered {
                 purchase: id,
@@ -498,10 +501,13 @@ fn deliver_keys_activates_and_the_buyer_can_open_them() {
         System::assert_last_event(Event::PurchaseActivated { purchase: id }.into());
         // The agenda entry moves from the key deadline to the first period boundary.
         let due = p.period_end(0);
-        assert_ne!(due, p.key_deadline + 1);
+        assert_ne!(due, p.schedule.key_deadline + 1);
         assert_eq!(p.scheduled_at, Some(due));
         assert!(Agenda::<Test>::contains_key(due, id));
-        assert!(!Agenda::<Test>::contains_key(p.key_deadline + 1, id));
+        assert!(!Agenda::<Test>::contains_key(
+            p.schedule.key_deadline + 1,
+            id
+        ));
         // The buyer opens them with its secret and checks them against the commitment.
         let stored = Escrow::sealed_key(id, 0).expect("stored");
         assert_eq!(stored, bytes.into_inner());
@@ -519,7 +525,7 @@ fn later_epochs_follow_without_changing_the_state() {
         deliver(id, 3);
         let p = purchase_of(id);
         assert_eq!(p.state, PurchaseState::Active);
-        assert_eq!(p.epochs_delivered, 3);
+        assert_eq!(p.keys.epochs, 3);
         assert_eq!(Escrow::delivered_epochs(id), vec![0, 1, 3]);
         System::assert_last_event(
             Event::KeysDelivered {
@@ -663,7 +669,7 @@ fn missing_keys_refund_everything_and_anyone_may_trigger_it() {
         let p = purchase_of(id);
         assert_eq!(p.state, PurchaseState::Refunded);
         assert_eq!(p.ledger.refunded, 3 * PRICE);
-        assert_eq!(p.accrued, 0);
+        assert_eq!(p.operators.accrued, 0);
         assert_eq!(
             OperatorClaims::<Test>::get(id, account(OP1))
                 .expect("claim")
@@ -751,12 +757,16 @@ fn claims_accrue_pay_for_new_bytes() {
         assert_ok!(claim(id, OP2, 15, 1_000_000, 1));
         let p = purchase_of(id);
         assert_eq!(
-            (p.accrued, p.operators, p.delivered_up_to),
+            (
+                p.operators.accrued,
+                p.operators.claims,
+                p.progress.delivered_up_to
+            ),
             (600, 2, Some(20))
         );
         // More sequence, same bytes: accepted, nothing accrued.
         assert_ok!(claim(id, OP2, 16, 1_000_000, 2));
-        assert_eq!(purchase_of(id).accrued, 600);
+        assert_eq!(purchase_of(id).operators.accrued, 600);
     });
 }
 
@@ -877,7 +887,7 @@ fn claim_pay_saturates_and_is_capped() {
             let id = active_stream(3);
             assert_ok!(claim(id, OP1, 1, u64::MAX, 1));
             assert_ok!(claim(id, OP2, 1, u64::MAX, 1));
-            assert_eq!(purchase_of(id).accrued, Balance::MAX);
+            assert_eq!(purchase_of(id).operators.accrued, Balance::MAX);
             jump_to(1 + PERIOD + GRACE);
             settle(id);
             let p = purchase_of(id);
@@ -885,7 +895,7 @@ fn claim_pay_saturates_and_is_capped() {
             let cap = StorageShare::get().mul_floor(budget);
             assert!(p.ledger.operators <= cap);
             assert!(p.ledger.operators >= cap - 1);
-            assert_eq!(p.ledger_total(), Some(p.price));
+            assert_eq!(p.ledger_total(), Some(p.payment.price));
         });
 }
 
@@ -1121,7 +1131,7 @@ fn the_last_period_takes_the_rounding_dust() {
         });
         let id = active_stream(3);
         // 3000 − ⌊3000/7⌋ = 2572 = 857 + 857 + 858.
-        assert_eq!(purchase_of(id).price, 2572);
+        assert_eq!(purchase_of(id).payment.price, 2572);
         for period in 0..3u64 {
             jump_to(1 + (period + 1) * PERIOD + GRACE);
             settle(id);
@@ -1199,9 +1209,9 @@ fn periods_settle_automatically() {
         // 2 of the 1 000 segments of period 0 acknowledged, 1 MB at 100 per MB.
         assert_ok!(claim(id, OP1, 1, 1_000_000, 1));
         run_to_block(1 + PERIOD + GRACE - 1);
-        assert_eq!(purchase_of(id).settled_periods, 0);
+        assert_eq!(purchase_of(id).progress.settled_periods, 0);
         run_to_block(1 + PERIOD + GRACE);
-        assert_eq!(purchase_of(id).settled_periods, 1);
+        assert_eq!(purchase_of(id).progress.settled_periods, 1);
         run_to_block(1 + 2 * PERIOD + GRACE);
         let p = purchase_of(id);
         assert_eq!(p.state, PurchaseState::Settled);
@@ -1224,7 +1234,7 @@ fn manual_and_automatic_settlement_do_not_double_up() {
         settle(id);
         // The agenda entry of period 0 is now early for period 1: it only reschedules.
         run_to_block(1 + 2 * PERIOD + GRACE - 1);
-        assert_eq!(purchase_of(id).settled_periods, 1);
+        assert_eq!(purchase_of(id).progress.settled_periods, 1);
         run_to_block(1 + 2 * PERIOD + GRACE);
         assert_eq!(purchase_of(id).state, PurchaseState::Settled);
     });
@@ -1275,7 +1285,7 @@ fn disputes_freeze_the_purchase() {
         const { assert!(1 + PERIOD + GRACE < DISPUTE_PERIOD) };
         run_to_block(DISPUTE_PERIOD);
         assert_noop!(Escrow::settle(signed(STRANGER), id), E::PurchaseDisputed);
-        assert_eq!(purchase_of(id).settled_periods, 0);
+        assert_eq!(purchase_of(id).progress.settled_periods, 0);
         assert_eq!(purchase_of(id).ledger.held, 2 * PRICE);
         // Operators may still record receipts.
         assert_ok!(claim(id, OP1, 1, 1_000_000, 1));
@@ -1573,7 +1583,7 @@ fn upheld_disputes_split_the_remainder() {
         let p = purchase_of(id);
         assert_eq!(p.state, PurchaseState::Settled);
         assert_eq!(p.dispute, None);
-        assert_eq!(p.settled_periods, 3);
+        assert_eq!(p.progress.settled_periods, 3);
         assert_eq!(held(HoldReason::DisputeDeposit, BUYER), 0);
         assert!(Escrow::settled_trade(id).is_some());
     });
@@ -1812,7 +1822,7 @@ fn a_failing_automatic_step_is_rolled_back_and_reported() {
         jump_to(due);
         Escrow::on_idle(due, Weight::MAX);
         let p = purchase_of(id);
-        assert_eq!(p.settled_periods, 0);
+        assert_eq!(p.progress.settled_periods, 0);
         assert_eq!(p.scheduled_at, Some(due + 100));
         assert!(System::events().iter().any(|r| matches!(
             r.event,
@@ -2066,7 +2076,7 @@ fn a_period_pays_the_acknowledged_share_of_what_was_published_in_it() {
     ExtBuilder::default().build_and_execute(|| {
         let id = buy(BUYER, STREAM_OFFER, 1);
         deliver(id, 0);
-        assert_eq!(purchase_of(id).start_head, Some(0));
+        assert_eq!(purchase_of(id).progress.start_head, Some(0));
         publish(STREAM, 100);
         // 40 of the 100 segments acknowledged, 1 MB served.
         assert_ok!(claim(id, OP1, 39, 1_000_000, 1));
@@ -2083,7 +2093,10 @@ fn receipts_beyond_the_attested_head_are_refused_and_change_nothing() {
         assert_noop!(claim(id, OP1, u64::MAX, 1_000, 1), E::BeyondStreamHead);
         assert_noop!(claim(id, OP1, PUBLISHED, 1_000, 1), E::BeyondStreamHead);
         assert_ok!(claim(id, OP1, PUBLISHED - 1, 1_000, 1));
-        assert_eq!(purchase_of(id).delivered_up_to, Some(PUBLISHED - 1));
+        assert_eq!(
+            purchase_of(id).progress.delivered_up_to,
+            Some(PUBLISHED - 1)
+        );
         // A forged maximum after a good receipt changes nothing either.
         assert_noop!(claim(id, OP1, u64::MAX, 2_000, 2), E::BeyondStreamHead);
         // Batch: the window is covered by the head, anything above it is refused.
@@ -2101,7 +2114,7 @@ fn operators_are_paid_the_price_agreed_at_purchase() {
         // OP1 raises its price a thousandfold after the purchase.
         with_state(|s| s.operators.insert(account(OP1), OP1_PRICE * 1_000));
         assert_ok!(claim(id, OP1, 9, 1_000_000, 1));
-        assert_eq!(purchase_of(id).accrued, OP1_PRICE);
+        assert_eq!(purchase_of(id).operators.accrued, OP1_PRICE);
         // A replacement assigned later is paid its own price, at most the highest agreed
         // (OP_PRICE).
         with_state(|s| {

@@ -5,7 +5,7 @@
 use super::*;
 use crate::Pallet as Offers;
 use alloc::vec;
-use fastdata_primitives::{OfferId, PaymentMode, StreamId};
+use fastdata_primitives::{OfferId, OperatorProvider, PaymentMode, StreamId};
 use frame_benchmarking::v2::*;
 use frame_support::{
     pallet_prelude::*,
@@ -54,7 +54,7 @@ fn max_terms<T: Config>() -> OfferTermsOf<T> {
         verified_discount: Perbill::from_percent(5),
         min_trust_score: 1,
         retention: Zero::zero(),
-        replication: T::MaxReplication::get(),
+        replication: T::Operators::max_replication(),
     }
 }
 
@@ -74,7 +74,7 @@ fn offer<T: Config>(who: &T::AccountId) -> OfferId {
 
 /// Lists an offer of `who` and registers its stream with a maximum-length name.
 fn offer_with_stream<T: Config>(who: &T::AccountId) -> (OfferId, StreamId) {
-    T::BenchmarkHelper::prepare_operators(T::MaxReplication::get());
+    T::BenchmarkHelper::prepare_operators(T::Operators::max_replication());
     let id = offer::<T>(who);
     let name = max_name::<T>();
     let stream = fastdata_primitives::api_market::stream_id(who, &name, 0);
@@ -147,7 +147,7 @@ mod benchmarks {
     #[benchmark]
     fn register_stream() {
         let caller = seller::<T>();
-        T::BenchmarkHelper::prepare_operators(T::MaxReplication::get());
+        T::BenchmarkHelper::prepare_operators(T::Operators::max_replication());
         let id = offer::<T>(&caller);
         let name = max_name::<T>();
         let stream = fastdata_primitives::api_market::stream_id(&caller, &name, 1);

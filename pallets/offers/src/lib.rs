@@ -19,8 +19,9 @@
 //! - **Streams.** The seller [registers the stream](Pallet::register_stream) of an offer:
 //!   `streamID = blake2_256(seller ‖ streamName ‖ timestamp)`
 //!   ([`fastdata_primitives::api_market::stream_id`]). Registration asks
-//!   [`Config::Operators`] for `R` operators (the offer's replication, at most
-//!   [`Config::MaxReplication`]) and records a commitment `H(k_e ‖ k_m)` to the first key
+//!   [`Config::Operators`] for `R` operators (the offer's replication, at most the storage
+//!   network's [`max_replication`](fastdata_primitives::OperatorProvider::max_replication),
+//!   `pallet-operators`' `MaxReplication`) and records a commitment `H(k_e ‖ k_m)` to the first key
 //!   epoch. Keys never touch the chain. The seller [rotates](Pallet::rotate_epoch) epochs with
 //!   a new commitment (the oldest ones are pruned beyond [`Config::MaxRetainedEpochs`]) and
 //!   [closes](Pallet::close_stream) the stream, which retires the offer. Its operators keep
@@ -148,10 +149,6 @@ pub mod pallet {
         /// Maximum number of offers per seller.
         #[pallet::constant]
         type MaxOffersPerSeller: Get<u32>;
-
-        /// Maximum replication factor of an offer; must not exceed the operators pallet's.
-        #[pallet::constant]
-        type MaxReplication: Get<u32>;
 
         /// Number of epoch commitments kept per stream; older ones are pruned on rotation.
         /// Choose it so a commitment outlives every purchase and dispute of its epoch.
@@ -341,8 +338,8 @@ pub mod pallet {
     impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
         fn integrity_test() {
             assert!(
-                T::MaxReplication::get() > 0,
-                "MaxReplication must be at least 1"
+                T::Operators::max_replication() > 0,
+                "the storage network's MaxReplication must be at least 1"
             );
             assert!(
                 T::MaxRetainedEpochs::get() > 0,

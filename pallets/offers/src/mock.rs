@@ -175,6 +175,9 @@ impl OperatorProvider<AccountId, Balance> for MockOperators {
     fn hosting(_stream: &StreamId) -> Option<(u32, bool)> {
         Some((16, true))
     }
+    fn max_replication() -> u32 {
+        MAX_REPLICATION
+    }
 }
 
 /// Sets the pool of operators the mock storage network assigns from.
@@ -230,7 +233,6 @@ impl pallet_offers::Config for Test {
     type MaxTopicLen = ConstU32<32>;
     type MaxStreamNameLen = ConstU32<16>;
     type MaxOffersPerSeller = ConstU32<MAX_OFFERS>;
-    type MaxReplication = ConstU32<MAX_REPLICATION>;
     type MaxRetainedEpochs = ConstU32<MAX_RETAINED_EPOCHS>;
     type MaxBatchSegments = MaxBatchSegments;
     type MinPeriod = ConstU64<MIN_PERIOD>;

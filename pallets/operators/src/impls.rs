@@ -4,6 +4,7 @@
 use crate::*;
 use alloc::vec::Vec;
 use fastdata_primitives::{OperatorProvider, Sequence, StreamId};
+use frame_support::traits::Get;
 use sp_runtime::DispatchError;
 
 impl<T: Config> OperatorProvider<T::AccountId, BalanceOf<T>> for Pallet<T> {
@@ -41,5 +42,9 @@ impl<T: Config> OperatorProvider<T::AccountId, BalanceOf<T>> for Pallet<T> {
 
     fn hosting(stream: &StreamId) -> Option<(u32, bool)> {
         Hosting::<T>::get(stream).map(|h| (h.quota_mb, Self::is_funded(&h)))
+    }
+
+    fn max_replication() -> u32 {
+        T::MaxReplication::get()
     }
 }

@@ -193,8 +193,9 @@ pub mod pallet {
         #[pallet::constant]
         type MaxOperators: Get<u32>;
 
-        /// Maximum number of operators per stream. `pallet-offers`' own maximum must not exceed
-        /// it.
+        /// Maximum number of operators per stream; also the most replicas an offer may ask for
+        /// (`pallet-offers` reads it through
+        /// [`fastdata_primitives::OperatorProvider::max_replication`]).
         #[pallet::constant]
         type MaxReplication: Get<u32>;
 

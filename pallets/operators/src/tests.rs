@@ -931,6 +931,11 @@ fn assign_errors() {
                 request(1, MAX_REPLICATION + 1),
                 Error::<Test>::InvalidReplication
             );
+            // The limit `pallet-offers` checks offers' replication against.
+            assert_eq!(
+                <Operators as OperatorProvider<u64, u64>>::max_replication(),
+                MAX_REPLICATION
+            );
             assert_noop!(request(1, 3), Error::<Test>::NotEnoughOperators);
             assert_ok!(request(1, 2));
             // Pending or drawn, a stream is requested once.

@@ -188,7 +188,6 @@ impl pallet_offers::Config for Runtime {
     type MaxTopicLen = frame_support::traits::ConstU32<128>;
     type MaxStreamNameLen = frame_support::traits::ConstU32<64>;
     type MaxOffersPerSeller = frame_support::traits::ConstU32<100>;
-    type MaxReplication = frame_support::traits::ConstU32<{ fastdata_primitives::MAX_REPLICATION }>;
     type MaxRetainedEpochs = frame_support::traits::ConstU32<1024>;
     type MaxBatchSegments = MaxBatchSegments;
     type MinPeriod = MinPeriod;

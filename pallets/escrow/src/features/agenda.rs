@@ -156,13 +156,15 @@ impl<T: Config> Pallet<T> {
             Self::record_boundaries(purchase, now);
         }
         match purchase.state {
-            PurchaseState::AwaitingKeys if now > purchase.key_deadline => {
+            PurchaseState::AwaitingKeys if now > purchase.schedule.key_deadline => {
                 Self::refund_missing_keys_now(id, purchase, now)?;
             }
             PurchaseState::Active
                 if now
-                    >= purchase
-                        .settlement_due(purchase.settled_periods, T::ClaimGracePeriod::get()) =>
+                    >= purchase.settlement_due(
+                        purchase.progress.settled_periods,
+                        T::ClaimGracePeriod::get(),
+                    ) =>
             {
                 Self::settle_next_period(id, purchase, now)?;
             }

@@ -22,16 +22,16 @@ impl<T: Config> Pallet<T> {
         let id = receipt.purchase;
         let mut purchase = Purchases::<T>::get(id).ok_or(Error::<T>::UnknownPurchase)?;
         ensure!(purchase.state.is_open(), Error::<T>::PurchaseClosed);
-        ensure!(purchase.buyer != operator, Error::<T>::BuyerIsOperator);
+        ensure!(purchase.deal.buyer != operator, Error::<T>::BuyerIsOperator);
         ensure!(
-            receipt.verify(&signature, &purchase.buyer, &Self::genesis_hash()),
+            receipt.verify(&signature, &purchase.deal.buyer, &Self::genesis_hash()),
             Error::<T>::InvalidSignature
         );
         let current_price =
             T::Operators::price_per_mb(&operator).ok_or(Error::<T>::NotAnOperator)?;
         let price_per_mb = purchase.agreed_price(&operator, current_price);
         ensure!(
-            receipt.up_to_sequence < T::Operators::stream_head(&purchase.stream),
+            receipt.up_to_sequence < T::Operators::stream_head(&purchase.deal.stream),
             Error::<T>::BeyondStreamHead
         );
 
@@ -55,14 +55,14 @@ impl<T: Config> Pallet<T> {
             }
             None => {
                 ensure!(
-                    T::Operators::assigned(&purchase.stream).contains(&operator),
+                    T::Operators::assigned(&purchase.deal.stream).contains(&operator),
                     Error::<T>::NotAssignedOperator
                 );
                 ensure!(
-                    purchase.operators < T::MaxOperatorsPerPurchase::get(),
+                    purchase.operators.claims < T::MaxOperatorsPerPurchase::get(),
                     Error::<T>::TooManyOperators
                 );
-                purchase.operators = purchase.operators.saturating_add(1);
+                purchase.operators.claims = purchase.operators.claims.saturating_add(1);
                 OperatorClaim::default()
             }
         };
@@ -74,12 +74,13 @@ impl<T: Config> Pallet<T> {
             u128::from(BYTES_PER_MB),
         );
         claim.accrued = claim.accrued.saturating_add(accrued);
-        purchase.accrued = purchase.accrued.saturating_add(accrued);
+        purchase.operators.accrued = purchase.operators.accrued.saturating_add(accrued);
         if purchase
+            .progress
             .delivered_up_to
             .is_none_or(|up_to| receipt.up_to_sequence > up_to)
         {
-            purchase.delivered_up_to = Some(receipt.up_to_sequence);
+            purchase.progress.delivered_up_to = Some(receipt.up_to_sequence);
         }
         claim.nonce = receipt.nonce;
         claim.up_to_sequence = receipt.up_to_sequence;

@@ -30,7 +30,7 @@ impl<T: Config> Pallet<T> {
         evidence: Option<H256>,
     ) -> DispatchResult {
         let mut purchase = Purchases::<T>::get(id).ok_or(Error::<T>::UnknownPurchase)?;
-        ensure!(purchase.buyer == buyer, Error::<T>::NotBuyer);
+        ensure!(purchase.deal.buyer == buyer, Error::<T>::NotBuyer);
         match purchase.state {
             PurchaseState::Active => {}
             PurchaseState::AwaitingKeys => return Err(Error::<T>::KeysNotDelivered.into()),
@@ -58,7 +58,7 @@ impl<T: Config> Pallet<T> {
         });
         // The stream stays hosted (and its offer's records kept) while the dispute may still
         // need them.
-        Self::keep_hosted_until(purchase.offer, deadline);
+        Self::keep_hosted_until(purchase.deal.offer, deadline);
         // The agenda entry moves to the dispute's deadline (or an earlier period boundary).
         Self::reschedule(id, &mut purchase, now);
         Purchases::<T>::insert(id, purchase);
@@ -82,12 +82,14 @@ impl<T: Config> Pallet<T> {
         now: BlockNumberFor<T>,
     ) -> BlockNumberFor<T> {
         let deadline = now.saturating_add(T::DisputePeriod::get());
-        match purchase.terms {
+        match purchase.deal.terms {
             fastdata_primitives::escrow::PurchaseTerms::Stream { period, .. } => {
                 let unfit = purchase
+                    .progress
                     .settled_periods
                     .saturating_add(MAX_PENDING_BOUNDARIES);
                 let lost_at = purchase
+                    .schedule
                     .start
                     .saturating_add(period.saturating_mul(unfit.into()));
                 // Two blocks of margin: the lapse, then one settlement to make room.
@@ -107,7 +109,7 @@ impl<T: Config> Pallet<T> {
         evidence: H256,
     ) -> DispatchResult {
         let mut purchase = Purchases::<T>::get(id).ok_or(Error::<T>::UnknownPurchase)?;
-        ensure!(purchase.seller == seller, Error::<T>::NotSeller);
+        ensure!(purchase.deal.seller == seller, Error::<T>::NotSeller);
         let now = frame_system::Pallet::<T>::block_number();
         let dispute = purchase
             .dispute
@@ -145,7 +147,11 @@ impl<T: Config> Pallet<T> {
         });
         if answered {
             let dispute = purchase.dispute.take().ok_or(Error::<T>::NotDisputed)?;
-            Self::release(HoldReason::DisputeDeposit, &purchase.buyer, dispute.deposit)?;
+            Self::release(
+                HoldReason::DisputeDeposit,
+                &purchase.deal.buyer,
+                dispute.deposit,
+            )?;
             purchase.state = PurchaseState::Active;
             Ok(())
         } else {
@@ -178,19 +184,23 @@ impl<T: Config> Pallet<T> {
         let dispute = purchase.dispute.take().ok_or(Error::<T>::NotDisputed)?;
 
         if refund_ratio.is_zero() {
-            Self::forfeit_dispute_deposit(&purchase.buyer, dispute.deposit)?;
+            Self::forfeit_dispute_deposit(&purchase.deal.buyer, dispute.deposit)?;
             purchase.state = PurchaseState::Active;
             Self::deposit_event(Event::DisputeRejected {
                 purchase: id,
                 deposit: dispute.deposit,
             });
         } else {
-            Self::release(HoldReason::DisputeDeposit, &purchase.buyer, dispute.deposit)?;
+            Self::release(
+                HoldReason::DisputeDeposit,
+                &purchase.deal.buyer,
+                dispute.deposit,
+            )?;
             let claims = Self::accrued_claims(id, purchase);
             let split = split_upheld(
                 purchase.ledger.held,
                 &claims.iter().map(|(_, c)| c.accrued).collect::<Vec<_>>(),
-                purchase.accrued,
+                purchase.operators.accrued,
                 T::StorageShare::get(),
                 refund_ratio,
                 T::ProtocolFee::get(),
@@ -198,7 +208,7 @@ impl<T: Config> Pallet<T> {
             Self::pay_operators(id, purchase, claims, &split.operators)?;
             let operators = split.operators_total();
             let (seller, fee, refunded) = (split.seller, split.fee, split.refund);
-            let seller_account = purchase.seller.clone();
+            let seller_account = purchase.deal.seller.clone();
             let seller = Self::pay(id, purchase, &seller_account, seller, Payee::Seller)?;
             let fee = Self::pay(
                 id,
@@ -208,7 +218,7 @@ impl<T: Config> Pallet<T> {
                 Payee::Treasury,
             )?;
             Self::refund(purchase, refunded)?;
-            purchase.settled_periods = purchase.periods();
+            purchase.progress.settled_periods = purchase.periods();
             Self::deposit_event(Event::DisputeUpheld {
                 purchase: id,
                 refund_ratio,

@@ -15,9 +15,15 @@ impl<T: Config> Pallet<T> {
             if at > now {
                 break;
             }
-            let attested = *head.get_or_insert_with(|| T::Operators::stream_head(&purchase.stream));
-            let floor = purchase.heads.last().copied().unwrap_or_default();
-            if purchase.heads.try_push(attested.max(floor)).is_err() {
+            let attested =
+                *head.get_or_insert_with(|| T::Operators::stream_head(&purchase.deal.stream));
+            let floor = purchase.progress.heads.last().copied().unwrap_or_default();
+            if purchase
+                .progress
+                .heads
+                .try_push(attested.max(floor))
+                .is_err()
+            {
                 break;
             }
         }

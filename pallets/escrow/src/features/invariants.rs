@@ -45,13 +45,17 @@ impl<T: Config> Holds<T> {
     /// Adds what `p` holds.
     fn add_purchase(&mut self, p: &PurchaseOf<T>) {
         if p.state.is_open() {
-            add::<T>(&mut self.price, &p.buyer, p.ledger.held);
+            add::<T>(&mut self.price, &p.deal.buyer, p.ledger.held);
         }
         if let Some(dispute) = &p.dispute {
-            add::<T>(&mut self.dispute_deposits, &p.buyer, dispute.deposit);
+            add::<T>(&mut self.dispute_deposits, &p.deal.buyer, dispute.deposit);
         }
-        add::<T>(&mut self.purchase_deposits, &p.buyer, p.deposit);
-        add::<T>(&mut self.key_deposits, &p.seller, p.key_deposits);
+        add::<T>(
+            &mut self.purchase_deposits,
+            &p.deal.buyer,
+            p.payment.deposit,
+        );
+        add::<T>(&mut self.key_deposits, &p.deal.seller, p.keys.deposits);
     }
 }
 
@@ -95,11 +99,11 @@ impl<T: Config> Pallet<T> {
     /// keys, a refund is whole, a settled purchase settled every period).
     fn check_ledger_and_state(p: &PurchaseOf<T>) -> Result<(), TryRuntimeError> {
         ensure!(
-            p.ledger_total() == Some(p.price),
+            p.ledger_total() == Some(p.payment.price),
             "ledger does not add up to the price"
         );
         ensure!(
-            p.settled_periods <= p.periods(),
+            p.progress.settled_periods <= p.periods(),
             "more periods settled than bought"
         );
         ensure!(
@@ -112,12 +116,15 @@ impl<T: Config> Pallet<T> {
         );
         match p.state {
             PurchaseState::AwaitingKeys => {
-                ensure!(p.settled_periods == 0, "period settled before keys");
-                ensure!(p.ledger.held == p.price, "funds moved before keys");
+                ensure!(
+                    p.progress.settled_periods == 0,
+                    "period settled before keys"
+                );
+                ensure!(p.ledger.held == p.payment.price, "funds moved before keys");
             }
             PurchaseState::Refunded => {
                 ensure!(
-                    p.ledger.refunded == p.price,
+                    p.ledger.refunded == p.payment.price,
                     "refunded purchase not fully refunded"
                 );
             }
@@ -141,10 +148,10 @@ impl<T: Config> Pallet<T> {
             let needed = p
                 .dispute
                 .as_ref()
-                .map_or(p.end, |d| d.deadline.max(p.end))
+                .map_or(p.schedule.end, |d| d.deadline.max(p.schedule.end))
                 .saturating_add(grace);
             ensure!(
-                OfferNeededUntil::<T>::get(p.offer).is_some_and(|until| until >= needed),
+                OfferNeededUntil::<T>::get(p.deal.offer).is_some_and(|until| until >= needed),
                 "open purchase not covered by its offer's hosting deadline"
             );
             ensure!(p.closed_at.is_none(), "open purchase has a closing block");
@@ -155,7 +162,7 @@ impl<T: Config> Pallet<T> {
                 "closed purchase without closing block"
             );
             ensure!(
-                p.accrued.is_zero(),
+                p.operators.accrued.is_zero(),
                 "closed purchase with accrued operator pay"
             );
         }
@@ -165,25 +172,28 @@ impl<T: Config> Pallet<T> {
     /// A stream purchase has the head of its next period, never decreasing and not below its
     /// start head; a batch purchase has no heads.
     fn check_heads(p: &PurchaseOf<T>) -> Result<(), TryRuntimeError> {
-        match p.terms {
+        match p.deal.terms {
             PurchaseTerms::Stream { .. } => {
                 ensure!(
-                    !p.heads.is_empty(),
+                    !p.progress.heads.is_empty(),
                     "stream purchase without the head of its next period"
                 );
                 ensure!(
-                    p.heads.windows(2).all(|w| w[0] <= w[1]),
+                    p.progress.heads.windows(2).all(|w| w[0] <= w[1]),
                     "period heads decrease"
                 );
                 ensure!(
-                    p.start_head
-                        .is_some_and(|h| p.heads.first().is_some_and(|f| h <= *f)),
+                    p.progress.start_head.is_some_and(|h| p
+                        .progress
+                        .heads
+                        .first()
+                        .is_some_and(|f| h <= *f)),
                     "period heads below the start head"
                 );
             }
             PurchaseTerms::Batch { .. } => {
                 ensure!(
-                    p.heads.is_empty() && p.start_head.is_none(),
+                    p.progress.heads.is_empty() && p.progress.start_head.is_none(),
                     "batch purchase with stream heads"
                 );
             }
@@ -195,7 +205,7 @@ impl<T: Config> Pallet<T> {
     /// pay, match the stored keys and claims, within their bounds.
     fn check_keys_and_claims(id: PurchaseId, p: &PurchaseOf<T>) -> Result<(), TryRuntimeError> {
         let epochs = SealedKeys::<T>::iter_key_prefix(id).count() as u32;
-        ensure!(epochs == p.epochs_delivered, "sealed key count mismatch");
+        ensure!(epochs == p.keys.epochs, "sealed key count mismatch");
         ensure!(
             epochs <= T::MaxEpochsPerPurchase::get(),
             "too many sealed keys"
@@ -206,12 +216,18 @@ impl<T: Config> Pallet<T> {
             operators = operators.saturating_add(1);
             accrued = accrued.saturating_add(claim.accrued);
         }
-        ensure!(operators == p.operators, "operator claim count mismatch");
+        ensure!(
+            operators == p.operators.claims,
+            "operator claim count mismatch"
+        );
         ensure!(
             operators <= T::MaxOperatorsPerPurchase::get(),
             "too many operator claims"
         );
-        ensure!(accrued == p.accrued, "accrued operator pay mismatch");
+        ensure!(
+            accrued == p.operators.accrued,
+            "accrued operator pay mismatch"
+        );
         Ok(())
     }
 
@@ -222,11 +238,11 @@ impl<T: Config> Pallet<T> {
         cursor: Option<BlockNumberFor<T>>,
     ) -> Result<(), TryRuntimeError> {
         ensure!(
-            PurchasesByBuyer::<T>::contains_key(&p.buyer, id),
+            PurchasesByBuyer::<T>::contains_key(&p.deal.buyer, id),
             "missing buyer index entry"
         );
         ensure!(
-            PurchasesByOffer::<T>::contains_key(p.offer, id),
+            PurchasesByOffer::<T>::contains_key(p.deal.offer, id),
             "missing offer index entry"
         );
         let Some(at) = p.scheduled_at else {
@@ -248,13 +264,13 @@ impl<T: Config> Pallet<T> {
     fn check_no_orphans() -> Result<(), TryRuntimeError> {
         for (buyer, id) in PurchasesByBuyer::<T>::iter_keys() {
             ensure!(
-                Purchases::<T>::get(id).is_some_and(|p| p.buyer == buyer),
+                Purchases::<T>::get(id).is_some_and(|p| p.deal.buyer == buyer),
                 "stale buyer index entry"
             );
         }
         for (offer, id) in PurchasesByOffer::<T>::iter_keys() {
             ensure!(
-                Purchases::<T>::get(id).is_some_and(|p| p.offer == offer),
+                Purchases::<T>::get(id).is_some_and(|p| p.deal.offer == offer),
                 "stale offer index entry"
             );
         }

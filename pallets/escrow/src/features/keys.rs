@@ -19,33 +19,36 @@ impl<T: Config> Pallet<T> {
         sealed: BoundedVec<u8, T::MaxSealedKeyLen>,
     ) -> DispatchResult {
         let mut purchase = Purchases::<T>::get(id).ok_or(Error::<T>::UnknownPurchase)?;
-        ensure!(purchase.seller == seller, Error::<T>::NotSeller);
+        ensure!(purchase.deal.seller == seller, Error::<T>::NotSeller);
         ensure!(purchase.state.is_open(), Error::<T>::PurchaseClosed);
         let now = frame_system::Pallet::<T>::block_number();
         if purchase.state == PurchaseState::AwaitingKeys {
-            ensure!(now <= purchase.key_deadline, Error::<T>::KeyDeadlinePassed);
+            ensure!(
+                now <= purchase.schedule.key_deadline,
+                Error::<T>::KeyDeadlinePassed
+            );
         }
         sealed::check_format(&sealed).map_err(|_| Error::<T>::MalformedSealedKey)?;
         ensure!(
             !SealedKeys::<T>::contains_key(id, epoch),
             Error::<T>::EpochAlreadyDelivered
         );
-        if let Some(first) = purchase.first_epoch {
+        if let Some(first) = purchase.schedule.first_epoch {
             ensure!(epoch >= first, Error::<T>::EpochNotPurchased);
         }
         ensure!(
-            T::Offers::epoch_commitment(&purchase.stream, epoch).is_some(),
+            T::Offers::epoch_commitment(&purchase.deal.stream, epoch).is_some(),
             Error::<T>::UnknownEpoch
         );
         ensure!(
-            purchase.epochs_delivered < T::MaxEpochsPerPurchase::get(),
+            purchase.keys.epochs < T::MaxEpochsPerPurchase::get(),
             Error::<T>::TooManyEpochs
         );
 
         let deposit = Self::key_deposit(sealed.len());
         Self::hold(HoldReason::KeyDeposit, &seller, deposit)?;
-        purchase.key_deposits = purchase.key_deposits.saturating_add(deposit);
-        purchase.epochs_delivered = purchase.epochs_delivered.saturating_add(1);
+        purchase.keys.deposits = purchase.keys.deposits.saturating_add(deposit);
+        purchase.keys.epochs = purchase.keys.epochs.saturating_add(1);
         SealedKeys::<T>::insert(id, epoch, sealed);
         Self::deposit_event(Event::KeysDelivered {
             purchase: id,
@@ -53,7 +56,10 @@ impl<T: Config> Pallet<T> {
             deposit,
         });
 
-        let activates = purchase.first_epoch.is_none_or(|first| first == epoch);
+        let activates = purchase
+            .schedule
+            .first_epoch
+            .is_none_or(|first| first == epoch);
         if purchase.state == PurchaseState::AwaitingKeys && activates {
             purchase.state = PurchaseState::Active;
             Self::deposit_event(Event::PurchaseActivated { purchase: id });
@@ -80,7 +86,7 @@ impl<T: Config> Pallet<T> {
         );
         let now = frame_system::Pallet::<T>::block_number();
         ensure!(
-            now > purchase.key_deadline,
+            now > purchase.schedule.key_deadline,
             Error::<T>::KeyDeadlineNotPassed
         );
         Self::refund_missing_keys_now(id, &mut purchase, now)?;
@@ -103,7 +109,7 @@ impl<T: Config> Pallet<T> {
         purchase.closed_at = Some(now);
         Self::deposit_event(Event::RefundedForMissingKeys {
             purchase: id,
-            buyer: purchase.buyer.clone(),
+            buyer: purchase.deal.buyer.clone(),
             amount,
         });
         Ok(())
@@ -111,7 +117,7 @@ impl<T: Config> Pallet<T> {
 
     /// Zeroes the operators' accrued pay of `purchase` (nothing left to pay it from).
     pub(crate) fn forfeit_accrued(id: PurchaseId, purchase: &mut PurchaseOf<T>) {
-        if purchase.accrued.is_zero() {
+        if purchase.operators.accrued.is_zero() {
             return;
         }
         let claims: alloc::vec::Vec<_> = OperatorClaims::<T>::iter_prefix(id).collect();
@@ -121,6 +127,6 @@ impl<T: Config> Pallet<T> {
                 OperatorClaims::<T>::insert(id, operator, claim);
             }
         }
-        purchase.accrued = Zero::zero();
+        purchase.operators.accrued = Zero::zero();
     }
 }

@@ -61,7 +61,11 @@ impl<T: Config> Pallet<T> {
         let next_id = id.checked_add(1).ok_or(Error::<T>::NoMoreIds)?;
         let purchase = Self::new_purchase(&buyer, offer_id, checked, schedule, price, now);
         Self::hold(HoldReason::PurchasePrice, &buyer, price)?;
-        Self::hold(HoldReason::PurchaseDeposit, &buyer, purchase.deposit)?;
+        Self::hold(
+            HoldReason::PurchaseDeposit,
+            &buyer,
+            purchase.payment.deposit,
+        )?;
         Self::record_purchase(id, next_id, purchase, periods, now);
         Ok(id)
     }
@@ -219,28 +223,40 @@ impl<T: Config> Pallet<T> {
                 .collect::<alloc::vec::Vec<_>>(),
         );
         Purchase {
-            buyer: buyer.clone(),
-            seller: checked.offer.seller,
-            offer: offer_id,
-            stream: checked.stream_id,
-            terms: schedule.terms,
-            buyer_key: checked.buyer_key,
-            price,
-            deposit: T::PurchaseDeposit::get(),
-            start: now,
-            end: schedule.end,
-            key_deadline: schedule.key_deadline,
-            first_epoch: schedule.first_epoch,
+            deal: PurchaseDeal {
+                buyer: buyer.clone(),
+                seller: checked.offer.seller,
+                offer: offer_id,
+                stream: checked.stream_id,
+                terms: schedule.terms,
+                buyer_key: checked.buyer_key,
+            },
+            payment: PurchasePayment {
+                price,
+                deposit: T::PurchaseDeposit::get(),
+            },
+            schedule: PurchaseSchedule {
+                start: now,
+                end: schedule.end,
+                key_deadline: schedule.key_deadline,
+                first_epoch: schedule.first_epoch,
+            },
             state: PurchaseState::AwaitingKeys,
-            epochs_delivered: 0,
-            key_deposits: Zero::zero(),
-            settled_periods: 0,
-            delivered_up_to: None,
-            start_head,
-            heads,
-            operator_prices,
-            operators: 0,
-            accrued: Zero::zero(),
+            keys: KeyDelivery {
+                epochs: 0,
+                deposits: Zero::zero(),
+            },
+            progress: PurchaseProgress {
+                settled_periods: 0,
+                delivered_up_to: None,
+                start_head,
+                heads,
+            },
+            operators: OperatorPay {
+                prices: operator_prices,
+                claims: 0,
+                accrued: Zero::zero(),
+            },
             ledger: PurchaseLedger {
                 held: price,
                 ..Default::default()
@@ -263,20 +279,20 @@ impl<T: Config> Pallet<T> {
     ) {
         Self::ensure_scheduled(id, &mut purchase, now);
         NextPurchaseId::<T>::put(next_id);
-        PurchasesByBuyer::<T>::insert(&purchase.buyer, id, ());
-        PurchasesByOffer::<T>::insert(purchase.offer, id, ());
+        PurchasesByBuyer::<T>::insert(&purchase.deal.buyer, id, ());
+        PurchasesByOffer::<T>::insert(purchase.deal.offer, id, ());
         // Checked by `purchase_schedule`: `end + ClaimGracePeriod` does not overflow.
-        Self::keep_hosted_until(purchase.offer, purchase.end);
+        Self::keep_hosted_until(purchase.deal.offer, purchase.schedule.end);
         let event = Event::Purchased {
             purchase: id,
-            offer: purchase.offer,
-            buyer: purchase.buyer.clone(),
-            seller: purchase.seller.clone(),
-            price: purchase.price,
-            deposit: purchase.deposit,
+            offer: purchase.deal.offer,
+            buyer: purchase.deal.buyer.clone(),
+            seller: purchase.deal.seller.clone(),
+            price: purchase.payment.price,
+            deposit: purchase.payment.deposit,
             periods,
-            access_end: purchase.end,
-            key_deadline: purchase.key_deadline,
+            access_end: purchase.schedule.end,
+            key_deadline: purchase.schedule.key_deadline,
         };
         Purchases::<T>::insert(id, purchase);
         Self::deposit_event(event);

@@ -50,33 +50,33 @@ impl<T: Config> Pallet<T> {
     ) -> Option<PurchaseView<T::AccountId, BalanceOf<T>, BlockNumberFor<T>>> {
         let p = Purchases::<T>::get(id)?;
         let next_settlement = (p.state.is_open() && !p.all_periods_settled())
-            .then(|| p.settlement_due(p.settled_periods, T::ClaimGracePeriod::get()));
+            .then(|| p.settlement_due(p.progress.settled_periods, T::ClaimGracePeriod::get()));
         let mut operators: Vec<_> = OperatorClaims::<T>::iter_prefix(id).collect();
         operators.sort_by(|a, b| a.0.cmp(&b.0));
         Some(PurchaseView {
             id,
-            buyer: p.buyer,
-            seller: p.seller,
-            offer: p.offer,
-            stream: p.stream,
-            terms: p.terms,
-            buyer_key: p.buyer_key,
-            price: p.price,
+            buyer: p.deal.buyer,
+            seller: p.deal.seller,
+            offer: p.deal.offer,
+            stream: p.deal.stream,
+            terms: p.deal.terms,
+            buyer_key: p.deal.buyer_key,
+            price: p.payment.price,
             state: p.state,
             access: AccessPeriod {
-                start: p.start,
-                end: p.end,
-                first_epoch: p.first_epoch,
+                start: p.schedule.start,
+                end: p.schedule.end,
+                first_epoch: p.schedule.first_epoch,
                 epochs: Self::delivered_epochs(id),
             },
-            key_deadline: p.key_deadline,
-            settled_periods: p.settled_periods,
+            key_deadline: p.schedule.key_deadline,
+            settled_periods: p.progress.settled_periods,
             next_settlement,
-            delivered_up_to: p.delivered_up_to,
-            start_head: p.start_head,
-            period_heads: p.heads.into_inner(),
+            delivered_up_to: p.progress.delivered_up_to,
+            start_head: p.progress.start_head,
+            period_heads: p.progress.heads.into_inner(),
             ledger: p.ledger,
-            accrued: p.accrued,
+            accrued: p.operators.accrued,
             operators,
             dispute: p.dispute,
             closed_at: p.closed_at,

@@ -24,7 +24,7 @@ impl<T: Config> Pallet<T> {
     pub(crate) fn reap_due(purchase: &PurchaseOf<T>) -> BlockNumberFor<T> {
         purchase
             .closed_at
-            .unwrap_or(purchase.end)
+            .unwrap_or(purchase.schedule.end)
             .saturating_add(T::RetentionPeriod::get())
     }
 
@@ -36,23 +36,23 @@ impl<T: Config> Pallet<T> {
         }
         Self::release(
             HoldReason::PurchaseDeposit,
-            &purchase.buyer,
-            purchase.deposit,
+            &purchase.deal.buyer,
+            purchase.payment.deposit,
         )?;
         Self::release(
             HoldReason::KeyDeposit,
-            &purchase.seller,
-            purchase.key_deposits,
+            &purchase.deal.seller,
+            purchase.keys.deposits,
         )?;
         let _ = SealedKeys::<T>::clear_prefix(id, T::MaxEpochsPerPurchase::get(), None);
         let _ = OperatorClaims::<T>::clear_prefix(id, T::MaxOperatorsPerPurchase::get(), None);
-        PurchasesByBuyer::<T>::remove(&purchase.buyer, id);
-        PurchasesByOffer::<T>::remove(purchase.offer, id);
+        PurchasesByBuyer::<T>::remove(&purchase.deal.buyer, id);
+        PurchasesByOffer::<T>::remove(purchase.deal.offer, id);
         Purchases::<T>::remove(id);
         Self::deposit_event(Event::PurchaseReaped {
             purchase: id,
-            buyer_deposit: purchase.deposit,
-            key_deposits: purchase.key_deposits,
+            buyer_deposit: purchase.payment.deposit,
+            key_deposits: purchase.keys.deposits,
         });
         Ok(())
     }

@@ -55,7 +55,10 @@ impl<T: Config> Pallet<T> {
                 return Err(Error::<T>::PurchaseClosed.into())
             }
         }
-        let due = purchase.settlement_due(purchase.settled_periods, T::ClaimGracePeriod::get());
+        let due = purchase.settlement_due(
+            purchase.progress.settled_periods,
+            T::ClaimGracePeriod::get(),
+        );
         ensure!(now >= due, Error::<T>::SettlementNotDue);
         Self::record_boundaries(&mut purchase, now);
         Self::settle_next_period(id, &mut purchase, now)?;
@@ -72,14 +75,14 @@ impl<T: Config> Pallet<T> {
         purchase: &mut PurchaseOf<T>,
         now: BlockNumberFor<T>,
     ) -> DispatchResult {
-        let period = purchase.settled_periods;
+        let period = purchase.progress.settled_periods;
         let budget = purchase.next_period_budget();
         let claims = Self::accrued_claims(id, purchase);
         let split = split_period(
             budget,
             purchase.delivered(),
             &claims.iter().map(|(_, c)| c.accrued).collect::<Vec<_>>(),
-            purchase.accrued,
+            purchase.operators.accrued,
             T::StorageShare::get(),
             T::ProtocolFee::get(),
         );
@@ -87,7 +90,7 @@ impl<T: Config> Pallet<T> {
         let operators = split.operators_total();
         let (seller, fee, refunded) = (split.seller, split.fee, split.refund);
 
-        let seller_account = purchase.seller.clone();
+        let seller_account = purchase.deal.seller.clone();
         let seller_paid = Self::pay(id, purchase, &seller_account, seller, Payee::Seller)?;
         let fee_paid = Self::pay(
             id,
@@ -98,9 +101,9 @@ impl<T: Config> Pallet<T> {
         )?;
         Self::refund(purchase, refunded)?;
 
-        purchase.settled_periods = period.saturating_add(1);
-        if purchase.heads.len() > 1 {
-            purchase.heads.remove(0);
+        purchase.progress.settled_periods = period.saturating_add(1);
+        if purchase.progress.heads.len() > 1 {
+            purchase.progress.heads.remove(0);
         }
         Self::deposit_event(Event::PeriodSettled {
             purchase: id,
@@ -124,7 +127,10 @@ impl<T: Config> Pallet<T> {
     ) {
         purchase.state = PurchaseState::Settled;
         purchase.closed_at = Some(now);
-        let value = purchase.price.saturating_sub(purchase.ledger.refunded);
+        let value = purchase
+            .payment
+            .price
+            .saturating_sub(purchase.ledger.refunded);
         Self::deposit_event(Event::PurchaseSettled {
             purchase: id,
             value,
@@ -137,7 +143,7 @@ impl<T: Config> Pallet<T> {
         id: PurchaseId,
         purchase: &PurchaseOf<T>,
     ) -> Vec<(T::AccountId, OperatorClaimOf<T>)> {
-        if purchase.accrued.is_zero() {
+        if purchase.operators.accrued.is_zero() {
             return Vec::new();
         }
         OperatorClaims::<T>::iter_prefix(id).collect()
@@ -151,7 +157,7 @@ impl<T: Config> Pallet<T> {
         claims: Vec<(T::AccountId, OperatorClaimOf<T>)>,
         shares: &[BalanceOf<T>],
     ) -> DispatchResult {
-        if purchase.accrued.is_zero() {
+        if purchase.operators.accrued.is_zero() {
             return Ok(());
         }
         for ((operator, mut claim), share) in claims.into_iter().zip(shares) {
@@ -170,7 +176,7 @@ impl<T: Config> Pallet<T> {
                 });
             }
         }
-        purchase.accrued = Zero::zero();
+        purchase.operators.accrued = Zero::zero();
         Ok(())
     }
 
@@ -203,7 +209,7 @@ impl<T: Config> Pallet<T> {
             .ok_or(ArithmeticError::Underflow)?;
         T::Currency::transfer_on_hold(
             &HoldReason::PurchasePrice.into(),
-            &purchase.buyer,
+            &purchase.deal.buyer,
             to,
             amount,
             Precision::Exact,
@@ -232,7 +238,7 @@ impl<T: Config> Pallet<T> {
             .held
             .checked_sub(&amount)
             .ok_or(ArithmeticError::Underflow)?;
-        Self::release(HoldReason::PurchasePrice, &purchase.buyer, amount)?;
+        Self::release(HoldReason::PurchasePrice, &purchase.deal.buyer, amount)?;
         purchase.ledger.held = held;
         purchase.ledger.refunded = purchase
             .ledger

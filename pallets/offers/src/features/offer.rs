@@ -1,7 +1,9 @@
 //! Creating, updating, retiring and removing offers.
 
 use crate::*;
-use fastdata_primitives::{IdentityProvider, OfferId, OfferPurchases, PaymentMode};
+use fastdata_primitives::{
+    IdentityProvider, OfferId, OfferPurchases, OperatorProvider, PaymentMode,
+};
 use frame_support::{
     pallet_prelude::*,
     traits::{fungible::MutateHold, tokens::Precision},
@@ -185,7 +187,7 @@ impl<T: Config> Pallet<T> {
 
     fn ensure_valid_terms(terms: &OfferTermsOf<T>) -> DispatchResult {
         ensure!(
-            terms.replication > 0 && terms.replication <= T::MaxReplication::get(),
+            terms.replication > 0 && terms.replication <= T::Operators::max_replication(),
             Error::<T>::InvalidReplication
         );
         ensure!(
