@@ -4,7 +4,10 @@
 
 use anyhow::{bail, Context};
 use fastdata_primitives::{AccountId, Balance, BlockNumber, OfferId};
-use fastdata_sdk::{chain::arg, identity::lookup, Account, FastData, FastDataConfig};
+use fastdata_sdk::{
+    chain::{fastdata, lookup},
+    Account, FastData, FastDataConfig,
+};
 use sp_core::H256;
 use subxt::tx::Payload;
 
@@ -112,11 +115,9 @@ pub async fn fund_all(chain: &FastData, to: &[AccountId], amount: Balance) -> an
     let calls: Vec<_> = to
         .iter()
         .map(|who| {
-            subxt::dynamic::tx(
-                "Balances",
-                "transfer_keep_alive",
-                (arg(lookup(who)), arg(codec::Compact(amount))),
-            )
+            fastdata::tx()
+                .balances()
+                .transfer_keep_alive(lookup(who), amount)
         })
         .collect();
     submit_many(chain, "funding", &calls).await?;
@@ -137,15 +138,11 @@ pub async fn attest_all(
     let calls: Vec<_> = subjects
         .iter()
         .map(|who| {
-            subxt::dynamic::tx(
-                "Did",
-                "attest_credential",
-                (
-                    arg(lookup(who)),
-                    arg(b"KYC".to_vec()),
-                    arg(H256::repeat_byte(1)),
-                    arg(expires),
-                ),
+            fastdata::tx().did().attest_credential(
+                lookup(who),
+                b"KYC".to_vec(),
+                H256::repeat_byte(1),
+                expires,
             )
         })
         .collect();
@@ -166,13 +163,7 @@ pub async fn buy_all(
 ) -> anyhow::Result<()> {
     let calls: Vec<_> = offers
         .iter()
-        .map(|offer| {
-            subxt::dynamic::tx(
-                "Escrow",
-                "purchase",
-                (arg(*offer), arg(1u32), arg(max_price)),
-            )
-        })
+        .map(|offer| fastdata::tx().escrow().purchase(*offer, 1, max_price))
         .collect();
     submit_many(buyer, "purchases", &calls).await?;
     let me = buyer.account().account_id();

@@ -10,15 +10,15 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use codec::Decode;
 use fastdata_primitives::{AccountId, Balance, BlockNumber};
 use fastdata_sdk::{
-    chain::{arg, BatchCall, Wait, MORTALITY_BLOCKS},
-    identity::lookup,
+    chain::{
+        bounded, fastdata, lookup, Payload, RuntimeCall, RuntimeDispatchError, RuntimeEvent, Wait,
+        MORTALITY_BLOCKS,
+    },
     Account, FastData, FastDataConfig,
 };
 use futures_util::StreamExt;
-use subxt::ext::scale_encode::EncodeAsFields;
 
 /// Evaluates the SDK call `$call` (an expression giving a future of a `Result`) again, up to
 /// 5 times with back-off, while it fails transiently ([`crate::chainops::transient`]: the node
@@ -173,14 +173,13 @@ pub fn accounts(n: usize) -> anyhow::Result<Vec<Account>> {
 
 /// Sends `amount` to each of `to` from `from`, as batch transactions; fails unless all landed.
 pub async fn fund(from: &FastData, to: &[AccountId], amount: Balance) -> anyhow::Result<()> {
-    let calls: Vec<BatchCall> = to
+    let calls: Vec<RuntimeCall> = to
         .iter()
         .map(|who| {
-            BatchCall::new(
-                "Balances",
-                "transfer_keep_alive",
-                (lookup(who), codec::Compact(amount)),
-            )
+            RuntimeCall::Balances(fastdata::balances::Call::transfer_keep_alive {
+                dest: lookup(who),
+                value: amount,
+            })
         })
         .collect();
     for (i, result) in from
@@ -210,15 +209,15 @@ impl Signing {
         })
     }
 
-    /// Signs `pallet::call(data)` as `account` with `nonce`, ready to submit.
-    pub fn sign<C: EncodeAsFields>(
+    /// Signs `tx` (a generated payload, `fastdata::tx()…`) as `account` with `nonce`, ready
+    /// to submit.
+    pub fn sign<P: Payload>(
         &self,
         account: &Account,
         nonce: u64,
-        pallet: &str,
-        call: &str,
-        data: C,
+        tx: &P,
     ) -> anyhow::Result<Vec<u8>> {
+        let (pallet, call) = (tx.pallet_name(), tx.call_name());
         let params = subxt::config::SubstrateExtrinsicParamsBuilder::<FastDataConfig>::new()
             .nonce(nonce)
             .mortal_from_unchecked(
@@ -227,11 +226,10 @@ impl Signing {
                 self.at.block_hash(),
             )
             .build();
-        let tx = subxt::dynamic::tx(pallet, call, data);
         let signed = self
             .at
             .transactions()
-            .create_signable_offline(&tx, params)
+            .create_signable_offline(tx, params)
             .with_context(|| format!("cannot build {pallet}::{call}"))?
             .sign(account)
             .with_context(|| format!("cannot sign {pallet}::{call}"))?;
@@ -261,29 +259,28 @@ pub async fn submit_all(
 }
 
 /// What landed in one block.
-#[derive(Clone, Debug, Default)]
-pub struct BlockEvents {
+#[derive(Clone, Debug)]
+pub struct BlockEvents<T> {
     /// Block number.
     pub number: BlockNumber,
-    /// Field bytes of each matching event.
-    pub matched: Vec<Vec<u8>>,
+    /// What the watcher picked from each matching event.
+    pub matched: Vec<T>,
     /// `System::ExtrinsicFailed` events in the block.
     pub failed: usize,
-    /// The fields (dispatch error first) of the block's first `System::ExtrinsicFailed`.
-    pub first_failure: Option<Vec<u8>>,
+    /// The dispatch error of the block's first `System::ExtrinsicFailed`.
+    pub first_failure: Option<RuntimeDispatchError>,
 }
 
-/// Reads the finalized blocks after `after` until `want` events `pallet::name` plus failed
-/// extrinsics were seen or `timeout` passed; returns the blocks read (with their matches) and
-/// when the last match was seen.
-pub async fn watch_events(
+/// Reads the finalized blocks after `after` until `want` events `pick` matches (it maps an
+/// event to what the caller keeps of it) plus failed extrinsics were seen or `timeout`
+/// passed; returns the blocks read (with their matches) and when the last match was seen.
+pub async fn watch_events<T>(
     chain: &FastData,
     after: BlockNumber,
-    pallet: &str,
-    name: &str,
+    pick: impl Fn(&RuntimeEvent) -> Option<T>,
     want: usize,
     timeout: Duration,
-) -> anyhow::Result<(Vec<BlockEvents>, Option<Instant>)> {
+) -> anyhow::Result<(Vec<BlockEvents<T>>, Option<Instant>)> {
     let started = Instant::now();
     let mut blocks = Vec::new();
     let mut seen = 0usize;
@@ -292,7 +289,7 @@ pub async fn watch_events(
     while seen < want && started.elapsed() < timeout {
         let head = head(chain).await?;
         while next <= head && seen < want {
-            let block = read_block(chain, next, pallet, name).await?;
+            let block = read_block(chain, next, &pick).await?;
             if !block.matched.is_empty() {
                 last_match = Some(Instant::now());
             }
@@ -307,13 +304,13 @@ pub async fn watch_events(
     Ok((blocks, last_match))
 }
 
-/// The events `pallet::name` of block `number`, with its failed extrinsics.
-pub async fn read_block(
+/// The events of block `number` that `pick` matches (what it keeps of each), with the
+/// block's failed extrinsics.
+pub async fn read_block<T>(
     chain: &FastData,
     number: BlockNumber,
-    pallet: &str,
-    name: &str,
-) -> anyhow::Result<BlockEvents> {
+    pick: &impl Fn(&RuntimeEvent) -> Option<T>,
+) -> anyhow::Result<BlockEvents<T>> {
     let mut attempt = 0u64;
     loop {
         let read = async {
@@ -321,21 +318,23 @@ pub async fn read_block(
             let events = at.events().fetch().await?;
             let mut block = BlockEvents {
                 number,
-                ..Default::default()
+                matched: Vec::new(),
+                failed: 0,
+                first_failure: None,
             };
             for event in events.iter() {
-                let event = event?;
-                match (event.pallet_name(), event.event_name()) {
-                    (p, n) if p == pallet && n == name => {
-                        block.matched.push(event.field_bytes().to_vec())
+                let event = event?.decode_as::<RuntimeEvent>()?;
+                if let Some(picked) = pick(&event) {
+                    block.matched.push(picked);
+                } else if let RuntimeEvent::System(fastdata::system::Event::ExtrinsicFailed {
+                    dispatch_error,
+                    ..
+                }) = event
+                {
+                    block.failed += 1;
+                    if block.first_failure.is_none() {
+                        block.first_failure = Some(dispatch_error);
                     }
-                    ("System", "ExtrinsicFailed") => {
-                        block.failed += 1;
-                        if block.first_failure.is_none() {
-                            block.first_failure = Some(event.field_bytes().to_vec());
-                        }
-                    }
-                    _ => {}
                 }
             }
             Ok::<_, anyhow::Error>(block)
@@ -357,23 +356,19 @@ pub async fn read_block(
 /// price.
 pub async fn register_operator(operator: &FastData) -> anyhow::Result<()> {
     operator
-        .submit(
-            "Operators",
-            "register",
-            (
-                arg(fastdata_e2e::OPERATOR_STAKE),
-                arg(b"mqtt://127.0.0.1:19599".to_vec()),
-                arg(b"http://127.0.0.1:19598".to_vec()),
-                arg(fastdata_e2e::OPERATOR_PRICE_PER_MB),
-            ),
-        )
+        .submit(fastdata::tx().operators().register(
+            fastdata_e2e::OPERATOR_STAKE,
+            bounded(b"mqtt://127.0.0.1:19599".to_vec()),
+            bounded(b"http://127.0.0.1:19598".to_vec()),
+            fastdata_e2e::OPERATOR_PRICE_PER_MB,
+        ))
         .await
         .context("operator registration")?;
     Ok(())
 }
 
 /// Blocks between `from` (exclusive) and the last block of `blocks` holding a match.
-pub fn blocks_until_last(from: BlockNumber, blocks: &[BlockEvents]) -> Option<BlockNumber> {
+pub fn blocks_until_last<T>(from: BlockNumber, blocks: &[BlockEvents<T>]) -> Option<BlockNumber> {
     blocks
         .iter()
         .rev()
@@ -452,38 +447,23 @@ pub fn meta(pairs: &[(&str, String)]) -> Vec<crate::results::Meta> {
         .collect()
 }
 
-/// `Operators::attest_heads` of one stream as `operator`: `(stream, head, stored_bytes)` where
-/// the runtime attests stored bytes (hosting pay), else `(stream, head)`.
+/// `Operators::attest_heads` of one stream as `operator`: its head and the bytes stored
+/// (what hosting pays for).
 pub async fn attest_head(
     operator: &FastData,
     stream: fastdata_primitives::StreamId,
     head: u64,
     stored_bytes: u64,
 ) -> anyhow::Result<()> {
-    use subxt::dynamic::Value;
-    let id = || Value::from_bytes(stream.0);
-    let with_bytes = Value::unnamed_composite([Value::unnamed_composite([
-        id(),
-        Value::u128(u128::from(head)),
-        Value::u128(u128::from(stored_bytes)),
-    ])]);
-    let first = operator
-        .submit_finalized("Operators", "attest_heads", (with_bytes,))
-        .await;
-    let Err(e) = first else {
-        return Ok(());
-    };
-    if matches!(e, fastdata_sdk::Error::Dispatch { .. }) {
-        return Err(anyhow::Error::from(e).context("head attestation"));
-    }
-    let heads_only = Value::unnamed_composite([Value::unnamed_composite([
-        id(),
-        Value::u128(u128::from(head)),
-    ])]);
+    let heads = fastdata::runtime_types::bounded_collections::bounded_vec::BoundedVec(vec![(
+        stream,
+        head,
+        stored_bytes,
+    )]);
     operator
-        .submit_finalized("Operators", "attest_heads", (heads_only,))
+        .submit_finalized(fastdata::tx().operators().attest_heads(heads))
         .await
-        .with_context(|| format!("head attestation (with stored bytes: {e})"))?;
+        .context("head attestation")?;
     Ok(())
 }
 
@@ -493,7 +473,10 @@ pub fn keep_alive(operator: FastData) -> AbortOnDrop {
     AbortOnDrop(tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(20)).await;
-            if let Err(e) = operator.submit("Operators", "heartbeat", ()).await {
+            if let Err(e) = operator
+                .submit(fastdata::tx().operators().heartbeat())
+                .await
+            {
                 tracing::warn!("operator heartbeat: {e}");
             }
         }
@@ -509,15 +492,14 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// The text of a SCALE-encoded `DispatchError` (the leading fields of `ExtrinsicFailed`).
-pub async fn describe_failure(chain: &FastData, fields: &[u8]) -> String {
-    match again!("metadata", chain.client().at_current_block()) {
-        Ok(at) => match subxt::error::DispatchError::decode_from(fields, at.metadata()) {
-            Ok(error) => error.to_string(),
-            Err(e) => format!("undecodable dispatch error ({e})"),
-        },
-        Err(e) => format!("dispatch error not decoded ({e:#})"),
-    }
+/// The text of the dispatch error of a `System::ExtrinsicFailed` event (`Pallet::Error`
+/// where the metadata names it).
+pub async fn describe_failure(chain: &FastData, error: &RuntimeDispatchError) -> String {
+    let at = match again!("metadata", chain.client().at_current_block()) {
+        Ok(at) => at,
+        Err(e) => return format!("dispatch error not decoded ({e:#})"),
+    };
+    fastdata_sdk::chain::describe_dispatch_error(error, &at.metadata())
 }
 
 /// A weight: picoseconds of execution and bytes of proof.
@@ -533,21 +515,13 @@ pub struct Weight {
     pub proof_size: u64,
 }
 
-/// `frame_system::limits::WeightsPerClass`.
-#[derive(codec::Decode)]
-struct WeightsPerClass {
-    base_extrinsic: Weight,
-    _max_extrinsic: Option<Weight>,
-    max_total: Option<Weight>,
-    _reserved: Option<Weight>,
-}
-
-/// `frame_system::limits::BlockWeights`.
-#[derive(codec::Decode)]
-struct BlockWeights {
-    _base_block: Weight,
-    max_block: Weight,
-    normal: WeightsPerClass,
+impl From<fastdata::runtime_types::sp_weights::weight_v2::Weight> for Weight {
+    fn from(w: fastdata::runtime_types::sp_weights::weight_v2::Weight) -> Self {
+        Self {
+            ref_time: w.ref_time,
+            proof_size: w.proof_size,
+        }
+    }
 }
 
 /// What one transaction weighs in a block and what a block holds of normal transactions.
@@ -577,14 +551,10 @@ pub async fn capacity(url: &str, chain: &FastData, tx: &[u8]) -> anyhow::Result<
         weight: Weight,
     }
     let at = again!("metadata", chain.client().at_current_block())?;
-    let metadata = at.metadata();
-    let bytes = metadata
-        .pallet_by_name("System")
-        .and_then(|p| p.constant_by_name("BlockWeights"))
-        .context("the runtime has no System::BlockWeights")?
-        .value()
-        .to_vec();
-    let limits = BlockWeights::decode(&mut &bytes[..]).context("System::BlockWeights")?;
+    let limits = at
+        .constants()
+        .entry(fastdata::constants().system().block_weights())
+        .context("System::BlockWeights")?;
     let rpc = subxt::rpcs::RpcClient::from_insecure_url(url).await?;
     let info: Info = rpc
         .request(
@@ -593,12 +563,13 @@ pub async fn capacity(url: &str, chain: &FastData, tx: &[u8]) -> anyhow::Result<
         )
         .await
         .context("payment_queryInfo")?;
-    let base = limits.normal.base_extrinsic;
+    let normal = limits.per_class.normal;
+    let base = Weight::from(normal.base_extrinsic);
     Ok(Capacity {
         tx: Weight {
             ref_time: info.weight.ref_time.saturating_add(base.ref_time),
             proof_size: info.weight.proof_size.saturating_add(base.proof_size),
         },
-        block: limits.normal.max_total.unwrap_or(limits.max_block),
+        block: Weight::from(normal.max_total.unwrap_or(limits.max_block)),
     })
 }

@@ -279,7 +279,7 @@ fn add_plain_client(port: u16, admin_password: &str) -> anyhow::Result<()> {
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
             .args([
                 "-u",
-                fastdata_operator::mosquitto::ADMIN_USER,
+                fastdata_test_support::mosquitto::ADMIN_USER,
                 "-P",
                 admin_password,
             ])

@@ -36,7 +36,6 @@ use fastdata_operator::{
     auth::{public_key, stream_topic, Authorizer, Principal},
     chain::{ChainEvent, ChainView, InMemoryChainView, PurchaseInfo, StreamAssignment},
     metrics::Metrics,
-    mosquitto::{free_port, Mosquitto, ADMIN_USER},
     store::Store,
 };
 use fastdata_primitives::{
@@ -50,6 +49,7 @@ use fastdata_sdk::{
     publish::StreamPublisher,
     Account,
 };
+use fastdata_test_support::mosquitto::{free_port, Mosquitto, ADMIN_USER};
 use indicatif::{ProgressBar, ProgressStyle};
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, Packet, QoS};
 use sp_core::{crypto::Ss58Codec, sr25519, Pair, H256};

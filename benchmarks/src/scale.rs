@@ -28,9 +28,8 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use codec::{Decode, Encode};
 use fastdata_e2e::UNIT;
-use fastdata_operator::{follower::claim_calls, receipts::Claim};
+use fastdata_operator::{claims::claim_calls, receipts::Claim};
 use fastdata_primitives::{
     api_market::{stream_id, Licence, OfferTerms},
     envelope::EpochKeys,
@@ -38,8 +37,7 @@ use fastdata_primitives::{
     AccountId, BlockNumber, OfferId, PaymentMode, PurchaseId,
 };
 use fastdata_sdk::{
-    chain::{arg, encode_call, BatchCall, Wait},
-    identity::{lookup, RawCall, Service},
+    chain::{account_id, bounded, fastdata, lookup, Payload, RuntimeCall, RuntimeEvent, Wait},
     keystore::Keystore,
     seller::Hosting,
     Account, FastData,
@@ -47,6 +45,7 @@ use fastdata_sdk::{
 use indicatif::ProgressBar;
 use sp_core::{Pair, H256};
 use sp_runtime::Perbill;
+use subxt::utils::Static;
 
 use crate::{
     devchain::{self, BlockEvents},
@@ -101,25 +100,24 @@ fn row(size: usize, metric: &str, value: f64, unit: &str) -> Row {
     }
 }
 
-/// Blocks (from `b0`) and seconds (from `t0`) until the `want`-th event `pallet::name`, the
-/// blocks read, and whether all arrived.
-struct Phase {
+/// Blocks (from `b0`) and seconds (from `t0`) until the `want`-th event `pick` matches, the
+/// blocks read (with what `pick` kept of each match), and whether all arrived.
+struct Phase<T> {
     blocks: Option<BlockNumber>,
     seconds: f64,
-    read: Vec<BlockEvents>,
+    read: Vec<BlockEvents<T>>,
     seen: usize,
     failed: usize,
 }
 
-async fn phase(
+async fn phase<T>(
     chain: &FastData,
     b0: BlockNumber,
     t0: Instant,
-    pallet: &str,
-    name: &str,
+    pick: impl Fn(&RuntimeEvent) -> Option<T>,
     want: usize,
-) -> anyhow::Result<Phase> {
-    let (read, last) = devchain::watch_events(chain, b0, pallet, name, want, PHASE_TIMEOUT).await?;
+) -> anyhow::Result<Phase<T>> {
+    let (read, last) = devchain::watch_events(chain, b0, pick, want, PHASE_TIMEOUT).await?;
     let seen = read.iter().map(|b| b.matched.len()).sum();
     let failed = read.iter().map(|b| b.failed).sum();
     Ok(Phase {
@@ -131,25 +129,72 @@ async fn phase(
     })
 }
 
-/// Signs one `pallet::call(data)` per account (each at its `nonce`), all against one block.
-async fn sign_all<C, F>(
+/// Signs one transaction `tx(i, account)` per account (each at its `nonce`), all against
+/// one block.
+async fn sign_all<P, F>(
     chain: &FastData,
     accounts: &[Account],
     nonce: u64,
-    pallet: &str,
-    call: &str,
-    mut data: F,
+    mut tx: F,
 ) -> anyhow::Result<Vec<Vec<u8>>>
 where
-    C: subxt::ext::scale_encode::EncodeAsFields,
-    F: FnMut(usize, &Account) -> anyhow::Result<C>,
+    P: Payload,
+    F: FnMut(usize, &Account) -> anyhow::Result<P>,
 {
     let signing = devchain::Signing::new(chain).await?;
     accounts
         .iter()
         .enumerate()
-        .map(|(i, account)| signing.sign(account, nonce, pallet, call, data(i, account)?))
+        .map(|(i, account)| signing.sign(account, nonce, &tx(i, account)?))
         .collect()
+}
+
+/// Any `Did::DidCreated`.
+fn did_created(event: &RuntimeEvent) -> Option<()> {
+    matches!(
+        event,
+        RuntimeEvent::Did(fastdata::did::Event::DidCreated { .. })
+    )
+    .then_some(())
+}
+
+/// The purchase and buyer of an `Escrow::Purchased`.
+fn purchased(event: &RuntimeEvent) -> Option<(PurchaseId, AccountId)> {
+    match event {
+        RuntimeEvent::Escrow(fastdata::escrow::Event::Purchased {
+            purchase, buyer, ..
+        }) => Some((*purchase, account_id(buyer))),
+        _ => None,
+    }
+}
+
+/// Any `Escrow::KeysDelivered`.
+fn keys_delivered(event: &RuntimeEvent) -> Option<()> {
+    matches!(
+        event,
+        RuntimeEvent::Escrow(fastdata::escrow::Event::KeysDelivered { .. })
+    )
+    .then_some(())
+}
+
+/// The offer and seller of an `Offers::OfferCreated`.
+fn offer_created(event: &RuntimeEvent) -> Option<(OfferId, AccountId)> {
+    match event {
+        RuntimeEvent::Offers(fastdata::offers::Event::OfferCreated { offer, seller, .. }) => {
+            Some((*offer, account_id(seller)))
+        }
+        _ => None,
+    }
+}
+
+/// The seller of an `Offers::StreamRegistered`.
+fn stream_registered(event: &RuntimeEvent) -> Option<AccountId> {
+    match event {
+        RuntimeEvent::Offers(fastdata::offers::Event::StreamRegistered { seller, .. }) => {
+            Some(account_id(seller))
+        }
+        _ => None,
+    }
 }
 
 async fn submit(chain: &FastData, what: &str, txs: Vec<Vec<u8>>) -> anyhow::Result<()> {
@@ -178,12 +223,12 @@ async fn with_dids(
         .map(|_| fastdata_primitives::sealed::generate_x25519_keypair().1)
         .collect();
     let b0 = devchain::head(alice).await?;
-    let txs = sign_all(alice, &accounts, 0, "Did", "create_did", |i, _| {
-        Ok((arg(keys[i]), arg(Vec::<Service>::new())))
+    let txs = sign_all(alice, &accounts, 0, |i, _| {
+        Ok(fastdata::tx().did().create_did(keys[i], Vec::new()))
     })
     .await?;
     submit(alice, "DIDs", txs).await?;
-    let done = phase(alice, b0, Instant::now(), "Did", "DidCreated", n).await?;
+    let done = phase(alice, b0, Instant::now(), did_created, n).await?;
     if done.seen < n {
         bail!("only {} of {n} DIDs created", done.seen);
     }
@@ -263,8 +308,8 @@ async fn rounds(
         // Purchases: all signed, then all handed over at once.
         bar.set_message(format!("{n} purchases"));
         let accounts: Vec<Account> = buyers.iter().map(|(a, _)| a.clone()).collect();
-        let txs = sign_all(alice, &accounts, 1, "Escrow", "purchase", |_, _| {
-            Ok((arg(offer), arg(1u32), arg(2 * UNIT)))
+        let txs = sign_all(alice, &accounts, 1, |_, _| {
+            Ok(fastdata::tx().escrow().purchase(offer, 1, 2 * UNIT))
         })
         .await?;
         if let Some(tx) = txs.first() {
@@ -305,7 +350,7 @@ async fn rounds(
         let b0 = devchain::head(alice).await?;
         let t0 = Instant::now();
         submit(alice, "purchases", txs).await?;
-        let bought = phase(alice, b0, t0, "Escrow", "Purchased", n).await?;
+        let bought = phase(alice, b0, t0, purchased, n).await?;
         let per_block: Vec<usize> = bought
             .read
             .iter()
@@ -338,10 +383,8 @@ async fn rounds(
             bail!("{n} purchases: only {} landed", bought.seen);
         }
         let mut purchase_of: HashMap<AccountId, PurchaseId> = HashMap::new();
-        for fields in bought.read.iter().flat_map(|b| &b.matched) {
-            let (id, _offer, buyer) = <(PurchaseId, OfferId, AccountId)>::decode(&mut &fields[..])
-                .context("Purchased fields")?;
-            purchase_of.insert(buyer, id);
+        for (id, buyer) in bought.read.iter().flat_map(|b| &b.matched) {
+            purchase_of.insert(buyer.clone(), *id);
         }
         bar.inc(1);
 
@@ -357,7 +400,11 @@ async fn rounds(
                 .context("a buyer's purchase is missing")?;
             let sealed = fastdata_primitives::sealed::seal(key, id, 0, &epoch0)
                 .map_err(|e| anyhow::anyhow!("cannot seal keys: {e:?}"))?;
-            calls.push(BatchCall::new("Escrow", "deliver_keys", (id, 0u32, sealed)));
+            calls.push(RuntimeCall::Escrow(fastdata::escrow::Call::deliver_keys {
+                purchase: id,
+                epoch: 0,
+                sealed: bounded(sealed),
+            }));
         }
         let b0 = devchain::head(alice).await?;
         let t0 = Instant::now();
@@ -378,7 +425,7 @@ async fn rounds(
         let delivered = devchain::again!("key-delivery pass", seller.deliver_due_keys(&keystore))?;
         let pass = t0.elapsed().as_secs_f64();
         let ok = delivered.iter().filter(|d| d.result.is_ok()).count();
-        let keys = phase(alice, b0, t0, "Escrow", "KeysDelivered", ok).await?;
+        let keys = phase(alice, b0, t0, keys_delivered, ok).await?;
         let first = keys
             .read
             .iter()
@@ -422,7 +469,7 @@ async fn rounds(
                 Some(Claim { receipt, signature })
             })
             .collect();
-        let calls: Vec<BatchCall> = claim_calls(&claims);
+        let calls: Vec<RuntimeCall> = claim_calls(&claims);
         let b0 = devchain::head(alice).await?;
         let t0 = Instant::now();
         let results = operator.submit_batch(&calls, Wait::InBlock).await;
@@ -488,27 +535,28 @@ async fn onboard(
     let started = Instant::now();
     let first = devchain::head(alice).await?;
 
-    let txs = sign_all(alice, &sellers, 0, "Did", "create_did", |_, _| {
+    let txs = sign_all(alice, &sellers, 0, |_, _| {
         let (_secret, public) = fastdata_primitives::sealed::generate_x25519_keypair();
-        Ok((arg(public), arg(Vec::<Service>::new())))
+        Ok(fastdata::tx().did().create_did(public, Vec::new()))
     })
     .await?;
     let b0 = devchain::head(alice).await?;
     let t0 = Instant::now();
     submit(alice, "seller DIDs", txs).await?;
-    let dids = phase(alice, b0, t0, "Did", "DidCreated", n).await?;
+    let dids = phase(alice, b0, t0, did_created, n).await?;
     record(rows, n, &format!("{p}_did"), &dids);
 
     bar.set_message(format!("onboarding {n} sellers: attestations"));
     let expires = devchain::head(alice).await? + 1_000_000;
-    let calls: Vec<BatchCall> = ids
+    let calls: Vec<RuntimeCall> = ids
         .iter()
         .map(|who| {
-            BatchCall::new(
-                "Did",
-                "attest_credential",
-                (lookup(who), b"KYC".to_vec(), H256::repeat_byte(1), expires),
-            )
+            RuntimeCall::Did(fastdata::did::Call::attest_credential {
+                subject: lookup(who),
+                credential_type: b"KYC".to_vec(),
+                claim_hash: H256::repeat_byte(1),
+                expires_at: expires,
+            })
         })
         .collect();
     let b0 = devchain::head(alice).await?;
@@ -544,12 +592,12 @@ async fn onboard(
 
     bar.set_message(format!("onboarding {n} sellers: offers and streams"));
     // Offers signed beforehand (a seller's next nonce is known); streams need the offers' ids.
-    let txs = sign_all(alice, &sellers, 1, "Offers", "create_offer", |i, _| {
-        Ok((
-            arg(format!("bench/onboard/{i}").into_bytes()),
-            arg(PaymentMode::<BlockNumber>::Stream { period: 100 }),
-            arg(UNIT),
-            arg(terms()),
+    let txs = sign_all(alice, &sellers, 1, |i, _| {
+        Ok(fastdata::tx().offers().create_offer(
+            bounded(format!("bench/onboard/{i}").into_bytes()),
+            Static(PaymentMode::<BlockNumber>::Stream { period: 100 }),
+            UNIT,
+            Static(terms()),
         ))
     })
     .await?;
@@ -557,19 +605,16 @@ async fn onboard(
     let t_attest = Instant::now();
     let t0 = t_attest;
     submit(alice, "offers", txs).await?;
-    let offers = phase(alice, after_attest, t0, "Offers", "OfferCreated", n).await?;
+    let offers = phase(alice, after_attest, t0, offer_created, n).await?;
     record(rows, n, "onboard_offer", &offers);
     let mut offer_of: HashMap<AccountId, OfferId> = HashMap::new();
-    for fields in offers.read.iter().flat_map(|b| &b.matched) {
-        let (offer, seller) =
-            <(OfferId, AccountId)>::decode(&mut &fields[..]).context("OfferCreated fields")?;
-        offer_of.insert(seller, offer);
+    for (offer, seller) in offers.read.iter().flat_map(|b| &b.matched) {
+        offer_of.insert(seller.clone(), *offer);
     }
     // Streams; those the runtime refuses (a full assignment queue) are sent again.
     let b_streams = devchain::head(alice).await?;
     let t_streams = Instant::now();
     let timestamp = fastdata_sdk::now_millis();
-    let metadata = devchain::again!("metadata", alice.client().at_current_block())?.metadata();
     let nonces: HashMap<AccountId, u64> = ids.iter().map(|id| (id.clone(), 2)).collect();
     let mut missing: Vec<usize> = (0..n).collect();
     let mut registered = std::collections::HashSet::new();
@@ -594,34 +639,21 @@ async fn onboard(
             // `Utility::batch_all`.
             let stream = stream_id(&seller.account_id(), &name, timestamp);
             let hosting = Hosting::DEMO;
-            let calls = [
-                encode_call(
-                    &metadata,
-                    "Offers",
-                    "register_stream",
-                    &(offer, name, timestamp, commitment).encode(),
-                )?,
-                encode_call(
-                    &metadata,
-                    "Operators",
-                    "fund_hosting",
-                    &(stream, hosting.quota_mb, hosting.funds).encode(),
-                )?,
+            let calls = vec![
+                RuntimeCall::Offers(fastdata::offers::Call::register_stream {
+                    offer,
+                    name: bounded(name),
+                    timestamp,
+                    commitment,
+                }),
+                hosting.call(&stream),
             ];
-            let calls: Vec<RawCall> = calls.into_iter().map(RawCall).collect();
-            txs.push(signing.sign(seller, nonce, "Utility", "batch_all", (arg(calls),))?);
+            let tx = fastdata::tx().utility().batch_all(calls);
+            txs.push(signing.sign(seller, nonce, &tx)?);
         }
         let b0 = devchain::head(alice).await?;
         submit(alice, "streams", txs).await?;
-        let streams = phase(
-            alice,
-            b0,
-            t_streams,
-            "Offers",
-            "StreamRegistered",
-            subset.len(),
-        )
-        .await?;
+        let streams = phase(alice, b0, t_streams, stream_registered, subset.len()).await?;
         if round == 1 {
             rows.push(row(
                 n,
@@ -635,15 +667,13 @@ async fn onboard(
                 streams.failed as f64,
                 "streams",
             );
-            if let Some(fields) = streams.read.iter().find_map(|b| b.first_failure.as_ref()) {
-                refused.unit = devchain::describe_failure(alice, fields).await;
+            if let Some(error) = streams.read.iter().find_map(|b| b.first_failure.as_ref()) {
+                refused.unit = devchain::describe_failure(alice, error).await;
             }
             rows.push(refused);
         }
-        for fields in streams.read.iter().flat_map(|b| &b.matched) {
-            let (_stream, _offer, seller) = <(H256, OfferId, AccountId)>::decode(&mut &fields[..])
-                .context("StreamRegistered fields")?;
-            registered.insert(seller);
+        for seller in streams.read.iter().flat_map(|b| &b.matched) {
+            registered.insert(seller.clone());
         }
         if let Some(b) = streams.read.iter().rev().find(|b| !b.matched.is_empty()) {
             last_block = Some(b.number);
@@ -723,7 +753,6 @@ async fn list_in_one(
     bar.set_message(format!(
         "onboarding {n} sellers: offer and stream in one transaction"
     ));
-    let metadata = devchain::again!("metadata", alice.client().at_current_block())?.metadata();
     let timestamp = fastdata_sdk::now_millis();
     let hosting = Hosting::DEMO;
     let signing = devchain::Signing::new(alice).await?;
@@ -731,40 +760,29 @@ async fn list_in_one(
     for (i, seller) in sellers.iter().enumerate() {
         let name = format!("bench-onboard1-{i}").into_bytes();
         let stream = stream_id(&seller.account_id(), &name, timestamp);
-        let calls = [
-            encode_call(
-                &metadata,
-                "Offers",
-                "create_offer_with_stream",
-                &(
-                    format!("bench/onboard1/{i}").into_bytes(),
-                    PaymentMode::<BlockNumber>::Stream { period: 100 },
-                    UNIT,
-                    terms(),
-                    name,
-                    timestamp,
-                    EpochKeys::generate()?.commitment(),
-                )
-                    .encode(),
-            )?,
-            encode_call(
-                &metadata,
-                "Operators",
-                "fund_hosting",
-                &(stream, hosting.quota_mb, hosting.funds).encode(),
-            )?,
+        let calls = vec![
+            RuntimeCall::Offers(fastdata::offers::Call::create_offer_with_stream {
+                topic: bounded(format!("bench/onboard1/{i}").into_bytes()),
+                mode: Static(PaymentMode::<BlockNumber>::Stream { period: 100 }),
+                price: UNIT,
+                terms: Static(terms()),
+                name: bounded(name),
+                timestamp,
+                commitment: EpochKeys::generate()?.commitment(),
+            }),
+            hosting.call(&stream),
         ];
-        let calls: Vec<RawCall> = calls.into_iter().map(RawCall).collect();
-        txs.push(signing.sign(seller, 1, "Utility", "batch_all", (arg(calls),))?);
+        let tx = fastdata::tx().utility().batch_all(calls);
+        txs.push(signing.sign(seller, 1, &tx)?);
     }
     let after_attest = devchain::head(alice).await?;
     let t0 = Instant::now();
     submit(alice, "listings", txs).await?;
-    let listed = phase(alice, after_attest, t0, "Offers", "StreamRegistered", n).await?;
+    let listed = phase(alice, after_attest, t0, stream_registered, n).await?;
     record(rows, n, "onboard1_listing", &listed);
-    if let Some(fields) = listed.read.iter().find_map(|b| b.first_failure.as_ref()) {
+    if let Some(error) = listed.read.iter().find_map(|b| b.first_failure.as_ref()) {
         let mut refused = row(n, "onboard1_refused", listed.failed as f64, "listings");
-        refused.unit = devchain::describe_failure(alice, fields).await;
+        refused.unit = devchain::describe_failure(alice, error).await;
         rows.push(refused);
     }
     if let Some(last) = listed.read.iter().rev().find(|b| !b.matched.is_empty()) {
@@ -795,7 +813,7 @@ async fn list_in_one(
     Ok(())
 }
 
-fn record(rows: &mut Vec<Row>, n: usize, what: &str, p: &Phase) {
+fn record<T>(rows: &mut Vec<Row>, n: usize, what: &str, p: &Phase<T>) {
     rows.push(row(
         n,
         &format!("{what}_landed"),

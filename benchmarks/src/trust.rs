@@ -27,15 +27,18 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use codec::Decode;
 use fastdata_e2e::UNIT;
-use fastdata_operator::{follower::claim_calls, receipts::Claim};
+use fastdata_operator::{claims::claim_calls, receipts::Claim};
 use fastdata_primitives::{
     api_market::{Licence, OfferTerms},
     receipt::Receipt,
     AccountId, Balance, BlockNumber, OfferId, PaymentMode, PurchaseId, Score, StreamId, SCORE_ONE,
 };
-use fastdata_sdk::{chain::Wait, keystore::Keystore, Account, FastData};
+use fastdata_sdk::{
+    chain::{account_id, fastdata, RuntimeEvent, Wait},
+    keystore::Keystore,
+    Account, FastData,
+};
 use indicatif::ProgressBar;
 use sp_core::Pair;
 use sp_runtime::Perbill;
@@ -556,13 +559,20 @@ async fn fees_by_account(
     to: BlockNumber,
 ) -> anyhow::Result<HashMap<AccountId, Balance>> {
     let mut fees: HashMap<AccountId, Balance> = HashMap::new();
+    let fee_paid = |event: &RuntimeEvent| match event {
+        RuntimeEvent::TransactionPayment(
+            fastdata::transaction_payment::Event::TransactionFeePaid {
+                who,
+                actual_fee,
+                tip,
+            },
+        ) => Some((account_id(who), actual_fee.saturating_add(*tip))),
+        _ => None,
+    };
     for n in from..=to {
-        let block =
-            devchain::read_block(chain, n, "TransactionPayment", "TransactionFeePaid").await?;
-        for fields in &block.matched {
-            let (payer, fee, tip) = <(AccountId, Balance, Balance)>::decode(&mut &fields[..])
-                .context("TransactionFeePaid fields")?;
-            *fees.entry(payer).or_default() += fee.saturating_add(tip);
+        let block = devchain::read_block(chain, n, &fee_paid).await?;
+        for (payer, paid) in block.matched {
+            *fees.entry(payer).or_default() += paid;
         }
     }
     Ok(fees)

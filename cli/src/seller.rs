@@ -25,30 +25,6 @@ pub(crate) enum SellerCommand {
     },
 }
 
-/// Resolves at Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!("SIGTERM not handled: {e}");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 /// Runs a `fastdata seller` command.
 pub(crate) async fn seller(ctx: &Ctx, cmd: SellerCommand) -> anyhow::Result<()> {
     match cmd {
@@ -72,7 +48,7 @@ pub(crate) async fn seller(ctx: &Ctx, cmd: SellerCommand) -> anyhow::Result<()> 
                         tracing::warn!("{e}; retrying in {wait:?}");
                         eprintln!("node not reachable, retrying in {wait:?}: {e}");
                         tokio::select! {
-                            _ = shutdown_signal() => return Ok(()),
+                            _ = fastdata_sdk::termination_signal() => return Ok(()),
                             _ = tokio::time::sleep(wait) => {}
                         }
                         wait = (wait * 2).min(Duration::from_secs(60));
@@ -92,7 +68,7 @@ pub(crate) async fn seller(ctx: &Ctx, cmd: SellerCommand) -> anyhow::Result<()> 
                 );
             }
             SellerService::new(&ctx.cli_url, chain, parsed, keystore, delivery_keystore)
-                .run(stdin, shutdown_signal())
+                .run(stdin, fastdata_sdk::termination_signal())
                 .await?;
             Ok(())
         }

@@ -2,9 +2,12 @@
 //! key epochs, closing and release, and the key-delivery service.
 
 use clap::Subcommand;
-use codec::Decode;
-use fastdata_primitives::{BlockNumber, StreamId};
-use fastdata_sdk::{seller::Hosting, Error};
+use fastdata_primitives::BlockNumber;
+use fastdata_sdk::{
+    chain::{fastdata, RuntimeEvent},
+    seller::Hosting,
+    Error,
+};
 use serde_json::json;
 use sp_core::crypto::Ss58Codec;
 
@@ -175,11 +178,15 @@ pub(crate) async fn stream(ctx: &Ctx, cmd: StreamCommand) -> anyhow::Result<()> 
         StreamCommand::Close { stream } => {
             let id = parse_h256(&stream)?;
             let included = chain.close_stream(&id).await?;
-            // StreamClosed { stream, serving_until }
-            let serving_until = included
-                .event("Offers", "StreamClosed")
-                .and_then(|e| <(StreamId, Option<BlockNumber>)>::decode(&mut &e.fields[..]).ok())
-                .and_then(|(_, until)| until);
+            let serving_until: Option<BlockNumber> = included
+                .find(|e| match e {
+                    RuntimeEvent::Offers(fastdata::offers::Event::StreamClosed {
+                        serving_until,
+                        ..
+                    }) => Some(*serving_until),
+                    _ => None,
+                })
+                .flatten();
             print(
                 ctx,
                 &json!({"closed": format!("{id:?}"), "serving_until": serving_until}),

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use codec::Encode;
 use fastdata_primitives::{
     api_market::OfferPage,
     envelope::EpochKeys,
@@ -14,9 +13,8 @@ use sp_core::H256;
 use sp_runtime::Perbill;
 
 use crate::{
-    chain::{arg, FastData, Included},
+    chain::{account32, fastdata, FastData, Included, RuntimeCall, RuntimeEvent, Unwrap},
     error::Error,
-    identity::RawCall,
     keystore::Keystore,
     operator::OperatorEndpoint,
     receive::{Receiver, Verifier},
@@ -30,7 +28,8 @@ pub type Offers = OfferPage<AccountId, Balance, BlockNumber>;
 impl FastData {
     /// At most `limit` offers with id `>= start`, each with the seller's trust score.
     pub async fn offers(&self, start: OfferId, limit: u32) -> Result<Offers, Error> {
-        self.runtime_api("OffersApi_offers", (start, limit)).await
+        let api = fastdata::runtime_apis().offers_api().offers(start, limit);
+        Ok(self.api(api).await?.unwrap_static())
     }
 
     /// Every offer on chain (follows the pages).
@@ -55,30 +54,38 @@ impl FastData {
         max_price: Balance,
     ) -> Result<PurchaseId, Error> {
         let included = self
-            .submit(
-                "Escrow",
-                "purchase",
-                (arg(offer), arg(periods), arg(max_price)),
-            )
+            .submit(fastdata::tx().escrow().purchase(offer, periods, max_price))
             .await?;
-        included.decode_event("Escrow", "Purchased")
+        included.event("Escrow::Purchased", |e| match e {
+            RuntimeEvent::Escrow(fastdata::escrow::Event::Purchased { purchase, .. }) => {
+                Some(*purchase)
+            }
+            _ => None,
+        })
     }
 
     /// The purchase `id`.
     pub async fn purchase(&self, id: PurchaseId) -> Result<Option<Purchase>, Error> {
-        self.runtime_api("EscrowApi_purchase", id).await
+        let api = fastdata::runtime_apis().escrow_api().purchase(id);
+        Ok(self.api(api).await?.unwrap_static())
     }
 
     /// Ids of the purchases of `buyer`.
     pub async fn purchases_of_buyer(&self, buyer: &AccountId) -> Result<Vec<PurchaseId>, Error> {
-        self.runtime_api("EscrowApi_purchases_of_buyer", buyer)
-            .await
+        let api = fastdata::runtime_apis()
+            .escrow_api()
+            .purchases_of_buyer(account32(buyer));
+        self.api(api).await
     }
 
     /// Ids of the purchases of `offer`.
     pub async fn purchases_of_offer(&self, offer: OfferId) -> Result<Vec<PurchaseId>, Error> {
-        self.runtime_api("EscrowApi_purchases_of_offer", offer)
-            .await
+        self.api(
+            fastdata::runtime_apis()
+                .escrow_api()
+                .purchases_of_offer(offer),
+        )
+        .await
     }
 
     /// The sealed keys of `epoch` for purchase `id`, as stored on chain.
@@ -87,7 +94,8 @@ impl FastData {
         id: PurchaseId,
         epoch: EpochIndex,
     ) -> Result<Option<Vec<u8>>, Error> {
-        self.runtime_api("EscrowApi_sealed_key", (id, epoch)).await
+        self.api(fastdata::runtime_apis().escrow_api().sealed_key(id, epoch))
+            .await
     }
 
     /// Waits until the first keys of purchase `id` are on chain (the purchase is active) and
@@ -205,7 +213,7 @@ impl FastData {
         score: u8,
         comment: Option<H256>,
     ) -> Result<Included, Error> {
-        self.submit("Trust", "rate", (arg(purchase), arg(score), arg(comment)))
+        self.submit(fastdata::tx().trust().rate(purchase, score, comment))
             .await
     }
 
@@ -216,11 +224,11 @@ impl FastData {
         reason: DisputeReason,
         evidence: Option<H256>,
     ) -> Result<Included, Error> {
-        self.submit(
-            "Escrow",
-            "dispute",
-            (arg(purchase), arg(reason), arg(evidence)),
-        )
+        self.submit(fastdata::tx().escrow().dispute(
+            purchase,
+            subxt::utils::Static(reason),
+            evidence,
+        ))
         .await
     }
 
@@ -232,24 +240,23 @@ impl FastData {
         purchase: PurchaseId,
         refund_ratio: Perbill,
     ) -> Result<Included, Error> {
-        let call = self
-            .encode_call(
-                "Escrow",
-                "resolve_dispute",
-                (purchase, refund_ratio).encode(),
-            )
-            .await?;
-        self.submit("Sudo", "sudo", (arg(RawCall(call)),)).await
+        let call = RuntimeCall::Escrow(fastdata::escrow::Call::resolve_dispute {
+            purchase,
+            refund_ratio: fastdata::runtime_types::sp_arithmetic::per_things::Perbill(
+                refund_ratio.deconstruct(),
+            ),
+        });
+        self.submit(fastdata::tx().sudo().sudo(call)).await
     }
 
     /// Settles the next due period of a purchase (anyone; free when it succeeds).
     pub async fn settle(&self, purchase: PurchaseId) -> Result<Included, Error> {
-        self.submit("Escrow", "settle", (arg(purchase),)).await
+        self.submit(fastdata::tx().escrow().settle(purchase)).await
     }
 
     /// Refunds a purchase whose first keys missed the deadline (anyone).
     pub async fn refund_missing_keys(&self, purchase: PurchaseId) -> Result<Included, Error> {
-        self.submit("Escrow", "refund_missing_keys", (arg(purchase),))
+        self.submit(fastdata::tx().escrow().refund_missing_keys(purchase))
             .await
     }
 }

@@ -1,9 +1,11 @@
 //! The connection to a FAST DATA node and the account acting through it.
 //!
-//! Transactions are submitted by pallet and call name with their arguments SCALE-encoded by
-//! the runtime's own types from `fastdata-primitives` (wrapped in [`Static`]). Runtime APIs
-//! (`OffersApi`, `EscrowApi`, `DidApi`, `TrustApi`, `OperatorsApi`) are called by name and
-//! their answers decoded into the same types; reads are made at the last finalized block.
+//! Every call, event, storage item and runtime API is reached through the code subxt
+//! generates from the runtime's metadata ([`crate::runtime::fastdata`]): transactions are
+//! the generated payloads (`fastdata::tx()…`), a transaction's events are the generated
+//! [`RuntimeEvent`] enum, and runtime APIs (`fastdata::apis()…`) answer in the runtime's own
+//! `fastdata-primitives` types. A renamed call, event, field or runtime API is a compile
+//! error here, not a failed transaction. Reads are made at the last finalized block.
 //!
 //! **Pipelined submission.** One account can have many transactions in flight from one
 //! process: each is signed with the larger of the node's pool-aware next nonce
@@ -30,12 +32,16 @@
 //! flight at once, and reports each call's own events or error ([`batch_results`]): one
 //! failing call does not stop the others.
 
-use codec::{Decode, Encode};
 use fastdata_primitives::BlockNumber;
 use sp_core::H256;
-use subxt::{ext::scale_encode::EncodeAsFields, utils::Static};
+use subxt::{ext::scale_encode::EncodeAsType, utils::Static};
 
-use crate::{account::Account, error::Error, identity::RawCall, Client, FastDataConfig};
+pub use crate::runtime::{fastdata, RuntimeCall, RuntimeEvent};
+use crate::{account::Account, error::Error, Client, FastDataConfig};
+pub use subxt::{runtime_apis::Payload as ApiPayload, transactions::Payload};
+
+/// The generated form of the runtime's `DispatchError` (e.g. in `Utility::ItemFailed`).
+pub type RuntimeDispatchError = fastdata::DispatchError;
 
 /// Most calls in one `Utility::force_batch` transaction. A batch weighs the sum of its calls:
 /// 100 `Escrow::deliver_keys` (about 1 ms of weight each) or `Escrow::claim` (about 0.6 ms)
@@ -94,17 +100,6 @@ pub enum Wait {
     Finalized,
 }
 
-/// An event emitted by a transaction: pallet, name and SCALE-encoded fields.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RawEvent {
-    /// Pallet name, e.g. `Escrow`.
-    pub pallet: String,
-    /// Event name, e.g. `Purchased`.
-    pub name: String,
-    /// SCALE encoding of the event's fields, in declaration order.
-    pub fields: Vec<u8>,
-}
-
 /// A successful transaction in a block (or one call of a batch transaction, with that call's
 /// own events).
 #[derive(Clone, Debug)]
@@ -121,79 +116,107 @@ pub struct Included {
     /// best block, which a reorganisation could still retract).
     pub finalized: bool,
     /// Its events.
-    pub events: Vec<RawEvent>,
+    pub events: Vec<RuntimeEvent>,
 }
 
 impl Included {
-    /// The first event `pallet::name`.
-    pub fn event(&self, pallet: &str, name: &str) -> Option<&RawEvent> {
-        self.events
-            .iter()
-            .find(|e| e.pallet == pallet && e.name == name)
+    /// The first of its events that `pick` maps to a value.
+    pub fn find<T>(&self, pick: impl FnMut(&RuntimeEvent) -> Option<T>) -> Option<T> {
+        self.events.iter().find_map(pick)
     }
 
-    /// Decodes the leading fields of the first event `pallet::name` as `T` (a tuple of the
-    /// first fields, or a single first field).
-    pub fn decode_event<T: Decode>(&self, pallet: &str, name: &str) -> Result<T, Error> {
-        let event = self.event(pallet, name).ok_or_else(|| Error::Decode {
+    /// [`Self::find`], or an error naming the `expected` event when none matches.
+    pub fn event<T>(
+        &self,
+        expected: &str,
+        pick: impl FnMut(&RuntimeEvent) -> Option<T>,
+    ) -> Result<T, Error> {
+        self.find(pick).ok_or_else(|| Error::Decode {
             what: "event",
-            detail: format!("no {pallet}::{name} event in the transaction's events"),
-        })?;
-        T::decode(&mut &event.fields[..]).map_err(|e| Error::Decode {
-            what: "event",
-            detail: format!("{pallet}::{name}: {e}"),
+            detail: format!("no {expected} event in the transaction's events"),
         })
     }
 }
 
-/// One call of a batch: pallet, call and its SCALE-encoded arguments (as
-/// [`FastData::encode_call`] takes them).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BatchCall {
-    /// Pallet name, e.g. `Escrow`.
-    pub pallet: String,
-    /// Call name, e.g. `deliver_keys`.
-    pub call: String,
-    /// The SCALE encoding of its arguments, in order.
-    pub args: Vec<u8>,
+/// Answers of the generated code that wrap the runtime's own types in [`Static`], unwrapped.
+pub trait Unwrap {
+    /// The runtime's own type.
+    type Inner;
+    /// Takes the runtime's own value out.
+    fn unwrap_static(self) -> Self::Inner;
 }
 
-impl BatchCall {
-    /// `pallet::call` with the arguments `args` (a tuple, encoded field after field).
-    pub fn new(pallet: &str, call: &str, args: impl Encode) -> Self {
-        Self {
-            pallet: pallet.into(),
-            call: call.into(),
-            args: args.encode(),
-        }
+impl<T> Unwrap for Static<T> {
+    type Inner = T;
+    fn unwrap_static(self) -> T {
+        self.0
     }
+}
+
+impl<T> Unwrap for Option<Static<T>> {
+    type Inner = Option<T>;
+    fn unwrap_static(self) -> Option<T> {
+        self.map(|s| s.0)
+    }
+}
+
+impl<T> Unwrap for Vec<Static<T>> {
+    type Inner = Vec<T>;
+    fn unwrap_static(self) -> Vec<T> {
+        self.into_iter().map(|s| s.0).collect()
+    }
+}
+
+/// An account as the generated code takes it.
+pub fn account32(who: &fastdata_primitives::AccountId) -> subxt::utils::AccountId32 {
+    subxt::utils::AccountId32(*who.as_ref())
+}
+
+/// An account from the generated code as the runtime's own type.
+pub fn account_id(who: &subxt::utils::AccountId32) -> fastdata_primitives::AccountId {
+    fastdata_primitives::AccountId::new(who.0)
+}
+
+/// The `MultiAddress` form of an account, as calls taking an `AccountIdLookup` want it.
+pub fn lookup(
+    who: &fastdata_primitives::AccountId,
+) -> subxt::utils::MultiAddress<subxt::utils::AccountId32, ()> {
+    subxt::utils::MultiAddress::Id(account32(who))
+}
+
+/// A byte string as a generated `BoundedVec<u8, _>` argument.
+pub fn bounded(
+    bytes: impl Into<Vec<u8>>,
+) -> fastdata::runtime_types::bounded_collections::bounded_vec::BoundedVec<u8> {
+    fastdata::runtime_types::bounded_collections::bounded_vec::BoundedVec(bytes.into())
 }
 
 /// Splits the events of a `Utility::force_batch` transaction of `calls` calls by call, in
 /// order: the events a call emitted before its `Utility::ItemCompleted` (the first call's
 /// include the fee withdrawal before it), or the text of its `Utility::ItemFailed` error
-/// (`describe` renders the SCALE-encoded `DispatchError`). A call the events say nothing about
-/// (they ended early) fails with a note saying so.
+/// (`describe` renders the error). A call the events say nothing about (they ended early)
+/// fails with a note saying so.
 pub fn batch_items(
-    events: &[RawEvent],
+    events: &[RuntimeEvent],
     calls: usize,
-    describe: impl Fn(&[u8]) -> String,
-) -> Vec<Result<Vec<RawEvent>, String>> {
+    describe: impl Fn(&RuntimeDispatchError) -> String,
+) -> Vec<Result<Vec<RuntimeEvent>, String>> {
+    use fastdata::utility::Event as U;
     let mut items = Vec::with_capacity(calls);
     let mut current = Vec::new();
     for event in events {
         if items.len() == calls {
             break;
         }
-        match (event.pallet.as_str(), event.name.as_str()) {
-            ("Utility", "ItemCompleted") => items.push(Ok(std::mem::take(&mut current))),
-            ("Utility", "ItemFailed") => {
+        match event {
+            RuntimeEvent::Utility(U::ItemCompleted) => items.push(Ok(std::mem::take(&mut current))),
+            RuntimeEvent::Utility(U::ItemFailed { error }) => {
                 current.clear();
-                items.push(Err(describe(&event.fields)));
+                items.push(Err(describe(error)));
             }
-            ("Utility", "BatchCompleted" | "BatchCompletedWithErrors" | "BatchInterrupted") => {
-                break
-            }
+            RuntimeEvent::Utility(
+                U::BatchCompleted | U::BatchCompletedWithErrors | U::BatchInterrupted { .. },
+            ) => break,
             _ => current.push(event.clone()),
         }
     }
@@ -205,17 +228,17 @@ pub fn batch_items(
 
 /// The result of each of `calls` from their `Utility::force_batch` transaction `batch`
 /// ([`batch_items`]): the batch transaction with the call's own events, or the call's
-/// [`Error::Dispatch`] (`describe` renders the SCALE-encoded `DispatchError`).
+/// [`Error::Dispatch`] (`names` gives each call's `Pallet::call`, `describe` renders an error).
 pub fn batch_results(
     batch: &Included,
-    calls: &[BatchCall],
-    describe: impl Fn(&[u8]) -> String,
+    names: &[String],
+    describe: impl Fn(&RuntimeDispatchError) -> String,
 ) -> Vec<Result<Included, Error>> {
-    let items = batch_items(&batch.events, calls.len(), describe);
-    calls
+    let items = batch_items(&batch.events, names.len(), describe);
+    names
         .iter()
         .zip(items)
-        .map(|(call, item)| match item {
+        .map(|(name, item)| match item {
             Ok(events) => Ok(Included {
                 extrinsic_hash: batch.extrinsic_hash,
                 block_hash: batch.block_hash,
@@ -225,7 +248,7 @@ pub fn batch_results(
                 events,
             }),
             Err(text) => Err(Error::Dispatch {
-                error: format!("{}::{} failed with {text}", call.pallet, call.call),
+                error: format!("{name} failed with {text}"),
             }),
         })
         .collect()
@@ -245,31 +268,48 @@ fn dispatch_text(failure: &subxt::error::DispatchError) -> String {
     text
 }
 
-/// The text of a SCALE-encoded `DispatchError` (e.g. of `Utility::ItemFailed`).
-fn describe_dispatch_error(bytes: &[u8], metadata: &subxt::metadata::ArcMetadata) -> String {
-    match subxt::error::DispatchError::decode_from(bytes, metadata.clone()) {
-        Ok(failure) => dispatch_text(&failure),
-        Err(e) => format!("undecodable dispatch error 0x{} ({e})", hex::encode(bytes)),
+/// The type id of the runtime's `DispatchError` in `metadata`.
+fn dispatch_error_type(metadata: &subxt::metadata::Metadata) -> Option<u32> {
+    metadata
+        .types()
+        .types
+        .iter()
+        .find_map(|t| (t.ty.path.segments == ["sp_runtime", "DispatchError"]).then_some(t.id))
+}
+
+/// The text of a dispatch error reported in an event (e.g. `Utility::ItemFailed`): the
+/// `Pallet::Error` with its docs, as `metadata` names it.
+pub fn describe_dispatch_error(
+    error: &RuntimeDispatchError,
+    metadata: &subxt::metadata::ArcMetadata,
+) -> String {
+    let Some(ty) = dispatch_error_type(metadata) else {
+        return format!("{error:?}");
+    };
+    match error.encode_as_type(ty, metadata.types()) {
+        Ok(bytes) => match subxt::error::DispatchError::decode_from(&bytes[..], metadata.clone()) {
+            Ok(failure) => dispatch_text(&failure),
+            Err(_) => format!("{error:?}"),
+        },
+        Err(_) => format!("{error:?}"),
     }
 }
 
-/// Encodes `pallet::call` with SCALE-encoded `args` as a `RuntimeCall` of the runtime
-/// described by `metadata` (pallet index, call index, arguments).
-pub fn encode_call(
-    metadata: &subxt::metadata::Metadata,
-    pallet: &str,
-    call: &str,
-    args: &[u8],
-) -> Result<Vec<u8>, Error> {
-    let p = metadata
-        .pallet_by_name(pallet)
-        .ok_or_else(|| Error::NotFound(format!("the runtime has no pallet {pallet}")))?;
-    let c = p
-        .call_variant_by_name(call)
-        .ok_or_else(|| Error::NotFound(format!("pallet {pallet} has no call {call}")))?;
-    let mut out = vec![p.call_index(), c.index];
-    out.extend_from_slice(args);
-    Ok(out)
+/// `Pallet::call` of a runtime call, by its pallet and call index in `metadata`.
+pub fn call_name(call: &RuntimeCall, metadata: &subxt::metadata::Metadata) -> String {
+    let bytes = call
+        .encode_as_type(metadata.outer_enums().call_enum_ty(), metadata.types())
+        .unwrap_or_default();
+    let (Some(&pallet), Some(&index)) = (bytes.first(), bytes.get(1)) else {
+        return "a call".into();
+    };
+    match metadata.pallet_by_call_index(pallet) {
+        Some(p) => match p.call_variant_by_index(index) {
+            Some(v) => format!("{}::{}", p.name(), v.name),
+            None => format!("{}::call #{index}", p.name()),
+        },
+        None => format!("pallet #{pallet} call #{index}"),
+    }
 }
 
 /// A transaction handed to the node, not yet in a block.
@@ -373,51 +413,29 @@ impl FastData {
             .map_err(|e| Error::Chain(format!("system_accountNextIndex: {e}")))
     }
 
-    /// Signs `pallet::call(data)` as the acting account, submits it and waits until it is in
-    /// a block ([`Wait::InBlock`]; see the module docs). A failed dispatch is an
-    /// [`Error::Dispatch`] naming the pallet error. Other transactions of the account from
-    /// this process are not held up meanwhile.
-    pub async fn submit<CallData: EncodeAsFields>(
-        &self,
-        pallet: &str,
-        call: &str,
-        data: CallData,
-    ) -> Result<Included, Error> {
-        self.submit_with(pallet, call, data, Wait::InBlock).await
+    /// Signs `tx` (a generated payload, `fastdata::tx()…`) as the acting account, submits it
+    /// and waits until it is in a block ([`Wait::InBlock`]; see the module docs). A failed
+    /// dispatch is an [`Error::Dispatch`] naming the pallet error. Other transactions of the
+    /// account from this process are not held up meanwhile.
+    pub async fn submit<P: Payload>(&self, tx: P) -> Result<Included, Error> {
+        self.submit_with(tx, Wait::InBlock).await
     }
 
-    /// [`Self::submit`], waiting until the transaction is finalized.
-    pub async fn submit_finalized<CallData: EncodeAsFields>(
-        &self,
-        pallet: &str,
-        call: &str,
-        data: CallData,
-    ) -> Result<Included, Error> {
-        self.submit_with(pallet, call, data, Wait::Finalized).await
+    /// [`Self::submit`], waiting until the transaction's block is finalized.
+    pub async fn submit_finalized<P: Payload>(&self, tx: P) -> Result<Included, Error> {
+        self.submit_with(tx, Wait::Finalized).await
     }
 
     /// [`Self::submit`], waiting as `wait` says.
-    pub async fn submit_with<CallData: EncodeAsFields>(
-        &self,
-        pallet: &str,
-        call: &str,
-        data: CallData,
-        wait: Wait,
-    ) -> Result<Included, Error> {
-        let pending = self.send(pallet, call, data).await?;
+    pub async fn submit_with<P: Payload>(&self, tx: P, wait: Wait) -> Result<Included, Error> {
+        let pending = self.send(&tx).await?;
         self.watch(pending, wait).await
     }
 
-    /// Signs `pallet::call(data)` with the account's next nonce (see the module docs) and
-    /// hands it to the node, holding the account's nonce lock only meanwhile.
-    async fn send<CallData: EncodeAsFields>(
-        &self,
-        pallet: &str,
-        call: &str,
-        data: CallData,
-    ) -> Result<Pending, Error> {
-        let what = format!("{pallet}::{call}");
-        let tx = subxt::dynamic::tx(pallet, call, data);
+    /// Signs `tx` with the account's next nonce (see the module docs) and hands it to the
+    /// node, holding the account's nonce lock only meanwhile.
+    async fn send<P: Payload>(&self, tx: &P) -> Result<Pending, Error> {
+        let what = format!("{}::{}", tx.pallet_name(), tx.call_name());
         // Signed against the finalized block: its hash anchors the mortality.
         let at = self.current_block().await?;
         let slot = nonce_slot(self.genesis(), &self.account.account_id());
@@ -429,7 +447,7 @@ impl FastData {
             .build();
         let submitted = async {
             at.transactions()
-                .create_signable_offline(&tx, params)?
+                .create_signable_offline(tx, params)?
                 .sign(&self.account)?
                 .submit_and_watch()
                 .await
@@ -588,12 +606,7 @@ impl FastData {
         })?;
         let mut out = Vec::new();
         for event in events.iter() {
-            let event = event?;
-            out.push(RawEvent {
-                pallet: event.pallet_name().to_owned(),
-                name: event.event_name().to_owned(),
-                fields: event.field_bytes().to_vec(),
-            });
+            out.push(event?.decode_as::<RuntimeEvent>()?);
         }
         Ok(Included {
             extrinsic_hash: events.extrinsic_hash().0,
@@ -613,7 +626,7 @@ impl FastData {
     /// included fails each of its calls with an [`Error::Chain`].
     pub async fn submit_batch(
         &self,
-        calls: &[BatchCall],
+        calls: &[RuntimeCall],
         wait: Wait,
     ) -> Vec<Result<Included, Error>> {
         if calls.is_empty() {
@@ -625,15 +638,8 @@ impl FastData {
         };
         let mut sent = Vec::new();
         for chunk in calls.chunks(MAX_BATCH_CALLS) {
-            let encoded = chunk
-                .iter()
-                .map(|c| encode_call(&metadata, &c.pallet, &c.call, &c.args).map(RawCall))
-                .collect::<Result<Vec<_>, _>>();
-            let pending = match encoded {
-                Ok(encoded) => self.send("Utility", "force_batch", (arg(encoded),)).await,
-                Err(e) => Err(e),
-            };
-            sent.push((chunk, pending));
+            let tx = fastdata::tx().utility().force_batch(chunk.to_vec());
+            sent.push((chunk, self.send(&tx).await));
         }
         let watched = sent.into_iter().map(|(chunk, pending)| {
             let metadata = &metadata;
@@ -643,9 +649,13 @@ impl FastData {
                     Err(e) => Err(e),
                 };
                 match batch {
-                    Ok(batch) => batch_results(&batch, chunk, |bytes| {
-                        describe_dispatch_error(bytes, metadata)
-                    }),
+                    Ok(batch) => {
+                        let names: Vec<String> =
+                            chunk.iter().map(|c| call_name(c, metadata)).collect();
+                        batch_results(&batch, &names, |error| {
+                            describe_dispatch_error(error, metadata)
+                        })
+                    }
                     Err(e) => not_included(chunk.len(), &e),
                 }
             }
@@ -660,25 +670,16 @@ impl FastData {
     /// Submits `calls` as one `Utility::batch_all` transaction: all of them apply, in order,
     /// or none does (the error names the failing call's pallet error). Returns when it is
     /// included as `wait` says, with the events of every call.
-    pub async fn submit_all(&self, calls: &[BatchCall], wait: Wait) -> Result<Included, Error> {
-        let metadata = self.current_block().await?.metadata();
-        let encoded = calls
-            .iter()
-            .map(|c| encode_call(&metadata, &c.pallet, &c.call, &c.args).map(RawCall))
-            .collect::<Result<Vec<_>, _>>()?;
-        let pending = self.send("Utility", "batch_all", (arg(encoded),)).await?;
-        self.watch(pending, wait).await
+    pub async fn submit_all(&self, calls: &[RuntimeCall], wait: Wait) -> Result<Included, Error> {
+        let tx = fastdata::tx().utility().batch_all(calls.to_vec());
+        self.submit_with(tx, wait).await
     }
 
-    /// Calls runtime API `method` (e.g. `OffersApi_offers`) with SCALE-encoded `args` at the
-    /// last finalized block and decodes the answer as `R`.
-    pub async fn runtime_api<R: Decode>(
-        &self,
-        method: &str,
-        args: impl Encode,
-    ) -> Result<R, Error> {
+    /// Calls a runtime API (a generated payload, `fastdata::apis()…`) at the last finalized
+    /// block.
+    pub async fn api<P: ApiPayload>(&self, call: P) -> Result<P::ReturnType, Error> {
         let at = self.current_block().await?;
-        runtime_api_at(&at, method, args).await
+        api_at(&at, call).await
     }
 
     /// Sends `amount` planck to `to` (`Balances::transfer_keep_alive`).
@@ -688,12 +689,9 @@ impl FastData {
         amount: fastdata_primitives::Balance,
     ) -> Result<Included, Error> {
         self.submit(
-            "Balances",
-            "transfer_keep_alive",
-            (
-                arg(crate::identity::lookup(to)),
-                arg(codec::Compact(amount)),
-            ),
+            fastdata::tx()
+                .balances()
+                .transfer_keep_alive(lookup(to), amount),
         )
         .await
     }
@@ -720,16 +718,6 @@ impl FastData {
                 .data
                 .free),
             None => Ok(0),
-        }
-    }
-
-    /// Reads raw storage at the last finalized block (`None` if absent).
-    pub async fn storage_raw(&self, key: Vec<u8>) -> Result<Option<Vec<u8>>, Error> {
-        let at = self.current_block().await?;
-        match at.storage().fetch_raw(key).await {
-            Ok(value) => Ok(Some(value)),
-            Err(subxt::error::StorageError::NoValueFound) => Ok(None),
-            Err(e) => Err(e.into()),
         }
     }
 
@@ -772,205 +760,59 @@ pub type AtBlock = subxt::client::ClientAtBlock<
     subxt::client::OnlineClientAtBlockImpl<crate::FastDataConfig>,
 >;
 
-/// Calls runtime API `method` (e.g. `OperatorsApi_streams_of`) with SCALE-encoded `args` at
-/// block `at` and decodes the whole answer as `R`.
-pub async fn runtime_api_at<R: Decode>(
-    at: &AtBlock,
-    method: &str,
-    args: impl Encode,
-) -> Result<R, Error> {
-    let bytes = at
-        .runtime_apis()
-        .call_raw(method, Some(&args.encode()))
+/// Calls a runtime API (a generated payload, `fastdata::apis()…`) at block `at`.
+pub async fn api_at<P: ApiPayload>(at: &AtBlock, call: P) -> Result<P::ReturnType, Error> {
+    let what = format!("{}_{}", call.trait_name(), call.method_name());
+    at.runtime_apis()
+        .call(call)
         .await
-        .map_err(|e| Error::Chain(format!("runtime API {method}: {e}")))?;
-    codec::DecodeAll::decode_all(&mut &bytes[..]).map_err(|e| Error::Decode {
-        what: "runtime API answer",
-        detail: format!("{method}: {e}"),
-    })
+        .map_err(|e| Error::Chain(format!("runtime API {what}: {e}")))
 }
-
-/// Wraps a SCALE-encodable value as a transaction argument.
-pub fn arg<T: Encode>(value: T) -> Static<T> {
-    Static(value)
-}
-
-/// The storage key of a double map entry with hashers `blake2_128_concat` (first key) and
-/// `twox_64_concat` (second key).
-pub fn double_map_key(
-    pallet: &str,
-    item: &str,
-    k1_blake2_128_concat: &[u8],
-    k2_twox_64_concat: &[u8],
-) -> Vec<u8> {
-    use sp_io::hashing::{blake2_128, twox_128, twox_64};
-    let mut key = twox_128(pallet.as_bytes()).to_vec();
-    key.extend_from_slice(&twox_128(item.as_bytes()));
-    key.extend_from_slice(&blake2_128(k1_blake2_128_concat));
-    key.extend_from_slice(k1_blake2_128_concat);
-    key.extend_from_slice(&twox_64(k2_twox_64_concat));
-    key.extend_from_slice(k2_twox_64_concat);
-    key
-}
-
-/// Every call the SDK submits: pallet, call, argument names in order. `tests/sdk/metadata.rs`
-/// checks them against `metadata/fastdata.scale`, so a runtime change that breaks the SDK fails
-/// a test instead of a user's transaction.
-pub const CALLS: &[(&str, &str, &[&str])] = &[
-    ("Did", "create_did", &["key_agreement", "services"]),
-    ("Did", "rotate_key_agreement", &["key_agreement"]),
-    ("Did", "deactivate_did", &[]),
-    ("Did", "register_issuer", &["issuer", "name", "weight"]),
-    (
-        "Did",
-        "attest_credential",
-        &["subject", "credential_type", "claim_hash", "expires_at"],
-    ),
-    ("Did", "revoke_credential", &["subject", "id"]),
-    ("Did", "remove_credential", &["subject", "id"]),
-    ("Sudo", "sudo", &["call"]),
-    ("Utility", "force_batch", &["calls"]),
-    ("Utility", "batch_all", &["calls"]),
-    ("Balances", "transfer_keep_alive", &["dest", "value"]),
-    (
-        "Offers",
-        "create_offer",
-        &["topic", "mode", "price", "terms"],
-    ),
-    ("Offers", "retire_offer", &["offer"]),
-    (
-        "Offers",
-        "register_stream",
-        &["offer", "name", "timestamp", "commitment"],
-    ),
-    (
-        "Offers",
-        "create_offer_with_stream",
-        &[
-            "topic",
-            "mode",
-            "price",
-            "terms",
-            "name",
-            "timestamp",
-            "commitment",
-        ],
-    ),
-    ("Offers", "rotate_epoch", &["stream", "commitment"]),
-    ("Offers", "close_stream", &["stream"]),
-    ("Offers", "release_stream", &["stream"]),
-    ("Escrow", "purchase", &["offer", "periods", "max_price"]),
-    ("Escrow", "resolve_dispute", &["purchase", "refund_ratio"]),
-    ("Escrow", "deliver_keys", &["purchase", "epoch", "sealed"]),
-    ("Escrow", "refund_missing_keys", &["purchase"]),
-    ("Escrow", "settle", &["purchase"]),
-    ("Escrow", "dispute", &["purchase", "reason", "evidence"]),
-    ("Escrow", "answer_dispute", &["purchase", "evidence"]),
-    ("Escrow", "claim", &["receipt", "signature"]),
-    (
-        "Operators",
-        "register",
-        &["stake", "broker_url", "http_url", "price_per_mb"],
-    ),
-    (
-        "Operators",
-        "update",
-        &["broker_url", "http_url", "price_per_mb"],
-    ),
-    ("Operators", "resume", &[]),
-    ("Operators", "pause", &[]),
-    ("Operators", "leave", &[]),
-    ("Operators", "withdraw", &[]),
-    ("Operators", "bond_extra", &["amount"]),
-    ("Operators", "heartbeat", &[]),
-    ("Operators", "attest_heads", &["heads"]),
-    (
-        "Operators",
-        "fund_hosting",
-        &["stream", "quota_mb", "amount"],
-    ),
-    (
-        "Operators",
-        "report_equivocation",
-        &["operator", "first", "second"],
-    ),
-    ("Trust", "rate", &["purchase", "score", "comment"]),
-];
-
-/// Every event the SDK decodes: pallet, event, the leading fields it reads.
-pub const EVENTS: &[(&str, &str, &[&str])] = &[
-    ("Did", "CredentialAttested", &["subject", "issuer", "id"]),
-    ("Offers", "OfferCreated", &["offer"]),
-    ("Offers", "StreamRegistered", &["stream", "offer", "seller"]),
-    ("Offers", "EpochRotated", &["stream", "epoch"]),
-    ("Escrow", "Purchased", &["purchase"]),
-    (
-        "Escrow",
-        "ReceiptClaimed",
-        &["purchase", "operator", "up_to_sequence", "bytes", "accrued"],
-    ),
-    ("Utility", "ItemCompleted", &[]),
-    ("Utility", "ItemFailed", &["error"]),
-    ("Utility", "BatchCompleted", &[]),
-    ("Utility", "BatchCompletedWithErrors", &[]),
-];
-
-/// Every runtime API method the SDK calls: trait, method.
-pub const RUNTIME_APIS: &[(&str, &str)] = &[
-    ("DidApi", "did_document"),
-    ("DidApi", "is_verified"),
-    ("DidApi", "key_agreement_key"),
-    ("TrustApi", "trust_score"),
-    ("TrustApi", "reputation"),
-    ("OffersApi", "offers"),
-    ("OffersApi", "offers_by_seller"),
-    ("OffersApi", "offer"),
-    ("OffersApi", "stream"),
-    ("OperatorsApi", "operator"),
-    ("OperatorsApi", "operators"),
-    ("OperatorsApi", "streams_of"),
-    ("EscrowApi", "purchases_of_buyer"),
-    ("EscrowApi", "purchases_of_offer"),
-    ("EscrowApi", "purchase"),
-    ("EscrowApi", "sealed_key"),
-];
-
-/// Storage items the SDK reads raw: pallet, item.
-pub const STORAGE: &[(&str, &str)] = &[("Offers", "EpochCommitments"), ("System", "Account")];
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fastdata::{escrow::Event as E, utility::Event as U};
 
-    fn event(pallet: &str, name: &str, fields: Vec<u8>) -> RawEvent {
-        RawEvent {
-            pallet: pallet.into(),
-            name: name.into(),
-            fields,
-        }
+    fn purchased(purchase: u64) -> RuntimeEvent {
+        RuntimeEvent::Escrow(E::KeysDelivered {
+            purchase,
+            epoch: 0,
+            deposit: 1,
+        })
     }
 
     #[test]
-    fn events_decode_leading_fields() {
+    fn events_are_found_by_their_generated_variant() {
         let included = Included {
             extrinsic_hash: [0; 32],
             block_hash: [0; 32],
             block_number: 1,
             nonce: 0,
             finalized: true,
-            events: vec![event(
-                "Escrow",
-                "Purchased",
-                (7u64, 3u64, [1u8; 32]).encode(),
-            )],
+            events: vec![RuntimeEvent::Utility(U::ItemCompleted), purchased(7)],
         };
-        let id: u64 = included.decode_event("Escrow", "Purchased").unwrap();
-        assert_eq!(id, 7);
-        let (id, offer): (u64, u64) = included.decode_event("Escrow", "Purchased").unwrap();
-        assert_eq!((id, offer), (7, 3));
-        assert!(included
-            .decode_event::<u64>("Escrow", "KeysDelivered")
-            .is_err());
+        let delivered = |e: &RuntimeEvent| match e {
+            RuntimeEvent::Escrow(E::KeysDelivered { purchase, .. }) => Some(*purchase),
+            _ => None,
+        };
+        assert_eq!(
+            included.event("Escrow::KeysDelivered", delivered).unwrap(),
+            7
+        );
+        let refunded = |e: &RuntimeEvent| match e {
+            RuntimeEvent::Escrow(E::RefundedForMissingKeys { purchase, .. }) => Some(*purchase),
+            _ => None,
+        };
+        let missing = included
+            .event("Escrow::RefundedForMissingKeys", refunded)
+            .unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .contains("no Escrow::RefundedForMissingKeys event"),
+            "{missing}"
+        );
     }
 
     #[test]
@@ -984,48 +826,47 @@ mod tests {
 
     #[test]
     fn batch_events_split_by_call() {
-        let describe = |bytes: &[u8]| format!("error {}", hex::encode(bytes));
+        let describe = |error: &RuntimeDispatchError| format!("error {error:?}");
+        let failed = RuntimeDispatchError::BadOrigin;
         let events = vec![
-            event("Balances", "Withdraw", vec![1]),
-            event("Escrow", "KeysDelivered", vec![10]),
-            event("Utility", "ItemCompleted", vec![]),
-            event("Utility", "ItemFailed", vec![3, 4]),
-            event("Escrow", "KeysDelivered", vec![11]),
-            event("Escrow", "PurchaseActivated", vec![11]),
-            event("Utility", "ItemCompleted", vec![]),
-            event("Utility", "BatchCompletedWithErrors", vec![]),
-            event("TransactionPayment", "TransactionFeePaid", vec![]),
-            event("System", "ExtrinsicSuccess", vec![]),
+            purchased(1),
+            purchased(10),
+            RuntimeEvent::Utility(U::ItemCompleted),
+            RuntimeEvent::Utility(U::ItemFailed {
+                error: failed.clone(),
+            }),
+            purchased(11),
+            purchased(12),
+            RuntimeEvent::Utility(U::ItemCompleted),
+            RuntimeEvent::Utility(U::BatchCompletedWithErrors),
+            purchased(99),
         ];
+        let ids = |events: &[RuntimeEvent]| -> Vec<u64> {
+            events
+                .iter()
+                .filter_map(|e| match e {
+                    RuntimeEvent::Escrow(E::KeysDelivered { purchase, .. }) => Some(*purchase),
+                    _ => None,
+                })
+                .collect()
+        };
         let items = batch_items(&events, 3, describe);
         assert_eq!(items.len(), 3);
-        let first = items[0].as_ref().unwrap();
-        assert_eq!(first.len(), 2, "the fee withdrawal and the call's event");
-        assert_eq!(first[1].fields, vec![10]);
-        assert_eq!(items[1], Err("error 0304".into()));
-        let third = items[2].as_ref().unwrap();
-        assert_eq!(
-            third.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
-            ["KeysDelivered", "PurchaseActivated"]
-        );
+        assert_eq!(ids(items[0].as_ref().unwrap()), [1, 10]);
+        assert_eq!(items[1].as_ref().unwrap_err(), "error BadOrigin");
+        assert_eq!(ids(items[2].as_ref().unwrap()), [11, 12]);
         // Events that end early leave the rest of the calls without an outcome.
-        let short = batch_items(&events[..3], 2, |_| String::new());
+        let short = batch_items(&events[..3], 2, describe);
         assert!(short[0].is_ok());
         assert!(short[1].as_ref().unwrap_err().contains("no outcome"));
         // Nothing after the batch's end is a call's event.
         let all_ok = vec![
-            event("Utility", "ItemCompleted", vec![]),
-            event("Utility", "BatchCompleted", vec![]),
-            event("System", "ExtrinsicSuccess", vec![]),
+            RuntimeEvent::Utility(U::ItemCompleted),
+            RuntimeEvent::Utility(U::BatchCompleted),
+            purchased(5),
         ];
-        assert_eq!(batch_items(&all_ok, 1, |_| String::new()), vec![Ok(vec![])]);
-    }
-
-    #[test]
-    fn storage_key_layout() {
-        let key = double_map_key("Offers", "EpochCommitments", &[7; 32], &5u32.encode());
-        assert_eq!(key.len(), 16 + 16 + 16 + 32 + 8 + 4);
-        assert_eq!(&key[..16], &sp_io::hashing::twox_128(b"Offers"));
-        assert_eq!(&key[key.len() - 4..], &5u32.to_le_bytes());
+        let items = batch_items(&all_ok, 1, describe);
+        assert_eq!(items.len(), 1);
+        assert!(items[0].as_ref().unwrap().is_empty());
     }
 }

@@ -1,15 +1,14 @@
 //! Identity: DIDs with an X25519 key-agreement key, issuers and credentials (`pallet-did`).
 
-use codec::Encode;
 use fastdata_primitives::{
     api_identity::{DidDocumentInfo, ReputationInfo},
     AccountId, Balance, BlockNumber, Score, X25519Public,
 };
 use sp_core::H256;
-use sp_runtime::{MultiAddress, Perbill};
+use sp_runtime::Perbill;
 
 use crate::{
-    chain::{arg, FastData, Included},
+    chain::{account32, fastdata, lookup, FastData, Included, RuntimeCall, RuntimeEvent, Unwrap},
     error::Error,
     keystore::Keystore,
 };
@@ -19,7 +18,7 @@ pub type DidDocument = DidDocumentInfo<AccountId, Balance, BlockNumber>;
 
 /// A service endpoint of a DID document, as `pallet-did::create_did` takes it (same SCALE
 /// layout as `pallet_did::ServiceInput`).
-#[derive(Clone, Debug, PartialEq, Eq, Encode)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Service {
     /// Identifier inside the document, e.g. `broker`.
     pub id: Vec<u8>,
@@ -29,22 +28,15 @@ pub struct Service {
     pub endpoint: Vec<u8>,
 }
 
-/// A call encoded by hand (pallet index, call index, arguments), passed where the runtime
-/// expects a `RuntimeCall` (e.g. `Sudo::sudo`).
-pub struct RawCall(pub Vec<u8>);
-
-impl Encode for RawCall {
-    fn size_hint(&self) -> usize {
-        self.0.len()
+impl Service {
+    /// The generated form `Did::create_did` takes.
+    fn input(self) -> fastdata::runtime_types::pallet_did::types::ServiceInput {
+        fastdata::runtime_types::pallet_did::types::ServiceInput {
+            id: self.id,
+            service_type: self.service_type,
+            endpoint: self.endpoint,
+        }
     }
-    fn encode_to<W: codec::Output + ?Sized>(&self, dest: &mut W) {
-        dest.write(&self.0);
-    }
-}
-
-/// The `MultiAddress` form of an account, as calls taking an `AccountIdLookup` want it.
-pub fn lookup(who: &AccountId) -> MultiAddress<AccountId, ()> {
-    MultiAddress::Id(who.clone())
 }
 
 impl FastData {
@@ -59,7 +51,8 @@ impl FastData {
         let (secret, public) = fastdata_primitives::sealed::generate_x25519_keypair();
         keystore.add_x25519(&self.account().account_id(), &secret);
         keystore.save()?;
-        self.submit("Did", "create_did", (arg(public), arg(services)))
+        let services = services.into_iter().map(Service::input).collect();
+        self.submit(fastdata::tx().did().create_did(public, services))
             .await?;
         Ok(public)
     }
@@ -73,39 +66,58 @@ impl FastData {
         let (secret, public) = fastdata_primitives::sealed::generate_x25519_keypair();
         keystore.add_x25519(&self.account().account_id(), &secret);
         keystore.save()?;
-        self.submit("Did", "rotate_key_agreement", (arg(public),))
+        self.submit(fastdata::tx().did().rotate_key_agreement(public))
             .await?;
         Ok(public)
     }
 
     /// Deactivates the acting account's DID.
     pub async fn deactivate_did(&self) -> Result<Included, Error> {
-        self.submit("Did", "deactivate_did", ()).await
+        self.submit(fastdata::tx().did().deactivate_did()).await
     }
 
     /// The DID document of `who`.
     pub async fn did_document(&self, who: &AccountId) -> Result<Option<DidDocument>, Error> {
-        self.runtime_api("DidApi_did_document", who).await
+        let api = fastdata::runtime_apis()
+            .did_api()
+            .did_document(account32(who));
+        Ok(self.api(api).await?.unwrap_static())
     }
 
     /// `who` has an active DID with a valid credential.
     pub async fn is_verified(&self, who: &AccountId) -> Result<bool, Error> {
-        self.runtime_api("DidApi_is_verified", who).await
+        self.api(
+            fastdata::runtime_apis()
+                .did_api()
+                .is_verified(account32(who)),
+        )
+        .await
     }
 
     /// The X25519 key-agreement key of `who`'s DID.
     pub async fn key_agreement_key(&self, who: &AccountId) -> Result<Option<X25519Public>, Error> {
-        self.runtime_api("DidApi_key_agreement_key", who).await
+        let api = fastdata::runtime_apis()
+            .did_api()
+            .key_agreement_key(account32(who));
+        self.api(api).await
     }
 
     /// Trust score `TS(who)` ([`fastdata_primitives::SCORE_ONE`] = 1.0).
     pub async fn trust_score(&self, who: &AccountId) -> Result<Score, Error> {
-        self.runtime_api("TrustApi_trust_score", who).await
+        self.api(
+            fastdata::runtime_apis()
+                .trust_api()
+                .trust_score(account32(who)),
+        )
+        .await
     }
 
     /// Credibility, trust score and their parts.
     pub async fn reputation(&self, who: &AccountId) -> Result<ReputationInfo, Error> {
-        self.runtime_api("TrustApi_reputation", who).await
+        let api = fastdata::runtime_apis()
+            .trust_api()
+            .reputation(account32(who));
+        Ok(self.api(api).await?.unwrap_static())
     }
 
     /// As a registered issuer, attests a credential of `credential_type` to `subject`'s DID,
@@ -119,20 +131,17 @@ impl FastData {
         expires_at: BlockNumber,
     ) -> Result<H256, Error> {
         let included = self
-            .submit(
-                "Did",
-                "attest_credential",
-                (
-                    arg(lookup(subject)),
-                    arg(credential_type.to_vec()),
-                    arg(claim_hash),
-                    arg(expires_at),
-                ),
-            )
+            .submit(fastdata::tx().did().attest_credential(
+                lookup(subject),
+                credential_type.to_vec(),
+                claim_hash,
+                expires_at,
+            ))
             .await?;
-        let (_subject, _issuer, id): (AccountId, AccountId, H256) =
-            included.decode_event("Did", "CredentialAttested")?;
-        Ok(id)
+        included.event("Did::CredentialAttested", |e| match e {
+            RuntimeEvent::Did(fastdata::did::Event::CredentialAttested { id, .. }) => Some(*id),
+            _ => None,
+        })
     }
 
     /// As the issuer, revokes credential `id` of `subject`.
@@ -141,7 +150,7 @@ impl FastData {
         subject: &AccountId,
         id: H256,
     ) -> Result<Included, Error> {
-        self.submit("Did", "revoke_credential", (arg(lookup(subject)), arg(id)))
+        self.submit(fastdata::tx().did().revoke_credential(lookup(subject), id))
             .await
     }
 
@@ -151,7 +160,7 @@ impl FastData {
         subject: &AccountId,
         id: H256,
     ) -> Result<Included, Error> {
-        self.submit("Did", "remove_credential", (arg(lookup(subject)), arg(id)))
+        self.submit(fastdata::tx().did().remove_credential(lookup(subject), id))
             .await
     }
 
@@ -163,50 +172,21 @@ impl FastData {
         name: &[u8],
         weight: Perbill,
     ) -> Result<Included, Error> {
-        let call = self
-            .encode_call(
-                "Did",
-                "register_issuer",
-                (lookup(issuer), name.to_vec(), weight).encode(),
-            )
-            .await?;
-        self.submit("Sudo", "sudo", (arg(RawCall(call)),)).await
-    }
-
-    /// Encodes `pallet::call` with SCALE-encoded `args` as a `RuntimeCall`, looking up the
-    /// pallet and call indices in the node's metadata.
-    pub async fn encode_call(
-        &self,
-        pallet: &str,
-        call: &str,
-        args: Vec<u8>,
-    ) -> Result<Vec<u8>, Error> {
-        let metadata = self.current_block().await?.metadata();
-        crate::chain::encode_call(&metadata, pallet, call, &args)
+        let call = RuntimeCall::Did(fastdata::did::Call::register_issuer {
+            issuer: lookup(issuer),
+            name: name.to_vec(),
+            weight: fastdata::runtime_types::sp_arithmetic::per_things::Perbill(
+                weight.deconstruct(),
+            ),
+        });
+        self.submit(fastdata::tx().sudo().sudo(call)).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn raw_call_encodes_without_length_prefix() {
-        assert_eq!(RawCall(vec![50, 4, 9]).encode(), vec![50, 4, 9]);
-    }
-
-    #[test]
-    fn service_layout_is_three_byte_vectors() {
-        let s = Service {
-            id: b"a".to_vec(),
-            service_type: b"bc".to_vec(),
-            endpoint: b"d".to_vec(),
-        };
-        assert_eq!(
-            s.encode(),
-            (b"a".to_vec(), b"bc".to_vec(), b"d".to_vec()).encode()
-        );
-    }
+    use codec::Encode;
 
     #[test]
     fn lookup_is_multiaddress_id() {

@@ -16,11 +16,12 @@
 //! - [`seller_service`] runs a seller in one long-running process (`fastdata seller run`):
 //!   records batched into segments and published, keys delivered, epochs rotated.
 //!
-//! Chain access: transactions are built from the runtime's pallet and call names with the
-//! arguments encoded by the very types the runtime uses (`fastdata-primitives`), and runtime
-//! APIs are called by name and decoded into those types, so no type is duplicated between
-//! the chain and this crate. `tests/sdk/metadata.rs` checks `metadata/fastdata.scale` against a
-//! running node (stale metadata fails the test).
+//! Chain access is typed: calls, events, storage and runtime APIs go through the code subxt
+//! generates from `metadata/fastdata.scale` ([`runtime`]), with the runtime's own types from
+//! `fastdata-primitives` substituted for their generated copies, so a renamed call, event,
+//! field or runtime API is a compile error and no type is duplicated between the chain and
+//! this crate. `tests/sdk/metadata.rs` checks the exported metadata against a running node
+//! (stale metadata fails the test).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), fastdata_sdk::Error> {
@@ -96,6 +97,30 @@ pub fn fresh_nonce() -> u64 {
             Ok(_) => return next,
             Err(seen) => last = seen,
         }
+    }
+}
+
+/// Resolves at the first Ctrl-C (SIGINT) or SIGTERM.
+pub async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -39,7 +39,7 @@ use sp_runtime::MultiSignature;
 
 use crate::{
     account::Account,
-    chain::{arg, FastData, Included},
+    chain::{FastData, Included, Unwrap},
     error::Error,
     http::HttpClient,
 };
@@ -669,22 +669,6 @@ pub struct AttestedHead {
     pub at: BlockNumber,
 }
 
-/// The storage key of `Operators.StreamHeads(stream)`, a map with one `blake2_128_concat`
-/// key: a double-map key without its (empty) second key's 8-byte `twox_64` hash.
-pub fn stream_heads_key(stream: &StreamId) -> Vec<u8> {
-    let mut key = crate::chain::double_map_key("Operators", "StreamHeads", stream.as_bytes(), &[]);
-    key.truncate(key.len().saturating_sub(8));
-    key
-}
-
-/// Decodes the whole value of `Operators.StreamHeads(stream)`.
-pub fn decode_attested_heads(raw: &[u8]) -> Result<Vec<AttestedHead>, Error> {
-    <Vec<AttestedHead> as codec::DecodeAll>::decode_all(&mut &raw[..]).map_err(|e| Error::Decode {
-        what: "Operators.StreamHeads",
-        detail: e.to_string(),
-    })
-}
-
 /// The one reader of `Operators.StreamHeads(stream)` (the SDK, the operator daemon's follower
 /// and its head attester read it here): each operator's latest attestation of `stream` at
 /// block `at`, empty before the first one. The chain's head of the stream is
@@ -694,11 +678,29 @@ pub async fn attested_heads_at(
     at: &crate::chain::AtBlock,
     stream: &StreamId,
 ) -> Result<Vec<AttestedHead>, Error> {
-    match at.storage().fetch_raw(stream_heads_key(stream)).await {
-        Ok(raw) => decode_attested_heads(&raw),
-        Err(subxt::error::StorageError::NoValueFound) => Ok(Vec::new()),
-        Err(e) => Err(e.into()),
-    }
+    let address = crate::chain::fastdata::storage().operators().stream_heads();
+    let value = at
+        .storage()
+        .try_fetch(address, (*stream,))
+        .await
+        .map_err(|e| Error::Chain(format!("Operators.StreamHeads of {stream:?}: {e}")))?;
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let records = value.decode().map_err(|e| Error::Decode {
+        what: "Operators.StreamHeads",
+        detail: e.to_string(),
+    })?;
+    Ok(records
+        .0
+        .into_iter()
+        .map(|r| AttestedHead {
+            operator: crate::chain::account_id(&r.operator),
+            head: r.head,
+            stored_bytes: r.stored_bytes,
+            at: r.at,
+        })
+        .collect())
 }
 
 /// An operator as the runtime lists it.
@@ -707,12 +709,18 @@ pub type Operator = OperatorView<AccountId, Balance, BlockNumber>;
 impl FastData {
     /// The operator `who`.
     pub async fn operator(&self, who: &AccountId) -> Result<Option<Operator>, Error> {
-        self.runtime_api("OperatorsApi_operator", who).await
+        let api = crate::chain::fastdata::runtime_apis()
+            .operators_api()
+            .operator(crate::chain::account32(who));
+        Ok(self.api(api).await?.unwrap_static())
     }
 
     /// Every registered operator.
     pub async fn operators(&self) -> Result<Vec<Operator>, Error> {
-        self.runtime_api("OperatorsApi_operators", ()).await
+        let api = crate::chain::fastdata::runtime_apis()
+            .operators_api()
+            .operators();
+        Ok(self.api(api).await?.unwrap_static())
     }
 
     /// Reports that `operator` signed two statements about one segment naming different
@@ -727,14 +735,20 @@ impl FastData {
         second: StatementEvidence,
     ) -> Result<Included, Error> {
         check_equivocation(operator, &first, &second, &self.genesis())?;
-        self.submit(
-            "Operators",
-            "report_equivocation",
+        let evidence = |(statement, signature): StatementEvidence| {
             (
-                arg(crate::identity::lookup(operator)),
-                arg(first),
-                arg(second),
-            ),
+                subxt::utils::Static(statement),
+                subxt::utils::Static(signature),
+            )
+        };
+        self.submit(
+            crate::chain::fastdata::tx()
+                .operators()
+                .report_equivocation(
+                    crate::chain::lookup(operator),
+                    evidence(first),
+                    evidence(second),
+                ),
         )
         .await
     }
@@ -1056,45 +1070,5 @@ mod tests {
         assert_eq!(parse_broker_url("mqtts://:8883"), None);
         assert_eq!(parse_broker_url("mqtt://h:notaport"), None);
         assert_eq!(parse_broker_url("http://h:1"), None);
-    }
-
-    #[test]
-    fn stream_heads_key_is_a_blake2_128_concat_map_key() {
-        let stream = StreamId::repeat_byte(3);
-        let key = stream_heads_key(&stream);
-        assert_eq!(key.len(), 16 + 16 + 16 + 32);
-        assert_eq!(&key[48..], stream.as_bytes());
-        let other =
-            crate::chain::double_map_key("Operators", "StreamHeads", stream.as_bytes(), b"x");
-        assert_eq!(&other[..80], &key[..]);
-    }
-
-    #[test]
-    fn attested_heads_decode_whole_records_only() {
-        let records = vec![
-            AttestedHead {
-                operator: AccountId::new([1; 32]),
-                head: 12,
-                stored_bytes: 3_000,
-                at: 40,
-            },
-            AttestedHead {
-                operator: AccountId::new([2; 32]),
-                head: 9,
-                stored_bytes: 2_000,
-                at: 41,
-            },
-        ];
-        // The pallet's `HeadRecord { operator, head, stored_bytes, at }`, field by field.
-        let raw = records
-            .iter()
-            .map(|r| (r.operator.clone(), r.head, r.stored_bytes, r.at))
-            .collect::<Vec<_>>()
-            .encode();
-        assert_eq!(decode_attested_heads(&raw).unwrap(), records);
-        assert!(decode_attested_heads(&raw[..raw.len() - 1]).is_err());
-        let mut trailing = raw.clone();
-        trailing.push(0);
-        assert!(decode_attested_heads(&trailing).is_err());
     }
 }

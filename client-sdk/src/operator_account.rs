@@ -9,7 +9,7 @@
 use fastdata_primitives::{AccountId, Balance, BlockNumber, StreamId};
 
 use crate::{
-    chain::{arg, FastData, Included},
+    chain::{account32, account_id, bounded, fastdata, FastData, Included},
     error::Error,
     operator::Operator,
 };
@@ -64,7 +64,13 @@ impl FastData {
         let Some(operator) = self.operator(who).await? else {
             return Ok(None);
         };
-        let streams = self.runtime_api("OperatorsApi_streams_of", who).await?;
+        let streams = self
+            .api(
+                fastdata::runtime_apis()
+                    .operators_api()
+                    .streams_of(account32(who)),
+            )
+            .await?;
         let pending_reassignment = self
             .pending_reassignments()
             .await?
@@ -81,20 +87,25 @@ impl FastData {
     /// Operators whose streams wait to be reassigned, each with the relay block from which
     /// the replacements are drawn (`Operators::PendingReassignments`).
     pub async fn pending_reassignments(&self) -> Result<Vec<(AccountId, BlockNumber)>, Error> {
-        let key = [
-            sp_io::hashing::twox_128(b"Operators"),
-            sp_io::hashing::twox_128(b"PendingReassignments"),
-        ]
-        .concat();
-        match self.storage_raw(key).await? {
-            None => Ok(Vec::new()),
-            Some(bytes) => {
-                codec::DecodeAll::decode_all(&mut &bytes[..]).map_err(|e| Error::Decode {
-                    what: "Operators.PendingReassignments",
-                    detail: e.to_string(),
-                })
-            }
-        }
+        let at = self.current_block().await?;
+        let address = fastdata::storage().operators().pending_reassignments();
+        let value = at
+            .storage()
+            .try_fetch(address, ())
+            .await
+            .map_err(|e| Error::Chain(format!("Operators.PendingReassignments: {e}")))?;
+        let Some(value) = value else {
+            return Ok(Vec::new());
+        };
+        let pending = value.decode().map_err(|e| Error::Decode {
+            what: "Operators.PendingReassignments",
+            detail: e.to_string(),
+        })?;
+        Ok(pending
+            .0
+            .into_iter()
+            .map(|(who, at)| (account_id(&who), at))
+            .collect())
     }
 
     /// What `who` earned as an operator from receipts, summed over the claims of every
@@ -123,8 +134,8 @@ impl FastData {
     /// The balance of `who` with every hold on it, at the last finalized block.
     pub async fn account_funds(&self, who: &AccountId) -> Result<AccountFunds, Error> {
         let at = self.current_block().await?;
-        let id = subxt::utils::AccountId32(*who.as_ref());
-        let storage = crate::runtime::fastdata::storage();
+        let id = account32(who);
+        let storage = fastdata::storage();
         let mut funds = AccountFunds::default();
         let account = at
             .storage()
@@ -172,46 +183,46 @@ impl FastData {
         http_url: &str,
         price_per_mb: Balance,
     ) -> Result<Included, Error> {
-        self.submit_finalized(
-            "Operators",
-            "register",
-            (
-                arg(stake),
-                arg(broker_url.as_bytes().to_vec()),
-                arg(http_url.as_bytes().to_vec()),
-                arg(price_per_mb),
-            ),
-        )
+        self.submit_finalized(fastdata::tx().operators().register(
+            stake,
+            bounded(broker_url.as_bytes()),
+            bounded(http_url.as_bytes()),
+            price_per_mb,
+        ))
         .await
     }
 
     /// Pauses the acting operator: it takes no new streams, and replacements for its streams
     /// are drawn a few blocks later unless it resumes first. Waits for finality.
     pub async fn pause_operator(&self) -> Result<Included, Error> {
-        self.submit_finalized("Operators", "pause", ()).await
+        self.submit_finalized(fastdata::tx().operators().pause())
+            .await
     }
 
     /// Resumes the acting operator (paused or suspended; its stake must meet the minimum).
     /// Waits for finality.
     pub async fn resume_operator(&self) -> Result<Included, Error> {
-        self.submit_finalized("Operators", "resume", ()).await
+        self.submit_finalized(fastdata::tx().operators().resume())
+            .await
     }
 
     /// Starts the acting operator's exit: its streams are reassigned and its stake stays held
     /// until the unbonding period ends. Waits for finality.
     pub async fn leave_operators(&self) -> Result<Included, Error> {
-        self.submit_finalized("Operators", "leave", ()).await
+        self.submit_finalized(fastdata::tx().operators().leave())
+            .await
     }
 
     /// Releases the acting operator's stake after `leave` and the unbonding period, and
     /// removes its record. Waits for finality.
     pub async fn withdraw_stake(&self) -> Result<Included, Error> {
-        self.submit_finalized("Operators", "withdraw", ()).await
+        self.submit_finalized(fastdata::tx().operators().withdraw())
+            .await
     }
 
     /// Adds `amount` to the acting operator's held stake. Waits for finality.
     pub async fn bond_extra(&self, amount: Balance) -> Result<Included, Error> {
-        self.submit_finalized("Operators", "bond_extra", (arg(amount),))
+        self.submit_finalized(fastdata::tx().operators().bond_extra(amount))
             .await
     }
 }

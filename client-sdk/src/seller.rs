@@ -17,10 +17,13 @@ use fastdata_primitives::{
 use futures_util::{StreamExt, TryStreamExt};
 use sp_core::H256;
 use std::collections::{BTreeMap, HashMap};
+use subxt::utils::Static;
 
 use crate::{
     buyer::Purchase,
-    chain::{arg, double_map_key, BatchCall, FastData, Included, Wait},
+    chain::{
+        account32, bounded, fastdata, FastData, Included, RuntimeCall, RuntimeEvent, Unwrap, Wait,
+    },
     error::Error,
     keystore::{EpochRecord, Keystore},
 };
@@ -44,13 +47,13 @@ pub struct Hosting {
 }
 
 impl Hosting {
-    /// The `Operators::fund_hosting` call that sets this hosting for `stream`.
-    fn call(&self, stream: &StreamId) -> BatchCall {
-        BatchCall::new(
-            "Operators",
-            "fund_hosting",
-            (*stream, self.quota_mb, self.funds),
-        )
+    /// The `Operators::fund_hosting` call that sets this hosting for `stream` (a batch item).
+    pub fn call(&self, stream: &StreamId) -> RuntimeCall {
+        RuntimeCall::Operators(fastdata::operators::Call::fund_hosting {
+            stream: *stream,
+            quota_mb: self.quota_mb,
+            amount: self.funds,
+        })
     }
 
     /// 64 MB per operator funded with 10 FAST: a demo or test stream.
@@ -80,10 +83,22 @@ impl Hosting {
     }
 }
 
+/// The offer `included` created (`Offers::OfferCreated`).
+fn offer_created(included: &Included) -> Result<OfferId, Error> {
+    included.event("Offers::OfferCreated", |e| match e {
+        RuntimeEvent::Offers(fastdata::offers::Event::OfferCreated { offer, .. }) => Some(*offer),
+        _ => None,
+    })
+}
+
 /// Checks that `included` registered `stream` (`Offers::StreamRegistered`).
 fn expect_registered(included: &Included, stream: &StreamId) -> Result<(), Error> {
-    let (registered, _offer, _seller): (StreamId, OfferId, AccountId) =
-        included.decode_event("Offers", "StreamRegistered")?;
+    let registered = included.event("Offers::StreamRegistered", |e| match e {
+        RuntimeEvent::Offers(fastdata::offers::Event::StreamRegistered { stream, .. }) => {
+            Some(*stream)
+        }
+        _ => None,
+    })?;
     if registered != *stream {
         return Err(Error::Decode {
             what: "StreamRegistered",
@@ -233,18 +248,14 @@ impl FastData {
         terms: OfferTerms<BlockNumber>,
     ) -> Result<OfferId, Error> {
         let included = self
-            .submit(
-                "Offers",
-                "create_offer",
-                (
-                    arg(topic.as_bytes().to_vec()),
-                    arg(mode),
-                    arg(price),
-                    arg(terms),
-                ),
-            )
+            .submit(fastdata::tx().offers().create_offer(
+                bounded(topic.as_bytes()),
+                Static(mode),
+                price,
+                Static(terms),
+            ))
             .await?;
-        included.decode_event("Offers", "OfferCreated")
+        offer_created(&included)
     }
 
     /// Onboards a stream in one transaction (`Utility::batch_all`): lists an offer of
@@ -265,23 +276,19 @@ impl FastData {
     ) -> Result<ListedStream, Error> {
         let (stream, timestamp, commitment) = self.new_stream_keys(keystore, name)?;
         let calls = [
-            BatchCall::new(
-                "Offers",
-                "create_offer_with_stream",
-                (
-                    topic.as_bytes().to_vec(),
-                    mode,
-                    price,
-                    terms,
-                    name.as_bytes().to_vec(),
-                    timestamp,
-                    commitment,
-                ),
-            ),
+            RuntimeCall::Offers(fastdata::offers::Call::create_offer_with_stream {
+                topic: bounded(topic.as_bytes()),
+                mode: Static(mode),
+                price,
+                terms: Static(terms),
+                name: bounded(name.as_bytes()),
+                timestamp,
+                commitment,
+            }),
             hosting.call(&stream),
         ];
         let included = self.submit_all(&calls, Wait::InBlock).await?;
-        let offer: OfferId = included.decode_event("Offers", "OfferCreated")?;
+        let offer = offer_created(&included)?;
         expect_registered(&included, &stream)?;
         Ok(ListedStream {
             offer,
@@ -300,9 +307,9 @@ impl FastData {
         amount: Balance,
     ) -> Result<Included, Error> {
         self.submit(
-            "Operators",
-            "fund_hosting",
-            (arg(*stream), arg(quota_mb), arg(amount)),
+            fastdata::tx()
+                .operators()
+                .fund_hosting(*stream, quota_mb, amount),
         )
         .await
     }
@@ -316,23 +323,18 @@ impl FastData {
             Error::NotFound(format!("runtime constant Operators.{name}: {e}"))
         };
         let price = constants
-            .entry(subxt::dynamic::constant::<Balance>(
-                "Operators",
-                "HostingPricePerMb",
-            ))
+            .entry(fastdata::constants().operators().hosting_price_per_mb())
             .map_err(|e| missing("HostingPricePerMb", &e))?;
         let period = constants
-            .entry(subxt::dynamic::constant::<BlockNumber>(
-                "Operators",
-                "HostingPeriod",
-            ))
+            .entry(fastdata::constants().operators().hosting_period())
             .map_err(|e| missing("HostingPeriod", &e))?;
         Ok((price, period))
     }
 
     /// Retires an offer (no new purchases).
     pub async fn retire_offer(&self, offer: OfferId) -> Result<Included, Error> {
-        self.submit("Offers", "retire_offer", (arg(offer),)).await
+        self.submit(fastdata::tx().offers().retire_offer(offer))
+            .await
     }
 
     /// Registers the stream of `offer` named `name` with fresh epoch-0 keys (kept in
@@ -347,11 +349,12 @@ impl FastData {
     ) -> Result<RegisteredStream, Error> {
         let (stream, timestamp, commitment) = self.new_stream_keys(keystore, name)?;
         let calls = [
-            BatchCall::new(
-                "Offers",
-                "register_stream",
-                (offer, name.as_bytes().to_vec(), timestamp, commitment),
-            ),
+            RuntimeCall::Offers(fastdata::offers::Call::register_stream {
+                offer,
+                name: bounded(name.as_bytes()),
+                timestamp,
+                commitment,
+            }),
             hosting.call(&stream),
         ];
         let included = self.submit_all(&calls, Wait::InBlock).await?;
@@ -427,13 +430,17 @@ impl FastData {
         keystore.save()?;
         let included = self
             .submit(
-                "Offers",
-                "rotate_epoch",
-                (arg(*stream), arg(keys.commitment())),
+                fastdata::tx()
+                    .offers()
+                    .rotate_epoch(*stream, keys.commitment()),
             )
             .await?;
-        let (_stream, epoch): (StreamId, EpochIndex) =
-            included.decode_event("Offers", "EpochRotated")?;
+        let epoch = included.event("Offers::EpochRotated", |e| match e {
+            RuntimeEvent::Offers(fastdata::offers::Event::EpochRotated { epoch, .. }) => {
+                Some(*epoch)
+            }
+            _ => None,
+        })?;
         // Not before its block, which may not be finalized yet.
         let seen = self.finalized_number().await?.max(included.block_number);
         keystore.record_epoch_opened(stream, epoch, seen);
@@ -448,7 +455,8 @@ impl FastData {
     /// their access and the operators' claim time are over (released at once if no purchase
     /// needs them).
     pub async fn close_stream(&self, stream: &StreamId) -> Result<Included, Error> {
-        self.submit("Offers", "close_stream", (arg(*stream),)).await
+        self.submit(fastdata::tx().offers().close_stream(*stream))
+            .await
     }
 
     /// Answers the dispute of one of the seller's purchases with the hash of its evidence.
@@ -457,29 +465,34 @@ impl FastData {
         purchase: PurchaseId,
         evidence: H256,
     ) -> Result<Included, Error> {
-        self.submit("Escrow", "answer_dispute", (arg(purchase), arg(evidence)))
+        self.submit(fastdata::tx().escrow().answer_dispute(purchase, evidence))
             .await
     }
 
     /// Releases the operators of a closed stream that no purchase needs any more (anyone may).
     pub async fn release_stream(&self, stream: &StreamId) -> Result<Included, Error> {
-        self.submit("Offers", "release_stream", (arg(*stream),))
+        self.submit(fastdata::tx().offers().release_stream(*stream))
             .await
     }
 
     /// The offer `id` with its seller's trust score.
     pub async fn offer(&self, id: OfferId) -> Result<Option<Offer>, Error> {
-        self.runtime_api("OffersApi_offer", id).await
+        let api = fastdata::runtime_apis().offers_api().offer(id);
+        Ok(self.api(api).await?.unwrap_static())
     }
 
     /// All offers of `seller`.
     pub async fn offers_by_seller(&self, seller: &AccountId) -> Result<Vec<Offer>, Error> {
-        self.runtime_api("OffersApi_offers_by_seller", seller).await
+        let api = fastdata::runtime_apis()
+            .offers_api()
+            .offers_by_seller(account32(seller));
+        Ok(self.api(api).await?.unwrap_static())
     }
 
     /// The stream `id` with its operators and current epoch.
     pub async fn stream(&self, id: &StreamId) -> Result<Option<Stream>, Error> {
-        self.runtime_api("OffersApi_stream", id).await
+        let api = fastdata::runtime_apis().offers_api().stream(*id);
+        Ok(self.api(api).await?.unwrap_static())
     }
 
     /// The on-chain commitment of `epoch` of `stream`.
@@ -488,21 +501,21 @@ impl FastData {
         stream: &StreamId,
         epoch: EpochIndex,
     ) -> Result<Option<H256>, Error> {
-        let key = double_map_key(
-            "Offers",
-            "EpochCommitments",
-            stream.as_bytes(),
-            &epoch.to_le_bytes(),
-        );
-        match self.storage_raw(key).await? {
-            None => Ok(None),
-            Some(bytes) => codec::DecodeAll::decode_all(&mut &bytes[..])
-                .map(Some)
-                .map_err(|e| Error::Decode {
+        let at = self.current_block().await?;
+        let address = fastdata::storage().offers().epoch_commitments();
+        let value = at
+            .storage()
+            .try_fetch(address, (*stream, epoch))
+            .await
+            .map_err(|e| Error::Chain(format!("Offers.EpochCommitments: {e}")))?;
+        value
+            .map(|v| {
+                v.decode().map_err(|e| Error::Decode {
                     what: "epoch commitment",
                     detail: e.to_string(),
-                }),
-        }
+                })
+            })
+            .transpose()
     }
 
     /// Seals the keys of `epoch` to the buyer of `purchase` and puts them on chain.
@@ -514,9 +527,9 @@ impl FastData {
     ) -> Result<Included, Error> {
         let sealed = sealed_keys(purchase, epoch, keys)?;
         self.submit(
-            "Escrow",
-            "deliver_keys",
-            (arg(purchase.id), arg(epoch), arg(sealed)),
+            fastdata::tx()
+                .escrow()
+                .deliver_keys(purchase.id, epoch, bounded(sealed)),
         )
         .await
     }
@@ -582,11 +595,11 @@ impl FastData {
                         continue;
                     };
                     let call = sealed_keys(&purchase, epoch, &keys).map(|sealed| {
-                        calls.push(BatchCall::new(
-                            "Escrow",
-                            "deliver_keys",
-                            (id, epoch, sealed),
-                        ));
+                        calls.push(RuntimeCall::Escrow(fastdata::escrow::Call::deliver_keys {
+                            purchase: id,
+                            epoch,
+                            sealed: bounded(sealed),
+                        }));
                         calls.len() - 1
                     });
                     due.push((id, epoch, call.map_err(|e| e.to_string())));

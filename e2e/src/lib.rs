@@ -13,15 +13,15 @@ use std::{
 use anyhow::{bail, Context};
 pub mod vernemq;
 
-use fastdata_operator::mosquitto::{free_port, Mosquitto};
 use fastdata_primitives::{
     api_market::OperatorStatus, envelope::EpochKeys, escrow::PurchaseState, AccountId, Balance,
     BlockNumber, EpochIndex, PurchaseId, Sequence, StreamId,
 };
 use fastdata_sdk::{
-    buyer::Purchase, keystore::Keystore, operator::OperatorEndpoint, publish::StreamPublisher,
-    receive::Summary, Account, FastData,
+    buyer::Purchase, chain::fastdata, keystore::Keystore, operator::OperatorEndpoint,
+    publish::StreamPublisher, receive::Summary, Account, FastData,
 };
+use fastdata_test_support::mosquitto::{free_port, Mosquitto};
 use sp_core::H256;
 use vernemq::{Vernemq, VernemqCluster};
 
@@ -461,7 +461,7 @@ async fn leave_all(alice: &FastData, operators: &[Account]) -> Vec<String> {
         // then reads the nonce again, so try again shortly.
         let mut attempt = 0;
         loop {
-            match chain.submit("Operators", "leave", ()).await {
+            match chain.submit(fastdata::tx().operators().leave()).await {
                 Ok(_) => break,
                 Err(e) if attempt < 10 && e.to_string().contains("is not valid") => {
                     attempt += 1;

@@ -17,7 +17,7 @@ use std::{
 };
 
 use anyhow::{bail, Context};
-use fastdata_operator::mosquitto::free_port;
+use fastdata_test_support::mosquitto::free_port;
 
 /// The hooks the daemon answers (`storage-operator/src/gate/vernemq.rs`).
 const HOOKS: &[&str] = &[

@@ -26,6 +26,9 @@
 //! allows) tell the client when to post a new receipt. A receipt beyond what was served
 //! (batch) or stored (stream) is refused with 422 `beyond_served`.
 //!
+//! The rules of what a buyer's download and a peer's replica read may cover are
+//! [`crate::serving`]'s; the handlers here parse the request, apply them and answer.
+//!
 //! Errors are JSON `{"error": "<code>", "message": "<what to do>"}` with a 4xx/5xx status.
 
 use std::sync::Arc;
@@ -44,20 +47,19 @@ use fastdata_primitives::operator_api::{
     RECEIPTS_PATH, REPLICA_SEGMENTS_ROUTE, SESSION_PATH, STREAM_HEAD_ROUTE, TERMS_PATH,
 };
 use fastdata_primitives::{
-    custody::SegmentStatement, envelope, tokens::TokenError, AccountId, PurchaseId, Sequence,
-    StreamId,
+    custody::SegmentStatement, tokens::TokenError, AccountId, PurchaseId, Sequence, StreamId,
 };
 use serde_json::json;
 use sp_core::{sr25519, Pair};
 
 use crate::{
-    auth::{decode_hex_scale, public_key, AccessRequest, Authorizer, Refusal, UploadToken},
+    auth::{decode_hex_scale, AccessRequest, Authorizer, Refusal, UploadToken},
     chain::ChainView,
-    daemon::UNHOSTED_KEEP_BLOCKS,
     gate::{BrokerGate, GateError},
     metrics::Metrics,
     receipts::{ReceiptBook, ReceiptError},
     replication::{SignedReplicaRequest, REPLICA_PAGE},
+    serving::{self, BuyerRange},
     store::Store,
     supervisor::{Health, TaskState},
 };
@@ -339,41 +341,29 @@ async fn purchase_segments(
 ) -> Result<Response, ApiError> {
     let request: AccessRequest =
         decode_hex_scale("access request", header_text(&headers, ACCESS_HEADER)?)?;
-    if request.payload.purchase != id {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed",
-            "the access request is for another purchase",
-        ));
-    }
+    serving::check_request_purchase(&request, id)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed", e.to_string()))?;
     let auth = node.auth.clone();
     let (_, purchase) = blocking(move || auth.admit_access(&request)).await??;
 
     // What the purchase bought, from its start, at most W past its last receipt.
     let (auth, p) = (node.auth.clone(), purchase.clone());
-    let Some((start, window_end)) = blocking(move || auth.window(&p)).await?? else {
-        return Ok(frames_response(
-            Body::empty(),
-            SIGNED_FRAMES_CONTENT_TYPE,
-            None,
-            None,
-        ));
+    let window = blocking(move || auth.window(&p)).await??;
+    let (from, to, window_end) = match serving::buyer_range(&purchase, window, &range) {
+        BuyerRange::Serve {
+            from,
+            to,
+            window_end,
+        } => (from, to, window_end),
+        empty => {
+            return Ok(frames_response(
+                Body::empty(),
+                SIGNED_FRAMES_CONTENT_TYPE,
+                None,
+                empty.window_end(),
+            ))
+        }
     };
-    let (window_first, window_last) = purchase.sequence_window().unwrap_or((0, Sequence::MAX));
-    let from = range.from.unwrap_or(start).max(start).max(window_first);
-    let to = range
-        .to
-        .unwrap_or(Sequence::MAX)
-        .min(window_last)
-        .min(window_end);
-    if from > to {
-        return Ok(frames_response(
-            Body::empty(),
-            SIGNED_FRAMES_CONTENT_TYPE,
-            None,
-            Some(window_end),
-        ));
-    }
 
     // Read in chunks and stream them; `x-fastdata-served-to` is the upper bound of the range.
     let stream_id = purchase.stream;
@@ -390,13 +380,8 @@ async fn purchase_segments(
                 let mut out = Vec::new();
                 let (mut count, mut highest) = (0u64, None);
                 for segment in &chunk {
-                    let Ok(header) = envelope::parse_header(&segment.envelope) else {
-                        continue;
-                    };
-                    // Signed under the sequence it is stored at (ingest stores each envelope
-                    // under its header's sequence; anything else is not served). The store
-                    // never stores a sequence twice, even after deleting it.
-                    if p.covers_epoch(header.epoch) && header.sequence == segment.sequence {
+                    // Signed under the sequence it is stored at.
+                    if serving::serves_segment(&p, segment.sequence, &segment.envelope) {
                         let signature =
                             signer.sign_served(stream_id, segment.sequence, &segment.envelope);
                         encode_signed_frame(&mut out, &segment.envelope, &signature.0);
@@ -540,11 +525,20 @@ async fn replica_segments(
     let request: SignedReplicaRequest =
         decode_hex_scale("replica request", header_text(&headers, REPLICA_HEADER)?)?;
     let n = node.clone();
-    let result = blocking(move || check_replica(&n, &stream, &request)).await?;
+    let result = blocking(move || {
+        serving::check_replica(
+            n.view.as_ref(),
+            &n.store,
+            &n.me,
+            &n.auth.genesis(),
+            &stream,
+            &request,
+        )
+    })
+    .await?;
     node.metrics.auth("replica", result.is_ok());
     result?;
-    let from = range.from.unwrap_or(0);
-    let to = range.to.unwrap_or(Sequence::MAX);
+    let (from, to) = serving::replica_range(&range);
     let store = node.store.clone();
     let segments = blocking(move || store.segments(&stream, from, to, REPLICA_PAGE))
         .await?
@@ -559,52 +553,4 @@ async fn replica_segments(
         segments.last().map(|s| s.sequence),
         None,
     ))
-}
-
-fn check_replica(
-    node: &Node,
-    stream: &StreamId,
-    request: &SignedReplicaRequest,
-) -> Result<(), Refusal> {
-    let payload = &request.payload;
-    if &payload.stream != stream {
-        return Err(Refusal::Malformed {
-            what: "replica request",
-            detail: "for another stream".into(),
-        });
-    }
-    let now = node.view.finalized_block();
-    let assignment = node.view.stream(stream);
-    // A stream this operator handed over stays readable by its successor for the keep
-    // period (it is deleted after that), so the successor can backfill it.
-    let successor = node
-        .view
-        .handovers(stream, now.saturating_sub(UNHOSTED_KEEP_BLOCKS))
-        .iter()
-        .any(|(from, to)| *from == node.me && *to == payload.requester);
-    let assigned = assignment
-        .as_ref()
-        .is_some_and(|a| a.operators.contains(&payload.requester));
-    if assignment.is_none() && !successor {
-        return Err(Refusal::Token(TokenError::UnknownStream));
-    }
-    if payload.requester == node.me || !(assigned || successor) {
-        return Err(Refusal::Token(TokenError::NotAssigned));
-    }
-    let mut context = b"replica".to_vec();
-    context.extend_from_slice(payload.requester.as_ref());
-    node.store
-        .with_nonce(&context, |last| {
-            request
-                .check(
-                    &public_key(&payload.requester),
-                    &node.me,
-                    now,
-                    last,
-                    &node.auth.genesis(),
-                )
-                .map(|()| payload.nonce)
-        })
-        .map_err(|e| Refusal::Storage(e.to_string()))?
-        .map_err(Refusal::Token)
 }

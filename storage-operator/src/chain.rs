@@ -40,7 +40,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use crate::{
-    daemon::UNHOSTED_KEEP_BLOCKS,
+    retention::UNHOSTED_KEEP_BLOCKS,
     store::{Store, StoreError},
 };
 

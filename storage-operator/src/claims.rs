@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use fastdata_primitives::{AccountId, Balance, BlockNumber, PurchaseId, Sequence, StreamId};
+use fastdata_primitives::{Balance, BlockNumber, Sequence, StreamId};
 use fastdata_sdk::{
-    chain::{arg, BatchCall, Included, Wait, MAX_BATCH_CALLS},
+    chain::{fastdata, Included, RuntimeCall, RuntimeEvent, Wait, MAX_BATCH_CALLS},
+    subxt::utils::Static,
     Account, Error, FastData,
 };
 use tokio::sync::Mutex;
@@ -103,8 +104,10 @@ impl OperatorCalls for NodeCalls {
 
     async fn attest_heads(&self, heads: &[(StreamId, Sequence, u64)]) -> Result<(), Error> {
         let chain = self.connection().await?;
+        let heads =
+            fastdata::runtime_types::bounded_collections::bounded_vec::BoundedVec(heads.to_vec());
         let result = chain
-            .submit_finalized("Operators", "attest_heads", (arg(heads.to_vec()),))
+            .submit_finalized(fastdata::tx().operators().attest_heads(heads))
             .await;
         self.checked(result).await.map(drop)
     }
@@ -227,12 +230,15 @@ impl ClaimSubmitter for ChainClaimSubmitter {
 }
 
 /// The `Escrow::claim` call of each claim, for [`FastData::submit_batch`].
-pub fn claim_calls(claims: &[Claim]) -> Vec<BatchCall> {
+pub fn claim_calls(claims: &[Claim]) -> Vec<RuntimeCall> {
     claims
         .iter()
         .map(|claim| {
             let signature = sp_runtime::MultiSignature::Sr25519(claim.signature);
-            BatchCall::new("Escrow", "claim", (&claim.receipt, signature))
+            RuntimeCall::Escrow(fastdata::escrow::Call::claim {
+                receipt: Static(claim.receipt.clone()),
+                signature: Static(signature),
+            })
         })
         .collect()
 }
@@ -246,13 +252,16 @@ pub fn claim_results(items: Vec<Result<Included, Error>>) -> Vec<Result<Balance,
         .collect()
 }
 
-/// The pay accrued by a claim, from its `Escrow::ReceiptClaimed` event
-/// `(purchase, operator, up_to_sequence, bytes, accrued)`; 0 if the event is missing.
+/// The pay accrued by a claim, from its `Escrow::ReceiptClaimed` event; 0 if the event is
+/// missing.
 fn accrued(included: &Included) -> Balance {
-    match included
-        .decode_event::<(PurchaseId, AccountId, u64, u64, Balance)>("Escrow", "ReceiptClaimed")
-    {
-        Ok((_, _, _, _, accrued)) => accrued,
+    match included.event("Escrow::ReceiptClaimed", |e| match e {
+        RuntimeEvent::Escrow(fastdata::escrow::Event::ReceiptClaimed { accrued, .. }) => {
+            Some(*accrued)
+        }
+        _ => None,
+    }) {
+        Ok(accrued) => accrued,
         Err(e) => {
             tracing::warn!("claim accepted, accrued pay unknown: {e}");
             0

@@ -22,7 +22,6 @@ use std::{
     time::Duration,
 };
 
-use codec::Decode;
 use futures_util::{StreamExt, TryStreamExt};
 
 use fastdata_primitives::heads::attested_backfill_head;
@@ -32,7 +31,7 @@ use fastdata_primitives::{
     AccountId, Balance, BlockNumber, OfferId, PurchaseId, Sequence, StreamId,
 };
 use fastdata_sdk::{
-    chain::{runtime_api_at, AtBlock},
+    chain::{account32, account_id, api_at, fastdata, AtBlock, RuntimeEvent, Unwrap},
     operator::attested_heads_at,
     Account, Error, FastData,
 };
@@ -53,7 +52,9 @@ pub const TASK: &str = "chain-follower";
 /// `chain_follower_lag_blocks`.
 pub const HEAD_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Pallets whose events can change what this operator must know.
+/// Pallets whose events can change what this operator must know: an event of theirs that
+/// does not decode as this build's [`RuntimeEvent`] (a newer runtime) forces a full refresh;
+/// undecodable events of other pallets are ignored.
 pub const MARKET_PALLETS: &[&str] = &["Offers", "Operators", "Escrow"];
 
 /// A full refresh happens at least every this many finalized blocks, as a safety net under
@@ -112,17 +113,22 @@ impl ChainReader for AtBlock {
     }
 
     async fn streams_of(&self, me: &AccountId) -> Result<Vec<StreamId>, Error> {
-        runtime_api_at(self, "OperatorsApi_streams_of", me).await
+        let api = fastdata::runtime_apis()
+            .operators_api()
+            .streams_of(account32(me));
+        api_at(self, api).await
     }
 
     async fn assignment(&self, id: StreamId) -> Result<Option<StreamAssignment>, Error> {
+        let api = fastdata::runtime_apis().offers_api().stream(id);
         let stream: Option<StreamView<AccountId, BlockNumber>> =
-            runtime_api_at(self, "OffersApi_stream", id).await?;
+            api_at(self, api).await?.unwrap_static();
         let Some(stream) = stream else {
             return Ok(None);
         };
+        let api = fastdata::runtime_apis().offers_api().offer(stream.offer);
         let offer: Option<OfferListing<AccountId, Balance, BlockNumber>> =
-            runtime_api_at(self, "OffersApi_offer", stream.offer).await?;
+            api_at(self, api).await?.unwrap_static();
         Ok(Some(assignment(
             stream,
             offer.map_or(0, |o| o.terms.retention),
@@ -130,15 +136,19 @@ impl ChainReader for AtBlock {
     }
 
     async fn purchase_ids(&self, offer: OfferId) -> Result<Vec<PurchaseId>, Error> {
-        runtime_api_at(self, "EscrowApi_purchases_of_offer", offer).await
+        let api = fastdata::runtime_apis()
+            .escrow_api()
+            .purchases_of_offer(offer);
+        api_at(self, api).await
     }
 
     async fn purchase(
         &self,
         id: PurchaseId,
     ) -> Result<Option<(PurchaseInfo, Option<Sequence>)>, Error> {
+        let api = fastdata::runtime_apis().escrow_api().purchase(id);
         let view: Option<PurchaseView<AccountId, Balance, BlockNumber>> =
-            runtime_api_at(self, "EscrowApi_purchase", id).await?;
+            api_at(self, api).await?.unwrap_static();
         Ok(view.map(|view| {
             let start_head = view.start_head;
             (purchase_info(view), start_head)
@@ -146,8 +156,9 @@ impl ChainReader for AtBlock {
     }
 
     async fn endpoints(&self) -> Result<Vec<(AccountId, String)>, Error> {
+        let api = fastdata::runtime_apis().operators_api().operators();
         let operators: Vec<OperatorView<AccountId, Balance, BlockNumber>> =
-            runtime_api_at(self, "OperatorsApi_operators", ()).await?;
+            api_at(self, api).await?.unwrap_static();
         Ok(operators
             .into_iter()
             .filter_map(|o| {
@@ -223,8 +234,8 @@ pub async fn snapshot(chain: &dyn ChainReader, me: &AccountId) -> Result<Snapsho
     })
 }
 
-/// What one block's marketplace events touched, from their pallet, variant and first field
-/// (every marketplace event names its subject first).
+/// What one block's marketplace events touched: each event's subject (the purchase, offer,
+/// stream or operator it names).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Touched {
     /// An event the follower does not know: read everything.
@@ -251,78 +262,123 @@ impl Touched {
         *self == Self::default()
     }
 
-    /// Notes one event given its pallet, variant and SCALE-encoded fields. Events of other
-    /// pallets are ignored; an undecodable subject counts as an unknown event.
-    pub fn note(&mut self, pallet: &str, variant: &str, fields: &[u8]) {
-        fn first<T: Decode>(fields: &[u8]) -> Option<T> {
-            T::decode(&mut &fields[..]).ok()
-        }
-        let known = match (pallet, variant) {
-            ("Escrow", _) => first(fields).map(|p| {
-                self.purchases.insert(p);
-            }),
-            ("Offers", "OfferCreated") => Some(()),
-            ("Offers", "OfferUpdated" | "OfferRetired") => first(fields).map(|o| {
-                self.offers.insert(o);
-            }),
-            ("Offers", "OfferRemoved") => first(fields).map(|o| {
-                self.offers.insert(o);
-                self.assignments = true;
-            }),
-            ("Offers", "EpochRotated" | "StreamClosed") => first(fields).map(|s| {
-                self.streams.insert(s);
-            }),
-            ("Operators", "StreamReassigned") => {
-                first::<(StreamId, AccountId, Option<AccountId>)>(fields).map(|(s, from, to)| {
-                    self.streams.insert(s);
+    /// Notes one event. Every event of the marketplace and identity pallets is named here
+    /// (a new or renamed one is a compile error); events of other pallets are ignored.
+    pub fn note(&mut self, event: &RuntimeEvent) {
+        use fastdata::{
+            did::Event as Did, escrow::Event as Escrow, offers::Event as Offers,
+            operators::Event as Operators, trust::Event as Trust,
+        };
+        match event {
+            // Every escrow event names its purchase.
+            RuntimeEvent::Escrow(event) => {
+                let purchase = match event {
+                    Escrow::Purchased { purchase, .. }
+                    | Escrow::KeysDelivered { purchase, .. }
+                    | Escrow::PurchaseActivated { purchase }
+                    | Escrow::RefundedForMissingKeys { purchase, .. }
+                    | Escrow::ReceiptClaimed { purchase, .. }
+                    | Escrow::OperatorPaid { purchase, .. }
+                    | Escrow::PayoutRedirected { purchase, .. }
+                    | Escrow::PeriodSettled { purchase, .. }
+                    | Escrow::PurchaseSettled { purchase, .. }
+                    | Escrow::DisputeOpened { purchase, .. }
+                    | Escrow::DisputeAnswered { purchase, .. }
+                    | Escrow::DisputeLapsed { purchase, .. }
+                    | Escrow::DisputeRejected { purchase, .. }
+                    | Escrow::DisputeUpheld { purchase, .. }
+                    | Escrow::PurchaseReaped { purchase, .. }
+                    | Escrow::AutomaticWorkFailed { purchase, .. } => *purchase,
+                };
+                self.purchases.insert(purchase);
+            }
+            RuntimeEvent::Offers(event) => match event {
+                Offers::OfferCreated { .. } => {}
+                Offers::OfferUpdated { offer, .. } | Offers::OfferRetired { offer } => {
+                    self.offers.insert(*offer);
+                }
+                Offers::OfferRemoved { offer, .. } => {
+                    self.offers.insert(*offer);
+                    self.assignments = true;
+                }
+                Offers::EpochRotated { stream, .. } | Offers::StreamClosed { stream, .. } => {
+                    self.streams.insert(*stream);
+                }
+                Offers::StreamRegistered { stream, .. } => {
+                    self.streams.insert(*stream);
+                    self.assignments = true;
+                }
+            },
+            RuntimeEvent::Operators(event) => match event {
+                Operators::StreamReassigned {
+                    stream, from, to, ..
+                } => {
+                    self.streams.insert(*stream);
                     self.assignments = true;
                     if let Some(to) = to {
-                        self.handovers.push((s, from, to));
+                        self.handovers
+                            .push((*stream, account_id(from), account_id(to)));
                     }
-                })
-            }
-            ("Offers", "StreamRegistered") | ("Operators", "StreamAssigned" | "StreamReleased") => {
-                first(fields).map(|s| {
-                    self.streams.insert(s);
+                }
+                Operators::StreamAssigned { stream, .. } | Operators::StreamReleased { stream } => {
+                    self.streams.insert(*stream);
                     self.assignments = true;
-                })
-            }
-            ("Operators", "HostingFunded" | "HostingExhausted" | "HostingRefunded") => {
-                first(fields).map(|s| {
-                    self.streams.insert(s);
-                })
-            }
-            ("Operators", "Registered" | "Updated") => {
-                self.endpoints = true;
-                Some(())
-            }
-            ("Operators", "HeadsAttested") => first(fields).map(|who| {
-                self.attesters.insert(who);
-            }),
-            // Stake, liveness and status changes reach this operator's streams only through
-            // the assignment events above; so do assignment requests (drawn later, as
-            // `StreamAssigned`) and draws that found no operator.
-            (
-                "Operators",
-                "HeartbeatReceived"
-                | "StakeBonded"
-                | "Paused"
-                | "Resumed"
-                | "LeaveStarted"
-                | "Withdrawn"
-                | "Suspended"
-                | "Slashed"
-                | "HeadSkipped"
-                | "EquivocationReported"
-                | "HostingPaid"
-                | "ReassignmentRequested"
-                | "AssignmentRequested"
-                | "AssignmentFailed",
-            ) => Some(()),
-            (pallet, _) if !MARKET_PALLETS.contains(&pallet) => Some(()),
-            _ => None,
-        };
-        if known.is_none() {
+                }
+                Operators::HostingFunded { stream, .. }
+                | Operators::HostingExhausted { stream }
+                | Operators::HostingRefunded { stream, .. } => {
+                    self.streams.insert(*stream);
+                }
+                Operators::Registered { .. } | Operators::Updated { .. } => {
+                    self.endpoints = true;
+                }
+                Operators::HeadsAttested { operator, .. } => {
+                    self.attesters.insert(account_id(operator));
+                }
+                // Stake, liveness and status changes reach this operator's streams only
+                // through the assignment events above; so do assignment requests (drawn
+                // later, as `StreamAssigned`) and draws that found no operator.
+                Operators::HeartbeatReceived { .. }
+                | Operators::StakeBonded { .. }
+                | Operators::Paused { .. }
+                | Operators::Resumed { .. }
+                | Operators::LeaveStarted { .. }
+                | Operators::Withdrawn { .. }
+                | Operators::Suspended { .. }
+                | Operators::Slashed { .. }
+                | Operators::HeadSkipped { .. }
+                | Operators::EquivocationReported { .. }
+                | Operators::HostingPaid { .. }
+                | Operators::ReassignmentRequested { .. }
+                | Operators::AssignmentRequested { .. }
+                | Operators::AssignmentFailed { .. } => {}
+            },
+            // Identities and ratings change nothing this operator serves.
+            RuntimeEvent::Did(event) => match event {
+                Did::DidCreated { .. }
+                | Did::KeyAgreementRotated { .. }
+                | Did::ServicesUpdated { .. }
+                | Did::DidDeactivated { .. }
+                | Did::IssuerRegistered { .. }
+                | Did::IssuerWeightUpdated { .. }
+                | Did::IssuerRemoved { .. }
+                | Did::CredentialAttested { .. }
+                | Did::CredentialRevoked { .. }
+                | Did::CredentialRemoved { .. } => {}
+            },
+            RuntimeEvent::Trust(event) => match event {
+                Trust::Rated { .. } | Trust::RatingReaped { .. } => {}
+            },
+            // Other pallets' events (balances, system, utility, ...) change nothing here.
+            _ => {}
+        }
+    }
+
+    /// Notes an event of `pallet` that does not decode as this build's [`RuntimeEvent`] (a
+    /// runtime newer than this build): one of the [`MARKET_PALLETS`] makes the follower read
+    /// everything; others are ignored.
+    pub fn note_undecodable(&mut self, pallet: &str, variant: &str) {
+        if MARKET_PALLETS.contains(&pallet) {
             tracing::debug!(pallet, variant, "unknown marketplace event; full refresh");
             self.unknown = true;
         }
@@ -740,16 +796,17 @@ impl Follower {
 /// the minimum) resumes instead, which the runtime refuses while the stake is too low.
 async fn keep_alive(chain: &FastData) -> Result<(), Error> {
     let me = chain.account().account_id();
-    let view: Option<OperatorView<AccountId, Balance, BlockNumber>> =
-        chain.runtime_api("OperatorsApi_operator", &me).await?;
+    let view = chain.operator(&me).await?;
     if view.is_some_and(|v| v.status == OperatorStatus::Suspended) {
         tracing::warn!(operator = %me, "suspended by the runtime; resuming");
-        chain.submit_finalized("Operators", "resume", ()).await?;
+        chain
+            .submit_finalized(fastdata::tx().operators().resume())
+            .await?;
         tracing::info!(operator = %me, "resumed");
         return Ok(());
     }
     chain
-        .submit_finalized("Operators", "heartbeat", ())
+        .submit_finalized(fastdata::tx().operators().heartbeat())
         .await
         .map(drop)
 }
@@ -758,8 +815,7 @@ async fn keep_alive(chain: &FastData) -> Result<(), Error> {
 /// runtime has no such constant.
 async fn heartbeat_interval(chain: &FastData) -> Result<Option<u64>, Error> {
     let at = chain.current_block().await?;
-    let address =
-        fastdata_sdk::subxt::dynamic::constant::<BlockNumber>("Operators", "HeartbeatTimeout");
+    let address = fastdata::constants().operators().heartbeat_timeout();
     match at.constants().entry(address) {
         Ok(timeout) => Ok(Some(u64::from(timeout / 3).max(1))),
         Err(e) => {
@@ -779,7 +835,13 @@ async fn market_changes(at: &AtBlock) -> Result<Touched, Error> {
     let mut touched = Touched::default();
     for event in events.iter() {
         let event = event.map_err(|e| Error::Chain(format!("undecodable event: {e}")))?;
-        touched.note(event.pallet_name(), event.event_name(), event.field_bytes());
+        match event.decode_as::<RuntimeEvent>() {
+            Ok(decoded) => touched.note(&decoded),
+            Err(e) => {
+                tracing::debug!("event not known to this build: {e}");
+                touched.note_undecodable(event.pallet_name(), event.event_name());
+            }
+        }
     }
     Ok(touched)
 }
@@ -798,10 +860,50 @@ mod tests {
     };
     use codec::Encode;
     use fastdata_primitives::escrow::{AccessPeriod, PurchaseTerms};
-    use fastdata_sdk::chain::{Included, MAX_BATCH_CALLS};
+    use fastdata_sdk::chain::fastdata::{
+        balances::Event as B, escrow::Event as E, offers::Event as O, operators::Event as Op,
+        trust::Event as T, utility::Event as U,
+    };
+    use fastdata_sdk::chain::{bounded, Included, RuntimeCall, MAX_BATCH_CALLS};
+    use fastdata_sdk::subxt::utils::{AccountId32, Static};
 
     fn account(n: u8) -> AccountId {
         AccountId::new([n; 32])
+    }
+
+    /// `account(n)` as the generated code takes it.
+    fn id32(n: u8) -> AccountId32 {
+        account32(&account(n))
+    }
+
+    fn escrow(event: E) -> RuntimeEvent {
+        RuntimeEvent::Escrow(event)
+    }
+
+    fn offers(event: O) -> RuntimeEvent {
+        RuntimeEvent::Offers(event)
+    }
+
+    fn operators(event: Op) -> RuntimeEvent {
+        RuntimeEvent::Operators(event)
+    }
+
+    fn heads_attested(operator: u8, streams: u32) -> RuntimeEvent {
+        operators(Op::HeadsAttested {
+            operator: id32(operator),
+            streams,
+        })
+    }
+
+    fn reassigned(stream: u8, from: u8, to: Option<u8>) -> RuntimeEvent {
+        operators(Op::StreamReassigned {
+            stream: StreamId::repeat_byte(stream),
+            from: id32(from),
+            to: to.map(id32),
+            sources: fastdata::runtime_types::bounded_collections::bounded_vec::BoundedVec(
+                to.into_iter().map(id32).collect(),
+            ),
+        })
     }
 
     fn stream(id: u8, epoch: u32) -> StreamAssignment {
@@ -1080,52 +1182,50 @@ mod tests {
         // Operator 8 attested stream 1 further; operator 7 (sharing nothing) attested too.
         chain.heads.insert(StreamId::repeat_byte(1), 35);
         let mut touched = Touched::default();
-        touched.note("Operators", "HeadsAttested", &(account(8), 1u32).encode());
-        touched.note("Operators", "HeadsAttested", &(account(7), 3u32).encode());
-        touched.note("Escrow", "RefundedForMissingKeys", &2u64.encode());
-        touched.note("Escrow", "Purchased", &(4u64, 2u64).encode());
-        touched.note("Escrow", "PurchaseReaped", &3u64.encode());
-        // Stream 3 came from operator 9 (fields: stream, from, to, sources).
-        touched.note(
-            "Operators",
-            "StreamReassigned",
-            &(
-                StreamId::repeat_byte(3),
-                account(9),
-                Some(me.clone()),
-                vec![me.clone()],
-            )
-                .encode(),
-        );
-        touched.note("Offers", "EpochRotated", &StreamId::repeat_byte(1).encode());
-        touched.note("Operators", "HeartbeatReceived", &account(7).encode());
+        touched.note(&heads_attested(8, 1));
+        touched.note(&heads_attested(7, 3));
+        touched.note(&escrow(E::RefundedForMissingKeys {
+            purchase: 2,
+            buyer: id32(2),
+            amount: 10,
+        }));
+        touched.note(&escrow(E::Purchased {
+            purchase: 4,
+            offer: 2,
+            buyer: id32(2),
+            seller: id32(1),
+            price: 10,
+            deposit: 1,
+            periods: 1,
+            access_end: 100,
+            key_deadline: 10,
+        }));
+        touched.note(&escrow(E::PurchaseReaped {
+            purchase: 3,
+            buyer_deposit: 1,
+            key_deposits: 1,
+        }));
+        // Stream 3 came from operator 9.
+        touched.note(&reassigned(3, 9, Some(9)));
+        touched.note(&offers(O::EpochRotated {
+            stream: StreamId::repeat_byte(1),
+            epoch: 1,
+            commitment: sp_core::H256::repeat_byte(7),
+        }));
+        touched.note(&operators(Op::HeartbeatReceived { operator: id32(7) }));
         assert!(!touched.unknown);
         assert_eq!(
             touched.handovers,
             vec![(StreamId::repeat_byte(3), account(9), me.clone())]
         );
-        // A reassignment to nobody hands nothing over; a truncated one is unknown.
+        // A reassignment to nobody hands nothing over.
         let mut nobody = Touched::default();
-        let no_one: Option<AccountId> = None;
-        nobody.note(
-            "Operators",
-            "StreamReassigned",
-            &(
-                StreamId::repeat_byte(3),
-                account(9),
-                no_one,
-                Vec::<AccountId>::new(),
-            )
-                .encode(),
-        );
+        nobody.note(&reassigned(3, 9, None));
         assert!(nobody.handovers.is_empty() && nobody.assignments && !nobody.unknown);
-        let mut truncated = Touched::default();
-        truncated.note(
-            "Operators",
-            "StreamReassigned",
-            &StreamId::repeat_byte(3).encode(),
-        );
-        assert!(truncated.unknown);
+        // An event of a marketplace pallet this build does not know forces a full read.
+        let mut newer = Touched::default();
+        newer.note_undecodable("Operators", "StreamReassignedV2");
+        assert!(newer.unknown);
 
         let before = chain.reads();
         let incremental = update(&chain, &me, &view, &touched).await.unwrap();
@@ -1202,34 +1302,56 @@ mod tests {
     fn touched_names_the_subjects_of_marketplace_events() {
         let stream = StreamId::repeat_byte(4);
         let mut t = Touched::default();
-        t.note("Balances", "Transfer", &[1, 2, 3]);
-        t.note("Trust", "Rated", &7u64.encode());
-        t.note("Operators", "HeartbeatReceived", &account(1).encode());
+        t.note(&RuntimeEvent::Balances(B::Transfer {
+            from: id32(1),
+            to: id32(2),
+            amount: 3,
+        }));
+        t.note(&RuntimeEvent::Trust(T::RatingReaped {
+            purchase: 7,
+            rater: id32(2),
+            ratee: id32(1),
+            deposit: 1,
+        }));
+        t.note(&operators(Op::HeartbeatReceived { operator: id32(1) }));
         assert!(t.is_empty(), "{t:?}");
 
-        t.note("Escrow", "KeysDelivered", &(7u64, 0u32).encode());
-        t.note("Offers", "OfferUpdated", &5u64.encode());
-        t.note("Offers", "StreamClosed", &stream.encode());
+        t.note(&escrow(E::KeysDelivered {
+            purchase: 7,
+            epoch: 0,
+            deposit: 1,
+        }));
+        t.note(&offers(O::OfferRetired { offer: 5 }));
+        t.note(&offers(O::StreamClosed {
+            stream,
+            serving_until: None,
+        }));
         assert_eq!(t.purchases, BTreeSet::from([7]));
         assert_eq!(t.offers, BTreeSet::from([5]));
         assert_eq!(t.streams, BTreeSet::from([stream]));
         assert!(!t.assignments && !t.endpoints && !t.unknown);
 
-        t.note("Operators", "StreamReleased", &stream.encode());
-        t.note("Operators", "Updated", &account(1).encode());
+        t.note(&operators(Op::StreamReleased { stream }));
+        t.note(&operators(Op::Updated {
+            operator: id32(1),
+            broker_url: bounded(b"mqtt://127.0.0.1:1883".to_vec()),
+            http_url: bounded(b"http://127.0.0.1:8088".to_vec()),
+            price_per_mb: 1,
+        }));
         assert!(t.assignments && t.endpoints && !t.unknown);
-        t.note("Operators", "HeadsAttested", &(account(3), 2u32).encode());
+        t.note(&heads_attested(3, 2));
         assert_eq!(t.attesters, BTreeSet::from([account(3)]));
 
-        for (pallet, variant, fields) in [
-            ("Escrow", "Purchased", vec![1u8, 2]),
-            ("Offers", "SomethingNew", 1u64.encode()),
-            ("Operators", "StreamAssigned", vec![0u8; 5]),
-        ] {
+        // Events this build cannot decode: a marketplace pallet's force a full read, other
+        // pallets' are ignored.
+        for pallet in MARKET_PALLETS {
             let mut t = Touched::default();
-            t.note(pallet, variant, &fields);
-            assert!(t.unknown, "{pallet}.{variant}");
+            t.note_undecodable(pallet, "SomethingNew");
+            assert!(t.unknown, "{pallet}");
         }
+        let mut t = Touched::default();
+        t.note_undecodable("Balances", "SomethingNew");
+        assert!(t.is_empty());
     }
 
     /// A chain in memory for the operator's calls: `attest_heads` with the pallet's rules,
@@ -1692,27 +1814,49 @@ mod tests {
     }
 
     #[test]
+    fn claims_become_escrow_claim_calls() {
+        let round = [claim(1, 5), claim(2, 7)];
+        let calls = claim_calls(&round);
+        assert_eq!(calls.len(), 2);
+        for (call, claim) in calls.iter().zip(&round) {
+            let RuntimeCall::Escrow(fastdata::escrow::Call::claim {
+                receipt: Static(receipt),
+                signature: Static(signature),
+            }) = call
+            else {
+                panic!("not an Escrow::claim: {call:?}");
+            };
+            assert_eq!(receipt, &claim.receipt);
+            assert_eq!(
+                signature,
+                &sp_runtime::MultiSignature::Sr25519(claim.signature)
+            );
+        }
+    }
+
+    #[test]
     fn batch_events_map_to_claim_outcomes() {
-        use fastdata_sdk::chain::{batch_results, RawEvent};
-        let event = |pallet: &str, name: &str, fields: Vec<u8>| RawEvent {
-            pallet: pallet.into(),
-            name: name.into(),
-            fields,
-        };
-        let stale = sp_runtime::DispatchError::Module(sp_runtime::ModuleError {
+        use fastdata_sdk::chain::fastdata::runtime_types::sp_runtime::ModuleError;
+        use fastdata_sdk::chain::{batch_results, RuntimeDispatchError};
+        let stale = RuntimeDispatchError::Module(ModuleError {
             index: 54,
             error: [7, 0, 0, 0],
-            message: None,
         });
         // Renders a dispatch error as the SDK does from the metadata.
-        let describe = |bytes: &[u8]| match sp_runtime::DispatchError::decode(&mut &bytes[..]) {
-            Ok(sp_runtime::DispatchError::Module(m)) if (m.index, m.error[0]) == (54, 7) => {
+        let describe = |error: &RuntimeDispatchError| match error {
+            RuntimeDispatchError::Module(m) if (m.index, m.error[0]) == (54, 7) => {
                 "Pallet error: Escrow::StaleReceipt".to_string()
             }
             other => format!("{other:?}"),
         };
         let claimed = |purchase: PurchaseId, accrued: Balance| {
-            (purchase, account(9), 5u64, 600u64, accrued).encode()
+            escrow(E::ReceiptClaimed {
+                purchase,
+                operator: id32(9),
+                up_to_sequence: 5,
+                bytes: 600,
+                accrued,
+            })
         };
         let batch = Included {
             extrinsic_hash: [1; 32],
@@ -1721,20 +1865,22 @@ mod tests {
             nonce: 3,
             finalized: true,
             events: vec![
-                event("Balances", "Withdraw", vec![]),
-                event("Escrow", "ReceiptClaimed", claimed(1, 70)),
-                event("Utility", "ItemCompleted", vec![]),
-                event("Utility", "ItemFailed", stale.encode()),
-                event("Escrow", "ReceiptClaimed", claimed(3, 90)),
-                event("Utility", "ItemCompleted", vec![]),
+                RuntimeEvent::Balances(B::Withdraw {
+                    who: id32(9),
+                    amount: 1,
+                }),
+                claimed(1, 70),
+                RuntimeEvent::Utility(U::ItemCompleted),
+                RuntimeEvent::Utility(U::ItemFailed { error: stale }),
+                claimed(3, 90),
+                RuntimeEvent::Utility(U::ItemCompleted),
                 // Accepted, but without its ReceiptClaimed event: no pay known.
-                event("Utility", "ItemCompleted", vec![]),
-                event("Utility", "BatchCompletedWithErrors", vec![]),
-                event("System", "ExtrinsicSuccess", vec![]),
+                RuntimeEvent::Utility(U::ItemCompleted),
+                RuntimeEvent::Utility(U::BatchCompletedWithErrors),
             ],
         };
-        let round = [claim(1, 5), claim(2, 5), claim(3, 5), claim(4, 5)];
-        let results = batch_results(&batch, &claim_calls(&round), describe);
+        let names = vec!["Escrow::claim".to_string(); 4];
+        let results = batch_results(&batch, &names, describe);
         assert_eq!(results[0].as_ref().unwrap().block_number, 7);
         let outcomes: Vec<ClaimOutcome> = claim_results(results)
             .into_iter()

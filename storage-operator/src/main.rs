@@ -5,11 +5,14 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 use anyhow::Context;
 use clap::Parser;
 use fastdata_operator::{
+    attestation::{start_attestation, ATTEST_EVERY_BLOCKS},
     chain::{ChainView, Fixture, InMemoryChainView},
+    claims::ChainClaimSubmitter,
     config::{BrokerKind, Config},
     daemon::Daemon,
-    follower::{self, ChainClaimSubmitter, Follower, Registration},
+    follower::{self, Follower},
     receipts::{ClaimSubmitter, NoChainSubmitter},
+    registration::Registration,
     supervisor::{Policy, Restart},
 };
 
@@ -157,7 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         daemon.supervise(follower::TASK, Restart::OnError, f.task(Some(chain)));
         // Heads attested every few blocks and before each claim round, so claims stay
         // within the chain's attested head.
-        follower::start_attestation(&daemon, &claims, follower::ATTEST_EVERY_BLOCKS);
+        start_attestation(&daemon, &claims, ATTEST_EVERY_BLOCKS);
     }
     println!("listening on {}", daemon.http_addr);
     // A clean stop (SIGTERM, Ctrl-C) returns Ok; a task that fails for good returns its error.

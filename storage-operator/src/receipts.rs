@@ -304,7 +304,7 @@ pub enum ClaimOutcome {
 }
 
 /// Sends claims to the escrow pallet. The subxt implementation
-/// ([`crate::follower::ChainClaimSubmitter`]) signs one `Escrow::claim(receipt, signature)`
+/// ([`crate::claims::ChainClaimSubmitter`]) signs one `Escrow::claim(receipt, signature)`
 /// per claim with the operator key, batched into `Utility::force_batch` transactions, and
 /// reports an outcome per claim, in order.
 #[async_trait]

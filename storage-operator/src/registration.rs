@@ -1,11 +1,11 @@
 //! The operator on chain: registers it, or brings its endpoints and price in line with the
 //! configuration, or resumes it ([`ensure_registered`], run by the follower on connecting).
 
-use fastdata_primitives::{
-    api_market::{OperatorStatus, OperatorView},
-    AccountId, Balance, BlockNumber,
+use fastdata_primitives::{api_market::OperatorStatus, Balance};
+use fastdata_sdk::{
+    chain::{bounded, fastdata},
+    Error, FastData,
 };
-use fastdata_sdk::{chain::arg, Error, FastData};
 
 /// What the operator registers on chain (`Operators::register`, or `update` when it differs).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,23 +24,18 @@ pub struct Registration {
 /// resumes it when it is paused or suspended.
 pub async fn ensure_registered(chain: &FastData, registration: &Registration) -> Result<(), Error> {
     let me = chain.account().account_id();
-    let current: Option<OperatorView<AccountId, Balance, BlockNumber>> =
-        chain.runtime_api("OperatorsApi_operator", &me).await?;
+    let current = chain.operator(&me).await?;
     let broker = registration.broker_url.as_bytes().to_vec();
     let http = registration.http_url.as_bytes().to_vec();
     match current {
         None => {
             chain
-                .submit_finalized(
-                    "Operators",
-                    "register",
-                    (
-                        arg(registration.stake),
-                        arg(broker),
-                        arg(http),
-                        arg(registration.price_per_mb),
-                    ),
-                )
+                .submit_finalized(fastdata::tx().operators().register(
+                    registration.stake,
+                    bounded(broker),
+                    bounded(http),
+                    registration.price_per_mb,
+                ))
                 .await?;
             tracing::info!(operator = %me, "registered as a storage operator");
         }
@@ -50,22 +45,20 @@ pub async fn ensure_registered(chain: &FastData, registration: &Registration) ->
                 || view.price_per_mb != registration.price_per_mb
             {
                 chain
-                    .submit_finalized(
-                        "Operators",
-                        "update",
-                        (
-                            arg(Some(broker)),
-                            arg(Some(http)),
-                            arg(Some(registration.price_per_mb)),
-                        ),
-                    )
+                    .submit_finalized(fastdata::tx().operators().update(
+                        Some(bounded(broker)),
+                        Some(bounded(http)),
+                        Some(registration.price_per_mb),
+                    ))
                     .await?;
                 tracing::info!(operator = %me, "updated endpoints and price on chain");
             }
             match view.status {
                 OperatorStatus::Active => {}
                 OperatorStatus::Paused | OperatorStatus::Suspended => {
-                    chain.submit_finalized("Operators", "resume", ()).await?;
+                    chain
+                        .submit_finalized(fastdata::tx().operators().resume())
+                        .await?;
                     tracing::info!(operator = %me, "resumed");
                 }
                 OperatorStatus::Leaving { unbonding_until } => {

@@ -1,12 +1,12 @@
 //! Replication: fill gaps and new assignments from another operator of the same stream.
 //!
 //! Operators of a stream serve each other its segments at
-//! `GET /v1/replica/streams/<stream hex>/segments?from=&to=` (see `api.rs`), authenticated by
-//! a [`ReplicaRequest`] signed with the requesting operator's sr25519 key in the
-//! `x-fastdata-replica` header. The serving operator checks that the requester is assigned to
-//! the stream in its own chain view, that the request is addressed to it, unexpired, and that
-//! the nonce (milliseconds since the Unix epoch) is above the last one it saw from the
-//! requester.
+//! `GET /v1/replica/streams/<stream hex>/segments?from=&to=` (see `api.rs`; the rule is
+//! [`crate::serving::check_replica`]), authenticated by a [`ReplicaRequest`] signed with the
+//! requesting operator's sr25519 key in the `x-fastdata-replica` header. The serving
+//! operator checks that the requester is assigned to the stream in its own chain view, that
+//! the request is addressed to it, unexpired, and that the nonce (milliseconds since the Unix
+//! epoch) is above the last one it saw from the requester.
 //!
 //! The requester asks each other assigned operator in turn for the missing range, page by
 //! page, validates every envelope header (stream and sequence within the range, strictly
@@ -48,8 +48,8 @@ use crate::{
     api::{decode_frames, REPLICA_HEADER},
     auth::to_hex_scale,
     chain::{ChainEvent, ChainView, StreamAssignment},
-    daemon::UNHOSTED_KEEP_BLOCKS,
     metrics::Metrics,
+    retention::UNHOSTED_KEEP_BLOCKS,
     store::{Insert, NewSegment, Store},
 };
 

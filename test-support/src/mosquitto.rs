@@ -88,7 +88,7 @@ impl Mosquitto {
              max_queued_messages 0\nmax_inflight_messages {inflight}\nlog_type error\n\
              log_type warning\nlog_type notice\nlog_type information\n",
             dynsec.display(),
-            inflight = crate::ingest::BROKER_MAX_INFLIGHT,
+            inflight = fastdata_operator::ingest::BROKER_MAX_INFLIGHT,
         );
         if let Some(tls) = tls {
             for (what, path) in [("certificate", &tls.cert), ("key", &tls.key)] {

@@ -15,7 +15,6 @@ use fastdata_operator::{
     chain::{ChainEvent, InMemoryChainView, PurchaseInfo, StreamAssignment},
     config::Config,
     daemon::Daemon,
-    mosquitto::Mosquitto,
     receipts::NoChainSubmitter,
 };
 use fastdata_primitives::{
@@ -29,6 +28,7 @@ use fastdata_sdk::{
     receive::{Receiver, Verifier},
     Account,
 };
+use fastdata_test_support::mosquitto::Mosquitto;
 use sp_core::H256;
 
 const STREAM: StreamId = H256([0x5a; 32]);
@@ -36,7 +36,7 @@ const STREAM: StreamId = H256([0x5a; 32]);
 const GENESIS: H256 = H256([0x47; 32]);
 
 fn free_port() -> u16 {
-    fastdata_operator::mosquitto::free_port().unwrap()
+    fastdata_test_support::mosquitto::free_port().unwrap()
 }
 
 struct Operator {

@@ -14,7 +14,7 @@ use fastdata_primitives::{
     BlockNumber, OfferId, PaymentMode,
 };
 use fastdata_sdk::{
-    chain::{arg, BatchCall, Included, Wait},
+    chain::{bounded, fastdata, Included, RuntimeCall, RuntimeEvent, Wait},
     keystore::Keystore,
     seller::RegisteredStream,
     subxt::rpcs::{rpc_params, RpcClient},
@@ -44,16 +44,12 @@ async fn funded(alice: &FastData, amount: u128) -> Account {
 async fn registered_operator(alice: &FastData) -> FastData {
     let operator = alice.as_account(funded(alice, 1_000 * UNIT).await);
     operator
-        .submit(
-            "Operators",
-            "register",
-            (
-                arg(200 * UNIT),
-                arg(b"mqtt://127.0.0.1:1883".to_vec()),
-                arg(b"http://127.0.0.1:8088".to_vec()),
-                arg(UNIT / 1000),
-            ),
-        )
+        .submit(fastdata::tx().operators().register(
+            200 * UNIT,
+            bounded(b"mqtt://127.0.0.1:1883".to_vec()),
+            bounded(b"http://127.0.0.1:8088".to_vec()),
+            UNIT / 1000,
+        ))
         .await
         .expect("operator registers");
     operator
@@ -62,7 +58,7 @@ async fn registered_operator(alice: &FastData) -> FastData {
 /// The operator (without a daemon) leaves the operator set.
 async fn leave(operator: &FastData) {
     operator
-        .submit("Operators", "leave", ())
+        .submit(fastdata::tx().operators().leave())
         .await
         .expect("operator leaves");
 }
@@ -452,15 +448,19 @@ async fn keys_of_many_purchases_in_one_batch() {
         let view = seller.purchase(*purchase).await.unwrap().unwrap();
         let sealed =
             fastdata_primitives::sealed::seal(&view.buyer_key, view.id, 0, &epoch0).unwrap();
-        calls.push(BatchCall::new(
-            "Escrow",
-            "deliver_keys",
-            (view.id, 0u32, sealed),
-        ));
+        calls.push(RuntimeCall::Escrow(fastdata::escrow::Call::deliver_keys {
+            purchase: view.id,
+            epoch: 0,
+            sealed: bounded(sealed),
+        }));
     }
     calls.insert(
         1,
-        BatchCall::new("Escrow", "deliver_keys", (u64::MAX, 0u32, vec![0u8; 113])),
+        RuntimeCall::Escrow(fastdata::escrow::Call::deliver_keys {
+            purchase: u64::MAX,
+            epoch: 0,
+            sealed: bounded(vec![0u8; 113]),
+        }),
     );
     let results = seller.submit_batch(&calls, Wait::Finalized).await;
     assert_eq!(results.len(), 3);
@@ -472,7 +472,13 @@ async fn keys_of_many_purchases_in_one_batch() {
     let (a, b) = (results[0].as_ref().unwrap(), results[2].as_ref().unwrap());
     assert_eq!(a.extrinsic_hash, b.extrinsic_hash, "one transaction");
     assert!(a.finalized);
-    assert!(a.event("Escrow", "KeysDelivered").is_some());
+    assert!(a
+        .find(|e| matches!(
+            e,
+            RuntimeEvent::Escrow(fastdata::escrow::Event::KeysDelivered { .. })
+        )
+        .then_some(()))
+        .is_some());
 
     // The key-delivery pass sends the other buyers' keys, all in one transaction.
     let delivered = seller.deliver_due_keys(&seller_ks).await.unwrap();

@@ -1,16 +1,21 @@
-//! Metadata checks.
+//! Metadata checks. Which calls, events, storage items and runtime APIs the SDK uses, and
+//! their argument and field types, the compiler checks against `metadata/fastdata.scale`
+//! (the SDK reaches the chain only through the code subxt generates from it). What is left:
 //!
-//! - `sdk_matches_exported_metadata` (offline): every call, event, runtime API and storage item
-//!   the SDK uses ([`fastdata_sdk::chain::CALLS`] etc.) exists in `metadata/fastdata.scale`
-//!   with the argument and field names the SDK encodes and decodes.
+//! - `substituted_types_encode_as_the_metadata_describes` (offline): the runtime's own types
+//!   the generated code takes as `Static<T>` (encoded with their SCALE codec, which subxt does
+//!   not check against the metadata) encode as the metadata describes the calls' arguments.
 //! - `exported_metadata_is_current` (needs a node, `#[ignore]`, run by `scripts/test`): the
-//!   file is byte-for-byte what the running node serves from `state_getMetadata`, so a runtime
-//!   change without `scripts/export-metadata` fails.
+//!   file is byte-for-byte the V16 metadata the running node serves from the runtime API
+//!   `Metadata_metadata_at_version(16)`, so a runtime change without `scripts/export-metadata`
+//!   fails.
 
-use fastdata_sdk::chain::{CALLS, EVENTS, RUNTIME_APIS, STORAGE};
 use fastdata_sdk::subxt::metadata::Metadata;
 
 const FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/metadata/fastdata.scale");
+
+/// The metadata version the file holds (`scripts/export-metadata`).
+const METADATA_VERSION: u32 = 16;
 
 fn exported() -> Option<Vec<u8>> {
     match std::fs::read(FILE) {
@@ -22,102 +27,24 @@ fn exported() -> Option<Vec<u8>> {
     }
 }
 
-fn names(fields: &[scale_info::Field<scale_info::form::PortableForm>]) -> Vec<String> {
-    fields
-        .iter()
-        .map(|f| f.name.clone().unwrap_or_default())
-        .collect()
-}
-
+/// Every call taking a runtime type substituted as `Static<T>` (see
+/// `fastdata_sdk::runtime::substitutes`), encoded by the generated code as the runtime's
+/// outer call enum, decodes field by field as the metadata's types with nothing left over.
 #[test]
-fn sdk_matches_exported_metadata() {
-    let Some(bytes) = exported() else {
-        return;
-    };
-    let metadata = Metadata::decode_from(&bytes).expect("metadata/fastdata.scale decodes");
-    let mut problems = Vec::new();
-    for (pallet, call, args) in CALLS {
-        match metadata
-            .pallet_by_name(pallet)
-            .and_then(|p| p.call_variant_by_name(call))
-        {
-            None => problems.push(format!("call {pallet}::{call} is missing")),
-            Some(v) => {
-                let found = names(&v.fields);
-                if found != args.iter().map(|s| s.to_string()).collect::<Vec<_>>() {
-                    problems.push(format!(
-                        "call {pallet}::{call} takes {found:?}, the SDK sends {args:?}"
-                    ));
-                }
-            }
-        }
-    }
-    for (pallet, event, leading) in EVENTS {
-        let variant = metadata
-            .pallet_by_name(pallet)
-            .and_then(|p| p.event_variants())
-            .and_then(|vs| vs.iter().find(|v| v.name == *event));
-        match variant {
-            None => problems.push(format!("event {pallet}::{event} is missing")),
-            Some(v) => {
-                let found = names(&v.fields);
-                if found.len() < leading.len()
-                    || found[..leading.len()]
-                        != leading.iter().map(|s| s.to_string()).collect::<Vec<_>>()[..]
-                {
-                    problems.push(format!(
-                        "event {pallet}::{event} has {found:?}, the SDK reads {leading:?} first"
-                    ));
-                }
-            }
-        }
-    }
-    // `state_getMetadata` serves V14, which has no runtime API section; check the APIs only
-    // when the file carries them (V15+).
-    let has_apis = metadata.runtime_api_traits().len() > 0;
-    for (api, method) in RUNTIME_APIS.iter().filter(|_| has_apis) {
-        if metadata
-            .runtime_api_trait_by_name(api)
-            .and_then(|t| t.method_by_name(method))
-            .is_none()
-        {
-            problems.push(format!("runtime API {api}::{method} is missing"));
-        }
-    }
-    for (pallet, item) in STORAGE {
-        if metadata
-            .pallet_by_name(pallet)
-            .and_then(|p| p.storage())
-            .and_then(|s| s.entry_by_name(item))
-            .is_none()
-        {
-            problems.push(format!("storage {pallet}::{item} is missing"));
-        }
-    }
-    assert!(
-        problems.is_empty(),
-        "SDK and runtime disagree:\n{}",
-        problems.join("\n")
-    );
-}
-
-/// The SCALE bytes the SDK sends for each call (built from the same `fastdata-primitives`
-/// types as the SDK) decode exactly, field by field, as the call's argument types in the
-/// metadata: same layout, nothing left over.
-#[test]
-fn sdk_argument_encodings_match_exported_metadata() {
-    use codec::Encode;
+fn substituted_types_encode_as_the_metadata_describes() {
     use fastdata_primitives::{
         api_market::{Licence, OfferTerms},
+        custody::SegmentStatement,
         escrow::DisputeReason,
+        receipt::Receipt,
         PaymentMode,
     };
     use fastdata_sdk::{
-        chain::encode_call,
-        identity::{lookup, RawCall, Service},
+        chain::{fastdata, RuntimeCall},
+        subxt::{ext::scale_encode::EncodeAsType, utils::Static},
     };
     use sp_core::H256;
-    use sp_runtime::{AccountId32, Perbill};
+    use sp_runtime::{AccountId32, MultiSignature, Perbill};
 
     let Some(bytes) = exported() else {
         return;
@@ -133,187 +60,88 @@ fn sdk_argument_encodings_match_exported_metadata() {
         retention: 100,
         replication: 2,
     };
-    let service = Service {
-        id: b"broker".to_vec(),
-        service_type: b"MQTTBroker".to_vec(),
-        endpoint: b"mqtt://x:1883".to_vec(),
-    };
-    let samples: Vec<(&str, &str, Vec<Vec<u8>>)> = vec![
-        (
-            "Did",
-            "create_did",
-            vec![[9u8; 32].encode(), vec![service].encode()],
-        ),
-        ("Did", "rotate_key_agreement", vec![[9u8; 32].encode()]),
-        (
-            "Did",
-            "register_issuer",
-            vec![
-                lookup(&who).encode(),
-                b"KYC body".to_vec().encode(),
-                Perbill::from_percent(50).encode(),
-            ],
-        ),
-        (
-            "Did",
-            "attest_credential",
-            vec![
-                lookup(&who).encode(),
-                b"KYC".to_vec().encode(),
-                H256::zero().encode(),
-                5u32.encode(),
-            ],
-        ),
-        (
-            "Did",
-            "revoke_credential",
-            vec![lookup(&who).encode(), H256::zero().encode()],
-        ),
-        (
-            "Balances",
-            "transfer_keep_alive",
-            vec![lookup(&who).encode(), codec::Compact(5u128).encode()],
-        ),
-        (
-            "Offers",
-            "create_offer",
-            vec![
-                b"a/b".to_vec().encode(),
-                PaymentMode::<u32>::Batch { first: 1, last: 2 }.encode(),
-                7u128.encode(),
-                terms.encode(),
-            ],
-        ),
-        (
-            "Offers",
-            "create_offer",
-            vec![
-                b"a/b".to_vec().encode(),
-                PaymentMode::<u32>::Stream { period: 10 }.encode(),
-                7u128.encode(),
-                terms.encode(),
-            ],
-        ),
-        (
-            "Offers",
-            "register_stream",
-            vec![
-                3u64.encode(),
-                b"line".to_vec().encode(),
-                9u64.encode(),
-                H256::zero().encode(),
-            ],
-        ),
-        (
-            "Offers",
-            "rotate_epoch",
-            vec![H256::zero().encode(), H256::zero().encode()],
-        ),
-        ("Offers", "close_stream", vec![H256::zero().encode()]),
-        ("Offers", "release_stream", vec![H256::zero().encode()]),
-        ("Offers", "retire_offer", vec![3u64.encode()]),
-        (
-            "Escrow",
-            "purchase",
-            vec![3u64.encode(), 2u32.encode(), 9u128.encode()],
-        ),
-        (
-            "Escrow",
-            "deliver_keys",
-            vec![3u64.encode(), 1u32.encode(), vec![1u8; 113].encode()],
-        ),
-        ("Escrow", "settle", vec![3u64.encode()]),
-        ("Escrow", "refund_missing_keys", vec![3u64.encode()]),
-        (
-            "Escrow",
-            "dispute",
-            vec![
-                3u64.encode(),
-                DisputeReason::KeysMismatch.encode(),
-                Some(H256::zero()).encode(),
-            ],
-        ),
-        (
-            "Escrow",
-            "answer_dispute",
-            vec![3u64.encode(), H256::zero().encode()],
-        ),
-        (
-            "Trust",
-            "rate",
-            vec![3u64.encode(), 90u8.encode(), Some(H256::zero()).encode()],
-        ),
-        (
-            "Operators",
-            "report_equivocation",
-            vec![
-                lookup(&who).encode(),
-                (
-                    fastdata_primitives::custody::SegmentStatement::of(H256::zero(), 3, b"a"),
-                    sp_runtime::MultiSignature::Sr25519(sp_core::sr25519::Signature::from_raw(
-                        [1; 64],
-                    )),
-                )
-                    .encode(),
-                (
-                    fastdata_primitives::custody::SegmentStatement::of(H256::zero(), 3, b"b"),
-                    sp_runtime::MultiSignature::Sr25519(sp_core::sr25519::Signature::from_raw(
-                        [2; 64],
-                    )),
-                )
-                    .encode(),
-            ],
-        ),
-    ];
-    // Claims and key deliveries go in `Utility::force_batch` as `RuntimeCall`s encoded by hand.
-    let receipt = fastdata_primitives::receipt::Receipt {
-        purchase: 3,
-        operator: who.clone(),
-        up_to_sequence: 9,
-        bytes: 900,
-        nonce: 2,
-    };
     let signature =
-        sp_runtime::MultiSignature::Sr25519(sp_core::sr25519::Signature::from_raw([1; 64]));
-    let claim_args = vec![receipt.encode(), signature.encode()];
-    let deliver_args = vec![3u64.encode(), 1u32.encode(), vec![1u8; 113].encode()];
-    let batched = |pallet: &str, call: &str, args: &[Vec<u8>]| {
-        RawCall(encode_call(&metadata, pallet, call, &args.concat()).expect("known call"))
-    };
-    let batch = vec![
-        batched("Escrow", "deliver_keys", &deliver_args),
-        batched("Escrow", "claim", &claim_args),
+        |byte| MultiSignature::Sr25519(sp_core::sr25519::Signature::from_raw([byte; 64]));
+    let topic = || fastdata_sdk::chain::bounded(b"a/b".to_vec());
+    use fastdata::{escrow::Call as Escrow, offers::Call as Offers, operators::Call as Operators};
+    let calls = vec![
+        RuntimeCall::Offers(Offers::create_offer {
+            topic: topic(),
+            mode: Static(PaymentMode::Batch { first: 1, last: 2 }),
+            price: 7,
+            terms: Static(terms.clone()),
+        }),
+        RuntimeCall::Offers(Offers::create_offer {
+            topic: topic(),
+            mode: Static(PaymentMode::Stream { period: 10 }),
+            price: 7,
+            terms: Static(OfferTerms {
+                licence: Licence::InternalUse,
+                ..terms.clone()
+            }),
+        }),
+        RuntimeCall::Offers(Offers::update_offer {
+            offer: 3,
+            price: Some(9),
+            terms: Some(Static(terms.clone())),
+        }),
+        RuntimeCall::Offers(Offers::create_offer_with_stream {
+            topic: topic(),
+            mode: Static(PaymentMode::Stream { period: 10 }),
+            price: 7,
+            terms: Static(terms),
+            name: fastdata_sdk::chain::bounded(b"line".to_vec()),
+            timestamp: 9,
+            commitment: H256::zero(),
+        }),
+        RuntimeCall::Escrow(Escrow::dispute {
+            purchase: 3,
+            reason: Static(DisputeReason::KeysMismatch),
+            evidence: Some(H256::zero()),
+        }),
+        RuntimeCall::Escrow(Escrow::claim {
+            receipt: Static(Receipt {
+                purchase: 3,
+                operator: who.clone(),
+                up_to_sequence: 9,
+                bytes: 900,
+                nonce: 2,
+            }),
+            signature: Static(signature(1)),
+        }),
+        RuntimeCall::Operators(Operators::report_equivocation {
+            operator: fastdata_sdk::chain::lookup(&who),
+            first: (
+                Static(SegmentStatement::of(H256::zero(), 3, b"a")),
+                Static(signature(1)),
+            ),
+            second: (
+                Static(SegmentStatement::of(H256::zero(), 3, b"b")),
+                Static(signature(2)),
+            ),
+        }),
     ];
-    let samples: Vec<(&str, &str, Vec<Vec<u8>>)> = samples
-        .into_iter()
-        .chain([
-            ("Escrow", "claim", claim_args.clone()),
-            ("Utility", "force_batch", vec![batch.encode()]),
-        ])
-        .collect();
+    let call_ty = metadata.outer_enums().call_enum_ty();
     let mut problems = Vec::new();
-    for (pallet, call, args) in samples {
-        let variant = metadata
-            .pallet_by_name(pallet)
-            .and_then(|p| p.call_variant_by_name(call))
-            .unwrap_or_else(|| panic!("{pallet}::{call} missing"));
-        assert_eq!(variant.fields.len(), args.len(), "{pallet}::{call} arity");
-        for (field, arg) in variant.fields.iter().zip(args) {
-            let mut input = &arg[..];
-            let decoded = fastdata_sdk::subxt::ext::scale_value::scale::decode_as_type(
-                &mut input,
-                field.ty.id,
-                metadata.types(),
-            );
-            match decoded {
-                Err(e) => problems.push(format!("{pallet}::{call}.{:?}: {e}", field.name)),
-                Ok(_) if !input.is_empty() => problems.push(format!(
-                    "{pallet}::{call}.{:?}: {} bytes left over",
-                    field.name,
-                    input.len()
-                )),
-                Ok(_) => {}
+    for call in calls {
+        let bytes = match call.encode_as_type(call_ty, metadata.types()) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                problems.push(format!("{call:?}: not encodable: {e}"));
+                continue;
             }
+        };
+        let mut input = &bytes[..];
+        match fastdata_sdk::subxt::ext::scale_value::scale::decode_as_type(
+            &mut input,
+            call_ty,
+            metadata.types(),
+        ) {
+            Err(e) => problems.push(format!("{call:?}: {e}")),
+            Ok(_) if !input.is_empty() => {
+                problems.push(format!("{call:?}: {} bytes left over", input.len()))
+            }
+            Ok(_) => {}
         }
     }
     assert!(
@@ -326,73 +154,33 @@ fn sdk_argument_encodings_match_exported_metadata() {
 #[tokio::test]
 #[ignore = "needs a running fastdata-node; run by scripts/test"]
 async fn exported_metadata_is_current() {
+    use codec::{Decode, Encode};
     let url = std::env::var("FASTDATA_WS").unwrap_or_else(|_| fastdata_sdk::DEFAULT_URL.into());
     let bytes =
         std::fs::read(FILE).expect("metadata/fastdata.scale exists (scripts/export-metadata)");
     let rpc = fastdata_sdk::subxt::rpcs::RpcClient::from_insecure_url(&url)
         .await
         .expect("node reachable");
-    let served: String = rpc
+    // `Metadata_metadata_at_version(16)` answers a SCALE `Option<OpaqueMetadata>`: 0x01, a
+    // compact length, the metadata bytes.
+    let answer: String = rpc
         .request(
-            "state_getMetadata",
-            fastdata_sdk::subxt::rpcs::rpc_params![],
+            "state_call",
+            fastdata_sdk::subxt::rpcs::rpc_params![
+                "Metadata_metadata_at_version",
+                format!("0x{}", hex::encode(METADATA_VERSION.encode()))
+            ],
         )
         .await
-        .expect("state_getMetadata");
-    let served = hex::decode(served.trim_start_matches("0x")).expect("hex");
+        .expect("state_call Metadata_metadata_at_version");
+    let answer = hex::decode(answer.trim_start_matches("0x")).expect("hex");
+    let served = Option::<Vec<u8>>::decode(&mut &answer[..])
+        .expect("Option<OpaqueMetadata>")
+        .unwrap_or_else(|| panic!("the node does not serve V{METADATA_VERSION} metadata"));
     assert!(
         served == bytes,
         "client-sdk/metadata/fastdata.scale is stale ({} bytes, node serves {}): run scripts/export-metadata",
         bytes.len(),
         served.len()
     );
-}
-
-/// Typed codegen (`fastdata_sdk::runtime`) and the SDK's `fastdata-primitives` encoding give
-/// the same call data.
-#[test]
-fn typed_codegen_and_sdk_encode_calls_identically() {
-    use fastdata_sdk::{
-        chain::arg,
-        runtime::fastdata,
-        subxt::{ext::frame_decode::extrinsics::encode_call_data, tx::Payload, utils::H256},
-    };
-    fn encode<P: Payload>(payload: &P, metadata: &Metadata) -> Vec<u8> {
-        encode_call_data(
-            payload.pallet_name(),
-            payload.call_name(),
-            payload.call_data(),
-            metadata,
-            metadata.types(),
-        )
-        .expect("encodes")
-    }
-    let metadata = Metadata::decode_from(&std::fs::read(FILE).expect("metadata file"))
-        .expect("metadata/fastdata.scale decodes");
-    let sdk = fastdata_sdk::subxt::dynamic::tx(
-        "Escrow",
-        "purchase",
-        (arg(7u64), arg(2u32), arg(1_000u128)),
-    );
-    let typed = fastdata::transactions().escrow().purchase(7, 2, 1_000);
-    assert_eq!(encode(&typed, &metadata), encode(&sdk, &metadata));
-
-    let stream = sp_core::H256::repeat_byte(4);
-    let commitment = sp_core::H256::repeat_byte(5);
-    let sdk =
-        fastdata_sdk::subxt::dynamic::tx("Offers", "rotate_epoch", (arg(stream), arg(commitment)));
-    let typed = fastdata::transactions()
-        .offers()
-        .rotate_epoch(H256(stream.0), H256(commitment.0));
-    assert_eq!(encode(&typed, &metadata), encode(&sdk, &metadata));
-
-    let sdk = fastdata_sdk::subxt::dynamic::tx(
-        "Trust",
-        "rate",
-        (arg(3u64), arg(90u8), arg(Some(commitment))),
-    );
-    let typed = fastdata::transactions()
-        .trust()
-        .rate(3, 90, Some(H256(commitment.0)));
-    assert_eq!(encode(&typed, &metadata), encode(&sdk, &metadata));
 }

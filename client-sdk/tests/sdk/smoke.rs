@@ -1,8 +1,9 @@
 //! Smoke test against a running node (`scripts/test` starts one): a balance transfer from
-//! Alice to a fresh account is finalized and its events and balances are as expected.
+//! Alice to a fresh account is finalized and its events and balances are as expected. It uses
+//! the subxt client and the generated code directly, below the SDK's `FastData`.
 
-use fastdata_sdk::subxt::dynamic::{self, Value};
-use fastdata_sdk::subxt::ext::scale_decode::{self, DecodeAsType};
+use fastdata_sdk::chain::fastdata;
+use fastdata_sdk::subxt::utils::{AccountId32, MultiAddress};
 use fastdata_sdk::subxt_signer::sr25519::{dev, Keypair};
 use fastdata_sdk::subxt_signer::SecretUri;
 use std::str::FromStr;
@@ -12,21 +13,11 @@ fn url() -> String {
 }
 
 async fn free_balance(api: &fastdata_sdk::Client, who: [u8; 32]) -> u128 {
-    #[derive(Debug, DecodeAsType)]
-    #[decode_as_type(crate_path = "scale_decode")]
-    struct AccountInfo {
-        data: AccountData,
-    }
-    #[derive(Debug, DecodeAsType)]
-    #[decode_as_type(crate_path = "scale_decode")]
-    struct AccountData {
-        free: u128,
-    }
     let at = api.at_current_block().await.expect("latest block");
-    let addr = dynamic::storage::<([u8; 32],), AccountInfo>("System", "Account");
+    let addr = fastdata::storage().system().account();
     match at
         .storage()
-        .try_fetch(addr, (who,))
+        .try_fetch(addr, (AccountId32(who),))
         .await
         .expect("storage query")
     {
@@ -55,14 +46,9 @@ async fn transfer_is_finalized_with_events() {
     let before_alice = free_balance(&api, alice.public_key().0).await;
     assert_eq!(free_balance(&api, dest_id).await, 0);
 
-    let tx = dynamic::transaction(
-        "Balances",
-        "transfer_keep_alive",
-        (
-            Value::unnamed_variant("Id", [Value::from_bytes(dest_id)]),
-            amount,
-        ),
-    );
+    let tx = fastdata::tx()
+        .balances()
+        .transfer_keep_alive(MultiAddress::Id(AccountId32(dest_id)), amount);
     let events = api
         .at_current_block()
         .await
@@ -75,23 +61,12 @@ async fn transfer_is_finalized_with_events() {
         .await
         .expect("finalized and successful");
 
-    #[derive(Debug, DecodeAsType)]
-    #[decode_as_type(crate_path = "scale_decode")]
-    struct Transfer {
-        from: [u8; 32],
-        to: [u8; 32],
-        amount: u128,
-    }
-    let transfer = events
-        .iter()
-        .filter_map(|e| e.ok())
-        .find(|e| e.pallet_name() == "Balances" && e.event_name() == "Transfer")
-        .expect("a Balances.Transfer event");
-    let t: Transfer = transfer
-        .decode_fields_unchecked_as()
+    let t = events
+        .find_first::<fastdata::balances::events::Transfer>()
+        .expect("a Balances.Transfer event")
         .expect("Transfer fields");
-    assert_eq!(t.from, alice.public_key().0);
-    assert_eq!(t.to, dest_id);
+    assert_eq!(t.from, AccountId32(alice.public_key().0));
+    assert_eq!(t.to, AccountId32(dest_id));
     assert_eq!(t.amount, amount);
 
     assert_eq!(free_balance(&api, dest_id).await, amount);

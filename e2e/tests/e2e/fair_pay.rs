@@ -12,7 +12,7 @@ use fastdata_primitives::{
     escrow::PurchaseState, Balance, OfferId, PaymentMode, PurchaseId, StreamId,
 };
 use fastdata_sdk::publish::StreamPublisher;
-use fastdata_sdk::{chain::arg, operator::OperatorClient, FastData};
+use fastdata_sdk::{chain::fastdata, operator::OperatorClient, FastData};
 use rumqttc::{AsyncClient, ConnectReturnCode, Event, Packet, QoS};
 use sp_runtime::Perbill;
 
@@ -63,13 +63,9 @@ async fn a_live_freeloader_gets_one_window_and_pays_nothing_and_prices_hold() {
         .unwrap();
     op_chain
         .submit(
-            "Operators",
-            "update",
-            (
-                arg(None::<Vec<u8>>),
-                arg(None::<Vec<u8>>),
-                arg(Some(OPERATOR_PRICE_PER_MB * 100)),
-            ),
+            fastdata::tx()
+                .operators()
+                .update(None, None, Some(OPERATOR_PRICE_PER_MB * 100)),
         )
         .await
         .unwrap();

@@ -4,10 +4,13 @@
 
 use std::time::Duration;
 
-use codec::Decode;
 use fastdata_e2e::{settled, UNIT};
 use fastdata_primitives::{envelope::OVERHEAD, AccountId, Balance, PaymentMode, StreamId};
-use fastdata_sdk::{publish::StreamPublisher, seller::Hosting};
+use fastdata_sdk::{
+    chain::{account_id, fastdata, RuntimeEvent},
+    publish::StreamPublisher,
+    seller::Hosting,
+};
 use sp_runtime::Perbill;
 
 use crate::{
@@ -54,11 +57,15 @@ async fn a_closed_stream_serves_its_buyer_to_the_end_and_refunds_the_unpublished
     publisher.close(Duration::from_secs(10)).await.unwrap();
 
     let closed = seller.chain.close_stream(&stream).await.unwrap();
-    let event = closed
-        .event("Offers", "StreamClosed")
+    let (closed_stream, serving_until) = closed
+        .event("Offers::StreamClosed", |e| match e {
+            RuntimeEvent::Offers(fastdata::offers::Event::StreamClosed {
+                stream,
+                serving_until,
+            }) => Some((*stream, *serving_until)),
+            _ => None,
+        })
         .expect("StreamClosed emitted");
-    let (closed_stream, serving_until) =
-        <(StreamId, Option<u32>)>::decode(&mut &event.fields[..]).unwrap();
     assert_eq!(closed_stream, stream);
     assert_eq!(serving_until, Some(view.access.end + GRACE));
     // Not sold any more, still hosted.
@@ -118,16 +125,20 @@ async fn a_closed_stream_serves_its_buyer_to_the_end_and_refunds_the_unpublished
     net.stop(true).await.unwrap();
 }
 
-/// `Operators::<item>(stream)`, a map with one `blake2_128_concat` key, decoded as `T`.
-async fn operators_entry<T: Decode>(
+/// `Operators.Hosting(stream)` at the finalized block: its payer, quota (MB) and funds left;
+/// `None` once the stream is released.
+async fn hosting(
     chain: &fastdata_sdk::FastData,
-    item: &str,
     stream: &StreamId,
-) -> Option<T> {
-    let mut key = fastdata_sdk::chain::double_map_key("Operators", item, stream.as_bytes(), &[]);
-    key.truncate(key.len() - 8);
-    let raw = chain.storage_raw(key).await.unwrap()?;
-    Some(T::decode(&mut &raw[..]).unwrap())
+) -> Option<(AccountId, u32, Balance)> {
+    let at = chain.current_block().await.unwrap();
+    let value = at
+        .storage()
+        .try_fetch(fastdata::storage().operators().hosting(), (*stream,))
+        .await
+        .unwrap()?;
+    let hosting = value.decode().unwrap();
+    Some((account_id(&hosting.payer), hosting.quota_mb, hosting.funds))
 }
 
 /// Waits until `operator`'s attestation of `stream` has head `head` and `bytes` stored: its
@@ -144,15 +155,12 @@ async fn attested(
             "the operator's attestation",
             Duration::from_secs(90),
             || async {
-                // `HeadRecord { operator, head, stored_bytes, at }` per assigned operator.
-                let records: Vec<(AccountId, u64, u64, u32)> =
-                    operators_entry(chain, "StreamHeads", stream)
-                        .await
-                        .unwrap_or_default();
+                // The latest attestation of each assigned operator (`Operators.StreamHeads`).
+                let records = chain.attested_heads(stream).await?;
                 Ok(records
                     .into_iter()
-                    .find(|r| r.0 == *operator && r.1 == head && r.2 == bytes)
-                    .map(|r| r.3))
+                    .find(|r| r.operator == *operator && r.head == head && r.stored_bytes == bytes)
+                    .map(|r| r.at))
             },
         )
         .await
@@ -245,10 +253,7 @@ async fn a_seller_stores_only_what_it_pays_for_and_pays_its_operator_for_hosting
     // Each attestation after the first paid the operator from the seller's funds for the
     // bytes attested before it: between 5 envelopes and the whole quota over the blocks in
     // between.
-    let (payer, quota_mb, funds): (AccountId, u32, Balance) =
-        operators_entry(&seller.chain, "Hosting", &stream)
-            .await
-            .unwrap();
+    let (payer, quota_mb, funds) = hosting(&seller.chain, &stream).await.unwrap();
     assert_eq!((payer, quota_mb), (seller.id(), 1));
     let (price, period) = seller.chain.hosting_price().await.unwrap();
     let cost = |bytes: u64| {
@@ -301,8 +306,7 @@ async fn a_seller_stores_only_what_it_pays_for_and_pays_its_operator_for_hosting
 
     // Releasing the stream returns what is left of the funds.
     seller.chain.close_stream(&stream).await.unwrap();
-    let hosting: Option<(AccountId, u32, Balance)> =
-        operators_entry(&seller.chain, "Hosting", &stream).await;
-    assert!(hosting.is_none(), "released with the stream: {hosting:?}");
+    let left = hosting(&seller.chain, &stream).await;
+    assert!(left.is_none(), "released with the stream: {left:?}");
     net.stop(true).await.unwrap();
 }

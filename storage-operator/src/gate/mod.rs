@@ -35,6 +35,7 @@
 //! the daemon's broker secret ([`crate::config::BrokerConfig::own_client_id`]).
 
 pub mod mosquitto;
+pub mod sync;
 pub mod vernemq;
 
 use async_trait::async_trait;

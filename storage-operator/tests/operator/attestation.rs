@@ -15,12 +15,11 @@ use crate::{
 };
 use codec::Encode;
 use fastdata_operator::{
+    attestation::{start_attestation, ATTEST_EVERY_BLOCKS, ATTEST_TASK},
     chain::ChainEvent,
+    claims::{ChainClaimSubmitter, OperatorCalls},
     config::FIXTURE_GENESIS,
     daemon::Daemon,
-    follower::{
-        start_attestation, ChainClaimSubmitter, OperatorCalls, ATTEST_EVERY_BLOCKS, ATTEST_TASK,
-    },
     receipts::{Claim, Receipt},
 };
 use fastdata_primitives::{Balance, BlockNumber, PurchaseId, Sequence, StreamId};

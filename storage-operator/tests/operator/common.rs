@@ -26,11 +26,11 @@ use std::sync::Arc;
 /// The genesis hash the test daemons check signatures for (no `[chain] genesis` set).
 pub const GENESIS: H256 = fastdata_operator::config::FIXTURE_GENESIS;
 
-pub use fastdata_operator::mosquitto::ADMIN_USER;
+pub use fastdata_test_support::mosquitto::ADMIN_USER;
 pub const ADMIN_PASSWORD: &str = "admin-secret";
 
 pub fn free_port() -> u16 {
-    fastdata_operator::mosquitto::free_port().unwrap()
+    fastdata_test_support::mosquitto::free_port().unwrap()
 }
 
 pub fn wait_for_port(port: u16, timeout: Duration) {
@@ -47,8 +47,8 @@ pub struct Mosquitto;
 impl Mosquitto {
     /// Starts mosquitto on a free port with the dynsec plugin (scripts/setup installs it).
     #[allow(clippy::new_ret_no_self)]
-    pub fn start(dir: &Path) -> fastdata_operator::mosquitto::Mosquitto {
-        fastdata_operator::mosquitto::Mosquitto::start(dir, free_port(), ADMIN_PASSWORD)
+    pub fn start(dir: &Path) -> fastdata_test_support::mosquitto::Mosquitto {
+        fastdata_test_support::mosquitto::Mosquitto::start(dir, free_port(), ADMIN_PASSWORD)
             .expect("mosquitto starts")
     }
 }

@@ -527,7 +527,7 @@ async fn a_former_operator_serves_its_successor_for_the_keep_period() {
     assert_eq!(status, 200);
     assert_eq!(decode_frames(&body).unwrap().len(), 40);
     view_a.apply(ChainEvent::Finalized {
-        number: 11 + fastdata_operator::daemon::UNHOSTED_KEEP_BLOCKS,
+        number: 11 + fastdata_operator::retention::UNHOSTED_KEEP_BLOCKS,
     });
     let (status, _) = get(&b_pair, u64::MAX - 1).await;
     assert_eq!(status, 404, "after the keep period");
@@ -684,7 +684,7 @@ async fn handovers_survive_restarts_of_both_operators() {
     );
     // After the keep period, A forgets the handover and refuses B too.
     view_a.apply(ChainEvent::Finalized {
-        number: 11 + fastdata_operator::daemon::UNHOSTED_KEEP_BLOCKS,
+        number: 11 + fastdata_operator::retention::UNHOSTED_KEEP_BLOCKS,
     });
     assert!(view_a.handovers(&STREAM, 0).is_empty());
     assert_eq!(

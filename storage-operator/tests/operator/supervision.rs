@@ -395,8 +395,9 @@ async fn broker_restart_on_the_same_port_resumes_ingest() {
     );
 
     // The broker comes back on the same port with its dynsec state: every task recovers.
-    let broker = fastdata_operator::mosquitto::Mosquitto::start(&broker_dir, port, ADMIN_PASSWORD)
-        .expect("mosquitto restarts on the same port");
+    let broker =
+        fastdata_test_support::mosquitto::Mosquitto::start(&broker_dir, port, ADMIN_PASSWORD)
+            .expect("mosquitto restarts on the same port");
     let up = daemon.all_running().await;
     let ingest = task(&up, tasks::INGEST).unwrap();
     assert!(ingest["restarts"].as_u64().unwrap() >= 1, "{up}");

@@ -16,7 +16,6 @@ use fastdata_operator::{
     chain::{ChainEvent, PurchaseInfo},
     config::Config,
     daemon::Daemon,
-    mosquitto::BrokerTls,
     receipts::NoChainSubmitter,
     replication::BackfillRequest,
     store::NewSegment,
@@ -29,6 +28,7 @@ use fastdata_sdk::{
     receive::{Receiver, Verifier},
     Account,
 };
+use fastdata_test_support::mosquitto::BrokerTls;
 
 /// One PKI for the whole test binary, in a directory that outlives every test, with
 /// `FASTDATA_CA_CERT` naming its CA: the SDK's publisher and receiver trust it through the
@@ -273,7 +273,7 @@ async fn seller_to_buyer_over_mqtts_and_https() {
     let pki = pki();
     // The SDK's publisher and receiver trust the CA through FASTDATA_CA_CERT (see `pki`).
     let tls_port = free_port();
-    let broker = fastdata_operator::mosquitto::Mosquitto::start_with_tls(
+    let broker = fastdata_test_support::mosquitto::Mosquitto::start_with_tls(
         &dir.path().join("broker"),
         free_port(),
         ADMIN_PASSWORD,
